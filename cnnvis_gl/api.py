@@ -1,0 +1,145 @@
+"""The Python API: :func:`analyze` a model on a dataset into a :class:`Snapshot`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .data import ImageData, open_data
+from .errors import CnnvisError
+from .model.weights import group_weights, unit_weights, weight_stats
+from .run.snapshot import Snapshot
+from .stats.probe import Batch, Probe, loader_batches
+
+
+def image_batches(data: ImageData, batch_size: int, device: Any) -> Iterator[Batch]:
+    """Probe batches of an :class:`ImageData` in dataset order (display pixels are the raw ones)."""
+    for x, y, idx in data.batches(batch_size, device=device):
+        yield x, y, idx, (lambda pos, idx=idx: data.raw(idx[pos].numpy()))
+
+
+def as_image_data(
+    data: Any, classes: Sequence[str] | None, split: str = "test"
+) -> ImageData | DataLoader:
+    """Normalise the ``data`` argument of :func:`analyze`."""
+    if isinstance(data, str):
+        return open_data(data, split)
+    if isinstance(data, (ImageData, DataLoader)):
+        return data
+    if isinstance(data, Dataset):
+        if classes is None:
+            raise CnnvisError("analyze() needs classes=[...] for a torch Dataset")
+        return ImageData.from_torch(data, list(classes))
+    raise CnnvisError(
+        f"cannot analyse data of type {type(data).__name__}: pass a spec string, ImageData, Dataset or DataLoader"
+    )
+
+
+def make_snapshot(
+    probe: Probe, acc_arrays: dict, acc_meta: dict, classes: Sequence[str], extra_meta: dict
+) -> Snapshot:
+    """Assemble statistics, weights and metadata into a snapshot of the probe's current state."""
+    arrays = dict(acc_arrays)
+    for dst, srcs in group_weights(probe.traced).items():
+        for src, mat in srcs.items():
+            arrays[f"weights/group/{dst}/{src}"] = mat.float().cpu().numpy()
+    for dst, srcs in unit_weights(probe.traced).items():
+        for src, mat in srcs.items():
+            arrays[f"weights/unit/{dst}/{src}"] = mat.float().cpu().numpy()
+    meta = {
+        **acc_meta,
+        "weights": weight_stats(probe.traced),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra_meta,
+    }
+    return Snapshot(probe.graph, list(classes), arrays, meta)
+
+
+def analyze(
+    model: nn.Module,
+    data: Any,
+    classes: Sequence[str] | None = None,
+    *,
+    limit: int | None = None,
+    batch_size: int = 256,
+    k: int = 9,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    model_name: str | None = None,
+    scalars: dict[str, float] | None = None,
+) -> Snapshot:
+    """Compute the statistics of ``model`` on ``data`` (SPEC §3–4).
+
+    Parameters
+    ----------
+    model:
+        Any ``nn.Module`` built from supported layers (see :mod:`cnnvis_gl.model.graph`).
+    data:
+        A data spec (``"cifar10:DIR"``, ``"folder:DIR"``; test split), an :class:`ImageData`,
+        a map-style torch ``Dataset`` yielding ``(image, label)``, or a ``DataLoader``.
+    classes:
+        Class names (taken from ``data`` when it knows them).
+    limit:
+        Use only the first ``limit`` images.
+    device:
+        Where to run (default: the model's device).  Only summaries leave it.
+    scalars:
+        Extra numbers to record with the snapshot (e.g. ``train_loss``).
+
+    Returns
+    -------
+    Snapshot
+        Not yet saved; call :meth:`Snapshot.save`.
+    """
+    src = as_image_data(data, classes)
+    if device is not None:
+        model = model.to(device)
+    dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+    if isinstance(src, ImageData):
+        if limit is not None:
+            src = src.subset(limit)
+        names = list(classes) if classes is not None else list(src.classes)
+        input_shape = tuple(src.image_shape)
+        batches: Any = image_batches(src, batch_size, dev)
+        total: int | None = len(src)
+        dataset_name = src.name
+    else:
+        if classes is None:
+            raise CnnvisError("analyze() needs classes=[...] for a DataLoader")
+        names = list(classes)
+        first = next(iter(src))
+        input_shape = tuple(first[0].shape[1:])
+        batches = loader_batches(src, dev)
+        if limit is not None:
+            batches = _limit(batches, limit)
+        total = limit
+        dataset_name = type(src.dataset).__name__
+    if len(names) < 2:
+        raise CnnvisError("at least two classes are needed")
+    probe = Probe(model, input_shape)
+    acc = probe.collect(batches, len(names), k=k, total=total, progress=progress)
+    if acc.n_images == 0:
+        raise CnnvisError("the dataset yielded no images")
+    arrays, meta = acc.finalize(probe.graph)
+    extra = {
+        "dataset": dataset_name,
+        "model": model_name or type(model).__name__,
+        "scalars": dict(scalars or {}),
+    }
+    return make_snapshot(probe, arrays, meta, names, extra)
+
+
+def _limit(batches: Iterator[Batch], limit: int) -> Iterator[Batch]:
+    left = limit
+    for x, y, ids, fetch in batches:
+        if left <= 0:
+            return
+        if x.shape[0] > left:
+            x, y, ids = x[:left], y[:left], ids[:left]
+        left -= int(x.shape[0])
+        yield x, y, ids, fetch

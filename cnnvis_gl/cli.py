@@ -1,0 +1,276 @@
+"""The ``cnnvis`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EPILOG = """\
+data specs:
+  cifar10:DIR   CIFAR-10 (DIR holds cifar-10-batches-py or -bin, or is it)
+  cifar10       CIFAR-10 under $CNNVIS_DATA (downloaded there when absent)
+  folder:DIR    one sub-folder of images per class
+models: basecnn, shallowcnn, deepcnn, basecnn-x0.25 … basecnn-x4, resnet20,
+        or path/to/file.py:factory (a function returning an nn.Module)
+"""
+
+
+def _device(name: str | None) -> str:
+    import torch
+
+    if name:
+        return name
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="zoo model name or path/to/file.py:factory")
+    p.add_argument("--data", required=True, metavar="SPEC", help="dataset spec (see below)")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--batch-size", type=int, default=256, help="analysis batch size (default 256)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    ap = argparse.ArgumentParser(
+        prog="cnnvis",
+        description="Visual analytics of convolutional neural networks (CNNVis) for PyTorch.",
+        epilog=EPILOG,
+        formatter_class=fmt,
+    )
+    ap.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "analyze",
+        help="compute a snapshot of a model on a dataset",
+        epilog=EPILOG,
+        formatter_class=fmt,
+    )
+    _add_common(p)
+    p.add_argument(
+        "--weights", metavar="W.pt", help="state dict to load (torch.load weights_only=True)"
+    )
+    p.add_argument("--limit", type=int, help="use the first N images of the split")
+    p.add_argument(
+        "--split", default="test", choices=["train", "test"], help="dataset split (default test)"
+    )
+    p.add_argument("-k", "--topk", type=int, default=9, help="top-k images per neuron (default 9)")
+    p.add_argument("--step", type=int, default=0, help="step number of the snapshot (default 0)")
+    p.add_argument("-o", "--out", required=True, metavar="RUN_DIR", help="run directory to write")
+
+    p = sub.add_parser(
+        "train",
+        help="train a model, then save its weights and a snapshot",
+        epilog=EPILOG,
+        formatter_class=fmt,
+    )
+    _add_common(p)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--train-batch-size", type=int, default=128)
+    p.add_argument("--no-augment", action="store_true", help="no random crop / flip")
+    p.add_argument("--no-norm", action="store_true", help="zoo VGG models without BatchNorm")
+    p.add_argument("--limit", type=int, help="train on the first N training images")
+    p.add_argument("--test-limit", type=int, help="evaluate on the first N test images")
+    p.add_argument(
+        "--analyze-limit",
+        type=int,
+        default=2000,
+        help="images of the final snapshot (default 2000)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--out", required=True, metavar="RUN_DIR")
+
+    p = sub.add_parser("info", help="print a model's layer groups, or a run's snapshots")
+    p.add_argument("target", help="zoo model name, path/to/file.py:factory, or a run directory")
+    p.add_argument("--input-shape", default="3,32,32", help="C,H,W (default 3,32,32)")
+
+    p = sub.add_parser("demo", help="train a small CNN on CIFAR-10 and analyse it (the main job)")
+    p.add_argument(
+        "--data",
+        default="cifar10",
+        metavar="SPEC",
+        help="dataset spec (default: cifar10 under $CNNVIS_DATA)",
+    )
+    p.add_argument("-o", "--out", default="runs/demo", metavar="RUN_DIR")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--limit", type=int, default=10000, help="training images (default 10000)")
+    p.add_argument("--device")
+    p.add_argument("-q", "--quiet", action="store_true")
+    return ap
+
+
+def cmd_analyze(a: argparse.Namespace) -> int:
+    from . import analyze
+    from .data import open_data
+    from .models import load_model
+
+    data = open_data(a.data, a.split)
+    model = load_model(a.model, a.weights, num_classes=len(data.classes)).to(_device(a.device))
+    t0 = time.perf_counter()
+    snap = analyze(
+        model,
+        data,
+        limit=a.limit,
+        batch_size=a.batch_size,
+        k=a.topk,
+        progress=not a.quiet,
+        model_name=a.model,
+    )
+    path = snap.save(a.out, a.step)
+    print(f"{snap} in {time.perf_counter() - t0:.1f} s")
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    import torch
+
+    from . import analyze
+    from .data import open_data
+    from .models import build_model
+    from .train import TrainConfig, train
+
+    train_data = open_data(a.data, "train")
+    test_data = open_data(a.data, "test")
+    if a.limit:
+        train_data = train_data.subset(a.limit)
+    if a.test_limit:
+        test_data = test_data.subset(a.test_limit)
+    kw: dict[str, Any] = {"norm": False} if a.no_norm else {}
+    model = build_model(a.model, num_classes=len(train_data.classes), **kw).to(_device(a.device))
+    cfg = TrainConfig(
+        epochs=a.epochs,
+        batch_size=a.train_batch_size,
+        optimizer=a.optimizer,
+        lr=a.lr,
+        momentum=a.momentum,
+        weight_decay=a.weight_decay,
+        augment=not a.no_augment,
+        seed=a.seed,
+    )
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    hist = train(model, train_data, test_data, cfg, progress=not a.quiet)
+    torch.save(model.state_dict(), out / "weights.pt")
+    (out / "train.json").write_text(
+        json.dumps(
+            {"model": a.model, "data": a.data, "config": vars(cfg), "epochs": hist.epochs}, indent=1
+        )
+    )
+    last = hist.epochs[-1] if hist.epochs else {}
+    scalars = {
+        k: v
+        for k, v in last.items()
+        if k in ("train_loss", "train_error", "test_loss", "test_error")
+    }
+    snap = analyze(
+        model,
+        test_data,
+        limit=a.analyze_limit,
+        batch_size=a.batch_size,
+        progress=not a.quiet,
+        model_name=a.model,
+        scalars=scalars,
+    )
+    path = snap.save(out, hist.steps)
+    print(f"wrote {out / 'weights.pt'} and {path}")
+    return 0
+
+
+def cmd_info(a: argparse.Namespace) -> int:
+    target = Path(a.target)
+    if target.is_dir():
+        from . import open_run
+
+        run = open_run(target)
+        print(run)
+        print(run.graph.summary())
+        for step in run.steps():
+            print(f"  step {step}: {run.snapshot(step)}")
+        return 0
+    from .model import build_graph
+    from .models import build_model
+
+    shape = tuple(int(s) for s in a.input_shape.split(","))
+    graph = build_graph(build_model(a.target), shape)
+    print(graph.summary())
+    print(f"{len(graph.groups)} groups, {graph.num_neurons} neurons")
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    import torch
+
+    from . import analyze
+    from .data import open_data
+    from .models import build_model
+    from .train import TrainConfig, train
+
+    train_data = open_data(a.data, "train").subset(a.limit)
+    test_data = open_data(a.data, "test")
+    model = build_model("basecnn-x0.25", num_classes=len(train_data.classes)).to(_device(a.device))
+    print(
+        f"demo: training basecnn-x0.25 on {a.limit} {train_data.name} images for {a.epochs} epoch(s)"
+    )
+    hist = train(
+        model,
+        train_data,
+        test_data.subset(2000),
+        TrainConfig(epochs=a.epochs, lr=0.05),
+        progress=not a.quiet,
+    )
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out / "weights.pt")
+    snap = analyze(
+        model,
+        test_data,
+        limit=1000,
+        progress=not a.quiet,
+        model_name="basecnn-x0.25",
+        scalars=hist.epochs[-1],
+    )
+    path = snap.save(out, hist.steps)
+    print(snap.graph.summary())
+    print(f"{snap}\nwrote {path}")
+    return 0
+
+
+COMMANDS = {"analyze": cmd_analyze, "train": cmd_train, "info": cmd_info, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _parser()
+    a = ap.parse_args(argv)
+    if a.version:
+        from . import __version__
+
+        print(__version__)
+        return 0
+    if not a.command:
+        ap.print_help()
+        return 2
+    from .errors import CnnvisError
+
+    try:
+        return COMMANDS[a.command](a)
+    except CnnvisError as e:
+        print(f"cnnvis {a.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

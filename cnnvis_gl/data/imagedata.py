@@ -1,0 +1,692 @@
+"""The labelled image set every other part of cnnvis_gl reads: :class:`ImageData`.
+
+An :class:`ImageData` is an ordered, labelled set of RGB images of one size ``(3, H, W)``.  It
+hands out raw ``uint8`` pixels (:meth:`ImageData.raw`) and normalised float batches
+(:meth:`ImageData.batches`).  Concrete kinds:
+
+* in memory (CIFAR-10, :meth:`ImageData.from_tensors`): one ``uint8`` tensor, indexed per batch;
+* lazily decoded image files (``folder:DIR``, see :mod:`cnnvis_gl.data.folder`);
+* a torch map-style dataset (:meth:`ImageData.from_torch`), read item by item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cnnvis_gl.errors import DataError
+
+__all__ = ["ImageData", "channel_stats", "random_crop_flip", "resize_uint8"]
+
+_STATS_SAMPLE = 500
+
+
+def one_line(message: str) -> str:
+    """``message`` with line breaks replaced by spaces (errors are printed as one line)."""
+    return message.replace("\r", " ").replace("\n", " ")
+
+
+def channel_stats(
+    images: torch.Tensor,
+) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """Per-channel mean and standard deviation of ``pixel / 255``.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        ``uint8 [N, 3, H, W]``.
+
+    Returns
+    -------
+    (mean, std) : tuple of two 3-tuples of float
+        Population statistics over all pixels of all images.  ``std`` is at least ``1e-3`` so that
+        normalising a constant image does not divide by zero.
+    """
+    if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0:
+        raise ValueError(
+            f"channel_stats needs a non-empty [N, 3, H, W] tensor, got {tuple(images.shape)}"
+        )
+    total = torch.zeros(3, dtype=torch.float64)
+    total_sq = torch.zeros(3, dtype=torch.float64)
+    count = 0
+    for start in range(0, images.shape[0], 1024):
+        chunk = images[start : start + 1024].to(torch.float64).div_(255.0)
+        total += chunk.sum(dim=(0, 2, 3))
+        total_sq += chunk.square().sum(dim=(0, 2, 3))
+        count += chunk.shape[0] * chunk.shape[2] * chunk.shape[3]
+    mean = total / count
+    var = (total_sq / count - mean.square()).clamp_min(0.0)
+    std = var.sqrt().clamp_min(1e-3)
+    m = mean.tolist()
+    s = std.tolist()
+    return (m[0], m[1], m[2]), (s[0], s[1], s[2])
+
+
+def sample_indices(n: int, k: int = _STATS_SAMPLE) -> np.ndarray:
+    """Up to ``k`` evenly spaced indices in ``range(n)`` (all of them when ``n <= k``)."""
+    if n <= k:
+        return np.arange(n, dtype=np.int64)
+    return np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
+
+
+def resize_uint8(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize ``uint8 [N, 3, H, W]`` images to ``size = (H', W')`` (bilinear, antialiased).
+
+    Returns the input unchanged when it already has that size.
+    """
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    out = torch.empty((images.shape[0], images.shape[1], size[0], size[1]), dtype=torch.uint8)
+    for start in range(0, images.shape[0], 512):
+        chunk = images[start : start + 512].float()
+        chunk = F.interpolate(
+            chunk, size=size, mode="bilinear", antialias=True, align_corners=False
+        )
+        out[start : start + 512] = chunk.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def random_crop_flip(
+    raw: torch.Tensor, generator: torch.Generator, padding: int = 4
+) -> torch.Tensor:
+    """Random crop with ``padding`` zero pixels on each side, then a random horizontal flip.
+
+    The standard CIFAR augmentation, done for a whole batch at once with one gather (no Python
+    loop over images).  Random numbers come from ``generator`` (a CPU generator), so the result
+    is the same on every device for the same seed.
+
+    Parameters
+    ----------
+    raw : torch.Tensor
+        ``[B, C, H, W]`` of any dtype (normally ``uint8``), on any device.
+    generator : torch.Generator
+        CPU generator the crop offsets and flips are drawn from.
+    padding : int
+        Zero padding on each side; offsets are uniform in ``[0, 2 * padding]``.
+
+    Returns
+    -------
+    torch.Tensor
+        A new tensor with the shape, dtype and device of ``raw``.
+    """
+    b, c, h, w = raw.shape
+    if b == 0:
+        return raw.clone()
+    dev = raw.device
+    oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
+    ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
+    flip = torch.rand(b, generator=generator) < 0.5
+    rows = (oy[:, None] + torch.arange(h)[None, :]).to(dev)  # [B, H]
+    cols = ox[:, None] + torch.arange(w)[None, :]  # [B, W]
+    cols = torch.where(flip[:, None], cols.flip(1), cols).to(dev)  # flipping = reversed columns
+    padded = F.pad(raw, (padding, padding, padding, padding))
+    bi = torch.arange(b, device=dev)[:, None, None, None]
+    ci = torch.arange(c, device=dev)[None, :, None, None]
+    return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def _as_index_array(indices: Any, n: int) -> np.ndarray:
+    """Normalise ``indices`` to a 1-D int64 array of valid indices in ``range(n)``."""
+    if isinstance(indices, slice):
+        return np.arange(n, dtype=np.int64)[indices]
+    if isinstance(indices, torch.Tensor):
+        indices = indices.detach().cpu().numpy()
+    arr = np.asarray(indices)
+    if arr.dtype == np.bool_:
+        if arr.shape != (n,):
+            raise IndexError(f"boolean mask of shape {arr.shape} for a dataset of {n} images")
+        return np.flatnonzero(arr).astype(np.int64)
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"image indices must be integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False).reshape(-1)
+    if arr.min() < -n or arr.max() >= n:
+        bad = int(arr[(arr < -n) | (arr >= n)][0])
+        raise IndexError(f"image index {bad} out of range for a dataset of {n} images")
+    return np.where(arr < 0, arr + n, arr)
+
+
+class ImageData:
+    """An ordered, labelled set of RGB images of one size.
+
+    Do not construct it directly: use :func:`cnnvis_gl.data.open_data`,
+    :meth:`ImageData.from_tensors` or :meth:`ImageData.from_torch`.
+
+    Attributes
+    ----------
+    name : str
+        Short name, e.g. ``"cifar10-test"`` or ``"folder-flowers"``.
+    classes : list of str
+        Class names; label ``k`` means ``classes[k]``.
+    mean, std : tuple of 3 floats
+        Per-channel mean and standard deviation of ``pixel / 255``, used by :meth:`normalize`.
+    image_shape : tuple of 3 ints
+        ``(3, H, W)``.
+    source : str
+        Where the images came from (a spec with an absolute path, or a description).
+    """
+
+    name: str
+    classes: list[str]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    image_shape: tuple[int, int, int]
+    source: str
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        classes: Sequence[str],
+        mean: Sequence[float],
+        std: Sequence[float],
+        image_shape: Sequence[int],
+        source: str = "",
+    ) -> None:
+        if len(mean) != 3 or len(std) != 3:
+            raise ValueError("mean and std need one value per RGB channel")
+        if any(float(s) <= 0 for s in std):
+            raise ValueError(f"std must be positive, got {tuple(std)}")
+        self.name = name
+        self.classes = [str(c) for c in classes]
+        self.mean = (float(mean[0]), float(mean[1]), float(mean[2]))
+        self.std = (float(std[0]), float(std[1]), float(std[2]))
+        shape = tuple(int(v) for v in image_shape)
+        if len(shape) != 3 or shape[0] != 3:
+            raise ValueError(f"image_shape must be (3, H, W), got {shape}")
+        self.image_shape = (shape[0], shape[1], shape[2])
+        self.source = source
+
+    # ------------------------------------------------------------------ what subclasses provide
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def labels(self) -> np.ndarray:
+        """Labels of all images.
+
+        Returns
+        -------
+        np.ndarray
+            ``int64 [N]``, a new (writable) array.
+        """
+        raise NotImplementedError
+
+    def _fetch(self, idx: np.ndarray) -> torch.Tensor:
+        """``uint8 [len(idx), 3, H, W]`` on the CPU for valid, non-negative indices."""
+        raise NotImplementedError
+
+    def subset(self, n: int) -> ImageData:
+        """The first ``n`` images, as a view that shares storage (for ``--limit``).
+
+        Parameters
+        ----------
+        n : int
+            Number of images; values above ``len(self)`` are clamped.
+
+        Returns
+        -------
+        ImageData
+            Same name, classes, mean/std and image shape; ``len == min(n, len(self))``.
+        """
+        n = self._check_subset(n)
+        return _SubsetImageData(self, n)
+
+    # ------------------------------------------------------------------ shared API
+    def _check_subset(self, n: int) -> int:
+        if int(n) < 0:
+            raise ValueError(f"subset size must be >= 0, got {n}")
+        return min(int(n), len(self))
+
+    def raw(self, indices: Any) -> torch.Tensor:
+        """Raw pixels of some images.
+
+        Parameters
+        ----------
+        indices : np.ndarray, list of int, slice, torch.Tensor or int
+            Dataset indices (negative ones count from the end), a slice, or a boolean mask of
+            length ``len(self)``.  A single int gives a batch of one.
+
+        Returns
+        -------
+        torch.Tensor
+            ``uint8 [n, 3, H, W]`` on the CPU, in the order of ``indices``; a new tensor.
+        """
+        idx = _as_index_array(indices, len(self))
+        if idx.size == 0:
+            return torch.zeros((0, *self.image_shape), dtype=torch.uint8)
+        return self._fetch(idx)
+
+    def normalize(self, raw_uint8: torch.Tensor) -> torch.Tensor:
+        """Convert raw pixels to network input: ``(pixel / 255 - mean) / std``.
+
+        Parameters
+        ----------
+        raw_uint8 : torch.Tensor
+            ``uint8 [..., 3, H, W]`` on any device.
+
+        Returns
+        -------
+        torch.Tensor
+            ``float32`` of the same shape, on the same device.
+        """
+        if raw_uint8.dtype != torch.uint8:
+            raise TypeError(f"normalize expects uint8 pixels, got {raw_uint8.dtype}")
+        if raw_uint8.ndim < 3 or raw_uint8.shape[-3] != 3:
+            raise ValueError(f"normalize expects [..., 3, H, W], got {tuple(raw_uint8.shape)}")
+        dev = raw_uint8.device
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=dev).view(3, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32, device=dev).view(3, 1, 1)
+        return (raw_uint8.to(torch.float32) / 255.0 - mean) / std
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        augment: bool = False,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        drop_last: bool = False,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Iterate over the set in mini-batches, ready for a network.
+
+        Parameters
+        ----------
+        batch_size : int
+            Images per batch (the last one may be smaller unless ``drop_last``).
+        shuffle : bool
+            Visit the images in a random order drawn from ``seed``.  The same seed gives the
+            same order on every call; pass e.g. ``seed=base_seed + epoch`` for a new order per
+            epoch.
+        augment : bool
+            Random crop with 4-pixel zero padding and random horizontal flip
+            (:func:`random_crop_flip`), applied to the raw batch before normalising; the random
+            numbers also come from ``seed``.
+        seed : int
+            Seed of the CPU generator used for the order and the augmentation.
+        device : str or torch.device
+            Where ``x`` and ``y`` are put.
+        drop_last : bool
+            Skip a final batch smaller than ``batch_size``.
+
+        Yields
+        ------
+        x : torch.Tensor
+            ``float32 [B, 3, H, W]`` normalised with :attr:`mean` / :attr:`std`, on ``device``.
+        y : torch.Tensor
+            ``int64 [B]`` labels, on ``device``.
+        idx : torch.Tensor
+            ``int64 [B]`` dataset indices, on the CPU.
+        """
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = int(batch_size)
+        return self._batches(
+            batch_size, shuffle, augment, int(seed), torch.device(device), drop_last
+        )
+
+    def _batches(
+        self,
+        batch_size: int,
+        shuffle: bool,
+        augment: bool,
+        seed: int,
+        device: torch.device,
+        drop_last: bool,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        n = len(self)
+        gen = torch.Generator().manual_seed(seed)
+        order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n, dtype=torch.int64)
+        labels = torch.from_numpy(np.ascontiguousarray(self.labels(), dtype=np.int64))
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            if drop_last and idx.numel() < batch_size:
+                break
+            raw = self._fetch(idx.numpy()).to(device, non_blocking=True)
+            if augment:
+                raw = random_crop_flip(raw, gen)
+            x = raw.to(torch.float32).div_(255.0).sub_(mean).div_(std)  # == self.normalize(raw)
+            y = labels.index_select(0, idx).to(device, non_blocking=True)
+            yield x, y, idx
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.name!r}, n={len(self)}, "
+            f"classes={len(self.classes)}, image_shape={self.image_shape})"
+        )
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_tensors(
+        cls,
+        images: torch.Tensor | np.ndarray,
+        labels: torch.Tensor | np.ndarray | Sequence[int],
+        classes: Sequence[str],
+        *,
+        name: str = "tensors",
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        source: str = "",
+    ) -> ImageData:
+        """An in-memory set from a ``uint8 [N, 3, H, W]`` tensor and its labels.
+
+        Parameters
+        ----------
+        images : torch.Tensor or np.ndarray
+            ``uint8 [N, 3, H, W]`` (kept, not copied, when already a contiguous CPU tensor).
+        labels : array-like of int
+            ``[N]`` class indices in ``range(len(classes))``.
+        classes : sequence of str
+            Class names.
+        name : str
+            Name of the set.
+        mean, std : sequence of 3 floats, optional
+            Normalisation statistics of ``pixel / 255``; computed from the images when omitted.
+        source : str
+            Description of where the images came from.
+
+        Returns
+        -------
+        ImageData
+        """
+        t = torch.as_tensor(images)
+        if t.dtype != torch.uint8 or t.ndim != 4 or t.shape[1] != 3:
+            raise ValueError(f"images must be uint8 [N, 3, H, W], got {t.dtype} {tuple(t.shape)}")
+        t = t.cpu().contiguous()
+        lab = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+        lab = lab.astype(np.int64).reshape(-1)
+        if lab.shape[0] != t.shape[0]:
+            raise ValueError(f"{t.shape[0]} images but {lab.shape[0]} labels")
+        if lab.size and (lab.min() < 0 or lab.max() >= len(classes)):
+            raise ValueError(
+                f"labels must be in [0, {len(classes)}), got [{lab.min()}, {lab.max()}]"
+            )
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std, or neither")
+        if mean is None or std is None:
+            mean, std = channel_stats(t) if t.shape[0] else ((0.5,) * 3, (0.25,) * 3)
+        return TensorImageData(
+            t, lab, name=name, classes=classes, mean=mean, std=std, source=source or name
+        )
+
+    @classmethod
+    def from_torch(
+        cls,
+        dataset: Any,
+        classes: Sequence[str],
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        *,
+        normalized: bool | None = None,
+        name: str | None = None,
+    ) -> ImageData:
+        """Adapt a torch map-style dataset (or a ``DataLoader``, whose ``.dataset`` is used).
+
+        Items are read lazily, one ``dataset[i]`` per image.  ``dataset[i]`` must return
+        ``(image, label)``: ``image`` a ``CHW`` tensor (float, or ``uint8``; a ``HWC`` numpy array
+        or a PIL image also work; one channel is repeated to three), ``label`` an int or a
+        0-d tensor.
+
+        Parameters
+        ----------
+        dataset : torch.utils.data.Dataset or DataLoader
+            Supports ``len()`` and ``dataset[i]``.
+        classes : sequence of str
+            Class names.
+        mean, std : sequence of 3 floats, optional
+            Normalisation of the set.  When given (and ``normalized`` is not ``False``), the
+            dataset's float images are taken to be already normalised with them, i.e.
+            ``(pixel / 255 - mean) / std``; :meth:`raw` undoes that.  When omitted, float images
+            are taken to be in ``[0, 1]`` and mean/std are estimated from up to 500 images.
+        normalized : bool, optional
+            Override that guess: ``False`` means images are in ``[0, 1]`` even though mean/std
+            are given (they are then only used to normalise batches).
+        name : str, optional
+            Defaults to ``"torch-<DatasetClass>"``.
+
+        Returns
+        -------
+        ImageData
+
+        Notes
+        -----
+        :meth:`raw` converts float images to ``uint8`` with ``round(255 * x)``.  An image
+        (after undoing the normalisation, if any) with values outside ``[0, 1]`` cannot be
+        mapped that way; it is min-max scaled to ``[0, 255]`` on its own instead.  Batches are
+        built from those ``uint8`` pixels, so they are quantised to 1/255.  Labels come from
+        ``dataset.targets`` when it exists, otherwise from one pass over the dataset on the
+        first call of :meth:`labels`.
+        """
+        from torch.utils.data import DataLoader
+
+        if isinstance(dataset, DataLoader):
+            dataset = dataset.dataset
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std, or neither")
+        if normalized is None:
+            normalized = mean is not None
+        if normalized and mean is None:
+            raise ValueError(
+                "normalized=True needs the mean and std the dataset was normalised with"
+            )
+        return TorchImageData(
+            dataset,
+            classes,
+            mean=mean,
+            std=std,
+            normalized=bool(normalized),
+            name=name or f"torch-{type(dataset).__name__}",
+        )
+
+
+class TensorImageData(ImageData):
+    """All images in one ``uint8 [N, 3, H, W]`` CPU tensor (CIFAR-10, :meth:`ImageData.from_tensors`)."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: np.ndarray,
+        *,
+        name: str,
+        classes: Sequence[str],
+        mean: Sequence[float],
+        std: Sequence[float],
+        source: str = "",
+    ) -> None:
+        super().__init__(
+            name=name,
+            classes=classes,
+            mean=mean,
+            std=std,
+            image_shape=tuple(images.shape[1:]),
+            source=source,
+        )
+        self._images = images
+        labels = np.asarray(labels, dtype=np.int64)
+        labels.setflags(write=False)
+        self._labels = labels
+
+    def __len__(self) -> int:
+        return int(self._images.shape[0])
+
+    def labels(self) -> np.ndarray:
+        return self._labels.copy()
+
+    def _fetch(self, idx: np.ndarray) -> torch.Tensor:
+        return self._images.index_select(0, torch.from_numpy(np.ascontiguousarray(idx)))
+
+    def subset(self, n: int) -> ImageData:
+        n = self._check_subset(n)
+        return TensorImageData(
+            self._images[:n],
+            self._labels[:n],
+            name=self.name,
+            classes=self.classes,
+            mean=self.mean,
+            std=self.std,
+            source=self.source,
+        )
+
+
+class _SubsetImageData(ImageData):
+    """The first ``n`` images of another set (generic view)."""
+
+    def __init__(self, parent: ImageData, n: int) -> None:
+        super().__init__(
+            name=parent.name,
+            classes=parent.classes,
+            mean=parent.mean,
+            std=parent.std,
+            image_shape=parent.image_shape,
+            source=parent.source,
+        )
+        self._parent = parent
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def labels(self) -> np.ndarray:
+        return self._parent.labels()[: self._n]
+
+    def _fetch(self, idx: np.ndarray) -> torch.Tensor:
+        return self._parent._fetch(idx)
+
+    def subset(self, n: int) -> ImageData:
+        return self._parent.subset(self._check_subset(n))
+
+
+def _item_to_uint8(
+    image: Any,
+    *,
+    mean: tuple[float, float, float] | None,
+    std: tuple[float, float, float] | None,
+    where: str,
+) -> torch.Tensor:
+    """One dataset image (tensor / numpy / PIL) as ``uint8 [3, H, W]``; see ``from_torch``."""
+    if not isinstance(image, torch.Tensor):
+        try:
+            from PIL import Image
+
+            if isinstance(image, Image.Image):
+                image = np.asarray(image.convert("RGB")).transpose(2, 0, 1)
+        except ImportError:  # pragma: no cover - pillow is a dependency
+            pass
+        arr = np.asarray(image)
+        if arr.ndim == 3 and arr.shape[-1] in (1, 3) and arr.shape[0] not in (1, 3):
+            arr = arr.transpose(2, 0, 1)
+        image = torch.from_numpy(np.ascontiguousarray(arr))
+    x = image.detach().cpu()
+    if x.ndim == 2:
+        x = x.unsqueeze(0)
+    if x.ndim != 3 or x.shape[0] not in (1, 3):
+        raise DataError(
+            f"{where}: expected a CHW image with 1 or 3 channels, got shape {tuple(x.shape)}"
+        )
+    if x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    if x.dtype == torch.uint8:
+        return x.contiguous()
+    if x.dtype == torch.bool or not (
+        x.is_floating_point() or x.dtype in (torch.int16, torch.int32, torch.int64)
+    ):
+        raise DataError(f"{where}: unsupported image dtype {x.dtype}")
+    if not x.is_floating_point():  # integer pixels other than uint8: take them as 0..255
+        return x.clamp(0, 255).to(torch.uint8).contiguous()
+    x = x.to(torch.float32)
+    if mean is not None and std is not None:
+        x = x * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1)
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1e-3 or hi > 1.0 + 1e-3:  # unknown range: min-max scale this image
+        x = (x - lo) / (hi - lo) if hi > lo else torch.zeros_like(x)
+    return (x * 255.0).round_().clamp_(0, 255).to(torch.uint8).contiguous()
+
+
+class TorchImageData(ImageData):
+    """A torch map-style dataset, read lazily (see :meth:`ImageData.from_torch`)."""
+
+    def __init__(
+        self,
+        dataset: Any,
+        classes: Sequence[str],
+        *,
+        mean: Sequence[float] | None,
+        std: Sequence[float] | None,
+        normalized: bool,
+        name: str,
+    ) -> None:
+        self._dataset = dataset
+        self._normalized = normalized
+        n = len(dataset)
+        if n == 0:
+            raise DataError(f"torch dataset {name} is empty")
+        self._n = n
+        norm_mean = tuple(float(v) for v in mean) if (normalized and mean is not None) else None
+        norm_std = tuple(float(v) for v in std) if (normalized and std is not None) else None
+        self._norm = (norm_mean, norm_std)
+        first = self._convert(0, self._item(0)[0])
+        shape = tuple(first.shape)
+        self._shape = shape
+        if mean is None or std is None:
+            idx = sample_indices(n)
+            imgs = torch.stack([first if int(i) == 0 else self._image(int(i)) for i in idx])
+            mean, std = channel_stats(imgs)
+        super().__init__(
+            name=name,
+            classes=classes,
+            mean=mean,
+            std=std,
+            image_shape=shape,
+            source=f"torch:{type(dataset).__module__}.{type(dataset).__name__}",
+        )
+        self._labels: np.ndarray | None = None
+
+    def _item(self, i: int) -> Any:
+        item = self._dataset[i]
+        if not isinstance(item, (tuple, list)) or len(item) < 2:
+            raise DataError(f"torch dataset item {i} is not an (image, label) pair")
+        return item
+
+    def _convert(self, i: int, image: Any) -> torch.Tensor:
+        mean, std = self._norm
+        return _item_to_uint8(image, mean=mean, std=std, where=f"torch dataset item {i}")  # type: ignore[arg-type]
+
+    def _image(self, i: int) -> torch.Tensor:
+        x = self._convert(i, self._item(i)[0])
+        if tuple(x.shape) != self._shape:
+            raise DataError(
+                f"torch dataset item {i} has shape {tuple(x.shape)}, expected {self._shape} "
+                "(all images must have one size)"
+            )
+        return x
+
+    def __len__(self) -> int:
+        return self._n
+
+    def labels(self) -> np.ndarray:
+        if self._labels is None:
+            targets = getattr(self._dataset, "targets", None)
+            if targets is not None and len(targets) == self._n:
+                lab = np.asarray(
+                    targets.cpu() if isinstance(targets, torch.Tensor) else targets, dtype=np.int64
+                )
+            else:
+                lab = np.array([int(self._item(i)[1]) for i in range(self._n)], dtype=np.int64)
+            if lab.size and (lab.min() < 0 or lab.max() >= len(self.classes)):
+                raise DataError(
+                    f"torch dataset {self.name}: labels span [{lab.min()}, {lab.max()}] "
+                    f"but there are {len(self.classes)} classes"
+                )
+            lab.setflags(write=False)
+            self._labels = lab
+        return self._labels.copy()
+
+    def _fetch(self, idx: np.ndarray) -> torch.Tensor:
+        return torch.stack([self._image(int(i)) for i in idx])

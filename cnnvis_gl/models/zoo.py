@@ -1,0 +1,231 @@
+"""The networks of the paper's case studies (SPEC §10) and a small ResNet.
+
+Choices (the paper gives no kernel sizes or widths): VGG-like 3×3 convolutions, stage widths
+64-128-256-512 for width 1, conv layers per stage 2-2-3-3, 2×2 max-pooling after every stage,
+then two linear layers.  BatchNorm is on by default (``norm=False`` gives the 2016-style plain
+network, used for the failed-training case).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pickle
+import re
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ModelError
+
+BASE_WIDTHS = (64, 128, 256, 512)
+
+
+class VGGLike(nn.Module):
+    """Conv stages (each: ``n`` × [conv3×3, (BN), ReLU], then 2×2 max-pool) + 2 linear layers."""
+
+    def __init__(
+        self,
+        widths: tuple[int, ...],
+        convs_per_stage: tuple[int, ...],
+        num_classes: int = 10,
+        image_size: int = 32,
+        hidden: int = 512,
+        norm: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for width, n in zip(widths, convs_per_stage, strict=True):
+            for _ in range(n):
+                layers.append(nn.Conv2d(c_in, width, 3, padding=1, bias=not norm))
+                if norm:
+                    layers.append(nn.BatchNorm2d(width))
+                layers.append(nn.ReLU(inplace=True))
+                c_in = width
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        side = image_size // 2 ** len(widths)
+        if side < 1:
+            raise ModelError(
+                f"image size {image_size} is too small for {len(widths)} pooling stages"
+            )
+        head: list[nn.Module] = [
+            nn.Flatten(),
+            nn.Linear(c_in * side * side, hidden),
+            nn.ReLU(inplace=True),
+        ]
+        if dropout > 0:
+            head.append(nn.Dropout(dropout))
+        head.append(nn.Linear(hidden, num_classes))
+        self.classifier = nn.Sequential(*head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def basecnn(width: float = 1.0, num_classes: int = 10, norm: bool = True, **kw) -> VGGLike:
+    """BaseCNN: 10 conv layers (2-2-3-3), 4 pooling layers, 2 linear layers."""
+    widths = tuple(max(4, int(round(w * width))) for w in BASE_WIDTHS)
+    return VGGLike(
+        widths, (2, 2, 3, 3), num_classes, hidden=max(32, int(512 * width)), norm=norm, **kw
+    )
+
+
+def shallowcnn(num_classes: int = 10, norm: bool = True, **kw) -> VGGLike:
+    """ShallowCNN: BaseCNN with 3 conv layers and 1 pooling layer fewer (7 conv, 3 pool)."""
+    return VGGLike(BASE_WIDTHS[:3], (2, 2, 3), num_classes, norm=norm, **kw)
+
+
+def deepcnn(num_classes: int = 10, norm: bool = True, **kw) -> VGGLike:
+    """DeepCNN: twice the conv layers of BaseCNN (4-4-6-6 = 20 conv layers)."""
+    return VGGLike(BASE_WIDTHS, (4, 4, 6, 6), num_classes, norm=norm, **kw)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block; a 1×1 conv + BN shortcut where the shape changes."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+        self.relu2 = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        return self.relu2(out + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """CIFAR ResNet (He et al. 2016): 3 stages of ``n`` basic blocks, widths 16-32-64."""
+
+    def __init__(
+        self, n: int = 3, num_classes: int = 10, widths: tuple[int, int, int] = (16, 32, 64)
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, widths[0], 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU(inplace=True)
+        blocks: list[nn.Module] = []
+        c_in = widths[0]
+        for stage, width in enumerate(widths):
+            for i in range(n):
+                blocks.append(BasicBlock(c_in, width, 2 if (stage > 0 and i == 0) else 1))
+                c_in = width
+        self.layers = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layers(x)
+        return self.fc(self.flatten(self.pool(x)))
+
+
+def resnet20(num_classes: int = 10) -> ResNet:
+    return ResNet(3, num_classes)
+
+
+ZOO: dict[str, Callable[..., nn.Module]] = {
+    "basecnn": basecnn,
+    "shallowcnn": shallowcnn,
+    "deepcnn": deepcnn,
+    "resnet20": resnet20,
+}
+WIDTHS = {"x0.25": 0.25, "x0.5": 0.5, "x1": 1.0, "x2": 2.0, "x4": 4.0}
+for _suffix, _w in WIDTHS.items():
+    ZOO[f"basecnn-{_suffix}"] = lambda w=_w, **kw: basecnn(width=w, **kw)
+
+
+def model_names() -> list[str]:
+    return sorted(ZOO)
+
+
+def build_model(spec: str, num_classes: int = 10, **kw) -> nn.Module:
+    """A zoo model by name (``basecnn``, ``basecnn-x4``, ``resnet20`` …) or a user factory.
+
+    ``spec`` may be ``path/to/file.py:factory``: the file is imported and ``factory()`` (or
+    ``factory(num_classes=…)`` if it accepts it) must return an ``nn.Module``.
+    """
+    if spec in ZOO:
+        return ZOO[spec](num_classes=num_classes, **kw)
+    m = re.fullmatch(r"(.+\.py):([A-Za-z_][A-Za-z0-9_]*)", spec)
+    if m is None:
+        raise ModelError(
+            f"unknown model {spec!r}: use one of {', '.join(model_names())} or path/to/file.py:factory"
+        )
+    path, factory_name = Path(m.group(1)), m.group(2)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    mod_name = f"cnnvis_user_model_{abs(hash(str(path.resolve())))}"
+    module_spec = importlib.util.spec_from_file_location(mod_name, path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[mod_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:  # the user's code: report where it failed
+        raise ModelError(f"importing {path} failed: {type(e).__name__}: {e}") from e
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise ModelError(f"{path} has no callable {factory_name!r}")
+    try:
+        model = factory(num_classes=num_classes)
+    except TypeError:
+        model = factory()
+    if not isinstance(model, nn.Module):
+        raise ModelError(
+            f"{path}:{factory_name}() returned {type(model).__name__}, not a torch.nn.Module"
+        )
+    return model
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a state dict saved with ``torch.save`` (safe: ``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"weights file not found: {path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ModelError(
+            f"cannot read weights {path}: it holds objects other than tensors, which are not loaded "
+            "for safety (save a plain state_dict)"
+        ) from e
+    except Exception as e:
+        raise ModelError(
+            f"cannot read weights {path}: {type(e).__name__}: {str(e).splitlines()[0]}"
+        ) from e
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelError(f"weights {path} hold a {type(state).__name__}, not a state dict")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()
+        detail = "; ".join(line.strip() for line in first[1:3]) or first[0]
+        raise ModelError(f"weights {path} do not fit the model: {detail}") from e
+    return model
+
+
+def load_model(spec: str, weights: str | Path | None = None, num_classes: int = 10) -> nn.Module:
+    model = build_model(spec, num_classes=num_classes)
+    if weights is not None:
+        load_weights(model, weights)
+    return model

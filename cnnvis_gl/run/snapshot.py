@@ -1,0 +1,196 @@
+"""Snapshots (everything computed for one model state on one probe set) and run directories.
+
+A run directory (SPEC §9) holds ``manifest.json`` (schema version, layer graph, class names) and
+one folder per snapshot; see :mod:`cnnvis_gl.run.store` for the pickle-free file format.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import SnapshotError
+from ..model.graph import NeuronGraph
+from . import store
+
+
+class Snapshot:
+    """Statistics, weights and top-k images of one model state.
+
+    Arrays are read lazily (memory-mapped) when the snapshot comes from disk.  Keys:
+    ``units/<unit>/…`` (see :meth:`cnnvis_gl.stats.StatsAccumulator.finalize`),
+    ``weights/group/<group>/<source group>`` and ``weights/unit/<unit>/<source unit>``
+    (signed neuron→neuron weights, rows = neurons of the first name), ``images`` (top-k images,
+    ``[M, H, W, 3]`` uint8) and its ``image_index`` / ``image_label``.
+    """
+
+    def __init__(
+        self,
+        graph: NeuronGraph,
+        classes: list[str],
+        arrays: Mapping[str, np.ndarray],
+        meta: dict[str, Any],
+        step: int | None = None,
+        path: Path | None = None,
+    ) -> None:
+        self.graph = graph
+        self.classes = list(classes)
+        self.arrays = arrays
+        self.meta = meta
+        self.step = step
+        self.path = path
+
+    # ------------------------------------------------------------------ access
+    def __getitem__(self, key: str) -> np.ndarray:
+        try:
+            return self.arrays[key]
+        except KeyError:
+            raise KeyError(f"snapshot has no array {key!r}") from None
+
+    def keys(self) -> list[str]:
+        return list(self.arrays.keys())
+
+    def _unit(self, name: str) -> str:
+        """A unit name from a unit or group name."""
+        for g in self.graph.groups:
+            if g.name == name:
+                return g.unit
+        self.graph.unit(name)  # KeyError if unknown
+        return name
+
+    def activations(self, name: str, response: str = "max") -> np.ndarray:
+        """Neuron × class mean response ``A`` of a unit or group (``response``: max or mean)."""
+        if response not in ("max", "mean"):
+            raise ValueError("response must be 'max' or 'mean'")
+        return self[f"units/{self._unit(name)}/A_{response}"]
+
+    def group_weights(self, group: str) -> dict[str, np.ndarray]:
+        """Signed weights into a group's neurons, by source group (or ``"input"``)."""
+        prefix = f"weights/group/{group}/"
+        return {k[len(prefix) :]: self[k] for k in self.keys() if k.startswith(prefix)}
+
+    def unit_weights(self, unit: str) -> dict[str, np.ndarray]:
+        prefix = f"weights/unit/{unit}/"
+        return {k[len(prefix) :]: self[k] for k in self.keys() if k.startswith(prefix)}
+
+    def patches(self, name: str, k: int = 1, size: int = 32, neurons: Any = None) -> np.ndarray:
+        """Learned features: the receptive-field crops of the top-``k`` images, resized.
+
+        Returns uint8 ``[n, k, size, size, 3]`` for the unit's (or group's) neurons (or the
+        given subset); a missing image (fewer than k images seen) is black.
+        """
+        u = self._unit(name)
+        img_row = np.asarray(self[f"units/{u}/topk_image"])[:, :k]
+        boxes = np.asarray(self[f"units/{u}/topk_box"])[:, :k]
+        if neurons is not None:
+            img_row, boxes = img_row[neurons], boxes[neurons]
+        images = self["images"]
+        out = np.zeros((*img_row.shape, size, size, 3), dtype=np.uint8)
+        for idx in np.ndindex(*img_row.shape):
+            r = int(img_row[idx])
+            if r < 0:
+                continue
+            y0, x0, y1, x1 = (int(v) for v in boxes[idx])
+            crop = (
+                torch.from_numpy(np.ascontiguousarray(images[r, y0:y1, x0:x1]))
+                .permute(2, 0, 1)[None]
+                .float()
+            )
+            res = F.interpolate(
+                crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+            )
+            out[idx] = res[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+        return out
+
+    @property
+    def n_images(self) -> int:
+        return int(self.meta.get("n_images", 0))
+
+    def __repr__(self) -> str:
+        step = "unsaved" if self.step is None else f"step={self.step}"
+        err = self.meta.get("probe_error")
+        err_s = f", probe error {err:.1%}" if isinstance(err, float) else ""
+        return (
+            f"Snapshot({step}, {self.n_images} images, {len(self.graph.groups)} groups, "
+            f"{self.graph.num_neurons} neurons, {len(self.classes)} classes{err_s})"
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, run_dir: str | Path, step: int | None = None) -> Path:
+        """Write into ``run_dir`` as snapshot ``step`` (atomically); creates the manifest."""
+        step = self.step if step is None else step
+        if step is None or int(step) < 0:
+            raise ValueError("a snapshot needs a step number ≥ 0 to be saved")
+        run_dir = Path(run_dir)
+        ensure_manifest(run_dir, self.graph, self.classes, model=self.meta.get("model"))
+        path = store.write_snapshot(
+            run_dir, int(step), {k: np.asarray(self[k]) for k in self.keys()}, self.meta
+        )
+        self.step, self.path = int(step), path
+        return path
+
+
+def ensure_manifest(
+    run_dir: Path, graph: NeuronGraph, classes: list[str], model: str | None = None
+) -> None:
+    """Create the run's manifest, or check that an existing one describes the same model."""
+    fields = {"graph": graph.to_dict(), "classes": list(classes), "model": model}
+    if (run_dir / "manifest.json").exists():
+        old = store.read_manifest(run_dir)
+        if old.get("graph") != fields["graph"] or old.get("classes") != fields["classes"]:
+            raise SnapshotError(
+                f"{run_dir / 'manifest.json'} describes a different model or class list; "
+                "use a new run directory"
+            )
+        return
+    store.write_manifest(run_dir, {**fields, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
+class Run:
+    """A run directory opened for reading (see :func:`open_run`)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise SnapshotError(f"run directory not found: {self.path}")
+        self.manifest = store.read_manifest(self.path)
+        try:
+            self.graph = NeuronGraph.from_dict(self.manifest["graph"])
+            self.classes = list(self.manifest["classes"])
+        except (KeyError, TypeError) as e:
+            raise SnapshotError(
+                f"{self.path / 'manifest.json'} lacks a valid graph/classes ({e})"
+            ) from e
+
+    def steps(self) -> list[int]:
+        """Steps of the complete snapshots, ascending (re-read from disk each call)."""
+        return store.list_steps(self.path)
+
+    def snapshot(self, step: int) -> Snapshot:
+        stored = store.open_snapshot(self.path, step)
+        return Snapshot(self.graph, self.classes, stored, stored.meta, step=step, path=stored.path)
+
+    def latest(self) -> Snapshot:
+        steps = self.steps()
+        if not steps:
+            raise SnapshotError(f"run directory {self.path} holds no snapshot yet")
+        return self.snapshot(steps[-1])
+
+    def __len__(self) -> int:
+        return len(self.steps())
+
+    def __repr__(self) -> str:
+        steps = self.steps()
+        span = f"steps {steps[0]}…{steps[-1]}" if steps else "no snapshots"
+        return f"Run({str(self.path)!r}, {len(steps)} snapshots, {span}, model={self.manifest.get('model')})"
+
+
+def open_run(run_dir: str | Path) -> Run:
+    """Open a run directory written by ``cnnvis analyze``/``train`` or :meth:`Snapshot.save`."""
+    return Run(run_dir)

@@ -1,0 +1,184 @@
+"""The ``cnnvis`` commands end to end on a small --limit (real CIFAR-10, real files)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import cnnvis_gl as cv
+
+
+def cnnvis(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "cnnvis_gl.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_train_then_analyze(cifar_dir, tmp_path):
+    out = tmp_path / "base"
+    r = cnnvis(
+        "train",
+        "basecnn-x0.25",
+        "--data",
+        f"cifar10:{cifar_dir}",
+        "--epochs",
+        "1",
+        "--limit",
+        "512",
+        "--test-limit",
+        "256",
+        "--analyze-limit",
+        "128",
+        "--train-batch-size",
+        "64",
+        "-q",
+        "-o",
+        out,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "test error" in r.stdout
+    assert (out / "weights.pt").is_file() and (out / "train.json").is_file()
+    run = cv.open_run(out)
+    assert run.steps() == [8]  # 512 / 64 optimiser steps
+    snap = run.latest()
+    assert snap.n_images == 128 and "test_error" in snap.meta["scalars"]
+    # the saved weights load safely and reproduce the snapshot's statistics
+    r = cnnvis(
+        "analyze",
+        "basecnn-x0.25",
+        "--data",
+        f"cifar10:{cifar_dir}",
+        "--weights",
+        out / "weights.pt",
+        "--limit",
+        "128",
+        "--step",
+        "9",
+        "-q",
+        "-o",
+        out,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "wrote" in r.stdout
+    again = cv.open_run(out).snapshot(9)
+    np.testing.assert_allclose(
+        again["units/features.7/A_max"], snap["units/features.7/A_max"], rtol=1e-5, atol=1e-6
+    )
+    r = cnnvis("info", out)
+    assert r.returncode == 0 and "conv4" in r.stdout and "step 9" in r.stdout
+
+
+def test_analyze_and_open_run_from_python(cifar_dir, tmp_path):
+    r = cnnvis(
+        "analyze",
+        "resnet20",
+        "--data",
+        f"cifar10:{cifar_dir}",
+        "--limit",
+        "64",
+        "-o",
+        tmp_path / "r",
+        "-q",
+    )
+    assert r.returncode == 0, r.stderr
+    code = "import cnnvis_gl as cv; run = cv.open_run('r'); print(run.latest())"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("Snapshot(step=0, 64 images, 11 groups")
+
+
+def test_user_model_file(cifar_dir, tmp_path):
+    (tmp_path / "net.py").write_text(
+        "import torch.nn as nn\n"
+        "def make(num_classes=10):\n"
+        "    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4),"
+        " nn.Flatten(), nn.Linear(8 * 64, num_classes))\n"
+    )
+    torch.manual_seed(0)
+    r = cnnvis(
+        "analyze",
+        f"{tmp_path / 'net.py'}:make",
+        "--data",
+        f"cifar10:{cifar_dir}",
+        "--limit",
+        "50",
+        "-o",
+        tmp_path / "r",
+        "-q",
+    )
+    assert r.returncode == 0, r.stderr
+    assert cv.open_run(tmp_path / "r").latest().graph.groups[0].name == "conv1"
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (
+            ["analyze", "nosuchnet", "--data", "cifar10:{c}", "-o", "{t}/x"],
+            "unknown model 'nosuchnet'",
+        ),
+        (["analyze", "basecnn", "--data", "cifar10:{t}/nowhere", "-o", "{t}/x"], "{t}/nowhere"),
+        (["analyze", "basecnn", "--data", "imagenet:{t}", "-o", "{t}/x"], "imagenet"),
+        (
+            ["analyze", "basecnn", "--data", "cifar10:{c}", "--weights", "{t}/w.pt", "-o", "{t}/x"],
+            "{t}/w.pt",
+        ),
+        (
+            [
+                "analyze",
+                "basecnn",
+                "--data",
+                "cifar10:{c}",
+                "--weights",
+                "{t}/evil.pt",
+                "-o",
+                "{t}/x",
+            ],
+            "{t}/evil.pt",
+        ),
+        (
+            [
+                "analyze",
+                "basecnn",
+                "--data",
+                "cifar10:{c}",
+                "--weights",
+                "{t}/small.pt",
+                "-o",
+                "{t}/x",
+            ],
+            "do not fit",
+        ),
+        (["analyze", "{t}/missing.py:f", "--data", "cifar10:{c}", "-o", "{t}/x"], "{t}/missing.py"),
+        (["info", "{t}/norun_here"], "unknown model"),
+    ],
+)
+def test_bad_input_is_one_clear_line(cifar_dir, tmp_path, args, needle):
+    import pickle
+
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps(print))
+    torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "small.pt")
+    fmt = {"c": cifar_dir, "t": tmp_path}
+    r = cnnvis(*[a.format(**fmt) for a in args])
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cnnvis ") and "error:" in lines[0], r.stderr
+    assert needle.format(**fmt) in lines[0]
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_help_lists_commands():
+    r = cnnvis("--help")
+    assert r.returncode == 0
+    for cmd in ("analyze", "train", "info", "demo"):
+        assert cmd in r.stdout

@@ -1,0 +1,96 @@
+"""Snapshots through a run directory: round trip, lazy loading, bad inputs (SPEC §9)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import cnnvis_gl as cv
+from cnnvis_gl.data import open_data
+from cnnvis_gl.errors import SnapshotError
+from cnnvis_gl.models import build_model
+
+
+@pytest.fixture(scope="module")
+def snap(cifar_dir):
+    torch.manual_seed(1)
+    data = open_data(f"cifar10:{cifar_dir}", "test")
+    return cv.analyze(
+        build_model("resnet20"),
+        data,
+        limit=120,
+        batch_size=40,
+        k=4,
+        progress=False,
+        scalars={"train_loss": 1.5},
+    )
+
+
+def test_round_trip(snap, tmp_path):
+    run_dir = tmp_path / "run"
+    snap.save(run_dir, 10)
+    snap.save(run_dir, 20)
+    run = cv.open_run(run_dir)
+    assert run.steps() == [10, 20] and len(run) == 2
+    back = run.latest()
+    assert back.step == 20 and back.classes == snap.classes
+    assert back.graph.to_dict() == snap.graph.to_dict()
+    assert sorted(back.keys()) == sorted(snap.keys())
+    for key in snap.keys():
+        np.testing.assert_array_equal(back[key], snap[key], err_msg=key)
+    assert isinstance(back["images"], np.memmap)  # lazy, memory-mapped
+    assert back.meta["scalars"] == {"train_loss": 1.5}
+    assert back.meta["units"] == snap.meta["units"]
+    assert "step=20" in repr(back) and "120 images" in repr(back) and "11 groups" in repr(back)
+    np.testing.assert_array_equal(back.patches("block4", k=2), snap.patches("block4", k=2))
+    assert set(back.group_weights("block4")) == {"block3"}
+    assert "20" in repr(run)
+
+
+def test_manifest_is_json_with_schema(snap, tmp_path):
+    snap.save(tmp_path, 0)
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    assert m["schema_version"] == 1 and m["classes"][0] == "airplane"
+    assert [g["name"] for g in m["graph"]["groups"]][:2] == ["conv1", "block1"]
+    assert not list(tmp_path.rglob("*.pkl"))
+
+
+def test_other_model_in_same_run_is_refused(snap, tmp_path):
+    snap.save(tmp_path, 0)
+    graph = cv.build_graph(build_model("basecnn-x0.25"))
+    fake = cv.Snapshot(graph, snap.classes, {"x": np.zeros(3)}, {}, step=1)
+    with pytest.raises(SnapshotError, match="different model"):
+        fake.save(tmp_path)
+    assert cv.open_run(tmp_path).steps() == [0]  # nothing already saved is lost
+
+
+def test_bad_run_directories(snap, tmp_path):
+    with pytest.raises(SnapshotError, match="not found"):
+        cv.open_run(tmp_path / "missing")
+    snap.save(tmp_path / "r", 5)
+    (tmp_path / "r" / "manifest.json").write_text(
+        json.dumps({"format": "cnnvis-run", "schema_version": 99})
+    )
+    with pytest.raises(SnapshotError, match="newer"):
+        cv.open_run(tmp_path / "r")
+    empty = tmp_path / "e"
+    snap.save(empty, 1)
+    for d in (empty / "snapshots").iterdir():
+        (d / "snapshot.json").unlink()
+    with pytest.raises(SnapshotError, match="no snapshot"):
+        cv.open_run(empty).latest()
+
+
+def test_corrupt_array_is_named(snap, tmp_path):
+    path = snap.save(tmp_path, 3)
+    target = max(path.glob("*.npy"), key=lambda p: p.stat().st_size)
+    data = bytearray(target.read_bytes())
+    data[-10] ^= 0xFF
+    target.write_bytes(bytes(data))
+    back = cv.open_run(tmp_path).latest()
+    with pytest.raises(SnapshotError, match=target.name):
+        for key in back.keys():
+            back[key]

@@ -1,0 +1,209 @@
+"""Statistics checked against a direct computation on real CIFAR-10 images (SPEC §3)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import cnnvis_gl as cv
+from cnnvis_gl.api import image_batches
+from cnnvis_gl.data import open_data
+from cnnvis_gl.models import build_model
+from cnnvis_gl.stats import Probe
+
+N = 300
+
+
+@pytest.fixture(scope="module")
+def cifar(cifar_dir):
+    return open_data(f"cifar10:{cifar_dir}", "test").subset(N)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model("basecnn-x0.25").eval()
+
+
+@pytest.fixture(scope="module")
+def snap(model, cifar):
+    return cv.analyze(model, cifar, batch_size=64, progress=False)
+
+
+@pytest.fixture(scope="module")
+def direct(model, cifar):
+    return _direct_taps(model, cifar)
+
+
+def _direct_taps(model, cifar):
+    """Activations of every tap, by forward hooks on the plain model (independent of fx)."""
+    seen: dict[str, list[torch.Tensor]] = {}
+    mods = dict(model.named_modules())
+    graph = cv.build_graph(model)
+    hooks = []
+    for u in graph.units:
+
+        def hook(_m, _i, out, name=u.name):
+            seen.setdefault(name, []).append(out.detach().clone())
+
+        hooks.append(mods[u.tap].register_forward_hook(hook))
+    with torch.no_grad():
+        for x, _y, _ in cifar.batches(100):
+            model(x)
+    for h in hooks:
+        h.remove()
+    return graph, {k: torch.cat(v) for k, v in seen.items()}
+
+
+def test_class_means_and_topk_match_direct_computation(direct, cifar, snap):
+    graph, taps = direct
+    labels = torch.from_numpy(cifar.labels())
+    for u in graph.units:
+        t = taps[u.name]
+        resp = t.flatten(2).max(2).values if t.dim() == 4 else t
+        mean_resp = t.flatten(2).mean(2) if t.dim() == 4 else t
+        direct = torch.stack([resp[labels == c].mean(0) for c in range(10)], 1)
+        direct_mean = torch.stack([mean_resp[labels == c].mean(0) for c in range(10)], 1)
+        np.testing.assert_allclose(
+            snap[f"units/{u.name}/A_max"], direct.numpy(), rtol=1e-5, atol=1e-5
+        )
+        np.testing.assert_allclose(
+            snap[f"units/{u.name}/A_mean"], direct_mean.numpy(), rtol=1e-5, atol=1e-5
+        )
+        # top-9 images: largest response, ties by smaller dataset index
+        img_index = snap["image_index"]
+        top_rows = snap[f"units/{u.name}/topk_image"]
+        for n in range(0, u.channels, max(1, u.channels // 5)):
+            r = resp[:, n].numpy()
+            order = np.lexsort((np.arange(N), -r))[:9]
+            np.testing.assert_array_equal(img_index[top_rows[n]], order)
+            np.testing.assert_allclose(snap[f"units/{u.name}/topk_value"][n], r[order], rtol=1e-6)
+        np.testing.assert_allclose(
+            snap[f"units/{u.name}/max_response"], resp.max(0).values.numpy(), rtol=1e-6
+        )
+        np.testing.assert_allclose(
+            snap[f"units/{u.name}/active_fraction"], (resp > 0).float().mean(0).numpy(), atol=1e-6
+        )
+        m = snap.meta["units"][u.name]
+        assert m["act_mean"] == pytest.approx(float(t.double().mean()), rel=1e-5)
+        assert m["act_std"] == pytest.approx(float(t.double().std(unbiased=False)), rel=1e-4)
+    # the stored images are the raw pixels of the referenced dataset images
+    idx = snap["image_index"]
+    np.testing.assert_array_equal(snap["images"], cifar.raw(idx).permute(0, 2, 3, 1).numpy())
+    np.testing.assert_array_equal(snap["image_label"], cifar.labels()[idx])
+    np.testing.assert_array_equal(snap["class_count"], np.bincount(cifar.labels(), minlength=10))
+
+
+def test_receptive_field_crop_of_top_image(direct, snap):
+    graph, taps = direct
+    unit = graph.unit("features.7")  # 2nd stage: rf 10, jump 2, start 0.5
+    t = taps[unit.name]
+    n = 3
+    best = int(snap["image_index"][snap[f"units/{unit.name}/topk_image"][n, 0]])
+    fmap = t[best, n]
+    y, x = divmod(int(fmap.flatten().argmax()), fmap.shape[1])
+    cy, cx = 0.5 + 2 * y, 0.5 + 2 * x  # centre in input pixels
+    expected = [
+        max(0, int(np.floor(cy - 4.5))),
+        max(0, int(np.floor(cx - 4.5))),
+        min(32, int(np.ceil(cy + 4.5)) + 1),
+        min(32, int(np.ceil(cx + 4.5)) + 1),
+    ]
+    assert list(snap[f"units/{unit.name}/topk_box"][n, 0]) == expected
+    patches = snap.patches("features.7", k=2, size=24)
+    assert patches.shape == (unit.channels, 2, 24, 24, 3) and patches.dtype == np.uint8
+    assert patches[n, 0].std() > 0  # a real picture, not a blank
+
+
+def test_linear_units_crop_the_whole_image(snap):
+    box = snap["units/classifier.1/topk_box"]
+    assert (box[..., :2] == 0).all() and (box[..., 2:] == 32).all()
+
+
+def test_probe_loss_and_error(model, cifar, snap):
+    with torch.no_grad():
+        x, y = cifar.normalize(cifar.raw(np.arange(N))), torch.from_numpy(cifar.labels())
+        out = model(x)
+    assert snap.meta["probe_error"] == pytest.approx(float((out.argmax(1) != y).float().mean()))
+    assert snap.meta["probe_loss"] == pytest.approx(
+        float(nn.functional.cross_entropy(out, y)), rel=1e-5
+    )
+
+
+def test_two_halves_merged_equal_the_whole(model, cifar):
+    probe = Probe(model, (3, 32, 32))
+    whole = probe.collect(image_batches(cifar, 64, "cpu"), 10, progress=False)
+    first = probe.collect(image_batches(cifar.subset(130), 50, "cpu"), 10, progress=False)
+
+    def tail():
+        for x, y, idx, _fetch in image_batches(cifar, 64, "cpu"):
+            keep = idx >= 130
+            if keep.any():
+                yield (
+                    x[keep],
+                    y[keep],
+                    idx[keep],
+                    (lambda pos, idx=idx[keep]: cifar.raw(idx[pos].numpy())),
+                )
+
+    second = probe.collect(tail(), 10, progress=False)
+    merged = second.merge(first)  # order does not matter
+    a, ma = whole.finalize(probe.graph)
+    b, mb = merged.finalize(probe.graph)
+    assert a.keys() == b.keys()
+    for key in a:
+        if key.endswith(("A_max", "A_mean", "active_fraction")):
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-7, err_msg=key)
+        else:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert ma["n_images"] == mb["n_images"] == N
+    for u in ma["units"]:
+        assert ma["units"][u]["act_mean"] == pytest.approx(mb["units"][u]["act_mean"], rel=1e-6)
+
+
+def test_state_does_not_grow_with_the_dataset(model, cifar):
+    probe = Probe(model, (3, 32, 32))
+    small = probe.collect(image_batches(cifar.subset(100), 50, "cpu"), 10, progress=False)
+    big = probe.collect(image_batches(cifar, 50, "cpu"), 10, progress=False)
+    for s, b in zip(small.state, big.state, strict=True):
+        for f in ("sum_max", "top_val", "top_id", "max_resp", "active"):
+            assert getattr(s, f).shape == getattr(b, f).shape
+    # only images in some top-k list are kept
+    referenced = {int(i) for st in big.state for i in st.top_id.flatten() if i >= 0}
+    assert set(big.images) == referenced
+
+
+def test_dead_and_saturated_neurons():
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.copy_(torch.tensor([-1.0, 1.0, 5.0, -5.0]))
+    dead_model = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.Linear(4 * 64, 10)).eval()
+    tanh_model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 64, 10)
+    ).eval()
+    with torch.no_grad():
+        tanh_model[0].weight.zero_()
+        tanh_model[0].bias.copy_(torch.tensor([10.0, 0.0, -10.0, 0.1]))
+    x = torch.randn(40, 3, 8, 8)
+    y = torch.arange(40) % 10
+    ds = torch.utils.data.TensorDataset(x, y)
+    names = [str(i) for i in range(10)]
+    s = cv.analyze(dead_model, ds, classes=names, progress=False)
+    assert s.meta["units"]["0"]["dead_fraction"] == 0.5
+    assert s.meta["units"]["0"]["saturated_fraction"] is None  # ReLU has no saturation
+    t = cv.analyze(tanh_model, ds, classes=names, progress=False)
+    assert t.meta["units"]["0"]["saturated_fraction"] == 0.5
+
+
+def test_dataloader_input(model, cifar):
+    x = cifar.normalize(cifar.raw(np.arange(64)))
+    y = torch.from_numpy(cifar.labels()[:64])
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    s = cv.analyze(model, loader, classes=list(cifar.classes), progress=False, limit=40)
+    assert s.n_images == 40
+    assert (
+        s["images"].dtype == np.uint8 and s["images"].max() == 255
+    )  # min-max scaled display pixels

@@ -22,6 +22,7 @@ _LAZY = {
     "open_run": ("cnnvis_gl.run.snapshot", "open_run"),
     "Run": ("cnnvis_gl.run.snapshot", "Run"),
     "Snapshot": ("cnnvis_gl.run.snapshot", "Snapshot"),
+    "Recorder": ("cnnvis_gl.run.recorder", "Recorder"),
     "open_data": ("cnnvis_gl.data", "open_data"),
     "ImageData": ("cnnvis_gl.data", "ImageData"),
     "build_graph": ("cnnvis_gl.model", "build_graph"),
@@ -30,6 +31,7 @@ _LAZY = {
 
 __all__ = [
     "ImageData",
+    "Recorder",
     "Run",
     "Snapshot",
     "__version__",
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     from .data import ImageData, open_data
     from .model import build_graph
     from .models import build_model
+    from .run.recorder import Recorder
     from .run.snapshot import Run, Snapshot, open_run
 
 

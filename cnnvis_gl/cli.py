@@ -88,6 +88,18 @@ def _parser() -> argparse.ArgumentParser:
         help="images of the final snapshot (default 2000)",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--record", metavar="RUN_DIR", help="record live snapshots into RUN_DIR while training"
+    )
+    p.add_argument(
+        "--every", type=int, default=200, help="steps between recorded snapshots (default 200)"
+    )
+    p.add_argument(
+        "--probe-size",
+        type=int,
+        default=1000,
+        help="test images in the recorded probe set (default 1000)",
+    )
     p.add_argument("-o", "--out", required=True, metavar="RUN_DIR")
 
     p = sub.add_parser("info", help="print a model's layer groups, or a run's snapshots")
@@ -103,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--out", default="runs/demo", metavar="RUN_DIR")
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--limit", type=int, default=10000, help="training images (default 10000)")
+    p.add_argument("--limit", type=int, default=4096, help="training images (default 4096)")
     p.add_argument("--device")
     p.add_argument("-q", "--quiet", action="store_true")
     return ap
@@ -160,7 +172,33 @@ def cmd_train(a: argparse.Namespace) -> int:
     )
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    hist = train(model, train_data, test_data, cfg, progress=not a.quiet)
+    rec = None
+    if a.record:
+        from .run.recorder import Recorder
+
+        rec = Recorder(
+            model, test_data, a.record, every=a.every, max_images=a.probe_size, model_name=a.model
+        )
+        rec.record(rec.start_step)
+    try:
+        hist = train(
+            model,
+            train_data,
+            test_data,
+            cfg,
+            progress=not a.quiet,
+            on_step=(lambda s, loss: rec.step(s, train_loss=loss)) if rec else None,
+            on_epoch=(
+                lambda e, r: rec.log(
+                    r["step"], test_loss=r["test_loss"], test_error=r["test_error"]
+                )
+            )
+            if rec
+            else None,
+        )
+    finally:
+        if rec is not None:
+            rec.close()
     torch.save(model.state_dict(), out / "weights.pt")
     (out / "train.json").write_text(
         json.dumps(

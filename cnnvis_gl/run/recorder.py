@@ -1,0 +1,219 @@
+"""Record snapshots from a training loop (SPEC §9)::
+
+    with cnnvis_gl.Recorder(model, probe_data, "runs/exp1", every=200, classes=names) as rec:
+        for step in range(rec.start_step, total):
+            ...; loss.backward(); opt.step()
+            rec.step(step, train_loss=loss.item())     # cheap except every 200th step
+
+Every ``every`` steps the recorder runs the model over a fixed probe set *on the model's own
+device* (the probe images are moved there once), captures the gradient norm of every weighted
+layer (call :meth:`Recorder.step` after ``backward()`` and before the next ``zero_grad()``), and
+hands the finished statistics to a background writer thread, which writes the snapshot
+atomically.  The training loop only waits for the probe forward pass.  Scalars (loss, learning
+rate, …) are buffered and appended to ``scalars.jsonl`` (one JSON object per line).
+
+A recorder opened on an existing run directory of the same model resumes it: ``start_step`` is
+one past the last recorded step, and new snapshots join the old ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import ImageData
+from ..errors import CnnvisError, SnapshotError
+from ..stats.probe import Probe
+from . import store
+from .snapshot import ensure_manifest
+
+SCALARS_FILE = "scalars.jsonl"
+
+
+def read_scalars(run_dir: str | Path) -> list[dict[str, Any]]:
+    """All scalar records of a run, in file order; a torn last line (crash mid-append) is skipped."""
+    path = Path(run_dir) / SCALARS_FILE
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("step"), int):
+            out.append(rec)
+    return out
+
+
+class Recorder:
+    """Records snapshots of ``model`` on a fixed probe set every ``every`` steps.
+
+    Parameters
+    ----------
+    model:
+        The model being trained (any supported ``nn.Module``).
+    probe:
+        The probe set: an :class:`ImageData`, a data spec string (test split), or a torch
+        ``Dataset``/``DataLoader`` (then ``classes`` is required).  At most ``max_images`` are used.
+    run_dir:
+        Run directory to write (created; resumed when it holds a run of the same model).
+    every:
+        Record a snapshot every ``every`` steps (and at step 0).
+    classes:
+        Class names (taken from the probe data when it knows them).
+    k, batch_size:
+        Top-k length and probe batch size.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        probe: Any,
+        run_dir: str | Path,
+        every: int = 200,
+        classes: Sequence[str] | None = None,
+        *,
+        k: int = 9,
+        batch_size: int = 250,
+        max_images: int = 1000,
+        model_name: str | None = None,
+    ) -> None:
+        from ..api import as_image_data
+
+        if every < 1:
+            raise ValueError("every must be ≥ 1")
+        data = as_image_data(probe, classes)
+        if not isinstance(data, ImageData):
+            data = ImageData.from_torch(data, list(classes or []))
+        data = data.subset(min(max_images, len(data)))
+        self.classes = list(classes) if classes is not None else list(data.classes)
+        self.model = model
+        self.every = int(every)
+        self.k = k
+        self.run_dir = Path(run_dir)
+        self.model_name = model_name or type(model).__name__
+        self.probe = Probe(model, tuple(data.image_shape))
+        dev = self.probe.device
+        # The fixed probe set lives on the model's device; display pixels stay on the host.
+        self._batches = [(x, y, idx) for x, y, idx in data.batches(batch_size, device=dev)]
+        self._data = data
+        self._weighted = {
+            name: mod
+            for name, mod in self.probe.traced.module_of.items()
+            if self.probe.graph.layer(name).weighted
+        }
+        ensure_manifest(self.run_dir, self.probe.graph, self.classes, model=self.model_name)
+        steps = store.list_steps(self.run_dir)
+        scal = read_scalars(self.run_dir)
+        last = max([*steps, *(r["step"] for r in scal), -1])
+        #: The step a resumed training loop should continue from.
+        self.start_step = last + 1
+        self._pending: list[dict[str, Any]] = []
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._writer = threading.Thread(
+            target=self._write_loop, name="cnnvis-recorder", daemon=True
+        )
+        self._writer.start()
+        self._closed = False
+        self.record_seconds: list[float] = []  # time the training loop waited per recording
+
+    # ------------------------------------------------------------------ training-loop side
+    def step(self, step: int, **scalars: float) -> None:
+        """Log ``scalars`` for ``step``; every ``every`` steps also record a snapshot."""
+        self._check()
+        if scalars:
+            self._pending.append({"step": int(step), **{k: float(v) for k, v in scalars.items()}})
+            if len(self._pending) >= 50:
+                self._flush_scalars()
+        if step % self.every == 0:
+            self.record(step, scalars)
+
+    def log(self, step: int, **scalars: float) -> None:
+        """Log scalars (e.g. test loss/error after an evaluation) without recording."""
+        self._check()
+        self._pending.append({"step": int(step), **{k: float(v) for k, v in scalars.items()}})
+
+    @torch.no_grad()
+    def record(self, step: int, scalars: dict[str, float] | None = None) -> None:
+        """Record a snapshot of the model's current state now."""
+        self._check()
+        t0 = time.perf_counter()
+        grads = {
+            name: torch.linalg.vector_norm(mod.weight.grad.detach())
+            for name, mod in self._weighted.items()
+            if mod.weight.grad is not None
+        }
+        data = self._data
+        batches = (
+            (x, y, idx, (lambda pos, idx=idx: data.raw(idx[pos].numpy())))
+            for x, y, idx in self._batches
+        )
+        acc = self.probe.collect(batches, len(self.classes), k=self.k, progress=False)
+        # Summaries leave the device here; weights are copied so training may go on.
+        arrays, meta = acc.finalize(self.probe.graph)
+        from ..api import make_snapshot
+
+        extra = {"dataset": data.name, "model": self.model_name, "scalars": dict(scalars or {})}
+        snap = make_snapshot(self.probe, arrays, meta, self.classes, extra)
+        snap.meta["grad_norms"] = {k: float(v) for k, v in grads.items()}
+        self._flush_scalars()
+        self.record_seconds.append(time.perf_counter() - t0)
+        self._queue.put((int(step), snap))
+
+    def close(self) -> None:
+        """Flush scalars and wait until every snapshot is on disk."""
+        if self._closed:
+            return
+        self._closed = True
+        self._flush_scalars()
+        self._queue.put(None)
+        self._writer.join()
+        self._check()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ writer side
+    def _flush_scalars(self) -> None:
+        if not self._pending:
+            return
+        lines = "".join(json.dumps(r) + "\n" for r in self._pending)
+        self._pending = []
+        with open(self.run_dir / SCALARS_FILE, "a", encoding="utf-8") as f:
+            f.write(lines)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            step, snap = item
+            try:
+                arrays = {k: np.asarray(snap[k]) for k in snap.keys()}
+                store.write_snapshot(self.run_dir, step, arrays, snap.meta)
+            except BaseException as e:  # reported to the training loop at its next call
+                self._error = e
+
+    def _check(self) -> None:
+        if self._error is not None:
+            err, self._error = self._error, None
+            if isinstance(err, (CnnvisError, SnapshotError)):
+                raise err
+            raise CnnvisError(f"writing a snapshot to {self.run_dir} failed: {err}") from err

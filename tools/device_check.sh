@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# GPU checks + benchmarks for the device machine (NVIDIA H100/H200), run from the repo root:
+#   tools/device_check.sh            (installs nothing from the network)
+# Needs, carried beside the tree: .whl/ (pure-Python wheels missing there, e.g. rectpack) and
+# .data/cifar10/cifar-10-batches-py/{test_batch,batches.meta}.
+# Prints: GPU info, the gpu-marked tests, bench_stats on cuda, and the analysis GPU timing table.
+set -uo pipefail
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export CNNVIS_DATA="$PWD/.data"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch, cupy, numpy; from cnnvis_gl import xp; print('torch', torch.__version__, 'cupy', cupy.__version__, 'numpy', numpy.__version__, 'backend', xp.backend_name)"
+echo "== gpu tests"
+python3 -m pytest -q -rs -p no:cacheprovider -m gpu tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+echo "== bench_stats (cuda)"
+python3 tools/bench_stats.py --device cuda --limit 2000 --repeat 3 2>&1 | tail -8
+if [ -f tools/bench_gpu_analysis.py ]; then
+  echo "== analysis GPU path"
+  python3 tools/bench_gpu_analysis.py 2>&1 | tail -30
+fi

@@ -115,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--out", default="runs/demo", metavar="RUN_DIR")
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--limit", type=int, default=4096, help="training images (default 4096)")
+    p.add_argument("--limit", type=int, default=10000, help="training images (default 10000)")
     p.add_argument("--device")
     p.add_argument("-q", "--quiet", action="store_true")
     return ap

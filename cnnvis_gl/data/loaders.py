@@ -56,7 +56,7 @@ def open_data(
     if kind == "cifar10" and sep:
         if not rest.strip():
             raise DataError("empty folder in dataset spec 'cifar10:': use cifar10:DIR")
-        return load_cifar10(Path(rest), split, image_size=image_size)
+        return load_cifar10(Path(rest).expanduser(), split, image_size=image_size)
     if kind == "cifar10":
         directory = data_root() / "cifar10"
         if find_cifar10(directory) is None:
@@ -71,5 +71,5 @@ def open_data(
     if kind == "folder" and sep:
         if not rest.strip():
             raise DataError("empty folder in dataset spec 'folder:': use folder:DIR")
-        return load_folder(Path(rest), image_size=image_size)
+        return load_folder(Path(rest).expanduser(), image_size=image_size)
     raise DataError(f"unknown dataset spec {spec!r}: use one of " + ", ".join(SPEC_FORMS))

@@ -233,8 +233,16 @@ def cmd_info(a: argparse.Namespace) -> int:
         run = open_run(target)
         print(run)
         print(run.graph.summary())
-        for step in run.steps():
+        steps = run.steps()
+        for step in steps:
             print(f"  step {step}: {run.snapshot(step)}")
+        if steps:
+            from .analysis.diagnose import diagnose
+
+            flags = diagnose(run.snapshot(steps[-1]))
+            print(f"debugging flags at step {steps[-1]}: {len(flags) or 'none'}")
+            for f in flags:
+                print(f"  [{f.kind}] {f.group}: {f.message}")
         return 0
     from .model import build_graph
     from .models import build_model

@@ -1,0 +1,283 @@
+"""The content of one neuron cluster: packed patches (features facet) and matrix row order.
+
+:func:`cluster_content` computes it from scratch (``pack_cluster`` + ``order_rows``);
+:func:`remove_neuron` and :func:`insert_neuron` update an existing content by one neuron in
+O(n) (used when the user moves a neuron, so the rest of the cluster stays where it was).
+Contents are immutable and cached by the layout state per member set.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..analysis import cosine_similarity, order_rows, pack_cluster, path_score, row_normalize
+from ..analysis.packing import image_sides
+from .options import LayoutOptions
+
+__all__ = [
+    "UnitData",
+    "ClusterContent",
+    "unit_data",
+    "cluster_content",
+    "remove_neuron",
+    "insert_neuron",
+]
+
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class UnitData:
+    """Per-unit inputs of the layout (from ``snapshot.activations``)."""
+
+    A: np.ndarray  # float64 [C, K] class means (max response)
+    activation: np.ndarray  # float32 [C, K] A normalised over the unit to [0, 1]
+    importance: np.ndarray  # float64 [C] largest class mean, normalised over the unit to [0, 1]
+    unit_vectors: np.ndarray  # float64 [C, K] row-normalised A (cosine geometry)
+
+
+def unit_data(A: np.ndarray) -> UnitData:
+    """Normalised activations and importances of one unit's neuron × class matrix."""
+    A = np.nan_to_num(np.asarray(A, dtype=np.float64))
+    lo, hi = (float(A.min()), float(A.max())) if A.size else (0.0, 0.0)
+    act = (A - lo) / (hi - lo) if hi > lo else np.zeros_like(A)
+    peak = A.max(axis=1) if A.shape[1] else np.zeros(A.shape[0])
+    plo, phi = (float(peak.min()), float(peak.max())) if peak.size else (0.0, 0.0)
+    imp = (peak - plo) / (phi - plo) if phi > plo else np.ones_like(peak)
+    return UnitData(A, act.astype(np.float32), imp, np.asarray(row_normalize(A)))
+
+
+@dataclass(frozen=True)
+class ClusterContent:
+    """Layout of one cluster's neurons, in local coordinates (origin at the content's corner).
+
+    Attributes
+    ----------
+    members : ndarray[int64]
+        Sorted neuron indices (channels of the unit); every other array follows this order.
+    rects : ndarray[n, 4] float64
+        Patch rectangles ``(x, y, w, h)`` inside ``[0, fw] x [0, fh]``, non-overlapping.
+    fw, fh : float
+        Size of the packed block (the features facet).
+    matrix_row : ndarray[int32]
+        Row of each member in the activation matrix (a permutation of ``range(n)``).
+    density, score, score_greedy, score_random : float
+        Packing density; sum of adjacent cosine similarities of the matrix order, of a greedy
+        nearest-neighbour order and of a (seeded) random order.
+    """
+
+    members: np.ndarray
+    rects: np.ndarray
+    fw: float
+    fh: float
+    matrix_row: np.ndarray
+    density: float
+    score: float
+    score_greedy: float
+    score_random: float
+
+
+def _greedy_score(S: np.ndarray) -> float:
+    """Score of the greedy nearest-neighbour order starting at the first row."""
+    n = S.shape[0]
+    if n < 2:
+        return 0.0
+    free = np.ones(n, dtype=bool)
+    cur, total = 0, 0.0
+    free[0] = False
+    for _ in range(n - 1):
+        row = np.where(free, S[cur], -np.inf)
+        nxt = int(np.argmax(row))
+        total += float(S[cur, nxt])
+        free[nxt] = False
+        cur = nxt
+    return total
+
+
+def _random_score(S: np.ndarray, members: np.ndarray) -> float:
+    seed = int(members[0]) * 7919 + members.size if members.size else 0
+    return path_score(S, np.random.default_rng(seed).permutation(S.shape[0]))
+
+
+def _scores(S: np.ndarray, members: np.ndarray) -> tuple[float, float]:
+    return _greedy_score(S), _random_score(S, members)
+
+
+def cluster_content(
+    data: UnitData,
+    members: np.ndarray,
+    options: LayoutOptions,
+    timings: dict[str, float] | None = None,
+    exact_max: int | None = None,
+) -> ClusterContent:
+    """Pack and order one cluster from scratch.
+
+    Parameters
+    ----------
+    data : UnitData
+        The unit's normalised statistics.
+    members : ndarray[int]
+        Neuron indices of the cluster.
+    options : LayoutOptions
+        Patch sizes, aspect, Held–Karp / 2-opt limits.
+    timings : dict or None
+        Seconds spent packing (``"pack"``) and ordering (``"order"``) are added here.
+    exact_max : int or None
+        Overrides ``options.exact_max`` (interactive edits use a smaller one).
+    """
+    members = np.sort(np.asarray(members, dtype=np.int64))
+    n = members.size
+    F = data.A[members]
+    imp = data.importance[members]
+    t0 = time.perf_counter()
+    p = pack_cluster(
+        F,
+        imp,
+        min_size=options.patch_min,
+        max_size=options.patch_max,
+        aspect=options.aspect,
+        seed=options.seed,
+        importance_range=(0.0, 1.0),
+    )
+    t1 = time.perf_counter()
+    S = np.asarray(cosine_similarity(F))
+    exact = options.exact_max if exact_max is None else exact_max
+    order = order_rows(S, exact_max=exact, refine=n <= options.refine_max)
+    matrix_row = np.empty(n, dtype=np.int32)
+    matrix_row[order] = np.arange(n, dtype=np.int32)
+    t2 = time.perf_counter()
+    greedy, rand = _scores(S, members)
+    if timings is not None:
+        timings["pack"] = timings.get("pack", 0.0) + t1 - t0
+        timings["order"] = timings.get("order", 0.0) + t2 - t1
+        timings["baselines"] = timings.get("baselines", 0.0) + time.perf_counter() - t2
+    return ClusterContent(
+        members=members,
+        rects=np.asarray(p.rects, dtype=np.float64),
+        fw=float(p.width),
+        fh=float(p.height),
+        matrix_row=matrix_row,
+        density=float(p.density),
+        score=path_score(S, order),
+        score_greedy=greedy,
+        score_random=rand,
+    )
+
+
+def _finish(
+    data: UnitData, members: np.ndarray, rects: np.ndarray, order: np.ndarray
+) -> ClusterContent:
+    """Content from placed rects and a matrix order (translates the block to the origin)."""
+    n = members.size
+    if n:
+        rects = rects.copy()
+        rects[:, 0] -= rects[:, 0].min()
+        rects[:, 1] -= rects[:, 1].min()
+        fw = float((rects[:, 0] + rects[:, 2]).max())
+        fh = float((rects[:, 1] + rects[:, 3]).max())
+        density = float((rects[:, 2] * rects[:, 3]).sum() / max(fw * fh, _EPS))
+    else:
+        fw = fh = density = 0.0
+    matrix_row = np.empty(n, dtype=np.int32)
+    matrix_row[order] = np.arange(n, dtype=np.int32)
+    X = data.unit_vectors[members]
+    S = np.clip(X @ X.T, -1.0, 1.0)
+    greedy, rand = _scores(S, members)
+    return ClusterContent(
+        members, rects, fw, fh, matrix_row, density, path_score(S, order), greedy, rand
+    )
+
+
+def remove_neuron(data: UnitData, content: ClusterContent, neuron: int) -> ClusterContent:
+    """The content without ``neuron``: its patch leaves a hole, its matrix row is spliced out."""
+    i = int(np.searchsorted(content.members, neuron))
+    if i >= content.members.size or content.members[i] != neuron:
+        raise KeyError(f"neuron {neuron} is not in the cluster")
+    keep = np.ones(content.members.size, dtype=bool)
+    keep[i] = False
+    members = content.members[keep]
+    order = np.argsort(content.matrix_row, kind="stable")  # member positions, matrix top-down
+    order = order[order != i]
+    order = order - (order > i)  # positions in the new member array
+    return _finish(data, members, content.rects[keep], order)
+
+
+def _place(rects: np.ndarray, side: float, near: np.ndarray | None) -> tuple[float, float]:
+    """Bottom-left-fill position for a square of ``side`` among ``rects`` (no overlap).
+
+    Candidates are the corners right of and below every rectangle (and the origin).  Among the
+    free ones, those that keep the bounding box win, nearest to ``near`` (a point: the most
+    similar neuron's patch); otherwise the smallest bounding box.
+    """
+    if rects.shape[0] == 0:
+        return 0.0, 0.0
+    x, y, w, h = rects.T
+    cand = np.concatenate(
+        [
+            np.zeros((1, 2)),
+            np.stack([x + w, y], axis=1),
+            np.stack([x, y + h], axis=1),
+            np.stack([x + w, np.zeros_like(y)], axis=1),
+            np.stack([np.zeros_like(x), y + h], axis=1),
+        ]
+    )
+    cx, cy = cand[:, :1], cand[:, 1:]
+    hit = (
+        (cx < (x + w) - _EPS)
+        & (x < cx + side - _EPS)
+        & (cy < (y + h) - _EPS)
+        & (y < cy + side - _EPS)
+    )
+    free = ~hit.any(axis=1)
+    W, H = float((x + w).max()), float((y + h).max())
+    cand = cand[free]
+    area = np.maximum(W, cand[:, 0] + side) * np.maximum(H, cand[:, 1] + side)
+    inside = area <= W * H + _EPS
+    if inside.any() and near is not None:
+        c = cand[inside]
+        d = ((c + side / 2 - near) ** 2).sum(axis=1)
+        k = np.lexsort((c[:, 0], c[:, 1], d))[0]
+        return float(c[k, 0]), float(c[k, 1])
+    k = np.lexsort((cand[:, 0], cand[:, 1], area))[0]
+    return float(cand[k, 0]), float(cand[k, 1])
+
+
+def insert_neuron(
+    data: UnitData, content: ClusterContent, neuron: int, options: LayoutOptions
+) -> ClusterContent:
+    """The content with ``neuron`` added: its patch fills a free spot (next to its most similar
+    member when the block need not grow), its matrix row goes where it adds the most similarity.
+    """
+    members = content.members
+    if np.any(members == neuron):
+        raise KeyError(f"neuron {neuron} is already in the cluster")
+    side = float(
+        image_sides(data.importance[[neuron]], options.patch_min, options.patch_max, (0.0, 1.0))[0]
+    )
+    X = data.unit_vectors[members]
+    sim = X @ data.unit_vectors[neuron]
+    near = None
+    if members.size:
+        j = int(np.argmax(sim))
+        near = content.rects[j, :2] + content.rects[j, 2:] / 2
+    px, py = _place(content.rects, side, near)
+    # matrix order: best insertion position (ends count one junction)
+    order = np.argsort(content.matrix_row, kind="stable")
+    s = sim[order]
+    n = order.size
+    if n == 0:
+        pos = 0
+    else:
+        X_o = X[order]
+        adj = (X_o[:-1] * X_o[1:]).sum(axis=1) if n > 1 else np.zeros(0)
+        gains = np.concatenate([[s[0]], s[:-1] + s[1:] - adj, [s[-1]]])
+        pos = int(np.argmax(gains))
+    i = int(np.searchsorted(members, neuron))
+    new_members = np.insert(members, i, neuron)
+    rects = np.insert(content.rects, i, [px, py, side, side], axis=0)
+    order = order + (order >= i)
+    order = np.insert(order, pos, i)
+    return _finish(data, new_members, rects, order)

@@ -1,0 +1,127 @@
+"""The Scene: everything the renderer draws, as plain dataclasses of NumPy arrays.
+
+The Scene is the contract between analysis (``layout.build_scene``) and drawing (``render/``,
+``ui/``).  It holds geometry and the data needed for appearance, never GL objects, and never
+needs the snapshot again to be drawn except for the neuron *pixels* (patches), which the renderer
+takes from the snapshot by ``(unit, neuron)`` key into its texture atlas.
+
+Coordinates: scene units, x to the right, y **down** (row 0 at the top: the input side of the
+network).  One scene unit is one pixel at zoom 1.  Rectangles are ``(x, y, w, h)``.
+
+Facets (:data:`FACET_FEATURES`, :data:`FACET_MATRIX`) are per cluster.  Both facets' geometry is
+always present so switching a facet is an appearance change (no re-layout): the cluster's
+``rect`` is the larger of the two contents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FACET_FEATURES = 0
+FACET_MATRIX = 1
+
+ROW_GROUP = 0  # a collapsed layer group
+ROW_LAYER = 1  # one layer of an expanded group
+ROW_BETWEEN = 2  # in-between row of bicluster nodes
+
+
+@dataclass(frozen=True)
+class Row:
+    """A horizontal band of the DAG."""
+
+    name: str  # group name, "group/unit" for an expanded layer, "between:<upper>|<lower>"
+    kind: int  # ROW_GROUP | ROW_LAYER | ROW_BETWEEN
+    y: float  # top
+    height: float
+    group: int  # index in NeuronGraph.groups (-1 for between rows)
+    unit: str  # the unit whose neurons the row shows ("" for between rows)
+
+
+@dataclass(frozen=True)
+class Clusters:
+    """All neuron clusters, struct-of-arrays (length C)."""
+
+    id: np.ndarray  # int64 [C] stable identity (survives edits and snapshots where possible)
+    row: np.ndarray  # int32 [C] index into Scene.rows
+    rect: np.ndarray  # float32 [C, 4] frame in scene units
+    size: np.ndarray  # int32 [C] number of neurons
+    facet: np.ndarray  # int8 [C] FACET_FEATURES | FACET_MATRIX (appearance)
+    color: np.ndarray  # float32 [C, 3] identity colour (stable with id)
+    features_rect: np.ndarray  # float32 [C, 4] bounding box of the packed patches (features facet)
+    matrix_rect: np.ndarray  # float32 [C, 4] the activation-matrix block (matrix facet)
+    density: np.ndarray  # float32 [C] packing density of the features facet
+    order_score: np.ndarray  # float32 [C] sum of adjacent-row cosine similarities of the matrix order
+
+
+@dataclass(frozen=True)
+class Neurons:
+    """All neurons shown, struct-of-arrays (length N), grouped by cluster."""
+
+    unit: np.ndarray  # int32 [N] index into NeuronGraph.units
+    index: np.ndarray  # int32 [N] channel within the unit
+    cluster: np.ndarray  # int32 [N] index into Scene.clusters
+    rect: np.ndarray  # float32 [N, 4] patch rectangle (features facet), scene units
+    matrix_row: np.ndarray  # int32 [N] row of the neuron in its cluster's matrix (Held–Karp order)
+    importance: np.ndarray  # float32 [N] largest class mean, normalised per unit to [0, 1]
+    activation: np.ndarray  # float32 [N, K] class means normalised per unit to [0, 1] (matrix cells, class highlighting)
+
+
+@dataclass(frozen=True)
+class Edges:
+    """Bundled edges between consecutive rows, as cubic Bézier pieces (length E)."""
+
+    ctrl: np.ndarray  # float32 [E, 4, 2] control points of each cubic piece
+    weight: np.ndarray  # float32 [E] signed weight (cluster→cluster mean); width ∝ |w|
+    sign: np.ndarray  # int8 [E] +1 green (excitatory) / -1 red (inhibitory)
+    src: np.ndarray  # int32 [E] source cluster
+    dst: np.ndarray  # int32 [E] destination cluster
+    bundle: np.ndarray  # int32 [E] index into Scene.bundles, -1 for a direct edge
+    # Added by layout.build (defaults keep older constructors working).  A bundled edge is drawn
+    # as shared pieces: one input→node piece per (input cluster, bundle) with dst = -1, one
+    # node→output piece per (bundle, output cluster) with src = -1; a direct edge has both ends.
+    # row: int32 [E] the between row (index into Scene.rows) the piece lies in
+    row: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    # piece: int8 [E] 0 input→node, 1 node→output, 2 direct
+    piece: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    # count: int32 [E] number of cluster→cluster edges the piece carries
+    count: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+
+
+@dataclass(frozen=True)
+class Bundles:
+    """In-between nodes: one per bicluster with ≥ 2 inputs or ≥ 2 outputs (length B)."""
+
+    pos: np.ndarray  # float32 [B, 2] node centre (barycentre of its ends, on a between row)
+    sign: np.ndarray  # int8 [B]
+    n_in: np.ndarray  # int32 [B]
+    n_out: np.ndarray  # int32 [B]
+    row: np.ndarray  # int32 [B] index into Scene.rows
+
+
+@dataclass(frozen=True)
+class Label:
+    text: str
+    x: float
+    y: float
+    size: float  # text height in scene units
+    anchor: str = "left"  # left | center | right
+    kind: str = "row"  # row | cluster | class
+    cluster: int = -1  # id of the cluster a cluster/class label belongs to (-1: row label)
+
+
+@dataclass(frozen=True)
+class Scene:
+    rows: list[Row]
+    clusters: Clusters
+    neurons: Neurons
+    edges: Edges
+    bundles: Bundles
+    labels: list[Label]
+    classes: list[str]  # class names in matrix column order
+    class_order: np.ndarray  # int32 [K] column j shows class class_order[j]
+    units: list[str]  # NeuronGraph unit names (Neurons.unit indexes this)
+    bounds: tuple[float, float, float, float]  # x0, y0, x1, y1
+    step: int | None = None
+    stats: dict[str, float] = field(default_factory=dict)  # quality figures (density, ink, crossings …)

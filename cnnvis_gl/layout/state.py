@@ -1,0 +1,448 @@
+"""The layout state: the current clustering of every row and caches of everything derived.
+
+A :class:`LayoutState` holds what the user can edit (the clusters of each row and their order,
+facets, options) and caches what is expensive and keyed by content (per-cluster packing and
+matrix order by member set, cluster weight matrices by the two rows' clusterings, bundlings
+by weights and positions).  :meth:`LayoutState.compose` turns the state into a
+:class:`~cnnvis_gl.layout.scene.Scene`; after an edit only what the edit touched misses the
+caches.  A state is owned by one thread at a time (the layout worker); the Scenes it hands out
+are immutable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..analysis import Bundling, cluster_neurons, order_columns
+from .content import ClusterContent, UnitData, cluster_content, unit_data
+from .edges import EdgePieces, RowSpec, cluster_weights, row_weights
+from .ids import unique_id
+from .options import LayoutOptions
+from .scene import (
+    ROW_GROUP,
+    ROW_LAYER,
+    Scene,
+)
+
+if TYPE_CHECKING:  # torch-free at run time: the layout never needs torch
+    from ..run.snapshot import Snapshot
+
+
+__all__ = ["LayoutState", "row_specs", "blas_threads"]
+
+
+def row_specs(snapshot: Snapshot, expanded: frozenset[str]) -> list[RowSpec]:
+    """Layer rows from top (input side) to bottom: one per group, one per unit when expanded."""
+    rows: list[RowSpec] = []
+    for gi, g in enumerate(snapshot.graph.groups):
+        if g.name in expanded and len(g.units) > 1:
+            rows += [RowSpec(f"{g.name}/{u}", ROW_LAYER, gi, u) for u in g.units]
+        else:
+            rows.append(RowSpec(g.name, ROW_GROUP, gi, g.unit))
+    return rows
+
+
+_controller: list = []
+
+
+@contextlib.contextmanager
+def blas_threads(n: int | None) -> Iterator[None]:
+    """Limit BLAS threads (small matrices: threads only contend on shared CPUs)."""
+    if n is None:
+        yield
+        return
+    if not _controller:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            # Inspecting the loaded libraries costs milliseconds: do it once.
+            _controller.append(ThreadpoolController())
+        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+            _controller.append(None)
+    ctl = _controller[0]
+    if ctl is None:  # pragma: no cover
+        yield
+        return
+    with ctl.limit(limits=n, user_api="blas"):
+        yield
+
+
+# Options that leave cached contents and geometry valid.
+_EDIT_OPTIONS = {
+    "edge_fraction",
+    "edge_threshold",
+    "facet",
+    "clustering",
+    "expanded",
+    "incremental_min",
+    "move_exact_max",
+    "sweeps",
+    "blas_threads",
+    "method",
+    "k",
+    "k_range",
+    "seed",
+}
+
+
+@dataclass(frozen=True)
+class _Geom:
+    """Sizes of one cluster's frame and contents (local: origin at the frame's corner)."""
+
+    w: float
+    h: float
+    feat: tuple[float, float, float, float]
+    mat: tuple[float, float, float, float]
+    cell_w: float
+
+
+class LayoutState:
+    """Editable layout of one snapshot.
+
+    Parameters
+    ----------
+    snapshot : Snapshot
+    options : LayoutOptions or None
+
+    Attributes
+    ----------
+    rows : list of RowSpec
+        The layer rows, top to bottom.
+    members : dict
+        ``{row name: {cluster id: sorted neuron indices}}``.
+    order : dict
+        ``{row name: [cluster id, ...]}`` left to right.
+    facets : dict
+        Per-cluster facet overrides ``{cluster id: facet}``.
+    scene : Scene or None
+        The last composed scene.
+    timings : dict
+        Seconds spent per stage by the last build or edit.
+    """
+
+    def __init__(self, snapshot: Snapshot, options: LayoutOptions | None = None) -> None:
+        self.snapshot = snapshot
+        self.options = options or LayoutOptions()
+        self.rows: list[RowSpec] = []
+        self.members: dict[str, dict[int, np.ndarray]] = {}
+        self.order: dict[str, list[int]] = {}
+        self.facets: dict[int, int] = {}
+        self.scene: Scene | None = None
+        self.timings: dict[str, float] = {}
+        self.ordering_stats: dict[str, float] = {}
+        self.class_order = np.zeros(len(snapshot.classes), dtype=np.int32)
+        self.unit_names = [u.name for u in snapshot.graph.units]
+        self.unit_index = {n: i for i, n in enumerate(self.unit_names)}
+        self._data: dict[str, UnitData] = {}
+        self._content: dict[tuple, ClusterContent] = {}
+        self._weights: dict[tuple[str, str], np.ndarray | None] = {}
+        self._matrix: dict[tuple, np.ndarray] = {}
+        self.bundling_cache: dict[tuple, tuple[Bundling, dict[str, float]]] = {}
+        self._digest: dict[int, bytes] = {}  # cluster id -> digest of its members
+        # Keyed by id() of cached contents and bundlings, which are never evicted.
+        self._geom: dict[int, _Geom] = {}
+        self.pieces_cache: dict[tuple, EdgePieces] = {}
+
+    # ------------------------------------------------------------------ timing
+    @contextlib.contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t
+
+    # ------------------------------------------------------------------ inputs
+    def data(self, unit: str) -> UnitData:
+        """Normalised statistics of a unit (cached)."""
+        d = self._data.get(unit)
+        if d is None:
+            d = unit_data(np.asarray(self.snapshot.activations(unit)))
+            self._data[unit] = d
+        return d
+
+    def row(self, name: str) -> RowSpec:
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(f"no row {name!r}")
+
+    def row_of_unit(self, unit: str) -> RowSpec:
+        """The row showing ``unit``'s neurons (a unit is shown in at most one row)."""
+        for r in self.rows:
+            if r.unit == unit:
+                return r
+        raise KeyError(
+            f"unit {unit!r} is not shown (its group is collapsed and it is not the group's last unit)"
+        )
+
+    def content(self, row: RowSpec, members: np.ndarray) -> ClusterContent:
+        """Packing and matrix order of a cluster, cached by (unit, member set)."""
+        key = (row.unit, np.asarray(members, dtype=np.int64).tobytes())
+        c = self._content.get(key)
+        if c is None:
+            c = cluster_content(self.data(row.unit), members, self.options, self.timings)
+            self._content[key] = c
+        return c
+
+    def has_content(self, row: RowSpec, members: np.ndarray) -> bool:
+        """Whether a content for this member set is cached."""
+        return (row.unit, np.asarray(members, dtype=np.int64).tobytes()) in self._content
+
+    def put_content(self, row: RowSpec, content: ClusterContent) -> None:
+        """Store a content (e.g. an incremental update) for its member set."""
+        self._content[(row.unit, content.members.tobytes())] = content
+
+    # ------------------------------------------------------------------ clustering
+    def set_cluster(self, row: str, cid: int, members: np.ndarray) -> None:
+        members = np.sort(np.asarray(members, dtype=np.int64))
+        self.members[row][cid] = members
+        self._digest[cid] = hashlib.blake2b(members.tobytes(), digest_size=8).digest()
+
+    def drop_cluster(self, row: str, cid: int) -> None:
+        self.members[row].pop(cid, None)
+        self.order[row].remove(cid)
+        self.facets.pop(cid, None)
+
+    def all_ids(self) -> set[int]:
+        return {c for m in self.members.values() for c in m}
+
+    def cluster_row(self, row: RowSpec) -> None:
+        """Cluster a row's neurons (by its group's setting) into fresh clusters."""
+        o = self.options
+        g = self.snapshot.graph.groups[row.group]
+        setting = o.clustering_for(g.name)
+        labels = cluster_neurons(
+            self.data(row.unit).A, setting.method, setting.k, o.k_range, seed=o.seed
+        )
+        for cid in list(self.members.get(row.name, {})):
+            self.facets.pop(cid, None)
+        self.members[row.name] = {}
+        self.order[row.name] = []
+        taken = self.all_ids()
+        for lab in range(int(labels.max()) + 1 if labels.size else 0):
+            members = np.flatnonzero(labels == lab)
+            cid = unique_id(row.name, members, taken)
+            taken.add(cid)
+            self.set_cluster(row.name, cid, members)
+            self.order[row.name].append(cid)
+
+    def labels(self, row: RowSpec) -> np.ndarray:
+        """Per-neuron position of its cluster in the row's order."""
+        n = self.snapshot.graph.unit(row.unit).channels
+        lab = np.full(n, -1, dtype=np.int64)
+        for i, cid in enumerate(self.order[row.name]):
+            lab[self.members[row.name][cid]] = i
+        return lab
+
+    # ------------------------------------------------------------------ weights
+    def neuron_weights(self, upper: RowSpec, lower: RowSpec) -> np.ndarray | None:
+        key = (upper.name, lower.name)
+        if key not in self._weights:
+            self._weights[key] = row_weights(self.snapshot, upper, lower)
+        return self._weights[key]
+
+    def cluster_matrix(self, upper: RowSpec, lower: RowSpec) -> np.ndarray | None:
+        """Cluster → cluster weights ``[m, n]`` in the rows' current orders.
+
+        Cached by the two rows' member sets, independent of the order (a reordering only
+        permutes the cached matrix).
+        """
+        W = self.neuron_weights(upper, lower)
+        if W is None:
+            return None
+        du = [self._digest[c] for c in self.order[upper.name]]
+        dl = [self._digest[c] for c in self.order[lower.name]]
+        cu = sorted(range(len(du)), key=du.__getitem__)
+        cl = sorted(range(len(dl)), key=dl.__getitem__)
+        key = (upper.name, lower.name, tuple(du[i] for i in cu), tuple(dl[i] for i in cl))
+        M = self._matrix.get(key)
+        if M is None:
+            M = cluster_weights(
+                W, self._canonical_labels(upper, cu), self._canonical_labels(lower, cl)
+            )
+            self._matrix[key] = M
+        ru = np.empty(len(cu), dtype=np.int64)
+        ru[cu] = np.arange(len(cu))
+        rl = np.empty(len(cl), dtype=np.int64)
+        rl[cl] = np.arange(len(cl))
+        return M[np.ix_(ru, rl)]
+
+    def _canonical_labels(self, row: RowSpec, canon: list[int]) -> np.ndarray:
+        """Per-neuron rank of its cluster in ``canon`` (positions of the row's order)."""
+        n = self.snapshot.graph.unit(row.unit).channels
+        lab = np.full(n, -1, dtype=np.int64)
+        ids = self.order[row.name]
+        for rank, pos in enumerate(canon):
+            lab[self.members[row.name][ids[pos]]] = rank
+        return lab
+
+    # ------------------------------------------------------------------ geometry
+    def geometry(self, content: ClusterContent) -> _Geom:
+        """Frame of a cluster: a label band, then the larger of the two facets, padded (cached)."""
+        g = self._geom.get(id(content))
+        if g is None:
+            g = self._geometry(content)
+            self._geom[id(content)] = g
+        return g
+
+    def _geometry(self, content: ClusterContent) -> _Geom:
+        o = self.options
+        K = len(self.snapshot.classes)
+        n = max(content.members.size, 1)
+        labelled = 0 < K <= o.max_class_labels
+        class_h = o.class_label if labelled else 0.0
+        lo, hi = o.matrix_cell
+        if labelled:
+            lo = max(lo, o.labelled_cell)
+        cell_w = float(np.clip(content.fw / max(K, 1), lo, max(hi, lo)))
+        rlo, rhi = o.matrix_row
+        row_h = float(np.clip((content.fh - class_h) / n, rlo, rhi))
+        mw, mh = K * cell_w, n * row_h
+        inner_w = max(content.fw, mw)
+        inner_h = max(content.fh, class_h + mh)
+        x0, y0 = o.padding, o.padding + o.cluster_label
+        feat = (x0 + (inner_w - content.fw) / 2, y0, content.fw, content.fh)
+        mat = (x0 + (inner_w - mw) / 2, y0 + class_h, mw, mh)
+        return _Geom(inner_w + 2 * o.padding, y0 + inner_h + o.padding, feat, mat, cell_w)
+
+    def row_extent(self, row: RowSpec) -> tuple[np.ndarray, np.ndarray]:
+        """Left x and width of every cluster of a row (row centred on x = 0)."""
+        gap = self.options.cluster_gap
+        w = np.array(
+            [
+                self.geometry(self.content(row, self.members[row.name][c])).w
+                for c in self.order[row.name]
+            ]
+        )
+        total = float(w.sum() + gap * max(len(w) - 1, 0))
+        x = -total / 2 + np.concatenate([[0.0], np.cumsum(w[:-1] + gap)]) if len(w) else w
+        return x, w
+
+    # ------------------------------------------------------------------ row order
+    def _crossing_cost(
+        self, upper: RowSpec, lower: RowSpec, xu: np.ndarray, xl: np.ndarray
+    ) -> float:
+        """Sum of ``w²·w'²`` (``w`` scaled by the pair's largest ``|w|``) over crossing pairs of
+        cluster edges drawn straight."""
+        M = self.cluster_matrix(upper, lower)
+        if M is None or M.size == 0:
+            return 0.0
+        peak = float(np.abs(M).max())
+        if peak <= 0:
+            return 0.0
+        w = ((M / peak) ** 2).ravel()  # scale-free: pairs of rows compare
+        a = np.repeat(xu, len(xl))
+        b = np.tile(xl, len(xu))
+        total = 0.0
+        for s in range(0, len(w), 512):  # chunks bound the pairwise temporaries
+            cross = ((a[s : s + 512, None] - a[None, :]) * (b[s : s + 512, None] - b[None, :])) < 0
+            total += float((w[s : s + 512, None] * w[None, :] * cross).sum())
+        return 0.5 * total
+
+    def total_crossings(self, centres: dict[str, np.ndarray] | None = None) -> float:
+        """Weighted crossings of all cluster → cluster edges drawn straight (see ``_crossing_cost``)."""
+        total = 0.0
+        if centres is None:
+            centres = {}
+            for r in self.rows:
+                x, w = self.row_extent(r)
+                centres[r.name] = x + w / 2
+        for up, lo in zip(self.rows[:-1], self.rows[1:], strict=False):
+            total += self._crossing_cost(up, lo, centres[up.name], centres[lo.name])
+        return total
+
+    def _reorder(self, row: RowSpec, other: RowSpec, below: bool) -> None:
+        """Sort a row's clusters by the barycentre of their edges to ``other`` (weights w²)."""
+        M = self.cluster_matrix(row, other) if below else self.cluster_matrix(other, row)
+        if M is None or M.size == 0:
+            return
+        W = M * M if below else (M * M).T  # [clusters of row, clusters of other]
+        xo, wo = self.row_extent(other)
+        co = xo + wo / 2
+        x, w = self.row_extent(row)
+        cur = x + w / 2
+        s = W.sum(axis=1)
+        bary = np.where(s > 0, (W @ co) / np.where(s > 0, s, 1.0), cur)
+        perm = np.lexsort((np.arange(len(cur)), bary))
+        self.order[row.name] = [self.order[row.name][i] for i in perm]
+
+    def barycentre_order(self, free: set[str] | None = None) -> None:
+        """Order the clusters of the ``free`` rows (all by default) to reduce crossings.
+
+        ``options.sweeps`` times: a downward sweep (each free row by its upper neighbour), then
+        an upward one (by its lower neighbour); the order with the least weighted crossings
+        wins.  Weights are ``w²`` of every cluster pair, independent of the edge threshold, so
+        changing the threshold never moves a cluster.  Deterministic (ties keep the order).
+        """
+        rows = self.rows
+        free = {r.name for r in rows} if free is None else set(free)
+        before = self.total_crossings()
+        best, best_order = before, {k: list(v) for k, v in self.order.items()}
+        for _ in range(max(0, self.options.sweeps)):
+            for i in range(1, len(rows)):
+                if rows[i].name in free:
+                    self._reorder(rows[i], rows[i - 1], below=False)
+            for i in range(len(rows) - 2, -1, -1):
+                if rows[i].name in free:
+                    self._reorder(rows[i], rows[i + 1], below=True)
+            cost = self.total_crossings()
+            if cost < best - 1e-12 * max(best, 1.0):
+                best, best_order = cost, {k: list(v) for k, v in self.order.items()}
+        self.order = best_order
+        self.ordering_stats = {"crossings_initial": before, "crossings_ordered": best}
+
+    # ------------------------------------------------------------------ compose
+    def compose(self) -> Scene:
+        """The Scene of the current state (cache hits for everything the last edit left alone)."""
+        from .compose import compose_scene
+
+        return compose_scene(self)
+
+    # ------------------------------------------------------------------ whole builds
+    def compute_class_order(self) -> None:
+        """One class order for every matrix: ``order_columns`` on the last hidden group (§5.2)."""
+        groups = self.snapshot.graph.groups
+        g = groups[-2] if len(groups) >= 2 else groups[-1]
+        A = self.data(g.unit).A
+        self.class_order = order_columns(A, exact_max=self.options.exact_max).astype(np.int32)
+
+    def build(self) -> Scene:
+        """Cluster every row, order the rows and compose (the whole pipeline)."""
+        self.timings = {}
+        with blas_threads(self.options.blas_threads):
+            self.rows = row_specs(self.snapshot, self.options.expanded)
+            with self.timed("class_order"):
+                self.compute_class_order()
+            with self.timed("cluster"):
+                for r in self.rows:
+                    self.cluster_row(r)
+            with self.timed("content"):
+                for r in self.rows:
+                    for cid in self.order[r.name]:
+                        self.content(r, self.members[r.name][cid])
+            with self.timed("row_order"):
+                self.barycentre_order()
+            with self.timed("compose"):
+                self.scene = self.compose()
+        return self.scene
+
+    def replace_options(self, **changes: object) -> None:
+        """Swap in options with ``changes`` (the caller re-composes what they affect).
+
+        Changing anything but the edit-level options (edge filter, facet, clustering, expanded
+        groups) drops the cached contents and geometry.
+        """
+        self.options = replace(self.options, **changes)
+        if set(changes) - _EDIT_OPTIONS:
+            self._content.clear()
+            self._geom.clear()
+            self.pieces_cache.clear()
+            self.bundling_cache.clear()

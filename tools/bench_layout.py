@@ -1,0 +1,210 @@
+"""Benchmark of the DAG layout (``cnnvis_gl.layout``): time per stage, edits, quality figures.
+
+Two inputs:
+
+* ``basecnn``: a real snapshot of BaseCNN (random weights are fine) on real CIFAR-10;
+* ``resnet50``: a synthetic ResNet-50-sized snapshot: every conv of ResNet-50 as one group
+  (53 groups, 26,560 neurons), class means with a few prototype profiles per group plus noise,
+  weights coupling the prototypes of consecutive groups plus noise.  No torch model needed.
+
+Usage::
+
+    .venv/bin/python tools/bench_layout.py [--cifar DIR] [--limit 500] [--classes 100]
+        [--only basecnn|resnet50] [--moves 20]
+
+Targets on the 2-core CPU machine: BaseCNN build <= 2 s, 26k neurons <= 30 s, a move <= 100 ms.
+Timings are wall-clock on a shared machine: compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cnnvis_gl.layout import (  # noqa: E402
+    LayoutOptions,
+    build_state,
+    move_neuron,
+    set_clustering,
+    set_expanded,
+    set_facet,
+    set_threshold,
+)
+from cnnvis_gl.layout.scene import FACET_MATRIX  # noqa: E402
+from cnnvis_gl.model.graph import Group, Layer, NeuronGraph, Unit  # noqa: E402
+from cnnvis_gl.run.snapshot import Snapshot  # noqa: E402
+
+
+#: Output channels of ResNet-50's convolutions in forward order (downsample convs included).
+def resnet50_channels() -> list[int]:
+    ch = [64]
+    for width, blocks in ((64, 3), (128, 4), (256, 6), (512, 3)):
+        for b in range(blocks):
+            ch += [width, width, 4 * width]
+            if b == 0:
+                ch.append(4 * width)  # the shortcut projection
+    return ch
+
+
+def synthetic_snapshot(
+    channels: list[int], n_classes: int = 100, seed: int = 0, prototypes: int = 8
+) -> Snapshot:
+    """A Snapshot with a chain of conv groups of the given widths and structured random arrays.
+
+    Each group has ``prototypes`` class profiles; a neuron's class means are a noisy, positive
+    scaling of its prototype's profile.  The weight from neuron i (prototype a) to neuron j
+    (prototype b) of the next group is ``B[a, b]`` plus noise, with ``B`` a signed coupling.
+    """
+    rng = np.random.default_rng(seed)
+    layers = [Layer("input", "input", "input", [], [3, 224, 224])]
+    units, groups, arrays = [], [], {}
+    prev_proto: np.ndarray | None = None
+    prev_name = "input"
+    for gi, c in enumerate(channels):
+        name = f"conv{gi + 1}"
+        layers.append(Layer(name, "conv", "Conv2d", [prev_name], [c, 14, 14], group=gi))
+        units.append(Unit(name, [name], name, c, [14, 14], gi))
+        groups.append(Group(name, [name], [name], [gi - 1] if gi else []))
+        k = min(prototypes, c)
+        profiles = rng.gamma(0.6, 1.0, size=(k, n_classes))
+        proto = rng.integers(0, k, size=c)
+        scale = rng.uniform(0.2, 2.0, size=(c, 1))
+        A = scale * profiles[proto] + rng.gamma(0.5, 0.15, size=(c, n_classes))
+        arrays[f"units/{name}/A_max"] = A.astype(np.float32)
+        arrays[f"units/{name}/A_mean"] = (0.3 * A).astype(np.float32)
+        if prev_proto is not None:
+            B = rng.normal(0.0, 1.0, size=(prototypes, prototypes))
+            W = B[prev_proto][:, proto].T + rng.normal(0.0, 0.8, size=(c, prev_proto.size))
+            arrays[f"weights/group/{name}/{groups[gi - 1].name}"] = (0.05 * W).astype(np.float32)
+        prev_proto, prev_name = proto, name
+    graph = NeuronGraph([3, 224, 224], layers, units, groups)
+    classes = [f"class{i}" for i in range(n_classes)]
+    return Snapshot(graph, classes, arrays, {"n_images": 0, "model": "synthetic-resnet50"}, step=0)
+
+
+def basecnn_snapshot(cifar: str, limit: int) -> Snapshot:
+    import torch
+
+    import cnnvis_gl
+    from cnnvis_gl.models import build_model
+
+    torch.manual_seed(0)
+    return cnnvis_gl.analyze(
+        build_model("basecnn"), f"cifar10:{cifar}", limit=limit, progress=False
+    )
+
+
+def time_moves(state, n_moves: int, seed: int = 0) -> list[float]:
+    """Move ``n_moves`` random neurons to another cluster of their row (or a new one)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_moves):
+        sc = state.scene
+        i = int(rng.integers(len(sc.neurons.unit)))
+        unit = sc.units[sc.neurons.unit[i]]
+        row = sc.clusters.row[sc.neurons.cluster[i]]
+        others = [
+            int(c)
+            for c in sc.clusters.id[sc.clusters.row == row]
+            if c != sc.clusters.id[sc.neurons.cluster[i]]
+        ]
+        to = int(rng.choice(others)) if others else None
+        t = time.perf_counter()
+        move_neuron(state, unit, int(sc.neurons.index[i]), to)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def bench(name: str, snapshot: Snapshot, options: LayoutOptions, moves: int) -> dict[str, float]:
+    t = time.perf_counter()
+    state = build_state(snapshot, options)
+    total = time.perf_counter() - t
+    tm = dict(state.timings)
+    st = state.scene.stats
+    res = {"neurons": st["neurons"], "groups": len(snapshot.graph.groups), "build_s": total}
+    for k in ("class_order", "cluster", "pack", "order", "baselines", "row_order", "edges"):
+        res[f"{k}_s"] = tm.get(k, 0.0)
+    res["assemble_s"] = tm.get("compose", 0.0) - tm.get("edges", 0.0)
+    mv = time_moves(state, moves)
+    res["move_median_ms"] = 1000 * statistics.median(mv)
+    res["move_max_ms"] = 1000 * max(mv)
+    # Baseline in the same run: the same kind of moves, re-packing the two clusters from scratch.
+    state.replace_options(incremental_min=0)
+    rp = time_moves(state, moves, seed=1)
+    state.replace_options(incremental_min=options.incremental_min)
+    res["move_repack_median_ms"] = 1000 * statistics.median(rp)
+    res["move_speedup_x"] = res["move_repack_median_ms"] / res["move_median_ms"]
+    res["build_over_move_x"] = 1000 * total / res["move_median_ms"]
+    t = time.perf_counter()
+    set_threshold(state, 0.5)
+    res["threshold_ms"] = 1000 * (time.perf_counter() - t)
+    t = time.perf_counter()
+    set_facet(state, FACET_MATRIX)
+    res["facet_ms"] = 1000 * (time.perf_counter() - t)
+    g = snapshot.graph.groups[len(snapshot.graph.groups) // 2]
+    t = time.perf_counter()
+    set_clustering(state, g.name, k=4)
+    res["set_k_ms"] = 1000 * (time.perf_counter() - t)
+    multi = next((gr for gr in snapshot.graph.groups if len(gr.units) > 1), None)
+    if multi is not None:
+        t = time.perf_counter()
+        set_expanded(state, multi.name)
+        res["expand_ms"] = 1000 * (time.perf_counter() - t)
+    for k in (
+        "clusters",
+        "density_mean",
+        "density_area",
+        "order_score",
+        "order_score_greedy",
+        "order_score_random",
+        "edges",
+        "bundles",
+        "ink_bundled",
+        "ink_direct",
+        "crossings_bundled",
+        "crossings_direct",
+        "row_crossings_initial",
+        "row_crossings_ordered",
+    ):
+        res[k] = st.get(k, float("nan"))
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    here = Path(__file__).resolve().parent.parent
+    p.add_argument(
+        "--cifar", default=os.environ.get("CNNVIS_CIFAR", str(here.parent / "shared/data/cifar10"))
+    )
+    p.add_argument("--limit", type=int, default=500)
+    p.add_argument("--classes", type=int, default=100, help="classes of the synthetic snapshot")
+    p.add_argument("--moves", type=int, default=20)
+    p.add_argument("--only", choices=("basecnn", "resnet50"))
+    a = p.parse_args(argv)
+    results: dict[str, dict[str, float]] = {}
+    if a.only in (None, "basecnn"):
+        snap = basecnn_snapshot(a.cifar, a.limit)
+        results["BaseCNN"] = bench("basecnn", snap, LayoutOptions(), a.moves)
+        results["BaseCNN k=6"] = bench("basecnn", snap, LayoutOptions(k=6), a.moves)
+    if a.only in (None, "resnet50"):
+        snap = synthetic_snapshot(resnet50_channels(), a.classes)
+        results["ResNet-50 synth"] = bench("resnet50", snap, LayoutOptions(), a.moves)
+    names = list(results)
+    keys = list(next(iter(results.values())).keys())
+    print(f"{'':24}" + "".join(f"{n:>18}" for n in names))
+    for k in keys:
+        vals = [results[n].get(k, float("nan")) for n in names]
+        print(f"{k:24}" + "".join(f"{v:>18.4g}" for v in vals))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -27,7 +27,7 @@ from ..run.snapshot import Snapshot
 DEAD_FRACTION = 0.5
 SATURATED_FRACTION = 0.5
 VANISHING_RATIO = 1e-3  # relative gradient below this × the largest layer's …
-VANISHING_ABS = 1e-5  # … or below this: an SGD step then changes the weights by ~1e-6 of their size
+VANISHING_ABS = 1e-4  # … or below this (healthy CIFAR nets measure 1e-2 … 1e-1 here)
 EXPLODING_RATIO = 1e3  # relative gradient above this × the median layer's
 DUPLICATE_COSINE = 0.99  # centred activation rows this similar count as duplicates
 REDUNDANT_FRACTION = 0.5

@@ -102,6 +102,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--out", required=True, metavar="RUN_DIR")
 
+    p = sub.add_parser(
+        "render", help="render a run's network view to a PNG (headless, no display needed)"
+    )
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("-o", "--out", required=True, metavar="FILE.png")
+    p.add_argument("--step", type=int, help="snapshot step (default: the latest)")
+    p.add_argument(
+        "--size",
+        default="1920x1080",
+        help="WIDTHxHEIGHT in pixels, up to 16384 (default 1920x1080)",
+    )
+    p.add_argument(
+        "--facet", choices=["features", "matrix"], default="features", help="facet of every cluster"
+    )
+    p.add_argument("--theme", choices=["dark", "light"], default="dark")
+    p.add_argument(
+        "--classes", help="comma-separated class names to highlight (the rest is dimmed)"
+    )
+    p.add_argument(
+        "--edges", type=float, default=0.25, help="fraction of strongest edges kept (default 0.25)"
+    )
+    p.add_argument("-k", type=int, help="clusters per group (default: chosen by silhouette)")
+    p.add_argument("--expand", default="", help="comma-separated groups shown one row per layer")
+    p.add_argument("--msaa", type=int, default=4, help="multisampling (default 4)")
+
     p = sub.add_parser("info", help="print a model's layer groups, or a run's snapshots")
     p.add_argument("target", help="zoo model name, path/to/file.py:factory, or a run directory")
     p.add_argument("--input-shape", default="3,32,32", help="C,H,W (default 3,32,32)")
@@ -225,6 +250,57 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _size(text: str) -> tuple[int, int]:
+    from .errors import CnnvisError
+
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise CnnvisError(f"--size {text!r}: use WIDTHxHEIGHT, e.g. 3840x2160") from None
+    if not (16 <= w <= 16384 and 16 <= h <= 16384):
+        raise CnnvisError(f"--size {text!r}: each side must be between 16 and 16384 pixels")
+    return w, h
+
+
+def cmd_render(a: argparse.Namespace) -> int:
+    from . import open_run
+    from .errors import CnnvisError
+    from .layout import LayoutOptions, build_scene
+    from .layout.scene import FACET_FEATURES, FACET_MATRIX
+
+    size = _size(a.size)
+    run = open_run(a.run)
+    snap = run.snapshot(a.step) if a.step is not None else run.latest()
+    groups = {g.name for g in snap.graph.groups}
+    expand = {g for g in a.expand.split(",") if g}
+    if expand - groups:
+        raise CnnvisError(
+            f"--expand: no group {sorted(expand - groups)[0]!r} (groups: {', '.join(sorted(groups))})"
+        )
+    selection = None
+    if a.classes:
+        names = [c.strip() for c in a.classes.split(",") if c.strip()]
+        unknown = [c for c in names if c not in snap.classes]
+        if unknown:
+            raise CnnvisError(
+                f"--classes: unknown class {unknown[0]!r} (classes: {', '.join(snap.classes)})"
+            )
+        selection = {"classes": [snap.classes.index(c) for c in names]}
+    facet = FACET_MATRIX if a.facet == "matrix" else FACET_FEATURES
+    options = LayoutOptions(k=a.k, expanded=frozenset(expand), facet=facet, edge_fraction=a.edges)
+    t0 = time.perf_counter()
+    scene = build_scene(snap, options)
+    from .render.offscreen import render_png
+
+    path = render_png(
+        snap, scene, a.out, size=size, theme=a.theme, selection=selection, msaa=a.msaa
+    )
+    print(
+        f"rendered {snap} ({len(scene.clusters.size)} clusters) to {path} in {time.perf_counter() - t0:.1f} s"
+    )
+    return 0
+
+
 def cmd_info(a: argparse.Namespace) -> int:
     target = Path(a.target)
     if target.is_dir():
@@ -292,7 +368,13 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"analyze": cmd_analyze, "train": cmd_train, "info": cmd_info, "demo": cmd_demo}
+COMMANDS = {
+    "analyze": cmd_analyze,
+    "train": cmd_train,
+    "render": cmd_render,
+    "info": cmd_info,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,12 @@
 #version 330 core
-#include "common.glsl"
+// Self-contained (no #include): tests/test_package.py compiles this file as it is.
+#ifdef PICK
+vec4 encode_id(int kind, int index) {        // as in common.glsl
+    int i = index + 1;
+    return vec4(float(kind), float((i >> 16) & 255), float((i >> 8) & 255), float(i & 255)) / 255.0;
+}
+const int KIND_NEURON = 2;
+#endif
 uniform sampler2DArray u_atlas;
 uniform float u_alpha;                       // level-of-detail fade
 uniform vec4 u_selection;

@@ -191,3 +191,19 @@ def test_untraceable_model_is_a_clear_error():
 def test_wrong_input_shape_is_a_clear_error():
     with pytest.raises(ModelError, match="shape"):
         build_graph(build_model("basecnn"), (1, 32, 32))
+
+
+def test_adaptive_pool_receptive_field():
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.AdaptiveAvgPool2d(4),
+        nn.Conv2d(4, 4, 1),
+        nn.AdaptiveMaxPool2d(1),
+    )
+    g = build_graph(model, (3, 16, 16))
+    assert g.layer("1").rf_size == [6, 6] and g.layer("1").rf_jump == [
+        4,
+        4,
+    ]  # a 4×4 window, stride 4
+    assert g.layer("1").rf_start == [1.5, 1.5]
+    assert g.layer("3").rf_size == [16, 16]  # global pooling sees the whole image

@@ -112,7 +112,15 @@ def compose_scene(state: LayoutState) -> Scene:
             c_color.append(id_color(cid))
             fx, fy = x + g.feat[0], top + g.feat[1]
             c_feat.append((fx, fy, g.feat[2], g.feat[3]))
-            c_mat.append((x + g.mat[0], top + g.mat[1], g.mat[2], g.mat[3]))
+            # the matrix fills the frame's height (frames of a row share the tallest's height)
+            c_mat.append(
+                (
+                    x + g.mat[0],
+                    top + g.mat[1],
+                    g.mat[2],
+                    max(g.mat[3], frame_h - g.mat[1] - o.padding),
+                )
+            )
             c_dens.append(c.density)
             c_score.append(c.score)
             stat_s += c.score

@@ -107,7 +107,7 @@ def _signatures(scene: Scene) -> dict[int, tuple]:
             c.rect[i, 2].tobytes(),  # the height follows the row: a change is a move
             c.color[i].tobytes(),
             feat[i].tobytes(),
-            mat[i].tobytes(),
+            mat[i, :3].tobytes(),  # the matrix height follows the row too
             float(c.density[i]),
             float(c.order_score[i]),
             n.unit[sl].tobytes(),

@@ -422,30 +422,26 @@ def _receptive_fields(layers: list[Layer], by_name: dict[str, Layer]) -> None:
         srcs = [by_name[i] for i in layer.inputs]
         src = max(srcs, key=lambda s: s.rf_size[0] * s.rf_size[1])
         size, jump, start = list(src.rf_size), list(src.rf_jump), list(src.rf_start)
-        p = layer.params
+        p = dict(layer.params)
+        if (
+            p.get("adaptive")
+            and len(layer.shape) == 3
+            and len(src.shape) == 3
+            and not _is_global(layer)
+        ):
+            # adaptive pooling to k×k with an even split is a plain window of stride in/k
+            stride = [src.shape[1] // layer.shape[1], src.shape[2] // layer.shape[2]]
+            kernel = [src.shape[1 + a] - (layer.shape[1 + a] - 1) * stride[a] for a in range(2)]
+            p = {"kernel": kernel, "stride": stride, "padding": [0, 0], "dilation": [1, 1]}
         if "kernel" in p:
             for a in range(2):
                 ke = p["dilation"][a] * (p["kernel"][a] - 1) + 1
                 start[a] = start[a] + ((ke - 1) / 2 - p["padding"][a]) * jump[a]
                 size[a] = size[a] + (ke - 1) * jump[a]
                 jump[a] = jump[a] * p["stride"][a]
-        elif (
-            p.get("adaptive")
-            or p.get("global")
-            or layer.kind in ("linear", "flatten")
-            or len(layer.shape) == 1
-        ):
-            if (
-                layer.kind == "flatten"
-                or len(layer.shape) == 1
-                or p.get("global")
-                or _is_global(layer)
-            ):
-                size, jump, start = (
-                    list(whole),
-                    list(whole),
-                    [(whole[0] - 1) / 2, (whole[1] - 1) / 2],
-                )
+        elif len(layer.shape) == 1 or p.get("global") or _is_global(layer):
+            # flattened, linear or globally pooled: the whole image
+            size, jump, start = list(whole), list(whole), [(whole[0] - 1) / 2, (whole[1] - 1) / 2]
         layer.rf_size, layer.rf_jump, layer.rf_start = size, jump, start
 
 

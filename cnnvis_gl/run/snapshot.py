@@ -98,9 +98,7 @@ class Snapshot:
                 continue
             y0, x0, y1, x1 = (int(v) for v in boxes[idx])
             crop = (
-                torch.from_numpy(np.ascontiguousarray(images[r, y0:y1, x0:x1]))
-                .permute(2, 0, 1)[None]
-                .float()
+                torch.from_numpy(np.array(images[r, y0:y1, x0:x1])).permute(2, 0, 1)[None].float()
             )
             res = F.interpolate(
                 crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False

@@ -1,0 +1,68 @@
+"""Neuron patches (learned-features facet): instanced textured quads from the patch atlas."""
+
+from __future__ import annotations
+
+import moderngl
+import numpy as np
+
+from ..layout.scene import Scene
+from .atlas import PatchAtlas, PatchSource
+from .gl import set_uniform
+from .state import UNIT_MAIN, Frame, SharedState
+from .visual import Visual
+
+GEOMETRY = np.dtype([("rect", "f4", 4), ("uv", "f4", 4), ("layer", "f4"), ("cluster", "i4")])
+
+
+class PatchesVisual(Visual):
+    """One instance per neuron: its rectangle and its patch from :class:`PatchAtlas`.
+
+    Hidden (culled in the vertex shader) for clusters showing their matrix; dimmed per neuron
+    by the class selection (shared neuron state), outlined when selected or hovered.
+    """
+
+    VERT, FRAG = "patch.vert", "patch.frag"
+
+    def __init__(self, ctx: moderngl.Context, shared: SharedState, atlas: PatchAtlas) -> None:
+        super().__init__(ctx, shared)
+        self.atlas = atlas
+        self.geometry: moderngl.Buffer | None = None
+        self.mean_colors = np.zeros((0, 3), dtype=np.float32)
+
+    def upload(self, scene: Scene, source: PatchSource | None) -> None:
+        """Write the instance geometry (fills the atlas with any missing patches first)."""
+        n = scene.neurons
+        keys = np.stack([n.unit, n.index], 1) if len(n.unit) else np.zeros((0, 2), np.int64)
+        uv, layer = self.atlas.ensure(source, scene.units, keys)
+        self.mean_colors = self.atlas.mean_colors(keys)
+        data = np.zeros(len(keys), dtype=GEOMETRY)
+        data["rect"] = n.rect
+        data["uv"] = uv
+        data["layer"] = layer
+        data["cluster"] = n.cluster
+        self.count = len(data)
+        self.geometry = self.uploads.write(self.ctx, "patches.geometry", self.geometry, data)
+        self._build_vaos(
+            [
+                (self.shared.quad, "2f", "in_corner"),
+                (self.geometry, "4f 4f 1f 1i /i", "in_rect", "in_uv", "in_layer", "in_cluster"),
+                (self.shared.neuron_buf, "2f /i", "in_state"),
+            ]
+        )
+
+    def draw(self, frame: Frame, alpha: float = 1.0, hover: int = -1) -> None:
+        if not self.count or alpha <= 0.0 or self.atlas.texture is None:
+            return
+        prog, vao = self.active(frame)
+        self.atlas.texture.use(UNIT_MAIN)
+        set_uniform(prog, "u_atlas", UNIT_MAIN)
+        set_uniform(prog, "u_alpha", float(alpha))
+        set_uniform(prog, "u_selection", frame.theme.selection)
+        set_uniform(prog, "u_hover", frame.theme.hover)
+        set_uniform(prog, "u_hover_neuron", int(hover))
+        vao.render(moderngl.TRIANGLE_STRIP, vertices=4, instances=self.count)
+
+    def release(self) -> None:
+        super().release()
+        if self.geometry is not None:
+            self.geometry.release()

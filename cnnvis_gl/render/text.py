@@ -1,0 +1,120 @@
+"""Labels: signed-distance-field glyph quads, crisp at any zoom.
+
+A label's ``(x, y)`` is its anchor: ``anchor`` left/center/right places it horizontally and the
+text is centred vertically on ``y`` (middle of the capital height); ``size`` is the font size
+(em) in scene units.  Row labels never shrink below ``min_px`` pixels; cluster and class labels
+fade out when smaller than ``hide_px`` (level of detail).  A label's ``cluster`` (a cluster *id*) ties it to that cluster: it is dimmed
+with it, and class labels (matrix column headers) show only while it is in the matrix facet.
+"""
+
+from __future__ import annotations
+
+import moderngl
+import numpy as np
+
+from ..layout.scene import Label
+from .font import BASE_CHARS, GlyphAtlas, build_glyph_atlas
+from .gl import set_uniform
+from .state import UNIT_MAIN, Frame, SharedState
+from .visual import Visual
+
+GEOMETRY = np.dtype(
+    [
+        ("anchor", "f4", 2),
+        ("box", "f4", 4),
+        ("uv", "f4", 4),
+        ("size", "f4"),
+        ("kind", "i4"),
+        ("cluster", "i4"),
+    ]
+)
+KINDS = {"row": 0, "cluster": 1, "class": 2}
+MIN_PX = (11.0, 0.0, 0.0, 0.0)  # row, cluster, class, other
+HIDE_PX = (0.0, 6.0, 11.0, 6.0)
+
+
+class TextVisual(Visual):
+    """All labels of the scene in one instanced draw."""
+
+    VERT, FRAG = "text.vert", "text.frag"
+    pickable = False
+
+    def __init__(self, ctx: moderngl.Context, shared: SharedState) -> None:
+        super().__init__(ctx, shared)
+        self.geometry: moderngl.Buffer | None = None
+        self.font: GlyphAtlas | None = None
+        self.font_tex: moderngl.Texture | None = None
+
+    def _ensure_font(self, labels: list[Label]) -> GlyphAtlas:
+        needed = set("".join(lab.text for lab in labels))
+        have = set(self.font.advance) if self.font is not None else set()
+        if self.font is None or not needed <= have:
+            extra = "".join(sorted(needed - set(BASE_CHARS)))
+            self.font = build_glyph_atlas(BASE_CHARS + extra)
+            img = self.font.image
+            if self.font_tex is not None:
+                self.font_tex.release()
+            self.font_tex = self.ctx.texture((img.shape[1], img.shape[0]), 1, dtype="f1")
+            self.font_tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
+            self.uploads.texture("labels.font", self.font_tex, img)
+        return self.font
+
+    def upload(self, labels: list[Label], cluster_ids: np.ndarray | None = None) -> None:
+        """Lay out and upload ``labels``; ``cluster_ids`` (``Clusters.id``) maps label clusters."""
+        font = self._ensure_font(labels)
+        index = {int(c): i for i, c in enumerate(cluster_ids if cluster_ids is not None else ())}
+        parts = []
+        for lab in labels:
+            boxes, uvs, width = font.layout(lab.text)
+            if not len(boxes):
+                continue
+            dx = {"left": 0.0, "center": -0.5 * width, "right": -width}.get(lab.anchor, 0.0)
+            boxes = boxes + np.array([dx, font.cap_height / 2, dx, font.cap_height / 2], "f4")
+            g = np.zeros(len(boxes), dtype=GEOMETRY)
+            g["anchor"] = (lab.x, lab.y)
+            g["box"] = boxes
+            g["uv"] = uvs
+            g["size"] = lab.size
+            g["kind"] = KINDS.get(lab.kind, 3)
+            g["cluster"] = index.get(int(getattr(lab, "cluster", -1)), -1)
+            parts.append(g)
+        data = np.concatenate(parts) if parts else np.zeros(0, dtype=GEOMETRY)
+        self.count = len(data)
+        self.geometry = self.uploads.write(self.ctx, "labels.geometry", self.geometry, data)
+        self._build_vaos(
+            [
+                (self.shared.quad, "2f", "in_corner"),
+                (
+                    self.geometry,
+                    "2f 4f 4f 1f 1i 1i /i",
+                    "in_anchor",
+                    "in_box",
+                    "in_uv",
+                    "in_size",
+                    "in_kind",
+                    "in_cluster",
+                ),
+            ]
+        )
+
+    def draw(self, frame: Frame) -> None:
+        if not self.count or frame.pick:
+            return
+        prog, vao = self.active(frame)
+        t = frame.theme
+        self.font_tex.use(UNIT_MAIN)
+        set_uniform(prog, "u_sdf", UNIT_MAIN)
+        colors = np.array([t.text_row, t.text, t.text_class, t.text], dtype=np.float32)
+        set_uniform(prog, "u_color", colors.tobytes())
+        set_uniform(prog, "u_halo", t.text_halo)
+        set_uniform(prog, "u_halo_px", 1.6)
+        set_uniform(prog, "u_min_px", np.asarray(MIN_PX, np.float32).tobytes())
+        set_uniform(prog, "u_hide_px", np.asarray(HIDE_PX, np.float32).tobytes())
+        set_uniform(prog, "u_px_per_em_unit", 2.0 * self.font.spread / self.font.em)
+        vao.render(moderngl.TRIANGLE_STRIP, vertices=4, instances=self.count)
+
+    def release(self) -> None:
+        super().release()
+        for obj in (self.geometry, self.font_tex):
+            if obj is not None:
+                obj.release()

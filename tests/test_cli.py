@@ -182,3 +182,47 @@ def test_help_lists_commands():
     assert r.returncode == 0
     for cmd in ("analyze", "train", "info", "demo"):
         assert cmd in r.stdout
+
+
+@pytest.mark.gl
+def test_render_a_real_run_headless(cifar_dir, tmp_path):
+    from PIL import Image
+
+    r = cnnvis(
+        "analyze",
+        "basecnn-x0.25",
+        "--data",
+        f"cifar10:{cifar_dir}",
+        "--limit",
+        "100",
+        "-q",
+        "-o",
+        tmp_path / "r",
+    )
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "fig.png"
+    r = cnnvis(
+        "render",
+        tmp_path / "r",
+        "-o",
+        out,
+        "--size",
+        "800x600",
+        "--facet",
+        "matrix",
+        "--classes",
+        "cat,dog",
+        "-k",
+        "3",
+    )
+    assert r.returncode == 0, r.stderr
+    img = np.asarray(Image.open(out))
+    assert img.shape == (600, 800, 3)
+    assert img.std() > 10  # a picture, not a blank canvas
+    for bad, needle in (
+        (["--size", "10"], "WIDTHxHEIGHT"),
+        (["--classes", "unicorn"], "unicorn"),
+        (["--expand", "conv9"], "conv9"),
+    ):
+        r = cnnvis("render", tmp_path / "r", "-o", out, *bad)
+        assert r.returncode == 2 and needle in r.stderr

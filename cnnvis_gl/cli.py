@@ -365,6 +365,20 @@ def cmd_demo(a: argparse.Namespace) -> int:
     path = snap.save(out, hist.steps)
     print(snap.graph.summary())
     print(f"{snap}\nwrote {path}")
+    from .layout import LayoutOptions, build_scene
+
+    try:
+        from .render.offscreen import render_png
+
+        scene = build_scene(snap, LayoutOptions(k=4))
+        for facet in ("features", "matrix"):
+            png = render_png(
+                snap, scene, out / f"{facet}.png", size=(1920, 1200), facet=facet, msaa=4
+            )
+            print(f"rendered the {facet} view to {png}")
+    except RuntimeError as e:  # no OpenGL context on this machine
+        print(f"no picture: {e}")
+    print(f"next: cnnvis info {out}  |  cnnvis render {out} -o fig.png --size 3840x2160")
     return 0
 
 

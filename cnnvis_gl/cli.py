@@ -102,6 +102,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--out", required=True, metavar="RUN_DIR")
 
+    p = sub.add_parser("view", help="open the interactive viewer on a run directory")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--follow", action="store_true", help="follow the run as new snapshots land")
+    p.add_argument(
+        "--headless",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run without a window (default: headless when there is no display)",
+    )
+    p.add_argument(
+        "--size", default="1600x1000", help="window size WIDTHxHEIGHT (default 1600x1000)"
+    )
+    p.add_argument(
+        "--msaa", type=int, default=0, help="multisampling (default 0: shaders anti-alias)"
+    )
+    p.add_argument("--theme", choices=["dark", "light"], default="dark")
+    p.add_argument(
+        "--screenshot-dir", metavar="DIR", help="where screenshots go (default RUN_DIR/screenshots)"
+    )
+    p.add_argument("--frames", type=int, help="stop after N frames")
+
     p = sub.add_parser(
         "render", help="render a run's network view to a PNG (headless, no display needed)"
     )
@@ -262,6 +283,22 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def cmd_view(a: argparse.Namespace) -> int:
+    from .ui import run_app
+
+    run_app(
+        a.run,
+        follow=a.follow,
+        headless=a.headless,
+        size=_size(a.size),
+        msaa=a.msaa,
+        screenshot_dir=a.screenshot_dir,
+        max_frames=a.frames,
+        theme=a.theme,
+    )
+    return 0
+
+
 def cmd_render(a: argparse.Namespace) -> int:
     from . import open_run
     from .errors import CnnvisError
@@ -385,6 +422,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 COMMANDS = {
     "analyze": cmd_analyze,
     "train": cmd_train,
+    "view": cmd_view,
     "render": cmd_render,
     "info": cmd_info,
     "demo": cmd_demo,

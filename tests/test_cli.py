@@ -226,3 +226,36 @@ def test_render_a_real_run_headless(cifar_dir, tmp_path):
     ):
         r = cnnvis("render", tmp_path / "r", "-o", out, *bad)
         assert r.returncode == 2 and needle in r.stderr
+
+
+@pytest.mark.gui
+def test_view_headless_writes_a_screenshot(cifar_dir, tmp_path):
+    from PIL import Image
+
+    r = cnnvis(
+        "analyze",
+        "basecnn-x0.25",
+        "--data",
+        f"cifar10:{cifar_dir}",
+        "--limit",
+        "64",
+        "-q",
+        "-o",
+        tmp_path / "r",
+    )
+    assert r.returncode == 0, r.stderr
+    env_free = cnnvis(
+        "view",
+        tmp_path / "r",
+        "--headless",
+        "--size",
+        "1000x700",
+        "--screenshot-dir",
+        tmp_path / "shots",
+    )
+    assert env_free.returncode == 0, env_free.stderr
+    assert "headless" in env_free.stdout + env_free.stderr
+    shots = list((tmp_path / "shots").glob("*.png"))
+    assert len(shots) == 1 and Image.open(shots[0]).size == (1000, 700)
+    r = cnnvis("view", tmp_path / "missing", "--headless")
+    assert r.returncode == 2 and "missing" in r.stderr

@@ -1,0 +1,280 @@
+"""The viewer's state: one typed :class:`AppState`, plain data, no imgui or OpenGL.
+
+Panels read it and call the controller's commands (:class:`cnnvis_gl.ui.app.App`); the
+controller changes it between frames.  Selections are kept by *stable keys* (cluster ids,
+``(unit, channel)`` of neurons, class indices), never by indices into the current Scene, so they
+survive edits, re-layouts and snapshot switches.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..layout.scene import FACET_FEATURES, ROW_BETWEEN, Scene
+from ..render.camera import Camera
+from .edits import LayoutEdits
+
+if TYPE_CHECKING:
+    from ..run.snapshot import Snapshot
+
+__all__ = [
+    "NeuronKey",
+    "Selection",
+    "GroupSetting",
+    "CameraState",
+    "HistoryEntry",
+    "History",
+    "JobStatus",
+    "DragState",
+    "AppState",
+]
+
+NeuronKey = tuple[str, int]  # (unit name, channel)
+
+
+@dataclass
+class Selection:
+    """What the user picked.
+
+    Attributes
+    ----------
+    classes
+        Class indices (snapshot order) whose strongly activated neurons are highlighted.
+    quantile
+        Fraction of each layer's neurons kept bright by a class selection.
+    neuron
+        The neuron in the neuron inspector, as ``(unit, channel)``.
+    cluster
+        Id of the cluster in the cluster inspector.
+    """
+
+    classes: set[int] = field(default_factory=set)
+    quantile: float = 0.2
+    neuron: NeuronKey | None = None
+    cluster: int | None = None
+
+
+@dataclass
+class GroupSetting:
+    """Clustering controls of one layer group (what the combo and the input show)."""
+
+    method: str = "kmeans"
+    k: int = 0  # 0 = automatic (silhouette)
+    expanded: bool = False
+
+
+@dataclass
+class CameraState:
+    """The animated camera: ``current`` eases towards ``target`` each frame."""
+
+    current: Camera = field(default_factory=Camera)
+    target: Camera = field(default_factory=Camera)
+    viewport: tuple[int, int] = (1, 1)
+    fitted: bool = False  # fitted to a scene at least once
+    speed: float = 14.0  # 1/s: fraction of the way covered per second ~ 1 - exp(-speed * dt)
+
+    @property
+    def animating(self) -> bool:
+        c, t = self.current, self.target
+        if c == t:
+            return False
+        zoom_close = abs(np.log(max(c.zoom, 1e-12) / max(t.zoom, 1e-12))) < 1e-3
+        px = max(abs(c.center[0] - t.center[0]), abs(c.center[1] - t.center[1])) * t.zoom
+        return not (zoom_close and px < 0.25)
+
+    anchor: tuple[float, float, float, float] | None = None  # scene x, y kept under pixel x, y
+
+    def step(self, dt: float) -> bool:
+        """Advance the animation by ``dt`` seconds; returns whether the camera moved."""
+        if self.current == self.target:
+            self.anchor = None
+            return False
+        if not self.animating:
+            self.current = self.target
+            self.anchor = None
+            return True
+        a = min(max(1.0 - float(np.exp(-self.speed * max(dt, 0.0))), 0.05), 1.0)
+        nxt = self.current.lerp(self.target, a)
+        if self.anchor is not None:  # zoom about the cursor: its scene point stays under it
+            sx, sy, px, py = self.anchor
+            w, h = self.viewport
+            z = nxt.zoom
+            nxt = Camera((sx - (px - w / 2.0) / z, sy - (py - h / 2.0) / z), z)
+        self.current = nxt
+        return True
+
+    def zoom_at(self, factor: float, px: float, py: float) -> None:
+        """Animate a zoom by ``factor`` about pixel ``(px, py)`` (the wheel).
+
+        The scene point under the cursor *now* stays under it through the whole animation.
+        """
+        sx, sy = self.current.screen_to_scene(px, py, self.viewport)
+        z = self.target.zoom * float(factor)
+        w, h = self.viewport
+        self.target = Camera((sx - (px - w / 2.0) / z, sy - (py - h / 2.0) / z), z)
+        self.anchor = (sx, sy, px, py)
+
+    def go(self, camera: Camera) -> None:
+        """Animate to ``camera`` (fit all, zoom to a cluster)."""
+        self.target = camera
+        self.anchor = None
+
+    def jump(self, camera: Camera) -> None:
+        """Set both ends (no animation), e.g. while panning."""
+        self.current = self.target = camera
+        self.anchor = None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One undoable edit: the layout edits before and after it."""
+
+    label: str
+    before: LayoutEdits
+    after: LayoutEdits
+
+
+@dataclass
+class History:
+    """Undo / redo stacks of layout edits."""
+
+    undo: list[HistoryEntry] = field(default_factory=list)
+    redo: list[HistoryEntry] = field(default_factory=list)
+    limit: int = 200
+
+    def push(self, entry: HistoryEntry) -> None:
+        self.undo.append(entry)
+        del self.undo[: max(0, len(self.undo) - self.limit)]
+        self.redo.clear()
+
+
+@dataclass
+class JobStatus:
+    """Background work as the status bar shows it."""
+
+    pending: list[str] = field(default_factory=list)
+    last: str = ""
+    last_seconds: float = 0.0
+    error: str | None = None
+    message: str = ""
+
+
+@dataclass
+class DragState:
+    """A neuron being dragged onto another cluster."""
+
+    neuron: NeuronKey
+    index: int  # index into the scene's neurons when the drag started
+    start: tuple[float, float]  # screen position of the press
+    active: bool = False  # moved past the drag threshold
+
+
+@dataclass
+class AppState:
+    """Everything the viewer shows and edits.
+
+    Attributes
+    ----------
+    run_dir
+        The run directory.
+    steps
+        Steps of the run's snapshots (ascending, as far as known).
+    step, snapshot, scene
+        What is on screen.
+    edits
+        The layout's edits (clustering, expanded groups, edge filter, facets) as last reported
+        by the layout worker.
+    facet
+        Facet of all clusters (the "for all" switch).
+    edge_fraction
+        Fraction of the cluster edges kept (the threshold slider).
+    groups
+        Clustering controls per group name.
+    selection, camera, history, jobs
+        See their classes.
+    theme
+        ``"dark"`` or ``"light"``.
+    follow
+        Switch to each new snapshot as it arrives.
+    hover
+        What the pointer is over in the network view, ``(kind, index)``.
+    """
+
+    run_dir: Path
+    steps: list[int] = field(default_factory=list)
+    step: int | None = None
+    snapshot: Snapshot | None = None
+    scene: Scene | None = None
+    scene_version: int = 0
+    edits: LayoutEdits = field(default_factory=LayoutEdits)
+    facet: int = FACET_FEATURES
+    edge_fraction: float = 0.25
+    groups: dict[str, GroupSetting] = field(default_factory=dict)
+    selection: Selection = field(default_factory=Selection)
+    camera: CameraState = field(default_factory=CameraState)
+    history: History = field(default_factory=History)
+    jobs: JobStatus = field(default_factory=JobStatus)
+    theme: str = "dark"
+    follow: bool = False
+    headless: bool = False
+    hover: tuple[str, int] = ("none", -1)
+    drag: DragState | None = None
+    frame_ms: deque[float] = field(default_factory=lambda: deque(maxlen=120))
+    render_ms: deque[float] = field(default_factory=lambda: deque(maxlen=120))
+    frames: int = 0
+
+    # ------------------------------------------------------------------ scene look-ups
+    def neuron_index(self, key: NeuronKey | None) -> int | None:
+        """Index into ``scene.neurons`` of a neuron key (None when not shown)."""
+        s = self.scene
+        if key is None or s is None or key[0] not in s.units:
+            return None
+        u = s.units.index(key[0])
+        hit = np.flatnonzero((s.neurons.unit == u) & (s.neurons.index == int(key[1])))
+        return int(hit[0]) if len(hit) else None
+
+    def neuron_key(self, index: int) -> NeuronKey:
+        """``(unit, channel)`` of ``scene.neurons[index]``."""
+        s = self.scene
+        assert s is not None
+        return (s.units[int(s.neurons.unit[index])], int(s.neurons.index[index]))
+
+    def cluster_index(self, cid: int | None) -> int | None:
+        """Index into ``scene.clusters`` of a cluster id (None when absent)."""
+        s = self.scene
+        if cid is None or s is None:
+            return None
+        hit = np.flatnonzero(s.clusters.id == int(cid))
+        return int(hit[0]) if len(hit) else None
+
+    def cluster_neurons(self, ci: int) -> np.ndarray:
+        """Indices into ``scene.neurons`` of cluster ``ci``, in matrix-row order."""
+        s = self.scene
+        assert s is not None
+        idx = np.flatnonzero(s.neurons.cluster == ci)
+        return idx[np.argsort(s.neurons.matrix_row[idx], kind="stable")]
+
+    def row_clusters(self, row: int) -> np.ndarray:
+        """Indices of the clusters of a scene row, left to right."""
+        s = self.scene
+        assert s is not None
+        idx = np.flatnonzero(s.clusters.row == row)
+        return idx[np.argsort(s.clusters.rect[idx, 0], kind="stable")]
+
+    def layer_rows(self) -> list[int]:
+        """Indices of the scene's layer rows (not the in-between rows), top to bottom."""
+        s = self.scene
+        return [] if s is None else [i for i, r in enumerate(s.rows) if r.kind != ROW_BETWEEN]
+
+    def cluster_name(self, ci: int) -> str:
+        """``"conv2 #3"``: the row's name and the cluster's position in it (1-based)."""
+        s = self.scene
+        assert s is not None
+        row = int(s.clusters.row[ci])
+        pos = int(np.flatnonzero(self.row_clusters(row) == ci)[0]) + 1
+        return f"{s.rows[row].name} #{pos}"

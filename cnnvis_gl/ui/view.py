@@ -1,0 +1,238 @@
+"""The network view: the scene rendered into a texture, shown in a dockable window.
+
+The renderer draws into an offscreen target the size of the window's content (only when the
+camera, the scene or an appearance changed), and ImGui shows it as an image; an invisible
+button over it takes the mouse.  Pixel ``(x, y)`` of the image is pixel ``(x, y)`` of the
+renderer's view, so picking, zoom-to-cursor and drag-and-drop need no conversion.
+
+Mouse: wheel zooms at the cursor (animated), a drag pans (left on empty space, or right /
+middle anywhere), a left drag that starts on a neuron moves it to the cluster it is dropped on
+(or into a new cluster when dropped on empty space of its row), a click selects, a
+double-click zooms to the cluster (or fits all on empty space).  ``F`` fits all.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from imgui_bundle import imgui
+
+if TYPE_CHECKING:
+    from .app import App
+
+__all__ = ["network_view", "CANVAS_ID", "WINDOW"]
+
+WINDOW = "Network"
+CANVAS_ID = "##canvas"
+ZOOM_STEP = 1.25  # per wheel notch
+DRAG_THRESHOLD = 4.0  # pixels before a press becomes a drag
+
+
+def network_view(app: App) -> None:
+    """The dockable network view (hello_imgui calls it; it calls ``begin``/``end`` itself)."""
+    imgui.push_style_var(imgui.StyleVar_.window_padding, imgui.ImVec2(0, 0))
+    flags = (
+        imgui.WindowFlags_.no_scrollbar
+        | imgui.WindowFlags_.no_scroll_with_mouse
+        | imgui.WindowFlags_.no_collapse
+    )
+    visible = imgui.begin(WINDOW, None, flags)[0]
+    imgui.pop_style_var()
+    if visible:
+        _canvas(app)
+    imgui.end()
+
+
+def _canvas(app: App) -> None:
+    st = app.state
+    origin = imgui.get_cursor_screen_pos()
+    avail = imgui.get_content_region_avail()
+    w, h = int(avail.x), int(avail.y)
+    if w < 8 or h < 8:
+        return
+    app.canvas_origin = (origin.x, origin.y)
+    app.render_view((w, h))
+    if app.target is not None and app.target.glo:
+        imgui.image(
+            imgui.ImTextureRef(app.target.glo),
+            imgui.ImVec2(w, h),
+            imgui.ImVec2(0, 1),
+            imgui.ImVec2(1, 0),
+        )
+    imgui.set_cursor_screen_pos(origin)
+    buttons = (
+        imgui.ButtonFlags_.mouse_button_left
+        | imgui.ButtonFlags_.mouse_button_right
+        | imgui.ButtonFlags_.mouse_button_middle
+    )
+    imgui.invisible_button(CANVAS_ID, imgui.ImVec2(w, h), buttons)
+    if st.scene is not None:
+        _input(app, (origin.x, origin.y), (w, h))
+    _overlay(app, (origin.x, origin.y), (w, h))
+
+
+def _input(app: App, origin: tuple[float, float], size: tuple[int, int]) -> None:
+    st = app.state
+    io = imgui.get_io()
+    cam = st.camera
+    hovered = imgui.is_item_hovered()
+    active = imgui.is_item_active()
+    mx, my = io.mouse_pos.x - origin[0], io.mouse_pos.y - origin[1]
+    inside = 0 <= mx < size[0] and 0 <= my < size[1]
+
+    # hover + tooltip
+    if hovered and inside and not (active and st.drag is None and _dragging()):
+        app.hover_at(mx, my)
+    elif not hovered and st.hover[0] != "none":
+        app.set_hover(("none", -1))
+
+    # zoom at the cursor (animated)
+    if hovered and io.mouse_wheel != 0.0:
+        factor = ZOOM_STEP ** float(io.mouse_wheel)
+        cam.zoom_at(factor, mx, my)
+        app.touch()
+
+    # press: maybe the start of a neuron drag
+    if imgui.is_item_activated() and imgui.is_mouse_clicked(imgui.MouseButton_.left):
+        app.press_at(mx, my)
+
+    # drag: move a neuron, or pan
+    if active:
+        delta = io.mouse_delta
+        if st.drag is not None and imgui.is_mouse_down(imgui.MouseButton_.left):
+            dx, dy = mx - st.drag.start[0], my - st.drag.start[1]
+            if not st.drag.active and (dx * dx + dy * dy) ** 0.5 > DRAG_THRESHOLD:
+                st.drag.active = True
+            if st.drag.active:
+                _drag_feedback(app, mx, my, origin)
+        elif _dragging() and (delta.x or delta.y):
+            cam.jump(cam.current.pan(delta.x, delta.y))
+            app.touch()
+
+    # release
+    if imgui.is_item_deactivated():
+        drag = st.drag
+        st.drag = None
+        if drag is not None and drag.active:
+            app.drop_neuron(drag.neuron, mx, my)
+        elif imgui.is_mouse_released(imgui.MouseButton_.left) and not _moved(io):
+            app.click_at(mx, my)
+
+    if hovered and imgui.is_mouse_double_clicked(imgui.MouseButton_.left):
+        app.double_click_at(mx, my)
+
+    if hovered and imgui.is_key_pressed(imgui.Key.f, False) and not io.want_text_input:
+        app.fit_all()
+
+    if hovered and imgui.is_mouse_released(imgui.MouseButton_.right) and not _moved(io, 1):
+        app.click_at(mx, my)
+        imgui.open_popup("view_context")
+    _context_menu(app)
+
+    if hovered and st.drag is None and st.hover[0] != "none":
+        _hover_outline(app)
+        _tooltip(app)
+
+
+def _dragging() -> bool:
+    return any(
+        imgui.is_mouse_dragging(b, DRAG_THRESHOLD)
+        for b in (imgui.MouseButton_.left, imgui.MouseButton_.right, imgui.MouseButton_.middle)
+    )
+
+
+def _moved(io: imgui.IO, button: int = 0) -> bool:
+    d = io.mouse_drag_max_distance_sqr[button]
+    return d > DRAG_THRESHOLD * DRAG_THRESHOLD
+
+
+def _drag_feedback(app: App, mx: float, my: float, origin: tuple[float, float]) -> None:
+    """A line from the dragged neuron to the pointer and a tooltip naming the drop target."""
+    st = app.state
+    assert st.drag is not None and st.scene is not None
+    i = st.neuron_index(st.drag.neuron)
+    if i is None:
+        return
+    r = st.scene.neurons.rect[i]
+    sx, sy = st.camera.current.scene_to_screen(
+        float(r[0] + r[2] / 2), float(r[1] + r[3] / 2), st.camera.viewport
+    )
+    dl = imgui.get_window_draw_list()
+    col = imgui.get_color_u32(imgui.ImVec4(1.0, 0.8, 0.2, 0.9))
+    a = imgui.ImVec2(origin[0] + sx, origin[1] + sy)
+    b = imgui.ImVec2(origin[0] + mx, origin[1] + my)
+    dl.add_line(a, b, col, 2.0)
+    dl.add_circle_filled(a, 4.0, col)
+    target = app.drop_target(st.drag.neuron, mx, my)
+    imgui.set_tooltip(f"Move neuron {st.drag.neuron[1]} of {st.drag.neuron[0]}\n→ {target[1]}")
+
+
+def _hover_outline(app: App) -> None:
+    rect = app.hover_rect()
+    if rect is None:
+        return
+    hover = app.renderer.theme.hover if app.renderer is not None else (0.55, 0.85, 1.0, 1.0)
+    col = imgui.get_color_u32(imgui.ImVec4(*hover))
+    x0, y0, x1, y1 = rect
+    dl = imgui.get_window_draw_list()
+    dl.add_rect(
+        imgui.ImVec2(x0 - 1, y0 - 1), imgui.ImVec2(x1 + 1, y1 + 1), col, rounding=0.0, thickness=2.0
+    )
+
+
+def _tooltip(app: App) -> None:
+    lines = app.hover_text()
+    if lines:
+        imgui.begin_tooltip()
+        imgui.text(lines[0])
+        for line in lines[1:]:
+            imgui.text_disabled(line)
+        imgui.end_tooltip()
+
+
+def _context_menu(app: App) -> None:
+    st = app.state
+    if not imgui.begin_popup("view_context"):
+        return
+    ci = st.cluster_index(st.selection.cluster)
+    ni = st.neuron_index(st.selection.neuron)
+    if ci is not None:
+        imgui.text_disabled(st.cluster_name(ci))
+        if imgui.menu_item("Zoom to cluster", "", False)[0]:
+            app.zoom_to_cluster(ci)
+        facet = int(st.scene.clusters.facet[ci]) if st.scene is not None else 0
+        label = "Show learned features" if facet else "Show activation matrix"
+        if imgui.menu_item(label, "", False)[0]:
+            app.set_facet(1 - facet, [int(st.scene.clusters.id[ci])])
+    if ni is not None and st.selection.neuron is not None:
+        imgui.separator()
+        imgui.text_disabled(f"neuron {st.selection.neuron[1]} of {st.selection.neuron[0]}")
+        if imgui.menu_item("Move to a new cluster", "", False)[0]:
+            app.move_neuron(st.selection.neuron, None)
+    imgui.separator()
+    if imgui.menu_item("Fit all", "F", False)[0]:
+        app.fit_all()
+    imgui.end_popup()
+
+
+def _overlay(app: App, origin: tuple[float, float], size: tuple[int, int]) -> None:
+    """Hints and background-work status drawn over the view's top-left corner."""
+    st = app.state
+    dl = imgui.get_window_draw_list()
+    pad = 8.0
+    lines = []
+    if st.scene is None:
+        lines.append(st.jobs.message or "Loading the run …")
+    if st.jobs.pending:
+        dots = "." * (1 + (st.frames // 10) % 3)
+        lines.append(f"{st.jobs.pending[0]}{dots}")
+    if not lines:
+        return
+    text = "\n".join(lines)
+    ts = imgui.calc_text_size(text)
+    x, y = origin[0] + pad, origin[1] + pad
+    bg = imgui.get_color_u32(imgui.ImVec4(0.0, 0.0, 0.0, 0.55))
+    dl.add_rect_filled(
+        imgui.ImVec2(x - 4, y - 3), imgui.ImVec2(x + ts.x + 6, y + ts.y + 4), bg, 4.0
+    )
+    dl.add_text(imgui.ImVec2(x, y), imgui.get_color_u32(imgui.ImVec4(1, 1, 1, 0.95)), text)

@@ -1,0 +1,429 @@
+"""The viewer, driven through its real GUI by the ImGui Test Engine (headless: null GLFW + EGL).
+
+Each test starts the real app on a real run directory (BaseCNN×¼ on real CIFAR-10 images),
+clicks through the panels and drags in the network view, and checks the Scene, the renderer's
+upload counters and the files on disk.  Software GL is slow: the tests keep to few frames.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+SIZE = (1280, 800)
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def template_run(tmp_path_factory: pytest.TempPathFactory, cifar_dir: Path) -> Path:
+    """A real run directory: one snapshot of BaseCNN×¼ on 200 CIFAR-10 test images."""
+    pytest.importorskip("imgui_bundle")
+    import torch
+
+    import cnnvis_gl
+    from cnnvis_gl.models import build_model
+
+    torch.manual_seed(0)
+    snap = cnnvis_gl.analyze(
+        build_model("basecnn-x0.25"), f"cifar10:{cifar_dir}", limit=200, progress=False
+    )
+    run = tmp_path_factory.mktemp("uirun") / "run"
+    snap.save(run, 0)
+    return run
+
+
+@pytest.fixture
+def run_dir(template_run: Path, tmp_path: Path) -> Path:
+    """A private copy of the run (the viewer writes layout.json into it)."""
+    dst = tmp_path / "run"
+    shutil.copytree(template_run, dst)
+    return dst
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_egl() -> None:
+    from cnnvis_gl.render import create_context
+
+    try:
+        create_context().release()
+    except Exception as e:  # noqa: BLE001 - no headless GL here
+        pytest.skip(f"no headless OpenGL: {e}")
+
+
+def drive(app, test: Callable, size: tuple[int, int] = SIZE) -> None:
+    """Run ``app`` headless with ``test(ctx)`` driving it through the Test Engine."""
+    from imgui_bundle.immapp import testing
+
+    from cnnvis_gl.ui.app import runner_params
+    from cnnvis_gl.ui.headless import init_headless
+
+    app.frame_period = 0.0  # no frame-rate cap: the test engine paces the frames
+    init_headless()
+    rp, addons = runner_params(app, size)
+    testing.run(test_function=test, runner_params=rp, add_ons_params=addons)
+    assert not app.panel_errors, app.panel_errors
+
+
+def wait(ctx, cond: Callable[[], bool], timeout: float = 120.0) -> None:
+    """Let frames run until ``cond()`` (the layout works on its own thread meanwhile)."""
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "timed out waiting for the app"
+        ctx.yield_()
+
+
+def ready(app) -> Callable[[], bool]:
+    return lambda: app.state.scene is not None and not app.edit_pending
+
+
+def geometry(counts: dict, before: dict) -> dict:
+    """Uploads of geometry buffers since ``before``."""
+    return {
+        k: v - before.get(k, 0)
+        for k, v in counts.items()
+        if k.endswith(".geometry") and v != before.get(k, 0)
+    }
+
+
+def diff(counts: dict, before: dict) -> dict:
+    return {k: v - before.get(k, 0) for k, v in counts.items() if v != before.get(k, 0)}
+
+
+def centre(rect) -> tuple[float, float]:
+    x, y, w, h = (float(v) for v in rect)
+    return x + w / 2, y + h / 2
+
+
+def make_app(run_dir: Path, **kw):
+    from cnnvis_gl.ui import App
+
+    return App(run_dir, headless=True, **kw)
+
+
+# ---------------------------------------------------------------------------- tests
+
+
+def test_panels_switch_facet_select_classes_threshold_theme(run_dir: Path, tmp_path: Path):
+    """Appearance changes upload small state only; the threshold re-bundles edges only."""
+    from imgui_bundle.immapp import testing
+
+    from cnnvis_gl.layout.scene import FACET_MATRIX
+
+    app = make_app(run_dir)
+    seen: dict = {}
+
+    def test(ctx):
+        wait(ctx, ready(app))
+        ctx.yield_(2)
+        r = app.renderer
+        # facet for all: one small state upload, no geometry
+        before = dict(r.upload_count)
+        ctx.item_click("//Controls/**/Activation matrix")
+        wait(ctx, ready(app))
+        ctx.yield_(2)
+        seen["facets"] = app.state.scene.clusters.facet.copy()
+        seen["facet_uploads"] = diff(r.upload_count, before)
+        # class selection
+        before = dict(r.upload_count)
+        ctx.item_click("//Controls/**/airplane##class0")
+        ctx.item_click("//Controls/**/cat##class3")
+        ctx.yield_(2)
+        seen["classes"] = set(app.state.selection.classes)
+        seen["class_geometry"] = geometry(r.upload_count, before)
+        # theme (colours): uniforms only
+        before = dict(r.upload_count)
+        ctx.item_click("//Controls/##theme")
+        ctx.item_click("//$FOCUSED/light")
+        ctx.yield_(2)
+        seen["theme"] = r.theme.name
+        seen["theme_uploads"] = diff(r.upload_count, before)
+        # edge threshold: edges and bundles re-uploaded, never the cluster / neuron geometry
+        old_edges = app.state.scene.edges
+        before = dict(r.upload_count)
+        ctx.item_input_value("//Controls/##edges", 60)
+        wait(ctx, ready(app))
+        ctx.yield_(2)
+        seen["fraction"] = app.state.edits.edge_fraction
+        seen["edges_changed"] = app.state.scene.edges is not old_edges
+        seen["threshold_geometry"] = geometry(r.upload_count, before)
+        testing.capture(ctx, str(tmp_path / "panels.png"))
+
+    drive(app, test)
+    assert (seen["facets"] == FACET_MATRIX).all()
+    assert seen["facet_uploads"] == {"clusters.state": 1}
+    assert seen["classes"] == {0, 3}
+    assert seen["class_geometry"] == {}
+    assert seen["theme"] == "light"
+    assert seen["theme_uploads"] == {}
+    assert seen["fraction"] == pytest.approx(0.6)
+    assert seen["edges_changed"]
+    assert set(seen["threshold_geometry"]) <= {"edges.geometry", "bundles.geometry"}
+    assert (tmp_path / "panels.png").stat().st_size > 10_000
+
+
+def _movable(scene) -> tuple[int, int, int]:
+    """(neuron index, its cluster, another cluster of the row) in the row with the most room."""
+    c = scene.clusters
+    best = None
+    for row in np.unique(c.row):
+        idx = np.flatnonzero(c.row == row)
+        if len(idx) < 2:
+            continue
+        src = int(idx[np.argmax(c.size[idx])])
+        if c.size[src] < 2:
+            continue
+        dst = int(next(i for i in idx if i != src))
+        if best is None or c.size[src] > c.size[best[1]]:
+            n = int(np.flatnonzero(scene.neurons.cluster == src)[0])
+            best = (n, src, dst)
+    assert best is not None, "no row with two clusters"
+    return best
+
+
+def test_drag_neuron_to_cluster_undo_redo_and_layout_json(run_dir: Path):
+    """A drag moves a neuron (sizes and edges change), Ctrl+Z / Ctrl+Shift+Z undo and redo it,
+    and the edited clustering is saved in layout.json and restored on reopening."""
+    from imgui_bundle import imgui
+
+    app = make_app(run_dir)
+    seen: dict = {}
+
+    def test(ctx):
+        wait(ctx, ready(app))
+        ctx.yield_(2)
+        s = app.state.scene
+        n, src, dst = _movable(s)
+        seen["key"] = app.state.neuron_key(n)
+        seen["ids"] = (int(s.clusters.id[src]), int(s.clusters.id[dst]))
+        seen["sizes0"] = dict(zip(s.clusters.id.tolist(), s.clusters.size.tolist(), strict=True))
+        seen["edges0"] = s.edges.weight.copy()
+        a = imgui.ImVec2(*app.screen_pos(*centre(s.neurons.rect[n])))
+        x, y, w, h = (float(v) for v in s.clusters.rect[dst])
+        b = imgui.ImVec2(*app.screen_pos(x + w / 2, y + 3))  # the target frame's label band
+        ctx.mouse_move_to_pos(a)
+        ctx.mouse_down(0)
+        ctx.mouse_move_to_pos(imgui.ImVec2((a.x + b.x) / 2, (a.y + b.y) / 2))
+        ctx.mouse_move_to_pos(b)
+        ctx.yield_(1)
+        seen["dragging"] = app.state.drag is not None and app.state.drag.active
+        ctx.mouse_up(0)
+        wait(ctx, ready(app))
+        s = app.state.scene
+        seen["sizes1"] = dict(zip(s.clusters.id.tolist(), s.clusters.size.tolist(), strict=True))
+        seen["edges1"] = s.edges.weight.copy()
+        seen["json1"] = json.loads((run_dir / "layout.json").read_text())
+        seen["undo_label"] = app.state.history.undo[-1].label if app.state.history.undo else ""
+        ctx.key_press(imgui.Key.mod_ctrl | imgui.Key.z)
+        wait(ctx, ready(app))
+        ctx.yield_(1)
+        s = app.state.scene
+        seen["sizes2"] = dict(zip(s.clusters.id.tolist(), s.clusters.size.tolist(), strict=True))
+        ctx.key_press(imgui.Key.mod_ctrl | imgui.Key.mod_shift | imgui.Key.z)
+        wait(ctx, ready(app))
+        ctx.yield_(1)
+        s = app.state.scene
+        seen["sizes3"] = dict(zip(s.clusters.id.tolist(), s.clusters.size.tolist(), strict=True))
+
+    drive(app, test)
+    src_id, dst_id = seen["ids"]
+    s0, s1 = seen["sizes0"], seen["sizes1"]
+    assert seen["dragging"]
+    assert s1[src_id] == s0[src_id] - 1 and s1[dst_id] == s0[dst_id] + 1
+    assert not np.array_equal(seen["edges0"], seen["edges1"])  # cluster edges follow the move
+    assert seen["undo_label"].startswith("move neuron")
+    assert seen["sizes2"] == s0  # undo
+    assert seen["sizes3"] == s1  # redo
+    # layout.json: pickle-free JSON naming the moved neuron in its new cluster
+    unit, ch = seen["key"]
+    saved = seen["json1"]
+    assert saved["format"] == "cnnvis-layout"
+    moved = [c for row in saved["rows"].values() for c in row if c["id"] == dst_id]
+    assert moved and ch in moved[0]["members"]
+    assert not list(run_dir.glob(".layout-*"))  # atomic write left no temporary file
+
+    # reopening the run restores the edited (redone) clustering
+    app2 = make_app(run_dir)
+    restored: dict = {}
+
+    def test2(ctx):
+        wait(ctx, ready(app2))
+        s = app2.state.scene
+        restored["sizes"] = dict(zip(s.clusters.id.tolist(), s.clusters.size.tolist(), strict=True))
+        restored["pinned"] = app2.session.restored
+
+    drive(app2, test2)
+    assert restored["pinned"]
+    assert restored["sizes"] == s1
+
+
+def test_select_in_view_move_from_inspector_zoom_and_screenshot(run_dir: Path, tmp_path: Path):
+    """Click a neuron (inspectors fill), move it into a new cluster with the inspector's
+    command, zoom with the wheel and by double-click, and save a screenshot of the app."""
+    from imgui_bundle import imgui
+    from imgui_bundle.immapp import testing
+
+    app = make_app(run_dir)
+    seen: dict = {}
+    shot = tmp_path / "cnnvis_ui.png"
+
+    def test(ctx):
+        wait(ctx, ready(app))
+        ctx.yield_(2)
+        s = app.state.scene
+        n, src, _ = _movable(s)
+        row = int(s.clusters.row[src])
+        seen["row_clusters0"] = int((s.clusters.row == row).sum())
+        pos = imgui.ImVec2(*app.screen_pos(*centre(s.neurons.rect[n])))
+        ctx.mouse_move_to_pos(pos)
+        ctx.yield_(2)
+        seen["hover"] = app.state.hover
+        seen["tooltip"] = app.hover_text()
+        ctx.mouse_click(0)
+        ctx.yield_(2)
+        seen["selected"] = app.state.selection.neuron
+        seen["src_id"] = int(s.clusters.id[src])
+        seen["cluster_selected"] = app.state.selection.cluster == seen["src_id"]
+        # let the inspector pictures arrive, then screenshot the whole app
+        wait(ctx, lambda: app.topk_picture(seen["selected"]) is not None)
+        ctx.item_click("//Controls/**/bird##class2")
+        ctx.yield_(3)
+        testing.capture(ctx, str(shot))
+        # move with the inspector's command (default target: a new cluster)
+        ctx.item_click("//Neuron/**/Move")
+        wait(ctx, ready(app))
+        s2 = app.state.scene
+        seen["row_clusters1"] = int((s2.clusters.row == row).sum())
+        seen["still_selected"] = app.state.neuron_index(seen["selected"]) is not None
+        # wheel zoom at the cursor, then double-click: zoom to the cluster
+        ci = app.state.cluster_index(seen["src_id"])
+        z0 = app.state.camera.target.zoom
+        ctx.mouse_move_to_pos(imgui.ImVec2(*app.screen_pos(*centre(s2.clusters.rect[ci]))))
+        ctx.mouse_wheel_y(2.0)
+        ctx.yield_(2)
+        seen["zoomed"] = app.state.camera.target.zoom / z0
+        wait(ctx, lambda: not app.state.camera.animating, 10.0)
+        x, y, w, h = (float(v) for v in s2.clusters.rect[ci])
+        ctx.mouse_move_to_pos(imgui.ImVec2(*app.screen_pos(x + w / 2, y + 3)))
+        ctx.mouse_double_click(0)
+        ctx.yield_(1)
+        wait(ctx, lambda: not app.state.camera.animating, 10.0)
+        cam = app.state.camera.current
+        seen["framed"] = cam.visible_rect(app.state.camera.viewport)
+        seen["cluster"] = (x, y, x + w, y + h)
+
+    drive(app, test, size=(1600, 1000))
+    assert seen["hover"][0] == "neuron"
+    assert seen["tooltip"] and "layer" in seen["tooltip"][0]
+    assert seen["selected"] is not None and seen["cluster_selected"]
+    assert seen["row_clusters1"] == seen["row_clusters0"] + 1
+    assert seen["still_selected"]
+    assert seen["zoomed"] == pytest.approx(1.25**2, rel=1e-3)
+    fx0, fy0, fx1, fy1 = seen["framed"]
+    cx0, cy0, cx1, cy1 = seen["cluster"]
+    assert fx0 <= cx0 and fy0 <= cy0 and fx1 >= cx1 and fy1 >= cy1  # the cluster fills the view
+    assert (fx1 - fx0) < 3 * (cx1 - cx0) or (fy1 - fy0) < 3 * (cy1 - cy0)
+    assert shot.stat().st_size > 50_000
+    print(f"screenshot: {shot}")
+
+
+def test_follow_mode_switches_to_new_snapshot_without_freezing(run_dir: Path):
+    """A snapshot written while the viewer runs is loaded and laid out in the background;
+    frames keep coming meanwhile, and the view switches to it."""
+    from cnnvis_gl.run.snapshot import open_run
+
+    app = make_app(run_dir, follow=True)
+    seen: dict = {}
+
+    def test(ctx):
+        wait(ctx, lambda: app.state.step == 0 and not app.edit_pending)
+        open_run(run_dir).snapshot(0).save(run_dir, 7)  # "the trainer" writes step 7
+        f0, t0 = app.state.frames, time.monotonic()
+        wait(ctx, lambda: app.state.step == 7 and not app.edit_pending)
+        seen["frames"] = app.state.frames - f0
+        seen["seconds"] = time.monotonic() - t0
+        seen["steps"] = list(app.state.steps)
+
+    drive(app, test)
+    assert seen["steps"] == [0, 7]
+    # the UI kept drawing while the new snapshot was verified and laid out
+    assert seen["frames"] >= 10
+    assert seen["frames"] / seen["seconds"] > 5
+
+
+def test_run_app_headless_saves_a_screenshot(run_dir: Path, tmp_path: Path, capsys):
+    """`run_app` without a display: null platform + EGL, a clear message, one screenshot."""
+    from PIL import Image
+
+    from cnnvis_gl.ui import run_app
+
+    app = run_app(run_dir, headless=True, size=(1024, 700), screenshot_dir=tmp_path / "shots")
+    out = capsys.readouterr().out
+    assert "running headless" in out and str(tmp_path / "shots") in out
+    assert len(app.screenshots) == 1
+    img = np.asarray(Image.open(app.screenshots[0]))
+    assert img.shape == (700, 1024, 3)
+    assert img.std() > 10  # not a blank frame
+
+
+def test_groups_k_method_expand_collapse_and_undo(run_dir: Path):
+    """Per-group clustering controls re-cluster that group; expand / collapse change the rows;
+    Ctrl+Z undoes a collapse."""
+    from imgui_bundle import imgui
+
+    app = make_app(run_dir)
+    seen: dict = {}
+
+    def rows() -> list[str]:
+        return [r.name for r in app.state.scene.rows if not r.name.startswith("between:")]
+
+    def clusters_of(name: str) -> int:
+        s = app.state.scene
+        k = [r.name for r in s.rows].index(name)
+        return int((s.clusters.row == k).sum())
+
+    def test(ctx):
+        wait(ctx, ready(app))
+        ctx.yield_(2)
+        ctx.item_input_value("//Controls/**/conv1/##k", 3)
+        wait(ctx, ready(app))
+        seen["conv1"] = (dict(app.state.edits.clustering).get("conv1"), clusters_of("conv1"))
+        ctx.item_click("//Controls/groups/conv2/##method")
+        ctx.item_click("//$FOCUSED/MeanShift")
+        wait(ctx, ready(app))
+        seen["conv2"] = dict(app.state.edits.clustering).get("conv2")
+        ctx.item_click("//Controls/**/conv3/##expand")
+        wait(ctx, ready(app))
+        seen["expanded"] = rows()
+        ctx.item_click("//Controls/**/conv3/##expand")
+        wait(ctx, ready(app))
+        seen["collapsed"] = rows()
+        ctx.key_press(imgui.Key.mod_ctrl | imgui.Key.z)
+        wait(ctx, ready(app))
+        seen["undone"] = rows()
+        seen["checkbox"] = app.state.groups["conv3"].expanded
+
+    drive(app, test)
+    assert seen["conv1"] == (("kmeans", 3), 3)
+    assert seen["conv2"] == ("meanshift", None)
+    units = [f"conv3/{u}" for u in ("features.14", "features.17", "features.20")]
+    assert all(u in seen["expanded"] for u in units) and "conv3" not in seen["expanded"]
+    assert "conv3" in seen["collapsed"] and not any(u in seen["collapsed"] for u in units)
+    assert seen["undone"] == seen["expanded"] and seen["checkbox"]
+
+
+def test_run_app_refuses_a_missing_run(tmp_path: Path):
+    from cnnvis_gl.errors import SnapshotError
+    from cnnvis_gl.ui import run_app
+
+    with pytest.raises(SnapshotError):
+        run_app(tmp_path / "nothing", headless=True)

@@ -161,9 +161,9 @@ class App:
     def post_init(self) -> None:
         """Create the GL objects in the runner's context; start the background threads."""
         from ..render import SceneRenderer
-        from .gltex import ViewTarget
+        from ..render.targets import ViewTarget, attach_context
 
-        self.ctx = _attach_context(self.state.headless)
+        self.ctx = attach_context()
         # a panel's exception is recovered by `guarded` and reported, not turned into an abort
         imgui.get_io().config_error_recovery_enable_assert = False
         self.renderer = SceneRenderer(self.ctx, None, theme=self.state.theme, msaa=self.msaa)
@@ -978,7 +978,7 @@ class App:
         return None
 
     def _finish_picture(self, done: Done) -> None:
-        from .gltex import ImageTexture
+        from ..render.targets import ImageTexture
 
         if done.error is not None:
             print(done.trace, file=sys.stderr)
@@ -1042,27 +1042,6 @@ class App:
 
 
 # ---------------------------------------------------------------------------- runner
-
-
-def _attach_context(headless: bool) -> Any:
-    """A moderngl context on the runner's current GL context (GLX, WGL, CGL or EGL).
-
-    moderngl's first attach in a process wraps whatever context is current through a symbol
-    loader (so it works for the EGL context of the headless null platform) but caches it, and
-    later attaches go through glcontext's GLX detection, which cannot see an EGL context.  The
-    cache is cleared around the call so every runner start (tests start several) attaches the
-    same way.
-    """
-    import moderngl
-
-    store = getattr(moderngl, "_store", None)
-    if store is not None:
-        store.default_context = None
-    try:
-        return moderngl.create_context(require=330)
-    finally:
-        if store is not None:
-            store.default_context = None
 
 
 def runner_params(app: App, size: tuple[int, int] = (1600, 1000)) -> tuple[Any, Any]:

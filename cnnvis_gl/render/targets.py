@@ -4,8 +4,7 @@ RGBA image textures.
 ImGui draws textures by GL name (``ImTextureRef(texture.glo)``).  The network view renders
 the scene into :class:`ViewTarget` (a colour texture + framebuffer the size of the view's
 window) and shows it as an image, so the view docks like any window and its pixels map 1:1 to
-the renderer's picking coordinates.  (These helpers belong in ``render/`` by the package rules;
-they live here until the renderer offers them.)
+the renderer's picking coordinates.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Any
 import moderngl
 import numpy as np
 
-__all__ = ["ViewTarget", "ImageTexture"]
+__all__ = ["ImageTexture", "ViewTarget", "attach_context"]
 
 
 class ViewTarget:
@@ -87,3 +86,22 @@ class ImageTexture:
 
     def release(self) -> None:
         self.texture.release()
+
+
+def attach_context() -> moderngl.Context:
+    """A moderngl context on the runner's current GL context (GLX, WGL, CGL or EGL).
+
+    moderngl's first attach in a process wraps whatever context is current through a symbol
+    loader (so it works for the EGL context of the headless null platform) but caches it, and
+    later attaches go through glcontext's GLX detection, which cannot see an EGL context.  The
+    cache is cleared around the call so every runner start (tests start several) attaches the
+    same way.
+    """
+    store = getattr(moderngl, "_store", None)
+    if store is not None:
+        store.default_context = None
+    try:
+        return moderngl.create_context(require=330)
+    finally:
+        if store is not None:
+            store.default_context = None

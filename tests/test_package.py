@@ -55,7 +55,7 @@ for name in ("moderngl", "OpenGL", "imgui_bundle", "glfw"):
     sys.modules[name] = None  # any import of them fails
 import cnnvis_gl as cv
 from cnnvis_gl.models import build_model
-from cnnvis_gl import analysis, cli, model, run, stats, data, xp
+from cnnvis_gl import analysis, cli, layout, model, run, stats, data, xp
 snap = cv.analyze(build_model("basecnn-x0.25"), "cifar10:{cifar_dir}", limit=16, progress=False)
 snap.save(r"{tmp_path}", 0)
 print(cv.open_run(r"{tmp_path}").latest())
@@ -77,3 +77,26 @@ def test_shaders_compile_in_a_real_gl_context():
         assert ctx.error == "GL_NO_ERROR"
     finally:
         ctx.release()
+
+
+def test_only_render_touches_gl_and_only_ui_imports_imgui(repo_root):
+    import ast
+
+    allowed = {
+        "moderngl": "render",
+        "OpenGL": "render",
+        "glcontext": "render",
+        "imgui_bundle": "ui",
+    }
+    offenders = []
+    for path in (repo_root / "cnnvis_gl").rglob("*.py"):
+        package = path.relative_to(repo_root / "cnnvis_gl").parts[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            for name in names:
+                root = name.split(".")[0]
+                if root in allowed and package != allowed[root]:
+                    offenders.append(f"{path.relative_to(repo_root)} imports {name}")
+    assert offenders == []

@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # GPU checks + benchmarks for the device machine (NVIDIA H100/H200), run from the repo root:
 #   tools/device_check.sh            (installs nothing from the network)
-# Needs, carried beside the tree: .whl/ (pure-Python wheels missing there, e.g. rectpack) and
-# .data/cifar10/cifar-10-batches-py/{test_batch,batches.meta}.
+# Needs, carried beside the tree (all git-ignored via .git/info/exclude):
+#   .whl/   wheels missing there: rectpack, moderngl, glcontext (cp312)
+#   .data/cifar10/cifar-10-batches-py/{test_batch,batches.meta}
+#   .gl/    libglvnd/EGL loader .debs (see the device tool's README: apt-get download libegl1 …)
+# Call: run(command="bash tools/device_check.sh", carry=[".whl", ".data", ".gl"], timeout_s=540)
 # Prints: GPU info, the gpu-marked tests, bench_stats on cuda, and the analysis GPU timing table.
 set -uo pipefail
+if ls .gl/*.deb >/dev/null 2>&1; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+  export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+fi
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -24,3 +32,7 @@ if [ -f tools/bench_gpu_analysis.py ]; then
   echo "== analysis GPU path"
   python3 tools/bench_gpu_analysis.py 2>&1 | tail -30
 fi
+echo "== bench_recorder (cuda)"
+python3 tools/bench_recorder.py --device cuda --repeat 3 2>&1 | tail -9
+echo "== bench_render (EGL on the GPU)"
+timeout 240 python3 tools/bench_render.py --full --budget 0.5 2>&1 | tail -16

@@ -92,18 +92,26 @@ class Snapshot:
             img_row, boxes = img_row[neurons], boxes[neurons]
         images = self["images"]
         out = np.zeros((*img_row.shape, size, size, 3), dtype=np.uint8)
-        for idx in np.ndindex(*img_row.shape):
-            r = int(img_row[idx])
-            if r < 0:
-                continue
-            y0, x0, y1, x1 = (int(v) for v in boxes[idx])
-            crop = (
-                torch.from_numpy(np.array(images[r, y0:y1, x0:x1])).permute(2, 0, 1)[None].float()
+        flat_rows, flat_boxes = img_row.reshape(-1), boxes.reshape(-1, 4)
+        flat_out = out.reshape(-1, size, size, 3)
+        heights = flat_boxes[:, 2].astype(np.int64) - flat_boxes[:, 0]
+        widths = flat_boxes[:, 3].astype(np.int64) - flat_boxes[:, 1]
+        valid = np.flatnonzero(flat_rows >= 0)
+        # one resize per crop size (crops are equal except where clipped at image borders)
+        for h, w in {(int(heights[i]), int(widths[i])) for i in valid}:
+            sel = valid[(heights[valid] == h) & (widths[valid] == w)]
+            crops = np.stack(
+                [
+                    images[flat_rows[i], b[0] : b[2], b[1] : b[3]]
+                    for i in sel
+                    for b in [flat_boxes[i].astype(np.int64)]
+                ]
             )
+            t = torch.from_numpy(crops).permute(0, 3, 1, 2).float()
             res = F.interpolate(
-                crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+                t, size=(size, size), mode="bilinear", antialias=True, align_corners=False
             )
-            out[idx] = res[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+            flat_out[sel] = res.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).numpy()
         return out
 
     @property

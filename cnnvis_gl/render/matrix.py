@@ -31,6 +31,7 @@ class MatrixVisual(Visual):
         self.act_tex: moderngl.Texture | None = None
         self.k = 0
         self.row_height = 0.0  # median row height, scene units (level of detail)
+        self._order = np.zeros(0, np.int64)  # class order of the columns
 
     def upload(self, scene: Scene) -> None:
         n, c = scene.neurons, scene.clusters
@@ -47,9 +48,22 @@ class MatrixVisual(Visual):
         data["cluster"] = n.cluster
         self.count = N if K else 0
         self.geometry = self.uploads.write(self.ctx, "matrix.geometry", self.geometry, data)
-        # activations, columns in display order, flattened neuron-major
-        order = np.asarray(scene.class_order, dtype=np.int64)
-        act = np.asarray(n.activation, dtype=np.float32)
+        self._order = np.asarray(scene.class_order, dtype=np.int64)
+        self.write_values(n.activation)
+        self._build_vaos(
+            [
+                (self.shared.quad, "2f", "in_corner"),
+                (self.geometry, "4f 1i 1i /i", "in_rect", "in_neuron", "in_cluster"),
+                (self.shared.neuron_buf, "2f /i", "in_state"),
+            ]
+        )
+
+    def write_values(self, values: np.ndarray) -> None:
+        """Write the cell values (``[N, K]``, classes in snapshot order, 0…1 on the colour scale)
+        into the value texture; the instance geometry is not touched."""
+        order = getattr(self, "_order", np.zeros(0, np.int64))
+        act = np.asarray(values, dtype=np.float32)
+        K = int(act.shape[1]) if act.ndim == 2 else 0
         if K and len(order) == K:
             act = act[:, order]
         flat = np.ascontiguousarray(act.reshape(-1))
@@ -60,13 +74,6 @@ class MatrixVisual(Visual):
             self.act_tex = self.ctx.texture(shape, 1, dtype="f4")
             self.act_tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
         self.uploads.texture("matrix.activation", self.act_tex, pad_texels(flat, shape))
-        self._build_vaos(
-            [
-                (self.shared.quad, "2f", "in_corner"),
-                (self.geometry, "4f 1i 1i /i", "in_rect", "in_neuron", "in_cluster"),
-                (self.shared.neuron_buf, "2f /i", "in_state"),
-            ]
-        )
 
     def draw(self, frame: Frame, cmap_v: float, hover: int = -1) -> None:
         if not self.count:

@@ -33,7 +33,7 @@ from .nodes import NodesVisual
 from .patches import PatchesVisual
 from .state import EMPHASIS, FACET, SELECTED, UNIT_MAIN, Frame, SharedState
 from .text import TextVisual
-from .theme import Theme, colormap, get_theme
+from .theme import Theme, colormap, diverging_colormap, get_theme
 
 PICK_KINDS = {0: "none", 1: "cluster", 2: "neuron", 3: "bundle", 4: "edge"}
 PARTS = ("rows", "clusters", "neurons", "edges", "bundles", "labels")
@@ -151,6 +151,8 @@ class SceneRenderer:
         self._edge_data_key: tuple | None = None
         self._cache: dict[str, Any] = {}
         self._pick_fbo = ctx.simple_framebuffer((1, 1), components=4)
+        #: the matrices show a signed difference ([-1, 1], diverging scale), not activations
+        self.matrix_diverging = False
 
     # ------------------------------------------------------------------ properties
     @property
@@ -159,16 +161,21 @@ class SceneRenderer:
         return self.uploads
 
     def _colormap_texture(self) -> tuple[list[str], moderngl.Texture]:
-        names = ["viridis", "blues"]
-        rows = np.stack([colormap(n) for n in names])  # [M, 256, 3]
+        names = ["viridis", "blues", "diverging:dark", "diverging:light"]
+        rows = np.stack(
+            [
+                diverging_colormap(n[10:]) if n.startswith("diverging:") else colormap(n)
+                for n in names
+            ]
+        )  # [M, 256, 3]
         tex = self.ctx.texture((256, len(names)), 3, np.ascontiguousarray(rows).tobytes())
         tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
         tex.repeat_x = tex.repeat_y = False
         self.uploads["colormaps"] += 1
         return names, tex
 
-    def _cmap_v(self) -> float:
-        name = self.theme.colormap
+    def _cmap_v(self, diverging: bool = False) -> float:
+        name = f"diverging:{self.theme.name}" if diverging else self.theme.colormap
         row = self._cmap_names.index(name) if name in self._cmap_names else 0
         return (row + 0.5) / len(self._cmap_names)
 
@@ -210,6 +217,7 @@ class SceneRenderer:
         self.scene = scene
         nodes = False
         if parts & {"rows", "clusters", "neurons"}:
+            self.matrix_diverging = False  # the matrices show the new scene's activations
             c = scene.clusters
             self.shared.reset(c.facet, len(scene.neurons.cluster), len(scene.class_order))
             self.patches.upload(scene, self.snapshot)
@@ -337,6 +345,31 @@ class SceneRenderer:
         out = np.zeros(B, dtype=np.float32)
         np.maximum.at(out, np.asarray(e.bundle)[m], val[m])
         return out
+
+    def set_matrix_values(self, values: np.ndarray | None) -> None:
+        """Show ``values`` in the activation matrices instead of the activations.
+
+        ``values`` is ``[N, K]`` (the scene's neurons × classes in snapshot order) of signed
+        numbers in ``[-1, 1]``, drawn with a diverging scale (e.g. the difference of two
+        training steps); ``None`` shows the activations again.  Writes the matrix value
+        texture only (``matrix.activation``), never geometry.
+        """
+        scene = self.scene
+        if scene is None:
+            return
+        if values is None:
+            if self.matrix_diverging:
+                self.matrix.write_values(scene.neurons.activation)
+            self.matrix_diverging = False
+            return
+        v = np.asarray(values, dtype=np.float32)
+        if v.shape != scene.neurons.activation.shape:
+            raise ValueError(
+                f"matrix values of shape {v.shape}; the scene's neurons × classes are "
+                f"{scene.neurons.activation.shape}"
+            )
+        self.matrix.write_values(np.clip(v, -1.0, 1.0) * 0.5 + 0.5)
+        self.matrix_diverging = True
 
     def set_hover(self, kind: str = "none", index: int = -1) -> None:
         """Outline the hovered cluster or neuron (uniforms only)."""
@@ -468,7 +501,8 @@ class SceneRenderer:
         self.frames.draw(frame, lod["summary"], cmap_v, hi if hk == "cluster" else -1)
         self.patches.draw(frame, lod["patch_alpha"], hi if hk == "neuron" else -1)
         if lod["matrix"]:
-            self.matrix.draw(frame, cmap_v, hi if hk == "neuron" else -1)
+            mv = self._cmap_v(self.matrix_diverging)
+            self.matrix.draw(frame, mv, hi if hk == "neuron" else -1)
         self.text.draw(frame)
         self.last_frame = info
 

@@ -110,3 +110,22 @@ def colormap(name: str) -> np.ndarray:
         raise ValueError(f"colormap {name!r} must be 256 RGB entries, got {arr.shape}")
     arr.setflags(write=False)
     return arr
+
+
+@lru_cache(maxsize=4)
+def diverging_colormap(theme: str = "dark") -> np.ndarray:
+    """A diverging scale (blue − · neutral · + red) as uint8 ``[256, 3]``.
+
+    Index 0 is the most negative value, 128 zero, 255 the most positive.  The neutral middle
+    is the theme's frame colour (dark grey / near white), so cells that did not change recede
+    and the changes stand out in either theme.
+    """
+    mid = np.array([0.19, 0.20, 0.23] if theme == "dark" else [0.95, 0.95, 0.95])
+    neg = np.array([0.23, 0.55, 1.00]) if theme == "dark" else np.array([0.13, 0.40, 0.80])
+    pos = np.array([1.00, 0.42, 0.30]) if theme == "dark" else np.array([0.80, 0.15, 0.12])
+    t = np.linspace(-1.0, 1.0, 256)[:, None]
+    a = np.abs(t) ** 0.75  # small differences already take some colour
+    rgb = np.where(t < 0, mid + (neg - mid) * a, mid + (pos - mid) * a)
+    out = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
+    out.setflags(write=False)
+    return out

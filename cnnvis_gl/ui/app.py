@@ -29,12 +29,14 @@ from ..layout import LayoutOptions
 from ..layout.edges import RowSpec, row_weights
 from ..layout.scene import ROW_BETWEEN
 from ..render.camera import Camera
+from .debugview import training_panel
 from .edits import LAYOUT_FILE
 from .headless import has_display, init_headless
 from .jobs import Done, LayoutSession, PatchCache, SceneUpdate, Worker
 from .panels import cluster_panel, controls_panel, menus, neuron_panel, snapshots_panel, status_bar
 from .pictures import packing_image, topk_grid
 from .state import AppState, DragState, GroupSetting, HistoryEntry, NeuronKey
+from .training import TrainingData, activation_difference, load_training, scalars_signature
 from .view import WINDOW, network_view
 
 __all__ = ["App", "run_app", "runner_params", "DOCK_SPLITS", "DOCK_WINDOWS"]
@@ -61,12 +63,13 @@ class Window:
     space: str
     panel: str
     own_begin: bool = False  # the panel calls begin / end itself (style pushed around begin)
+    focus: bool = False  # the selected tab of its dock space at start
 
 
 DOCK_SPLITS = (
     Split("MainDockSpace", "ControlsSpace", "left", 0.22),
     Split("MainDockSpace", "InspectorSpace", "right", 0.34),
-    Split("MainDockSpace", "TimelineSpace", "down", 0.2),
+    Split("MainDockSpace", "TimelineSpace", "down", 0.3),
     Split("InspectorSpace", "NeuronSpace", "down", 0.52),
 )
 DOCK_WINDOWS = (
@@ -75,6 +78,7 @@ DOCK_WINDOWS = (
     Window("Cluster", "InspectorSpace", "cluster"),
     Window("Neuron", "NeuronSpace", "neuron"),
     Window("Snapshots", "TimelineSpace", "snapshots"),
+    Window("Training", "TimelineSpace", "training", focus=True),
 )
 
 
@@ -149,13 +153,28 @@ class App:
         self._edit_jobs: set[int] = set()
         self._class_means: dict[tuple[int | None, str], np.ndarray] = {}
         self._weights: dict[tuple, np.ndarray | None] = {}
-        self._curves: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
-        self._curve_steps: tuple[int, ...] = ()
         self._shown_facets: np.ndarray | None = None
         self._want_screenshot = False
         self._settled_frames = 0
         self._last_time = time.perf_counter()
         self._gui_t0 = 0.0
+        # debugging view (R5): results of the background loaders, see `_debug_tick`
+        self.training: TrainingData | None = None  # learning curves + per-layer statistics
+        self.flags: list[Any] = []  # diagnose() of the snapshot shown
+        self.flags_step: int | None = None  # the step `flags` belong to
+        self.compare_diff: np.ndarray | None = None  # [N, K] current − other, scaled to [-1, 1]
+        self.compare_info: dict[str, Any] = {}
+        self.flag_badges: list[tuple[Any, tuple[float, float, float, float]]] = []  # drawn
+        self.flag_tooltip: str | None = None  # the flag message shown in a tooltip this frame
+        self.plot_points: dict[str, dict[int, tuple[float, float]]] = {}  # plot → step → px
+        self._debug_jobs: set[tuple] = set()
+        self.widget_ids: dict[str, int] = {}  # ImGui ids of some widgets (tests click them)
+        self._compare_key: tuple | None = None
+        self._training_key: tuple | None = None  # (steps, scalars signature) loaded
+        self._compare_neurons: Any = None
+        self._scalars_checked = 0.0
+        self._scalars_sig: tuple[int, int] | None = None
+        self._other_snaps: OrderedDict[int, Any] = OrderedDict()
 
     # ------------------------------------------------------------------ lifecycle
     def post_init(self) -> None:
@@ -176,6 +195,7 @@ class App:
             self.state.jobs.error = f"{LAYOUT_FILE} ignored: {self.session.load_error}"
         self.state.jobs.message = "Laying out the latest snapshot …"
         self._submit_edit("open the latest snapshot", lambda: self.session.open())
+        self.refresh_steps()  # the timeline, the Training panel and compare need every step
         if self.state.follow:
             self._start_follower()
 
@@ -240,6 +260,7 @@ class App:
             for snap, prepared in self.follower.poll():
                 self._arrived(snap, prepared)
         st.jobs.pending = self.worker.pending if self.worker else []
+        self._debug_tick(now)
         st.camera.step(dt)
         self._shortcuts()
         # idle at a low frame rate only when nothing moves and nothing runs
@@ -395,8 +416,6 @@ class App:
             self.fit_all(animate=False)
         self._drop_stale_pictures()
         self.touch()
-        if new_snapshot and st.steps and len(st.steps) > 1:
-            self._curves = None
         if new_snapshot and self.screenshot_dir is not None and st.headless and st.follow:
             self._want_screenshot = True
         if new_snapshot and st.follow and self.follower is not None and st.step is not None:
@@ -926,45 +945,188 @@ class App:
             out.append([((unit, int(k)), float(vec[k])) for k in order])
         return out[0], out[1]
 
-    def learning_curves(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Probe loss / error and recorded scalars over the run's snapshots (loaded off-thread)."""
-        st = self.state
-        steps = tuple(st.steps)
-        if len(steps) < 2:
-            return {}
-        if self._curves is not None and self._curve_steps == steps:
-            return self._curves
-        key = ("curves", steps)
-        if key not in self._picture_jobs and self.images is not None:
-            self._picture_jobs.add(key)
-            run_dir = st.run_dir
+    # ------------------------------------------------------------------ debugging view (R5)
+    def _submit_debug(self, key: tuple, label: str, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` on the pictures worker; its result (or exception) comes back to
+        :meth:`_finish_debug` with ``key``."""
+        if key in self._debug_jobs or self.images is None:
+            return
+        self._debug_jobs.add(key)
 
-            def load() -> tuple[tuple, dict]:
+        def job() -> tuple[tuple, Any]:
+            try:
+                return key, fn()
+            except Exception as e:  # noqa: BLE001 - reported in the status bar
+                traceback.print_exc()
+                return key, e
+
+        self.images.submit(label, job)
+
+    def _debug_tick(self, now: float) -> None:
+        """Start the debugging view's background loads that are due (each frame, cheap)."""
+        st = self.state
+        snap = st.snapshot
+        if snap is None:
+            return
+        # flags of the snapshot shown
+        if self.flags_step != st.step:
+            step = st.step
+            self._submit_debug(("flags", step), "diagnose", lambda: _diagnose(snap))
+        # learning curves and per-layer statistics: new snapshots, or scalars.jsonl grew
+        steps = tuple(st.steps)
+        if now - self._scalars_checked > (1.0 if st.follow else 5.0):
+            self._scalars_checked = now
+            self._scalars_sig = scalars_signature(st.run_dir)
+        td = self.training
+        stale = self._training_key != (steps, self._scalars_sig)
+        if stale and steps and not any(k[0] == "training" for k in self._debug_jobs):
+            units = self.training_units()
+            known = td.metas if td is not None else {}
+            run_dir = st.run_dir
+            self._submit_debug(
+                ("training", steps, self._scalars_sig),
+                "training statistics",
+                lambda: load_training(run_dir, steps, units, known),
+            )
+        self._compare_tick()
+
+    def training_units(self) -> list[tuple[str, str]]:
+        """``(unit, group)`` of every layer, in network order."""
+        snap = self.state.snapshot
+        if snap is None:
+            return []
+        g = snap.graph
+        return [(u.name, g.groups[u.group].name) for u in g.units]
+
+    def _compare_tick(self) -> None:
+        st = self.state
+        r = self.renderer
+        other = st.debug.compare
+        scene, snap = st.scene, st.snapshot
+        if other is None or scene is None or snap is None:
+            if r is not None and r.matrix_diverging:
+                r.set_matrix_values(None)
+                self.touch()
+            self.compare_diff = None
+            self._compare_key = None
+            return
+        key = ("compare", st.step, int(other), id(scene.neurons))
+        if key == self._compare_key and self._compare_neurons is scene.neurons:
+            if self.compare_diff is not None and r is not None and not r.matrix_diverging:
+                r.set_matrix_values(self.compare_diff)  # the renderer re-uploaded the neurons
+                self.touch()
+            return
+        if key in self._debug_jobs:
+            return
+        run_dir = st.run_dir
+        cache = self._other_snaps
+
+        def load() -> tuple[Any, np.ndarray, dict]:
+            o = cache.get(int(other))
+            if o is None:
                 from ..run.snapshot import open_run
 
-                run = open_run(run_dir)
-                series: dict[str, list[tuple[int, float]]] = {}
-                for step in steps:
-                    try:
-                        meta = run.snapshot(step).meta
-                    except Exception:  # noqa: BLE001 - a damaged snapshot has no point
-                        continue
-                    vals = {
-                        "probe loss": meta.get("probe_loss"),
-                        "probe error": meta.get("probe_error"),
-                    }
-                    vals.update(meta.get("scalars", {}) or {})
-                    for name, v in vals.items():
-                        if isinstance(v, (int, float)) and np.isfinite(v):
-                            series.setdefault(name, []).append((step, float(v)))
-                return key, {
-                    n: (np.array([a for a, _ in v], float), np.array([b for _, b in v], float))
-                    for n, v in series.items()
-                    if len(v) >= 2
-                }
+                o = open_run(run_dir).snapshot(int(other))
+            diff, info = activation_difference(scene, snap, o)
+            return o, diff, info
 
-            self.images.submit("learning curves", load)
-        return self._curves or {}
+        self._submit_debug(key, f"difference to step {other}", load)
+
+    def _finish_debug(self, key: tuple, result: Any) -> None:
+        st = self.state
+        self._debug_jobs.discard(key)
+        kind = key[0]
+        if isinstance(result, Exception):
+            st.jobs.error = f"{kind}: {type(result).__name__}: {result}"
+            if kind == "flags":
+                self.flags, self.flags_step = [], key[1]
+            elif kind == "compare":
+                st.debug.compare = None
+            return
+        if kind == "flags":
+            if key[1] == st.step:
+                self.flags, self.flags_step = list(result), key[1]
+        elif kind == "training":
+            self.training = result
+            self._training_key = key[1:]
+        elif kind == "compare":
+            other_snap, diff, info = result
+            self._other_snaps[int(key[2])] = other_snap
+            while len(self._other_snaps) > 4:
+                self._other_snaps.popitem(last=False)
+            scene = st.scene
+            current = ("compare", st.step, st.debug.compare, id(scene.neurons) if scene else None)
+            if key != current or scene is None:
+                return  # superseded: `_compare_tick` asks again
+            self.compare_diff, self.compare_info = diff, info
+            self._compare_key, self._compare_neurons = key, scene.neurons
+            if self.renderer is not None:
+                self.renderer.set_matrix_values(diff)
+            self.touch()
+
+    def set_compare(self, other: int | None) -> None:
+        """Compare mode: the activation matrices show ``current − other`` (``None``: off).
+
+        Turning it on shows every cluster's matrix facet (where the difference is drawn).
+        """
+        st = self.state
+        was = st.debug.compare
+        st.debug.compare = None if other is None else int(other)
+        if other is not None and was is None and st.facet != 1 and st.scene is not None:
+            self.set_facet(1)
+        self._compare_tick()
+
+    def zoom_to_row(self, row: int) -> None:
+        """Frame a scene row (animated): its clusters, with the row's height."""
+        st = self.state
+        s = st.scene
+        if s is None or not 0 <= row < len(s.rows):
+            return
+        r = s.rows[row]
+        idx = np.flatnonzero(s.clusters.row == row)
+        if len(idx):
+            rect = s.clusters.rect[idx]
+            x0, x1 = float(rect[:, 0].min()), float((rect[:, 0] + rect[:, 2]).max())
+        else:
+            x0, x1 = float(s.bounds[0]), float(s.bounds[2])
+        for lab in s.labels:  # the row's name, left of its clusters
+            if lab.kind == "row" and r.y <= lab.y <= r.y + r.height:
+                w = len(lab.text) * lab.size * 0.6
+                left = lab.x - (
+                    w if lab.anchor == "right" else w / 2 if lab.anchor == "center" else 0
+                )
+                x0 = min(x0, left)
+        pad = max(r.height * 0.15, 4.0)
+        st.camera.go(
+            st.camera.current.zoom_to_rect(
+                (x0 - pad, r.y - pad, x1 + pad * 6, r.y + r.height + pad), st.camera.viewport, 0.04
+            )
+        )
+        self.touch()
+
+    def flag_row(self, flag: Any) -> int | None:
+        """The scene row a flag is drawn on."""
+        from .training import flag_rows
+
+        st = self.state
+        if st.scene is None or st.snapshot is None:
+            return None
+        names = [g.name for g in st.snapshot.graph.groups]
+        rows = flag_rows(st.scene, names, [flag])
+        return next(iter(rows), None)
+
+    def zoom_to_flag(self, flag: Any) -> None:
+        """Zoom the network view to the row of a flag."""
+        row = self.flag_row(flag)
+        if row is not None:
+            self.zoom_to_row(row)
+
+    def nearest_step(self, x: float) -> int | None:
+        """The snapshot step nearest to ``x`` (a plot's step axis)."""
+        steps = self.state.steps
+        if not steps:
+            return None
+        return int(min(steps, key=lambda s: abs(s - x)))
 
     # ------------------------------------------------------------------ pictures
     def _picture(self, key: tuple, make: Callable[[], np.ndarray]) -> Any:
@@ -984,10 +1146,10 @@ class App:
             print(done.trace, file=sys.stderr)
             return
         key, img = done.result
-        self._picture_jobs.discard(key)
-        if key[0] == "curves":
-            self._curves, self._curve_steps = img, key[1]
+        if key[0] in ("training", "flags", "compare"):
+            self._finish_debug(key, img)
             return
+        self._picture_jobs.discard(key)
         if self.ctx is None:
             return
         old = self._pictures.pop(key, None)
@@ -1041,6 +1203,12 @@ class App:
         )
 
 
+def _diagnose(snap: Any) -> list[Any]:
+    from ..analysis.diagnose import diagnose
+
+    return diagnose(snap)
+
+
 # ---------------------------------------------------------------------------- runner
 
 
@@ -1083,12 +1251,14 @@ def runner_params(app: App, size: tuple[int, int] = (1600, 1000)) -> tuple[Any, 
         "cluster": app.guarded("Cluster", lambda: cluster_panel(app)),
         "neuron": app.guarded("Neuron", lambda: neuron_panel(app)),
         "snapshots": app.guarded("Snapshots", lambda: snapshots_panel(app)),
+        "training": app.guarded("Training", lambda: training_panel(app)),
     }
     windows = []
     for w in DOCK_WINDOWS:
         dw = hello_imgui.DockableWindow(w.title, w.space, panels[w.panel])
         dw.call_begin_end = not w.own_begin
         dw.can_be_closed = w.panel != "network"
+        dw.focus_window_at_next_frame = w.focus
         windows.append(dw)
     rp.docking_params.dockable_windows = windows
     rp.docking_params.layout_condition = hello_imgui.DockingLayoutCondition.application_start

@@ -5,8 +5,9 @@
 * :func:`cluster_panel` — the selected cluster: facet, packing, activation matrix, neurons;
 * :func:`neuron_panel` — the selected neuron: top-k patches, per-class bar chart, strongest
   in / out edges, move to another cluster;
-* :func:`snapshots_panel` — snapshot timeline, follow mode, per-layer debug statistics and
-  learning curves (SPEC §8);
+* :func:`snapshots_panel` — snapshot timeline, follow mode, per-layer debug statistics of the
+  step shown, the step to compare with (the learning curves and statistics over the run are
+  in the Training panel, :mod:`.debugview`);
 * :func:`status_bar`.
 """
 
@@ -520,7 +521,7 @@ def snapshots_panel(app: App) -> None:
     imgui.table_next_column()
     _layer_stats(app)
     imgui.table_next_column()
-    _curves(app)
+    _debug_summary(app)
     imgui.end_table()
 
 
@@ -612,21 +613,20 @@ def _num(v: object) -> str:
     return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.1e}"
 
 
-def _curves(app: App) -> None:
+def _debug_summary(app: App) -> None:
+    """Compare with another step; the number of flags (details in the Training panel)."""
+    from .debugview import compare_controls
+
     st = app.state
-    curves = app.learning_curves()
-    if not curves:
-        _hint("Learning curves appear when the run has snapshots of several steps.")
-        return
-    flags = implot.Flags_.no_menus | implot.Flags_.no_box_select
-    if implot.begin_plot("##curves", imgui.ImVec2(-1, -1), flags):
-        implot.setup_axes("step", "", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
-        implot.setup_legend(implot.Location_.north_east)
-        for name, (xs, ys) in curves.items():
-            implot.plot_line(name, xs, ys)
-        if st.step is not None:
-            implot.tag_x(float(st.step), imgui.ImVec4(1.0, 0.8, 0.2, 1.0), "now")
-        implot.end_plot()
+    compare_controls(app)
+    if app.flags_step == st.step:
+        n = len(app.flags)
+        kinds = sorted({f.kind.replace("_", " ") for f in app.flags})
+        if n:
+            imgui.text_colored(RED, f"{n} flag(s): {', '.join(kinds)}")
+        else:
+            imgui.text_disabled("no flags at this step")
+    _hint("Learning curves, per-layer statistics over the run and the flags: Training tab.")
 
 
 # ---------------------------------------------------------------------------- status, menus

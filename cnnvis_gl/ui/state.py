@@ -31,6 +31,7 @@ __all__ = [
     "History",
     "JobStatus",
     "DragState",
+    "DebugState",
     "AppState",
 ]
 
@@ -175,6 +176,31 @@ class DragState:
 
 
 @dataclass
+class DebugState:
+    """The debugging view (R5): Training panel choices and the compared step.
+
+    Attributes
+    ----------
+    stat
+        Per-layer statistic plotted (a key of :data:`cnnvis_gl.ui.training.STATS`).
+    all_layers
+        One line per layer (unit) instead of one per layer group.
+    log_scale
+        Log y axis for the statistic (``None``: the statistic's default).
+    compare
+        The other step of compare mode: the matrices show ``step − compare`` (``None``: off).
+    show_flags
+        Draw the flags' badges on the network view.
+    """
+
+    stat: str = "act_mean"
+    all_layers: bool = False
+    log_scale: bool | None = None
+    compare: int | None = None
+    show_flags: bool = True
+
+
+@dataclass
 class AppState:
     """Everything the viewer shows and edits.
 
@@ -224,6 +250,7 @@ class AppState:
     headless: bool = False
     hover: tuple[str, int] = ("none", -1)
     drag: DragState | None = None
+    debug: DebugState = field(default_factory=DebugState)
     frame_ms: deque[float] = field(default_factory=lambda: deque(maxlen=120))
     render_ms: deque[float] = field(default_factory=lambda: deque(maxlen=120))
     frames: int = 0

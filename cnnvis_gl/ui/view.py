@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 from imgui_bundle import imgui
 
+from .debugview import compare_legend, draw_flag_badges, flag_badges
+
 if TYPE_CHECKING:
     from .app import App
 
@@ -59,6 +61,8 @@ def _canvas(app: App) -> None:
             imgui.ImVec2(0, 1),
             imgui.ImVec2(1, 0),
         )
+    # flag badges first: their buttons then win the hover over the view's button
+    badges = flag_badges(app, (origin.x, origin.y), (w, h))
     imgui.set_cursor_screen_pos(origin)
     buttons = (
         imgui.ButtonFlags_.mouse_button_left
@@ -68,6 +72,8 @@ def _canvas(app: App) -> None:
     imgui.invisible_button(CANVAS_ID, imgui.ImVec2(w, h), buttons)
     if st.scene is not None:
         _input(app, (origin.x, origin.y), (w, h))
+    draw_flag_badges(app, badges)
+    compare_legend(app, (origin.x, origin.y), (w, h))
     _overlay(app, (origin.x, origin.y), (w, h))
 
 

@@ -1,0 +1,280 @@
+"""The debugging view (R5): Training panel, flags on the DAG, compare two steps.
+
+The run is recorded by :class:`cnnvis_gl.Recorder` from a real (tiny) training loop of BaseCNN×¼
+on 48 real CIFAR-10 images, with a planted fault: conv2's bias is −100, so its ReLU never fires
+and ``diagnose`` flags the layer ``dead``.  The GUI test drives the real app headless through
+the ImGui Test Engine (see tests/test_ui.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SIZE = (1600, 1000)
+DEAD_LAYER = "features.5"  # BaseCNN's second conv (group conv2)
+
+
+# ---------------------------------------------------------------------------- the recorded run
+
+
+@pytest.fixture(scope="module")
+def template_run(tmp_path_factory: pytest.TempPathFactory, cifar_dir: Path) -> Path:
+    import torch
+    import torch.nn.functional as F
+
+    import cnnvis_gl
+    from cnnvis_gl.data import open_data
+    from cnnvis_gl.models import build_model
+
+    torch.manual_seed(0)
+    data = open_data(f"cifar10:{cifar_dir}", "test").subset(48)
+    model = build_model("basecnn-x0.25", norm=False)  # as docs/CASES.md's failing run
+    mods = dict(model.named_modules())
+    with torch.no_grad():
+        mods[DEAD_LAYER].bias.fill_(-100.0)  # the planted fault: a dead layer
+    run = tmp_path_factory.mktemp("debugrun") / "run"
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    batches = list(data.batches(16, shuffle=True, seed=0))
+    with cnnvis_gl.Recorder(model, data, run, every=2, k=4, max_images=48) as rec:
+        for step in range(7):
+            x, y, _ = batches[step % len(batches)]
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            rec.step(step, train_loss=loss.item())
+            if step % 3 == 0:
+                rec.log(step, test_loss=loss.item() * 1.1, test_error=0.9 - 0.01 * step)
+    return run
+
+
+@pytest.fixture
+def run_dir(template_run: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "run"
+    shutil.copytree(template_run, dst)
+    return dst
+
+
+# ---------------------------------------------------------------------------- data (no GUI)
+
+
+def test_training_data_curves_and_layer_stats(run_dir: Path):
+    from cnnvis_gl.run.snapshot import open_run
+    from cnnvis_gl.ui.training import STATS, load_training
+
+    run = open_run(run_dir)
+    steps = run.steps()
+    assert steps == [0, 2, 4, 6]
+    units = [(u.name, run.graph.groups[u.group].name) for u in run.graph.units]
+    td = load_training(run_dir, steps, units)
+    assert td.steps == tuple(steps)
+    xs, ys = td.curves["train_loss"]
+    assert xs.tolist() == list(range(7)) and np.isfinite(ys).all()
+    assert td.curves["test_error"][0].tolist() == [0, 3, 6]
+    assert td.curves["probe error"][0].tolist() == steps
+    assert set(td.stats) == set(STATS)
+    for key in STATS:
+        assert set(td.stats[key]) == {u for u, _ in units}, key
+        for xs, _ys in td.stats[key].values():
+            assert xs.tolist() == steps
+    dead = td.stats["dead_fraction"][DEAD_LAYER][1]
+    assert (dead == 1.0).all()
+    # a refresh reuses what it read: only the new step is opened
+    td2 = load_training(run_dir, steps, units, known={s: td.metas[s] for s in steps[:2]})
+    assert (
+        td2.stats["weight_norm"][DEAD_LAYER][1].tolist()
+        == td.stats["weight_norm"][DEAD_LAYER][1].tolist()
+    )
+
+
+def test_flag_rows_and_difference(run_dir: Path):
+    from cnnvis_gl.analysis.diagnose import diagnose
+    from cnnvis_gl.layout import LayoutState
+    from cnnvis_gl.run.snapshot import open_run
+    from cnnvis_gl.ui.training import activation_difference, flag_rows
+
+    run = open_run(run_dir)
+    snap, first = run.snapshot(6), run.snapshot(0)
+    flags = diagnose(snap)
+    dead = [f for f in flags if f.kind == "dead"]
+    assert dead and dead[0].unit == DEAD_LAYER and dead[0].group == "conv2"
+    scene = LayoutState(snap).build()
+    names = [g.name for g in snap.graph.groups]
+    rows = flag_rows(scene, names, flags)
+    (row,) = [r for r, fl in rows.items() if dead[0] in fl]
+    assert scene.rows[row].name == "conv2"
+    diff, info = activation_difference(scene, snap, first)
+    assert diff.shape == scene.neurons.activation.shape
+    assert np.abs(diff).max() <= 1.0 + 1e-6 and info["max_abs"] > 0
+    same, _ = activation_difference(scene, snap, snap)
+    assert not same.any()
+
+
+# ---------------------------------------------------------------------------- GUI
+
+
+def _drive(app, test: Callable, size: tuple[int, int] = SIZE) -> None:
+    from imgui_bundle.immapp import testing
+
+    from cnnvis_gl.ui.app import runner_params
+    from cnnvis_gl.ui.headless import init_headless
+
+    app.frame_period = 0.0
+    init_headless()
+    rp, addons = runner_params(app, size)
+    testing.run(test_function=test, runner_params=rp, add_ons_params=addons)
+    assert not app.panel_errors, app.panel_errors
+
+
+def _wait(ctx, cond: Callable[[], bool], timeout: float = 120.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "timed out waiting for the app"
+        ctx.yield_()
+
+
+def _geometry(counts: dict, before: dict) -> dict:
+    return {
+        k: v - before.get(k, 0)
+        for k, v in counts.items()
+        if k.endswith(".geometry") and v != before.get(k, 0)
+    }
+
+
+@pytest.mark.gui
+def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path):
+    """Curves and statistics load; the dead layer's badge is drawn with the flag's message as
+    tooltip and zooms to its row; a click in the statistics plot opens that step; compare
+    mode draws the difference in the matrices; flags and compare never re-upload geometry."""
+    pytest.importorskip("imgui_bundle")
+    from cnnvis_gl.render import create_context
+
+    try:
+        create_context().release()
+    except Exception as e:  # noqa: BLE001 - no headless GL here
+        pytest.skip(f"no headless OpenGL: {e}")
+    from imgui_bundle import imgui
+    from imgui_bundle.immapp import testing
+
+    from cnnvis_gl.ui import App
+
+    TestRef = imgui.test_engine.TestRef
+
+    app = App(run_dir, headless=True)
+    seen: dict = {}
+    shot = tmp_path / "training_flags.png"
+
+    def loaded() -> bool:
+        return (
+            app.state.scene is not None
+            and not app.edit_pending
+            and app.training is not None
+            and app.training.steps == (0, 2, 4, 6)
+            and app.flags_step == app.state.step
+        )
+
+    def test(ctx):
+        _wait(ctx, loaded)
+        ctx.yield_(3)
+        st = app.state
+        seen["step0"] = st.step
+        seen["curves"] = sorted(app.training.curves)
+        seen["points"] = dict(app.plot_points.get("layerstat", {}))
+        # the dead layer's badge
+        dead = [(f, rect) for f, rect in app.flag_badges if f.kind == "dead"]
+        seen["dead"] = dead
+        seen["flag"] = next(f for f in app.flags if f.kind == "dead")
+        r = app.renderer
+        before = dict(r.upload_count)
+        x0, y0, x1, y1 = dead[0][1]
+        ctx.mouse_move_to_pos(imgui.ImVec2((x0 + x1) / 2, (y0 + y1) / 2))
+        ctx.yield_(2)
+        seen["tooltip"] = app.flag_tooltip
+        seen["hover"] = app.state.hover
+        testing.capture(ctx, str(shot))
+        zoom0 = st.camera.target
+        ctx.mouse_click(0)
+        ctx.yield_(2)
+        seen["zoomed"] = st.camera.target != zoom0
+        seen["zoom_selection"] = st.selection.cluster  # a badge click selects nothing
+        _wait(ctx, lambda: not st.camera.animating, 10.0)
+        # hide and show the badges (a checkbox in the Training panel)
+        ctx.item_click("//Training/**/on the view")
+        ctx.yield_(2)
+        seen["hidden"] = list(app.flag_badges)
+        ctx.item_click("//Training/**/on the view")
+        ctx.yield_(2)
+        seen["flag_uploads"] = _geometry(r.upload_count, before)
+        seen["flag_all_uploads"] = {
+            k: v - before.get(k, 0) for k, v in r.upload_count.items() if v != before.get(k, 0)
+        }
+        ctx.mouse_move_to_pos(imgui.ImVec2(*app.canvas_origin))  # away from the badges
+        # compare with step 2 (combo in the Training panel)
+        before = dict(r.upload_count)
+        ctx.item_click(TestRef(app.widget_ids["compare"]))
+        ctx.item_click("//$FOCUSED/step 2")
+        _wait(ctx, lambda: app.compare_diff is not None and not app.edit_pending)
+        ctx.yield_(3)
+        seen["compare"] = st.debug.compare
+        app.fit_all()
+        _wait(ctx, lambda: not st.camera.animating, 10.0)
+        ctx.yield_(2)
+        testing.capture(ctx, str(tmp_path / "training_compare.png"))
+        seen["diff_max"] = float(np.abs(app.compare_diff).max())
+        seen["diverging"] = r.matrix_diverging
+        seen["facets"] = st.scene.clusters.facet.copy()
+        seen["compare_geometry"] = _geometry(r.upload_count, before)
+        seen["compare_uploads"] = {
+            k: v - before.get(k, 0) for k, v in r.upload_count.items() if v != before.get(k, 0)
+        }
+        ctx.item_click(TestRef(app.widget_ids["compare"]))
+        ctx.item_click("//$FOCUSED/off")
+        ctx.yield_(2)
+        seen["off"] = (r.matrix_diverging, app.compare_diff)
+        seen["off_geometry"] = _geometry(r.upload_count, before)
+        # click the statistics plot at step 2: the snapshot of step 2 opens
+        ctx.item_click(TestRef(app.widget_ids["compare"]))
+        ctx.item_click("//$FOCUSED/step 2")
+        _wait(ctx, lambda: app.compare_diff is not None)
+        px = app.plot_points["layerstat"][2]
+        ctx.mouse_move_to_pos(imgui.ImVec2(*px))
+        ctx.mouse_click(0)
+        _wait(ctx, lambda: st.step == 2 and not app.edit_pending)
+        _wait(ctx, lambda: app.flags_step == 2)
+        ctx.yield_(2)
+        seen["step1"] = st.step
+        seen["compare_same"] = st.debug.compare
+        seen["flags_step"] = app.flags_step
+
+    _drive(app, test)
+    assert seen["step0"] == 6
+    assert {"train_loss", "test_loss", "test_error", "probe loss"} <= set(seen["curves"])
+    assert set(seen["points"]) == {0, 2, 4, 6}
+    assert seen["dead"], "no badge for the dead layer"
+    assert seen["tooltip"] is not None and seen["flag"].message in seen["tooltip"].split("\n")
+    assert seen["tooltip"] == seen["flag"].message  # one dead flag on that row
+    assert seen["hover"] == ("none", -1)  # the badge, not the view, has the pointer
+    assert seen["zoomed"]
+    assert seen["hidden"] == []
+    assert seen["flag_uploads"] == {} and seen["flag_all_uploads"] == {}
+    assert seen["compare"] == 2
+    assert seen["diff_max"] > 0 and seen["diverging"]
+    assert (seen["facets"] == 1).all()  # compare shows the matrix facet
+    assert seen["compare_geometry"] == {}
+    assert set(seen["compare_uploads"]) <= {"matrix.activation", "clusters.state"}
+    assert seen["compare_uploads"].get("matrix.activation", 0) >= 1
+    assert seen["off"] == (False, None) and seen["off_geometry"] == {}
+    assert seen["step1"] == 2 and seen["flags_step"] == 2
+    assert shot.stat().st_size > 10_000
+    keep = os.environ.get("CNNVIS_TEST_SHOTS")  # to look at it: CNNVIS_TEST_SHOTS=/some/dir
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for p in (shot, tmp_path / "training_compare.png"):
+            shutil.copy(p, Path(keep) / p.name)

@@ -152,18 +152,49 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="zoo model name, path/to/file.py:factory, or a run directory")
     p.add_argument("--input-shape", default="3,32,32", help="C,H,W (default 3,32,32)")
 
-    p = sub.add_parser("demo", help="train a small CNN on CIFAR-10 and analyse it (the main job)")
+    p = sub.add_parser(
+        "demo",
+        help="train a small CNN on CIFAR-10 while the viewer follows it live (the main job)",
+        description=(
+            "Train BaseCNN-x0.25 on CIFAR-10 (on a background thread, a snapshot every --every "
+            "steps) while the viewer follows the run.  Without a display the viewer runs "
+            "headless and saves screenshots into RUN_DIR/screenshots.  Without CIFAR-10 and "
+            "without network, scikit-learn's bundled digits stand in (or ask for them: "
+            "--data digits)."
+        ),
+    )
     p.add_argument(
         "--data",
         default="cifar10",
         metavar="SPEC",
-        help="dataset spec (default: cifar10 under $CNNVIS_DATA)",
+        help="dataset spec, or 'digits' (default: cifar10 under $CNNVIS_DATA, downloaded "
+        "when absent; the bundled digits when that fails)",
     )
     p.add_argument("-o", "--out", default="runs/demo", metavar="RUN_DIR")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--limit", type=int, default=10000, help="training images (default 10000)")
-    p.add_argument("--device")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument(
+        "--steps", type=int, default=600, help="training steps of 128 images (default 600)"
+    )
+    p.add_argument("--every", type=int, default=20, help="steps between snapshots (default 20)")
+    p.add_argument(
+        "--probe", type=int, default=500, help="test images of each snapshot (default 500)"
+    )
+    p.add_argument("--no-view", action="store_true", help="train and record only (no viewer)")
+    p.add_argument(
+        "--headless",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="viewer without a window (default: headless when there is no display)",
+    )
+    p.add_argument(
+        "--size", default="1600x1000", help="viewer size WIDTHxHEIGHT (default 1600x1000)"
+    )
+    p.add_argument(
+        "--pictures",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="render features.png and matrix.png of the last snapshot (default on)",
+    )
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     return ap
 
 
@@ -368,54 +399,22 @@ def cmd_info(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    import torch
+    from .demo import DemoConfig, run_demo
 
-    from . import analyze
-    from .data import open_data
-    from .models import build_model
-    from .train import TrainConfig, train
-
-    train_data = open_data(a.data, "train").subset(a.limit)
-    test_data = open_data(a.data, "test")
-    model = build_model("basecnn-x0.25", num_classes=len(train_data.classes)).to(_device(a.device))
-    print(
-        f"demo: training basecnn-x0.25 on {a.limit} {train_data.name} images for {a.epochs} epoch(s)"
+    run_demo(
+        DemoConfig(
+            out=Path(a.out),
+            data=a.data,
+            steps=a.steps,
+            every=a.every,
+            probe=a.probe,
+            view=not a.no_view,
+            headless=a.headless,
+            size=_size(a.size),
+            pictures=a.pictures,
+            device=a.device,
+        )
     )
-    hist = train(
-        model,
-        train_data,
-        test_data.subset(2000),
-        TrainConfig(epochs=a.epochs, lr=0.05),
-        progress=not a.quiet,
-    )
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out / "weights.pt")
-    snap = analyze(
-        model,
-        test_data,
-        limit=1000,
-        progress=not a.quiet,
-        model_name="basecnn-x0.25",
-        scalars=hist.epochs[-1],
-    )
-    path = snap.save(out, hist.steps)
-    print(snap.graph.summary())
-    print(f"{snap}\nwrote {path}")
-    from .layout import LayoutOptions, build_scene
-
-    try:
-        from .render.offscreen import render_png
-
-        scene = build_scene(snap, LayoutOptions(k=4))
-        for facet in ("features", "matrix"):
-            png = render_png(
-                snap, scene, out / f"{facet}.png", size=(1920, 1200), facet=facet, msaa=4
-            )
-            print(f"rendered the {facet} view to {png}")
-    except RuntimeError as e:  # no OpenGL context on this machine
-        print(f"no picture: {e}")
-    print(f"next: cnnvis info {out}  |  cnnvis render {out} -o fig.png --size 3840x2160")
     return 0
 
 

@@ -28,13 +28,23 @@ if TYPE_CHECKING:  # torch-free at run time: the layout never needs torch
 __all__ = ["build_scene", "build_state"]
 
 
-def build_state(snapshot: Snapshot, options: LayoutOptions | None = None) -> LayoutState:
+def build_state(
+    snapshot: Snapshot,
+    options: LayoutOptions | None = None,
+    previous: LayoutState | Scene | None = None,
+) -> LayoutState:
     """Lay out ``snapshot`` and keep the state for incremental edits (see :mod:`.edit`).
 
     Parameters
     ----------
     snapshot : Snapshot
     options : LayoutOptions or None
+    previous : LayoutState or Scene or None
+        The layout of another snapshot of the same run (e.g. the one on screen while following
+        a run).  Each new cluster then keeps the id (so the colour) of the previous cluster of
+        its row that it overlaps most (Jaccard of the member neurons; on a split the larger
+        part keeps it), and rows keep the previous cluster order unless re-ordering removes
+        enough crossings (:meth:`LayoutState.build`).
 
     Returns
     -------
@@ -42,11 +52,15 @@ def build_state(snapshot: Snapshot, options: LayoutOptions | None = None) -> Lay
         ``state.scene`` is the Scene; ``state.timings`` the seconds per stage.
     """
     state = LayoutState(snapshot, options)
-    state.build()
+    state.build(previous)
     return state
 
 
-def build_scene(snapshot: Snapshot, options: LayoutOptions | None = None) -> Scene:
+def build_scene(
+    snapshot: Snapshot,
+    options: LayoutOptions | None = None,
+    previous: LayoutState | Scene | None = None,
+) -> Scene:
     """The Scene of ``snapshot``'s DAG of layer groups and neuron clusters.
 
     Parameters
@@ -55,6 +69,9 @@ def build_scene(snapshot: Snapshot, options: LayoutOptions | None = None) -> Sce
         Statistics and weights of one model state (``cnnvis_gl.analyze`` or a run directory).
     options : LayoutOptions or None
         Clustering, level of detail, edge threshold, patch sizes, seed …
+    previous : LayoutState or Scene or None
+        Keep the cluster ids (colours) and order of this layout of another snapshot of the
+        same run (see :func:`build_state`).
 
     Returns
     -------
@@ -65,6 +82,6 @@ def build_scene(snapshot: Snapshot, options: LayoutOptions | None = None) -> Sce
         clusters), ``ink_bundled`` / ``ink_direct`` and ``crossings_bundled`` /
         ``crossings_direct`` (edges), ``row_crossings_*`` (cluster order in the rows).
     """
-    state = build_state(snapshot, options)
+    state = build_state(snapshot, options, previous)
     assert state.scene is not None
     return state.scene

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import colorsys
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["cluster_id", "id_color", "unique_id"]
+__all__ = ["cluster_id", "id_color", "inherit_ids", "unique_id"]
 
 _MASK = (1 << 62) - 1
 
@@ -43,3 +43,35 @@ def id_color(cid: int) -> tuple[float, float, float]:
     hue = ((cid >> 7) % 4096) / 4096.0
     light = 0.52 + 0.08 * ((cid >> 19) % 3 - 1)
     return colorsys.hls_to_rgb(hue, light, 0.55)
+
+
+# Ids from :func:`cluster_id` are below 2**62: ``match_clusters`` numbers unmatched clusters from
+# here, so they are told apart from the previous layout's ids.
+_FRESH = 1 << 62
+
+
+def inherit_ids(
+    row: str,
+    old_members: Sequence[np.ndarray],
+    old_ids: Sequence[int],
+    new_members: Sequence[np.ndarray],
+    taken: Iterable[int] = (),
+) -> list[int]:
+    """Ids for a row's new clusters that keep the ids of the old clusters they overlap most.
+
+    Matching is :func:`cnnvis_gl.analysis.identity.match_clusters` (Jaccard overlap of the member
+    neurons, one-to-one): on a split the larger part keeps the id, on a merge the merged cluster
+    keeps the id of the parent it overlaps most.  A cluster that matches nothing gets its own
+    :func:`cluster_id` (salted away from ``taken`` and from every id handed out here).
+    """
+    from ..analysis.identity import match_clusters
+
+    ids, _ = match_clusters(old_members, [int(i) for i in old_ids], new_members, _FRESH)
+    used = set(taken) | {i for i in ids if i < _FRESH}
+    out = []
+    for cid, members in zip(ids, new_members, strict=True):
+        if cid >= _FRESH:
+            cid = unique_id(row, members, used)
+            used.add(cid)
+        out.append(int(cid))
+    return out

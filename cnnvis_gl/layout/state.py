@@ -23,7 +23,7 @@ import numpy as np
 from ..analysis import Bundling, cluster_neurons, order_columns
 from .content import ClusterContent, UnitData, cluster_content, unit_data
 from .edges import EdgePieces, RowSpec, cluster_weights, row_weights
-from .ids import unique_id
+from .ids import inherit_ids, unique_id
 from .options import LayoutOptions
 from .scene import (
     ROW_GROUP,
@@ -35,7 +35,36 @@ if TYPE_CHECKING:  # torch-free at run time: the layout never needs torch
     from ..run.snapshot import Snapshot
 
 
-__all__ = ["LayoutState", "row_specs", "blas_threads"]
+__all__ = ["LayoutState", "row_specs", "blas_threads", "previous_clusters"]
+
+#: With a previous layout, the rows keep its cluster order unless the barycentre sweeps cut the
+#: weighted crossings by more than this fraction.
+KEEP_ORDER_GAIN = 0.1
+
+
+def previous_clusters(
+    previous: LayoutState | Scene,
+) -> dict[str, tuple[str, list[int], list[np.ndarray]]]:
+    """``{row name: (unit, ids left to right, members)}`` of a layout state or a Scene."""
+    out: dict[str, tuple[str, list[int], list[np.ndarray]]] = {}
+    if isinstance(previous, LayoutState):
+        for r in previous.rows:
+            ids = list(previous.order.get(r.name, []))
+            out[r.name] = (r.unit, ids, [previous.members[r.name][c] for c in ids])
+        return out
+    sc = previous.clusters
+    ci = np.asarray(previous.neurons.cluster)
+    by_cluster = np.argsort(ci, kind="stable")
+    bounds = np.searchsorted(ci[by_cluster], np.arange(len(sc.id) + 1))
+    index = np.asarray(previous.neurons.index, dtype=np.int64)
+    for k, row in enumerate(previous.rows):
+        cs = np.flatnonzero(np.asarray(sc.row) == k)
+        if not cs.size:
+            continue
+        cs = cs[np.argsort(np.asarray(sc.rect)[cs, 0], kind="stable")]  # left to right
+        members = [np.sort(index[by_cluster[bounds[c] : bounds[c + 1]]]) for c in cs]
+        out[row.name] = (row.unit, [int(sc.id[c]) for c in cs], members)
+    return out
 
 
 def row_specs(snapshot: Snapshot, expanded: frozenset[str]) -> list[RowSpec]:
@@ -414,8 +443,53 @@ class LayoutState:
         A = self.data(g.unit).A
         self.class_order = order_columns(A, exact_max=self.options.exact_max).astype(np.int32)
 
-    def build(self) -> Scene:
-        """Cluster every row, order the rows and compose (the whole pipeline)."""
+    def inherit(self, previous: LayoutState | Scene) -> int:
+        """Give the clusters the ids (so colours) and order of ``previous``'s clusters.
+
+        ``previous`` is the layout of another snapshot of the same run (or of the same one).  In
+        each row shown by both with the same unit, every cluster takes the id of the previous
+        cluster it overlaps most (:func:`~cnnvis_gl.layout.ids.inherit_ids`), and the row's
+        order follows the previous order (a new cluster stays right of the cluster it followed).
+        Call between clustering and composing.  Returns the number of inherited ids.
+        """
+        prev = previous_clusters(previous)
+        kept = 0
+        remapped: dict[str, tuple[list[int], list[np.ndarray], list[int]]] = {}
+        for r in self.rows:
+            old = prev.get(r.name)
+            if old is None or old[0] != r.unit or not old[1]:
+                continue
+            ids = list(self.order[r.name])
+            members = [self.members[r.name][c] for c in ids]
+            remapped[r.name] = (ids, members, [])
+        taken = {c for name, m in self.members.items() if name not in remapped for c in m}
+        for name, (_, members, new_ids) in remapped.items():
+            _, old_ids, old_members = prev[name]
+            new_ids += inherit_ids(name, old_members, old_ids, members, taken)
+            taken.update(new_ids)
+        for name, (ids, members, new_ids) in remapped.items():
+            old_pos = {c: i for i, c in enumerate(prev[name][1])}
+            for cid in ids:
+                self.facets.pop(cid, None)
+                self._digest.pop(cid, None)
+            self.members[name] = {}
+            keys, last = [], -1.0
+            for j, (cid, m) in enumerate(zip(new_ids, members, strict=True)):
+                self.set_cluster(name, cid, m)
+                if cid in old_pos:
+                    last = float(old_pos[cid])
+                    kept += 1
+                keys.append((last, cid not in old_pos, j))  # new ones after their left match
+            self.order[name] = [new_ids[j] for *_, j in sorted(keys)]
+        return kept
+
+    def build(self, previous: LayoutState | Scene | None = None) -> Scene:
+        """Cluster every row, order the rows and compose (the whole pipeline).
+
+        With ``previous`` (the layout of another snapshot of the same run) clusters keep the
+        ids of the previous clusters they overlap most, and rows keep the previous cluster order
+        unless re-ordering cuts the weighted crossings by more than :data:`KEEP_ORDER_GAIN`.
+        """
         self.timings = {}
         with blas_threads(self.options.blas_threads):
             self.rows = row_specs(self.snapshot, self.options.expanded)
@@ -424,12 +498,23 @@ class LayoutState:
             with self.timed("cluster"):
                 for r in self.rows:
                     self.cluster_row(r)
+            if previous is not None:
+                with self.timed("identity"):
+                    self.inherit(previous)
             with self.timed("content"):
                 for r in self.rows:
                     for cid in self.order[r.name]:
                         self.content(r, self.members[r.name][cid])
             with self.timed("row_order"):
+                kept = {k: list(v) for k, v in self.order.items()}
                 self.barycentre_order()
+                st = self.ordering_stats
+                if (
+                    previous is not None
+                    and st["crossings_ordered"] >= (1.0 - KEEP_ORDER_GAIN) * st["crossings_initial"]
+                ):
+                    self.order = kept
+                    st["crossings_ordered"] = st["crossings_initial"]
             with self.timed("compose"):
                 self.scene = self.compose()
         return self.scene

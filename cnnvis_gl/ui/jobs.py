@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..layout import LayoutOptions, LayoutState
+from ..layout import LayoutOptions, LayoutState, build_state
 from ..layout import edit as layout_edit
 from ..layout.edit import Changed
 from ..layout.scene import Scene
@@ -301,7 +301,11 @@ class LayoutSession:
         :class:`~cnnvis_gl.run.follow.Follower` may call it on its own thread.
         """
         edits = self.edits
-        state = build_with_edits(snapshot, edits, self.base)
+        shown = self.state.scene if self.state is not None else None  # immutable: safe to read
+        if edits.pinned or edits.facets or shown is None:
+            state = build_with_edits(snapshot, edits, self.base)
+        else:  # clustered afresh: keep the ids (colours) and order of the clusters on screen
+            state = build_state(snapshot, edits.options(self.base), previous=shown)
         patches = PatchCache(snapshot, self.patch_size)
         assert state.scene is not None
         patches.prefetch(state.scene.units[u] for u in np.unique(state.scene.neurons.unit))

@@ -312,6 +312,8 @@ class App:
                 and not st.jobs.pending
                 and not st.camera.animating
                 and self._drawn_key is not None
+                and not self._debug_jobs  # the Training panel and the flags have loaded
+                and (self.training is not None or len(st.steps) == 0)
             )
             failed = st.scene is None and not self.edit_pending and st.jobs.error is not None
             self._settled_frames = self._settled_frames + 1 if settled else 0

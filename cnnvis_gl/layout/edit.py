@@ -214,7 +214,8 @@ def _share(old: Scene, new: Scene) -> Scene:
     return replace(new, **kw)
 
 
-def _recompose(state: LayoutState) -> tuple[Scene, Changed]:
+def recompose(state: LayoutState) -> tuple[Scene, Changed]:
+    """Compose ``state`` after a change; share unchanged parts with the old scene; diff them."""
     old = state.scene
     with state.timed("compose"):
         new = state.compose()
@@ -298,7 +299,7 @@ def move_neuron(
                 _relayout(state, row, grown)
             state.set_cluster(row.name, to, grown)
     with blas_threads(o.blas_threads):
-        return _recompose(state)
+        return recompose(state)
 
 
 def _relayout(state: LayoutState, row: RowSpec, members: np.ndarray) -> None:
@@ -347,7 +348,7 @@ def set_clustering(
                 state.cluster_row(r)
         with state.timed("row_order"):
             state.barycentre_order({r.name for r in rows})
-        return _recompose(state)
+        return recompose(state)
 
 
 def set_expanded(
@@ -395,7 +396,7 @@ def set_expanded(
                 state.cluster_row(r)
         with state.timed("row_order"):
             state.barycentre_order({r.name for r in fresh})
-        return _recompose(state)
+        return recompose(state)
 
 
 def set_threshold(
@@ -415,7 +416,7 @@ def set_threshold(
         changes["edge_fraction"] = float(fraction)
     state.replace_options(**changes)
     with blas_threads(state.options.blas_threads):
-        return _recompose(state)
+        return recompose(state)
 
 
 def set_facet(

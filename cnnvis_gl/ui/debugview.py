@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from imgui_bundle import hello_imgui, imgui, implot
+from imgui_bundle import imgui, implot
 
+from .panels import _em, _hint
 from .training import STATS, flag_rows, row_right_end, style_of
 
 if TYPE_CHECKING:
@@ -38,16 +39,6 @@ __all__ = [
 NOW = imgui.ImVec4(1.0, 0.80, 0.20, 1.0)  # current step (as the view's selection colour)
 OTHER = imgui.ImVec4(0.35, 0.85, 1.0, 1.0)  # the compared step
 ERROR_WORDS = ("error", "acc")
-
-
-def _em(n: float) -> float:
-    return hello_imgui.em_size(n)
-
-
-def _hint(text: str) -> None:
-    imgui.push_text_wrap_pos(0.0)
-    imgui.text_disabled(text)
-    imgui.pop_text_wrap_pos()
 
 
 def _pretty(name: str) -> str:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..layout import LayoutOptions, LayoutState
-from ..layout.edit import Changed, diff_scenes
+from ..layout.edit import Changed, recompose
 from ..layout.options import GroupClustering
 from ..layout.scene import Scene
 from ..layout.state import blas_threads, row_specs
@@ -232,14 +232,6 @@ def _apply_rows(state: LayoutState, edits: LayoutEdits) -> set[str]:
     return fresh
 
 
-def _share(old: Scene, new: Scene) -> Scene:
-    """``new`` with the parts equal to ``old``'s replaced by ``old``'s objects (no re-upload)."""
-    from ..layout import edit
-
-    share = getattr(edit, "_share", None)
-    return share(old, new) if share is not None else new
-
-
 def restore(state: LayoutState, edits: LayoutEdits) -> tuple[Scene, Changed]:
     """Put ``edits`` onto ``state`` (undo / redo) and re-compose.
 
@@ -275,17 +267,7 @@ def restore(state: LayoutState, edits: LayoutEdits) -> tuple[Scene, Changed]:
                 state.barycentre_order(redo)
         ids = state.all_ids()
         state.facets = {c: f for c, f in edits.facets.items() if c in ids}
-        old = state.scene
-        with state.timed("compose"):
-            new = state.compose()
-    if old is None:
-        state.scene = new
-        return new, Changed(clusters=frozenset(int(c) for c in new.clusters.id), structure=True)
-    new = _share(old, new)
-    state.scene = new
-    with state.timed("diff"):
-        changed = diff_scenes(old, new)
-    return new, changed
+        return recompose(state)
 
 
 def build_with_edits(

@@ -206,7 +206,8 @@ def test_keys_with_slashes_and_dots(tmp_path):
 
 
 def test_lazy_memmap_and_cache(tmp_path, monkeypatch):
-    write_snapshot(tmp_path, 5, {"a": np.ones((4, 4), np.float32), "b": np.zeros(3)}, {})
+    big = np.ones((512, 1024), np.float32)  # 2 MiB: memory-mapped
+    write_snapshot(tmp_path, 5, {"a": big, "b": np.zeros(3)}, {})
     calls = []
     real_load = np.load
 
@@ -224,6 +225,9 @@ def test_lazy_memmap_and_cache(tmp_path, monkeypatch):
     assert not a.flags.writeable
     assert snap["a"] is a  # cached
     assert len(calls) == 1
+    b = snap["b"]  # small: read into memory, no file descriptor kept
+    assert len(calls) == 2 and "mmap_mode" not in calls[1][1]
+    assert not isinstance(b, np.memmap) and not b.flags.writeable
     snap.load_all()
     assert len(calls) == 2
 

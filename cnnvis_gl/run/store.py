@@ -67,6 +67,9 @@ SCHEMA_VERSION = 1
 MANIFEST_FORMAT = "cnnvis-run"
 SNAPSHOT_FORMAT = "cnnvis-snapshot"
 MANIFEST_NAME = "manifest.json"
+#: Arrays at least this large are memory-mapped; smaller ones are read into memory, since every
+#: memory map keeps a file descriptor open (a followed run of many snapshots would run out).
+MMAP_MIN_BYTES = 1 << 20
 SNAPSHOTS_DIR = "snapshots"
 SNAPSHOT_JSON = "snapshot.json"
 MAX_STEP = 999_999_999
@@ -672,7 +675,11 @@ class StoredSnapshot:
         if size > expected:
             raise SnapshotError(f"{path}: {size - expected} unexpected trailing bytes")
         try:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+            if info["nbytes"] >= MMAP_MIN_BYTES:
+                arr = np.load(path, mmap_mode="r", allow_pickle=False)
+            else:  # small: read into memory (each memory map holds a file descriptor)
+                arr = np.load(path, allow_pickle=False)
+                arr.flags.writeable = False
         except (ValueError, OSError, EOFError) as e:
             raise SnapshotError(f"{path}: cannot load array ({e})") from None
         if arr.dtype != h_dtype or arr.shape != shape:  # changed since the header was read

@@ -129,3 +129,18 @@ def test_corrupt_snapshot_is_skipped_with_a_warning(cifar_dir, tmp_path):
         assert f.check_now() == 0  # not retried (and not warned again) until the folder changes
     snap.save(tmp_path, 2)  # rewritten whole
     assert f.check_now() == 1 and 2 not in f.skipped
+
+
+def test_following_many_snapshots_holds_no_file_descriptors(cifar_dir, tmp_path):
+    snap = cv.analyze(
+        cv.build_model("basecnn-x0.25"), f"cifar10:{cifar_dir}", limit=600, progress=False
+    )
+    assert snap["images"].nbytes >= (1 << 20)  # large enough to be memory-mapped when read
+    for step in range(8):
+        snap.save(tmp_path, step)
+    before = len(os.listdir("/proc/self/fd"))
+    f = Follower(tmp_path)
+    assert f.check_now() == 8
+    got = f.poll()
+    assert len(got) == 8 and len(os.listdir("/proc/self/fd")) <= before + 1
+    assert got[-1][0]["images"].shape[0] == snap["images"].shape[0]  # still readable, lazily

@@ -93,8 +93,10 @@ class Follower:
             if self._tried.get(step) == mtime:
                 continue
             try:
+                self.run.snapshot(step).arrays.load_all()  # verify every file, off the UI thread
+                # queue a fresh lazy view: verified arrays are not kept (large ones are memory
+                # maps, each holding a file descriptor; a long run would exhaust them)
                 snap = self.run.snapshot(step)
-                snap.arrays.load_all()  # verify every file now, off the UI thread
                 prepared = self.prepare(snap) if self.prepare is not None else None
             except SnapshotError as e:
                 self._tried[step] = mtime

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ui_driver import drive, wait
 
 pytestmark = pytest.mark.gui
 
@@ -58,28 +59,6 @@ def _needs_egl() -> None:
         create_context().release()
     except Exception as e:  # noqa: BLE001 - no headless GL here
         pytest.skip(f"no headless OpenGL: {e}")
-
-
-def drive(app, test: Callable, size: tuple[int, int] = SIZE) -> None:
-    """Run ``app`` headless with ``test(ctx)`` driving it through the Test Engine."""
-    from imgui_bundle.immapp import testing
-
-    from cnnvis_gl.ui.app import runner_params
-    from cnnvis_gl.ui.headless import init_headless
-
-    app.frame_period = 0.0  # no frame-rate cap: the test engine paces the frames
-    init_headless()
-    rp, addons = runner_params(app, size)
-    testing.run(test_function=test, runner_params=rp, add_ons_params=addons)
-    assert not app.panel_errors, app.panel_errors
-
-
-def wait(ctx, cond: Callable[[], bool], timeout: float = 120.0) -> None:
-    """Let frames run until ``cond()`` (the layout works on its own thread meanwhile)."""
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "timed out waiting for the app"
-        ctx.yield_()
 
 
 def ready(app) -> Callable[[], bool]:
@@ -158,7 +137,7 @@ def test_panels_switch_facet_select_classes_threshold_theme(run_dir: Path, tmp_p
         seen["threshold_geometry"] = geometry(r.upload_count, before)
         testing.capture(ctx, str(tmp_path / "panels.png"))
 
-    drive(app, test)
+    drive(app, test, SIZE)
     assert (seen["facets"] == FACET_MATRIX).all()
     assert seen["facet_uploads"] == {"clusters.state": 1}
     assert seen["classes"] == {0, 3}
@@ -234,7 +213,7 @@ def test_drag_neuron_to_cluster_undo_redo_and_layout_json(run_dir: Path):
         s = app.state.scene
         seen["sizes3"] = dict(zip(s.clusters.id.tolist(), s.clusters.size.tolist(), strict=True))
 
-    drive(app, test)
+    drive(app, test, SIZE)
     src_id, dst_id = seen["ids"]
     s0, s1 = seen["sizes0"], seen["sizes1"]
     assert seen["dragging"]
@@ -261,7 +240,7 @@ def test_drag_neuron_to_cluster_undo_redo_and_layout_json(run_dir: Path):
         restored["sizes"] = dict(zip(s.clusters.id.tolist(), s.clusters.size.tolist(), strict=True))
         restored["pinned"] = app2.session.restored
 
-    drive(app2, test2)
+    drive(app2, test2, SIZE)
     assert restored["pinned"]
     assert restored["sizes"] == s1
 
@@ -321,7 +300,7 @@ def test_select_in_view_move_from_inspector_zoom_and_screenshot(run_dir: Path, t
         seen["framed"] = cam.visible_rect(app.state.camera.viewport)
         seen["cluster"] = (x, y, x + w, y + h)
 
-    drive(app, test, size=(1600, 1000))
+    drive(app, test, (1600, 1000))
     assert seen["hover"][0] == "neuron"
     assert seen["tooltip"] and "layer" in seen["tooltip"][0]
     assert seen["selected"] is not None and seen["cluster_selected"]
@@ -353,7 +332,7 @@ def test_follow_mode_switches_to_new_snapshot_without_freezing(run_dir: Path):
         seen["seconds"] = time.monotonic() - t0
         seen["steps"] = list(app.state.steps)
 
-    drive(app, test)
+    drive(app, test, SIZE)
     assert seen["steps"] == [0, 7]
     # the UI kept drawing while the new snapshot was verified and laid out
     assert seen["frames"] >= 10
@@ -412,7 +391,7 @@ def test_groups_k_method_expand_collapse_and_undo(run_dir: Path):
         seen["undone"] = rows()
         seen["checkbox"] = app.state.groups["conv3"].expanded
 
-    drive(app, test)
+    drive(app, test, SIZE)
     assert seen["conv1"] == (("kmeans", 3), 3)
     assert seen["conv2"] == ("meanshift", None)
     units = [f"conv3/{u}" for u in ("features.14", "features.17", "features.20")]

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from ui_driver import drive, wait
 
 SIZE = (1600, 1000)
 DEAD_LAYER = "features.5"  # BaseCNN's second conv (group conv2)
@@ -120,26 +119,6 @@ def test_flag_rows_and_difference(run_dir: Path):
 # ---------------------------------------------------------------------------- GUI
 
 
-def _drive(app, test: Callable, size: tuple[int, int] = SIZE) -> None:
-    from imgui_bundle.immapp import testing
-
-    from cnnvis_gl.ui.app import runner_params
-    from cnnvis_gl.ui.headless import init_headless
-
-    app.frame_period = 0.0
-    init_headless()
-    rp, addons = runner_params(app, size)
-    testing.run(test_function=test, runner_params=rp, add_ons_params=addons)
-    assert not app.panel_errors, app.panel_errors
-
-
-def _wait(ctx, cond: Callable[[], bool], timeout: float = 120.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "timed out waiting for the app"
-        ctx.yield_()
-
-
 def _geometry(counts: dict, before: dict) -> dict:
     return {
         k: v - before.get(k, 0)
@@ -181,7 +160,7 @@ def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path):
         )
 
     def test(ctx):
-        _wait(ctx, loaded)
+        wait(ctx, loaded)
         ctx.yield_(3)
         st = app.state
         seen["step0"] = st.step
@@ -204,7 +183,7 @@ def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path):
         ctx.yield_(2)
         seen["zoomed"] = st.camera.target != zoom0
         seen["zoom_selection"] = st.selection.cluster  # a badge click selects nothing
-        _wait(ctx, lambda: not st.camera.animating, 10.0)
+        wait(ctx, lambda: not st.camera.animating, 10.0)
         # hide and show the badges (a checkbox in the Training panel)
         ctx.item_click("//Training/**/on the view")
         ctx.yield_(2)
@@ -220,11 +199,11 @@ def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path):
         before = dict(r.upload_count)
         ctx.item_click(TestRef(app.widget_ids["compare"]))
         ctx.item_click("//$FOCUSED/step 2")
-        _wait(ctx, lambda: app.compare_diff is not None and not app.edit_pending)
+        wait(ctx, lambda: app.compare_diff is not None and not app.edit_pending)
         ctx.yield_(3)
         seen["compare"] = st.debug.compare
         app.fit_all()
-        _wait(ctx, lambda: not st.camera.animating, 10.0)
+        wait(ctx, lambda: not st.camera.animating, 10.0)
         ctx.yield_(2)
         testing.capture(ctx, str(tmp_path / "training_compare.png"))
         seen["diff_max"] = float(np.abs(app.compare_diff).max())
@@ -242,18 +221,18 @@ def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path):
         # click the statistics plot at step 2: the snapshot of step 2 opens
         ctx.item_click(TestRef(app.widget_ids["compare"]))
         ctx.item_click("//$FOCUSED/step 2")
-        _wait(ctx, lambda: app.compare_diff is not None)
+        wait(ctx, lambda: app.compare_diff is not None)
         px = app.plot_points["layerstat"][2]
         ctx.mouse_move_to_pos(imgui.ImVec2(*px))
         ctx.mouse_click(0)
-        _wait(ctx, lambda: st.step == 2 and not app.edit_pending)
-        _wait(ctx, lambda: app.flags_step == 2)
+        wait(ctx, lambda: st.step == 2 and not app.edit_pending)
+        wait(ctx, lambda: app.flags_step == 2)
         ctx.yield_(2)
         seen["step1"] = st.step
         seen["compare_same"] = st.debug.compare
         seen["flags_step"] = app.flags_step
 
-    _drive(app, test)
+    drive(app, test, SIZE)
     assert seen["step0"] == 6
     assert {"train_loss", "test_loss", "test_error", "probe loss"} <= set(seen["curves"])
     assert set(seen["points"]) == {0, 2, 4, 6}

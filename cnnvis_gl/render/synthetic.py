@@ -11,6 +11,7 @@ import zlib
 
 import numpy as np
 
+from ..data.cifar10 import CIFAR10_CLASSES
 from ..layout.scene import (
     FACET_FEATURES,
     FACET_MATRIX,
@@ -24,19 +25,6 @@ from ..layout.scene import (
     Row,
     Scene,
 )
-
-CIFAR10 = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-]
 
 
 class SyntheticPatches:
@@ -136,7 +124,9 @@ def synthetic_scene(
     per_row = np.full(n_rows, max(n_neurons // n_rows, 1))
     per_row[: max(n_neurons - int(per_row.sum()), 0)] += 1
     classes = (
-        CIFAR10[:n_classes] if n_classes <= len(CIFAR10) else [f"c{i}" for i in range(n_classes)]
+        CIFAR10_CLASSES[:n_classes]
+        if n_classes <= len(CIFAR10_CLASSES)
+        else [f"c{i}" for i in range(n_classes)]
     )
     class_order = rng.permutation(n_classes).astype(np.int32)
 

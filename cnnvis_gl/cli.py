@@ -135,17 +135,42 @@ def _parser() -> argparse.ArgumentParser:
         help="WIDTHxHEIGHT in pixels, up to 16384 (default 1920x1080)",
     )
     p.add_argument(
-        "--facet", choices=["features", "matrix"], default="features", help="facet of every cluster"
+        "--facet",
+        choices=["features", "matrix"],
+        help="facet of every cluster (default: the saved layout's facets, else features)",
     )
     p.add_argument("--theme", choices=["dark", "light"], default="dark")
     p.add_argument(
         "--classes", help="comma-separated class names to highlight (the rest is dimmed)"
     )
     p.add_argument(
-        "--edges", type=float, default=0.25, help="fraction of strongest edges kept (default 0.25)"
+        "--edges",
+        type=float,
+        help="fraction of strongest edges kept (default: the saved layout's, else 0.25)",
     )
     p.add_argument("-k", type=int, help="clusters per group (default: chosen by silhouette)")
     p.add_argument("--expand", default="", help="comma-separated groups shown one row per layer")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="ignore the clustering the viewer saved in RUN/layout.json (implied by -k/--expand)",
+    )
+    p.add_argument(
+        "--camera",
+        metavar="CX,CY,ZOOM",
+        help="view centre in scene units and zoom in pixels per unit, e.g. --camera=-40,900,2"
+        " (the viewer's Network > Copy render command writes it); default: the whole network",
+    )
+    p.add_argument(
+        "--zoom-to",
+        metavar="GROUP[:N]",
+        help="frame a layer row, or its N-th cluster from the left (0-based)",
+    )
+    p.add_argument(
+        "--no-neuron-edges",
+        action="store_true",
+        help="zoomed in, keep cluster edges instead of drawing the neurons' edges",
+    )
     p.add_argument("--msaa", type=int, default=4, help="multisampling (default 4)")
 
     p = sub.add_parser("info", help="print a model's layer groups, or a run's snapshots")
@@ -331,10 +356,13 @@ def cmd_view(a: argparse.Namespace) -> int:
 
 
 def cmd_render(a: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from . import open_run
     from .errors import CnnvisError
     from .layout import LayoutOptions, build_scene
     from .layout.scene import FACET_FEATURES, FACET_MATRIX
+    from .ui.edits import LAYOUT_FILE, build_with_edits, load_edits
 
     size = _size(a.size)
     run = open_run(a.run)
@@ -354,19 +382,89 @@ def cmd_render(a: argparse.Namespace) -> int:
                 f"--classes: unknown class {unknown[0]!r} (classes: {', '.join(snap.classes)})"
             )
         selection = {"classes": [snap.classes.index(c) for c in names]}
-    facet = FACET_MATRIX if a.facet == "matrix" else FACET_FEATURES
-    options = LayoutOptions(k=a.k, expanded=frozenset(expand), facet=facet, edge_fraction=a.edges)
+    if a.edges is not None and not 0.0 < a.edges <= 1.0:
+        raise CnnvisError(f"--edges {a.edges}: use a fraction in (0, 1]")
+    edits = None
+    if not (a.fresh or a.k is not None or expand):
+        try:
+            edits = load_edits(a.run)
+        except ValueError as e:
+            raise CnnvisError(f"{e} (use --fresh to ignore it)") from None
     t0 = time.perf_counter()
-    scene = build_scene(snap, options)
+    if edits is not None:
+        if a.edges is not None:
+            edits = replace(edits, edge_fraction=a.edges)
+        if a.facet is not None:
+            facet = FACET_MATRIX if a.facet == "matrix" else FACET_FEATURES
+            edits = replace(edits, facet=facet, facets={})
+        scene = build_with_edits(snap, edits).scene
+        print(f"using the viewer's layout {Path(a.run) / LAYOUT_FILE} (--fresh to ignore it)")
+    else:
+        facet = FACET_MATRIX if a.facet == "matrix" else FACET_FEATURES
+        options = LayoutOptions(
+            k=a.k, expanded=frozenset(expand), facet=facet, edge_fraction=a.edges or 0.25
+        )
+        scene = build_scene(snap, options)
+    camera = _render_camera(a, scene, size)
     from .render.offscreen import render_png
 
     path = render_png(
-        snap, scene, a.out, size=size, theme=a.theme, selection=selection, msaa=a.msaa
+        snap,
+        scene,
+        a.out,
+        size=size,
+        camera=camera,
+        theme=a.theme,
+        selection=selection,
+        msaa=a.msaa,
+        neuron_edges=None if a.no_neuron_edges else (a.edges or _fraction(edits)),
     )
     print(
         f"rendered {snap} ({len(scene.clusters.size)} clusters) to {path} in {time.perf_counter() - t0:.1f} s"
     )
     return 0
+
+
+def _fraction(edits: object) -> float:
+    return float(getattr(edits, "edge_fraction", 0.25))
+
+
+def _render_camera(a: argparse.Namespace, scene: object, size: tuple[int, int]) -> object:
+    """The camera of ``--camera`` / ``--zoom-to`` (``"fit"`` without them)."""
+    import numpy as np
+
+    from .errors import CnnvisError
+    from .layout.scene import ROW_BETWEEN
+    from .render.camera import Camera
+
+    if a.camera and a.zoom_to:
+        raise CnnvisError("--camera and --zoom-to: give one of them")
+    if a.camera:
+        try:
+            cx, cy, zoom = (float(v) for v in a.camera.split(","))
+        except ValueError:
+            raise CnnvisError(f"--camera {a.camera!r}: use CX,CY,ZOOM, e.g. 120,900,1.5") from None
+        if not (np.isfinite([cx, cy, zoom]).all() and zoom > 0):
+            raise CnnvisError(f"--camera {a.camera!r}: the zoom must be a positive number")
+        return Camera((cx, cy), zoom)
+    if not a.zoom_to:
+        return "fit"
+    name, _, n = a.zoom_to.partition(":")
+    rows = {r.name: k for k, r in enumerate(scene.rows) if r.kind != ROW_BETWEEN}
+    if name not in rows:
+        raise CnnvisError(f"--zoom-to: no row {name!r} (rows: {', '.join(rows)})")
+    idx = np.flatnonzero(np.asarray(scene.clusters.row) == rows[name])
+    idx = idx[np.argsort(np.asarray(scene.clusters.rect)[idx, 0], kind="stable")]
+    rects = np.asarray(scene.clusters.rect, dtype=np.float64)[idx]
+    if n:
+        if not n.isdigit() or int(n) >= len(idx):
+            raise CnnvisError(
+                f"--zoom-to {a.zoom_to!r}: row {name!r} has clusters 0…{len(idx) - 1}"
+            )
+        rects = rects[int(n) : int(n) + 1]
+    x0, y0 = rects[:, 0].min(), rects[:, 1].min()
+    x1, y1 = (rects[:, 0] + rects[:, 2]).max(), (rects[:, 1] + rects[:, 3]).max()
+    return Camera().zoom_to_rect((x0, y0, x1, y1), size, 0.12)
 
 
 def cmd_info(a: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 uniform mat3 u_view;                   // scene -> clip
 uniform vec2 u_viewport;               // pixels
 uniform float u_zoom;                  // pixels per scene unit
-uniform sampler2D u_cluster_state;     // per cluster: facet, emphasis flag, selected flag, spare
+uniform sampler2D u_cluster_state;     // per cluster: facet, emphasis flag, selected flag, matrix summary
 uniform float u_dim;                   // opacity of de-emphasised things (theme)
 
 const int KIND_NONE = 0;

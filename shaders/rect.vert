@@ -5,9 +5,8 @@ layout(location = 0) in vec2 in_corner;       // (0,0)..(1,1)
 layout(location = 1) in vec4 in_rect;         // x, y, w, h (scene)
 layout(location = 2) in vec3 in_color;        // cluster identity colour
 layout(location = 3) in vec3 in_summary_f;    // mean patch colour (features facet, LOD)
-layout(location = 4) in float in_mean_act;    // mean activation (matrix facet summary, LOD)
-layout(location = 5) in int in_kind;          // 0 row, 1 alternate row, 2 between row, 3 frame
-layout(location = 6) in int in_cluster;       // -1 for rows
+layout(location = 4) in int in_kind;          // 0 row, 1 alternate row, 2 between row, 3 frame
+layout(location = 5) in int in_cluster;       // -1 for rows
 
 uniform float u_radius;                       // scene units
 uniform sampler2D u_cmap;                     // colour scales, one per row
@@ -33,7 +32,7 @@ void main() {
     v_cluster = in_cluster;
     v_color = in_color;
     v_summary = (st.x > 0.5)
-        ? texture(u_cmap, vec2((clamp(in_mean_act, 0.0, 1.0) * 255.0 + 0.5) / 256.0, u_cmap_v)).rgb
+        ? texture(u_cmap, vec2((clamp(st.w, 0.0, 1.0) * 255.0 + 0.5) / 256.0, u_cmap_v)).rgb
         : in_summary_f;
     v_state = st;
 }

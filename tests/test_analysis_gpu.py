@@ -105,3 +105,23 @@ def test_packing_accepts_device_arrays(cp) -> None:
     a = pack_cluster(cp.asarray(F), cp.asarray(F.max(axis=1)))
     b = pack_cluster(F, F.max(axis=1))
     assert np.array_equal(a.rects, b.rects)
+
+
+def test_neuron_level_edges_on_device_equal_host(cp, cifar_dir) -> None:
+    """Zoomed-in neuron edges between two whole rows of a real BaseCNN snapshot: the CuPy
+    biclustering gives the NumPy pieces."""
+    from test_layout import basecnn_snapshot
+
+    from cnnvis_gl.layout import build_state
+    from cnnvis_gl.layout.detail import neuron_edges
+
+    snap = basecnn_snapshot(cifar_dir)
+    scene = build_state(snap).scene
+    rows = [k for k, r in enumerate(scene.rows) if r.kind != 2][3:5]  # two wide layers
+    cl = np.flatnonzero(np.isin(scene.clusters.row, rows))
+    host = neuron_edges(snap, scene, cl, max_neurons=4096, backend=np)
+    dev = neuron_edges(snap, scene, cl, max_neurons=4096, backend=cp)
+    assert host.kept == dev.kept > 1000
+    for f in ("src", "dst", "bundle", "piece"):
+        np.testing.assert_array_equal(getattr(host.edges, f), getattr(dev.edges, f))
+    np.testing.assert_allclose(host.edges.ctrl, dev.edges.ctrl, atol=1e-3)

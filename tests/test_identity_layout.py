@@ -170,3 +170,34 @@ def test_follow_layout_inherits_the_ids_on_screen(snapshots, tmp_path: Path):
     update = session.open(snapshot=s1, prepared=(state, _))
     assert update.scene is state.scene
     assert np.array_equal(update.scene.clusters.id, state.scene.clusters.id)
+
+
+def test_class_order_stays_unless_clearly_worse(snapshots):
+    """The matrices' class columns keep the order on screen across snapshots unless the new
+    snapshot's own order is clearly better (``class_order_gain`` > KEEP_CLASS_ORDER_GAIN); the
+    pinned (edited) path of the viewer keeps it too."""
+    from cnnvis_gl.analysis import cosine_similarity, order_rows, path_score
+    from cnnvis_gl.layout import build_state
+    from cnnvis_gl.layout.state import KEEP_CLASS_ORDER_GAIN, class_order_gain
+    from cnnvis_gl.ui.edits import build_with_edits, capture
+
+    s0, s1 = snapshots
+    a = build_state(s0)
+    fresh = build_state(s1)
+    A = np.asarray(fresh.data(s1.graph.groups[-2].unit).A, dtype=np.float64)
+    follow = build_state(s1, previous=a)
+    gain = class_order_gain(A, fresh.class_order, a.class_order)
+    expect = fresh.class_order if gain > KEEP_CLASS_ORDER_GAIN else a.class_order
+    np.testing.assert_array_equal(follow.class_order, expect)
+    np.testing.assert_array_equal(follow.scene.class_order, expect)
+    # the worst order (a maximum path on -S) on screen gives way, on the pinned path too
+    S = cosine_similarity(A.T)
+    worst = order_rows(-S).astype(np.int32)
+    assert path_score(S, worst) < path_score(S, fresh.class_order)
+    assert class_order_gain(A, fresh.class_order, worst) > 1.0  # worse than a random order
+    assert class_order_gain(A, fresh.class_order, fresh.class_order) == 0.0
+    pinned = capture(a, pinned=True)
+    replaced = build_with_edits(s1, pinned, class_order=worst)
+    np.testing.assert_array_equal(replaced.class_order, fresh.class_order)
+    kept = build_with_edits(s1, pinned, class_order=a.class_order)
+    np.testing.assert_array_equal(kept.class_order, expect)

@@ -202,6 +202,49 @@ def test_level_of_detail(ctx, scene):
     r.release()
 
 
+@pytest.mark.gl
+def test_compare_mode_zoomed_out_fills_show_the_difference(ctx, scene):
+    """Zoomed out in the matrix facet a cluster is filled with the colour of its mean cell; in
+    compare mode (signed differences) that is the diverging colour of its mean difference, not
+    of its activations, and turning compare off restores it; only state is uploaded."""
+    from cnnvis_gl.render.theme import diverging_colormap
+
+    # matrix rows count as too small to draw at any zoom: the fill shows
+    r = SceneRenderer(ctx, SyntheticPatches(), lod=LodSettings(matrix_row_px=(1e3, 2e3)))
+    r.set_scene(scene)
+    r.set_facet(FACET_MATRIX)
+    size = (320, 240)
+    cam = Camera().fit(scene.bounds, size)
+    assert r.level_of_detail(cam, size)["summary"][1] == 1.0  # matrices drawn as a fill
+    fbo = _target(ctx, size)
+
+    def centre_colours() -> np.ndarray:
+        r.draw(cam, size, target=fbo)
+        img = np.frombuffer(fbo.read(components=3), np.uint8).reshape(size[1], size[0], 3)
+        out = []
+        for x, y, w, h in scene.clusters.rect[:2]:
+            px, py = cam.scene_to_screen(float(x + w / 2), float(y + h * 0.6), size)
+            out.append(img[size[1] - 1 - int(py), int(px)].astype(int))
+        return np.array(out)
+
+    plain = centre_colours()
+    diff = np.zeros_like(scene.neurons.activation)
+    diff[scene.neurons.cluster == 0] = 1.0  # cluster 0 gained everywhere, cluster 1 lost
+    diff[scene.neurons.cluster == 1] = -1.0
+    before = Uploads(r.upload_count)
+    r.set_matrix_values(diff)
+    compare = centre_colours()
+    ups = {k: v - before.get(k, 0) for k, v in r.upload_count.items() if v != before.get(k, 0)}
+    assert ups == {"matrix.activation": 1, "clusters.state": 1}
+    div = diverging_colormap("dark").astype(int)
+    assert np.abs(compare[0] - div[255]).max() <= 3  # most positive
+    assert np.abs(compare[1] - div[0]).max() <= 3  # most negative
+    r.set_matrix_values(None)
+    assert np.abs(centre_colours() - plain).max() <= 1
+    _release(r, fbo)
+    r.release()
+
+
 # ---------------------------------------------------------------------------- picking
 def _screen(cam, x, y):
     return cam.scene_to_screen(float(x), float(y), (W, H))

@@ -406,3 +406,75 @@ def test_run_app_refuses_a_missing_run(tmp_path: Path):
 
     with pytest.raises(SnapshotError):
         run_app(tmp_path / "nothing", headless=True)
+
+
+def test_neuron_edges_when_zoomed_in_and_render_command_matches_the_window(
+    run_dir: Path, tmp_path: Path
+):
+    """Zoomed in, the view asks for the neuron-level edges of the clusters in view (uploading
+    only their buffers) and draws them; the checkbox turns them off; zoomed out they give way
+    to the cluster edges.  `Copy render command` gives a `cnnvis render` line whose PNG has the
+    view's pixels."""
+    import shlex
+
+    from PIL import Image
+
+    from cnnvis_gl.cli import main as cli_main
+
+    app = make_app(run_dir)
+    seen: dict = {}
+    out = tmp_path / "view.png"
+
+    def grab(a) -> None:
+        seen["view"] = a.target.read()
+        a.on_frame.remove(grab)
+
+    def test(ctx):
+        wait(ctx, ready(app))
+        # an edit first: the command must draw the viewer's saved layout, not a fresh one
+        s = app.state.scene
+        n, _, _ = _movable(s)
+        app.move_neuron((s.units[s.neurons.unit[n]], int(s.neurons.index[n])), None)
+        wait(ctx, ready(app))
+        wait(ctx, lambda: (run_dir / "layout.json").exists())
+        s = app.state.scene
+        r = app.renderer
+        layer_rows = [k for k, row in enumerate(s.rows) if row.kind != 2]
+        ci = int(np.flatnonzero(s.clusters.row == layer_rows[1])[0])
+        before = dict(r.upload_count)
+        app.zoom_to_cluster(ci)
+        wait(ctx, lambda: r.neuron_edges is not None)
+        ctx.yield_(3)
+        seen["uploads"] = geometry(r.upload_count, before)
+        seen["lod"] = dict(r.last_frame)
+        seen["covered"] = set(r.neuron_edges.clusters.tolist())
+        seen["cluster"] = ci
+        seen["info"] = app.neuron_edges_info
+        app.on_frame.append(grab)  # GL only on the GUI thread (tests run on a coroutine)
+        wait(ctx, lambda: "view" in seen)
+        seen["cmd"] = app.render_command(out)
+        ctx.item_click("//Controls/**/Neuron edges when zoomed in")
+        ctx.yield_(3)
+        seen["off"] = (r.neuron_edges, r.last_frame["neuron_edges"], app.state.neuron_edges)
+        ctx.item_click("//Controls/**/Neuron edges when zoomed in")
+        app.fit_all(animate=False)
+        ctx.yield_(5)
+        seen["fit"] = r.last_frame["neuron_edges"], r.last_frame["edges"]
+
+    drive(app, test, SIZE)
+    assert set(seen["uploads"]) == {"detail.edges.geometry", "detail.bundles.geometry"}
+    assert seen["lod"]["neuron_edges"] > 0 and seen["lod"]["edges"] > 0
+    assert seen["cluster"] in seen["covered"]
+    assert "neuron weights" in seen["info"]
+    assert seen["off"] == (None, 0, False)
+    assert seen["fit"][0] == 0 and seen["fit"][1] > 0
+    # the same view through the command line, in this process
+    argv = shlex.split(seen["cmd"])
+    assert argv[:2] == ["cnnvis", "render"] and any(a.startswith("--camera=") for a in argv)
+    assert cli_main(argv[1:]) == 0
+    png = np.asarray(Image.open(out).convert("RGB"), dtype=np.int16)
+    view = seen["view"][..., :3].astype(np.int16)
+    assert png.shape == view.shape
+    d = np.abs(png - view).max(axis=2)
+    print(f"render vs window: max diff {d.max()}, {np.mean(d > 2):.5f} of pixels differ by > 2")
+    assert np.mean(d > 2) < 1e-3

@@ -66,7 +66,7 @@ def main() -> None:
         for name, mod in BACKENDS:
             t, labels = best(lambda mod=mod, F=F: cluster_neurons(mod.asarray(F)), reps=1)
             rows.append((f"kmeans auto-k n={n}", name, t, f"k={len(set(labels.tolist()))}"))
-    for size in (128, 512):
+    for size in (128, 512, 1024):  # 1024²: 262k kept neuron edges between two wide layers
         W = RNG.normal(size=(size, size))
         thr = threshold_for_top(W)
         for name, mod in BACKENDS:

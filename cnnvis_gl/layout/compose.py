@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..analysis import Bundling, bundle_edges, ink_and_crossings
-from .edges import RowSpec, edge_pieces, edge_threshold
+from .edges import RowSpec, SceneEdgesBuilder, edge_pieces, edge_threshold
 from .ids import id_color
 from .scene import ROW_BETWEEN, Bundles, Clusters, Edges, Label, Neurons, Row, Scene
 
@@ -264,10 +264,7 @@ def _edges(
     ports_out: list[np.ndarray],
     ports_in: list[np.ndarray],
 ) -> tuple[Edges, Bundles, dict[str, float]]:
-    parts: dict[str, list[np.ndarray]] = {
-        k: [] for k in ("ctrl", "w", "s", "src", "dst", "b", "row", "piece", "count")
-    }
-    bparts: dict[str, list[np.ndarray]] = {k: [] for k in ("pos", "sign", "n_in", "n_out", "row")}
+    builder = SceneEdgesBuilder()
     ink = {
         "ink_bundled": 0.0,
         "ink_direct": 0.0,
@@ -275,7 +272,6 @@ def _edges(
         "crossings_direct": 0.0,
         "edges": 0.0,
     }
-    nb = 0
     for i in range(len(state.rows) - 1):
         up, lo = state.rows[i], state.rows[i + 1]
         M = state.cluster_matrix(up, lo)
@@ -296,42 +292,7 @@ def _edges(
             p = edge_pieces(b, M, ports_out[i], ports_in[i + 1])
             state.pieces_cache[pkey] = p
         between = row_index[f"between:{up.name}|{lo.name}"]
-        E = len(p.weight)
-        parts["ctrl"].append(p.ctrl)
-        parts["w"].append(p.weight)
-        parts["s"].append(p.sign)
-        parts["src"].append(np.where(p.src >= 0, p.src + first[i], -1))
-        parts["dst"].append(np.where(p.dst >= 0, p.dst + first[i + 1], -1))
-        parts["b"].append(np.where(p.bundle >= 0, p.bundle + nb, -1))
-        parts["row"].append(np.full(E, between))
-        parts["piece"].append(p.piece)
-        parts["count"].append(p.count)
-        bparts["pos"].append(p.nodes)
-        bparts["sign"].append(p.node_sign)
-        bparts["n_in"].append(p.n_in)
-        bparts["n_out"].append(p.n_out)
-        bparts["row"].append(np.full(len(p.nodes), between))
-        nb += len(p.nodes)
-
-    def cat(key: str, d: dict, dtype: type, shape: tuple[int, ...] = ()) -> np.ndarray:
-        return np.concatenate(d[key]).astype(dtype) if d[key] else np.zeros((0, *shape), dtype)
-
-    edges = Edges(
-        ctrl=cat("ctrl", parts, np.float32, (4, 2)),
-        weight=cat("w", parts, np.float32),
-        sign=cat("s", parts, np.int8),
-        src=cat("src", parts, np.int32),
-        dst=cat("dst", parts, np.int32),
-        bundle=cat("b", parts, np.int32),
-        row=cat("row", parts, np.int32),
-        piece=cat("piece", parts, np.int8),
-        count=cat("count", parts, np.int32),
-    )
-    bundles = Bundles(
-        pos=cat("pos", bparts, np.float32, (2,)),
-        sign=cat("sign", bparts, np.int8),
-        n_in=cat("n_in", bparts, np.int32),
-        n_out=cat("n_out", bparts, np.int32),
-        row=cat("row", bparts, np.int32),
-    )
+        m, n = M.shape
+        builder.add(p, np.arange(m) + first[i], np.arange(n) + first[i + 1], between)
+    edges, bundles = builder.build()
     return edges, bundles, ink

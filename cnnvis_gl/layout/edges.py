@@ -20,7 +20,7 @@ import numpy as np
 from ..analysis import Bundling, threshold_for_top
 from ..analysis.bicluster import CURVE_TENSION
 from .options import LayoutOptions
-from .scene import ROW_GROUP
+from .scene import ROW_GROUP, Bundles, Edges
 
 if TYPE_CHECKING:  # torch-free at run time: the layout never needs torch
     from ..model.graph import NeuronGraph
@@ -37,6 +37,7 @@ __all__ = [
     "PIECE_IN",
     "PIECE_OUT",
     "PIECE_DIRECT",
+    "SceneEdgesBuilder",
 ]
 
 PIECE_IN = 0  # input cluster → bundle node
@@ -234,3 +235,64 @@ def edge_pieces(
         n_in=np.asarray([len(bc.rows) for bc in bundling.biclusters], dtype=np.int32),
         n_out=np.asarray([len(bc.cols) for bc in bundling.biclusters], dtype=np.int32),
     )
+
+
+class SceneEdgesBuilder:
+    """Collects the :class:`EdgePieces` of several row pairs into one Scene ``Edges`` and
+    ``Bundles`` (local cluster or neuron indices mapped to global ones, bundle indices offset)."""
+
+    def __init__(self) -> None:
+        self._e: dict[str, list[np.ndarray]] = {
+            k: []
+            for k in ("ctrl", "weight", "sign", "src", "dst", "bundle", "row", "piece", "count")
+        }
+        self._b: dict[str, list[np.ndarray]] = {
+            k: [] for k in ("pos", "sign", "n_in", "n_out", "row")
+        }
+        self.n_bundles = 0
+
+    def add(self, p: EdgePieces, src_index: np.ndarray, dst_index: np.ndarray, row: int) -> None:
+        """Add one row pair: ``src_index[k]`` / ``dst_index[k]`` is the global index of the
+        upper / lower item ``k``; ``row`` the in-between row of the pieces and nodes."""
+        src_index, dst_index = np.asarray(src_index), np.asarray(dst_index)
+        e, b = self._e, self._b
+        e["ctrl"].append(p.ctrl)
+        e["weight"].append(p.weight)
+        e["sign"].append(p.sign)
+        e["src"].append(np.where(p.src >= 0, src_index[np.maximum(p.src, 0)], -1))
+        e["dst"].append(np.where(p.dst >= 0, dst_index[np.maximum(p.dst, 0)], -1))
+        e["bundle"].append(np.where(p.bundle >= 0, p.bundle + self.n_bundles, -1))
+        e["row"].append(np.full(len(p.weight), row))
+        e["piece"].append(p.piece)
+        e["count"].append(p.count)
+        b["pos"].append(p.nodes)
+        b["sign"].append(p.node_sign)
+        b["n_in"].append(p.n_in)
+        b["n_out"].append(p.n_out)
+        b["row"].append(np.full(len(p.nodes), row))
+        self.n_bundles += len(p.nodes)
+
+    def build(self) -> tuple[Edges, Bundles]:
+        def cat(d: dict, key: str, dtype: type, shape: tuple[int, ...] = ()) -> np.ndarray:
+            return np.concatenate(d[key]).astype(dtype) if d[key] else np.zeros((0, *shape), dtype)
+
+        e, b = self._e, self._b
+        edges = Edges(
+            ctrl=cat(e, "ctrl", np.float32, (4, 2)),
+            weight=cat(e, "weight", np.float32),
+            sign=cat(e, "sign", np.int8),
+            src=cat(e, "src", np.int32),
+            dst=cat(e, "dst", np.int32),
+            bundle=cat(e, "bundle", np.int32),
+            row=cat(e, "row", np.int32),
+            piece=cat(e, "piece", np.int8),
+            count=cat(e, "count", np.int32),
+        )
+        bundles = Bundles(
+            pos=cat(b, "pos", np.float32, (2,)),
+            sign=cat(b, "sign", np.int8),
+            n_in=cat(b, "n_in", np.int32),
+            n_out=cat(b, "n_out", np.int32),
+            row=cat(b, "row", np.int32),
+        )
+        return edges, bundles

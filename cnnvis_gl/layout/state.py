@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..analysis import Bundling, cluster_neurons, order_columns
+from ..analysis import Bundling, cluster_neurons, cosine_similarity, order_columns, path_score
 from .content import ClusterContent, UnitData, cluster_content, unit_data
 from .edges import EdgePieces, RowSpec, cluster_weights, row_weights
 from .ids import inherit_ids, unique_id
@@ -35,11 +35,34 @@ if TYPE_CHECKING:  # torch-free at run time: the layout never needs torch
     from ..run.snapshot import Snapshot
 
 
-__all__ = ["LayoutState", "row_specs", "blas_threads", "previous_clusters"]
+__all__ = ["LayoutState", "row_specs", "blas_threads", "previous_clusters", "class_order_gain"]
 
 #: With a previous layout, the rows keep its cluster order unless the barycentre sweeps cut the
 #: weighted crossings by more than this fraction.
 KEEP_ORDER_GAIN = 0.1
+
+
+#: With a previous layout, the class (column) order stays unless :func:`class_order_gain` of the
+#: new order over it is larger than this.
+KEEP_CLASS_ORDER_GAIN = 0.05
+
+
+def class_order_gain(A: np.ndarray, new: np.ndarray, old: np.ndarray) -> float:
+    """How much better the column order ``new`` is than ``old`` for ``A[neuron, class]``.
+
+    The gain in the sum of adjacent cosine similarities, as a fraction of what ``new`` gains
+    over a random order (``(K - 1)`` × the mean similarity of two classes).  Relative to the
+    raw sum it would be meaningless early in training, when every pair of classes has a
+    similarity of 0.9999.  ``0`` when ``new`` has no structure.
+    """
+    S = cosine_similarity(np.asarray(A, dtype=np.float64).T)
+    K = len(S)
+    if K < 3:
+        return 0.0
+    baseline = (S.sum() - np.trace(S)) / (K * (K - 1)) * (K - 1)
+    s_new, s_old = path_score(S, np.asarray(new)), path_score(S, np.asarray(old))
+    structure = s_new - baseline
+    return float((s_new - s_old) / structure) if structure > 1e-12 else 0.0
 
 
 def previous_clusters(
@@ -436,12 +459,22 @@ class LayoutState:
         return compose_scene(self)
 
     # ------------------------------------------------------------------ whole builds
-    def compute_class_order(self) -> None:
-        """One class order for every matrix: ``order_columns`` on the last hidden group (§5.2)."""
+    def compute_class_order(self, previous: np.ndarray | None = None) -> None:
+        """One class order for every matrix: ``order_columns`` on the last hidden group (§5.2).
+
+        With the ``previous`` order (another snapshot of the run on screen) the columns stay
+        put unless :func:`class_order_gain` of the new order exceeds
+        :data:`KEEP_CLASS_ORDER_GAIN`, so a followed run's matrices do not reshuffle at every
+        snapshot.
+        """
         groups = self.snapshot.graph.groups
         g = groups[-2] if len(groups) >= 2 else groups[-1]
         A = self.data(g.unit).A
-        self.class_order = order_columns(A, exact_max=self.options.exact_max).astype(np.int32)
+        order = order_columns(A, exact_max=self.options.exact_max).astype(np.int32)
+        if previous is not None and sorted(np.asarray(previous).tolist()) == list(range(len(order))):
+            if not class_order_gain(A, order, previous) > KEEP_CLASS_ORDER_GAIN:
+                order = np.asarray(previous, dtype=np.int32).copy()
+        self.class_order = order
 
     def inherit(self, previous: LayoutState | Scene) -> int:
         """Give the clusters the ids (so colours) and order of ``previous``'s clusters.
@@ -483,18 +516,24 @@ class LayoutState:
             self.order[name] = [new_ids[j] for *_, j in sorted(keys)]
         return kept
 
-    def build(self, previous: LayoutState | Scene | None = None) -> Scene:
+    def build(
+        self, previous: LayoutState | Scene | None = None, class_order: np.ndarray | None = None
+    ) -> Scene:
         """Cluster every row, order the rows and compose (the whole pipeline).
 
         With ``previous`` (the layout of another snapshot of the same run) clusters keep the
-        ids of the previous clusters they overlap most, and rows keep the previous cluster order
-        unless re-ordering cuts the weighted crossings by more than :data:`KEEP_ORDER_GAIN`.
+        ids of the previous clusters they overlap most, rows keep the previous cluster order
+        unless re-ordering cuts the weighted crossings by more than :data:`KEEP_ORDER_GAIN`,
+        and the class order is kept (see :meth:`compute_class_order`); ``class_order`` keeps
+        that order without ``previous``.
         """
+        if class_order is None and previous is not None:
+            class_order = previous.class_order
         self.timings = {}
         with blas_threads(self.options.blas_threads):
             self.rows = row_specs(self.snapshot, self.options.expanded)
             with self.timed("class_order"):
-                self.compute_class_order()
+                self.compute_class_order(class_order)
             with self.timed("cluster"):
                 for r in self.rows:
                     self.cluster_row(r)

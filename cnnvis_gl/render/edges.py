@@ -10,7 +10,7 @@ from __future__ import annotations
 import moderngl
 import numpy as np
 
-from ..layout.scene import Scene
+from ..layout.scene import Edges
 from .gl import set_uniform
 from .state import Frame, SharedState
 from .visual import Visual
@@ -25,8 +25,9 @@ class EdgesVisual(Visual):
 
     VERT, FRAG = "edge.vert", "edge.frag"
 
-    def __init__(self, ctx: moderngl.Context, shared: SharedState) -> None:
+    def __init__(self, ctx: moderngl.Context, shared: SharedState, name: str = "edges") -> None:
         super().__init__(ctx, shared)
+        self.name = name  # upload counter prefix
         self.geometry: moderngl.Buffer | None = None
         self.abs_sorted = np.zeros(0, dtype=np.float32)  # |w|, descending (instance order)
         self.order = np.zeros(0, dtype=np.int64)  # instance → Scene.edges index
@@ -34,8 +35,11 @@ class EdgesVisual(Visual):
         self.w_max = 1.0
         self.scene_bundle: np.ndarray | None = None  # Scene.edges.bundle (edge order)
 
-    def upload(self, scene: Scene) -> None:
-        e = scene.edges
+    def upload(
+        self, e: Edges, src: np.ndarray | None = None, dst: np.ndarray | None = None
+    ) -> None:
+        """Write the pieces of ``e``; ``src`` / ``dst``: the cluster of each piece's ends for
+        emphasis (default ``e.src`` / ``e.dst``, which are clusters in a Scene)."""
         w = np.asarray(e.weight, dtype=np.float32)
         self.scene_bundle = np.asarray(e.bundle, dtype=np.int64)
         order = np.argsort(-np.abs(w), kind="stable")
@@ -48,13 +52,13 @@ class EdgesVisual(Visual):
         data["p23"] = ctrl[:, 2:].reshape(-1, 4)
         sign = np.where(np.asarray(e.sign)[order] < 0, -1.0, 1.0)
         data["w"] = sign * np.maximum(np.abs(w[order]) / self.w_max, 1e-6)
-        data["src"] = np.asarray(e.src)[order]
-        data["dst"] = np.asarray(e.dst)[order]
+        data["src"] = np.asarray(e.src if src is None else src)[order]
+        data["dst"] = np.asarray(e.dst if dst is None else dst)[order]
         data["id"] = order
         self.count = len(data)
         if len(ctrl):
             self.chord = float(np.median(np.linalg.norm(ctrl[:, 3] - ctrl[:, 0], axis=1)))
-        self.geometry = self.uploads.write(self.ctx, "edges.geometry", self.geometry, data)
+        self.geometry = self.uploads.write(self.ctx, f"{self.name}.geometry", self.geometry, data)
         self._build_vaos(
             [
                 (
@@ -93,6 +97,7 @@ class EdgesVisual(Visual):
         width_scene: float = 6.0,
         min_px: float = 0.8,
         max_px: float = 24.0,
+        alpha: float = 1.0,
     ) -> None:
         if count <= 0:
             return
@@ -105,7 +110,7 @@ class EdgesVisual(Visual):
         set_uniform(prog, "u_any_selection", 1.0 if self.shared.any_cluster_selected else 0.0)
         set_uniform(prog, "u_pos", t.positive)
         set_uniform(prog, "u_neg", t.negative)
-        set_uniform(prog, "u_alpha", float(t.edge_alpha))
+        set_uniform(prog, "u_alpha", float(t.edge_alpha) * float(alpha))
         vao.render(moderngl.TRIANGLE_STRIP, vertices=2 * (segments + 1), instances=int(count))
 
     def release(self) -> None:

@@ -15,22 +15,32 @@ GEOMETRY = np.dtype(
         ("rect", "f4", 4),
         ("color", "f4", 3),
         ("summary", "f4", 3),
-        ("mean_act", "f4"),
         ("kind", "i4"),
         ("cluster", "i4"),
     ]
 )
-FORMAT = "4f 3f 3f 1f 1i 1i /i"
-ATTRS = ("in_rect", "in_color", "in_summary_f", "in_mean_act", "in_kind", "in_cluster")
+FORMAT = "4f 3f 3f 1i 1i /i"
+ATTRS = ("in_rect", "in_color", "in_summary_f", "in_kind", "in_cluster")
 KIND_ROW, KIND_ROW_ALT, KIND_BETWEEN, KIND_FRAME = 0, 1, 2, 3
+
+
+def cluster_means(scene: Scene, values: np.ndarray) -> np.ndarray:
+    """Per cluster, the mean of ``values[N, K]`` (one row per neuron of ``scene``)."""
+    n = scene.neurons
+    C = len(scene.clusters.rect)
+    if not len(n.cluster) or not np.size(values):
+        return np.zeros(C, dtype=np.float32)
+    counts = np.maximum(np.bincount(n.cluster, minlength=C), 1)
+    per_neuron = np.asarray(values, dtype=np.float64).mean(axis=1)
+    return (np.bincount(n.cluster, weights=per_neuron, minlength=C) / counts).astype(np.float32)
 
 
 class FramesVisual(Visual):
     """Row bands (drawn under the edges) and cluster frames (over them).
 
-    A frame is filled with its cluster's summary colour (mean patch colour, or the colour of
-    its mean activation in the matrix facet) when the contents are too small to be seen
-    (level of detail).
+    A frame is filled with its cluster's summary colour (mean patch colour, or in the matrix
+    facet the colour of the cluster's ``SUMMARY`` state: its mean activation, or mean
+    difference in compare mode) when the contents are too small to be seen (level of detail).
     """
 
     VERT, FRAG = "rect.vert", "rect.frag"
@@ -69,8 +79,6 @@ class FramesVisual(Visual):
                 sums = np.zeros((C, 3))
                 np.add.at(sums, n.cluster, mean_colors)
                 frames["summary"] = sums / counts
-            act = n.activation.mean(axis=1) if n.activation.size else np.zeros(len(n.cluster))
-            frames["mean_act"] = np.bincount(n.cluster, weights=act, minlength=C) / counts[:, 0]
         self.n_rows, self.count = len(rows), C
         self.rows_buf = self.uploads.write(self.ctx, "rows.geometry", self.rows_buf, rows)
         self.frames_buf = self.uploads.write(self.ctx, "frames.geometry", self.frames_buf, frames)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import moderngl
 import numpy as np
 
-from ..layout.scene import Scene
+from ..layout.scene import Bundles
 from .gl import set_uniform
 from .state import Frame, SharedState
 from .visual import Visual
@@ -22,17 +22,17 @@ class NodesVisual(Visual):
 
     VERT, FRAG = "node.vert", "node.frag"
 
-    def __init__(self, ctx: moderngl.Context, shared: SharedState) -> None:
+    def __init__(self, ctx: moderngl.Context, shared: SharedState, name: str = "bundles") -> None:
         super().__init__(ctx, shared)
+        self.name = name  # upload counter prefix
         self.geometry: moderngl.Buffer | None = None
         self.state_buf: moderngl.Buffer | None = None
         self._vao_geometry: moderngl.Buffer | None = None
 
     def upload(
-        self, scene: Scene, rank: np.ndarray | None = None, emphasis: np.ndarray | None = None
+        self, b: Bundles, rank: np.ndarray | None = None, emphasis: np.ndarray | None = None
     ) -> None:
         """Write the discs; ``rank``: each node's strongest piece's edge rank; ``emphasis``."""
-        b = scene.bundles
         B = len(b.pos)
         data = np.zeros(B, dtype=GEOMETRY)
         data["pos"] = b.pos
@@ -41,14 +41,14 @@ class NodesVisual(Visual):
         big = np.iinfo(np.int32).max
         data["rank"] = 0 if rank is None else np.minimum(np.asarray(rank), big)
         self.count = B
-        self.geometry = self.uploads.write(self.ctx, "bundles.geometry", self.geometry, data)
+        self.geometry = self.uploads.write(self.ctx, f"{self.name}.geometry", self.geometry, data)
         self.set_state(np.ones(B, dtype=np.float32) if emphasis is None else emphasis)
 
     def set_state(self, emphasis: np.ndarray) -> None:
         """Per-node emphasis flags (1 = normal, 0 = dimmed): a B-float upload."""
         old = self.state_buf
         self.state_buf = self.uploads.write(
-            self.ctx, "bundles.state", self.state_buf, np.asarray(emphasis, np.float32)
+            self.ctx, f"{self.name}.state", self.state_buf, np.asarray(emphasis, np.float32)
         )
         if old is self.state_buf and self._vao_geometry is self.geometry:
             return  # the VAOs already read these buffers

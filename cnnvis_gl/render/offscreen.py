@@ -52,6 +52,7 @@ def render_image(
     max_tile: int | None = None,
     renderer: SceneRenderer | None = None,
     lod: LodSettings | None = None,
+    neuron_edges: float | None = 0.25,
 ) -> np.ndarray:
     """Render ``scene`` and return the image as uint8 ``[H, W, 4]`` (RGBA, top row first).
 
@@ -86,6 +87,10 @@ def render_image(
         used).
     lod
         Level-of-detail settings of a new renderer (default: no tessellation budget).
+    neuron_edges
+        When the camera is zoomed in far enough (``LodSettings.neuron_edges_px``) and
+        ``snapshot`` holds the weights, draw the neuron-level edges of the clusters in view,
+        keeping this top fraction per row pair, as the viewer does; ``None``: cluster edges only.
     """
     width, height = int(size[0]), int(size[1])
     if width <= 0 or height <= 0:
@@ -112,6 +117,15 @@ def render_image(
             camera = Camera().fit(scene.bounds, (width, height))
         elif not isinstance(camera, Camera):
             raise ValueError(f"camera must be a Camera, 'fit' or None, got {camera!r}")
+        if neuron_edges is not None and hasattr(snapshot, "graph"):
+            if renderer.wants_neuron_edges(camera):
+                from ..layout.detail import clusters_for_view
+                from ..layout.detail import neuron_edges as detail_edges
+
+                cl = clusters_for_view(scene, camera.visible_rect((width, height)))
+                renderer.set_neuron_edges(
+                    detail_edges(snapshot, scene, cl, fraction=float(neuron_edges))
+                )
         limit = _max_tile(ctx) if max_tile is None else int(max_tile)
         image = np.zeros((height, width, 4), dtype=np.uint8)
         tiles = [
@@ -229,6 +243,7 @@ def render_many(
             renderer.set_selection()
             renderer.set_edge_threshold(0.0)
             renderer.set_hover()
+            renderer.set_neuron_edges(None)
             out.append(render_image(snapshot, scene, renderer=renderer, **job))
         return out
     finally:

@@ -17,23 +17,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import moderngl
 import numpy as np
 
-from ..layout.scene import FACET_FEATURES, FACET_MATRIX, Scene
+from ..layout.scene import FACET_FEATURES, FACET_MATRIX, Bundles, Edges, Scene
 from .atlas import PatchAtlas, PatchSource
 from .camera import Camera, Viewport
 from .edges import EdgesVisual
-from .frames import FramesVisual
+from .frames import FramesVisual, cluster_means
 from .gl import Uploads, program, set_uniform
 from .matrix import MatrixVisual
 from .nodes import NodesVisual
 from .patches import PatchesVisual
-from .state import EMPHASIS, FACET, SELECTED, UNIT_MAIN, Frame, SharedState
+from .state import EMPHASIS, FACET, SELECTED, SUMMARY, UNIT_MAIN, Frame, SharedState
 from .text import TextVisual
 from .theme import Theme, colormap, diverging_colormap, get_theme
+
+if TYPE_CHECKING:
+    from ..layout.detail import NeuronEdges
 
 PICK_KINDS = {0: "none", 1: "cluster", 2: "neuron", 3: "bundle", 4: "edge"}
 PARTS = ("rows", "clusters", "neurons", "edges", "bundles", "labels")
@@ -68,6 +71,10 @@ class LodSettings:
         Budget of ribbon vertices per redraw of the edge layer (tessellation cost).
     edge_width
         Ribbon width at the largest ``|w|``, in scene units (clamped to ``edge_px``).
+    neuron_edges_px
+        Zoomed in so that a patch is at least this many pixels, the neuron-level edges (when
+        set, :meth:`SceneRenderer.set_neuron_edges`) replace the cluster edges, which stay as
+        context at ``context_edge_alpha``; their bundle nodes are hidden.
     """
 
     patch_px: tuple[float, float] = (3.0, 6.0)
@@ -81,6 +88,8 @@ class LodSettings:
     edge_vertices: int = 400_000
     edge_width: float = 5.0
     edge_px: tuple[float, float] = (0.8, 22.0)
+    neuron_edges_px: float = 10.0
+    context_edge_alpha: float = 0.3
 
 
 def _smoothstep(lo: float, hi: float, x: float) -> float:
@@ -133,6 +142,11 @@ class SceneRenderer:
         self.matrix = MatrixVisual(ctx, self.shared, self.cmap_tex)
         self.nodes = NodesVisual(ctx, self.shared)
         self.edges = EdgesVisual(ctx, self.shared)
+        # neuron-level edges of the clusters in view when zoomed in (layout.detail)
+        self.detail_edges = EdgesVisual(ctx, self.shared, name="detail.edges")
+        self.detail_nodes = NodesVisual(ctx, self.shared, name="detail.bundles")
+        self.neuron_edges: NeuronEdges | None = None
+        self._detail_ends: tuple[np.ndarray, np.ndarray] | None = None
         self.text = TextVisual(ctx, self.shared)
         self._composite = program(ctx, "composite.vert", "composite.frag")
         self._composite_vao = ctx.vertex_array(
@@ -219,25 +233,28 @@ class SceneRenderer:
         if parts & {"rows", "clusters", "neurons"}:
             self.matrix_diverging = False  # the matrices show the new scene's activations
             c = scene.clusters
-            self.shared.reset(c.facet, len(scene.neurons.cluster), len(scene.class_order))
+            summary = cluster_means(scene, scene.neurons.activation)
+            self.shared.reset(c.facet, len(scene.neurons.cluster), len(scene.class_order), summary)
             self.patches.upload(scene, self.snapshot)
             self.matrix.upload(scene)
             self.frames.upload(scene, self.patches.mean_colors)
             rects = scene.neurons.rect
             self.patch_side = float(np.median(rects[:, 2])) if len(rects) else 0.0
             nodes = True  # node emphasis is derived from the (reset) cluster state
+            self.neuron_edges = self._detail_ends = None  # its neuron indices are stale
             self._edge_version += 1
         elif "facet" in parts:
             self.set_facet(scene.clusters.facet)
         if "edges" in parts:
-            self.edges.upload(scene)
+            self.edges.upload(scene.edges)
             self._edge_version += 1
         if nodes or parts & {"bundles", "edges"}:
             st = self.shared.cluster
+            b = scene.bundles
             self.nodes.upload(
-                scene,
-                self.edges.bundle_rank(len(scene.bundles.pos)),
-                self._bundle_emphasis(scene, st[:, EMPHASIS], st[:, SELECTED]),
+                b,
+                self.edges.bundle_rank(len(b.pos)),
+                self._bundle_emphasis(scene.edges, b, None, st[:, EMPHASIS], st[:, SELECTED]),
             )
             self._edge_version += 1
         if parts & {"labels", "clusters"}:
@@ -326,21 +343,33 @@ class SceneRenderer:
         sh.push_neurons()
         sh.push_clusters()
         sh.push_classes()
-        self.nodes.set_state(self._bundle_emphasis(scene, emph, csel))
+        self.nodes.set_state(self._bundle_emphasis(scene.edges, scene.bundles, None, emph, csel))
+        if self.neuron_edges is not None:
+            ne = self.neuron_edges
+            self.detail_nodes.set_state(
+                self._bundle_emphasis(ne.edges, ne.bundles, self._detail_ends, emph, csel)
+            )
         self._edge_version += 1
 
     @staticmethod
-    def _bundle_emphasis(scene: Scene, emph: np.ndarray, csel: np.ndarray) -> np.ndarray:
-        B = len(scene.bundles.pos)
-        e = scene.edges
+    def _bundle_emphasis(
+        e: Edges,
+        bundles: Bundles,
+        ends: tuple[np.ndarray, np.ndarray] | None,
+        emph: np.ndarray,
+        csel: np.ndarray,
+    ) -> np.ndarray:
+        """Per bundle node: the emphasis of the most emphasised cluster its pieces touch
+        (``ends``: the clusters of the pieces' ends when ``e.src`` / ``e.dst`` are not)."""
+        B = len(bundles.pos)
         if not B or not len(e.bundle):
             return np.ones(B, dtype=np.float32)
         ref = csel if csel.any() else emph
         val = np.zeros(len(e.bundle), dtype=np.float32)
-        for ends in (e.src, e.dst):
-            ends = np.asarray(ends)
-            ok = ends >= 0
-            val[ok] = np.maximum(val[ok], ref[ends[ok]])
+        for end in ends or (e.src, e.dst):
+            end = np.asarray(end)
+            ok = end >= 0
+            val[ok] = np.maximum(val[ok], ref[end[ok]])
         m = np.asarray(e.bundle) >= 0
         out = np.zeros(B, dtype=np.float32)
         np.maximum.at(out, np.asarray(e.bundle)[m], val[m])
@@ -360,6 +389,8 @@ class SceneRenderer:
         if values is None:
             if self.matrix_diverging:
                 self.matrix.write_values(scene.neurons.activation)
+                self.shared.cluster[:, SUMMARY] = cluster_means(scene, scene.neurons.activation)
+                self.shared.push_clusters()
             self.matrix_diverging = False
             return
         v = np.asarray(values, dtype=np.float32)
@@ -368,7 +399,10 @@ class SceneRenderer:
                 f"matrix values of shape {v.shape}; the scene's neurons × classes are "
                 f"{scene.neurons.activation.shape}"
             )
-        self.matrix.write_values(np.clip(v, -1.0, 1.0) * 0.5 + 0.5)
+        cells = np.clip(v, -1.0, 1.0) * 0.5 + 0.5
+        self.matrix.write_values(cells)
+        self.shared.cluster[:, SUMMARY] = cluster_means(scene, cells)  # zoomed-out fills
+        self.shared.push_clusters()
         self.matrix_diverging = True
 
     def set_hover(self, kind: str = "none", index: int = -1) -> None:
@@ -398,6 +432,31 @@ class SceneRenderer:
         self.edges_visible = bool(visible)
         self._edge_version += 1
 
+    def set_neuron_edges(self, neuron_edges: NeuronEdges | None) -> None:
+        """Neuron-level edges (:func:`cnnvis_gl.layout.detail.neuron_edges` of this scene) to
+        draw when zoomed in (see ``LodSettings.neuron_edges_px``); ``None`` removes them.
+        Uploads their own buffers only (``detail.*``)."""
+        scene = self.scene
+        if neuron_edges is None or scene is None:
+            self.neuron_edges = self._detail_ends = None
+            self._edge_version += 1
+            return
+        ends = neuron_edges.neuron_clusters(scene)
+        self.detail_edges.upload(neuron_edges.edges, *ends)
+        st = self.shared.cluster
+        b = neuron_edges.bundles
+        self.detail_nodes.upload(
+            b,
+            self.detail_edges.bundle_rank(len(b.pos)),
+            self._bundle_emphasis(neuron_edges.edges, b, ends, st[:, EMPHASIS], st[:, SELECTED]),
+        )
+        self.neuron_edges, self._detail_ends = neuron_edges, ends
+        self._edge_version += 1
+
+    def wants_neuron_edges(self, camera: Camera) -> bool:
+        """Zoomed in enough for neuron-level edges (patches of ``neuron_edges_px`` or more)."""
+        return self.edges_visible and self.patch_side * camera.zoom >= self.lod.neuron_edges_px
+
     # ------------------------------------------------------------------ level of detail
     def level_of_detail(self, camera: Camera, viewport: Viewport = (1280, 800)) -> dict[str, Any]:
         """What is drawn at ``camera``: patch alpha, summary mixes, edge count and segments."""
@@ -419,12 +478,21 @@ class SceneRenderer:
             caps.append(int(lod.edge_ink * w * h / max(seen, 1e-9)))
         cap = max(min(caps), 1)
         count = self.edges.visible_count(self.edge_threshold, cap) if self.edges_visible else 0
+        detail = 0
+        detail_segments = segments
+        if self.neuron_edges is not None and count and self.wants_neuron_edges(camera):
+            chord = self.detail_edges.chord * z
+            detail_segments = int(np.clip(round(chord / lod.px_per_segment), *lod.segments))
+            budget = lod.edge_vertices // (2 * (detail_segments + 1))
+            detail = max(min(self.detail_edges.count, budget), 1)
         return {
             "patch_alpha": patch_alpha,
             "summary": (1.0 - patch_alpha, 1.0 - matrix_alpha),
             "matrix": matrix_alpha > 0.0,
             "segments": segments,
             "edges": count,
+            "neuron_edges": detail,
+            "neuron_segments": detail_segments,
         }
 
     def _visible_fraction(self, camera: Camera, viewport: Viewport) -> float:
@@ -497,7 +565,7 @@ class SceneRenderer:
             set_uniform(self._composite, "u_warp", warp)
             self._composite_vao.render(moderngl.TRIANGLE_STRIP, vertices=4)
             ctx.blend_func = BLEND_STRAIGHT
-        cmap_v = self._cmap_v()
+        cmap_v = self._cmap_v(self.matrix_diverging)
         self.frames.draw(frame, lod["summary"], cmap_v, hi if hk == "cluster" else -1)
         self.patches.draw(frame, lod["patch_alpha"], hi if hk == "neuron" else -1)
         if lod["matrix"]:
@@ -513,7 +581,7 @@ class SceneRenderer:
         w, h = frame.viewport
         cache = self._ensure_cache(w, h)
         data_key = (self._edge_version, (w, h))
-        key = (data_key, frame.camera, lod["edges"], lod["segments"])
+        key = (data_key, frame.camera, lod["edges"], lod["segments"], lod["neuron_edges"])
         if key == self._edge_key:
             return cache["tex"], (1.0, 1.0, 0.0, 0.0), "hit"
         if moving and self._edge_cam is not None and data_key == self._edge_data_key:
@@ -529,8 +597,15 @@ class SceneRenderer:
         ctx.enable(moderngl.BLEND)
         ctx.blend_func = BLEND_PREMULT
         lo, hi = self.lod.edge_px
-        self.edges.draw(frame, lod["edges"], lod["segments"], self.lod.edge_width, lo, hi)
-        self.nodes.draw(frame, lod["edges"], premultiplied=True)
+        detail = lod["neuron_edges"]
+        alpha = self.lod.context_edge_alpha if detail else 1.0
+        self.edges.draw(frame, lod["edges"], lod["segments"], self.lod.edge_width, lo, hi, alpha)
+        if detail:
+            segs = lod["neuron_segments"]
+            self.detail_edges.draw(frame, detail, segs, self.lod.edge_width, lo, hi)
+            self.detail_nodes.draw(frame, detail, premultiplied=True)
+        else:
+            self.nodes.draw(frame, lod["edges"], premultiplied=True)
         if cache["msaa_fbo"] is not None:
             ctx.copy_framebuffer(cache["fbo"], cache["msaa_fbo"])
         self._edge_key, self._edge_data_key = key, data_key
@@ -639,6 +714,8 @@ class SceneRenderer:
         """Free every GL object (call before the context goes away)."""
         for v in (self.patches, self.frames, self.matrix, self.nodes, self.edges, self.text):
             v.release()
+        self.detail_edges.release()
+        self.detail_nodes.release()
         self._release_cache()
         self._composite_vao.release()
         self._composite.release()

@@ -23,8 +23,9 @@ UNIT_MAIN = 1  # atlas / activations / SDF font / cached layer
 UNIT_CMAP = 2
 UNIT_CLASS_STATE = 3
 
-# cluster state channels
-FACET, EMPHASIS, SELECTED = 0, 1, 2
+# cluster state channels; SUMMARY: the matrix facet's zoomed-out fill, a colour-scale position
+# in [0, 1] (the cluster's mean activation, or its mean difference in compare mode)
+FACET, EMPHASIS, SELECTED, SUMMARY = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -74,13 +75,18 @@ class SharedState:
             self.class_tex = self.ctx.texture(kshape, 1, dtype="f4")
             self.class_tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
 
-    def reset(self, facet: np.ndarray, n_neurons: int, n_classes: int) -> None:
-        """New scene: all clusters emphasised, nothing selected, facets from the scene."""
+    def reset(
+        self, facet: np.ndarray, n_neurons: int, n_classes: int, summary: np.ndarray | None = None
+    ) -> None:
+        """New scene: all clusters emphasised, nothing selected, facets (and the matrix
+        summaries) from the scene."""
         c = len(facet)
         self._resize(c, n_neurons, n_classes)
         self.cluster = np.zeros((c, 4), dtype=np.float32)
         self.cluster[:, FACET] = np.asarray(facet, dtype=np.float32)
         self.cluster[:, EMPHASIS] = 1.0
+        if summary is not None:
+            self.cluster[:, SUMMARY] = summary
         self.neuron = np.zeros((n_neurons, 2), dtype=np.float32)
         self.neuron[:, 0] = 1.0
         self.klass = np.zeros(n_classes, dtype=np.float32)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from imgui_bundle import hello_imgui, imgui, immapp
 
-from ..layout import LayoutOptions
+from ..layout import LayoutOptions, detail
 from ..layout.edges import RowSpec, row_weights
 from ..layout.scene import ROW_BETWEEN
 from ..render.camera import Camera
@@ -175,6 +175,9 @@ class App:
         self._scalars_checked = 0.0
         self._scalars_sig: tuple[int, int] | None = None
         self._other_snaps: OrderedDict[int, Any] = OrderedDict()
+        # neuron-level edges shown: (scene version, fraction, cluster indices covered)
+        self._neuron_edges_have: tuple[int, float, set[int]] | None = None
+        self.neuron_edges_info = ""  # what they show (Controls panel)
 
     # ------------------------------------------------------------------ lifecycle
     def post_init(self) -> None:
@@ -699,6 +702,35 @@ class App:
         self.state.jobs.message = f"screenshot saved: {path}"
         return path
 
+    def render_command(self, out: str | Path = "view.png") -> str:
+        """The ``cnnvis render`` command line that draws the network view as it is now: same
+        snapshot, layout (the edits saved in ``RUN/layout.json``), camera, size, theme,
+        class selection and neuron edges: it draws the pixels the view shows."""
+        import shlex
+
+        st = self.state
+        cam = st.camera.target
+        w, h = st.camera.viewport
+        args = ["cnnvis", "render", str(st.run_dir), "-o", str(out)]
+        if st.step is not None:
+            args += ["--step", str(st.step)]
+        camera = ",".join(repr(float(v)) for v in (*cam.center, cam.zoom))
+        args += ["--size", f"{w}x{h}", f"--camera={camera}"]  # "=": x may be negative
+        args += ["--theme", st.theme, "--msaa", str(self.msaa)]
+        if st.selection.classes and st.snapshot is not None:
+            names = st.snapshot.classes
+            args += ["--classes", ",".join(names[c] for c in sorted(st.selection.classes))]
+        if not st.neuron_edges:
+            args.append("--no-neuron-edges")
+        return shlex.join(args)
+
+    def copy_render_command(self) -> str:
+        """Put :meth:`render_command` on the clipboard (and in the status bar)."""
+        cmd = self.render_command()
+        imgui.set_clipboard_text(cmd)
+        self.state.jobs.message = f"copied: {cmd}"
+        return cmd
+
     # ------------------------------------------------------------------ view: render + mouse
     def touch(self) -> None:
         """Something shown changed: redraw the view on the next frame."""
@@ -991,6 +1023,40 @@ class App:
                 lambda: load_training(run_dir, steps, units, known),
             )
         self._compare_tick()
+        self._neuron_edges_tick()
+
+    def _neuron_edges_tick(self) -> None:
+        """Zoomed in and still: ask for the neuron-level edges of the clusters in view, unless
+        the ones shown already cover them (one request at a time, on the pictures worker)."""
+        st, r = self.state, self.renderer
+        scene, snap = st.scene, st.snapshot
+        if r is None or scene is None or snap is None or not st.neuron_edges:
+            return
+        cam = st.camera.current
+        if st.camera.animating or st.drag is not None or not r.wants_neuron_edges(cam):
+            return
+        if any(k[0] == "neuron_edges" for k in self._debug_jobs):
+            return
+        visible = cam.visible_rect(st.camera.viewport)
+        fraction, version = st.edge_fraction, st.scene_version
+        have = self._neuron_edges_have
+        if have is not None and have[:2] == (version, fraction):
+            if set(detail.clusters_in_rect(scene, visible).tolist()) <= have[2]:
+                return
+        want = detail.clusters_for_view(scene, visible)
+        key = ("neuron_edges", version, fraction, tuple(want.tolist()))
+        self._submit_debug(
+            key, "neuron edges", lambda: detail.neuron_edges(snap, scene, want, fraction=fraction)
+        )
+
+    def set_neuron_edges(self, on: bool) -> None:
+        """Show neuron-level edges when zoomed in (or only cluster edges)."""
+        self.state.neuron_edges = bool(on)
+        if not on and self.renderer is not None:
+            self.renderer.set_neuron_edges(None)
+            self._neuron_edges_have = None
+            self.neuron_edges_info = ""
+        self.touch()
 
     def training_units(self) -> list[tuple[str, str]]:
         """``(unit, group)`` of every layer, in network order."""
@@ -1045,7 +1111,19 @@ class App:
             elif kind == "compare":
                 st.debug.compare = None
             return
-        if kind == "flags":
+        if kind == "neuron_edges":
+            version, fraction, clusters = key[1:]
+            if (version, fraction) != (st.scene_version, st.edge_fraction) or not st.neuron_edges:
+                return  # superseded: the next tick asks again
+            if self.renderer is not None:
+                self.renderer.set_neuron_edges(result)
+            self._neuron_edges_have = (version, fraction, set(clusters))
+            self.neuron_edges_info = (
+                f"{result.kept:,} of {result.weights:,} neuron weights"
+                f" among {len(clusters)} clusters"
+            )
+            self.touch()
+        elif kind == "flags":
             if key[1] == st.step:
                 self.flags, self.flags_step = list(result), key[1]
         elif kind == "training":
@@ -1148,7 +1226,7 @@ class App:
             print(done.trace, file=sys.stderr)
             return
         key, img = done.result
-        if key[0] in ("training", "flags", "compare"):
+        if key[0] in ("training", "flags", "compare", "neuron_edges"):
             self._finish_debug(key, img)
             return
         self._picture_jobs.discard(key)

@@ -271,18 +271,21 @@ def restore(state: LayoutState, edits: LayoutEdits) -> tuple[Scene, Changed]:
 
 
 def build_with_edits(
-    snapshot: Snapshot, edits: LayoutEdits, base: LayoutOptions | None = None
+    snapshot: Snapshot,
+    edits: LayoutEdits,
+    base: LayoutOptions | None = None,
+    class_order: np.ndarray | None = None,
 ) -> LayoutState:
     """Lay out ``snapshot`` with ``edits`` (pinned rows are not clustered again).
 
     Equivalent to :func:`cnnvis_gl.layout.build_state` followed by :func:`restore`, without
-    clustering the pinned rows first.
+    clustering the pinned rows first.  ``class_order``: the column order on screen, kept
+    unless clearly worse (see ``LayoutState.compute_class_order``).
     """
-    from ..layout import build_state
-
     options = edits.options(base)
     if not edits.pinned:
-        state = build_state(snapshot, options)
+        state = LayoutState(snapshot, options)
+        state.build(class_order=class_order)
         if edits.facets:
             ids = state.all_ids()
             state.facets = {c: f for c, f in edits.facets.items() if c in ids}
@@ -293,7 +296,7 @@ def build_with_edits(
     with blas_threads(options.blas_threads):
         state.rows = row_specs(snapshot, options.expanded)
         with state.timed("class_order"):
-            state.compute_class_order()
+            state.compute_class_order(class_order)
         fresh = _apply_rows(state, edits)
         with state.timed("cluster"):
             for r in state.rows:

@@ -303,7 +303,8 @@ class LayoutSession:
         edits = self.edits
         shown = self.state.scene if self.state is not None else None  # immutable: safe to read
         if edits.pinned or edits.facets or shown is None:
-            state = build_with_edits(snapshot, edits, self.base)
+            order = None if shown is None else shown.class_order  # columns stay put
+            state = build_with_edits(snapshot, edits, self.base, order)
         else:  # clustered afresh: keep the ids (colours) and order of the clusters on screen
             state = build_state(snapshot, edits.options(self.base), previous=shown)
         patches = PatchCache(snapshot, self.patch_size)

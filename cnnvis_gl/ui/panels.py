@@ -80,6 +80,17 @@ def controls_panel(app: App) -> None:
             app.preview_threshold(pct / 100.0)
         if imgui.is_item_deactivated_after_edit():
             app.set_threshold(pct / 100.0)
+        changed, on = imgui.checkbox("Neuron edges when zoomed in", st.neuron_edges)
+        if changed:
+            app.set_neuron_edges(on)
+        if imgui.is_item_hovered():
+            imgui.set_tooltip(
+                "Zoomed in so that patches are large, the edges join neurons instead of\n"
+                "clusters: the same top fraction of the neuron weights between the clusters\n"
+                "in view, bundled the same way; cluster edges stay faintly as context."
+            )
+        if app.neuron_edges_info:
+            imgui.text_disabled(app.neuron_edges_info)
         if imgui.button("Fit all"):
             app.fit_all()
         imgui.same_line()
@@ -675,4 +686,8 @@ def menus(app: App) -> None:
             app.fit_all()
         if imgui.menu_item("Save screenshot", "", False)[0]:
             app.request_screenshot()
+        if imgui.menu_item("Copy render command", "", False)[0]:
+            app.copy_render_command()
+        if imgui.is_item_hovered():
+            imgui.set_tooltip("A `cnnvis render` command line that draws this view to a PNG")
         imgui.end_menu()

@@ -218,7 +218,10 @@ class AppState:
     facet
         Facet of all clusters (the "for all" switch).
     edge_fraction
-        Fraction of the cluster edges kept (the threshold slider).
+        Fraction of the cluster edges kept (the threshold slider); neuron-level edges keep the
+        same fraction of the neuron weights.
+    neuron_edges
+        Zoomed in, show the edges between the neurons of the clusters in view.
     groups
         Clustering controls per group name.
     selection, camera, history, jobs
@@ -240,6 +243,7 @@ class AppState:
     edits: LayoutEdits = field(default_factory=LayoutEdits)
     facet: int = FACET_FEATURES
     edge_fraction: float = 0.25
+    neuron_edges: bool = True
     groups: dict[str, GroupSetting] = field(default_factory=dict)
     selection: Selection = field(default_factory=Selection)
     camera: CameraState = field(default_factory=CameraState)

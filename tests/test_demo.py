@@ -27,7 +27,7 @@ def _egl_or_skip() -> None:
 
 @pytest.mark.gui
 def test_demo_headless_end_to_end(cifar_dir: Path, tmp_path: Path):
-    """Trains on real CIFAR-10 while headless viewer passes screenshot the growing run."""
+    """Trains on real CIFAR-10 while one headless viewer follows the run and screenshots it."""
     from PIL import Image
 
     from cnnvis_gl.run.snapshot import open_run

@@ -65,7 +65,7 @@ def test_kept_edges_drawn_once_and_bundles_fully_connected(
     snapshot: Snapshot, scene: Scene, pair: int
 ) -> None:
     cl = _two_rows(scene, pair)
-    ne = neuron_edges(snapshot, scene, cl, fraction=0.25, max_neurons=4096)
+    ne = neuron_edges(snapshot, scene, cl, fraction=0.25, max_neurons=4096, max_edges=None)
     up, lo = _layer_rows(scene)[pair : pair + 2]
     nc, nrow = np.asarray(scene.neurons.cluster), np.asarray(scene.clusters.row)
     upper = np.flatnonzero(nrow[nc] == up)
@@ -151,6 +151,25 @@ def test_visible_subset_cap_and_determinism(snapshot: Snapshot, scene: Scene) ->
     ends = np.unique(np.concatenate([e.src[e.src >= 0], e.dst[e.dst >= 0]]))
     per_row = np.bincount(np.asarray(scene.clusters.row)[np.asarray(scene.neurons.cluster)[ends]])
     assert 0 < per_row.max() <= 40
+
+
+def test_edge_cap_keeps_the_strongest(snapshot: Snapshot, scene: Scene) -> None:
+    """Between two wide rows the kept edges are capped (level of detail): the strongest ones."""
+    cl = _two_rows(scene, 3)
+    full = neuron_edges(snapshot, scene, cl, max_edges=None)
+    capped = neuron_edges(snapshot, scene, cl, max_edges=500)
+    assert full.kept > 500 >= capped.kept > 450  # ties aside
+    (pair, thr_full), (_, thr_capped) = *full.thresholds.items(), *capped.thresholds.items()
+    assert thr_capped > thr_full
+    drawn = set(_drawn_pairs(capped))
+    assert drawn <= set(_drawn_pairs(full))  # a subset of the same edges …
+    up, lo = pair
+    W = _weights(snapshot, scene, *pair)
+    n = scene.neurons
+    w = {(int(i), int(j)): abs(W[n.index[j], n.index[i]]) for i, j in _drawn_pairs(full)}
+    weakest_kept = min(w[e] for e in drawn)
+    strongest_dropped = max(v for e, v in w.items() if e not in drawn)
+    assert weakest_kept >= strongest_dropped  # … the strongest of them
 
 
 def test_bad_requests_are_named(snapshot: Snapshot, scene: Scene) -> None:

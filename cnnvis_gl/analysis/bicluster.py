@@ -262,7 +262,7 @@ class Bundling:
     biclusters : list of Bicluster
     nodes : ndarray[k, 2]
         Position of each bicluster's node (barycentre of its ends in x, half-way in y).
-    curves : list of ndarray[7, 2]
+    curves : ndarray[e, 7, 2]
         One per bundled edge: control points of two cubic Bézier pieces
         ``input → node → output`` (points 0-3 and 3-6).
     curve_edges : ndarray[e, 2] int64
@@ -276,7 +276,7 @@ class Bundling:
 
     biclusters: list[Bicluster]
     nodes: np.ndarray
-    curves: list[np.ndarray]
+    curves: np.ndarray
     curve_edges: np.ndarray
     curve_weights: np.ndarray
     curve_signs: np.ndarray
@@ -295,10 +295,14 @@ class Bundling:
         return np.array([b.sign for b in self.biclusters], dtype=np.int8)
 
 
-def _half_curve(p0: np.ndarray, p3: np.ndarray) -> np.ndarray:
-    """Cubic Bézier control points from p0 to p3, vertical at both ends."""
-    dy = (p3[1] - p0[1]) * CURVE_TENSION
-    return np.array([p0, (p0[0], p0[1] + dy), (p3[0], p3[1] - dy), p3], dtype=np.float64)
+def _half_curves(p0: np.ndarray, p3: np.ndarray) -> np.ndarray:
+    """Cubic Bézier control points ``[k, 4, 2]`` from points ``p0`` to ``p3`` (``[k, 2]``, or
+    ``[1, 2]`` broadcast), vertical at both ends."""
+    p0, p3 = np.broadcast_arrays(np.asarray(p0, np.float64), np.asarray(p3, np.float64))
+    dy = (p3[:, 1] - p0[:, 1]) * CURVE_TENSION
+    p1 = np.stack([p0[:, 0], p0[:, 1] + dy], 1)
+    p2 = np.stack([p3[:, 0], p3[:, 1] - dy], 1)
+    return np.stack([p0, p1, p2, p3], 1)
 
 
 def bundle_edges(
@@ -338,21 +342,25 @@ def bundle_edges(
     nodes = np.zeros((len(bics), 2))
     covered = np.zeros((m, n), dtype=bool)
     curves: list[np.ndarray] = []
-    cedges: list[tuple[int, int]] = []
-    cb: list[int] = []
+    cedges: list[np.ndarray] = []
+    cb: list[np.ndarray] = []
     for b, bc in enumerate(bics):
-        x = (in_x[bc.rows].sum() + out_x[bc.cols].sum()) / (len(bc.rows) + len(bc.cols))
+        rows, cols = np.asarray(bc.rows, np.int64), np.asarray(bc.cols, np.int64)
+        x = (in_x[rows].sum() + out_x[cols].sum()) / (len(rows) + len(cols))
         nodes[b] = (x, node_y)
-        node = nodes[b]
-        outs = {int(j): _half_curve(node, np.array([out_x[j], out_y])) for j in bc.cols}
-        for i in bc.rows:
-            first = _half_curve(np.array([in_x[i], in_y]), node)
-            for j in bc.cols:
-                curves.append(np.concatenate([first, outs[int(j)][1:]]))
-                cedges.append((int(i), int(j)))
-                cb.append(b)
-            covered[i, bc.cols] = True
-    ce = np.asarray(cedges, dtype=np.int64).reshape(-1, 2)
+        node = np.broadcast_to(nodes[b], (1, 2))
+        first = _half_curves(np.stack([in_x[rows], np.full(len(rows), in_y)], 1), node)
+        second = _half_curves(node, np.stack([out_x[cols], np.full(len(cols), out_y)], 1))
+        r, c = len(rows), len(cols)  # every (row, col) pair: row-major, as the edges below
+        curves.append(
+            np.concatenate(
+                [np.repeat(first, c, axis=0), np.tile(second[:, 1:], (r, 1, 1))], axis=1
+            )
+        )
+        cedges.append(np.stack([np.repeat(rows, c), np.tile(cols, r)], 1))
+        cb.append(np.full(r * c, b, dtype=np.int64))
+        covered[np.ix_(rows, cols)] = True
+    ce = np.concatenate(cedges).astype(np.int64) if cedges else np.zeros((0, 2), np.int64)
     cw = W[ce[:, 0], ce[:, 1]] if ce.size else np.zeros(0)
     kept = ((W >= threshold) & (W > 0)) | ((W <= -threshold) & (W < 0))
     de = np.argwhere(kept & ~covered).astype(np.int64).reshape(-1, 2)
@@ -366,11 +374,11 @@ def bundle_edges(
     return Bundling(
         biclusters=bics,
         nodes=nodes,
-        curves=curves,
+        curves=np.concatenate(curves) if curves else np.zeros((0, 7, 2)),
         curve_edges=ce,
         curve_weights=cw,
         curve_signs=np.sign(cw).astype(np.int8),
-        curve_bicluster=np.asarray(cb, dtype=np.int64),
+        curve_bicluster=np.concatenate(cb) if cb else np.zeros(0, dtype=np.int64),
         direct=direct,
         direct_edges=de,
         direct_weights=dw,
@@ -398,11 +406,11 @@ def bezier_points(ctrl: np.ndarray, samples: int = 16) -> np.ndarray:
 
 def _unique_pieces(bundling: Bundling) -> list[np.ndarray]:
     """Distinct Bézier pieces (input→node and node→output are shared by several edges)."""
-    seen: dict[bytes, np.ndarray] = {}
-    for cv in bundling.curves:
-        for piece in (cv[:4], cv[3:]):
-            seen.setdefault(np.ascontiguousarray(piece).tobytes(), piece)
-    return list(seen.values())
+    cv = np.asarray(bundling.curves, dtype=np.float64).reshape(-1, 7, 2)
+    if not len(cv):
+        return []
+    pieces = np.concatenate([cv[:, :4], cv[:, 3:]]).reshape(-1, 8)
+    return list(np.unique(pieces, axis=0).reshape(-1, 4, 2))
 
 
 def _polyline_length(p: np.ndarray) -> float:

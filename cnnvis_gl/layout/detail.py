@@ -78,11 +78,11 @@ def clusters_in_rect(scene: Scene, rect: tuple[float, float, float, float]) -> n
 
 def clusters_for_view(scene: Scene, visible: tuple[float, float, float, float]) -> np.ndarray:
     """The clusters whose neuron edges a view of ``visible`` (scene ``x0, y0, x1, y1``) needs:
-    those it shows, and those one view-height above and below (edges leave the view towards
+    those it shows, and those half a view-height above and below (edges leave the view towards
     them) and a quarter of a view-width to each side (small pans reuse the request)."""
     x0, y0, x1, y1 = (float(v) for v in visible)
     w, h = x1 - x0, y1 - y0
-    return clusters_in_rect(scene, (x0 - w / 4, y0 - h, x1 + w / 4, y1 + h))
+    return clusters_in_rect(scene, (x0 - w / 4, y0 - h / 2, x1 + w / 4, y1 + h / 2))
 
 
 def _ports(scene: Scene, neurons: np.ndarray, bottom: bool) -> np.ndarray:
@@ -132,6 +132,7 @@ def neuron_edges(
     *,
     fraction: float = 0.25,
     max_neurons: int = 1024,
+    max_edges: int | None = 3000,
     backend: ModuleType | None = None,
 ) -> NeuronEdges:
     """Bundled neuron-level edges among ``clusters`` of ``scene``.
@@ -148,6 +149,9 @@ def neuron_edges(
         Keep the top ``fraction`` of the neuron weights by ``|w|``, per pair of rows.
     max_neurons
         At most this many neurons per row (whole clusters, nearest the request's centre first).
+    max_edges
+        At most this many of the strongest kept edges per pair of rows (level of detail: more
+        do not read, and on a CPU they cost seconds to bicluster); ``None``: no cap.
     backend
         ``numpy`` or ``cupy`` for the biclustering (default: CuPy when a GPU is usable).
 
@@ -187,6 +191,9 @@ def neuron_edges(
         ch_l = np.asarray(scene.neurons.index, dtype=np.int64)[lower]
         M = np.asarray(W, dtype=np.float64)[np.ix_(ch_l, ch_u)].T  # inputs × outputs
         thr = threshold_for_top(M, fraction)
+        if max_edges is not None and 0 < max_edges < M.size:
+            strongest = np.partition(np.abs(M).ravel(), M.size - max_edges)[M.size - max_edges]
+            thr = max(thr, float(strongest))
         thr = thr if thr > 0 else float(np.finfo(np.float64).tiny)
         thresholds[(up, lo)] = thr
         out_ports, in_ports = _ports(scene, upper, True), _ports(scene, lower, False)

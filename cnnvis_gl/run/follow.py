@@ -42,6 +42,8 @@ class Follower:
     ) -> None:
         self.run_dir = Path(run_dir)
         self.interval = interval
+        #: loading or preparing a snapshot right now (the UI leaves it more of the CPU)
+        self.working = False
         self.prepare = prepare
         self.run: Run | None = None
         self.loaded: list[int] = []
@@ -92,6 +94,7 @@ class Follower:
                 continue
             if self._tried.get(step) == mtime:
                 continue
+            self.working = True
             try:
                 self.run.snapshot(step).arrays.load_all()  # verify every file, off the UI thread
                 # queue a fresh lazy view: verified arrays are not kept (large ones are memory
@@ -103,6 +106,8 @@ class Follower:
                 self.skipped[step] = str(e)
                 warnings.warn(f"skipping snapshot {step} of {self.run_dir}: {e}", stacklevel=2)
                 continue
+            finally:
+                self.working = False
             self.loaded.append(step)
             self.skipped.pop(step, None)
             self._out.put((snap, prepared))

@@ -130,6 +130,10 @@ class App:
         if screenshot_dir is None and headless:
             screenshot_dir = Path(run_dir) / "screenshots"
         self.screenshot_dir = None if screenshot_dir is None else Path(screenshot_dir)
+        #: headless: a screenshot of each new snapshot while following (once it has settled),
+        #: and one of the last frame when the loop ends
+        self.follow_screenshots = True
+        self.screenshot_on_exit = True
         self.session = LayoutSession(run_dir, options, save=save_layout)
         self.worker: Worker | None = None
         self.images: Worker | None = None
@@ -140,6 +144,7 @@ class App:
         self.move_choice: int | None = None
         self.exit_when_settled = False  # headless `cnnvis view` without follow: one picture
         self.frame_period = 1.0 / 60.0  # frame-rate cap while background work runs (and headless)
+        self.idle_period = 0.5  # headless and idle (see `_pace`)
         self.canvas_origin: tuple[float, float] = (0.0, 0.0)  # screen position of the view
         self.screenshots: list[Path] = []
         self.panel_errors: list[str] = []  # exceptions raised by panels (each logged once)
@@ -155,6 +160,8 @@ class App:
         self._weights: dict[tuple, np.ndarray | None] = {}
         self._shown_facets: np.ndarray | None = None
         self._want_screenshot = False
+        self._shot_when_settled = False
+        self._shot_path: str | Path | None = None
         self._settled_frames = 0
         self._last_time = time.perf_counter()
         self._gui_t0 = 0.0
@@ -278,19 +285,27 @@ class App:
 
         The hello_imgui loop holds the GIL while it renders and swaps, so a thread doing Python
         work would only run while a Python callback runs (measured: ~10 % of its speed at full
-        frame rate).  While work is pending the frame rate is capped at ``1 / frame_period``
-        with at least 4 ms of sleep per frame; when idle the cap applies headless only (there
-        is no vsync) and a display's vsync paces the frames.
+        frame rate).  While work is pending each frame sleeps as long as it worked (4 to 40 ms,
+        and to a cap of ``1 / frame_period``), so the background gets about half the time:
+        measured on 2 cores, a followed BaseCNN snapshot was laid out 5× slower than alone at
+        a 60 fps cap, and the UI still runs at 30-40 fps.  Headless and idle, 2 fps; with a
+        display, hello_imgui's idling and vsync pace the frames.
         """
         busy = bool(
             (self.worker is not None and self.worker.busy)
             or (self.images is not None and self.images.busy)
-            or self.follower is not None
+            or (self.follower is not None and self.follower.working)
         )
-        if busy:
-            time.sleep(max(self.frame_period - elapsed, 0.004))
-        elif self.state.headless and self.frame_period > elapsed:
-            time.sleep(self.frame_period - elapsed)
+        st = self.state
+        if busy:  # (at most 40 ms: a frame slowed by the GIL must not slow the next one)
+            time.sleep(min(max(self.frame_period - elapsed, elapsed, 0.004), 0.04))
+        elif st.headless:
+            # nobody watches a headless window: idle at 2 fps, leaving the CPU (and the GIL)
+            # to e.g. a training loop in this process (`cnnvis demo`: 10 fps cost it 30 %)
+            moving = st.camera.animating or st.drag is not None or bool(st.jobs.pending)
+            idle = not moving and self.frame_period > 0  # 0: no cap at all (the GUI tests)
+            period = max(self.frame_period, self.idle_period) if idle else self.frame_period
+            time.sleep(max(period - elapsed, 0.0))
 
     def _shortcuts(self) -> None:
         io = imgui.get_io()
@@ -309,22 +324,52 @@ class App:
         rp = hello_imgui.get_runner_params()
         if self.max_frames is not None and st.frames >= self.max_frames:
             rp.app_shall_exit = True
-        elif self.exit_when_settled:
-            settled = (
-                st.scene is not None
-                and not st.jobs.pending
-                and not st.camera.animating
-                and self._drawn_key is not None
-                and not self._debug_jobs  # the Training panel and the flags have loaded
-                and (self.training is not None or len(st.steps) == 0)
-            )
+        settled = (
+            st.scene is not None
+            and not st.jobs.pending
+            and not st.camera.animating
+            and self._drawn_key is not None
+            and not self._debug_jobs  # the Training panel and the flags have loaded
+            and (self.training is not None or len(st.steps) == 0)
+        )
+        self._settled_frames = self._settled_frames + 1 if settled else 0
+        if self._shot_when_settled and self._settled_frames >= 3:
+            self._shot_when_settled = False
+            self._want_screenshot = True  # taken at the end of this frame (`before_swap`)
+        if self.exit_when_settled:
             failed = st.scene is None and not self.edit_pending and st.jobs.error is not None
-            self._settled_frames = self._settled_frames + 1 if settled else 0
             if self._settled_frames >= 3 or failed:
                 rp.app_shall_exit = True
+
+    def request_exit(self) -> None:
+        """Leave the loop after this frame (the window closes; ``run_app`` returns)."""
+        hello_imgui.get_runner_params().app_shall_exit = True
+
+    def before_swap(self) -> None:
+        """The frame is complete in the back buffer: take a requested screenshot from it."""
         if self._want_screenshot:
             self._want_screenshot = False
-            self.save_screenshot()
+            self.save_screenshot(self._shot_path, pixels=self._window_pixels())
+            self._shot_path = None
+
+    def after_swap(self) -> None:
+        """Headless, wait for the frame to be drawn: software GL would otherwise queue frames
+        (nothing throttles a null window) and stall a later upload for all of them at once."""
+        if self.state.headless and self.ctx is not None:
+            self.ctx.finish()
+
+    def _window_pixels(self) -> np.ndarray | None:
+        """The whole window as uint8 ``[h, w, 3]`` (top row first), read from the back buffer."""
+        if self.ctx is None:
+            return None
+        io = imgui.get_io()
+        sx, sy = io.display_framebuffer_scale
+        w, h = int(io.display_size.x * sx), int(io.display_size.y * sy)
+        if w <= 0 or h <= 0:
+            return None
+        fb = self.ctx.detect_framebuffer(0)
+        raw = fb.read(viewport=(0, 0, w, h), components=3, alignment=1)
+        return np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3)[::-1]
 
     # ------------------------------------------------------------------ background results
     @property
@@ -421,8 +466,14 @@ class App:
             self.fit_all(animate=False)
         self._drop_stale_pictures()
         self.touch()
-        if new_snapshot and self.screenshot_dir is not None and st.headless and st.follow:
-            self._want_screenshot = True
+        if (
+            new_snapshot
+            and self.follow_screenshots
+            and self.screenshot_dir is not None
+            and st.headless
+            and st.follow
+        ):
+            self._shot_when_settled = True  # each new snapshot, once its view has settled
         if new_snapshot and st.follow and self.follower is not None and st.step is not None:
             newer = [k for k in self.follower.loaded if k > st.step]
             if newer and not self.edit_pending:
@@ -680,15 +731,27 @@ class App:
         st.camera.go(st.camera.current.zoom_to_rect((x, y, x + w, y + h), st.camera.viewport, 0.12))
         self.touch()
 
-    def request_screenshot(self) -> None:
-        """Save a screenshot at the end of this frame's GUI (to ``screenshot_dir``)."""
+    def request_screenshot(self, path: str | Path | None = None) -> None:
+        """Save a screenshot of this frame (to ``path``, default in ``screenshot_dir``)."""
         self._want_screenshot = True
+        self._shot_path = path
 
-    def save_screenshot(self, path: str | Path | None = None) -> Path | None:
-        """Write the last rendered frame of the window as a PNG; returns its path."""
+    def screenshot_when_settled(self, path: str | Path | None = None) -> None:
+        """Save a screenshot once the view has settled (layout, pictures and plots loaded)."""
+        self._shot_when_settled = True
+        self._shot_path = path
+
+    def save_screenshot(
+        self, path: str | Path | None = None, pixels: np.ndarray | None = None
+    ) -> Path | None:
+        """Write a frame of the window as a PNG; returns its path.
+
+        ``pixels`` from :meth:`_window_pixels` (a screenshot while the viewer runs); without,
+        the last frame the runner kept when it stopped.
+        """
         from PIL import Image
 
-        img = hello_imgui.final_app_window_screenshot()
+        img = pixels if pixels is not None else hello_imgui.final_app_window_screenshot()
         if img is None or img.size == 0:
             return None
         if path is None:
@@ -749,7 +812,7 @@ class App:
             st.camera.viewport = size
             if st.scene is not None and (not st.camera.fitted or old == (1, 1)):
                 self.fit_all(animate=False)
-        moving = st.camera.animating
+        moving = st.camera.animating or st.camera.panning
         key = (st.camera.current, size, self._render_version, st.scene_version)
         if key == self._drawn_key:
             return
@@ -1033,7 +1096,8 @@ class App:
         if r is None or scene is None or snap is None or not st.neuron_edges:
             return
         cam = st.camera.current
-        if st.camera.animating or st.drag is not None or not r.wants_neuron_edges(cam):
+        moving = st.camera.animating or st.camera.panning or st.drag is not None
+        if moving or not r.wants_neuron_edges(cam):
             return
         if any(k[0] == "neuron_edges" for k in self._debug_jobs):
             return
@@ -1345,6 +1409,8 @@ def runner_params(app: App, size: tuple[int, int] = (1600, 1000)) -> tuple[Any, 
 
     rp.callbacks.post_init = app.post_init
     rp.callbacks.before_exit = app.before_exit
+    rp.callbacks.before_swap = app.before_swap
+    rp.callbacks.after_swap = app.after_swap
     rp.callbacks.show_gui = app.guarded("frame", app.begin_frame)
     rp.callbacks.show_status = app.guarded("status bar", lambda: status_bar(app))
     rp.callbacks.show_menus = app.guarded("menus", lambda: menus(app))
@@ -1362,6 +1428,7 @@ def run_app(
     screenshot_dir: str | Path | None = None,
     max_frames: int | None = None,
     theme: str = "dark",
+    on_frame: Callable[[App], None] | None = None,
 ) -> App:
     """Open the viewer on a run directory; returns the app when the window closes.
 
@@ -1386,6 +1453,9 @@ def run_app(
         view has settled.
     theme
         ``"dark"`` or ``"light"``.
+    on_frame
+        Called with the app at the start of every frame (on the GUI thread), e.g. to take
+        screenshots (:meth:`App.screenshot_when_settled`) or to stop the loop.
 
     Raises
     ------
@@ -1411,7 +1481,9 @@ def run_app(
         max_frames=max_frames,
         theme=theme,
     )
-    app.exit_when_settled = headless and not follow and max_frames is None
+    app.exit_when_settled = headless and not follow and max_frames is None and on_frame is None
+    if on_frame is not None:
+        app.on_frame.append(on_frame)
     if headless:
         init_headless()
         how = "following the run" if follow else "until the view has settled"
@@ -1437,7 +1509,7 @@ def run_app(
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-    if headless and app.screenshot_dir is not None:
+    if headless and app.screenshot_dir is not None and app.screenshot_on_exit:
         path = app.save_screenshot()
         if path is not None:
             print(f"cnnvis view: screenshot saved to {path}", flush=True)

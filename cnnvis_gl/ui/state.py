@@ -77,6 +77,7 @@ class CameraState:
     target: Camera = field(default_factory=Camera)
     viewport: tuple[int, int] = (1, 1)
     fitted: bool = False  # fitted to a scene at least once
+    panning: bool = False  # the user drags the view (the edge layer is warped meanwhile)
     speed: float = 14.0  # 1/s: fraction of the way covered per second ~ 1 - exp(-speed * dt)
 
     @property

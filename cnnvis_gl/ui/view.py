@@ -113,10 +113,14 @@ def _input(app: App, origin: tuple[float, float], size: tuple[int, int]) -> None
                 _drag_feedback(app, mx, my, origin)
         elif _dragging() and (delta.x or delta.y):
             cam.jump(cam.current.pan(delta.x, delta.y))
+            cam.panning = True
             app.touch()
 
     # release
     if imgui.is_item_deactivated():
+        if cam.panning:
+            cam.panning = False
+            app.touch()  # the pan's warped edge layer is drawn afresh
         drag = st.drag
         st.drag = None
         if drag is not None and drag.active:

@@ -1,0 +1,104 @@
+"""Benchmark: time from a snapshot landing in a followed run to it being on screen.
+
+The real viewer runs headless (GLFW null platform + EGL) in follow mode on a run directory;
+a writer thread saves a new snapshot of a real model every few seconds (``Snapshot.save``:
+temporary folder + rename, as the Recorder does).  For each one it measures, from the moment
+the save returned ("landed"), the time until the viewer showed it (its Scene applied and drawn
+into the view), and the longest frame meanwhile (the UI never waits on the load).
+
+    python tools/bench_follow.py [--model basecnn] [--images 500] [--snapshots 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="basecnn")
+    ap.add_argument("--images", type=int, default=500, help="probe images (CIFAR-10 test set)")
+    ap.add_argument("--snapshots", type=int, default=6)
+    ap.add_argument("--size", default="1600x1000")
+    args = ap.parse_args()
+
+    import torch
+    from imgui_bundle import hello_imgui, immapp
+
+    import cnnvis_gl as cv
+    from cnnvis_gl.models import build_model
+    from cnnvis_gl.ui import App
+    from cnnvis_gl.ui.app import runner_params
+    from cnnvis_gl.ui.headless import init_headless
+
+    data = os.environ.get("CNNVIS_DATA", "../shared/data")
+    torch.manual_seed(0)
+    snap = cv.analyze(
+        build_model(args.model), f"cifar10:{data}/cifar10", limit=args.images, progress=False
+    )
+    run = Path(tempfile.mkdtemp(prefix="cnnvis-follow-")) / "run"
+    snap.save(run, 0)
+    size = tuple(int(v) for v in args.size.split("x"))
+
+    app = App(run, follow=True, headless=True)
+    app.idle_period = app.frame_period  # pace idle frames like a 60 Hz window, not headless 2 fps
+    landed: dict[int, float] = {}
+    shown: dict[int, float] = {}
+    worst_frame: dict[int, float] = {}
+    ready = threading.Event()
+    done = threading.Event()
+
+    def writer() -> None:
+        ready.wait()
+        for k in range(1, args.snapshots + 1):
+            time.sleep(1.0)
+            snap.save(run, k)
+            landed[k] = time.perf_counter()
+            while k not in shown and not done.is_set():
+                time.sleep(0.01)
+        done.set()
+
+    last = [time.perf_counter()]
+
+    def hook(a: App) -> None:
+        now = time.perf_counter()
+        st = a.state
+        pending = [k for k in landed if k not in shown]
+        for k in pending:
+            worst_frame[k] = max(worst_frame.get(k, 0.0), now - last[0])
+        last[0] = now
+        drawn = a._drawn_key is not None and a._drawn_key[3] == st.scene_version
+        if st.scene is not None and drawn and not a.edit_pending:
+            ready.set()
+            if st.step in landed and st.step not in shown:
+                shown[st.step] = now
+        if done.is_set():
+            hello_imgui.get_runner_params().app_shall_exit = True
+
+    app.on_frame.append(hook)
+    threading.Thread(target=writer, daemon=True).start()
+    init_headless()
+    rp, addons = runner_params(app, size)
+    immapp.run(rp, addons)
+
+    lat = [shown[k] - landed[k] for k in sorted(shown)]
+    print(f"{args.model}, {snap}, viewer {size[0]}x{size[1]} headless (llvmpipe), "
+          f"follower poll every {app.follower.interval if app.follower else 0.5:.1f} s")  # fmt: skip
+    print(f"{'snapshot':>8} {'landed → on screen (s)':>24} {'longest frame meanwhile (ms)':>30}")
+    for k in sorted(shown):
+        print(f"{k:>8} {shown[k] - landed[k]:>24.2f} {worst_frame.get(k, 0.0) * 1000:>30.0f}")
+    if lat:
+        print(f"median {statistics.median(lat):.2f} s, max {max(lat):.2f} s")
+
+
+if __name__ == "__main__":
+    main()

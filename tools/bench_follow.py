@@ -11,44 +11,21 @@ into the view), and the longest frame meanwhile (the UI never waits on the load)
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
-import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from viewer_bench import parser, real_run, run_viewer
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="basecnn")
-    ap.add_argument("--images", type=int, default=500, help="probe images (CIFAR-10 test set)")
+    ap = parser(__doc__)
     ap.add_argument("--snapshots", type=int, default=6)
-    ap.add_argument("--size", default="1600x1000")
     args = ap.parse_args()
 
-    import torch
-    from imgui_bundle import hello_imgui, immapp
-
-    import cnnvis_gl as cv
-    from cnnvis_gl.models import build_model
     from cnnvis_gl.ui import App
-    from cnnvis_gl.ui.app import runner_params
-    from cnnvis_gl.ui.headless import init_headless
 
-    data = os.environ.get("CNNVIS_DATA", "../shared/data")
-    torch.manual_seed(0)
-    snap = cv.analyze(
-        build_model(args.model), f"cifar10:{data}/cifar10", limit=args.images, progress=False
-    )
-    run = Path(tempfile.mkdtemp(prefix="cnnvis-follow-")) / "run"
-    snap.save(run, 0)
-    size = tuple(int(v) for v in args.size.split("x"))
-
+    snap, run = real_run(args.model, args.images, "cnnvis-follow-")
     app = App(run, follow=True, headless=True)
     app.idle_period = app.frame_period  # pace idle frames like a 60 Hz window, not headless 2 fps
     landed: dict[int, float] = {}
@@ -82,13 +59,10 @@ def main() -> None:
             if st.step in landed and st.step not in shown:
                 shown[st.step] = now
         if done.is_set():
-            hello_imgui.get_runner_params().app_shall_exit = True
+            a.request_exit()
 
-    app.on_frame.append(hook)
     threading.Thread(target=writer, daemon=True).start()
-    init_headless()
-    rp, addons = runner_params(app, size)
-    immapp.run(rp, addons)
+    size = run_viewer(app, args.size, hook)
 
     lat = [shown[k] - landed[k] for k in sorted(shown)]
     print(f"{args.model}, {snap}, viewer {size[0]}x{size[1]} headless (llvmpipe), "

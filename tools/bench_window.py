@@ -12,44 +12,20 @@ phase; the goal on this CPU is ≤ 50 ms per frame while panning.
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from viewer_bench import parser, real_run, run_viewer
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="basecnn")
-    ap.add_argument("--images", type=int, default=500)
+    ap = parser(__doc__)
     ap.add_argument("--frames", type=int, default=120, help="frames per phase")
-    ap.add_argument("--size", default="1600x1000")
     args = ap.parse_args()
 
-    import torch
-    from imgui_bundle import immapp
-
-    import cnnvis_gl as cv
-    from cnnvis_gl.models import build_model
     from cnnvis_gl.ui import App
-    from cnnvis_gl.ui.app import runner_params
-    from cnnvis_gl.ui.headless import init_headless
 
-    data = os.environ.get("CNNVIS_DATA", "../shared/data")
-    torch.manual_seed(0)
-    snap = cv.analyze(
-        build_model(args.model), f"cifar10:{data}/cifar10", limit=args.images, progress=False
-    )
-    run = Path(tempfile.mkdtemp(prefix="cnnvis-window-")) / "run"
-    snap.save(run, 0)
-    size = tuple(int(v) for v in args.size.split("x"))
-
+    snap, run = real_run(args.model, args.images, "cnnvis-window-")
     app = App(run, headless=True)
     app.frame_period = 0.0  # no cap: measure what a frame costs
     phases = ["idle", "drag pan", "wheel zoom", "zoomed in, still", "drag pan zoomed in"]
@@ -99,10 +75,7 @@ def main() -> None:
                 x, y, cw, ch = (float(v) for v in s.clusters.rect[ci])
                 cam.jump(cam.current.zoom_to_rect((x, y - ch / 2, x + cw, y + 1.5 * ch), (w, h)))
 
-    app.on_frame.append(hook)
-    init_headless()
-    rp, addons = runner_params(app, size)
-    immapp.run(rp, addons)
+    size = run_viewer(app, args.size, hook)
 
     print(f"{args.model}, {snap}, viewer {size[0]}x{size[1]} with panels, headless llvmpipe")
     print(f"{'phase':<16}{'frames':>8}{'median ms':>12}{'p95 ms':>10}")

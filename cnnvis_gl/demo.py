@@ -41,6 +41,9 @@ __all__ = ["DemoConfig", "DemoResult", "digits_data", "load_demo_data", "run_dem
 
 MODEL = "basecnn-x0.25"
 DIGITS = "digits"  # the data spec of the offline fallback
+#: headless: seconds the viewer may take after training ends to show and screenshot the final
+#: snapshot (it is skipped, say, when that snapshot cannot be read)
+FINAL_SHOT_TIMEOUT = 60.0
 # what a demo run directory may hold: cleared without asking before a new demo
 _RUN_FILES = {
     "manifest.json",
@@ -347,6 +350,7 @@ def _view_headless(cfg: DemoConfig, trainer: _Trainer, shots: Path, log) -> list
     requested: dict[Path, int] = {}  # screenshot → step
     shown: list[int] = []  # steps shown, in order
     final: list[Path] = []
+    finished: list[float] = []  # when training ended (monotonic)
 
     def on_frame(app: Any) -> None:
         app.follow_screenshots = app.screenshot_on_exit = False  # this hook takes them
@@ -355,7 +359,13 @@ def _view_headless(cfg: DemoConfig, trainer: _Trainer, shots: Path, log) -> list
                 saved.append(p)
                 log(f"view: screenshot of step {requested.get(p, '?')}: {p}")
         done = trainer.done.is_set()
+        if done and not finished:
+            finished.append(time.monotonic())
         if (final and final[0] in saved) or (done and trainer.error is not None):
+            app.request_exit()
+            return
+        if finished and time.monotonic() - finished[0] > FINAL_SHOT_TIMEOUT:
+            log(f"view: no final screenshot {FINAL_SHOT_TIMEOUT:.0f} s after training; stopping")
             app.request_exit()
             return
         step = app.state.step
@@ -371,7 +381,7 @@ def _view_headless(cfg: DemoConfig, trainer: _Trainer, shots: Path, log) -> list
                 return
         path = final[0] if final else shots / f"step{step:06d}.png"
         requested[path] = step
-        app.screenshot_when_settled(path)
+        app.screenshot_when_settled(path, step)
 
     with contextlib.redirect_stdout(io.StringIO()):  # the viewer's own "running headless" note
         run_app(cfg.out, follow=True, headless=True, size=cfg.size, screenshot_dir=shots,

@@ -14,7 +14,12 @@ import pytest
 from test_layout import basecnn_snapshot
 
 from cnnvis_gl.layout import FACET_MATRIX, ROW_BETWEEN, Scene, build_state
-from cnnvis_gl.layout.detail import NeuronEdges, clusters_in_rect, neuron_edges
+from cnnvis_gl.layout.detail import (
+    NeuronEdges,
+    clusters_for_view,
+    clusters_in_rect,
+    neuron_edges,
+)
 from cnnvis_gl.layout.edges import PIECE_DIRECT, PIECE_IN, PIECE_OUT, RowSpec, row_weights
 from cnnvis_gl.layout.edit import set_facet
 from cnnvis_gl.run.snapshot import Snapshot
@@ -90,10 +95,10 @@ def test_kept_edges_drawn_once_and_bundles_fully_connected(
         sub = M[np.ix_([pos[0][s] for s in ins], [pos[1][d] for d in outs])]
         assert len(ins) >= 2 or len(outs) >= 2
         assert np.all(np.sign(sub) == ne.bundles.sign[b]) and np.all(np.abs(sub) >= thr)
-    # nodes in the pair's in-between row
-    between = [k for k, r in enumerate(scene.rows) if r.name.startswith("between:")]
-    row = scene.rows[np.asarray(ne.bundles.row)[0]] if len(ne.bundles.row) else None
-    assert row is None or (row.kind == ROW_BETWEEN and int(ne.bundles.row[0]) in between)
+    # every node in the pair's in-between row
+    assert len(ne.bundles.row) > 0
+    row = scene.rows[up + 1]
+    assert row.kind == ROW_BETWEEN and np.all(np.asarray(ne.bundles.row) == up + 1)
     assert np.all((ne.bundles.pos[:, 1] >= row.y) & (ne.bundles.pos[:, 1] <= row.y + row.height))
 
 
@@ -145,12 +150,22 @@ def test_visible_subset_cap_and_determinism(snapshot: Snapshot, scene: Scene) ->
     np.testing.assert_array_equal(a.edges.src, b.edges.src)
     ends = np.concatenate([a.edges.src[a.edges.src >= 0], a.edges.dst[a.edges.dst >= 0]])
     assert set(np.unique(np.asarray(scene.neurons.cluster)[ends])) <= set(cl.tolist())
-    # the cap keeps whole clusters, nearest the request's centre first
-    capped = neuron_edges(snapshot, scene, _two_rows(scene, 3), max_neurons=40)
+    # the neuron cap keeps whole clusters, nearest the request's centre first, and says which
+    asked = _two_rows(scene, 3)
+    capped = neuron_edges(snapshot, scene, asked, max_neurons=40)
+    covered = set(capped.clusters.tolist())
+    assert covered < set(asked.tolist())  # some left out, and not reported as covered
     e = capped.edges
     ends = np.unique(np.concatenate([e.src[e.src >= 0], e.dst[e.dst >= 0]]))
-    per_row = np.bincount(np.asarray(scene.clusters.row)[np.asarray(scene.neurons.cluster)[ends]])
-    assert 0 < per_row.max() <= 40
+    assert set(np.unique(np.asarray(scene.neurons.cluster)[ends]).tolist()) <= covered
+    c = scene.clusters
+    centre = (c.rect[asked, :2] + c.rect[asked, 2:] / 2).mean(axis=0)
+    dist = np.hypot(*(c.rect[:, :2] + c.rect[:, 2:] / 2 - centre).T)
+    for row in np.unique(c.row[asked]):
+        mine = [k for k in asked if c.row[k] == row]
+        took = [k for k in mine if k in covered]
+        assert took and (sum(c.size[took]) <= 40 or len(took) == 1)
+        assert max(dist[took]) <= min([dist[k] for k in mine if k not in covered] or [np.inf])
 
 
 def test_edge_cap_keeps_the_strongest(snapshot: Snapshot, scene: Scene) -> None:
@@ -172,10 +187,33 @@ def test_edge_cap_keeps_the_strongest(snapshot: Snapshot, scene: Scene) -> None:
     assert weakest_kept >= strongest_dropped  # … the strongest of them
 
 
+def test_a_view_asks_for_its_clusters_and_the_rows_around(scene: Scene) -> None:
+    """Zoomed on one cluster: its visible row-mates, and all of the layer rows above and below
+    (where its edges go); a view of only an in-between band: the two rows it joins."""
+    layer = _layer_rows(scene)
+    c = scene.clusters
+    row = layer[2]
+    first = int(np.flatnonzero(c.row == row)[0])
+    x, y, w, h = (float(v) for v in c.rect[first])
+    got = set(clusters_for_view(scene, (x, y, x + w, y + h)).tolist())
+    assert first in got
+    for k in (layer[1], layer[3]):
+        assert set(np.flatnonzero(c.row == k).tolist()) <= got
+    assert not any(c.row[g] in (layer[0], layer[4]) for g in got)
+    own = {g for g in got if c.row[g] == row}
+    assert own == set(clusters_in_rect(scene, (x - w / 4, y, x + 1.25 * w, y + h)).tolist())
+    band = scene.rows[row + 1]  # the in-between row under it
+    mid = band.y + band.height / 2
+    got = clusters_for_view(scene, (x, mid - 5, x + w, mid + 5))
+    assert set(c.row[got].tolist()) == {row, layer[3]}
+
+
 def test_bad_requests_are_named(snapshot: Snapshot, scene: Scene) -> None:
     with pytest.raises(IndexError, match="cluster indices"):
         neuron_edges(snapshot, scene, [len(scene.clusters.id)])
     with pytest.raises(ValueError, match="fraction"):
         neuron_edges(snapshot, scene, [0], fraction=1.5)
+    with pytest.raises(ValueError, match="max_edges"):
+        neuron_edges(snapshot, scene, [0], max_edges=0)
     empty = neuron_edges(snapshot, scene, [])
     assert empty.kept == 0 and len(empty.edges.weight) == 0 and len(empty.bundles.pos) == 0

@@ -245,6 +245,36 @@ def test_compare_mode_zoomed_out_fills_show_the_difference(ctx, scene):
     r.release()
 
 
+@pytest.mark.gl
+def test_neuron_edges_layer_only_when_zoomed_in_and_not_empty(ctx, renderer, scene):
+    """Neuron-level edges replace the bundle nodes (cluster edges fade) only zoomed in, and an
+    empty result draws nothing instead (the cluster edges stay as they are)."""
+    from cnnvis_gl.layout.detail import NeuronEdges
+
+    near = Camera((300, 270), 4.0)
+    far = Camera((300, 270), 0.3)  # patches of 6 px
+    assert renderer.wants_neuron_edges(near) and not renderer.wants_neuron_edges(far)
+    some = NeuronEdges(scene.edges, scene.bundles, np.arange(3), 9, 99, {})
+    empty = NeuronEdges(
+        dataclasses.replace(
+            scene.edges, **{f.name: getattr(scene.edges, f.name)[:0] for f in
+                            dataclasses.fields(scene.edges)}),
+        dataclasses.replace(
+            scene.bundles, **{f.name: getattr(scene.bundles, f.name)[:0] for f in
+                              dataclasses.fields(scene.bundles)}),
+        np.arange(3), 0, 99, {})  # fmt: skip
+    renderer.set_neuron_edges(some)
+    assert renderer.level_of_detail(near, (W, H))["neuron_edges"] > 0
+    assert renderer.level_of_detail(far, (W, H))["neuron_edges"] == 0
+    renderer.set_neuron_edges(empty)
+    assert renderer.level_of_detail(near, (W, H))["neuron_edges"] == 0
+    fbo = _target(ctx)
+    renderer.draw(near, (W, H), target=fbo)
+    renderer.set_neuron_edges(None)
+    assert renderer.neuron_edges is None
+    _release(renderer, fbo)
+
+
 # ---------------------------------------------------------------------------- picking
 def _screen(cam, x, y):
     return cam.scene_to_screen(float(x), float(y), (W, H))

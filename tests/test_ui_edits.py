@@ -75,6 +75,13 @@ def test_edits_json_round_trip_and_atomic_save(snapshot, tmp_path: Path) -> None
     assert back is not None
     assert dict(back.rows) == dict(edits.rows)
     assert back.expanded == edits.expanded and back.edge_fraction == edits.edge_fraction
+    # the column order is pinned with the clustering, and a rebuild from the file keeps it
+    assert back.class_order == tuple(int(k) for k in state.class_order)
+    from cnnvis_gl.ui.edits import build_with_edits
+
+    rebuilt = build_with_edits(snapshot, back, OPTIONS)
+    np.testing.assert_array_equal(rebuilt.class_order, state.class_order)
+    assert not capture(state, pinned=False).class_order
 
 
 def test_corrupt_or_newer_layout_file_is_refused(tmp_path: Path) -> None:

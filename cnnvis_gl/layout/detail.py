@@ -47,8 +47,8 @@ class NeuronEdges:
     ``edges`` has the layout of :class:`~cnnvis_gl.layout.scene.Edges` except that ``src`` and
     ``dst`` index ``Scene.neurons`` (``-1`` at a bundle node) and ``weight`` is the neuron
     weight (a shared piece: the mean of the weights it carries); ``bundles`` are its in-between
-    nodes.  ``clusters``: the Scene clusters covered; ``kept``: neuron edges drawn (bundled or
-    direct); ``weights``: neuron pairs considered; ``thresholds``: ``|w|`` threshold per row pair.
+    nodes.  ``clusters``: the Scene clusters covered (those asked for, less any that the
+    ``max_neurons`` cap left out); ``kept``: neuron edges drawn (bundled or direct); ``weights``: neuron pairs considered; ``thresholds``: ``|w|`` threshold per row pair.
     """
 
     edges: Edges
@@ -78,11 +78,27 @@ def clusters_in_rect(scene: Scene, rect: tuple[float, float, float, float]) -> n
 
 def clusters_for_view(scene: Scene, visible: tuple[float, float, float, float]) -> np.ndarray:
     """The clusters whose neuron edges a view of ``visible`` (scene ``x0, y0, x1, y1``) needs:
-    those it shows, and those half a view-height above and below (edges leave the view towards
-    them) and a quarter of a view-width to each side (small pans reuse the request)."""
+    those of the layer rows in view that it shows (with a quarter of a view-width to each side,
+    so small pans reuse the request), and every cluster of the layer rows just above and just
+    below, where the edges leaving the view go.  A view of only an in-between band asks for
+    the two rows it joins."""
     x0, y0, x1, y1 = (float(v) for v in visible)
-    w, h = x1 - x0, y1 - y0
-    return clusters_in_rect(scene, (x0 - w / 4, y0 - h / 2, x1 + w / 4, y1 + h / 2))
+    w = x1 - x0
+    layer = [k for k, r in enumerate(scene.rows) if r.kind != ROW_BETWEEN]
+    if not layer:
+        return np.zeros(0, dtype=np.int64)
+    top = np.asarray([scene.rows[k].y for k in layer])
+    bottom = top + np.asarray([scene.rows[k].height for k in layer])
+    inside = np.flatnonzero((top < y1) & (bottom > y0))
+    if inside.size:
+        near = [int(inside[0]) - 1, int(inside[-1]) + 1]
+    else:  # between two layer rows
+        above = int(np.searchsorted(bottom, y0, side="right")) - 1
+        near = [above, above + 1]
+    rows = [layer[i] for i in near if 0 <= i < len(layer)]
+    shown = clusters_in_rect(scene, (x0 - w / 4, y0, x1 + w / 4, y1))
+    extra = np.flatnonzero(np.isin(np.asarray(scene.clusters.row), rows))
+    return np.union1d(shown, extra).astype(np.int64)
 
 
 def _ports(scene: Scene, neurons: np.ndarray, bottom: bool) -> np.ndarray:
@@ -104,25 +120,27 @@ def _ports(scene: Scene, neurons: np.ndarray, bottom: bool) -> np.ndarray:
 
 def _row_neurons(
     scene: Scene, clusters: np.ndarray, row: int, centre: np.ndarray, max_neurons: int
-) -> np.ndarray:
-    """Scene neuron indices of ``clusters`` on ``row`` (nearest clusters first, capped)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scene neuron indices of ``clusters`` on ``row`` (whole clusters, nearest the centre
+    first, at most ``max_neurons``; a first cluster larger than that is cut), and the clusters
+    left out."""
     c = scene.clusters
     mine = clusters[np.asarray(c.row)[clusters] == row]
     if not mine.size:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), mine
     rect = np.asarray(c.rect, dtype=np.float64)[mine]
     mid = rect[:, :2] + 0.5 * rect[:, 2:]
     mine = mine[np.argsort(np.hypot(*(mid - centre).T), kind="stable")]
     nc = np.asarray(scene.neurons.cluster)
     out: list[np.ndarray] = []
     total = 0
-    for k in mine:
+    for i, k in enumerate(mine):
         idx = np.flatnonzero(nc == k)
         if total + idx.size > max_neurons and out:
-            break
+            return np.sort(np.concatenate(out)), mine[i:]
         out.append(idx[: max_neurons - total])
         total += min(idx.size, max_neurons - total)
-    return np.sort(np.concatenate(out))
+    return np.sort(np.concatenate(out)), mine[:0]
 
 
 def neuron_edges(
@@ -163,6 +181,8 @@ def neuron_edges(
         raise ValueError(f"fraction must be in [0, 1], got {fraction}")
     if max_neurons < 1:
         raise ValueError(f"max_neurons must be at least 1, got {max_neurons}")
+    if max_edges is not None and max_edges < 1:
+        raise ValueError(f"max_edges must be at least 1 (or None: no cap), got {max_edges}")
     xp = backend or default_xp
     cl = np.unique(np.asarray(clusters, dtype=np.int64).ravel())
     if cl.size and (cl[0] < 0 or cl[-1] >= len(scene.clusters.id)):
@@ -173,10 +193,13 @@ def neuron_edges(
     between = {r.name: k for k, r in enumerate(scene.rows) if r.kind == ROW_BETWEEN}
     builder = SceneEdgesBuilder()
     kept = considered = 0
+    left_out: set[int] = set()
     thresholds: dict[tuple[int, int], float] = {}
     for up, lo in itertools.pairwise(layer_rows):
-        upper = _row_neurons(scene, cl, up, centre, max_neurons)
-        lower = _row_neurons(scene, cl, lo, centre, max_neurons)
+        upper, left_up = _row_neurons(scene, cl, up, centre, max_neurons)
+        lower, left_lo = _row_neurons(scene, cl, lo, centre, max_neurons)
+        left_out.update(left_up.tolist())
+        left_out.update(left_lo.tolist())
         if not upper.size or not lower.size:
             continue
         ru, rl = scene.rows[up], scene.rows[lo]
@@ -191,7 +214,7 @@ def neuron_edges(
         ch_l = np.asarray(scene.neurons.index, dtype=np.int64)[lower]
         M = np.asarray(W, dtype=np.float64)[np.ix_(ch_l, ch_u)].T  # inputs × outputs
         thr = threshold_for_top(M, fraction)
-        if max_edges is not None and 0 < max_edges < M.size:
+        if max_edges is not None and max_edges < M.size:
             strongest = np.partition(np.abs(M).ravel(), M.size - max_edges)[M.size - max_edges]
             thr = max(thr, float(strongest))
         thr = thr if thr > 0 else float(np.finfo(np.float64).tiny)
@@ -211,4 +234,5 @@ def neuron_edges(
         row = between.get(f"between:{ru.name}|{rl.name}", -1)
         builder.add(p, upper, lower, row)
     edges, bundles = builder.build()
-    return NeuronEdges(edges, bundles, cl, kept, considered, thresholds)
+    covered = np.asarray([c for c in cl.tolist() if c not in left_out], dtype=np.int64)
+    return NeuronEdges(edges, bundles, covered, kept, considered, thresholds)

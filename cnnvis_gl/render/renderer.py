@@ -484,7 +484,7 @@ class SceneRenderer:
             chord = self.detail_edges.chord * z
             detail_segments = int(np.clip(round(chord / lod.px_per_segment), *lod.segments))
             budget = lod.edge_vertices // (2 * (detail_segments + 1))
-            detail = max(min(self.detail_edges.count, budget), 1)
+            detail = min(self.detail_edges.count, max(budget, 1))  # 0: none to draw
         return {
             "patch_alpha": patch_alpha,
             "summary": (1.0 - patch_alpha, 1.0 - matrix_alpha),
@@ -685,7 +685,8 @@ class SceneRenderer:
         lo, hi = self.lod.edge_px
         if lod["edges"]:
             self.edges.draw(frame, lod["edges"], lod["segments"], self.lod.edge_width, lo, hi)
-            self.nodes.draw(frame, lod["edges"])
+            if not lod["neuron_edges"]:  # hidden under neuron-level edges (as drawn)
+                self.nodes.draw(frame, lod["edges"])
         self.frames.draw(frame, lod["summary"], self._cmap_v())
         if lod["patch_alpha"] >= 0.5:
             self.patches.draw(frame, 1.0)

@@ -162,6 +162,7 @@ class App:
         self._want_screenshot = False
         self._shot_when_settled = False
         self._shot_path: str | Path | None = None
+        self._shot_step: int | None = None
         self._settled_frames = 0
         self._last_time = time.perf_counter()
         self._gui_t0 = 0.0
@@ -335,7 +336,10 @@ class App:
         self._settled_frames = self._settled_frames + 1 if settled else 0
         if self._shot_when_settled and self._settled_frames >= 3:
             self._shot_when_settled = False
-            self._want_screenshot = True  # taken at the end of this frame (`before_swap`)
+            if self._shot_step is None or self._shot_step == st.step:
+                self._want_screenshot = True  # taken at the end of this frame (`before_swap`)
+            else:  # another snapshot came first: the picture would be misnamed
+                self._shot_path = None
         if self.exit_when_settled:
             failed = st.scene is None and not self.edit_pending and st.jobs.error is not None
             if self._settled_frames >= 3 or failed:
@@ -347,10 +351,14 @@ class App:
 
     def before_swap(self) -> None:
         """The frame is complete in the back buffer: take a requested screenshot from it."""
-        if self._want_screenshot:
-            self._want_screenshot = False
-            self.save_screenshot(self._shot_path, pixels=self._window_pixels())
-            self._shot_path = None
+        if not self._want_screenshot:
+            return
+        self._want_screenshot = False
+        path, self._shot_path = self._shot_path, None
+        try:  # outside the panels' guard: a failure must not end the loop
+            self.save_screenshot(path, pixels=self._window_pixels())
+        except Exception as e:  # noqa: BLE001 - e.g. a read-only run directory
+            self.state.jobs.error = f"screenshot not saved: {type(e).__name__}: {e}"
 
     def after_swap(self) -> None:
         """Headless, wait for the frame to be drawn: software GL would otherwise queue frames
@@ -735,11 +743,17 @@ class App:
         """Save a screenshot of this frame (to ``path``, default in ``screenshot_dir``)."""
         self._want_screenshot = True
         self._shot_path = path
+        self._shot_step = None
 
-    def screenshot_when_settled(self, path: str | Path | None = None) -> None:
-        """Save a screenshot once the view has settled (layout, pictures and plots loaded)."""
+    def screenshot_when_settled(
+        self, path: str | Path | None = None, step: int | None = None
+    ) -> None:
+        """Save a screenshot once the view has settled (layout, flags, plots and neuron edges
+        loaded, camera still); with ``step``, only if that step is still the one shown then.
+        A later request replaces an earlier one not yet taken."""
         self._shot_when_settled = True
         self._shot_path = path
+        self._shot_step = step
 
     def save_screenshot(
         self, path: str | Path | None = None, pixels: np.ndarray | None = None
@@ -767,8 +781,11 @@ class App:
 
     def render_command(self, out: str | Path = "view.png") -> str:
         """The ``cnnvis render`` command line that draws the network view as it is now: same
-        snapshot, layout (the edits saved in ``RUN/layout.json``), camera, size, theme,
-        class selection and neuron edges: it draws the pixels the view shows."""
+        snapshot, layout (the edits saved in ``RUN/layout.json``), edge fraction, camera,
+        size, theme, class selection and neuron edges: it draws the pixels the view shows
+        (tested).  One exception: a run followed or browsed *without* edits keeps the cluster
+        colours, row and column orders of the snapshots shown before, which a fresh render
+        does not know; edit anything (or use *Reset clustering*) to pin them."""
         import shlex
 
         st = self.state
@@ -779,7 +796,7 @@ class App:
             args += ["--step", str(st.step)]
         camera = ",".join(repr(float(v)) for v in (*cam.center, cam.zoom))
         args += ["--size", f"{w}x{h}", f"--camera={camera}"]  # "=": x may be negative
-        args += ["--theme", st.theme, "--msaa", str(self.msaa)]
+        args += ["--edges", f"{st.edge_fraction:g}", "--theme", st.theme, "--msaa", str(self.msaa)]
         if st.selection.classes and st.snapshot is not None:
             names = st.snapshot.classes
             args += ["--classes", ",".join(names[c] for c in sorted(st.selection.classes))]
@@ -1170,21 +1187,24 @@ class App:
         kind = key[0]
         if isinstance(result, Exception):
             st.jobs.error = f"{kind}: {type(result).__name__}: {result}"
+            if kind == "neuron_edges":  # not asked again until the scene or the view changes
+                self._neuron_edges_have = (key[1], key[2], set(key[3]))
             if kind == "flags":
                 self.flags, self.flags_step = [], key[1]
             elif kind == "compare":
                 st.debug.compare = None
             return
         if kind == "neuron_edges":
-            version, fraction, clusters = key[1:]
+            version, fraction, _ = key[1:]
             if (version, fraction) != (st.scene_version, st.edge_fraction) or not st.neuron_edges:
                 return  # superseded: the next tick asks again
             if self.renderer is not None:
                 self.renderer.set_neuron_edges(result)
-            self._neuron_edges_have = (version, fraction, set(clusters))
+            covered = set(result.clusters.tolist())  # without those the neuron cap left out
+            self._neuron_edges_have = (version, fraction, covered)
             self.neuron_edges_info = (
                 f"{result.kept:,} of {result.weights:,} neuron weights"
-                f" among {len(clusters)} clusters"
+                f" among {len(covered)} clusters"
             )
             self.touch()
         elif kind == "flags":

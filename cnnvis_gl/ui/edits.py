@@ -76,6 +76,9 @@ class LayoutEdits:
         Per-cluster facet overrides by cluster id.
     step : int or None
         Step of the snapshot the edits were made on (informative).
+    class_order : tuple of int
+        The matrices' class (column) order of a pinned layout, kept when it is laid out again
+        (unless clearly worse for that snapshot); empty when not pinned.
     """
 
     rows: Mapping[str, tuple[tuple[int, tuple[int, ...]], ...]] = field(default_factory=dict)
@@ -85,6 +88,7 @@ class LayoutEdits:
     facet: int = 0
     facets: Mapping[int, int] = field(default_factory=dict)
     step: int | None = None
+    class_order: tuple[int, ...] = ()
 
     @property
     def pinned(self) -> bool:
@@ -109,7 +113,7 @@ class LayoutEdits:
         """The same options without the pinned clustering."""
         from dataclasses import replace
 
-        return replace(self, rows={}, facets={})
+        return replace(self, rows={}, facets={}, class_order=())
 
     def cluster_sizes(self) -> dict[int, int]:
         """``{cluster id: size}`` of the pinned clustering."""
@@ -130,6 +134,7 @@ class LayoutEdits:
                 "clustering": {g: {"method": m, "k": k} for g, (m, k) in self.clustering.items()},
             },
             "facets": {str(c): int(f) for c, f in self.facets.items()},
+            "class_order": [int(k) for k in self.class_order],
             "rows": {
                 name: [{"id": int(cid), "members": [int(n) for n in m]} for cid, m in clusters]
                 for name, clusters in self.rows.items()
@@ -171,6 +176,7 @@ class LayoutEdits:
                 facet=int(opts.get("facet", 0)) & 1,
                 facets={int(c): int(f) & 1 for c, f in dict(data.get("facets", {})).items()},
                 step=None if step is None else int(step),
+                class_order=tuple(int(k) for k in data.get("class_order", [])),
             )
         except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"malformed {FORMAT} file: {e}") from e
@@ -197,6 +203,7 @@ def capture(state: LayoutState, pinned: bool = True) -> LayoutEdits:
         facet=int(o.facet),
         facets=dict(state.facets) if pinned else {},
         step=state.snapshot.step,
+        class_order=tuple(int(k) for k in state.class_order) if pinned else (),
     )
 
 
@@ -279,10 +286,12 @@ def build_with_edits(
     """Lay out ``snapshot`` with ``edits`` (pinned rows are not clustered again).
 
     Equivalent to :func:`cnnvis_gl.layout.build_state` followed by :func:`restore`, without
-    clustering the pinned rows first.  ``class_order``: the column order on screen, kept
-    unless clearly worse (see ``LayoutState.compute_class_order``).
+    clustering the pinned rows first.  ``class_order``: the column order on screen (default:
+    the edits' own), kept unless clearly worse (see ``LayoutState.compute_class_order``).
     """
     options = edits.options(base)
+    if class_order is None and edits.class_order:
+        class_order = np.asarray(edits.class_order, dtype=np.int64)
     if not edits.pinned:
         state = LayoutState(snapshot, options)
         state.build(class_order=class_order)

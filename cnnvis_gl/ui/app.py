@@ -1126,6 +1126,7 @@ class App:
                 return
         want = detail.clusters_for_view(scene, visible)
         key = ("neuron_edges", version, fraction, tuple(want.tolist()))
+        self.neuron_edges_info = f"computing the neuron edges of {len(want)} clusters …"
         self._submit_debug(
             key, "neuron edges", lambda: detail.neuron_edges(snap, scene, want, fraction=fraction)
         )
@@ -1189,6 +1190,7 @@ class App:
             st.jobs.error = f"{kind}: {type(result).__name__}: {result}"
             if kind == "neuron_edges":  # not asked again until the scene or the view changes
                 self._neuron_edges_have = (key[1], key[2], set(key[3]))
+                self.neuron_edges_info = f"neuron edges failed: {type(result).__name__}"
             if kind == "flags":
                 self.flags, self.flags_step = [], key[1]
             elif kind == "compare":

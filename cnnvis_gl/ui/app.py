@@ -286,7 +286,7 @@ class App:
 
         The hello_imgui loop holds the GIL while it renders and swaps, so a thread doing Python
         work would only run while a Python callback runs (measured: ~10 % of its speed at full
-        frame rate).  While work is pending each frame sleeps as long as it worked (4 to 40 ms,
+        frame rate).  While work is pending each frame sleeps as long as it worked (4 to 20 ms,
         and to a cap of ``1 / frame_period``), so the background gets about half the time:
         measured on 2 cores, a followed BaseCNN snapshot was laid out 5× slower than alone at
         a 60 fps cap, and the UI still runs at 30-40 fps.  Headless and idle, 2 fps; with a
@@ -298,8 +298,8 @@ class App:
             or (self.follower is not None and self.follower.working)
         )
         st = self.state
-        if busy:  # (at most 40 ms: a frame slowed by the GIL must not slow the next one)
-            time.sleep(min(max(self.frame_period - elapsed, elapsed, 0.004), 0.04))
+        if busy:  # (at most 20 ms: a frame slowed by the GIL must not slow the next one)
+            time.sleep(min(max(self.frame_period - elapsed, elapsed, 0.004), 0.02))
         elif st.headless:
             # nobody watches a headless window: idle at 2 fps, leaving the CPU (and the GIL)
             # to e.g. a training loop in this process (`cnnvis demo`: 10 fps cost it 30 %)

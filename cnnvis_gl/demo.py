@@ -17,8 +17,8 @@ cannot be downloaded, the demo says so and uses scikit-learn's bundled handwritt
 
 Budget: the default (BaseCNN×¼, 600 steps of 128 images = 2 epochs of 38 400 images, a snapshot
 of 500 test images every 20 steps, the headless viewer following all 31 snapshots, 6
-screenshots) took 2 min 16 s on an idle 2-core CPU (test error about 32 %; training alone, about
-1 min 50 s); the first screenshot is written within seconds.
+screenshots) took 2 min 16 s to 2 min 32 s on an idle 2-core CPU (test error about 32 %;
+training 130-141 s of it); the first screenshot is written within seconds.
 """
 
 from __future__ import annotations

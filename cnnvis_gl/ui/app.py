@@ -785,7 +785,7 @@ class App:
         size, theme, class selection and neuron edges: it draws the pixels the view shows
         (tested).  One exception: a run followed or browsed *without* edits keeps the cluster
         colours, row and column orders of the snapshots shown before, which a fresh render
-        does not know; edit anything (or use *Reset clustering*) to pin them."""
+        does not know; any edit (e.g. a move) pins them in ``RUN/layout.json``."""
         import shlex
 
         st = self.state

@@ -483,7 +483,9 @@ class SceneRenderer:
         if self.neuron_edges is not None and count and self.wants_neuron_edges(camera):
             chord = self.detail_edges.chord * z
             detail_segments = int(np.clip(round(chord / lod.px_per_segment), *lod.segments))
-            budget = lod.edge_vertices // (2 * (detail_segments + 1))
+            # one tessellation budget: the neuron edges get what the cluster edges leave (≥ ¼)
+            left = max(lod.edge_vertices - count * 2 * (segments + 1), lod.edge_vertices // 4)
+            budget = left // (2 * (detail_segments + 1))
             detail = min(self.detail_edges.count, max(budget, 1))  # 0: none to draw
         return {
             "patch_alpha": patch_alpha,

@@ -7,7 +7,7 @@ fixed probe set of test images) into the run directory.  The viewer runs on the 
 * **with a display**, :func:`cnnvis_gl.ui.run_app` with ``follow=True`` shows each new snapshot
   as it lands; closing the window ends the demo (training stops at the next step);
 * **without one**, the same viewer follows the run headless (null GLFW platform + EGL): every
-  few new snapshots, once the view has settled, it saves a screenshot of the whole window into
+  few new snapshots, once the new view is drawn, it saves a screenshot of the whole window into
   ``RUN/screenshots`` (``stepNNNNNN.png``), and one of the final snapshot
   (``final-stepNNNNNN.png``) once training has finished.
 
@@ -333,8 +333,8 @@ def _view_headless(cfg: DemoConfig, trainer: _Trainer, shots: Path, log) -> list
     """Without a display: one headless viewer follows the run while it trains.
 
     The real viewer (null GLFW platform + EGL) follows the run directory exactly as a window
-    would; every few new snapshots, once the view has settled, it saves a screenshot of the
-    whole window, and one of the final snapshot when training has finished.
+    would; every few new snapshots, as soon as the new view is drawn, it saves a screenshot of
+    the whole window, and one of the final snapshot once everything has loaded after training.
     """
     from .run import store
     from .ui import run_app
@@ -351,6 +351,7 @@ def _view_headless(cfg: DemoConfig, trainer: _Trainer, shots: Path, log) -> list
     shown: list[int] = []  # steps shown, in order
     final: list[Path] = []
     finished: list[float] = []  # when training ended (monotonic)
+    due: list[int] = []  # the step whose screenshot is to be taken once its view is drawn
 
     def on_frame(app: Any) -> None:
         app.follow_screenshots = app.screenshot_on_exit = False  # this hook takes them
@@ -372,16 +373,20 @@ def _view_headless(cfg: DemoConfig, trainer: _Trainer, shots: Path, log) -> list
         if step is None or app.edit_pending or final:
             return
         if done and step == store.list_steps(cfg.out)[-1]:
+            # the final picture waits for everything (curves, flags) to have loaded
             final.append(shots / f"final-step{step:06d}.png")
-        elif shown and shown[-1] == step:
+            requested[final[0]] = step
+            app.screenshot_when_settled(final[0], step)
             return
-        else:
+        if not shown or shown[-1] != step:
             shown.append(step)
-            if (len(shown) - 1) % shot_every:
-                return
-        path = final[0] if final else shots / f"step{step:06d}.png"
-        requested[path] = step
-        app.screenshot_when_settled(path, step)
+            due[:] = [] if (len(shown) - 1) % shot_every else [step]
+        # the others as soon as their view is drawn: the next snapshot may come any second
+        if due and due[0] == step and app.view_drawn:
+            path = shots / f"step{step:06d}.png"
+            requested[path] = step
+            app.request_screenshot(path)
+            due.clear()
 
     with contextlib.redirect_stdout(io.StringIO()):  # the viewer's own "running headless" note
         run_app(cfg.out, follow=True, headless=True, size=cfg.size, screenshot_dir=shots,

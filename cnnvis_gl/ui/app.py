@@ -345,6 +345,12 @@ class App:
             if self._settled_frames >= 3 or failed:
                 rp.app_shall_exit = True
 
+    @property
+    def view_drawn(self) -> bool:
+        """The network view shows the current scene (it has been drawn since it arrived)."""
+        key = self._drawn_key
+        return key is not None and key[3] == self.state.scene_version
+
     def request_exit(self) -> None:
         """Leave the loop after this frame (the window closes; ``run_app`` returns)."""
         hello_imgui.get_runner_params().app_shall_exit = True

@@ -394,15 +394,17 @@ def cmd_render(a: argparse.Namespace) -> int:
     if edits is not None:
         if a.edges is not None:
             edits = replace(edits, edge_fraction=a.edges)
+        fraction = edits.edge_fraction
         if a.facet is not None:
             facet = FACET_MATRIX if a.facet == "matrix" else FACET_FEATURES
             edits = replace(edits, facet=facet, facets={})
         scene = build_with_edits(snap, edits).scene
         print(f"using the viewer's layout {Path(a.run) / LAYOUT_FILE} (--fresh to ignore it)")
     else:
+        fraction = 0.25 if a.edges is None else a.edges
         facet = FACET_MATRIX if a.facet == "matrix" else FACET_FEATURES
         options = LayoutOptions(
-            k=a.k, expanded=frozenset(expand), facet=facet, edge_fraction=a.edges or 0.25
+            k=a.k, expanded=frozenset(expand), facet=facet, edge_fraction=fraction
         )
         scene = build_scene(snap, options)
     camera = _render_camera(a, scene, size)
@@ -417,16 +419,12 @@ def cmd_render(a: argparse.Namespace) -> int:
         theme=a.theme,
         selection=selection,
         msaa=a.msaa,
-        neuron_edges=None if a.no_neuron_edges else (a.edges or _fraction(edits)),
+        neuron_edges=None if a.no_neuron_edges else fraction,
     )
     print(
         f"rendered {snap} ({len(scene.clusters.size)} clusters) to {path} in {time.perf_counter() - t0:.1f} s"
     )
     return 0
-
-
-def _fraction(edits: object) -> float:
-    return float(getattr(edits, "edge_fraction", 0.25))
 
 
 def _render_camera(a: argparse.Namespace, scene: object, size: tuple[int, int]) -> object:

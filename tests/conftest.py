@@ -39,3 +39,14 @@ def cifar_dir(repo_root: Path) -> Path:
         if _has_cifar(candidate):
             return candidate.resolve()
     pytest.skip("real CIFAR-10 not found (looked in " + ", ".join(map(str, candidates)) + ")")
+
+
+@pytest.fixture(scope="session")
+def headless_gl() -> None:
+    """Skips the test where the machine has no headless OpenGL (EGL) at all."""
+    from cnnvis_gl.render import create_context
+
+    try:
+        create_context().release()
+    except Exception as e:  # noqa: BLE001 - a missing capability of the machine
+        pytest.skip(f"no headless OpenGL: {e}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,26 +185,26 @@ def test_help_lists_commands():
         assert cmd in r.stdout
 
 
+@pytest.fixture(scope="module")
+def small_run(cifar_dir, tmp_path_factory) -> Path:
+    """A run directory made by `cnnvis analyze` (BaseCNN×¼ on 100 test images); read-only."""
+    run = tmp_path_factory.mktemp("cli") / "r"
+    r = cnnvis(
+        "analyze", "basecnn-x0.25", "--data", f"cifar10:{cifar_dir}", "--limit", "100", "-q",
+        "-o", run,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return run
+
+
 @pytest.mark.gl
-def test_render_a_real_run_headless(cifar_dir, tmp_path):
+def test_render_a_real_run_headless(small_run, tmp_path):
     from PIL import Image
 
-    r = cnnvis(
-        "analyze",
-        "basecnn-x0.25",
-        "--data",
-        f"cifar10:{cifar_dir}",
-        "--limit",
-        "100",
-        "-q",
-        "-o",
-        tmp_path / "r",
-    )
-    assert r.returncode == 0, r.stderr
     out = tmp_path / "fig.png"
     r = cnnvis(
         "render",
-        tmp_path / "r",
+        small_run,
         "-o",
         out,
         "--size",
@@ -223,30 +224,26 @@ def test_render_a_real_run_headless(cifar_dir, tmp_path):
         (["--size", "10"], "WIDTHxHEIGHT"),
         (["--classes", "unicorn"], "unicorn"),
         (["--expand", "conv9"], "conv9"),
+        (["--zoom-to", "conv9"], "conv9"),
+        (["--zoom-to", "conv2:99"], "conv2"),
+        (["--camera=1,2"], "CX,CY,ZOOM"),
+        (["--camera=1,2,0"], "zoom"),
     ):
-        r = cnnvis("render", tmp_path / "r", "-o", out, *bad)
+        r = cnnvis("render", small_run, "-o", out, *bad)
         assert r.returncode == 2 and needle in r.stderr
+    # a cluster framed: zoomed in, so the neuron-level edges are drawn too
+    r = cnnvis("render", small_run, "-o", out, "--size", "640x400", "--zoom-to", "conv3:0")
+    assert r.returncode == 0, r.stderr
+    assert np.asarray(Image.open(out)).std() > 10
 
 
 @pytest.mark.gui
-def test_view_headless_writes_a_screenshot(cifar_dir, tmp_path):
+def test_view_headless_writes_a_screenshot(small_run, tmp_path):
     from PIL import Image
 
-    r = cnnvis(
-        "analyze",
-        "basecnn-x0.25",
-        "--data",
-        f"cifar10:{cifar_dir}",
-        "--limit",
-        "64",
-        "-q",
-        "-o",
-        tmp_path / "r",
-    )
-    assert r.returncode == 0, r.stderr
     env_free = cnnvis(
         "view",
-        tmp_path / "r",
+        small_run,
         "--headless",
         "--size",
         "1000x700",

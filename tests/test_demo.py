@@ -16,23 +16,13 @@ import pytest
 _PROXIES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
-def _egl_or_skip() -> None:
-    from cnnvis_gl.render import create_context
-
-    try:
-        create_context().release()
-    except Exception as e:  # noqa: BLE001 - no headless GL here
-        pytest.skip(f"no headless OpenGL: {e}")
-
-
 @pytest.mark.gui
-def test_demo_headless_end_to_end(cifar_dir: Path, tmp_path: Path):
+def test_demo_headless_end_to_end(cifar_dir: Path, tmp_path: Path, headless_gl):
     """Trains on real CIFAR-10 while one headless viewer follows the run and screenshots it."""
     from PIL import Image
 
     from cnnvis_gl.run.snapshot import open_run
 
-    _egl_or_skip()
     out = tmp_path / "demo"
     env = {k: v for k, v in os.environ.items() if k not in _PROXIES and k != "DISPLAY"}
     env.pop("WAYLAND_DISPLAY", None)

@@ -65,8 +65,9 @@ print(cv.open_run(r"{tmp_path}").latest())
     assert "16 images" in r.stdout
 
 
-def test_shaders_compile_in_a_real_gl_context():
-    moderngl = pytest.importorskip("moderngl")
+def test_shaders_compile_in_a_real_gl_context(headless_gl):
+    import moderngl
+
     ctx = moderngl.create_standalone_context(backend="egl")
     try:
         prog = ctx.program(

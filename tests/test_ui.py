@@ -28,7 +28,6 @@ SIZE = (1280, 800)
 @pytest.fixture(scope="module")
 def template_run(tmp_path_factory: pytest.TempPathFactory, cifar_dir: Path) -> Path:
     """A real run directory: one snapshot of BaseCNN×¼ on 200 CIFAR-10 test images."""
-    pytest.importorskip("imgui_bundle")
     import torch
 
     import cnnvis_gl
@@ -51,14 +50,9 @@ def run_dir(template_run: Path, tmp_path: Path) -> Path:
     return dst
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _needs_egl() -> None:
-    from cnnvis_gl.render import create_context
-
-    try:
-        create_context().release()
-    except Exception as e:  # noqa: BLE001 - no headless GL here
-        pytest.skip(f"no headless OpenGL: {e}")
+@pytest.fixture(autouse=True)
+def _needs_egl(headless_gl) -> None:
+    """Every test here runs the real viewer on headless OpenGL."""
 
 
 def ready(app) -> Callable[[], bool]:

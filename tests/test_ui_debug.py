@@ -134,17 +134,10 @@ def _scene_buffers(counts: dict) -> dict:
 
 
 @pytest.mark.gui
-def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path):
+def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path, headless_gl):
     """Curves and statistics load; the dead layer's badge is drawn with the flag's message as
     tooltip and zooms to its row; a click in the statistics plot opens that step; compare
     mode draws the difference in the matrices; flags and compare never re-upload geometry."""
-    pytest.importorskip("imgui_bundle")
-    from cnnvis_gl.render import create_context
-
-    try:
-        create_context().release()
-    except Exception as e:  # noqa: BLE001 - no headless GL here
-        pytest.skip(f"no headless OpenGL: {e}")
     from imgui_bundle import imgui
     from imgui_bundle.immapp import testing
 

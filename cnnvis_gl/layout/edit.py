@@ -343,11 +343,7 @@ def set_clustering(
     gi = names.index(group)
     rows = [r for r in state.rows if r.group == gi]
     with blas_threads(state.options.blas_threads):
-        with state.timed("cluster"):
-            for r in rows:
-                state.cluster_row(r)
-        with state.timed("row_order"):
-            state.barycentre_order({r.name for r in rows})
+        state.recluster(rows)
         return recompose(state)
 
 
@@ -391,11 +387,7 @@ def set_expanded(
                     state.facets.pop(cid, None)
                 state.order.pop(name, None)
         state.rows = new_rows
-        with state.timed("cluster"):
-            for r in fresh:
-                state.cluster_row(r)
-        with state.timed("row_order"):
-            state.barycentre_order({r.name for r in fresh})
+        state.recluster(fresh)
         return recompose(state)
 
 

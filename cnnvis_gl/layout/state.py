@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -425,6 +425,16 @@ class LayoutState:
         bary = np.where(s > 0, (W @ co) / np.where(s > 0, s, 1.0), cur)
         perm = np.lexsort((np.arange(len(cur)), bary))
         self.order[row.name] = [self.order[row.name][i] for i in perm]
+
+    def recluster(self, rows: Iterable[RowSpec]) -> None:
+        """Cluster ``rows`` afresh and order their clusters (barycentre sweeps), timed."""
+        rows = list(rows)
+        with self.timed("cluster"):
+            for r in rows:
+                self.cluster_row(r)
+        if rows:
+            with self.timed("row_order"):
+                self.barycentre_order({r.name for r in rows})
 
     def barycentre_order(self, free: set[str] | None = None) -> None:
         """Order the clusters of the ``free`` rows (all by default) to reduce crossings.

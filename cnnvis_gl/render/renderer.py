@@ -167,6 +167,7 @@ class SceneRenderer:
         self._pick_fbo = ctx.simple_framebuffer((1, 1), components=4)
         #: the matrices show a signed difference ([-1, 1], diverging scale), not activations
         self.matrix_diverging = False
+        self._new_patches = False  # set_snapshot: the next set_scene refills the atlas
 
     # ------------------------------------------------------------------ properties
     @property
@@ -198,8 +199,7 @@ class SceneRenderer:
         """New patch pixels (another training step): the atlas is refilled on the next scene."""
         self.snapshot = snapshot
         self.atlas.clear()
-        if self.scene is not None:
-            self.set_scene(self.scene, changed={"neurons"})
+        self._new_patches = True  # (the viewer sets the new step's scene right after)
 
     def set_scene(self, scene: Scene, changed: Iterable[str] | None = None) -> None:
         """Show ``scene``; upload only what changed.
@@ -228,6 +228,9 @@ class SceneRenderer:
             unknown = parts - set(PARTS) - {"facet"}
             if unknown:
                 raise ValueError(f"unknown scene parts {sorted(unknown)}; use {PARTS} or 'facet'")
+        if self._new_patches:
+            parts.add("neurons")
+            self._new_patches = False
         self.scene = scene
         nodes = False
         if parts & {"rows", "clusters", "neurons"}:

@@ -264,17 +264,15 @@ def restore(state: LayoutState, edits: LayoutEdits) -> tuple[Scene, Changed]:
             state.order.pop(name, None)
         state.rows = new_rows
         fresh = _apply_rows(state, edits) if edits.pinned else set()
-        redo = {r.name for r in new_rows if r.name in fresh or r.name not in state.members}
-        with state.timed("cluster"):
-            for r in new_rows:
-                if r.name in redo:
-                    state.cluster_row(r)
-        if redo:
-            with state.timed("row_order"):
-                state.barycentre_order(redo)
-        ids = state.all_ids()
-        state.facets = {c: f for c, f in edits.facets.items() if c in ids}
+        state.recluster(r for r in new_rows if r.name in fresh or r.name not in state.members)
+        _restore_facets(state, edits)
         return recompose(state)
+
+
+def _restore_facets(state: LayoutState, edits: LayoutEdits) -> None:
+    """The edits' per-cluster facets, for the clusters the state has (ids may be stale)."""
+    ids = state.all_ids()
+    state.facets = {c: f for c, f in edits.facets.items() if c in ids}
 
 
 def build_with_edits(
@@ -296,8 +294,7 @@ def build_with_edits(
         state = LayoutState(snapshot, options)
         state.build(class_order=class_order)
         if edits.facets:
-            ids = state.all_ids()
-            state.facets = {c: f for c, f in edits.facets.items() if c in ids}
+            _restore_facets(state, edits)
             state.scene = state.compose()
         return state
     state = LayoutState(snapshot, options)
@@ -307,15 +304,8 @@ def build_with_edits(
         with state.timed("class_order"):
             state.compute_class_order(class_order)
         fresh = _apply_rows(state, edits)
-        with state.timed("cluster"):
-            for r in state.rows:
-                if r.name in fresh:
-                    state.cluster_row(r)
-        if fresh:
-            with state.timed("row_order"):
-                state.barycentre_order(fresh)
-        ids = state.all_ids()
-        state.facets = {c: f for c, f in edits.facets.items() if c in ids}
+        state.recluster(r for r in state.rows if r.name in fresh)
+        _restore_facets(state, edits)
         with state.timed("compose"):
             state.scene = state.compose()
     return state

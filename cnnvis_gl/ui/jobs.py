@@ -416,9 +416,7 @@ class LayoutSession:
         self.edits = self.edits.unpinned()
         self._states.clear()
         with blas_threads(state.options.blas_threads):
-            for r in state.rows:
-                state.cluster_row(r)
-            state.barycentre_order()
+            state.recluster(state.rows)
         state.facets.clear()
         scene, changed = restore(state, self.edits)
         return self._update("reset clustering", scene, changed, before, pinned=False)

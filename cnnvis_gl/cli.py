@@ -15,7 +15,9 @@ data specs:
   cifar10       CIFAR-10 under $CNNVIS_DATA (downloaded there when absent)
   folder:DIR    one sub-folder of images per class
 models: basecnn, shallowcnn, deepcnn, basecnn-x0.25 … basecnn-x4, resnet20,
-        or path/to/file.py:factory (a function returning an nn.Module)
+        torchvision:NAME (any torchvision CNN classifier, e.g. torchvision:resnet50;
+        random init, needs torchvision), or path/to/file.py:factory (a function
+        returning an nn.Module)
 """
 
 
@@ -175,7 +177,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="print a model's layer groups, or a run's snapshots")
     p.add_argument("target", help="zoo model name, path/to/file.py:factory, or a run directory")
-    p.add_argument("--input-shape", default="3,32,32", help="C,H,W (default 3,32,32)")
+    p.add_argument(
+        "--input-shape",
+        help="C,H,W (default 3,32,32; a torchvision model's own size, e.g. 3,224,224)",
+    )
 
     p = sub.add_parser(
         "demo",
@@ -473,6 +478,7 @@ def cmd_info(a: argparse.Namespace) -> int:
         run = open_run(target)
         print(run)
         print(run.graph.summary())
+        print(_capture_text(run.graph.capture))
         steps = run.steps()
         for step in steps:
             print(f"  step {step}: {run.snapshot(step)}")
@@ -487,11 +493,33 @@ def cmd_info(a: argparse.Namespace) -> int:
     from .model import build_graph
     from .models import build_model
 
-    shape = tuple(int(s) for s in a.input_shape.split(","))
+    from .errors import CnnvisError
+
+    if a.input_shape:
+        try:
+            shape = tuple(int(s) for s in a.input_shape.split(","))
+        except ValueError:
+            raise CnnvisError(f"--input-shape {a.input_shape!r}: use C,H,W, e.g. 3,224,224") from None
+    elif a.target.startswith("torchvision:"):
+        from .models.torchvision import natural
+
+        size = natural(a.target.partition(":")[2])["input_size"]
+        shape = (3, size, size)
+    else:
+        shape = (3, 32, 32)
     graph = build_graph(build_model(a.target), shape)
     print(graph.summary())
-    print(f"{len(graph.groups)} groups, {graph.num_neurons} neurons")
+    print(
+        f"{len(graph.groups)} groups, {len(graph.units)} units, {graph.num_neurons} neurons; "
+        f"input {'x'.join(map(str, shape))}; {_capture_text(graph.capture)}"
+    )
     return 0
+
+
+def _capture_text(capture: str) -> str:
+    if capture == "forward":
+        return "captured from one forward pass (module hooks + torch functions)"
+    return "captured with torch.fx (an older cnnvis_gl)" if not capture else f"capture: {capture}"
 
 
 def cmd_demo(a: argparse.Namespace) -> int:

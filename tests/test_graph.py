@@ -159,33 +159,38 @@ def test_unsupported_module_names_its_path():
         build_graph(model, (3, 8, 8))
 
 
-def test_unsupported_function_names_it():
-    class Cat(nn.Module):
+def test_unsupported_function_names_it_and_the_module_path():
+    class Up(nn.Module):
         def __init__(self):
             super().__init__()
             self.c = nn.Conv2d(3, 4, 3)
 
         def forward(self, x):
-            y = self.c(x)
-            return torch.cat([y, y], 1)
+            return torch.nn.functional.interpolate(self.c(x), scale_factor=2)
 
-    with pytest.raises(ModelError, match="'cat'"):
-        build_graph(Cat(), (3, 8, 8))
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), Up())
+    with pytest.raises(ModelError, match=r"'interpolate' in '1'"):
+        build_graph(model, (3, 8, 8))
 
 
-def test_untraceable_model_is_a_clear_error():
+def test_forward_with_python_control_flow_is_captured():
     class Branchy(nn.Module):
         def __init__(self):
             super().__init__()
             self.c = nn.Conv2d(3, 4, 3)
+            self.d = nn.Conv2d(4, 4, 3)
 
         def forward(self, x):
-            if x.sum() > 0:
-                return self.c(x)
-            return self.c(-x)
+            x = self.c(x)
+            for _ in range(int(x.shape[-1]) // 4):  # fx cannot trace int() of a size
+                x = torch.relu(x)
+            if x.sum() >= 0:
+                x = self.d(x)
+            return x.mean((2, 3))
 
-    with pytest.raises(ModelError, match="Branchy"):
-        build_graph(Branchy(), (3, 8, 8))
+    g = build_graph(Branchy(), (3, 8, 8))
+    assert [u.name for u in g.units] == ["c", "d"]
+    assert g.capture == "forward"
 
 
 def test_wrong_input_shape_is_a_clear_error():

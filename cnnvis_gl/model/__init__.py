@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from .graph import Group, Layer, NeuronGraph, TracedModel, Unit, build_graph, trace_model
+from .graph import Group, Layer, NeuronGraph, Unit
+from .trace import TracedModel, build_graph, trace_model
 
 __all__ = ["Group", "Layer", "NeuronGraph", "TracedModel", "Unit", "build_graph", "trace_model"]

@@ -1,105 +1,33 @@
-"""Framework-free layer graph of a CNN (SPEC §2, §4).
+"""Framework-free layer graph of a CNN (SPEC §2, §4; the rules are written out in docs/GRAPH.md).
 
-:func:`build_graph` traces a ``torch.nn.Module`` with ``torch.fx``, propagates shapes, and returns
-a :class:`NeuronGraph`: layers with kinds and output shapes, receptive fields, *units* (the tensors
-whose channels are neurons) and layer groups.  The graph itself holds no torch objects and
-serialises to JSON (it goes into a run's manifest).
+A :class:`NeuronGraph` holds layers with kinds and output shapes, receptive fields, *units* (the
+tensors whose channels are neurons) and layer groups.  It holds no torch objects and serialises
+to JSON (it goes into a run's manifest).  :func:`cnnvis_gl.model.trace.trace_model` builds it
+from a torch model; :func:`assemble` turns its layers into units and groups.
 
 Terms used here:
 
-- **layer**: one node of the traced forward graph (conv, linear, norm, act, pool, add, …).
+- **layer**: one recorded call of the forward pass (conv, linear, norm, act, pool, add, mul, …),
+  or one data-movement result read by a layer (cat, select, flatten, identity).
 - **unit**: the neurons of one weighted layer (conv/linear), measured at its *tap*: the last
-  layer of the chain of element-wise layers (norm, activation, dropout, residual add) that follows
-  it.  Weighted layers that end in the same tap (a residual branch and its shortcut conv) share
-  one unit, named after the first of them.
+  layer of the chain of element-wise layers (norm, activation, dropout, residual add, the gated
+  side of a product) that follows it.  Weighted layers that end in the same tap (a residual branch
+  and its shortcut conv) share one unit, named after the first of them.  A channel
+  concatenation that joins parallel branches (an Inception module, a dense block, a fire module)
+  is a unit too: its neurons are all of its producers' channels.
 - **group**: consecutive layers shown as one DAG row.  Default grouping (SPEC §2): one group per
-  conv stage (ended by a downsampling layer), one per residual block, one per linear layer.  A
-  group's neurons are those of its last unit.
+  conv stage (ended by a downsampling layer), one per residual block or multi-branch module, one
+  per linear layer.  A group's neurons are those of its last unit.
 """
 
 from __future__ import annotations
 
-import operator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
-import torch.fx as fx
-import torch.nn.functional as F
-from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp
+import numpy as np
 
 from ..errors import ModelError
-
-# --------------------------------------------------------------------------------------------
-# Supported operations
-# --------------------------------------------------------------------------------------------
-
-_MODULE_KINDS: dict[type, str] = {
-    nn.Conv2d: "conv",
-    nn.Linear: "linear",
-    nn.BatchNorm1d: "norm",
-    nn.BatchNorm2d: "norm",
-    nn.GroupNorm: "norm",
-    nn.InstanceNorm2d: "norm",
-    nn.ReLU: "act",
-    nn.ReLU6: "act",
-    nn.LeakyReLU: "act",
-    nn.ELU: "act",
-    nn.GELU: "act",
-    nn.SiLU: "act",
-    nn.Mish: "act",
-    nn.Tanh: "act",
-    nn.Sigmoid: "act",
-    nn.Hardtanh: "act",
-    nn.Hardswish: "act",
-    nn.Softplus: "act",
-    nn.PReLU: "act",
-    nn.MaxPool2d: "pool",
-    nn.AvgPool2d: "pool",
-    nn.AdaptiveAvgPool2d: "pool",
-    nn.AdaptiveMaxPool2d: "pool",
-    nn.Dropout: "dropout",
-    nn.Dropout2d: "dropout",
-    nn.Flatten: "flatten",
-    nn.Identity: "identity",
-}
-
-_FUNCTION_KINDS: dict[Any, str] = {
-    operator.add: "add",
-    operator.iadd: "add",
-    torch.add: "add",
-    torch.flatten: "flatten",
-    torch.relu: "act",
-    torch.sigmoid: "act",
-    torch.tanh: "act",
-    F.relu: "act",
-    F.relu6: "act",
-    F.leaky_relu: "act",
-    F.elu: "act",
-    F.gelu: "act",
-    F.silu: "act",
-    F.hardtanh: "act",
-    F.dropout: "dropout",
-    F.max_pool2d: "pool",
-    F.avg_pool2d: "pool",
-    F.adaptive_avg_pool2d: "pool",
-    F.adaptive_max_pool2d: "pool",
-}
-
-_METHOD_KINDS: dict[str, str] = {
-    "relu": "act",
-    "sigmoid": "act",
-    "tanh": "act",
-    "flatten": "flatten",
-    "view": "flatten",
-    "reshape": "flatten",
-    "mean": "pool",
-    "amax": "pool",
-    "add": "add",
-    "add_": "add",
-    "contiguous": "identity",
-}
 
 # Bounded activations: the value their output saturates at (for the "saturated" statistic).
 _BOUNDS: dict[str, float] = {
@@ -111,7 +39,7 @@ _BOUNDS: dict[str, float] = {
     "relu6": 6.0,
 }
 
-ELEMENTWISE = {"norm", "act", "dropout", "add", "identity"}
+ELEMENTWISE = {"norm", "act", "dropout", "add", "identity", "mul"}
 WEIGHTED = {"conv", "linear"}
 
 
@@ -120,7 +48,7 @@ class Layer:
     """One layer of the forward graph."""
 
     name: str
-    kind: str  # input, conv, linear, norm, act, pool, add, flatten, dropout, identity
+    kind: str  # input conv linear norm act pool add mul dropout identity cat select flatten
     op: str  # class or function name
     inputs: list[str]
     shape: list[int]  # output shape without the batch dimension
@@ -131,6 +59,7 @@ class Layer:
     rf_jump: list[float] = field(default_factory=lambda: [1.0, 1.0])
     rf_start: list[float] = field(default_factory=lambda: [0.0, 0.0])
     group: int = -1
+    channels_last: bool = False  # the tensor is (H, W, C); ``shape`` is always (C, H, W)
 
     @property
     def weighted(self) -> bool:
@@ -170,6 +99,7 @@ class NeuronGraph:
     layers: list[Layer]
     units: list[Unit]
     groups: list[Group]
+    capture: str = ""  # how the graph was captured ("forward": one recorded forward pass)
 
     def __post_init__(self) -> None:
         self._layer = {l.name: l for l in self.layers}
@@ -194,6 +124,7 @@ class NeuronGraph:
             "layers": [asdict(l) for l in self.layers],
             "units": [asdict(u) for u in self.units],
             "groups": [asdict(g) for g in self.groups],
+            "capture": self.capture,
         }
 
     @classmethod
@@ -203,6 +134,7 @@ class NeuronGraph:
             layers=[Layer(**l) for l in d["layers"]],
             units=[Unit(**u) for u in d["units"]],
             groups=[Group(**g) for g in d["groups"]],
+            capture=str(d.get("capture", "")),
         )
 
     def summary(self) -> str:
@@ -213,186 +145,57 @@ class NeuronGraph:
 
 
 # --------------------------------------------------------------------------------------------
-# Tracing
+# Channel maps of data-movement layers
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class TracedModel:
-    """The fx trace behind a :class:`NeuronGraph`: maps graph layer names to fx nodes/modules."""
+def encode_map(pos: Any, ch: Any) -> list[list[int]]:
+    """Run-length code of a sequence of (input position, channel) pairs.
 
-    graph: NeuronGraph
-    gm: fx.GraphModule
-    node_of: dict[str, fx.Node]  # layer name -> fx node
-    module_of: dict[str, nn.Module]  # layer name -> module (call_module layers)
-
-
-def trace(model: nn.Module) -> fx.GraphModule:
-    try:
-        return fx.symbolic_trace(model)
-    except Exception as e:
-        raise ModelError(
-            f"cannot trace {type(model).__name__} with torch.fx ({type(e).__name__}: "
-            f"{str(e).splitlines()[0]}); data-dependent control flow in forward() is not supported"
-        ) from e
-
-
-def build_graph(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32)) -> NeuronGraph:
-    """The :class:`NeuronGraph` of ``model`` for inputs of ``input_shape`` (C, H, W)."""
-    return trace_model(model, input_shape).graph
-
-
-def trace_model(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32)) -> TracedModel:
-    gm = trace(model)
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            ShapeProp(gm).propagate(torch.zeros((1, *input_shape), device=device))
-    except Exception as e:
-        raise ModelError(
-            f"{type(model).__name__} fails on an input of shape {tuple(input_shape)}: "
-            f"{type(e).__name__}: {str(e).splitlines()[0]}"
-        ) from e
-    finally:
-        model.train(was_training)
-
-    modules = dict(gm.named_modules())
-    layers: list[Layer] = []
-    node_of: dict[str, fx.Node] = {}
-    module_of: dict[str, nn.Module] = {}
-    name_of: dict[fx.Node, str] = {}
-    passthrough: dict[fx.Node, fx.Node] = {}  # non-tensor or no-op nodes -> their tensor input
-
-    for node in gm.graph.nodes:
-        if node.op == "output":
-            continue
-        meta = node.meta.get("tensor_meta")
-        if node.op == "placeholder":
-            name = "input"
-            layers.append(Layer(name, "input", "input", [], list(input_shape)))
-            name_of[node] = name
-            node_of[name] = node
-            continue
-        if node.op == "get_attr":
-            raise ModelError(
-                f"unsupported parameter access {node.target!r} in forward() (node {node.name!r})"
-            )
-        if not hasattr(meta, "shape"):
-            # size(), shape tuples and the like: not a layer
-            continue
-        kind, op, module = _classify(node, modules)
-        tensor_inputs = [
-            name_of[_resolve(a, passthrough)]
-            for a in node.all_input_nodes
-            if _resolve(a, passthrough) in name_of
-        ]
-        if kind == "identity" and len(tensor_inputs) == 1:
-            passthrough[node] = _resolve(node.all_input_nodes[0], passthrough)
-            continue
-        name = node.target if node.op == "call_module" else node.name
-        if name in node_of:  # a module called twice
-            name = node.name
-        shape = list(meta.shape[1:])
-        params = _params(kind, node, module)
-        if kind in ("flatten", "pool") and node.op == "call_method":
-            if node.target in ("view", "reshape") and len(shape) != 1:
-                raise ModelError(
-                    f"unsupported reshape at node {node.name!r}: only flattening to (batch, features) is supported"
-                )
-            if node.target in ("mean", "amax"):
-                params = {"global": True}
-        layers.append(Layer(name, kind, op, tensor_inputs, shape, params))
-        name_of[node] = name
-        node_of[name] = node
-        if module is not None:
-            module_of[name] = module
-
-    graph_layers = {l.name: l for l in layers}
-    _receptive_fields(layers, graph_layers)
-    units = _units(
-        layers, graph_layers, modules_bound={n: _bound(graph_layers[n]) for n in graph_layers}
-    )
-    groups = _groups(layers, graph_layers, units)
-    graph = NeuronGraph(list(input_shape), layers, units, groups)
-    return TracedModel(graph, gm, node_of, module_of)
-
-
-def _resolve(node: fx.Node, passthrough: dict[fx.Node, fx.Node]) -> fx.Node:
-    while node in passthrough:
-        node = passthrough[node]
-    return node
-
-
-def _classify(node: fx.Node, modules: dict[str, nn.Module]) -> tuple[str, str, nn.Module | None]:
-    if node.op == "call_module":
-        module = modules[node.target]
-        for cls in type(module).__mro__:
-            if cls in _MODULE_KINDS:
-                return _MODULE_KINDS[cls], type(module).__name__, module
-        supported = sorted({c.__name__ for c in _MODULE_KINDS})
-        raise ModelError(
-            f"unsupported module {node.target!r} ({type(module).__module__}.{type(module).__name__}); "
-            f"supported layers: {', '.join(supported)}"
-        )
-    if node.op == "call_function":
-        kind = _FUNCTION_KINDS.get(node.target)
-        fname = getattr(node.target, "__name__", str(node.target))
-        if kind is None:
-            raise ModelError(f"unsupported operation {fname!r} at node {node.name!r} in forward()")
-        return kind, fname, None
-    if node.op == "call_method":
-        kind = _METHOD_KINDS.get(node.target)
-        if kind is None:
-            raise ModelError(
-                f"unsupported tensor method .{node.target}() at node {node.name!r} in forward()"
-            )
-        return kind, str(node.target), None
-    raise ModelError(f"unsupported graph node {node.name!r} ({node.op})")
-
-
-def _pair(v: Any) -> list[int]:
-    return [int(v), int(v)] if isinstance(v, int) else [int(x) for x in v]
-
-
-def _params(kind: str, node: fx.Node, module: nn.Module | None) -> dict[str, Any]:
-    if isinstance(module, nn.Conv2d):
-        if isinstance(module.padding, str):
-            k = _pair(module.kernel_size)
-            d = _pair(module.dilation)
-            pad = (
-                [0, 0] if module.padding == "valid" else [d[i] * (k[i] - 1) // 2 for i in range(2)]
-            )
+    Each run ``[pos, c0, step, n, repeat]`` stands for channels ``c0, c0+step, …`` (``n`` of them)
+    of input ``pos``, each repeated ``repeat`` times in a row (a flattened channel's positions).
+    """
+    pos = [int(v) for v in pos]
+    ch = [int(v) for v in ch]
+    triples: list[list[int]] = []  # [pos, channel, repeat]
+    for p, c in zip(pos, ch, strict=True):
+        if triples and triples[-1][0] == p and triples[-1][1] == c:
+            triples[-1][2] += 1
         else:
-            pad = _pair(module.padding)
-        return {
-            "kernel": _pair(module.kernel_size),
-            "stride": _pair(module.stride),
-            "padding": pad,
-            "dilation": _pair(module.dilation),
-            "groups": int(module.groups),
-        }
-    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
-        stride = module.stride if module.stride is not None else module.kernel_size
-        dilation = getattr(module, "dilation", 1)
-        return {
-            "kernel": _pair(module.kernel_size),
-            "stride": _pair(stride),
-            "padding": _pair(module.padding),
-            "dilation": _pair(dilation),
-        }
-    if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-        return {"adaptive": True}
-    if kind == "pool" and node.op == "call_function":
-        args = list(node.args) + [None] * 5
-        if node.target in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d):
-            return {"adaptive": True}
-        k = node.kwargs.get("kernel_size", args[1])
-        s = node.kwargs.get("stride", args[2]) or k
-        p = node.kwargs.get("padding", args[3]) or 0
-        return {"kernel": _pair(k), "stride": _pair(s), "padding": _pair(p), "dilation": [1, 1]}
-    return {}
+            triples.append([p, c, 1])
+    runs: list[list[int]] = []
+    for p, c, r in triples:
+        if runs:
+            rp, c0, step, n, rr = runs[-1]
+            nxt = c - (c0 + (n - 1) * step)
+            if rp == p and rr == r and (n == 1 and nxt != 0 or n > 1 and nxt == step):
+                runs[-1] = [rp, c0, nxt if n == 1 else step, n + 1, rr]
+                continue
+        runs.append([p, c, 1, 1, r])
+    return runs
+
+
+def decode_map(runs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """The (input position, channel) arrays coded by :func:`encode_map`."""
+    pos: list[np.ndarray] = []
+    ch: list[np.ndarray] = []
+    for p, c0, step, n, r in runs:
+        c = np.repeat(c0 + step * np.arange(n, dtype=np.int64), r)
+        ch.append(c)
+        pos.append(np.full(c.shape, p, dtype=np.int64))
+    if not pos:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(pos), np.concatenate(ch)
+
+
+def assemble(layers: list[Layer], input_shape: list[int], capture: str = "") -> NeuronGraph:
+    """Receptive fields, units and groups of ``layers`` (in forward order; the first is the input)."""
+    by_name = {l.name: l for l in layers}
+    _receptive_fields(layers, by_name)
+    spanned = _spanned(layers)
+    units = _units(layers, by_name, spanned)
+    groups = _groups(layers, by_name, units, spanned)
+    return NeuronGraph(list(input_shape), layers, units, groups, capture=capture)
 
 
 def _bound(layer: Layer) -> float | None:
@@ -411,8 +214,8 @@ def _receptive_fields(layers: list[Layer], by_name: dict[str, Layer]) -> None:
 
     Standard recurrence for a window of effective size k_e = d(k-1)+1, stride s, padding p:
     jump' = jump·s; size' = size + (k_e-1)·jump; start' = start + ((k_e-1)/2 - p)·jump.
-    Where paths join (add), the widest input wins.  Global / adaptive pooling and linear layers
-    see the whole image.
+    Where paths join (add, cat), the widest input wins; a product (gating) keeps the field of its
+    gated side.  Global / adaptive pooling and linear layers on vectors see the whole image.
     """
     _, in_h, in_w = (by_name["input"].shape + [1, 1, 1])[:3]
     whole = [float(in_h), float(in_w)]
@@ -420,6 +223,8 @@ def _receptive_fields(layers: list[Layer], by_name: dict[str, Layer]) -> None:
         if layer.kind == "input":
             continue
         srcs = [by_name[i] for i in layer.inputs]
+        if layer.kind == "mul":
+            srcs = [srcs[k] for k in layer.params.get("carriers", range(len(srcs)))]
         src = max(srcs, key=lambda s: s.rf_size[0] * s.rf_size[1])
         size, jump, start = list(src.rf_size), list(src.rf_jump), list(src.rf_start)
         p = dict(layer.params)
@@ -462,24 +267,49 @@ def _consumers(layers: list[Layer]) -> dict[str, list[str]]:
     return out
 
 
+def _carries(layer: Layer, name: str) -> bool:
+    """Whether input ``name`` of element-wise ``layer`` passes its channels on (not a gate)."""
+    if layer.kind != "mul":
+        return True
+    carriers = layer.params.get("carriers", range(len(layer.inputs)))
+    return any(layer.inputs[k] == name for k in carriers)
+
+
 def _tap(name: str, by_name: dict[str, Layer], consumers: dict[str, list[str]]) -> str:
-    """Follow single-consumer element-wise layers after ``name`` (norm, act, dropout, add)."""
+    """Follow single-consumer element-wise layers after ``name`` (norm, act, dropout, add, the
+    gated side of a product)."""
     cur = name
     while len(consumers[cur]) == 1:
         nxt = by_name[consumers[cur][0]]
         if nxt.kind not in ELEMENTWISE or nxt.shape != by_name[cur].shape:
             break
+        if not _carries(nxt, cur):
+            break
         cur = nxt.name
     return cur
 
 
-def _units(
-    layers: list[Layer], by_name: dict[str, Layer], modules_bound: dict[str, float | None]
-) -> list[Unit]:
+def _spanned(layers: list[Layer]) -> list[bool]:
+    """Whether some edge jumps over each layer (it lies inside a residual block or a module with
+    parallel branches)."""
+    order = {l.name: i for i, l in enumerate(layers)}
+    diff = np.zeros(len(layers) + 1, dtype=np.int64)
+    for l in layers:
+        for i in l.inputs:
+            a, b = order[i] + 1, order[l.name]
+            if a < b:
+                diff[a] += 1
+                diff[b] -= 1
+    return [bool(v) for v in np.cumsum(diff)[: len(layers)] > 0]
+
+
+def _units(layers: list[Layer], by_name: dict[str, Layer], spanned: list[bool]) -> list[Unit]:
     consumers = _consumers(layers)
     units: dict[str, Unit] = {}
-    for l in layers:
-        if not l.weighted:
+    for idx, l in enumerate(layers):
+        # a concatenation that joins parallel branches holds the neurons of all of them
+        joins = l.kind == "cat" and len(l.inputs) > 1 and len(l.shape) == 3 and not spanned[idx]
+        if not (l.weighted or joins):
             continue
         tap = _tap(l.name, by_name, consumers)
         if tap in units:
@@ -493,21 +323,17 @@ def _units(
             channels=int(shape[0]),
             spatial=[int(s) for s in shape[1:]],
             group=-1,
-            bound=modules_bound.get(tap),
+            bound=_bound(by_name[tap]),
         )
     if not units:
         raise ModelError("the model has no Conv2d or Linear layer: nothing to analyse")
     return list(units.values())
 
 
-def _groups(layers: list[Layer], by_name: dict[str, Layer], units: list[Unit]) -> list[Group]:
+def _groups(
+    layers: list[Layer], by_name: dict[str, Layer], units: list[Unit], spanned: list[bool]
+) -> list[Group]:
     order = {l.name: i for i, l in enumerate(layers)}
-    # A layer is *spanned* when some edge jumps over it (it lies inside a residual block).
-    spanned = [False] * len(layers)
-    for l in layers:
-        for i in l.inputs:
-            for j in range(order[i] + 1, order[l.name]):
-                spanned[j] = True
     unit_of_tap = {u.tap: u for u in units}
     unit_of_layer = {name: u for u in units for name in u.layers}
 
@@ -522,7 +348,8 @@ def _groups(layers: list[Layer], by_name: dict[str, Layer], units: list[Unit]) -
         i = order[l.name]
         # a linear layer, or a strided conv outside a residual block, starts a new group
         if not spanned[i] and (
-            l.kind == "linear" or (l.kind == "conv" and max(l.params["stride"]) > 1)
+            (l.kind == "linear" and len(l.shape) == 1)
+            or (l.kind == "conv" and max(l.params["stride"]) > 1)
         ):
             close()
         raw[-1].append(l.name)
@@ -609,4 +436,6 @@ def _group_label(names: list[str], by_name: dict[str, Layer]) -> str:
     weighted = [n for n in names if by_name[n].weighted]
     if any(by_name[n].kind == "add" for n in names):
         return "block"
+    if any(by_name[n].kind == "cat" and len(by_name[n].inputs) > 1 for n in names):
+        return "mixed"
     return "fc" if by_name[weighted[-1]].kind == "linear" else "conv"

@@ -4,7 +4,10 @@ The weight from neuron *i* of one unit to neuron *j* of a later one is the linea
 between them: a conv contributes the sum of its kernel ``W[j, i, :, :]``, a linear layer
 ``W[j, i]`` (after a flatten: the sum over all positions of channel *i*), a norm layer multiplies
 row *j* by its scale, non-linearities and pooling count as identity, a residual ``add`` sums its
-branches (so a skip connection is an identity edge), and a chain of layers multiplies.
+branches (so a skip connection is an identity edge; ``sub`` subtracts), a channel concatenation
+stacks its inputs' rows, slicing / splitting / shuffling pick rows, a product passes its gated
+side on (times a constant factor such as a layer scale; a gate computed from the data counts as
+1), and a chain of layers multiplies.  See docs/GRAPH.md.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .graph import TracedModel
+import numpy as np
+
+from .graph import decode_map
+from .trace import TracedModel
 
 Maps = dict[str, torch.Tensor]  # source tap name -> [C_node, C_source]
 
@@ -30,13 +36,18 @@ def _conv_matrix(conv: nn.Conv2d) -> torch.Tensor:
     return full
 
 
-def _norm_scale(norm: nn.Module, channels: int, like: torch.Tensor) -> torch.Tensor:
-    weight = getattr(norm, "weight", None)
-    scale = weight.detach() if weight is not None else like.new_ones(channels)
-    var = getattr(norm, "running_var", None)
-    if isinstance(norm, nn.modules.batchnorm._BatchNorm) and var is not None:
-        scale = scale / torch.sqrt(var.detach() + norm.eps)
-    return scale
+def _norm_scale(traced: TracedModel, name: str, channels: int, like: torch.Tensor) -> torch.Tensor:
+    norm = traced.module_of.get(name)
+    t = traced.tensors_of.get(name, {})
+    weight = getattr(norm, "weight", None) if norm is not None else t.get("weight")
+    scale = weight.detach().float().flatten() if weight is not None else like.new_ones(channels)
+    if scale.numel() != channels:
+        return like.new_ones(channels)  # a LayerNorm over more than the channels
+    if isinstance(norm, nn.modules.batchnorm._BatchNorm) and norm.running_var is not None:
+        scale = scale / torch.sqrt(norm.running_var.detach() + norm.eps)
+    elif t.get("running_var") is not None:
+        scale = scale / torch.sqrt(t["running_var"].detach() + float(t.get("eps", 1e-5)))
+    return scale.to(like.device)
 
 
 def channel_maps(traced: TracedModel, sources: list[str], targets: list[str]) -> dict[str, Maps]:
@@ -50,59 +61,140 @@ def channel_maps(traced: TracedModel, sources: list[str], targets: list[str]) ->
     src_set, tgt_set = set(sources), set(targets)
     maps: dict[str, Maps] = {}
     result: dict[str, Maps] = {}
+    # flattened vectors: the (virtual) channel of every feature
+    features: dict[str, torch.Tensor] = {}
+    dev = traced.device
+    consumers: dict[str, int] = {}
+    for layer in graph.layers:
+        for i in layer.inputs:
+            consumers[i] = consumers.get(i, 0) + 1
+    left = dict(consumers)
     with torch.no_grad():
         for layer in graph.layers:
             name = layer.name
             if layer.kind == "input":
                 computed: Maps = {}
             else:
-                computed = _apply(traced, layer.name, [maps.get(i, {}) for i in layer.inputs])
+                computed = _apply(traced, layer.name, [maps.get(i, {}) for i in layer.inputs], features)
             if name in tgt_set:
                 result[name] = computed
             if name in src_set:
-                c = layer.shape[0]
-                dev = next((p.device for p in traced.gm.parameters()), torch.device("cpu"))
-                maps[name] = {name: torch.eye(c, device=dev)}
+                maps[name] = {name: torch.eye(layer.shape[0], device=dev)}
+                features.pop(name, None)
             else:
                 maps[name] = computed
+            for i in layer.inputs:  # free what no later layer reads
+                left[i] -= 1
+                if left[i] == 0 and i not in tgt_set:
+                    maps.pop(i, None)
     return result
 
 
-def _apply(traced: TracedModel, name: str, inputs: list[Maps]) -> Maps:
+def _sum(parts: list[tuple[float, Maps]]) -> Maps:
+    out: Maps = {}
+    for sign, m in parts:
+        for src, mat in m.items():
+            mat = mat if sign == 1.0 else sign * mat
+            out[src] = out[src] + mat if src in out else mat
+    return out
+
+
+def _gather(
+    inputs: list[Maps], runs: list[list[int]], dev: torch.device, flat: bool
+) -> tuple[Maps, torch.Tensor | None]:
+    """Rows picked from the inputs by a channel map.  For a flattened vector (``flat``): one row
+    per distinct (input, channel), and the row of every feature."""
+    pos, ch = decode_map(runs)
+    pairs = pos * (1 << 32) + ch
+    feature_row = None
+    order = pairs
+    if flat:
+        uniq, inverse = np.unique(pairs, return_inverse=True)
+        first = np.sort(np.unique(pairs, return_index=True)[1])
+        order = pairs[first]  # distinct pairs in order of first appearance
+        rank = np.empty(len(uniq), dtype=np.int64)
+        rank[np.searchsorted(uniq, order)] = np.arange(len(order))
+        feature_row = torch.as_tensor(rank[inverse], device=dev)
+    upos, uch = order >> 32, order & ((1 << 32) - 1)
+    out: Maps = {}
+    for k, m in enumerate(inputs):
+        rows = np.flatnonzero(upos == k)
+        if rows.size == 0:
+            continue
+        r = torch.as_tensor(rows, device=dev)
+        c = torch.as_tensor(uch[rows], device=dev)
+        for src, mat in m.items():
+            if src not in out:
+                out[src] = mat.new_zeros(len(order), mat.shape[1])
+            out[src][r] = mat[c]
+    return out, feature_row
+
+
+def _apply(
+    traced: TracedModel, name: str, inputs: list[Maps], features: dict[str, torch.Tensor]
+) -> Maps:
     layer = traced.graph.layer(name)
-    module = traced.module_of.get(name)
+    dev = traced.device
+    feat = features.get(layer.inputs[0]) if layer.inputs else None
+    if layer.kind in ("cat", "select", "flatten"):
+        out, rows = _gather(inputs, layer.params["map"], dev, layer.kind == "flatten")
+        if rows is not None:
+            features[name] = rows
+        return out
     if layer.kind == "add":
-        out: Maps = {}
-        for m in inputs:
-            for src, mat in m.items():
-                out[src] = out[src] + mat if src in out else mat
+        signs = layer.params.get("signs", [1.0] * len(inputs))
+        return _sum(list(zip(signs, inputs, strict=True)))
+    if layer.kind == "mul":
+        carriers = layer.params.get("carriers", range(len(inputs)))
+        out = _sum([(1.0, inputs[k]) for k in carriers])
+        scale = traced.tensors_of.get(name, {}).get("scale")
+        if scale is not None and out:
+            s = torch.as_tensor(scale).detach().float().flatten().to(dev)
+            if s.numel() == 1:
+                out = {src: s * mat for src, mat in out.items()}
+            elif s.numel() == layer.shape[0]:
+                out = {src: s[:, None] * mat for src, mat in out.items()}
+        if feat is not None:
+            features[name] = feat
         return out
     m = inputs[0] if inputs else {}
     if not m:
         return {}
     if layer.kind == "conv":
-        w = _conv_matrix(module)  # type: ignore[arg-type]
+        module = traced.module_of.get(name)
+        w = _conv_matrix(module) if module is not None else _conv_weights(traced, name)
         return {s: w @ mat for s, mat in m.items()}
     if layer.kind == "linear":
-        w = module.weight.detach()  # type: ignore[union-attr]
+        w = traced.weight(name).detach()
         out = {}
         for s, mat in m.items():
             rows = mat.shape[0]
-            if w.shape[1] == rows:
+            if feat is not None:  # flatten → linear: sum over the positions of a channel
+                out[s] = w.new_zeros(w.shape[0], rows).index_add_(1, feat, w) @ mat
+            elif w.shape[1] == rows:
                 out[s] = w @ mat
-            elif w.shape[1] % rows == 0:  # flatten → linear: sum over the positions of a channel
-                out[s] = w.reshape(w.shape[0], rows, -1).sum(-1) @ mat
             else:
                 raise ValueError(
                     f"linear layer {name!r}: {w.shape[1]} inputs do not split into {rows} channels"
                 )
         return out
-    if layer.kind == "norm" and module is not None:
+    if feat is not None:
+        features[name] = feat
+        if layer.kind == "norm":  # a norm over flattened features: one scale per channel
+            return m
+    if layer.kind == "norm":
         c = layer.shape[0]
         any_mat = next(iter(m.values()))
-        scale = _norm_scale(module, c, any_mat)
+        scale = _norm_scale(traced, name, c, any_mat)
         return {s: scale[:, None] * mat for s, mat in m.items()}
-    return m  # act, pool, dropout, flatten, identity: channel-wise identity
+    return m  # act, pool, dropout, identity: channel-wise identity
+
+
+def _conv_weights(traced: TracedModel, name: str) -> torch.Tensor:
+    conv = nn.Conv2d(1, 1, 1)  # a carrier for the functional call's weight and groups
+    conv.weight = nn.Parameter(traced.weight(name).detach(), requires_grad=False)
+    conv.groups = int(traced.graph.layer(name).params.get("groups", 1))
+    return _conv_matrix(conv)
 
 
 def unit_weights(traced: TracedModel) -> dict[str, dict[str, torch.Tensor]]:
@@ -132,7 +224,7 @@ def weight_stats(traced: TracedModel) -> dict[str, dict[str, float]]:
     for layer in traced.graph.layers:
         if not layer.weighted:
             continue
-        w = traced.module_of[layer.name].weight.detach().float()
+        w = traced.weight(layer.name).detach().float()
         out[layer.name] = {
             "mean": float(w.mean()),
             "std": float(w.std()) if w.numel() > 1 else 0.0,

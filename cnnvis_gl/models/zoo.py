@@ -162,10 +162,15 @@ def build_model(spec: str, num_classes: int = 10, **kw) -> nn.Module:
     """
     if spec in ZOO:
         return ZOO[spec](num_classes=num_classes, **kw)
+    if spec.startswith("torchvision:"):
+        from .torchvision import build
+
+        return build(spec.partition(":")[2], num_classes=num_classes)
     m = re.fullmatch(r"(.+\.py):([A-Za-z_][A-Za-z0-9_]*)", spec)
     if m is None:
         raise ModelError(
-            f"unknown model {spec!r}: use one of {', '.join(model_names())} or path/to/file.py:factory"
+            f"unknown model {spec!r}: use one of {', '.join(model_names())}, "
+            "torchvision:NAME (e.g. torchvision:resnet50) or path/to/file.py:factory"
         )
     path, factory_name = Path(m.group(1)), m.group(2)
     if not path.is_file():

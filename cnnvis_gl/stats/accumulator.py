@@ -125,54 +125,78 @@ class StatsAccumulator:
         logits:
             Optional model outputs ``[B, num_classes]`` to score the probe loss and error.
         """
+        self.begin_batch(labels, ids, logits)
+        for i, t in enumerate(taps):
+            self.update_unit(i, t)
+        self.end_batch(fetch_images)
+
+    def begin_batch(
+        self, labels: torch.Tensor, ids: torch.Tensor, logits: torch.Tensor | None = None
+    ) -> None:
+        """Start a batch: its labels, dataset indices and (optionally) the model's outputs."""
         dev = self.device
-        y = labels.to(dev)
-        ids_dev = ids.to(dev)
+        self._y = y = labels.to(dev)
+        self._ids = ids
+        self._ids_dev = ids.to(dev)
         b = int(y.shape[0])
         self.class_count.index_add_(0, y, torch.ones(b, dtype=torch.float64, device=dev))
         self.n_images += b
         if logits is not None:
-            lg = logits.detach().float()
-            self.loss_sum += float(torch.nn.functional.cross_entropy(lg, y, reduction="sum"))
-            self.correct += int((lg.argmax(1) == y).sum())
-            self.n_scored += b
-        for unit, st, t in zip(self.units, self.state, taps, strict=True):
-            t = t.detach()
-            if t.dim() == 4:
-                flat = t.flatten(2)
-                r_max, loc = flat.max(dim=2)
-                r_mean = flat.mean(dim=2)
-                st.act_sum += r_mean.sum(dtype=torch.float64) * flat.shape[2]
-            else:
-                flat = t
-                r_max = r_mean = t.float()
-                loc = torch.zeros_like(t, dtype=torch.int64)
-                st.act_sum += t.sum(dtype=torch.float64)
-            st.act_sq += float(torch.linalg.vector_norm(flat)) ** 2
-            st.act_n += flat.numel()
-            r_max = r_max.float()
-            st.sum_max.index_add_(1, y, r_max.T.double())
-            st.sum_mean.index_add_(1, y, r_mean.float().T.double())
-            st.max_resp = torch.maximum(st.max_resp, r_max.max(dim=0).values)
-            st.active += (r_max > 0).sum(dim=0)
-            if unit.bound is not None:
-                mean_abs = flat.abs().mean(dim=2) if t.dim() == 4 else flat.abs()
-                st.saturated += (mean_abs >= 0.95 * unit.bound).sum(dim=0)
-            c = r_max.shape[1]
-            st.top_val, st.top_id, st.top_loc = _merge_topk(
-                torch.cat([st.top_val, r_max.T], dim=1),
-                torch.cat([st.top_id, ids_dev.expand(c, b)], dim=1),
-                torch.cat([st.top_loc, loc.T], dim=1),
-                self.k,
-            )
-        # Keep the pixels of the images that entered some top-k list.
+            self.score(logits)
+
+    def score(self, logits: torch.Tensor) -> None:
+        """Probe loss and error of the current batch from the model's outputs."""
+        lg = logits.detach().float()
+        y = self._y
+        self.loss_sum += float(torch.nn.functional.cross_entropy(lg, y, reduction="sum"))
+        self.correct += int((lg.argmax(1) == y).sum())
+        self.n_scored += int(y.shape[0])
+
+    @torch.no_grad()
+    def update_unit(self, i: int, t: torch.Tensor) -> None:
+        """Add unit ``i``'s tap tensor (``[B, C, H, W]`` or ``[B, C]``) of the current batch."""
+        unit, st = self.units[i], self.state[i]
+        y, ids_dev = self._y, self._ids_dev
+        b = int(y.shape[0])
+        t = t.detach()
+        if t.dim() == 4:
+            flat = t.flatten(2)
+            r_max, loc = flat.max(dim=2)
+            r_mean = flat.mean(dim=2)
+            st.act_sum += r_mean.sum(dtype=torch.float64) * flat.shape[2]
+        else:
+            flat = t
+            r_max = r_mean = t.float()
+            loc = torch.zeros_like(t, dtype=torch.int64)
+            st.act_sum += t.sum(dtype=torch.float64)
+        st.act_sq += float(torch.linalg.vector_norm(flat.float())) ** 2
+        st.act_n += flat.numel()
+        r_max = r_max.float()
+        st.sum_max.index_add_(1, y, r_max.T.double())
+        st.sum_mean.index_add_(1, y, r_mean.float().T.double())
+        st.max_resp = torch.maximum(st.max_resp, r_max.max(dim=0).values)
+        st.active += (r_max > 0).sum(dim=0)
+        if unit.bound is not None:
+            mean_abs = flat.abs().mean(dim=2) if t.dim() == 4 else flat.abs()
+            st.saturated += (mean_abs >= 0.95 * unit.bound).sum(dim=0)
+        c = r_max.shape[1]
+        st.top_val, st.top_id, st.top_loc = _merge_topk(
+            torch.cat([st.top_val, r_max.T], dim=1),
+            torch.cat([st.top_id, ids_dev.expand(c, b)], dim=1),
+            torch.cat([st.top_loc, loc.T], dim=1),
+            self.k,
+        )
+
+    def end_batch(self, fetch_images: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Keep the pixels of the batch's images that entered some top-k list."""
+        ids = self._ids
         referenced = torch.cat([st.top_id.flatten() for st in self.state])
-        pos = torch.nonzero(torch.isin(ids_dev, referenced)).flatten().cpu()
+        pos = torch.nonzero(torch.isin(self._ids_dev, referenced)).flatten().cpu()
         ids_cpu = ids.cpu()
         new = [p for p in pos.tolist() if int(ids_cpu[p]) not in self.images]
         if new:
             pixels = fetch_images(torch.tensor(new, dtype=torch.int64)).cpu().numpy()
-            labels_cpu = labels.cpu()
+            labels_cpu = self._y.cpu()
             for p, img in zip(new, pixels, strict=True):
                 self.images[int(ids_cpu[p])] = np.ascontiguousarray(img, dtype=np.uint8)
                 self.labels[int(ids_cpu[p])] = int(labels_cpu[p])

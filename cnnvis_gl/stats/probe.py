@@ -1,8 +1,9 @@
 """Run a model over a probe dataset and collect the statistics of every unit.
 
-The traced model is re-emitted with the tap tensors as extra outputs (one forward pass, no hooks,
-works for taps that are function calls such as a residual ``add``); it shares the parameters of
-the user's model, so it follows training without re-tracing.
+The user's model itself runs (it shares its parameters, so it follows training), under the same
+bookkeeping that captured its graph (:class:`~cnnvis_gl.model.capture.TapSession`): each unit's
+tap tensor is handed to the accumulator the moment it is computed, so the statistics pass holds
+no more activations than a bare forward pass.
 """
 
 from __future__ import annotations
@@ -11,34 +12,44 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
-import torch.fx as fx
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..model.graph import TracedModel, trace_model
+from ..model.capture import TapSession, pick
+from ..model.trace import TracedModel, trace_model
 from .accumulator import StatsAccumulator
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 
 
 class Probe:
-    """A model prepared for statistics: its graph and a forward that also returns the taps."""
+    """A model prepared for statistics: its graph and a forward that measures the taps."""
 
     def __init__(self, model: nn.Module, input_shape: tuple[int, ...]) -> None:
         self.model = model
         self.traced: TracedModel = trace_model(model, input_shape)
         self.graph = self.traced.graph
-        gm = self.traced.gm
-        new = fx.Graph()
-        env: dict[fx.Node, fx.Node] = {}
-        out = new.graph_copy(gm.graph, env)
-        taps = [env[self.traced.node_of[u.tap]] for u in self.graph.units]
-        new.output((out, tuple(taps)))
-        self.module = fx.GraphModule(gm, new)
+        # where each unit's tap comes from: call index -> [(unit position, item, channels-last)]
+        self._taps: dict[int, list[tuple[int, tuple[int, ...], bool]]] = {}
+        for i, u in enumerate(self.graph.units):
+            ref = self.traced.call_of[u.tap]
+            last = self.graph.layer(u.tap).channels_last
+            self._taps.setdefault(ref.index, []).append((i, ref.item, last))
 
     @property
     def device(self) -> torch.device:
         return next((p.device for p in self.model.parameters()), torch.device("cpu"))
+
+    def forward(self, x: torch.Tensor, acc: StatsAccumulator) -> torch.Tensor | None:
+        """One forward pass of ``x`` whose tap tensors go into ``acc`` (batch already begun)."""
+
+        def on_tap(index: int, out: Any, args: tuple, kwargs: dict) -> None:
+            for i, item, last in self._taps[index]:
+                t = pick(out, item)
+                acc.update_unit(i, t.permute(0, 3, 1, 2) if last else t)
+
+        session = TapSession(self.model, set(self._taps), self.traced.recording_calls, on_tap)
+        return session.run(x)
 
     @torch.no_grad()
     def collect(
@@ -58,8 +69,11 @@ class Probe:
         try:
             with tqdm(total=total, desc=desc, unit="img", disable=not progress, leave=False) as bar:
                 for x, y, ids, fetch in batches:
-                    logits, taps = self.module(x.to(self.device, non_blocking=True))
-                    acc.update(list(taps), y, ids, fetch, logits=logits)
+                    acc.begin_batch(y, ids)
+                    logits = self.forward(x.to(self.device, non_blocking=True), acc)
+                    if logits is not None and logits.dim() == 2 and logits.shape[1] == num_classes:
+                        acc.score(logits)
+                    acc.end_batch(fetch)
                     bar.update(int(x.shape[0]))
             acc.compact()
         finally:

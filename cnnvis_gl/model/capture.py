@@ -1,0 +1,501 @@
+"""Capture what a model computes from one concrete forward pass (module hooks + torch functions).
+
+:func:`record_calls` runs the model once, in eval mode, on a batch of one zero image and records
+every *call*: each call of a supported ``torch.nn`` leaf module (Conv2d, BatchNorm2d, ReLU, …) and
+each torch function or tensor method called outside such modules (``torch.cat``, ``x + y``,
+``x.view(…)``, ``F.relu``, …), with its arguments (tensors replaced by references to the call that
+produced them) and its output.  Python control flow in ``forward()`` simply runs, so models that
+symbolic tracing (``torch.fx``) cannot follow are captured too; user-defined modules are entered,
+and their calls are named after the module path (``layer1.0.add``).
+
+:class:`TapSession` runs the same bookkeeping during the statistics pass: calls are numbered in
+the same order, and the outputs of the calls the graph measures (its *taps*) are handed to a
+callback the moment they are computed, so no activation outlives the forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from ..errors import ModelError
+
+# --------------------------------------------------------------------------------------------
+# What a call is
+# --------------------------------------------------------------------------------------------
+
+#: Leaf module classes and the kind of layer they are.  A subclass with its own ``forward`` is
+#: entered instead (e.g. torchvision's ``LayerNorm2d``).
+MODULE_KINDS: dict[type, str] = {
+    nn.Conv2d: "conv",
+    nn.Linear: "linear",
+    nn.BatchNorm1d: "norm",
+    nn.BatchNorm2d: "norm",
+    nn.SyncBatchNorm: "norm",
+    nn.GroupNorm: "norm",
+    nn.InstanceNorm2d: "norm",
+    nn.LayerNorm: "norm",
+    nn.LocalResponseNorm: "norm",
+    nn.ReLU: "act",
+    nn.ReLU6: "act",
+    nn.LeakyReLU: "act",
+    nn.ELU: "act",
+    nn.SELU: "act",
+    nn.CELU: "act",
+    nn.GELU: "act",
+    nn.SiLU: "act",
+    nn.Mish: "act",
+    nn.Tanh: "act",
+    nn.Sigmoid: "act",
+    nn.Hardtanh: "act",
+    nn.Hardswish: "act",
+    nn.Hardsigmoid: "act",
+    nn.Softplus: "act",
+    nn.PReLU: "act",
+    nn.Softmax: "act",
+    nn.LogSoftmax: "act",
+    nn.MaxPool2d: "pool",
+    nn.AvgPool2d: "pool",
+    nn.AdaptiveAvgPool2d: "pool",
+    nn.AdaptiveMaxPool2d: "pool",
+    nn.Dropout: "dropout",
+    nn.Dropout2d: "dropout",
+    nn.AlphaDropout: "dropout",
+    nn.Identity: "identity",
+    nn.Flatten: "layout",
+    nn.ChannelShuffle: "layout",
+}
+
+#: Containers are entered, never leaves.
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+#: Torch functions and tensor methods by (normalised) name.
+FUNCTION_KINDS: dict[str, str] = {
+    **dict.fromkeys(
+        "relu relu6 leaky_relu elu selu celu gelu silu mish sigmoid tanh hardtanh hardswish "
+        "hardsigmoid softplus prelu threshold softmax log_softmax logsigmoid".split(),
+        "act",
+    ),
+    **dict.fromkeys(
+        "max_pool2d avg_pool2d adaptive_avg_pool2d adaptive_max_pool2d mean amax".split(), "pool"
+    ),
+    **dict.fromkeys("batch_norm layer_norm group_norm instance_norm".split(), "norm"),
+    "conv2d": "conv",
+    "linear": "linear",
+    **dict.fromkeys("dropout dropout2d alpha_dropout feature_alpha_dropout".split(), "dropout"),
+    **dict.fromkeys("add sub".split(), "add"),
+    **dict.fromkeys("mul div truediv".split(), "mul"),
+    **dict.fromkeys(
+        "view reshape flatten transpose permute contiguous getitem split chunk unbind squeeze "
+        "unsqueeze narrow clone detach to float cat concat concatenate swapaxes movedim "
+        "unflatten channel_shuffle data T".split(),
+        "layout",
+    ),
+}
+
+#: Layout functions that do not move data (their provenance is their input's).
+NO_MOVE = {"contiguous", "clone", "detach", "to", "float", "data"}
+
+#: In-place tensor methods that are element-wise (their output is their input, updated).
+_INPLACE_OK = {"relu_", "add_", "mul_", "sub_", "div_", "sigmoid_", "tanh_", "clamp_", "hardtanh_"}
+
+_OPERATOR_NAMES = {
+    "__add__": "add",
+    "__radd__": "add",
+    "__iadd__": "add",
+    "__sub__": "sub",
+    "__rsub__": "rsub",
+    "__isub__": "sub",
+    "__mul__": "mul",
+    "__rmul__": "mul",
+    "__imul__": "mul",
+    "__truediv__": "div",
+    "__itruediv__": "div",
+    "__getitem__": "getitem",
+    "__setitem__": "setitem",
+    "__matmul__": "matmul",
+}
+
+# Results of calls that are not layers (shapes, sizes, truth values) are ignored.
+_IGNORED = {"size", "dim", "numel", "__len__", "__bool__", "item", "tolist", "__format__", "__repr__"}
+
+
+def function_name(func: Any) -> str:
+    """A readable, normalised name of a torch function or tensor method."""
+    name = getattr(func, "__name__", None) or repr(func)
+    if name == "__get__":  # a tensor property (Tensor.T.__get__ …)
+        name = getattr(getattr(func, "__self__", None), "__name__", name)
+    return _OPERATOR_NAMES.get(name, name)
+
+
+def module_kind(module: nn.Module) -> tuple[str | None, str]:
+    """``(kind, class name)`` of a leaf module, ``(None, name)`` for modules to enter.
+
+    Raises ``ModelError`` for ``torch.nn`` modules that are neither supported nor containers.
+    """
+    cls = type(module)
+    for base in cls.__mro__:
+        if base in MODULE_KINDS:
+            if cls.forward is base.forward:
+                return MODULE_KINDS[base], cls.__name__
+            return None, cls.__name__  # own forward(): enter it
+    if isinstance(module, _CONTAINERS) or not cls.__module__.startswith("torch."):
+        return None, cls.__name__
+    if isinstance(module, torch.jit.ScriptModule):
+        raise ModelError("TorchScript modules cannot be captured: pass the eager nn.Module")
+    return "unsupported", cls.__name__
+
+
+# --------------------------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ref:
+    """An argument that is (part of) the output of call ``index``; ``item`` is the position in a
+    tuple output (``()`` for a tensor output)."""
+
+    index: int
+    item: tuple[int, ...] = ()
+
+
+@dataclass
+class Call:
+    """One recorded call."""
+
+    index: int
+    name: str  # unique: module path, or enclosing module path + function name
+    kind: str  # layer kind (see FUNCTION_KINDS / MODULE_KINDS), "constant", or "input"
+    op: str  # class name or function name
+    target: Any  # the module or the function
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    value: Any  # the output (tensors of the capture pass)
+    inputs: list[int] = field(default_factory=list)  # indices of the calls it reads
+
+
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        return [t for o in obj for t in _tensors(o)]
+    if isinstance(obj, dict):
+        return [t for o in obj.values() for t in _tensors(o)]
+    return []
+
+
+def _items(obj: Any, at: tuple[int, ...] = ()) -> list[tuple[tuple[int, ...], torch.Tensor]]:
+    """The tensors of a call output with their positions."""
+    if isinstance(obj, torch.Tensor):
+        return [(at, obj)]
+    if isinstance(obj, (list, tuple)):
+        return [x for k, o in enumerate(obj) for x in _items(o, (*at, k))]
+    return []
+
+
+def pick(obj: Any, item: tuple[int, ...]) -> Any:
+    """The part of a call output at ``item``."""
+    for k in item:
+        obj = obj[k]
+    return obj
+
+
+def _has_tensor(obj: Any) -> bool:
+    return bool(_tensors(obj))
+
+
+def _output_tensor(out: Any) -> torch.Tensor | None:
+    """The logits of a model's output: a tensor, the first tensor of a tuple, or ``logits``."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, dict) and isinstance(out.get("logits"), torch.Tensor):
+        return out["logits"]
+    if hasattr(out, "logits") and isinstance(out.logits, torch.Tensor):
+        return out.logits
+    ts = _tensors(out)
+    return ts[0] if ts else None
+
+
+class _Session(TorchFunctionMode):
+    """Numbers calls in forward order; in capture mode also records them."""
+
+    def __init__(self, model: nn.Module, capture: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.capture = capture
+        self.leaf_depth = 0
+        self.count = 0  # calls numbered so far
+        self.stack: list[str] = []  # paths of the entered (non-leaf) modules
+        self.paths = {id(m): name for name, m in model.named_modules()}
+        self.kinds: dict[int, tuple[str | None, str]] = {}
+        self.handles: list[Any] = []
+        # capture mode
+        self.calls: list[Call] = []
+        self.producer: dict[int, Ref] = {}  # id(tensor) -> where it came from
+        self.keep: list[Any] = []  # keeps recorded tensors alive so ids stay unique
+        self.names: set[str] = set()
+        self.module_calls: dict[int, int] = {}
+        self.fn_calls: dict[str, int] = {}
+        self.paused = False  # while a callback runs: its own torch calls are not the model's
+        # probe mode
+        self.on_call: Callable[[int, Any, tuple, dict], None] | None = None
+
+    # ------------------------------------------------------------------ hooks
+    def __enter__(self) -> _Session:
+        for m in self.model.modules():
+            self.handles.append(m.register_forward_pre_hook(self._pre, with_kwargs=True))
+            self.handles.append(m.register_forward_hook(self._post, with_kwargs=True))
+        return super().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+        super().__exit__(*exc)
+
+    def _kind(self, m: nn.Module) -> tuple[str | None, str]:
+        k = self.kinds.get(id(m))
+        if k is None:
+            k = self.kinds[id(m)] = module_kind(m)
+        return k
+
+    def path(self, m: nn.Module) -> str:
+        return self.paths.get(id(m), type(m).__name__)
+
+    def _pre(self, m: nn.Module, args: tuple, kwargs: dict) -> None:
+        if self.leaf_depth:
+            self.leaf_depth += 1
+            return
+        kind, cls = self._kind(m)
+        if kind is None:
+            self.stack.append(self.path(m))
+            return
+        if kind == "unsupported" and self.capture:
+            raise ModelError(
+                f"unsupported module {self.path(m)!r} ({type(m).__module__}.{cls}): "
+                f"cnnvis_gl captures convolutional networks; see docs/GRAPH.md for the "
+                "supported layers (wrap it in a module whose forward() uses supported "
+                "operations, or leave it out of the model you analyse)"
+            )
+        self.leaf_depth = 1
+
+    def _post(self, m: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
+        if self.leaf_depth > 1:
+            self.leaf_depth -= 1
+            return
+        if self.leaf_depth == 1:
+            self.leaf_depth = 0
+            kind, cls = self._kind(m)
+            self._call(m, kind or "identity", cls, args, kwargs, out, module=True)
+            return
+        if self.stack:
+            self.stack.pop()
+
+    # ------------------------------------------------------------------ functions
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.leaf_depth == 0 and not self.paused:
+            name = function_name(func)
+            if name not in _IGNORED and _has_tensor(out):
+                self._call(func, FUNCTION_KINDS.get(name.rstrip("_"), ""), name, args, kwargs, out)
+            elif self.capture and name == "setitem" and self._reads_recorded(args):
+                raise ModelError(
+                    f"in-place assignment to a slice of a tensor ({self._where()}) is not "
+                    "supported: build the tensor with torch.cat instead"
+                )
+        return out
+
+    def _reads_recorded(self, args: Any) -> bool:
+        return any(id(t) in self.producer for t in _tensors(args))
+
+    def _where(self) -> str:
+        return f"in {self.stack[-1]!r}" if self.stack else "in forward() of the model"
+
+    def _call(
+        self,
+        target: Any,
+        kind: str,
+        op: str,
+        args: tuple,
+        kwargs: dict,
+        out: Any,
+        module: bool = False,
+    ) -> None:
+        index = self.count
+        self.count += 1
+        if self.on_call is not None:
+            self.paused = True
+            try:
+                self.on_call(index, out, args, kwargs)
+            finally:
+                self.paused = False
+        if not self.capture:
+            return
+        inputs = [
+            self.producer[id(t)].index for t in _tensors((args, kwargs)) if id(t) in self.producer
+        ]
+        if not inputs and not module:
+            kind = "constant"  # tensors made from parameters or constants only
+        elif op.endswith("_") and op not in _INPLACE_OK and not module:
+            raise ModelError(
+                f"unsupported in-place operation .{op}() {self._where()}: use the out-of-place "
+                "form"
+            )
+        elif kind == "":
+            raise ModelError(
+                f"unsupported operation {op!r} {self._where()}: cnnvis_gl captures "
+                "convolutional networks; see docs/GRAPH.md for the supported operations"
+            )
+        name = self._name(target, op, module)
+        ref = lambda a: self.producer.get(id(a), a)  # noqa: E731
+        call = Call(
+            index,
+            name,
+            kind,
+            op,
+            target,
+            _map_tensors(args, ref),
+            _map_tensors(kwargs, ref),
+            out,
+            sorted(set(inputs), key=inputs.index),
+        )
+        self.calls.append(call)
+        for item, t in _items(out):
+            self.producer[id(t)] = Ref(index, item)
+        self.keep.append(out)
+
+    def _name(self, target: Any, op: str, module: bool) -> str:
+        if module:
+            base = self.path(target)
+            n = self.module_calls.get(id(target), 0)
+            self.module_calls[id(target)] = n + 1
+        else:
+            parent = self.stack[-1] if self.stack else ""
+            base = f"{parent}.{op.rstrip('_')}" if parent else op.rstrip("_")
+        name, n = base, 0
+        while name in self.names:
+            n += 1
+            name = f"{base}_{n}"
+        self.names.add(name)
+        return name
+
+
+def _map_tensors(obj: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, tuple):
+        return tuple(_map_tensors(o, fn) for o in obj)
+    if isinstance(obj, list):
+        return [_map_tensors(o, fn) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _map_tensors(v, fn) for k, v in obj.items()}
+    return obj
+
+
+@dataclass
+class Recording:
+    """The calls of one forward pass: ``calls[0]`` is the input; ``output`` the logits' call."""
+
+    calls: list[Call]
+    output: Ref
+
+
+def record_calls(model: nn.Module, input_shape: tuple[int, ...]) -> Recording:
+    """Run ``model`` once on zeros of shape ``(1, *input_shape)`` and record its calls."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise ModelError("TorchScript modules cannot be captured: pass the eager nn.Module")
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    x = torch.zeros((1, *input_shape), device=device)
+    session = _Session(model, capture=True)
+    session.calls.append(Call(0, "input", "input", "input", None, (), {}, x))
+    session.producer[id(x)] = Ref(0)
+    session.count = 1
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), session:
+            out = model(x)
+    except ModelError:
+        raise
+    except Exception as e:
+        where = f" (in {session.stack[-1]!r})" if session.stack else ""
+        raise ModelError(
+            f"{type(model).__name__} fails on an input of shape {tuple(input_shape)}{where}: "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ) from e
+    finally:
+        model.train(was_training)
+    logits = _output_tensor(out)
+    if logits is None or id(logits) not in session.producer:
+        raise ModelError(f"{type(model).__name__}.forward() returns no tensor computed from its input")
+    return Recording(session.calls, session.producer[id(logits)])
+
+
+class TapSession:
+    """Hands the outputs of chosen calls to ``on_tap(index, tensor)`` during a forward pass.
+
+    Parameters
+    ----------
+    model:
+        The captured model.
+    taps:
+        Call indices whose outputs are wanted.
+    expected:
+        Number of numbered calls of the captured forward pass (a different count means the
+        forward took another path: an error).
+    on_tap:
+        Called as ``on_tap(index, output, args, kwargs)`` for each tap call.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        taps: set[int],
+        expected: int,
+        on_tap: Callable[[int, Any, tuple, dict], None],
+    ) -> None:
+        self.model = model
+        self.taps = taps
+        self.expected = expected
+        self.on_tap = on_tap
+
+    def run(self, x: torch.Tensor) -> Any:
+        session = _Session(self.model, capture=False)
+        session.count = 1
+
+        def on_call(index: int, out: Any, args: tuple, kwargs: dict) -> None:
+            if index in self.taps:
+                self.on_tap(index, out, args, kwargs)
+
+        session.on_call = on_call
+        with session:
+            out = self.model(x)
+        if session.count != self.expected:
+            raise ModelError(
+                f"the forward pass of {type(self.model).__name__} took a different path than when "
+                f"its graph was captured ({session.count - 1} calls instead of "
+                f"{self.expected - 1}): data-dependent control flow in forward() is not supported"
+            )
+        return _output_tensor(out)
+
+
+__all__ = [
+    "FUNCTION_KINDS",
+    "MODULE_KINDS",
+    "NO_MOVE",
+    "Call",
+    "Recording",
+    "Ref",
+    "TapSession",
+    "function_name",
+    "pick",
+    "module_kind",
+    "record_calls",
+]

@@ -6,6 +6,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+# torchvision (optional at run time: torchvision:NAME models; the tests' acceptance set)
+TORCHVISION_SPEC ?= torchvision==0.28.0
 BIN := $(VENV)/bin
 SHARED_DATA := $(abspath ../shared/data)
 export CNNVIS_DATA ?= $(if $(wildcard $(SHARED_DATA)/cifar10),$(SHARED_DATA),)
@@ -18,6 +20,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q $(TORCHVISION_SPEC)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 

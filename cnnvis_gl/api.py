@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .data import ImageData, open_data
+from .data.inputs import fit_to_model, parse_input_size, parse_normalize
 from .errors import CnnvisError
 from .model.weights import group_weights, unit_weights, weight_stats
 from .run.snapshot import Snapshot
@@ -18,9 +19,21 @@ from .stats.probe import Batch, Probe, loader_batches
 
 
 def image_batches(data: ImageData, batch_size: int, device: Any) -> Iterator[Batch]:
-    """Probe batches of an :class:`ImageData` in dataset order (display pixels are the raw ones)."""
-    for x, y, idx in data.batches(batch_size, device=device):
-        yield x, y, idx, (lambda pos, idx=idx: data.raw(idx[pos].numpy()))
+    """Probe batches of an :class:`ImageData` in dataset order (display pixels are the raw ones).
+
+    ``x`` equals what ``data.batches(batch_size)`` yields; each batch's raw pixels are fetched
+    (decoded, resized) once and kept for the display pixels of its top-k images.
+    """
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size, n = int(batch_size), len(data)
+    labels = torch.from_numpy(data.labels())
+    for start in range(0, n, batch_size):
+        idx = torch.arange(start, min(n, start + batch_size), dtype=torch.int64)
+        raw = data.raw(idx.numpy())
+        x = data.normalize(raw.to(device, non_blocking=True))
+        y = labels.index_select(0, idx).to(device, non_blocking=True)
+        yield x, y, idx, (lambda pos, raw=raw: raw.index_select(0, pos.cpu()))
 
 
 def as_image_data(
@@ -72,6 +85,8 @@ def analyze(
     progress: bool = True,
     model_name: str | None = None,
     scalars: dict[str, float] | None = None,
+    input_size: int | tuple[int, int] | str | None = None,
+    normalize: str | tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> Snapshot:
     """Compute the statistics of ``model`` on ``data`` (SPEC §3–4).
 
@@ -90,19 +105,42 @@ def analyze(
         Where to run (default: the model's device).  Only summaries leave it.
     scalars:
         Extra numbers to record with the snapshot (e.g. ``train_loss``).
+    input_size:
+        The model's input size: ``N`` (``N × N``), ``(H, W)`` or ``"HxW"``, e.g. ``224`` for
+        a torchvision ResNet-50.  Each image is resized so that it covers it (for a square
+        size: its shorter side fits) and centre-cropped, lazily, one batch at a time
+        (:meth:`ImageData.resized`); the snapshot's top-k images are the resized ones.
+        Default: the data's own size.  A ``DataLoader`` is then read through its dataset
+        (:meth:`ImageData.from_torch`).
+    normalize:
+        Normalise with other statistics than the data's own: ``"imagenet"``, ``"cifar10"``,
+        ``"MEAN/STD"`` (e.g. ``"0.485,0.456,0.406/0.229,0.224,0.225"``) or a pair
+        ``(mean, std)`` of three numbers each (see :func:`cnnvis_gl.data.parse_normalize`).
 
     Returns
     -------
     Snapshot
         Not yet saved; call :meth:`Snapshot.save`.
+
+    Raises
+    ------
+    CnnvisError
+        Bad arguments (a bad ``input_size`` / ``normalize`` names the argument), unusable data.
     """
+    size_hw = parse_input_size(input_size, "input_size")
+    stats = parse_normalize(normalize, "normalize")
     src = as_image_data(data, classes)
+    if not isinstance(src, ImageData) and (size_hw is not None or stats is not None):
+        if classes is None:
+            raise CnnvisError("analyze() needs classes=[...] for a DataLoader")
+        src = ImageData.from_torch(src, list(classes))
     if device is not None:
         model = model.to(device)
     dev = next((p.device for p in model.parameters()), torch.device("cpu"))
     if isinstance(src, ImageData):
         if limit is not None:
             src = src.subset(limit)
+        src = fit_to_model(src, size_hw, stats)
         names = list(classes) if classes is not None else list(src.classes)
         input_shape = tuple(src.image_shape)
         batches: Any = image_batches(src, batch_size, dev)

@@ -37,6 +37,14 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
+def _add_input(p: argparse.ArgumentParser) -> None:
+    """``--input-size`` and ``--normalize`` (analyze and train)."""
+    from .data.inputs import INPUT_SIZE_HELP, NORMALIZE_HELP
+
+    p.add_argument("--input-size", metavar="N|HxW", help=INPUT_SIZE_HELP)
+    p.add_argument("--normalize", metavar="PRESET|MEAN/STD", help=NORMALIZE_HELP)
+
+
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     ap = argparse.ArgumentParser(
@@ -55,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     _add_common(p)
+    _add_input(p)
     p.add_argument(
         "--weights", metavar="W.pt", help="state dict to load (torch.load weights_only=True)"
     )
@@ -73,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     _add_common(p)
+    _add_input(p)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
@@ -231,8 +241,22 @@ def _parser() -> argparse.ArgumentParser:
 def cmd_analyze(a: argparse.Namespace) -> int:
     from . import analyze
     from .data import open_data
+    from .data.inputs import parse_input_size, parse_normalize
     from .models import load_model
 
+    size_hw = parse_input_size(a.input_size, "--input-size")
+    stats = parse_normalize(a.normalize, "--normalize")
+    if a.model.startswith("torchvision:"):  # its natural input size and ImageNet statistics
+        from .models.torchvision import natural
+
+        nat = natural(a.model.partition(":")[2])
+        if size_hw is None:
+            size_hw = (nat["input_size"], nat["input_size"])
+            print(
+                f"input size {nat['input_size']} px (the architecture's own; --input-size to change)"
+            )
+        if stats is None:
+            stats = (tuple(nat["mean"]), tuple(nat["std"]))
     data = open_data(a.data, a.split)
     model = load_model(a.model, a.weights, num_classes=len(data.classes)).to(_device(a.device))
     t0 = time.perf_counter()
@@ -244,6 +268,8 @@ def cmd_analyze(a: argparse.Namespace) -> int:
         k=a.topk,
         progress=not a.quiet,
         model_name=a.model,
+        input_size=size_hw,
+        normalize=stats,
     )
     path = snap.save(a.out, a.step)
     print(f"{snap} in {time.perf_counter() - t0:.1f} s")
@@ -256,17 +282,25 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     from . import analyze
     from .data import open_data
+    from .data.inputs import fit_to_model, parse_input_size, parse_normalize
     from .models import build_model
     from .train import TrainConfig, train
 
+    size_hw = parse_input_size(a.input_size, "--input-size")
+    stats = parse_normalize(a.normalize, "--normalize")
     train_data = open_data(a.data, "train")
     test_data = open_data(a.data, "test")
     if a.limit:
         train_data = train_data.subset(a.limit)
     if a.test_limit:
         test_data = test_data.subset(a.test_limit)
+    # resized per batch (training, evaluation, the recorded probe set and the final snapshot)
+    train_data = fit_to_model(train_data, size_hw, stats)
+    test_data = fit_to_model(test_data, size_hw, stats)
     kw: dict[str, Any] = {"norm": False} if a.no_norm else {}
     model = build_model(a.model, num_classes=len(train_data.classes), **kw).to(_device(a.device))
+    if size_hw is not None:
+        _check_input_size(model, a.model, test_data.image_shape)
     cfg = TrainConfig(
         epochs=a.epochs,
         batch_size=a.train_batch_size,
@@ -309,7 +343,15 @@ def cmd_train(a: argparse.Namespace) -> int:
     torch.save(model.state_dict(), out / "weights.pt")
     (out / "train.json").write_text(
         json.dumps(
-            {"model": a.model, "data": a.data, "config": vars(cfg), "epochs": hist.epochs}, indent=1
+            {
+                "model": a.model,
+                "data": a.data,
+                "input_size": list(test_data.image_shape[1:]),
+                "normalize": {"mean": list(test_data.mean), "std": list(test_data.std)},
+                "config": vars(cfg),
+                "epochs": hist.epochs,
+            },
+            indent=1,
         )
     )
     last = hist.epochs[-1] if hist.epochs else {}
@@ -330,6 +372,27 @@ def cmd_train(a: argparse.Namespace) -> int:
     path = snap.save(out, hist.steps)
     print(f"wrote {out / 'weights.pt'} and {path}")
     return 0
+
+
+def _check_input_size(model: Any, name: str, shape: tuple[int, int, int]) -> None:
+    """One line instead of a traceback mid-training when ``model`` cannot take ``--input-size``."""
+    import torch
+
+    from .errors import CnnvisError
+
+    dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros((1, *shape), device=dev))
+    except Exception as e:  # noqa: BLE001 - whatever the model raises on that shape
+        msg = f"{type(e).__name__}: {e}".replace("\n", " ")
+        raise CnnvisError(
+            f"--input-size {shape[1]}x{shape[2]}: {name} fails on an input of that size ({msg})"
+        ) from None
+    finally:
+        model.train(was)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -490,16 +553,17 @@ def cmd_info(a: argparse.Namespace) -> int:
             for f in flags:
                 print(f"  [{f.kind}] {f.group}: {f.message}")
         return 0
+    from .errors import CnnvisError
     from .model import build_graph
     from .models import build_model
-
-    from .errors import CnnvisError
 
     if a.input_shape:
         try:
             shape = tuple(int(s) for s in a.input_shape.split(","))
         except ValueError:
-            raise CnnvisError(f"--input-shape {a.input_shape!r}: use C,H,W, e.g. 3,224,224") from None
+            raise CnnvisError(
+                f"--input-shape {a.input_shape!r}: use C,H,W, e.g. 3,224,224"
+            ) from None
     elif a.target.startswith("torchvision:"):
         from .models.torchvision import natural
 

@@ -5,32 +5,105 @@ every image below a class folder (recursively, sorted by path) is one sample of 
 Hidden files and folders (name starting with ``.``) and files directly in ``DIR`` are ignored;
 any other file in a class folder must be an image.  There is no train/test split in a folder,
 so the ``split`` argument of :func:`cnnvis_gl.data.open_data` is ignored for it.
+
+Real photos come in many forms; each file is decoded the same way (:func:`decode_image`):
+turned upright by its EXIF orientation tag, converted to 8-bit RGB from any PIL mode
+(:func:`pil_to_rgb`: grayscale, palette, 16-bit, transparency composited on white), then
+resized so that it covers the set's image size and centre-cropped to it (the aspect ratio is
+kept, never distorted).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
-from cnnvis_gl.data.imagedata import ImageData, channel_stats, one_line, sample_indices
+from cnnvis_gl.data.imagedata import (
+    ImageData,
+    as_size_hw,
+    channel_stats,
+    one_line,
+    sample_indices,
+)
 from cnnvis_gl.errors import DataError
 
-__all__ = ["IMAGE_SUFFIXES", "FolderImageData", "load_folder"]
+__all__ = [
+    "ALPHA_BACKGROUND",
+    "IMAGE_SUFFIXES",
+    "FolderImageData",
+    "decode_image",
+    "load_folder",
+    "pil_to_rgb",
+]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
 
+ALPHA_BACKGROUND: tuple[int, int, int] = (255, 255, 255)
+"""What transparent pixels are composited on: white (as an image viewer or a web page shows them)."""
 
-def _decode(path: Path, size_hw: tuple[int, int] | None) -> np.ndarray:
-    """``uint8 [3, H, W]`` pixels of one file, converted to RGB and resized to ``size_hw``."""
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+
+
+def pil_to_rgb(im: Image.Image) -> Image.Image:
+    """``im`` as an 8-bit ``"RGB"`` image, whatever its PIL mode.
+
+    * ``RGB``: unchanged; ``L`` (grayscale), ``1``, ``P`` (palette), ``CMYK``, ``YCbCr``, …:
+      PIL's conversion (grayscale becomes R = G = B).
+    * 16-bit (``I;16*``, and ``I`` as PIL opens 16-bit PNGs): scaled by 255 / 65535 to 8 bits
+      (PIL's own conversion would clip everything above 255 to white).
+    * With transparency (an alpha channel, or a palette / colour-key ``transparency``): alpha
+      composited on :data:`ALPHA_BACKGROUND` (white), so transparent pixels become white
+      instead of whatever colour happens to be stored under them.
+    """
+    if im.mode == "RGB" and "transparency" not in im.info:
+        return im
+    if im.mode == "I" or im.mode.startswith("I;16"):
+        arr = np.asarray(im).astype(np.float64) * (255.0 / 65535.0)
+        im = Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8))  # mode "L"
+    if im.mode in _ALPHA_MODES or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*ALPHA_BACKGROUND, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """``im`` turned by its EXIF orientation tag (as stored when the tag is unreadable)."""
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:  # a corrupt EXIF block: the pixels themselves are fine
+        return im
+
+
+def decode_image(path: Path, size_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """``uint8 [3, H, W]`` pixels of one image file, upright, in RGB.
+
+    Parameters
+    ----------
+    path : Path
+        A PNG / JPEG / BMP file.
+    size_hw : (int, int), optional
+        Resize the image so that it covers ``H × W`` (bilinear, antialiased), then crop its
+        centre to exactly ``H × W`` (``PIL.ImageOps.fit``; the aspect ratio is kept).  ``None``:
+        the file's own size (after the EXIF rotation).
+
+    Raises
+    ------
+    DataError
+        PIL cannot read the file (the message names it).
+    """
     try:
         with Image.open(path) as im:
-            rgb = im.convert("RGB")
+            rgb = pil_to_rgb(_upright(im))
             if size_hw is not None and rgb.size != (size_hw[1], size_hw[0]):
-                rgb = rgb.resize((size_hw[1], size_hw[0]), Image.Resampling.BILINEAR)
+                rgb = ImageOps.fit(
+                    rgb, (size_hw[1], size_hw[0]), Image.Resampling.BILINEAR, centering=(0.5, 0.5)
+                )
             arr = np.asarray(rgb, dtype=np.uint8)
     except Exception as e:  # PIL raises OSError, ValueError, SyntaxError, DecompressionBombError…
         raise DataError(one_line(f"cannot read image {path}: {e}")) from e
@@ -91,8 +164,24 @@ class FolderImageData(ImageData):
     def _fetch(self, idx: np.ndarray) -> torch.Tensor:
         out = np.empty((len(idx), 3, self._size[0], self._size[1]), dtype=np.uint8)
         for k, i in enumerate(idx):
-            out[k] = _decode(self._files[int(i)], self._size)
+            out[k] = decode_image(self._files[int(i)], self._size)
         return torch.from_numpy(out)
+
+    def resized(self, size: int | Sequence[int]) -> ImageData:
+        """The same files decoded straight to ``size`` (fitted and centre-cropped; still lazy)."""
+        size_hw = as_size_hw(size)
+        if size_hw == self._size:
+            return self
+        return FolderImageData(
+            self._files,
+            self._labels,
+            name=self.name,
+            classes=self.classes,
+            size_hw=size_hw,
+            mean=self.mean,
+            std=self.std,
+            source=self.source,
+        )
 
     def subset(self, n: int) -> ImageData:
         n = self._check_subset(n)
@@ -120,8 +209,10 @@ def load_folder(directory: Path, *, image_size: int | None = None) -> FolderImag
     directory : Path
         ``DIR`` with one sub-folder per class.
     image_size : int, optional
-        Resize every image to ``image_size × image_size``.  By default all images are resized
-        to the size of the first one (first class, first file).
+        Fit every image to ``image_size × image_size`` (resized so that its shorter side is
+        ``image_size``, then centre-cropped).  By default all images are fitted the same way to
+        the size of the first one (first class, first file, after its EXIF rotation).  For a
+        model's input size prefer :meth:`ImageData.resized` (also ``H × W``).
 
     Returns
     -------
@@ -137,7 +228,8 @@ def load_folder(directory: Path, *, image_size: int | None = None) -> FolderImag
     Notes
     -----
     Opening reads every file's header (not its pixels) so that a bad file is reported at once;
-    pixels are decoded on each :meth:`ImageData.raw` / :meth:`ImageData.batches` access.
+    pixels are decoded on each :meth:`ImageData.raw` / :meth:`ImageData.batches` access, as
+    :func:`decode_image` describes (EXIF orientation, any PIL mode to RGB, aspect kept).
     """
     directory = Path(directory).expanduser().absolute()
     if not directory.exists():
@@ -180,7 +272,7 @@ def load_folder(directory: Path, *, image_size: int | None = None) -> FolderImag
             raise ValueError(f"image_size must be >= 1, got {image_size}")
         size_hw = (int(image_size), int(image_size))
     else:
-        first = _decode(files[0], None)
+        first = decode_image(files[0], None)
         size_hw = (int(first.shape[1]), int(first.shape[2]))
     return FolderImageData(
         files,

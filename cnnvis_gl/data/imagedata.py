@@ -6,7 +6,10 @@ hands out raw ``uint8`` pixels (:meth:`ImageData.raw`) and normalised float batc
 
 * in memory (CIFAR-10, :meth:`ImageData.from_tensors`): one ``uint8`` tensor, indexed per batch;
 * lazily decoded image files (``folder:DIR``, see :mod:`cnnvis_gl.data.folder`);
-* a torch map-style dataset (:meth:`ImageData.from_torch`), read item by item.
+* a torch map-style dataset (:meth:`ImageData.from_torch`), read item by item;
+* views of another set: its first ``n`` images (:meth:`ImageData.subset`), its images resized
+  and centre-cropped to a model's input size, one batch at a time (:meth:`ImageData.resized`),
+  or the same images normalised with other statistics (:meth:`ImageData.with_normalization`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,14 @@ import torch.nn.functional as F
 
 from cnnvis_gl.errors import DataError
 
-__all__ = ["ImageData", "channel_stats", "random_crop_flip", "resize_uint8"]
+__all__ = [
+    "ImageData",
+    "as_size_hw",
+    "channel_stats",
+    "random_crop_flip",
+    "resize_crop_uint8",
+    "resize_uint8",
+]
 
 _STATS_SAMPLE = 500
 
@@ -73,21 +83,67 @@ def sample_indices(n: int, k: int = _STATS_SAMPLE) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
 
 
+def as_size_hw(size: int | Sequence[int]) -> tuple[int, int]:
+    """``size`` (an int ``N`` for ``N × N``, or ``(H, W)``) as a ``(H, W)`` pair of ints >= 1.
+
+    Raises
+    ------
+    ValueError
+        Not an int or a pair of ints, or a side below 1.
+    """
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        hw = (int(size), int(size))
+    elif (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in size)
+    ):
+        hw = (int(size[0]), int(size[1]))
+    else:
+        raise ValueError(f"image size must be an int N or a pair (H, W) of ints, got {size!r}")
+    if min(hw) < 1:
+        raise ValueError(f"image size must be at least 1 pixel a side, got {hw}")
+    return hw
+
+
 def resize_uint8(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resize ``uint8 [N, 3, H, W]`` images to ``size = (H', W')`` (bilinear, antialiased).
 
-    Returns the input unchanged when it already has that size.
+    Returns the input unchanged when it already has that size.  The aspect ratio is not kept;
+    see :func:`resize_crop_uint8` for that.
     """
     if tuple(images.shape[-2:]) == tuple(size):
         return images
     out = torch.empty((images.shape[0], images.shape[1], size[0], size[1]), dtype=torch.uint8)
-    for start in range(0, images.shape[0], 512):
-        chunk = images[start : start + 512].float()
+    # Chunks of at most ~64 MB of float output (about 110 images at 224 px).
+    chunk_n = max(1, min(512, (1 << 24) // max(1, images.shape[1] * size[0] * size[1])))
+    for start in range(0, images.shape[0], chunk_n):
+        chunk = images[start : start + chunk_n].float()
         chunk = F.interpolate(
             chunk, size=size, mode="bilinear", antialias=True, align_corners=False
         )
-        out[start : start + 512] = chunk.round_().clamp_(0, 255).to(torch.uint8)
+        out[start : start + chunk_n] = chunk.round_().clamp_(0, 255).to(torch.uint8)
     return out
+
+
+def resize_crop_uint8(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize ``uint8 [N, 3, H, W]`` images to cover ``size = (H', W')``, then centre-crop.
+
+    The ImageNet-style evaluation transform: the images are scaled by
+    ``max(H' / H, W' / W)`` (for a square ``size``: the shorter side becomes ``H'``; bilinear,
+    antialiased, see :func:`resize_uint8`), then the central ``H' × W'`` pixels are kept
+    (offsets ``(extra) // 2``).  The aspect ratio is kept; a square image resized to a square
+    size is a plain resize.  Returns the input unchanged when it already has that size.
+    """
+    h, w = int(images.shape[-2]), int(images.shape[-1])
+    th, tw = int(size[0]), int(size[1])
+    if (h, w) == (th, tw):
+        return images
+    scale = max(th / h, tw / w)
+    rh, rw = max(th, round(h * scale)), max(tw, round(w * scale))
+    out = resize_uint8(images, (rh, rw))
+    top, left = (rh - th) // 2, (rw - tw) // 2
+    return out[..., top : top + th, left : left + tw].contiguous()
 
 
 def random_crop_flip(
@@ -190,6 +246,8 @@ class ImageData:
     ) -> None:
         if len(mean) != 3 or len(std) != 3:
             raise ValueError("mean and std need one value per RGB channel")
+        if not all(np.isfinite(float(v)) for v in (*mean, *std)):
+            raise ValueError(f"mean and std must be finite, got {tuple(mean)} / {tuple(std)}")
         if any(float(s) <= 0 for s in std):
             raise ValueError(f"std must be positive, got {tuple(std)}")
         self.name = name
@@ -235,6 +293,53 @@ class ImageData:
         """
         n = self._check_subset(n)
         return _SubsetImageData(self, n)
+
+    def resized(self, size: int | Sequence[int]) -> ImageData:
+        """The same images at a model's input size, resized lazily, one batch at a time.
+
+        Each image is scaled so that it covers ``H × W`` (for a square size: its shorter side
+        becomes ``N``), then centre-cropped to exactly ``H × W`` (:func:`resize_crop_uint8`;
+        ImageNet style, the aspect ratio is kept).  Nothing is resized up front: the view
+        resizes the pixels of each :meth:`raw` / :meth:`batches` request, so a large size costs
+        no memory beyond one batch.  :meth:`raw` of the view hands out the resized pixels.
+
+        Parameters
+        ----------
+        size : int or (int, int)
+            ``N`` for ``N × N``, or ``(H, W)``.
+
+        Returns
+        -------
+        ImageData
+            Same name, classes, labels and mean/std; ``image_shape == (3, H, W)``.  ``self``
+            when the images already have that size.  :meth:`subset` of the view keeps the size;
+            :meth:`resized` of the view resizes the original pixels again (never twice).
+        """
+        size_hw = as_size_hw(size)
+        if size_hw == self.image_shape[1:]:
+            return self
+        return _ResizedImageData(self, size_hw)
+
+    def with_normalization(self, mean: Sequence[float], std: Sequence[float]) -> ImageData:
+        """The same images, normalised by :meth:`batches` / :meth:`normalize` with other statistics.
+
+        For a model trained with other statistics than this set's own (e.g. ImageNet's
+        ``(0.485, 0.456, 0.406)`` / ``(0.229, 0.224, 0.225)``).  Pixels and labels are shared.
+
+        Parameters
+        ----------
+        mean, std : sequence of 3 floats
+            Per-channel statistics of ``pixel / 255``; ``std`` must be positive.
+
+        Returns
+        -------
+        ImageData
+            ``self`` when the statistics are already these.
+        """
+        view = _NormalizedImageData(self, mean, std)
+        if (view.mean, view.std) == (self.mean, self.std):
+            return self
+        return view
 
     # ------------------------------------------------------------------ shared API
     def _check_subset(self, n: int) -> int:
@@ -563,6 +668,70 @@ class _SubsetImageData(ImageData):
         return self._parent.subset(self._check_subset(n))
 
 
+class _ResizedImageData(ImageData):
+    """Another set's images resized and centre-cropped per request (see :meth:`ImageData.resized`)."""
+
+    def __init__(self, parent: ImageData, size_hw: tuple[int, int]) -> None:
+        super().__init__(
+            name=parent.name,
+            classes=parent.classes,
+            mean=parent.mean,
+            std=parent.std,
+            image_shape=(3, size_hw[0], size_hw[1]),
+            source=parent.source,
+        )
+        self._parent = parent
+        self._size = size_hw
+
+    def __len__(self) -> int:
+        return len(self._parent)
+
+    def labels(self) -> np.ndarray:
+        return self._parent.labels()
+
+    def _fetch(self, idx: np.ndarray) -> torch.Tensor:
+        return resize_crop_uint8(self._parent._fetch(idx), self._size)
+
+    def subset(self, n: int) -> ImageData:
+        return self._parent.subset(self._check_subset(n)).resized(self._size)
+
+    def resized(self, size: int | Sequence[int]) -> ImageData:
+        return self._parent.resized(size)  # from the original pixels, not resized twice
+
+
+class _NormalizedImageData(ImageData):
+    """Another set's images with other normalisation statistics (:meth:`ImageData.with_normalization`)."""
+
+    def __init__(self, parent: ImageData, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__(
+            name=parent.name,
+            classes=parent.classes,
+            mean=mean,
+            std=std,
+            image_shape=parent.image_shape,
+            source=parent.source,
+        )
+        self._parent = parent
+
+    def __len__(self) -> int:
+        return len(self._parent)
+
+    def labels(self) -> np.ndarray:
+        return self._parent.labels()
+
+    def _fetch(self, idx: np.ndarray) -> torch.Tensor:
+        return self._parent._fetch(idx)
+
+    def subset(self, n: int) -> ImageData:
+        return self._parent.subset(self._check_subset(n)).with_normalization(self.mean, self.std)
+
+    def resized(self, size: int | Sequence[int]) -> ImageData:
+        return self._parent.resized(size).with_normalization(self.mean, self.std)
+
+    def with_normalization(self, mean: Sequence[float], std: Sequence[float]) -> ImageData:
+        return self._parent.with_normalization(mean, std)
+
+
 def _item_to_uint8(
     image: Any,
     *,
@@ -572,13 +741,12 @@ def _item_to_uint8(
 ) -> torch.Tensor:
     """One dataset image (tensor / numpy / PIL) as ``uint8 [3, H, W]``; see ``from_torch``."""
     if not isinstance(image, torch.Tensor):
-        try:
-            from PIL import Image
+        from PIL import Image
 
-            if isinstance(image, Image.Image):
-                image = np.asarray(image.convert("RGB")).transpose(2, 0, 1)
-        except ImportError:  # pragma: no cover - pillow is a dependency
-            pass
+        if isinstance(image, Image.Image):
+            from cnnvis_gl.data.folder import pil_to_rgb
+
+            image = np.asarray(pil_to_rgb(image)).transpose(2, 0, 1)
         arr = np.asarray(image)
         if arr.ndim == 3 and arr.shape[-1] in (1, 3) and arr.shape[0] not in (1, 3):
             arr = arr.transpose(2, 0, 1)

@@ -39,8 +39,11 @@ def open_data(
     download : bool
         Allow the download for the bare ``"cifar10"`` spec.
     image_size : int, optional
-        Resize images to ``image_size × image_size``.  For folders the default is the size of
-        the first image; CIFAR-10 stays 32×32 by default.
+        Resize images to ``image_size × image_size`` when opening (folders: shorter side
+        resized, then centre-cropped; CIFAR-10: all images resized in memory).  For folders the
+        default is the size of the first image; CIFAR-10 stays 32×32 by default.  For a model's
+        input size prefer the lazy :meth:`ImageData.resized` (see
+        :func:`cnnvis_gl.data.inputs.fit_to_model`).
 
     Returns
     -------

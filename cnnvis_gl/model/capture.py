@@ -122,7 +122,17 @@ _OPERATOR_NAMES = {
 }
 
 # Results of calls that are not layers (shapes, sizes, truth values) are ignored.
-_IGNORED = {"size", "dim", "numel", "__len__", "__bool__", "item", "tolist", "__format__", "__repr__"}
+_IGNORED = {
+    "size",
+    "dim",
+    "numel",
+    "__len__",
+    "__bool__",
+    "item",
+    "tolist",
+    "__format__",
+    "__repr__",
+}
 
 
 def function_name(func: Any) -> str:
@@ -178,6 +188,7 @@ class Call:
     kwargs: dict[str, Any]
     value: Any  # the output (tensors of the capture pass)
     inputs: list[int] = field(default_factory=list)  # indices of the calls it reads
+    where: str = ""  # "in 'layer1.0'": the module whose forward() made the call
 
 
 def _tensors(obj: Any) -> list[torch.Tensor]:
@@ -345,14 +356,10 @@ class _Session(TorchFunctionMode):
             kind = "constant"  # tensors made from parameters or constants only
         elif op.endswith("_") and op not in _INPLACE_OK and not module:
             raise ModelError(
-                f"unsupported in-place operation .{op}() {self._where()}: use the out-of-place "
-                "form"
+                f"unsupported in-place operation .{op}() {self._where()}: use the out-of-place form"
             )
         elif kind == "":
-            raise ModelError(
-                f"unsupported operation {op!r} {self._where()}: cnnvis_gl captures "
-                "convolutional networks; see docs/GRAPH.md for the supported operations"
-            )
+            kind = "unknown"  # an error only if a layer reads it (not for control flow)
         name = self._name(target, op, module)
         ref = lambda a: self.producer.get(id(a), a)  # noqa: E731
         call = Call(
@@ -365,6 +372,7 @@ class _Session(TorchFunctionMode):
             _map_tensors(kwargs, ref),
             out,
             sorted(set(inputs), key=inputs.index),
+            self._where(),
         )
         self.calls.append(call)
         for item, t in _items(out):
@@ -434,7 +442,9 @@ def record_calls(model: nn.Module, input_shape: tuple[int, ...]) -> Recording:
         model.train(was_training)
     logits = _output_tensor(out)
     if logits is None or id(logits) not in session.producer:
-        raise ModelError(f"{type(model).__name__}.forward() returns no tensor computed from its input")
+        raise ModelError(
+            f"{type(model).__name__}.forward() returns no tensor computed from its input"
+        )
     return Recording(session.calls, session.producer[id(logits)])
 
 

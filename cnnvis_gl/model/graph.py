@@ -289,12 +289,21 @@ def _tap(name: str, by_name: dict[str, Layer], consumers: dict[str, list[str]]) 
     return cur
 
 
-def _spanned(layers: list[Layer]) -> list[bool]:
-    """Whether some edge jumps over each layer (it lies inside a residual block or a module with
-    parallel branches)."""
+def _is_join(layer: Layer) -> bool:
+    """Whether a layer joins branches: a residual add, a concatenation, a product of two maps."""
+    if layer.kind in ("add", "cat") and len(layer.inputs) > 1:
+        return True
+    return layer.kind == "mul" and len(layer.params.get("carriers", [])) > 1
+
+
+def _spanned(layers: list[Layer], joins_only: bool = False) -> list[bool]:
+    """Whether some edge jumps over each layer (it lies inside a residual block, a module with
+    parallel branches, or beside a gating branch); with ``joins_only``, only edges into joins."""
     order = {l.name: i for i, l in enumerate(layers)}
     diff = np.zeros(len(layers) + 1, dtype=np.int64)
     for l in layers:
+        if joins_only and not _is_join(l):
+            continue
         for i in l.inputs:
             a, b = order[i] + 1, order[l.name]
             if a < b:
@@ -334,6 +343,7 @@ def _groups(
     layers: list[Layer], by_name: dict[str, Layer], units: list[Unit], spanned: list[bool]
 ) -> list[Group]:
     order = {l.name: i for i, l in enumerate(layers)}
+    in_block = _spanned(layers, joins_only=True)
     unit_of_tap = {u.tap: u for u in units}
     unit_of_layer = {name: u for u in units for name in u.layers}
 
@@ -346,10 +356,11 @@ def _groups(
     seq = [l for l in layers if l.kind != "input"]
     for idx, l in enumerate(seq):
         i = order[l.name]
-        # a linear layer, or a strided conv outside a residual block, starts a new group
-        if not spanned[i] and (
+        # a linear layer, or a strided (not depthwise) conv outside a residual block, starts a
+        # new group
+        if not in_block[i] and (
             (l.kind == "linear" and len(l.shape) == 1)
-            or (l.kind == "conv" and max(l.params["stride"]) > 1)
+            or (l.kind == "conv" and max(l.params["stride"]) > 1 and not _depthwise(l, by_name))
         ):
             close()
         raw[-1].append(l.name)
@@ -363,8 +374,10 @@ def _groups(
             close()
         elif l.name in unit_of_tap and by_name[unit_of_tap[l.name].name].kind == "linear":
             close()  # a linear layer and its activation
-        elif nxt is not None and spanned[order[nxt.name]]:
+        elif nxt is not None and in_block[order[nxt.name]]:
             close()  # a residual block starts next
+        elif l.name in unit_of_tap and _joins(l.name, by_name):
+            close()  # a residual block or a multi-branch module ends here
     raw = [g for g in raw if g]
     # layers after the last unit (e.g. a trailing pool) join the previous group
     merged: list[list[str]] = []
@@ -413,6 +426,23 @@ def _groups(
                     ins.append(s)
         g.inputs = ins
     return groups
+
+
+def _depthwise(conv: Layer, by_name: dict[str, Layer]) -> bool:
+    groups = int(conv.params.get("groups", 1))
+    return groups > 1 and groups == by_name[conv.inputs[0]].shape[0]
+
+
+def _joins(tap: str, by_name: dict[str, Layer]) -> bool:
+    """Whether a tap ends a join of branches (add, concatenation, product of two feature maps),
+    following single-input element-wise layers upstream."""
+    cur = by_name[tap]
+    while True:
+        if _is_join(cur):
+            return True
+        if cur.kind not in ELEMENTWISE or len(cur.inputs) != 1:
+            return False
+        cur = by_name[cur.inputs[0]]
 
 
 def unit_by_name(units: list[Unit], name: str) -> Unit:

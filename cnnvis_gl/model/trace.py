@@ -85,6 +85,7 @@ class _Builder:
         self.number: dict[str, int] = {}  # layer name -> provenance number
         self.of_ref: dict[Ref, str] = {}  # call output -> layer name holding it
         self.prov: dict[int, tuple[Any, Any]] = {}  # layout call -> (P, Q) structures
+        self.bad: dict[int, str] = {}  # calls that cannot be layers -> why
         self.traced = TracedModel(
             graph=None,  # type: ignore[arg-type]
             model=model,
@@ -99,11 +100,13 @@ class _Builder:
                 self._add(Layer("input", "input", "input", [], list(self.input_shape)), Ref(0))
             elif call.kind == "layout":
                 self._provenance(call)
-            elif call.kind != "constant":
+            elif call.kind not in ("constant", "unknown"):
                 self._layer(call)
         self._resolve(self.rec.output, self.calls[self.rec.output.index].name)
         self.traced.graph = assemble(self.layers, self.input_shape, capture="forward")
-        self.traced.recording_calls = len(self.calls) if not self.calls else self.calls[-1].index + 1
+        self.traced.recording_calls = (
+            len(self.calls) if not self.calls else self.calls[-1].index + 1
+        )
         return self.traced
 
     def _add(self, layer: Layer, ref: Ref) -> None:
@@ -121,7 +124,15 @@ class _Builder:
         """The layer holding call output ``ref`` (materialising a data-movement result)."""
         if ref in self.of_ref:
             return self.of_ref[ref]
+        if ref.index in self.bad:
+            raise ModelError(self.bad[ref.index])
         call = self.calls[ref.index]
+        if call.kind == "unknown":
+            raise ModelError(
+                f"unsupported operation {call.op!r} {call.where}: cnnvis_gl captures "
+                "convolutional networks; see docs/GRAPH.md for the supported operations (or "
+                "analyse a model without it)"
+            )
         if call.kind == "constant":
             raise ModelError(f"{name!r} reads a constant tensor where a feature map is expected")
         if call.kind != "layout":
@@ -153,23 +164,30 @@ class _Builder:
         refs = self._refs(call)
         if not refs:
             return
+        if any(r.index in self.bad for r in refs):
+            return self._defer(call, self.bad[next(r.index for r in refs if r.index in self.bad)])
         inputs = [self._resolve(r, call.name) for r in refs]
         out = call.value
         if not isinstance(out, torch.Tensor):
-            raise ModelError(f"unsupported operation {call.op!r} {self._where(call)}: it returns several tensors")
+            raise ModelError(
+                f"unsupported operation {call.op!r} {self._where(call)}: it returns several tensors"
+            )
         src = self.by_name[inputs[0]]
         if call.kind == "identity" and len(inputs) == 1:
             self.of_ref[Ref(call.index)] = inputs[0]  # nn.Identity: no layer
             return
         rank = out.dim() - 1
         if rank == 2:
-            raise ModelError(
+            return self._defer(
+                call,
                 f"unsupported tensor of shape {tuple(out.shape)} {self._where(call)}: "
                 "cnnvis_gl analyses feature maps (batch, channels, height, width) and vectors; "
-                "token sequences (transformers) are not supported"
+                "token sequences (transformers) are not supported",
             )
         if rank not in (1, 3):
-            raise ModelError(f"unsupported tensor of shape {tuple(out.shape)} {self._where(call)}")
+            return self._defer(
+                call, f"unsupported tensor of shape {tuple(out.shape)} {self._where(call)}"
+            )
         last = rank == 3 and self._channels_last(call, src, rank)
         shape = list(out.shape[1:])
         if last:
@@ -181,6 +199,11 @@ class _Builder:
         self._add(layer, Ref(call.index))
         if isinstance(call.target, nn.Module):
             self.traced.module_of[call.name] = call.target
+
+    def _defer(self, call: Call, message: str) -> None:
+        """A call that cannot be a layer: an error only if a layer reads it (not for control
+        flow such as ``if x.mean() > 0``)."""
+        self.bad[call.index] = message
 
     def _channels_last(self, call: Call, src: Layer, rank: int) -> bool:
         if call.kind in ("conv", "pool") or (call.kind == "norm" and call.op != "LayerNorm"):
@@ -228,7 +251,10 @@ class _Builder:
             params = self._pool_params(call, shape)
         elif kind == "norm" and not isinstance(m, nn.Module):
             if call.op == "batch_norm":
-                tens = {"weight": _arg(call, 3, "weight"), "running_var": _arg(call, 2, "running_var")}
+                tens = {
+                    "weight": _arg(call, 3, "weight"),
+                    "running_var": _arg(call, 2, "running_var"),
+                }
                 tens["eps"] = _arg(call, 7, "eps", 1e-5)
             else:
                 pos = {"layer_norm": 2, "group_norm": 2, "instance_norm": 3}.get(call.op, 2)
@@ -275,7 +301,9 @@ class _Builder:
         """add / sub / mul / div: which inputs carry the channels, with what sign or scale."""
         out_shape = tuple(call.value.shape)
         args = list(call.args)
-        consts = [a for a in args if not isinstance(a, Ref) or self.calls[a.index].kind == "constant"]
+        consts = [
+            a for a in args if not isinstance(a, Ref) or self.calls[a.index].kind == "constant"
+        ]
         const = None
         for a in consts:
             v = self.calls[a.index].value if isinstance(a, Ref) else a
@@ -329,6 +357,8 @@ class _Builder:
         if call.kind == "layout":
             p, q = self.prov[ref.index]
             return pick(p, ref.item), pick(q, ref.item)
+        if call.kind == "unknown":
+            self._resolve(ref, name)  # raises
         if call.kind == "constant":
             v = self._value(ref)
             return torch.full(v.shape, -1, dtype=torch.int64, device=v.device), torch.full(
@@ -396,16 +426,23 @@ class _Builder:
             if len(srcs) == 1 and len(src0.shape) == 1 and _is_arange(ch, src0.shape[0]):
                 self.of_ref[ref] = srcs[0]
                 return srcs[0]
-            kind = "flatten" if any(len(self.by_name[s].shape) == 3 for s in srcs) else (
-                "cat" if len(srcs) > 1 else "select"
+            kind = (
+                "flatten"
+                if any(len(self.by_name[s].shape) == 3 for s in srcs)
+                else ("cat" if len(srcs) > 1 else "select")
             )
-            layer = Layer(name, kind, call.op, srcs, [int(ids.shape[0])], {"map": encode_map(pos, ch)})
+            layer = Layer(
+                name, kind, call.op, srcs, [int(ids.shape[0])], {"map": encode_map(pos, ch)}
+            )
             self._add(layer, ref)
             return name
         if rank != 3:
+            tokens = (
+                " (token sequences, as in transformers, are not supported)" if rank == 2 else ""
+            )
             raise ModelError(
                 f"unsupported reshape {self._where(call)}: a tensor of shape {tuple(ids.shape)} "
-                "reaches a layer; channel concatenation, slicing, splitting and shuffling, "
+                f"reaches a layer{tokens}; channel concatenation, slicing, splitting and shuffling, "
                 "permutes to channels-last and flattening are supported"
             )
         grid = q[0]

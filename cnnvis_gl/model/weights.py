@@ -12,10 +12,9 @@ side on (times a constant factor such as a layer scale; a gate computed from the
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
-
-import numpy as np
 
 from .graph import decode_map
 from .trace import TracedModel
@@ -75,7 +74,9 @@ def channel_maps(traced: TracedModel, sources: list[str], targets: list[str]) ->
             if layer.kind == "input":
                 computed: Maps = {}
             else:
-                computed = _apply(traced, layer.name, [maps.get(i, {}) for i in layer.inputs], features)
+                computed = _apply(
+                    traced, layer.name, [maps.get(i, {}) for i in layer.inputs], features
+                )
             if name in tgt_set:
                 result[name] = computed
             if name in src_set:

@@ -80,7 +80,12 @@ def natural(name: str) -> dict[str, Any]:
     t = weights.transforms()
     crop = t.crop_size[0] if isinstance(t.crop_size, (list, tuple)) else t.crop_size
     resize = t.resize_size[0] if isinstance(t.resize_size, (list, tuple)) else t.resize_size
-    return {"input_size": int(crop), "resize": int(resize), "mean": list(t.mean), "std": list(t.std)}
+    return {
+        "input_size": int(crop),
+        "resize": int(resize),
+        "mean": list(t.mean),
+        "std": list(t.std),
+    }
 
 
 def build(name: str, num_classes: int = 1000) -> nn.Module:

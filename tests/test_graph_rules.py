@@ -1,0 +1,374 @@
+"""The graph rules of docs/GRAPH.md on tiny models with hand-computed answers: concatenation,
+slicing / chunk / channel shuffle, gating, layer scale, channels-last blocks, flatten orders,
+forwards that torch.fx cannot trace, and the errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnvis_gl.data import ImageData
+from cnnvis_gl.errors import ModelError
+from cnnvis_gl.model import build_graph, trace_model
+from cnnvis_gl.model.weights import group_weights, unit_weights
+from cnnvis_gl.stats.probe import Probe
+
+
+def _seeded(model: nn.Module) -> nn.Module:
+    torch.manual_seed(0)
+    for p in model.parameters():
+        nn.init.normal_(p)
+    return model.eval()
+
+
+def _k(conv: nn.Conv2d) -> torch.Tensor:
+    return conv.weight.detach().sum((2, 3))
+
+
+class Branches(nn.Module):
+    """Inception-style: two branches concatenated, then a conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 2, 1, bias=False)
+        self.b = nn.Conv2d(3, 3, 3, padding=1, bias=False)
+        self.d = nn.Conv2d(5, 4, 1, bias=False)
+
+    def forward(self, x):
+        c = torch.cat([torch.relu(self.a(x)), torch.relu(self.b(x))], 1)
+        return self.d(c).mean((2, 3))
+
+
+def test_concatenation_is_a_unit_with_all_producers_neurons():
+    m = _seeded(Branches())
+    t = trace_model(m, (3, 6, 6))
+    g = t.graph
+    cat = next(u for u in g.units if g.layer(u.tap).kind == "cat")
+    assert cat.channels == 5 and g.layer(cat.tap).inputs == ["relu", "relu_1"]
+    assert [gr.name for gr in g.groups] == ["mixed1", "conv1"]
+    assert g.groups[0].unit == cat.name
+    uw = unit_weights(t)
+    # rows of the concatenation: identity from each producer, zeros from the other
+    torch.testing.assert_close(uw[cat.name]["a"], torch.cat([torch.eye(2), torch.zeros(3, 2)]))
+    torch.testing.assert_close(uw[cat.name]["b"], torch.cat([torch.zeros(2, 3), torch.eye(3)]))
+    torch.testing.assert_close(uw["d"][cat.name], _k(m.d))
+    # the group of the concatenation reads the input through both branches, stacked
+    gw = group_weights(t)["mixed1"]["input"]
+    torch.testing.assert_close(gw, torch.cat([_k(m.a), _k(m.b)]))
+    # receptive field: the widest branch
+    assert g.layer(cat.tap).rf_size == [3, 3]
+
+
+class Shuffle(nn.Module):
+    """ShuffleNet-style: chunk, one half through a conv, concatenate, channel shuffle."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 1, bias=False)
+        self.b = nn.Conv2d(2, 2, 1, bias=False)
+        self.c = nn.Conv2d(4, 3, 1, bias=False)
+
+    def forward(self, x):
+        y = torch.relu(self.a(x))
+        x1, x2 = y.chunk(2, dim=1)
+        out = torch.cat((x1, self.b(x2)), dim=1)
+        n, c, h, w = out.size()
+        out = out.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, -1, h, w)
+        return self.c(out).mean((2, 3))
+
+
+def test_split_and_channel_shuffle_map_channels_exactly():
+    m = _seeded(Shuffle())
+    t = trace_model(m, (3, 4, 4))
+    g = t.graph
+    shuffled = next(u for u in g.units if g.layer(u.tap).kind == "cat")
+    assert shuffled.channels == 4
+    uw = unit_weights(t)
+    # shuffled order: x1[0], b[0], x1[1], b[1]; x1 = channels 0, 1 of a
+    e = torch.eye(4)
+    torch.testing.assert_close(
+        uw[shuffled.name]["a"], torch.stack([e[0], 0 * e[0], e[1], 0 * e[0]])
+    )
+    eb = torch.eye(2)
+    torch.testing.assert_close(
+        uw[shuffled.name]["b"], torch.stack([0 * eb[0], eb[0], 0 * eb[0], eb[1]])
+    )
+    # b reads channels 2, 3 of a (the second chunk)
+    expected = torch.zeros(2, 4)
+    expected[:, 2:] = _k(m.b)
+    torch.testing.assert_close(uw["b"]["a"], expected)
+    torch.testing.assert_close(uw["c"][shuffled.name], _k(m.c))
+
+
+class SE(nn.Module):
+    """A squeeze-and-excitation block written with a loop over its children (fx cannot trace
+    iterating over a Proxy)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.se = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(2, 4, 1),
+            nn.Hardsigmoid(),
+        )
+        self.b = nn.Conv2d(4, 3, 1, bias=False)
+
+    def forward(self, x):
+        y = F.relu(self.a(x))
+        s = y
+        for layer in self.se.children():
+            s = layer(s)
+        return self.b(y * s).amax((2, 3))
+
+
+def test_gating_keeps_the_gated_channels_and_the_gate_is_its_own_unit():
+    m = _seeded(SE())
+    t = trace_model(m, (3, 8, 8))
+    g = t.graph
+    assert g.unit("a").tap == "relu"  # measured before the gating
+    gate = g.unit("se.3")
+    assert g.layer(gate.tap).op == "Hardsigmoid" and gate.spatial == [1, 1]
+    uw = unit_weights(t)
+    torch.testing.assert_close(uw["b"]["a"], _k(m.b))  # a data-dependent gate counts as 1
+    torch.testing.assert_close(uw["se.3"]["se.1"], _k(m.se[3]))
+    # the gated map keeps a's receptive field (the gate sees the whole image)
+    mul = next(l for l in g.layers if l.kind == "mul")
+    assert mul.rf_size == [3, 3] and g.layer(gate.tap).rf_size == [8, 8]
+
+
+class LayerScaleBlock(nn.Module):
+    """ConvNeXt-style: depthwise conv, channels-last LayerNorm + Linear (1×1 convs), layer scale."""
+
+    def __init__(self, c=4):
+        super().__init__()
+        self.dw = nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False)
+        self.norm = nn.LayerNorm(c)
+        self.pw1 = nn.Linear(c, 6)
+        self.pw2 = nn.Linear(6, c)
+        self.gamma = nn.Parameter(torch.tensor([1.0, -2.0, 0.5, 3.0]).view(c, 1, 1))
+
+    def forward(self, x):
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.pw2(F.gelu(self.pw1(self.norm(y)))).permute(0, 3, 1, 2)
+        return x + self.gamma * y
+
+
+class ConvNeXtLike(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 2, stride=2, bias=False)
+        self.block = LayerScaleBlock()
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.head(self.block(self.stem(x)).mean((-2, -1)))
+
+
+def test_channels_last_block_and_layer_scale():
+    m = _seeded(ConvNeXtLike())
+    with torch.no_grad():
+        m.block.gamma.copy_(torch.tensor([1.0, -2.0, 0.5, 3.0]).view(4, 1, 1))
+    t = trace_model(m, (3, 8, 8))
+    g = t.graph
+    pw1 = g.unit("block.pw1")
+    assert g.layer(pw1.tap).op == "gelu" and g.layer(pw1.tap).channels_last
+    assert pw1.channels == 6 and pw1.spatial == [4, 4]  # a 1×1 conv over a 4×4 map
+    assert g.layer(g.unit("block.dw").tap).op == "LayerNorm"
+    assert g.unit("block.pw2").tap.endswith("add")
+    uw = unit_weights(t)
+    w1, w2 = m.block.pw1.weight.detach(), m.block.pw2.weight.detach()
+    torch.testing.assert_close(uw["block.pw1"]["block.dw"], w1)
+    gamma = m.block.gamma.detach().flatten()
+    # the block's output: skip (identity from the stem) + layer scale × pw2
+    torch.testing.assert_close(uw["block.pw2"]["block.pw1"], gamma[:, None] * w2)
+    torch.testing.assert_close(uw["block.pw2"]["stem"], torch.eye(4))
+    # the receptive field of a pointwise Linear is its input's (3×3 dw after a 2×2 stride-2 stem)
+    assert g.layer(pw1.tap).rf_size == [6, 6]
+
+
+def test_channels_last_taps_are_measured_per_channel():
+    m = _seeded(ConvNeXtLike())
+    torch.manual_seed(1)
+    images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
+    data = ImageData.from_tensors(images, [0, 1, 2, 0, 1, 2], ["a", "b", "c"])
+    probe = Probe(m, (3, 8, 8))
+    acc = probe.collect(
+        ((x, y, i, lambda p, i=i: data.raw(i[p].numpy())) for x, y, i in data.batches(4)),
+        3,
+        progress=False,
+    )
+    arrays, _ = acc.finalize(probe.graph)
+    x = torch.cat([b for b, _, _ in data.batches(6)])
+    with torch.no_grad():
+        h = F.gelu(m.block.pw1(m.block.norm(m.block.dw(m.stem(x)).permute(0, 2, 3, 1))))
+    resp = h.amax((1, 2))  # [B, 6]: spatial max per channel
+    expected = torch.stack(
+        [
+            resp[torch.tensor([0, 3])].mean(0),
+            resp[torch.tensor([1, 4])].mean(0),
+            resp[torch.tensor([2, 5])].mean(0),
+        ],
+        1,
+    )
+    torch.testing.assert_close(
+        torch.from_numpy(arrays["units/block.pw1/A_max"]), expected, rtol=1e-5, atol=1e-5
+    )
+
+
+class FlattenLast(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(3, 2, 1, bias=False)
+        self.fc = nn.Linear(8, 3, bias=False)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.c(x)).permute(0, 2, 3, 1).flatten(1))
+
+
+def test_flatten_in_any_order_sums_each_channels_positions():
+    m = _seeded(FlattenLast())
+    t = trace_model(m, (3, 2, 2))
+    w = m.fc.weight.detach()  # features in (h, w, c) order: channel = feature % 2
+    expected = torch.stack([w[:, 0::2].sum(1), w[:, 1::2].sum(1)], 1)
+    torch.testing.assert_close(unit_weights(t)["fc"]["c"], expected)
+
+
+class Dense(nn.Module):
+    """DenseNet-style block: every layer reads the concatenation of all earlier features."""
+
+    def __init__(self, growth=2, n=3):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 1)
+        self.layers = nn.ModuleList(
+            nn.Sequential(
+                nn.BatchNorm2d(4 + k * growth),
+                nn.ReLU(),
+                nn.Conv2d(4 + k * growth, growth, 3, padding=1),
+            )
+            for k in range(n)
+        )
+        self.fc = nn.Linear(4 + n * growth, 10)
+
+    def forward(self, x):
+        feats = [self.stem(x)]
+        for layer in self.layers:
+            feats.append(layer(torch.cat(feats, 1)))
+        return self.fc(F.adaptive_avg_pool2d(F.relu(torch.cat(feats, 1)), 1).flatten(1))
+
+
+class DualPath(nn.Module):
+    """DPN-style: a residual part (first d channels, added) and a dense part (concatenated)."""
+
+    def __init__(self, d=4, k=2):
+        super().__init__()
+        self.d = d
+        self.stem = nn.Conv2d(3, d + k, 1)
+        self.conv = nn.Conv2d(d + k, d + k, 3, padding=1)
+        self.fc = nn.Linear(d + 2 * k, 10)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        y = F.relu(self.conv(x))
+        d = self.d
+        res = x[:, :d] + y[:, :d]
+        out = torch.cat([res, x[:, d:], y[:, d:]], dim=1)
+        return self.fc(out.mean((2, 3)))
+
+
+def test_dense_and_dual_path_blocks():
+    m = Dense().eval()
+    g = build_graph(m, (3, 8, 8))
+    last = g.groups[-2]
+    assert last.name == "mixed1" and g.unit(last.unit).channels == 10
+    t = trace_model(_seeded(DualPath()), (3, 8, 8))
+    cat = next(u for u in t.graph.units if t.graph.layer(u.tap).kind == "cat")
+    assert cat.channels == 8
+    uw = unit_weights(t)[cat.name]
+    e = torch.eye(6)
+    # residual part: stem + conv (identity both); dense part: stem's channels 4-5, conv's 4-5
+    torch.testing.assert_close(uw["stem"], torch.cat([e[:4], e[4:], torch.zeros(2, 6)]))
+    assert uw["conv"].shape == (8, 6)
+
+
+class Acts(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        y = self.c(x)
+        y = F.mish(F.gelu(F.silu(F.hardswish(F.hardsigmoid(y)))))
+        y = y * torch.sigmoid(y)  # swish by hand
+        return F.avg_pool2d(y, 2).amax((2, 3))
+
+
+def test_functional_activations_and_pooling():
+    g = build_graph(Acts(), (3, 10, 10))
+    # mish feeds both sides of x * sigmoid(x): measured there
+    assert g.unit("c").tap == "mish"
+    mul = next(l for l in g.layers if l.kind == "mul")
+    assert mul.params["carriers"] == [0]  # the sigmoid side is a gate
+    kinds = [l.kind for l in g.layers]
+    assert kinds.count("act") == 6 and kinds.count("pool") == 2
+    assert g.layer("avg_pool2d").rf_jump == [2, 2]
+
+
+def test_in_place_slice_assignment_is_a_clear_error():
+    class Assign(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            y = self.c(x)
+            y[:, :2] = 0
+            return y.mean((2, 3))
+
+    with pytest.raises(ModelError, match="in-place assignment"):
+        build_graph(Assign(), (3, 4, 4))
+
+
+def test_token_sequences_are_refused_with_the_layer_named():
+    class Tokens(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(3, 4, 2, stride=2)
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.fc(self.c(x).flatten(2).transpose(1, 2)).mean(1)
+
+    with pytest.raises(ModelError, match="transformers"):
+        build_graph(Tokens(), (3, 4, 4))
+
+
+def test_a_forward_that_changes_path_on_real_data_is_a_clear_error():
+    class ValueBranch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            y = self.c(x)
+            if x.mean() > 0:  # zeros at capture time: not taken
+                y = torch.relu(y)
+            return y.mean((2, 3))
+
+    m = ValueBranch().eval()
+    probe = Probe(m, (3, 4, 4))
+    data = ImageData.from_tensors(
+        torch.full((2, 3, 4, 4), 255, dtype=torch.uint8),
+        [0, 1],
+        ["a", "b"],
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+    )
+    with pytest.raises(ModelError, match="different path"):
+        probe.collect(
+            ((x, y, i, lambda p: data.raw(p)) for x, y, i in data.batches(2)), 2, progress=False
+        )

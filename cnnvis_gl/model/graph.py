@@ -358,7 +358,7 @@ def _groups(
         i = order[l.name]
         # a linear layer, or a strided (not depthwise) conv outside a residual block, starts a
         # new group
-        if not in_block[i] and (
+        if not spanned[i] and (
             (l.kind == "linear" and len(l.shape) == 1)
             or (l.kind == "conv" and max(l.params["stride"]) > 1 and not _depthwise(l, by_name))
         ):

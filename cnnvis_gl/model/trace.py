@@ -95,11 +95,17 @@ class _Builder:
 
     # ------------------------------------------------------------------ driver
     def build(self) -> TracedModel:
+        readers: dict[int, list[Call]] = {}
+        for call in self.calls:
+            for i in call.inputs:
+                readers.setdefault(i, []).append(call)
         for call in self.calls:
             if call.kind == "input":
                 self._add(Layer("input", "input", "input", [], list(self.input_shape)), Ref(0))
             elif call.kind == "layout":
                 self._provenance(call)
+                if self._is_boundary(call, readers.get(call.index, [])):
+                    self._resolve(Ref(call.index), call.name)
             elif call.kind not in ("constant", "unknown"):
                 self._layer(call)
         self._resolve(self.rec.output, self.calls[self.rec.output.index].name)
@@ -108,6 +114,17 @@ class _Builder:
             len(self.calls) if not self.calls else self.calls[-1].index + 1
         )
         return self.traced
+
+    def _is_boundary(self, call: Call, readers: list[Call]) -> bool:
+        """Whether a data-movement result is a layer of its own at once: a layer reads it, or it
+        joins several sources and is then split again (a ShuffleNet block's output)."""
+        p = self.prov.get(call.index, (None,))[0]
+        if not isinstance(p, torch.Tensor) or p.dim() - 1 not in (1, 3):
+            return False
+        if any(r.kind not in ("layout", "constant", "unknown") for r in readers):
+            return True
+        splits = any(r.op in ("chunk", "split", "unbind", "getitem", "narrow") for r in readers)
+        return splits and bool((p >= 0).all()) and torch.unique(p >> _ID_BITS).numel() > 1
 
     def _add(self, layer: Layer, ref: Ref) -> None:
         self.layers.append(layer)
@@ -354,7 +371,7 @@ class _Builder:
 
     def _prov_of(self, ref: Ref, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         call = self.calls[ref.index]
-        if call.kind == "layout":
+        if call.kind == "layout" and ref not in self.of_ref:
             p, q = self.prov[ref.index]
             return pick(p, ref.item), pick(q, ref.item)
         if call.kind == "unknown":

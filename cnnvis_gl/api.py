@@ -24,15 +24,9 @@ def image_batches(data: ImageData, batch_size: int, device: Any) -> Iterator[Bat
     ``x`` equals what ``data.batches(batch_size)`` yields; each batch's raw pixels are fetched
     (decoded, resized) once and kept for the display pixels of its top-k images.
     """
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    batch_size, n = int(batch_size), len(data)
-    labels = torch.from_numpy(data.labels())
-    for start in range(0, n, batch_size):
-        idx = torch.arange(start, min(n, start + batch_size), dtype=torch.int64)
-        raw = data.raw(idx.numpy())
+    for raw, y, idx in data.raw_batches(batch_size):
         x = data.normalize(raw.to(device, non_blocking=True))
-        y = labels.index_select(0, idx).to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
         yield x, y, idx, (lambda pos, raw=raw: raw.index_select(0, pos.cpu()))
 
 

@@ -24,10 +24,12 @@ import torch
 from PIL import Image, ImageOps
 
 from cnnvis_gl.data.imagedata import (
+    ALPHA_BACKGROUND,
     ImageData,
     as_size_hw,
     channel_stats,
     one_line,
+    pil_to_rgb,
     sample_indices,
 )
 from cnnvis_gl.errors import DataError
@@ -42,34 +44,6 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
-
-ALPHA_BACKGROUND: tuple[int, int, int] = (255, 255, 255)
-"""What transparent pixels are composited on: white (as an image viewer or a web page shows them)."""
-
-_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
-
-
-def pil_to_rgb(im: Image.Image) -> Image.Image:
-    """``im`` as an 8-bit ``"RGB"`` image, whatever its PIL mode.
-
-    * ``RGB``: unchanged; ``L`` (grayscale), ``1``, ``P`` (palette), ``CMYK``, ``YCbCr``, …:
-      PIL's conversion (grayscale becomes R = G = B).
-    * 16-bit (``I;16*``, and ``I`` as PIL opens 16-bit PNGs): scaled by 255 / 65535 to 8 bits
-      (PIL's own conversion would clip everything above 255 to white).
-    * With transparency (an alpha channel, or a palette / colour-key ``transparency``): alpha
-      composited on :data:`ALPHA_BACKGROUND` (white), so transparent pixels become white
-      instead of whatever colour happens to be stored under them.
-    """
-    if im.mode == "RGB" and "transparency" not in im.info:
-        return im
-    if im.mode == "I" or im.mode.startswith("I;16"):
-        arr = np.asarray(im).astype(np.float64) * (255.0 / 65535.0)
-        im = Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8))  # mode "L"
-    if im.mode in _ALPHA_MODES or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (*ALPHA_BACKGROUND, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return im.convert("RGB")
 
 
 def _upright(im: Image.Image) -> Image.Image:

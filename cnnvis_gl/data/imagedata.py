@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from cnnvis_gl.errors import DataError
 
@@ -33,6 +34,35 @@ __all__ = [
 ]
 
 _STATS_SAMPLE = 500
+
+
+ALPHA_BACKGROUND: tuple[int, int, int] = (255, 255, 255)
+"""What transparent pixels are composited on: white (as an image viewer or a web page shows them)."""
+
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+
+
+def pil_to_rgb(im: Image.Image) -> Image.Image:
+    """``im`` as an 8-bit ``"RGB"`` image, whatever its PIL mode.
+
+    * ``RGB``: unchanged; ``L`` (grayscale), ``1``, ``P`` (palette), ``CMYK``, ``YCbCr``, …:
+      PIL's conversion (grayscale becomes R = G = B).
+    * 16-bit (``I;16*``, and ``I`` as PIL opens 16-bit PNGs): scaled by 255 / 65535 to 8 bits
+      (PIL's own conversion would clip everything above 255 to white).
+    * With transparency (an alpha channel, or a palette / colour-key ``transparency``): alpha
+      composited on :data:`ALPHA_BACKGROUND` (white), so transparent pixels become white
+      instead of whatever colour happens to be stored under them.
+    """
+    if im.mode == "RGB" and "transparency" not in im.info:
+        return im
+    if im.mode == "I" or im.mode.startswith("I;16"):
+        arr = np.asarray(im).astype(np.float64) * (255.0 / 65535.0)
+        im = Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8))  # mode "L"
+    if im.mode in _ALPHA_MODES or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*ALPHA_BACKGROUND, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im.convert("RGB")
 
 
 def one_line(message: str) -> str:
@@ -435,6 +465,19 @@ class ImageData:
             batch_size, shuffle, augment, int(seed), torch.device(device), drop_last
         )
 
+    def raw_batches(
+        self, batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """The images in dataset order, as raw pixels: ``(uint8 [B, 3, H, W], int64 [B] labels,
+        int64 [B] indices)``, all on the CPU, each batch fetched (decoded, resized) once."""
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size, n = int(batch_size), len(self)
+        labels = torch.from_numpy(np.ascontiguousarray(self.labels(), dtype=np.int64))
+        for start in range(0, n, batch_size):
+            idx = torch.arange(start, min(n, start + batch_size), dtype=torch.int64)
+            yield self._fetch(idx.numpy()), labels.index_select(0, idx), idx
+
     def _batches(
         self,
         batch_size: int,
@@ -640,19 +683,36 @@ class TensorImageData(ImageData):
         )
 
 
-class _SubsetImageData(ImageData):
+class _View(ImageData):
+    """Another set seen differently: by default, the same images, labels and statistics."""
+
+    def __init__(self, parent: ImageData, **changes: Any) -> None:
+        fields = {
+            "name": parent.name,
+            "classes": parent.classes,
+            "mean": parent.mean,
+            "std": parent.std,
+            "image_shape": parent.image_shape,
+            "source": parent.source,
+        }
+        super().__init__(**{**fields, **changes})
+        self._parent = parent
+
+    def __len__(self) -> int:
+        return len(self._parent)
+
+    def labels(self) -> np.ndarray:
+        return self._parent.labels()
+
+    def _fetch(self, idx: np.ndarray) -> torch.Tensor:
+        return self._parent._fetch(idx)
+
+
+class _SubsetImageData(_View):
     """The first ``n`` images of another set (generic view)."""
 
     def __init__(self, parent: ImageData, n: int) -> None:
-        super().__init__(
-            name=parent.name,
-            classes=parent.classes,
-            mean=parent.mean,
-            std=parent.std,
-            image_shape=parent.image_shape,
-            source=parent.source,
-        )
-        self._parent = parent
+        super().__init__(parent)
         self._n = n
 
     def __len__(self) -> int:
@@ -661,33 +721,16 @@ class _SubsetImageData(ImageData):
     def labels(self) -> np.ndarray:
         return self._parent.labels()[: self._n]
 
-    def _fetch(self, idx: np.ndarray) -> torch.Tensor:
-        return self._parent._fetch(idx)
-
     def subset(self, n: int) -> ImageData:
         return self._parent.subset(self._check_subset(n))
 
 
-class _ResizedImageData(ImageData):
+class _ResizedImageData(_View):
     """Another set's images resized and centre-cropped per request (see :meth:`ImageData.resized`)."""
 
     def __init__(self, parent: ImageData, size_hw: tuple[int, int]) -> None:
-        super().__init__(
-            name=parent.name,
-            classes=parent.classes,
-            mean=parent.mean,
-            std=parent.std,
-            image_shape=(3, size_hw[0], size_hw[1]),
-            source=parent.source,
-        )
-        self._parent = parent
+        super().__init__(parent, image_shape=(3, size_hw[0], size_hw[1]))
         self._size = size_hw
-
-    def __len__(self) -> int:
-        return len(self._parent)
-
-    def labels(self) -> np.ndarray:
-        return self._parent.labels()
 
     def _fetch(self, idx: np.ndarray) -> torch.Tensor:
         return resize_crop_uint8(self._parent._fetch(idx), self._size)
@@ -699,28 +742,11 @@ class _ResizedImageData(ImageData):
         return self._parent.resized(size)  # from the original pixels, not resized twice
 
 
-class _NormalizedImageData(ImageData):
+class _NormalizedImageData(_View):
     """Another set's images with other normalisation statistics (:meth:`ImageData.with_normalization`)."""
 
     def __init__(self, parent: ImageData, mean: Sequence[float], std: Sequence[float]) -> None:
-        super().__init__(
-            name=parent.name,
-            classes=parent.classes,
-            mean=mean,
-            std=std,
-            image_shape=parent.image_shape,
-            source=parent.source,
-        )
-        self._parent = parent
-
-    def __len__(self) -> int:
-        return len(self._parent)
-
-    def labels(self) -> np.ndarray:
-        return self._parent.labels()
-
-    def _fetch(self, idx: np.ndarray) -> torch.Tensor:
-        return self._parent._fetch(idx)
+        super().__init__(parent, mean=mean, std=std)
 
     def subset(self, n: int) -> ImageData:
         return self._parent.subset(self._check_subset(n)).with_normalization(self.mean, self.std)
@@ -741,11 +767,7 @@ def _item_to_uint8(
 ) -> torch.Tensor:
     """One dataset image (tensor / numpy / PIL) as ``uint8 [3, H, W]``; see ``from_torch``."""
     if not isinstance(image, torch.Tensor):
-        from PIL import Image
-
         if isinstance(image, Image.Image):
-            from cnnvis_gl.data.folder import pil_to_rgb
-
             image = np.asarray(pil_to_rgb(image)).transpose(2, 0, 1)
         arr = np.asarray(image)
         if arr.ndim == 3 and arr.shape[-1] in (1, 3) and arr.shape[0] not in (1, 3):

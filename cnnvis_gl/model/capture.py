@@ -190,6 +190,12 @@ class Call:
     inputs: list[int] = field(default_factory=list)  # indices of the calls it reads
     where: str = ""  # "in 'layer1.0'": the module whose forward() made the call
 
+    def refs(self) -> list[Ref]:
+        """The call outputs it reads, in argument order, each once."""
+        out: list[Ref] = []
+        map_leaves((self.args, self.kwargs), lambda r: out.append(r) if r not in out else None, Ref)
+        return out
+
 
 def _tensors(obj: Any) -> list[torch.Tensor]:
     if isinstance(obj, torch.Tensor):
@@ -368,8 +374,8 @@ class _Session(TorchFunctionMode):
             kind,
             op,
             target,
-            _map_tensors(args, ref),
-            _map_tensors(kwargs, ref),
+            map_leaves(args, ref, torch.Tensor),
+            map_leaves(kwargs, ref, torch.Tensor),
             out,
             sorted(set(inputs), key=inputs.index),
             self._where(),
@@ -395,15 +401,17 @@ class _Session(TorchFunctionMode):
         return name
 
 
-def _map_tensors(obj: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
-    if isinstance(obj, torch.Tensor):
+def map_leaves(obj: Any, fn: Callable[[Any], Any], leaf: type | tuple[type, ...]) -> Any:
+    """``obj`` with every ``leaf``-typed value inside tuples, lists and dicts replaced by
+    ``fn(value)``."""
+    if isinstance(obj, leaf):
         return fn(obj)
     if isinstance(obj, tuple):
-        return tuple(_map_tensors(o, fn) for o in obj)
+        return tuple(map_leaves(o, fn, leaf) for o in obj)
     if isinstance(obj, list):
-        return [_map_tensors(o, fn) for o in obj]
+        return [map_leaves(o, fn, leaf) for o in obj]
     if isinstance(obj, dict):
-        return {k: _map_tensors(v, fn) for k, v in obj.items()}
+        return {k: map_leaves(v, fn, leaf) for k, v in obj.items()}
     return obj
 
 
@@ -413,6 +421,7 @@ class Recording:
 
     calls: list[Call]
     output: Ref
+    count: int  # numbered calls (the probe checks it takes as many)
 
 
 def record_calls(model: nn.Module, input_shape: tuple[int, ...]) -> Recording:
@@ -445,7 +454,7 @@ def record_calls(model: nn.Module, input_shape: tuple[int, ...]) -> Recording:
         raise ModelError(
             f"{type(model).__name__}.forward() returns no tensor computed from its input"
         )
-    return Recording(session.calls, session.producer[id(logits)])
+    return Recording(session.calls, session.producer[id(logits)], session.count)
 
 
 class TapSession:
@@ -505,6 +514,7 @@ __all__ = [
     "Ref",
     "TapSession",
     "function_name",
+    "map_leaves",
     "pick",
     "module_kind",
     "record_calls",

@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .capture import NO_MOVE, Call, Recording, Ref, pick, record_calls
-from .graph import Layer, NeuronGraph, assemble, decode_map, encode_map
+from . import movement
+from .capture import Call, Recording, Ref, pick, record_calls
+from .graph import Layer, NeuronGraph, assemble, decode_map
 
-_ID_BITS = 24  # provenance id = layer number << 24 | channel
 _GATES = {"Sigmoid", "Hardsigmoid", "sigmoid", "hardsigmoid", "Softmax", "softmax"}
 
 
@@ -102,29 +102,27 @@ class _Builder:
         for call in self.calls:
             if call.kind == "input":
                 self._add(Layer("input", "input", "input", [], list(self.input_shape)), Ref(0))
-            elif call.kind == "layout":
-                self._provenance(call)
+            elif call.kind == "layout" and call.refs():
+                inputs = {r: self._prov_of(r, call.name) for r in call.refs()}
+                self.prov[call.index] = movement.run(call, inputs)
                 if self._is_boundary(call, readers.get(call.index, [])):
                     self._resolve(Ref(call.index), call.name)
             elif call.kind not in ("constant", "unknown"):
                 self._layer(call)
         self._resolve(self.rec.output, self.calls[self.rec.output.index].name)
         self.traced.graph = assemble(self.layers, self.input_shape, capture="forward")
-        self.traced.recording_calls = (
-            len(self.calls) if not self.calls else self.calls[-1].index + 1
-        )
+        self.traced.recording_calls = self.rec.count
         return self.traced
 
     def _is_boundary(self, call: Call, readers: list[Call]) -> bool:
         """Whether a data-movement result is a layer of its own at once: a layer reads it, or it
         joins several sources and is then split again (a ShuffleNet block's output)."""
-        p = self.prov.get(call.index, (None,))[0]
+        p = self.prov[call.index][0]
         if not isinstance(p, torch.Tensor) or p.dim() - 1 not in (1, 3):
             return False
         if any(r.kind not in ("layout", "constant", "unknown") for r in readers):
             return True
-        splits = any(r.op in ("chunk", "split", "unbind", "getitem", "narrow") for r in readers)
-        return splits and bool((p >= 0).all()) and torch.unique(p >> _ID_BITS).numel() > 1
+        return any(r.op in movement.SPLITS for r in readers) and movement.joins_several(p)
 
     def _add(self, layer: Layer, ref: Ref) -> None:
         self.layers.append(layer)
@@ -157,21 +155,8 @@ class _Builder:
         return self._materialise(call, ref)
 
     def _refs(self, call: Call) -> list[Ref]:
-        out: list[Ref] = []
-
-        def walk(o: Any) -> None:
-            if isinstance(o, Ref):
-                if o not in out:
-                    out.append(o)
-            elif isinstance(o, (list, tuple)):
-                for x in o:
-                    walk(x)
-            elif isinstance(o, dict):
-                for x in o.values():
-                    walk(x)
-
-        walk((call.args, call.kwargs))
-        return [r for r in out if self.calls[r.index].kind != "constant"]
+        """The non-constant call outputs ``call`` reads."""
+        return [r for r in call.refs() if self.calls[r.index].kind != "constant"]
 
     def _value(self, ref: Ref) -> torch.Tensor:
         return pick(self.calls[ref.index].value, ref.item)
@@ -350,173 +335,37 @@ class _Builder:
         return {"carriers": carriers}, tens
 
     # ------------------------------------------------------------------ data movement
-    def _base(self, ref: Ref, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Provenance (P, Q) of a layer's output tensor, shaped like it."""
-        layer = self.by_name[self._resolve(ref, name)]
-        x = self._value(ref)
-        dev = x.device
-        base = self.number[layer.name] << _ID_BITS
-        c = layer.shape[0]
-        ch = torch.arange(c, device=dev, dtype=torch.int64) + base
-        if len(layer.shape) == 1:
-            p, q = ch.view(1, c), torch.zeros(1, c, dtype=torch.int64, device=dev)
-        else:
-            h, w = layer.shape[1:]
-            pos = torch.arange(h * w, device=dev, dtype=torch.int64).view(1, h, w)
-            p, q = ch.view(c, 1, 1).expand(c, h, w), pos.expand(c, h, w)
-            if layer.channels_last:
-                p, q = p.permute(1, 2, 0), q.permute(1, 2, 0)
-            p, q = p.unsqueeze(0), q.unsqueeze(0)
-        return p.contiguous(), q.contiguous()
-
-    def _prov_of(self, ref: Ref, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _prov_of(self, ref: Ref, name: str) -> movement.Prov:
         call = self.calls[ref.index]
         if call.kind == "layout" and ref not in self.of_ref:
             p, q = self.prov[ref.index]
             return pick(p, ref.item), pick(q, ref.item)
-        if call.kind == "unknown":
-            self._resolve(ref, name)  # raises
         if call.kind == "constant":
             v = self._value(ref)
-            return torch.full(v.shape, -1, dtype=torch.int64, device=v.device), torch.full(
-                v.shape, -1, dtype=torch.int64, device=v.device
-            )
-        return self._base(ref, name)
-
-    def _provenance(self, call: Call) -> None:
-        refs = self._refs_all(call)
-        if not refs:
-            return
-        if call.op in NO_MOVE:
-            p, q = self._prov_of(refs[0], call.name)
-            if isinstance(p, torch.Tensor):
-                p, q = p.contiguous(), q.contiguous()
-            self.prov[call.index] = (p, q)
-            return
-        pq = {r: self._prov_of(r, call.name) for r in refs}
-        outs = []
-        for k in range(2):
-            sub = lambda o, k=k: _subst(o, pq, k)  # noqa: E731
-            args, kwargs = sub(call.args), sub(call.kwargs)
-            fn = call.target
-            try:
-                with torch.no_grad():
-                    outs.append(fn(*args, **kwargs))
-            except Exception as e:
-                raise ModelError(
-                    f"cannot follow {call.op} {self._where(call)}: {type(e).__name__}: {e}"
-                ) from e
-        self.prov[call.index] = (outs[0], outs[1])
-
-    def _refs_all(self, call: Call) -> list[Ref]:
-        out: list[Ref] = []
-
-        def walk(o: Any) -> None:
-            if isinstance(o, Ref):
-                out.append(o)
-            elif isinstance(o, (list, tuple)):
-                for x in o:
-                    walk(x)
-            elif isinstance(o, dict):
-                for x in o.values():
-                    walk(x)
-
-        walk((call.args, call.kwargs))
-        return out
+            return movement.constant(v), movement.constant(v)
+        layer = self.by_name[self._resolve(ref, name)]  # raises for unknown calls
+        dev = self._value(ref).device
+        return movement.base(self.number[layer.name], layer.shape, layer.channels_last, dev)
 
     def _materialise(self, call: Call, ref: Ref) -> str:
         p, q = self.prov[ref.index]
-        p, q = pick(p, ref.item), pick(q, ref.item)
-        name = call.name + "".join(f".{k}" for k in ref.item)
-        if (p < 0).any():
-            raise ModelError(
-                f"{call.op} {self._where(call)} mixes a constant tensor into the feature maps "
-                "(e.g. a class token): not supported"
-            )
-        ids = p[0]
-        layer_no, chan = ids >> _ID_BITS, ids & ((1 << _ID_BITS) - 1)
         names = {v: k for k, v in self.number.items()}
-        rank = ids.dim()
-        if rank == 1:
-            srcs, pos, ch = _sources(layer_no, chan, names)
-            src0 = self.by_name[srcs[0]]
-            if len(srcs) == 1 and len(src0.shape) == 1 and _is_arange(ch, src0.shape[0]):
-                self.of_ref[ref] = srcs[0]
-                return srcs[0]
-            kind = (
-                "flatten"
-                if any(len(self.by_name[s].shape) == 3 for s in srcs)
-                else ("cat" if len(srcs) > 1 else "select")
-            )
-            layer = Layer(
-                name, kind, call.op, srcs, [int(ids.shape[0])], {"map": encode_map(pos, ch)}
-            )
-            self._add(layer, ref)
-            return name
-        if rank != 3:
-            tokens = (
-                " (token sequences, as in transformers, are not supported)" if rank == 2 else ""
-            )
-            raise ModelError(
-                f"unsupported reshape {self._where(call)}: a tensor of shape {tuple(ids.shape)} "
-                f"reaches a layer{tokens}; channel concatenation, slicing, splitting and shuffling, "
-                "permutes to channels-last and flattening are supported"
-            )
-        grid = q[0]
-        for last in (False, True):
-            a = ids.permute(2, 0, 1) if last else ids
-            g = grid.permute(2, 0, 1) if last else grid
-            c, h, w = a.shape
-            if not (a == a[:, :1, :1]).all():
-                continue
-            if not (g == torch.arange(h * w, device=g.device).view(1, h, w)).all():
-                continue
-            chan_ids = a[:, 0, 0]
-            srcs, pos, ch = _sources(chan_ids >> _ID_BITS, chan_ids & ((1 << _ID_BITS) - 1), names)
-            src0 = self.by_name[srcs[0]]
-            same = len(srcs) == 1 and src0.shape == [c, h, w] and _is_arange(ch, c)
-            if same and src0.channels_last == last:
-                self.of_ref[ref] = srcs[0]
-                return srcs[0]
-            kind = "identity" if same else ("cat" if len(srcs) > 1 else "select")
-            params = {} if same else {"map": encode_map(pos, ch)}
-            layer = Layer(name, kind, call.op, srcs, [c, h, w], params, channels_last=last)
-            self._add(layer, ref)
-            return name
-        raise ModelError(
-            f"unsupported reshape {self._where(call)}: it moves values across positions or mixes "
-            "channels with space; channel concatenation, slicing, splitting and shuffling, "
-            "permutes to channels-last and flattening are supported"
+        shapes = {
+            n: (self.by_name[k].shape, self.by_name[k].channels_last)
+            for k, n in self.number.items()
+        }
+        m = movement.classify(pick(p, ref.item), pick(q, ref.item), shapes, self._where(call))
+        sources = [names[n] for n in m.sources]
+        if m.kind == "alias":
+            self.of_ref[ref] = sources[0]
+            return sources[0]
+        name = call.name + "".join(f".{k}" for k in ref.item)
+        params = {"map": m.map} if m.map else {}
+        self._add(
+            Layer(name, m.kind, call.op, sources, m.shape, params, channels_last=m.channels_last),
+            ref,
         )
-
-
-def _is_arange(ch: torch.Tensor, n: int) -> bool:
-    return ch.numel() == n and bool((ch == torch.arange(n, device=ch.device)).all())
-
-
-def _sources(
-    layer_no: torch.Tensor, chan: torch.Tensor, names: dict[int, str]
-) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    """Source layer names in order of first appearance, and per element (source pos, channel)."""
-    flat = layer_no.flatten().tolist()
-    order = list(dict.fromkeys(flat))
-    lookup = {v: k for k, v in enumerate(order)}
-    pos = torch.tensor([lookup[v] for v in flat], dtype=torch.int64)
-    return [names[v] for v in order], pos, chan.flatten().cpu()
-
-
-def _subst(obj: Any, pq: dict[Ref, tuple[Any, Any]], k: int) -> Any:
-    if isinstance(obj, Ref):
-        return pq[obj][k]
-    if isinstance(obj, torch.Tensor):  # a parameter or buffer: a constant
-        return torch.full(obj.shape, -1, dtype=torch.int64, device=obj.device)
-    if isinstance(obj, tuple):
-        return tuple(_subst(o, pq, k) for o in obj)
-    if isinstance(obj, list):
-        return [_subst(o, pq, k) for o in obj]
-    if isinstance(obj, dict):
-        return {key: _subst(v, pq, k) for key, v in obj.items()}
-    return obj
+        return name
 
 
 __all__ = ["TracedModel", "build_graph", "decode_map", "trace_model"]

@@ -22,9 +22,8 @@ from .trace import TracedModel
 Maps = dict[str, torch.Tensor]  # source tap name -> [C_node, C_source]
 
 
-def _conv_matrix(conv: nn.Conv2d) -> torch.Tensor:
-    w = conv.weight.detach().sum(dim=(2, 3))  # [C_out, C_in / groups]
-    g = conv.groups
+def _conv_matrix(weight: torch.Tensor, g: int) -> torch.Tensor:
+    w = weight.detach().sum(dim=(2, 3))  # [C_out, C_in / groups]
     if g == 1:
         return w
     c_out, c_in_g = w.shape
@@ -162,8 +161,7 @@ def _apply(
     if not m:
         return {}
     if layer.kind == "conv":
-        module = traced.module_of.get(name)
-        w = _conv_matrix(module) if module is not None else _conv_weights(traced, name)
+        w = _conv_matrix(traced.weight(name), int(layer.params.get("groups", 1)))
         return {s: w @ mat for s, mat in m.items()}
     if layer.kind == "linear":
         w = traced.weight(name).detach()
@@ -189,13 +187,6 @@ def _apply(
         scale = _norm_scale(traced, name, c, any_mat)
         return {s: scale[:, None] * mat for s, mat in m.items()}
     return m  # act, pool, dropout, identity: channel-wise identity
-
-
-def _conv_weights(traced: TracedModel, name: str) -> torch.Tensor:
-    conv = nn.Conv2d(1, 1, 1)  # a carrier for the functional call's weight and groups
-    conv.weight = nn.Parameter(traced.weight(name).detach(), requires_grad=False)
-    conv.groups = int(traced.graph.layer(name).params.get("groups", 1))
-    return _conv_matrix(conv)
 
 
 def unit_weights(traced: TracedModel) -> dict[str, dict[str, torch.Tensor]]:

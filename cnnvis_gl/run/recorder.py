@@ -124,12 +124,9 @@ class Recorder:
         dev = self.probe.device
         # The fixed probe set lives on the model's device as uint8 pixels, fetched (decoded,
         # resized) once; each recording normalises them there.
-        labels = torch.from_numpy(data.labels())
-        self._batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        for start in range(0, len(data), int(batch_size)):
-            idx = torch.arange(start, min(len(data), start + int(batch_size)), dtype=torch.int64)
-            raw = data.raw(idx.numpy()).to(dev)
-            self._batches.append((raw, labels.index_select(0, idx).to(dev), idx))
+        self._batches = [
+            (raw.to(dev), y.to(dev), idx) for raw, y, idx in data.raw_batches(batch_size)
+        ]
         self._data = data
         self._weighted = {
             name: mod

@@ -28,9 +28,9 @@ def _conv_matrix(weight: torch.Tensor, g: int) -> torch.Tensor:
         return w
     c_out, c_in_g = w.shape
     full = w.new_zeros(c_out, c_in_g * g)
-    per = c_out // g
-    for k in range(g):
-        full[k * per : (k + 1) * per, k * c_in_g : (k + 1) * c_in_g] = w[k * per : (k + 1) * per]
+    group = torch.arange(c_out, device=w.device) // (c_out // g)  # of each output channel
+    cols = group[:, None] * c_in_g + torch.arange(c_in_g, device=w.device)[None, :]
+    full.scatter_(1, cols, w)  # block diagonal
     return full
 
 
@@ -161,7 +161,11 @@ def _apply(
     if not m:
         return {}
     if layer.kind == "conv":
-        w = _conv_matrix(traced.weight(name), int(layer.params.get("groups", 1)))
+        weight, groups = traced.weight(name), int(layer.params.get("groups", 1))
+        if groups > 1 and weight.shape[0] == groups and weight.shape[1] == 1:  # depthwise
+            d = weight.detach().sum(dim=(1, 2, 3))
+            return {s: d[:, None] * mat for s, mat in m.items()}
+        w = _conv_matrix(weight, groups)
         return {s: w @ mat for s, mat in m.items()}
     if layer.kind == "linear":
         w = traced.weight(name).detach()

@@ -263,7 +263,7 @@ class StatsAccumulator:
         """
         self.compact()
         ids = sorted(self.images)
-        row_of = {i: r for r, i in enumerate(ids)}
+        ids_sorted = np.asarray(ids, dtype=np.int64)
         if ids:
             images = np.stack([self.images[i] for i in ids]).transpose(0, 2, 3, 1)
         else:
@@ -285,8 +285,7 @@ class StatsAccumulator:
             arrays[p + "A_mean"] = (st.sum_mean / counts).float().cpu().numpy()
             top_id = st.top_id.cpu().numpy()
             arrays[p + "topk_value"] = st.top_val.cpu().numpy().astype(np.float32)
-            lookup = np.vectorize(lambda i: row_of.get(int(i), -1), otypes=[np.int32])
-            arrays[p + "topk_image"] = lookup(top_id) if top_id.size else top_id.astype(np.int32)
+            arrays[p + "topk_image"] = _rows(ids_sorted, top_id)
             arrays[p + "topk_box"] = _boxes(graph, unit, st.top_loc.cpu().numpy(), h_img, w_img)
             arrays[p + "max_response"] = st.max_resp.cpu().numpy().astype(np.float32)
             arrays[p + "active_fraction"] = (st.active.double() / n).float().cpu().numpy()
@@ -310,6 +309,14 @@ class StatsAccumulator:
             "probe_error": 1.0 - self.correct / self.n_scored if self.n_scored else None,
         }
         return arrays, meta
+
+
+def _rows(ids_sorted: np.ndarray, top_id: np.ndarray) -> np.ndarray:
+    """Row of each dataset index in the sorted ``ids_sorted`` (-1: absent), as int32."""
+    pos = np.searchsorted(ids_sorted, top_id)
+    pos_ok = np.minimum(pos, max(len(ids_sorted) - 1, 0))
+    found = (pos < len(ids_sorted)) & (ids_sorted[pos_ok] == top_id) if len(ids_sorted) else pos < 0
+    return np.where(found, pos, -1).astype(np.int32)
 
 
 def _boxes(graph: NeuronGraph, unit: Unit, loc: np.ndarray, h_img: int, w_img: int) -> np.ndarray:

@@ -132,3 +132,26 @@ def test_weight_stats():
         conv.weight.copy_(torch.tensor([3.0, 4.0, 0.0, 0.0]).reshape(1, 1, 2, 2))
     s = weight_stats(trace_model(nn.Sequential(conv), (1, 4, 4)))["0"]
     assert s["mean"] == 1.75 and abs(s["norm"] - 5.0) < 1e-6
+
+
+def test_grouped_conv_inside_a_group_chains_block_by_block():
+    a = _seeded(nn.Conv2d(3, 4, 1, bias=False))
+    g = _seeded(nn.Conv2d(4, 6, 3, padding=1, groups=2, bias=False))
+    d = _seeded(nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=False))  # depthwise
+    model = nn.Sequential(
+        a,
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        a2 := _seeded(nn.Conv2d(4, 4, 1, bias=False)),
+        g,
+        d,
+        nn.ReLU(),
+    )
+    traced = trace_model(model, (3, 8, 8))
+    assert [x.name for x in traced.graph.groups] == ["conv1", "conv2"]
+    kg = g.weight.detach().sum((2, 3))
+    dense = torch.zeros(6, 4)
+    dense[:3, :2], dense[3:, 2:] = kg[:3], kg[3:]
+    kd = torch.diag(d.weight.detach().sum((1, 2, 3)))
+    expected = kd @ dense @ a2.weight.detach()[:, :, 0, 0]
+    torch.testing.assert_close(group_weights(traced)["conv2"]["conv1"], expected)

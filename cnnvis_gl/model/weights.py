@@ -61,6 +61,7 @@ def channel_maps(traced: TracedModel, sources: list[str], targets: list[str]) ->
     result: dict[str, Maps] = {}
     # flattened vectors: the (virtual) channel of every feature
     features: dict[str, torch.Tensor] = {}
+    eyes: set[int] = set()  # ids of the identity maps of sources: W @ I = W costs nothing
     dev = traced.device
     consumers: dict[str, int] = {}
     for layer in graph.layers:
@@ -74,12 +75,14 @@ def channel_maps(traced: TracedModel, sources: list[str], targets: list[str]) ->
                 computed: Maps = {}
             else:
                 computed = _apply(
-                    traced, layer.name, [maps.get(i, {}) for i in layer.inputs], features
+                    traced, layer.name, [maps.get(i, {}) for i in layer.inputs], features, eyes
                 )
             if name in tgt_set:
                 result[name] = computed
             if name in src_set:
-                maps[name] = {name: torch.eye(layer.shape[0], device=dev)}
+                eye = torch.eye(layer.shape[0], device=dev)
+                eyes.add(id(eye))
+                maps[name] = {name: eye}
                 features.pop(name, None)
             else:
                 maps[name] = computed
@@ -130,8 +133,26 @@ def _gather(
     return out, feature_row
 
 
+def _mm(w: torch.Tensor, mat: torch.Tensor, eyes: set[int]) -> torch.Tensor:
+    return w if id(mat) in eyes else w @ mat
+
+
+def _conv(weight: torch.Tensor, groups: int, mat: torch.Tensor, eyes: set[int]) -> torch.Tensor:
+    """The conv's channel map times ``mat`` (grouped convs block by block)."""
+    if groups == 1 or id(mat) in eyes:
+        return _mm(_conv_matrix(weight, groups), mat, eyes)
+    w = weight.detach().sum(dim=(2, 3))  # [C_out, C_in / groups]
+    c_out, c_in_g = w.shape
+    blocks = w.view(groups, c_out // groups, c_in_g)
+    return torch.bmm(blocks, mat.view(groups, c_in_g, -1)).reshape(c_out, -1)
+
+
 def _apply(
-    traced: TracedModel, name: str, inputs: list[Maps], features: dict[str, torch.Tensor]
+    traced: TracedModel,
+    name: str,
+    inputs: list[Maps],
+    features: dict[str, torch.Tensor],
+    eyes: set[int],
 ) -> Maps:
     layer = traced.graph.layer(name)
     dev = traced.device
@@ -165,8 +186,7 @@ def _apply(
         if groups > 1 and weight.shape[0] == groups and weight.shape[1] == 1:  # depthwise
             d = weight.detach().sum(dim=(1, 2, 3))
             return {s: d[:, None] * mat for s, mat in m.items()}
-        w = _conv_matrix(weight, groups)
-        return {s: w @ mat for s, mat in m.items()}
+        return {s: _conv(weight, groups, mat, eyes) for s, mat in m.items()}
     if layer.kind == "linear":
         w = traced.weight(name).detach()
         out = {}
@@ -175,7 +195,7 @@ def _apply(
             if feat is not None:  # flatten → linear: sum over the positions of a channel
                 out[s] = w.new_zeros(w.shape[0], rows).index_add_(1, feat, w) @ mat
             elif w.shape[1] == rows:
-                out[s] = w @ mat
+                out[s] = _mm(w, mat, eyes)
             else:
                 raise ValueError(
                     f"linear layer {name!r}: {w.shape[1]} inputs do not split into {rows} channels"

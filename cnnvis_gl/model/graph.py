@@ -296,14 +296,12 @@ def _is_join(layer: Layer) -> bool:
     return layer.kind == "mul" and len(layer.params.get("carriers", [])) > 1
 
 
-def _spanned(layers: list[Layer], joins_only: bool = False) -> list[bool]:
+def _spanned(layers: list[Layer]) -> list[bool]:
     """Whether some edge jumps over each layer (it lies inside a residual block, a module with
-    parallel branches, or beside a gating branch); with ``joins_only``, only edges into joins."""
+    parallel branches, or beside a gating branch)."""
     order = {l.name: i for i, l in enumerate(layers)}
     diff = np.zeros(len(layers) + 1, dtype=np.int64)
     for l in layers:
-        if joins_only and not _is_join(l):
-            continue
         for i in l.inputs:
             a, b = order[i] + 1, order[l.name]
             if a < b:
@@ -343,7 +341,13 @@ def _groups(
     layers: list[Layer], by_name: dict[str, Layer], units: list[Unit], spanned: list[bool]
 ) -> list[Group]:
     order = {l.name: i for i, l in enumerate(layers)}
-    in_block = _spanned(layers, joins_only=True)
+    # a spanned stretch that ends in a join is a block (not a gating branch beside a layer)
+    block = [False] * len(layers)
+    ends_in_join = False
+    for i in range(len(layers) - 1, -1, -1):
+        if not spanned[i]:
+            ends_in_join = _is_join(layers[i])
+        block[i] = spanned[i] and ends_in_join
     unit_of_tap = {u.tap: u for u in units}
     unit_of_layer = {name: u for u in units for name in u.layers}
 
@@ -374,7 +378,7 @@ def _groups(
             close()
         elif l.name in unit_of_tap and by_name[unit_of_tap[l.name].name].kind == "linear":
             close()  # a linear layer and its activation
-        elif nxt is not None and in_block[order[nxt.name]]:
+        elif nxt is not None and block[order[nxt.name]]:
             close()  # a residual block starts next
         elif l.name in unit_of_tap and _joins(l.name, by_name):
             close()  # a residual block or a multi-branch module ends here

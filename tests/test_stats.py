@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import cnnvis_gl as cv
 from cnnvis_gl.api import image_batches
 from cnnvis_gl.data import open_data
+from cnnvis_gl.errors import ModelError
 from cnnvis_gl.models import build_model
 from cnnvis_gl.stats import Probe
 
@@ -167,11 +169,10 @@ def test_state_does_not_grow_with_the_dataset(model, cifar):
     probe = Probe(model, (3, 32, 32))
     small = probe.collect(image_batches(cifar.subset(100), 50, "cpu"), 10, progress=False)
     big = probe.collect(image_batches(cifar, 50, "cpu"), 10, progress=False)
-    for s, b in zip(small.state, big.state, strict=True):
-        for f in ("sum_max", "top_val", "top_id", "max_resp", "active"):
-            assert getattr(s, f).shape == getattr(b, f).shape
+    for f in ("sum_max", "top_val", "top_id", "max_resp", "active", "act_sq"):
+        assert getattr(small, f).shape == getattr(big, f).shape
     # only images in some top-k list are kept
-    referenced = {int(i) for st in big.state for i in st.top_id.flatten() if i >= 0}
+    referenced = {int(i) for i in big.top_id.flatten() if i >= 0}
     assert set(big.images) == referenced
 
 
@@ -207,3 +208,83 @@ def test_dataloader_input(model, cifar):
     assert (
         s["images"].dtype == np.uint8 and s["images"].max() == 255
     )  # min-max scaled display pixels
+
+
+class _Conv(nn.Module):
+    """GoogLeNet's BasicConv2d: the tap is a function's result that the module returns."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+
+class _SE(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Conv2d(c, c // 2, 1), nn.Conv2d(c // 2, c, 1)
+        self.act, self.gate = nn.ReLU(), nn.Sigmoid()
+
+    def forward(self, x):  # torchvision's SqueezeExcitation: the gated product is returned
+        s = self.gate(self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True)))))
+        return x * s
+
+
+class _Mixed(nn.Module):
+    def __init__(self, functional_tail: bool):
+        super().__init__()
+        self.a, self.b = _Conv(3, 8), _Conv(8, 8)
+        self.se = _SE(8)
+        self.c = nn.Conv2d(8, 8, 3, padding=1)
+        self.relu = nn.ReLU()  # one module instance called twice
+        self.fc = nn.Linear(8, 10)
+        self.functional_tail = functional_tail
+
+    def forward(self, x):
+        x = self.se(self.b(self.a(x)))
+        if self.functional_tail:  # a tap no module returns: every pass numbered
+            x = F.relu(self.c(x) + x)
+        else:
+            x = self.relu(self.c(x) + x)
+        x = self.relu(F.max_pool2d(x, 2))
+        return self.fc(x.mean((2, 3)))
+
+
+@pytest.mark.parametrize("functional_tail", [False, True])
+def test_module_hooks_and_numbered_passes_measure_the_same(cifar, functional_tail):
+    torch.manual_seed(1)
+    model = _Mixed(functional_tail).eval()
+    probe = Probe(model, (3, 32, 32))
+    acc = cv.stats.StatsAccumulator(probe.graph.units, 10)
+    assert probe.session(acc).by_module_hooks is (not functional_tail)
+    data = cifar.subset(200)
+    fast = probe.collect(image_batches(data, 40, "cpu"), 10, progress=False)
+    slow = probe.collect(image_batches(data, 40, "cpu"), 10, progress=False, numbered=True)
+    a, ma = fast.finalize(probe.graph)
+    b, mb = slow.finalize(probe.graph)
+    assert a.keys() == b.keys() and ma == mb
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_module_hooks_see_a_block_skipped_after_the_first_batch(cifar):
+    class Skips(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = _Conv(3, 4), _Conv(4, 4)
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            x = self.a(x)
+            if self.calls < 3:  # the capture and the first batch take the block
+                x = self.b(x)
+            return x.mean((2, 3))
+
+    probe = Probe(Skips().eval(), (3, 32, 32))
+    batches = image_batches(cifar.subset(40), 10, "cpu")
+    with pytest.raises(ModelError, match="different path.*_Conv module called 0 times instead of 1"):
+        probe.collect(batches, 10, progress=False)

@@ -271,6 +271,10 @@ def test_select_in_view_move_from_inspector_zoom_and_screenshot(run_dir: Path, t
         ctx.item_click("//Controls/**/bird##class2")
         ctx.yield_(3)
         testing.capture(ctx, str(shot))
+        win = imgui.internal.find_window_by_name("Neuron")
+        seen["neuron_window"] = (win.pos.x, win.pos.y, win.size.x, win.size.y)
+        unit, ch = seen["selected"]
+        seen["class_means"] = app.class_means(unit)[ch].copy()
         # move with the inspector's command (default target: a new cluster)
         ctx.item_click("//Neuron/**/Move")
         wait(ctx, ready(app))
@@ -306,7 +310,38 @@ def test_select_in_view_move_from_inspector_zoom_and_screenshot(run_dir: Path, t
     assert fx0 <= cx0 and fy0 <= cy0 and fx1 >= cx1 and fy1 >= cy1  # the cluster fills the view
     assert (fx1 - fx0) < 3 * (cx1 - cx0) or (fy1 - fy0) < 3 * (cy1 - cy0)
     assert shot.stat().st_size > 50_000
+    # the Neuron panel's class bars, measured in the screenshot: one bar per class, top to
+    # bottom in class order, each as long as the neuron's class mean
+    lengths = _bar_lengths(shot, seen["neuron_window"])
+    vals = seen["class_means"]
+    shown = vals > 0.02 * vals.max()  # shorter bars are under a pixel or two
+    assert len(lengths) == int(shown.sum()), (lengths, vals)
+    np.testing.assert_allclose(
+        np.array(lengths) / max(lengths), vals[shown] / vals.max(), atol=0.03 + 2 / max(lengths)
+    )
     print(f"screenshot: {shot}")
+
+
+def _bar_lengths(png: Path, window: tuple[float, float, float, float]) -> list[int]:
+    """Lengths in pixels of the horizontal class bars (fill colour (0.33, 0.62, 0.95)) in the
+    right half of a window, top to bottom."""
+    from PIL import Image
+
+    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    x, y, w, h = (int(round(v)) for v in window)
+    part = img[y : y + h, x + w // 2 : x + w]
+    bar = (np.abs(part - np.array([84, 158, 242])) <= 8).all(axis=2)
+    rows = bar.sum(axis=1) >= 2
+    lengths, start = [], None
+    for r in range(len(rows) + 1):
+        on = r < len(rows) and rows[r]
+        if on and start is None:
+            start = r
+        elif not on and start is not None:
+            cols = np.nonzero(bar[start:r].any(axis=0))[0]
+            lengths.append(int(cols.max() - cols.min() + 1))
+            start = None
+    return lengths
 
 
 def test_follow_mode_switches_to_new_snapshot_without_freezing(run_dir: Path):

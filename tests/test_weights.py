@@ -155,3 +155,19 @@ def test_grouped_conv_inside_a_group_chains_block_by_block():
     kd = torch.diag(d.weight.detach().sum((1, 2, 3)))
     expected = kd @ dense @ a2.weight.detach()[:, :, 0, 0]
     torch.testing.assert_close(group_weights(traced)["conv2"]["conv1"], expected)
+
+
+def test_a_freed_identity_map_is_not_mistaken_for_a_later_tensor_with_its_id():
+    """channel_maps frees the identity maps of sources it no longer needs; a later map can get
+    the same ``id`` and must still be multiplied (a DenseNet once lost columns that way)."""
+    from cnnvis_gl.model.weights import _Eyes
+
+    eyes = _Eyes()
+    eye = torch.eye(3)
+    eyes.add(eye)
+    assert eye in eyes
+    old = id(eye)
+    del eye
+    later = [torch.zeros(2, 2) for _ in range(200)]
+    assert any(id(t) == old for t in later)  # CPython hands the freed slot out again
+    assert not any(t in eyes for t in later)

@@ -8,20 +8,7 @@
 # Call: run(command="bash tools/device_check.sh", carry=[".whl", ".data", ".gl"], timeout_s=540)
 # Prints: GPU info, the gpu-marked tests, bench_stats on cuda, and the analysis GPU timing table.
 set -uo pipefail
-if ls .gl/*.deb >/dev/null 2>&1; then
-  for f in .gl/*.deb; do dpkg -x "$f" /; done
-  ldconfig
-  export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
-fi
-export PYTHONUNBUFFERED=1
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-export CNNVIS_DATA="$PWD/.data"
+source tools/device_env.sh || exit 1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, cupy, numpy; from cnnvis_gl import xp; print('torch', torch.__version__, 'cupy', cupy.__version__, 'numpy', numpy.__version__, 'backend', xp.backend_name)"
 echo "== gpu tests"

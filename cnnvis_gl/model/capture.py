@@ -258,22 +258,35 @@ class _Session(TorchFunctionMode):
         self.keep: list[Any] = []  # keeps recorded tensors alive so ids stay unique
         self.names: set[str] = set()
         self.module_calls: dict[int, int] = {}
+        self.nested: set[int] = set()  # modules also called inside a leaf module (unnumbered)
+        self.calls_of: dict[int, int] = {}  # id(module) -> calls outside leaf modules
+        self.outputs: dict[int, tuple[nn.Module, int]] = {}  # call index -> (module, j) returning it
         self.fn_calls: dict[str, int] = {}
         self.paused = False  # while a callback runs: its own torch calls are not the model's
         # probe mode
         self.on_call: Callable[[int, Any, tuple, dict], None] | None = None
+        self.keep_hooks = False  # hooks stay between forward passes (until detach())
 
     # ------------------------------------------------------------------ hooks
-    def __enter__(self) -> _Session:
-        for m in self.model.modules():
-            self.handles.append(m.register_forward_pre_hook(self._pre, with_kwargs=True))
-            self.handles.append(m.register_forward_hook(self._post, with_kwargs=True))
-        return super().__enter__()
+    def attach(self) -> None:
+        """Register the module hooks (kept until :meth:`detach`)."""
+        if not self.handles:
+            for m in self.model.modules():
+                self.handles.append(m.register_forward_pre_hook(self._pre, with_kwargs=True))
+                self.handles.append(m.register_forward_hook(self._post, with_kwargs=True))
 
-    def __exit__(self, *exc: Any) -> None:
+    def detach(self) -> None:
         for h in self.handles:
             h.remove()
         self.handles.clear()
+
+    def __enter__(self) -> _Session:
+        self.attach()
+        return super().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        if not self.keep_hooks:
+            self.detach()
         super().__exit__(*exc)
 
     def _kind(self, m: nn.Module) -> tuple[str | None, str]:
@@ -287,6 +300,7 @@ class _Session(TorchFunctionMode):
 
     def _pre(self, m: nn.Module, args: tuple, kwargs: dict) -> None:
         if self.leaf_depth:
+            self.nested.add(id(m))
             self.leaf_depth += 1
             return
         kind, cls = self._kind(m)
@@ -306,13 +320,21 @@ class _Session(TorchFunctionMode):
         if self.leaf_depth > 1:
             self.leaf_depth -= 1
             return
+        j = self.calls_of.get(id(m), 0)
+        self.calls_of[id(m)] = j + 1
         if self.leaf_depth == 1:
             self.leaf_depth = 0
             kind, cls = self._kind(m)
             self._call(m, kind or "identity", cls, args, kwargs, out, module=True)
+            if self.capture:
+                self.outputs[self.count - 1] = (m, j)
             return
         if self.stack:
             self.stack.pop()
+        if self.capture and isinstance(out, torch.Tensor) and id(out) in self.producer:
+            ref = self.producer[id(out)]
+            if ref.item == ():
+                self.outputs.setdefault(ref.index, (m, j))  # the innermost module returning it
 
     # ------------------------------------------------------------------ functions
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None):
@@ -350,7 +372,9 @@ class _Session(TorchFunctionMode):
         if self.on_call is not None:
             self.paused = True
             try:
-                self.on_call(index, out, args, kwargs)
+                # the consumer's own tensor work runs at full speed, outside this mode
+                with torch._C.DisableTorchFunction():
+                    self.on_call(index, out, args, kwargs)
             finally:
                 self.paused = False
         if not self.capture:
@@ -422,6 +446,22 @@ class Recording:
     calls: list[Call]
     output: Ref
     count: int  # numbered calls (the probe checks it takes as many)
+    # call index -> (module, j): the call's output is what the j-th call of that module returns
+    outputs: dict[int, tuple[nn.Module, int]] = field(default_factory=dict)
+    calls_of: dict[int, int] = field(default_factory=dict)  # id(module) -> calls of it
+    nested: set[int] = field(default_factory=set)  # ids of modules also called inside leaves
+
+    def module_taps(self) -> dict[int, tuple[nn.Module, int, int]]:
+        """Calls whose outputs a forward hook on one module can find: call index -> (module,
+        how many calls of it come before, how many calls of it a pass makes).  A leaf module's
+        call, or a function's result that a module returns (``return F.relu(x)``,
+        ``return scale * x``).  Modules also called inside leaf modules are left out (a hook
+        would see calls the count skips)."""
+        return {
+            i: (m, j, self.calls_of[id(m)])
+            for i, (m, j) in self.outputs.items()
+            if id(m) not in self.nested
+        }
 
 
 def record_calls(model: nn.Module, input_shape: tuple[int, ...]) -> Recording:
@@ -454,11 +494,31 @@ def record_calls(model: nn.Module, input_shape: tuple[int, ...]) -> Recording:
         raise ModelError(
             f"{type(model).__name__}.forward() returns no tensor computed from its input"
         )
-    return Recording(session.calls, session.producer[id(logits)], session.count)
+    return Recording(
+        session.calls,
+        session.producer[id(logits)],
+        session.count,
+        session.outputs,
+        session.calls_of,
+        session.nested,
+    )
 
 
 class TapSession:
-    """Hands the outputs of chosen calls to ``on_tap(index, tensor)`` during a forward pass.
+    """Hands the outputs of chosen calls to ``on_tap(index, tensor)`` during forward passes.
+
+    Two ways, the same result.  The first pass runs under the numbering of the capture
+    (module hooks on every module plus a torch-function mode), which checks call by call that
+    real images take the path the capture took.  After it, when every tap is the output of a
+    leaf-module call (``modules``, from :meth:`Recording.module_taps`), forward hooks on the
+    tapped modules alone find them and the rest of the forward pass runs as fast as without
+    cnnvis_gl (a different path is then seen only as a different number of calls of a tapped
+    module).  Otherwise (a tap is a function's result, e.g. ``torch.cat`` or ``F.relu``) every
+    pass is numbered.
+
+    A context manager: the hooks stay registered from ``__enter__`` to ``__exit__``, so that
+    many batches pay for them once (:meth:`run` outside a ``with`` block registers and removes
+    them around its one pass).
 
     Parameters
     ----------
@@ -471,6 +531,8 @@ class TapSession:
         forward took another path: an error).
     on_tap:
         Called as ``on_tap(index, output, args, kwargs)`` for each tap call.
+    modules:
+        :meth:`Recording.module_taps` of the capture, to tap by module hooks where possible.
     """
 
     def __init__(
@@ -479,30 +541,98 @@ class TapSession:
         taps: set[int],
         expected: int,
         on_tap: Callable[[int, Any, tuple, dict], None],
+        modules: dict[int, tuple[nn.Module, int, int]] | None = None,
     ) -> None:
         self.model = model
         self.taps = taps
         self.expected = expected
         self.on_tap = on_tap
-
-    def run(self, x: torch.Tensor) -> Any:
-        session = _Session(self.model, capture=False)
-        session.count = 1
+        self._handles: list[Any] = []
+        self._keep = False
+        self._numbered_once = False
+        # by module hooks: (id(module), occurrence) -> call index; calls expected per module
+        self._by_module: dict[tuple[int, int], int] | None = None
+        if modules is not None and taps <= modules.keys():
+            self._by_module = {(id(modules[i][0]), modules[i][1]): i for i in taps}
+            tapped = {id(modules[i][0]): modules[i][0] for i in taps}
+            self._modules = list(tapped.values())
+            self._want = {id(modules[i][0]): modules[i][2] for i in taps}
+            self._seen: dict[int, int] = {}
+        self._session = session = _Session(model, capture=False)
 
         def on_call(index: int, out: Any, args: tuple, kwargs: dict) -> None:
             if index in self.taps:
                 self.on_tap(index, out, args, kwargs)
 
         session.on_call = on_call
+
+    @property
+    def by_module_hooks(self) -> bool:
+        """Whether passes after the first find the taps by hooks on their modules alone."""
+        return self._by_module is not None
+
+    def _hook(self, m: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
+        j = self._seen.get(id(m), 0)
+        self._seen[id(m)] = j + 1
+        index = self._by_module.get((id(m), j))  # type: ignore[union-attr]
+        if index is not None:
+            self.on_tap(index, out, args, kwargs)
+
+    def _detach(self) -> None:
+        self._session.keep_hooks = False
+        self._session.detach()
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def __enter__(self) -> TapSession:
+        self._keep = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._keep = False
+        self._detach()
+
+    def run(self, x: torch.Tensor) -> Any:
+        if self._by_module is not None and self._numbered_once:
+            return self._run_hooked(x)
+        session = self._session
+        session.count, session.leaf_depth, session.stack = 1, 0, []
+        session.keep_hooks = self._keep
         with session:
             out = self.model(x)
         if session.count != self.expected:
-            raise ModelError(
-                f"the forward pass of {type(self.model).__name__} took a different path than when "
-                f"its graph was captured ({session.count - 1} calls instead of "
-                f"{self.expected - 1}): data-dependent control flow in forward() is not supported"
+            self._other_path(f"{session.count - 1} calls instead of {self.expected - 1}")
+        self._numbered_once = True
+        return _output_tensor(out)
+
+    def _run_hooked(self, x: torch.Tensor) -> Any:
+        self._seen = {}
+        self._session.keep_hooks = False
+        self._session.detach()
+        if not self._handles:
+            for m in self._modules:
+                self._handles.append(m.register_forward_hook(self._hook, with_kwargs=True))
+        try:
+            out = self.model(x)
+        finally:
+            if not self._keep:
+                self._detach()
+        if self._seen != self._want:
+            wrong = next(k for k in self._want if self._seen.get(k, 0) != self._want[k])
+            m = next(m for m in self._modules if id(m) == wrong)
+            self._other_path(
+                f"{type(m).__name__} module called {self._seen.get(wrong, 0)} times instead of "
+                f"{self._want[wrong]}"
             )
         return _output_tensor(out)
+
+    def _other_path(self, detail: str) -> None:
+        raise ModelError(
+            f"the forward pass of {type(self.model).__name__} took a different path than when "
+            f"its graph was captured ({detail}): data-dependent control flow in forward() is "
+            "not supported"
+        )
 
 
 __all__ = [

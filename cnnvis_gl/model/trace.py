@@ -37,6 +37,8 @@ class TracedModel:
     call_of: dict[str, Ref]  # layer name -> the call output that holds its value
     module_of: dict[str, nn.Module] = field(default_factory=dict)  # layers that are modules
     tensors_of: dict[str, dict[str, Any]] = field(default_factory=dict)  # weights, scales, …
+    # calls a forward hook can find: index -> (module, earlier calls, calls per pass)
+    module_taps: dict[int, tuple[nn.Module, int, int]] = field(default_factory=dict)
 
     def weight(self, name: str) -> torch.Tensor:
         """The weight tensor of a weighted layer (a module's, or a functional call's argument)."""
@@ -112,6 +114,7 @@ class _Builder:
         self._resolve(self.rec.output, self.calls[self.rec.output.index].name)
         self.traced.graph = assemble(self.layers, self.input_shape, capture="forward")
         self.traced.recording_calls = self.rec.count
+        self.traced.module_taps = self.rec.module_taps()
         return self.traced
 
     def _is_boundary(self, call: Call, readers: list[Call]) -> bool:

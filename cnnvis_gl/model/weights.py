@@ -12,6 +12,8 @@ side on (times a constant factor such as a layer scale; a gate computed from the
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import torch
 from torch import nn
@@ -61,7 +63,7 @@ def channel_maps(traced: TracedModel, sources: list[str], targets: list[str]) ->
     result: dict[str, Maps] = {}
     # flattened vectors: the (virtual) channel of every feature
     features: dict[str, torch.Tensor] = {}
-    eyes: set[int] = set()  # ids of the identity maps of sources: W @ I = W costs nothing
+    eyes = _Eyes()  # the identity maps of sources: W @ I = W costs nothing
     dev = traced.device
     consumers: dict[str, int] = {}
     for layer in graph.layers:
@@ -81,7 +83,7 @@ def channel_maps(traced: TracedModel, sources: list[str], targets: list[str]) ->
                 result[name] = computed
             if name in src_set:
                 eye = torch.eye(layer.shape[0], device=dev)
-                eyes.add(id(eye))
+                eyes.add(eye)
                 maps[name] = {name: eye}
                 features.pop(name, None)
             else:
@@ -133,13 +135,28 @@ def _gather(
     return out, feature_row
 
 
-def _mm(w: torch.Tensor, mat: torch.Tensor, eyes: set[int]) -> torch.Tensor:
-    return w if id(mat) in eyes else w @ mat
+class _Eyes:
+    """Identity matrices, recognised as the very objects (a freed tensor's ``id`` is reused by
+    later tensors, so ids alone would mistake a computed map for an identity)."""
+
+    def __init__(self) -> None:
+        self._refs: dict[int, weakref.ref] = {}
+
+    def add(self, t: torch.Tensor) -> None:
+        self._refs[id(t)] = weakref.ref(t)
+
+    def __contains__(self, t: torch.Tensor) -> bool:
+        ref = self._refs.get(id(t))
+        return ref is not None and ref() is t
 
 
-def _conv(weight: torch.Tensor, groups: int, mat: torch.Tensor, eyes: set[int]) -> torch.Tensor:
+def _mm(w: torch.Tensor, mat: torch.Tensor, eyes: _Eyes) -> torch.Tensor:
+    return w if mat in eyes else w @ mat
+
+
+def _conv(weight: torch.Tensor, groups: int, mat: torch.Tensor, eyes: _Eyes) -> torch.Tensor:
     """The conv's channel map times ``mat`` (grouped convs block by block)."""
-    if groups == 1 or id(mat) in eyes:
+    if groups == 1 or mat in eyes:
         return _mm(_conv_matrix(weight, groups), mat, eyes)
     w = weight.detach().sum(dim=(2, 3))  # [C_out, C_in / groups]
     c_out, c_in_g = w.shape
@@ -152,7 +169,7 @@ def _apply(
     name: str,
     inputs: list[Maps],
     features: dict[str, torch.Tensor],
-    eyes: set[int],
+    eyes: _Eyes,
 ) -> Maps:
     layer = traced.graph.layer(name)
     dev = traced.device

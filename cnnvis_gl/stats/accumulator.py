@@ -8,13 +8,18 @@ some neuron's top-k.  Everything is computed on the model's device; only the sum
 few top-k images) leave it.  Two accumulators over disjoint parts of a dataset merge into the
 one over the whole (:meth:`StatsAccumulator.merge`): sums add, top-k lists merge with the same
 deterministic order (value descending, then dataset index ascending).
+
+The state of all neurons of all units lives in flat tensors (unit ``i`` owns rows
+``start[i]:start[i + 1]``).  While a batch runs, each unit only reduces its tap to per-neuron
+responses (:meth:`StatsAccumulator.update_unit`: a few kernels, no host synchronisation); the
+class sums, activity counts and top-k lists of every neuron are then updated at once by
+:meth:`StatsAccumulator.end_batch`, so the work per batch hardly depends on the number of units.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,28 +30,43 @@ from ..model.graph import NeuronGraph, Unit
 #: Response of a conv neuron to one image: spatial max (the spec's choice) and mean.
 RESPONSES = ("max", "mean")
 
-
-@dataclass
-class _UnitState:
-    sum_max: torch.Tensor  # [C, K] float64
-    sum_mean: torch.Tensor  # [C, K] float64
-    top_val: torch.Tensor  # [C, k] float32, descending
-    top_id: torch.Tensor  # [C, k] int64 dataset index (-1: empty)
-    top_loc: torch.Tensor  # [C, k] int64 flat arg-max position in the tap's feature map
-    max_resp: torch.Tensor  # [C] float32
-    active: torch.Tensor  # [C] int64: images with response > 0
-    saturated: torch.Tensor  # [C] int64: images with mean |activation| ≥ 95 % of the bound
-    act_sum: torch.Tensor  # [] float64 over all activation values
-    act_sq: torch.Tensor  # [] float64
-    act_n: int
+#: Neurons × (k + batch) elements per top-k merge step (bounds the merge's temporaries).
+_MERGE_CHUNK = 1 << 22
 
 
-def _merge_topk(vals: torch.Tensor, ids: torch.Tensor, locs: torch.Tensor, k: int):
-    """Keep the k largest per row; ties broken by the smaller dataset index (deterministic)."""
-    by_id = torch.argsort(ids, dim=1, stable=True)
-    vals, ids, locs = vals.gather(1, by_id), ids.gather(1, by_id), locs.gather(1, by_id)
-    order = torch.argsort(vals, dim=1, descending=True, stable=True)[:, :k]
-    return vals.gather(1, order), ids.gather(1, order), locs.gather(1, order)
+#: Key of an empty top-k slot (below every real key).
+_EMPTY = torch.iinfo(torch.int64).min
+_LOW = 0xFFFFFFFF
+
+
+def topk_keys(values: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """int64 keys that order (value descending, dataset index ascending) as plain integers.
+
+    The high 32 bits hold the float32 value's bits mapped to a monotonic signed integer, the
+    low 32 bits ``2**32 - 1 - id``; so one ``topk`` of the keys is the deterministic top-k, and
+    value and index are read back from the key (:func:`key_values`, :func:`key_ids`).
+    """
+    bits = (values.float() + 0.0).contiguous().view(torch.int32)  # (+ 0.0: -0.0 becomes 0.0)
+    ordered = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).to(torch.int64)
+    return (ordered << 32) | (_LOW - ids)
+
+
+def key_values(keys: torch.Tensor) -> torch.Tensor:
+    """float32 values of top-k keys (-inf for empty slots)."""
+    ordered = (keys >> 32).to(torch.int32)
+    vals = (ordered ^ ((ordered >> 31) & 0x7FFFFFFF)).view(torch.float32)
+    return vals.masked_fill(keys == _EMPTY, -math.inf)
+
+
+def key_ids(keys: torch.Tensor) -> torch.Tensor:
+    """int64 dataset indices of top-k keys (-1 for empty slots)."""
+    return (_LOW - (keys & _LOW)).masked_fill(keys == _EMPTY, -1)
+
+
+def _merge_topk(keys: torch.Tensor, locs: torch.Tensor, k: int):
+    """Keep the k largest keys per row (sorted), with their locations and column positions."""
+    top, order = torch.topk(keys, k, dim=1, sorted=True)
+    return top, locs.gather(1, order), order
 
 
 class StatsAccumulator:
@@ -63,6 +83,20 @@ class StatsAccumulator:
         Length of each neuron's top-k image list.
     device:
         Where the state lives (the model's device).
+
+    Attributes (flat over all neurons, unit ``i`` at rows ``start[i]:start[i + 1]``)
+    ----------
+    sum_max, sum_mean:
+        ``[N, K]`` float64 per-class sums of the response (spatial max / mean).
+    top_key, top_loc:
+        ``[N, k]`` the top-k as keys (:func:`topk_keys`; properties ``top_val`` and ``top_id``
+        read the responses, descending, and their dataset indices, -1: empty) and the flat
+        arg-max position in the tap's feature map.
+    max_resp, active, saturated:
+        ``[N]`` largest response; images with response > 0; images with mean |activation| ≥
+        95 % of the unit's bound.
+    act_sum, act_sq:
+        ``[N]`` float64 sums of all activation values and of their squares.
     """
 
     def __init__(
@@ -71,33 +105,45 @@ class StatsAccumulator:
         self.units = list(units)
         self.num_classes = int(num_classes)
         self.k = int(k)
-        self.device = torch.device(device)
-        self.class_count = torch.zeros(num_classes, dtype=torch.float64, device=self.device)
+        self.device = dev = torch.device(device)
+        self.start = np.concatenate([[0], np.cumsum([u.channels for u in self.units])]).astype(int)
+        n, kk = int(self.start[-1]), num_classes
+        f64 = torch.float64
+        self.class_count = torch.zeros(kk, dtype=f64, device=dev)
         self.n_images = 0
-        self.loss_sum = 0.0
-        self.correct = 0
         self.n_scored = 0
-        self.images: dict[int, np.ndarray] = {}  # dataset index -> uint8 [3, H, W]
+        self.loss_sum = torch.zeros((), dtype=f64, device=dev)
+        self.correct = torch.zeros((), dtype=torch.int64, device=dev)
+        self.images: dict[int, np.ndarray] = {}  # dataset index -> uint8 [H, W, 3]
         self.labels: dict[int, int] = {}
         self._batches = 0
-        self.state: list[_UnitState] = []
-        for u in self.units:
-            c, dev = u.channels, self.device
-            self.state.append(
-                _UnitState(
-                    sum_max=torch.zeros(c, num_classes, dtype=torch.float64, device=dev),
-                    sum_mean=torch.zeros(c, num_classes, dtype=torch.float64, device=dev),
-                    top_val=torch.full((c, self.k), -math.inf, device=dev),
-                    top_id=torch.full((c, self.k), -1, dtype=torch.int64, device=dev),
-                    top_loc=torch.zeros(c, self.k, dtype=torch.int64, device=dev),
-                    max_resp=torch.full((c,), -math.inf, device=dev),
-                    active=torch.zeros(c, dtype=torch.int64, device=dev),
-                    saturated=torch.zeros(c, dtype=torch.int64, device=dev),
-                    act_sum=torch.zeros((), dtype=torch.float64, device=dev),
-                    act_sq=torch.zeros((), dtype=torch.float64, device=dev),
-                    act_n=0,
-                )
-            )
+        self.sum_max = torch.zeros(n, kk, dtype=f64, device=dev)
+        self.sum_mean = torch.zeros(n, kk, dtype=f64, device=dev)
+        self.top_key = torch.full((n, self.k), _EMPTY, dtype=torch.int64, device=dev)
+        self.top_loc = torch.zeros(n, self.k, dtype=torch.int64, device=dev)
+        self.max_resp = torch.full((n,), -math.inf, device=dev)
+        self.active = torch.zeros(n, dtype=torch.int64, device=dev)
+        self.saturated = torch.zeros(n, dtype=torch.int64, device=dev)
+        self.act_sum = torch.zeros(n, dtype=f64, device=dev)
+        self.act_sq = torch.zeros(n, dtype=f64, device=dev)
+        self.act_n = [0] * len(self.units)  # activation values seen per unit
+        area = [max(math.prod(u.spatial), 1) for u in self.units]
+        self._area = torch.as_tensor(np.repeat(area, np.diff(self.start)), dtype=f64, device=dev)
+        self._pending: tuple | None = None  # the last batch, whose images are kept one batch late
+
+    @property
+    def top_val(self) -> torch.Tensor:
+        """``[N, k]`` float32 top-k responses, descending (-inf: empty)."""
+        return key_values(self.top_key)
+
+    @property
+    def top_id(self) -> torch.Tensor:
+        """``[N, k]`` int64 dataset indices of the top-k images (-1: empty)."""
+        return key_ids(self.top_key)
+
+    def rows(self, i: int) -> slice:
+        """Unit ``i``'s rows of the flat state."""
+        return slice(int(self.start[i]), int(self.start[i + 1]))
 
     # ------------------------------------------------------------------ streaming
     @torch.no_grad()
@@ -137,10 +183,14 @@ class StatsAccumulator:
         dev = self.device
         self._y = y = labels.to(dev)
         self._ids = ids
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= _LOW):
+            raise ValueError(f"dataset indices must lie in [0, {_LOW}), got {ids.min()}..{ids.max()}")
         self._ids_dev = ids.to(dev)
         b = int(y.shape[0])
         self.class_count.index_add_(0, y, torch.ones(b, dtype=torch.float64, device=dev))
         self.n_images += b
+        # this batch's per-neuron reductions, unit by unit: (max, arg-max, mean, L2 norm) [B, C]
+        self._parts: list[tuple[torch.Tensor, ...] | None] = [None] * len(self.units)
         if logits is not None:
             self.score(logits)
 
@@ -148,68 +198,95 @@ class StatsAccumulator:
         """Probe loss and error of the current batch from the model's outputs."""
         lg = logits.detach().float()
         y = self._y
-        self.loss_sum += float(torch.nn.functional.cross_entropy(lg, y, reduction="sum"))
-        self.correct += int((lg.argmax(1) == y).sum())
+        self.loss_sum += torch.nn.functional.cross_entropy(lg, y, reduction="sum").double()
+        self.correct += (lg.argmax(1) == y).sum()
         self.n_scored += int(y.shape[0])
 
-    @torch.no_grad()
     def update_unit(self, i: int, t: torch.Tensor) -> None:
-        """Add unit ``i``'s tap tensor (``[B, C, H, W]`` or ``[B, C]``) of the current batch."""
-        unit, st = self.units[i], self.state[i]
-        y, ids_dev = self._y, self._ids_dev
-        b = int(y.shape[0])
-        t = t.detach()
+        """Reduce unit ``i``'s tap tensor (``[B, C, H, W]`` or ``[B, C]``) of the current batch
+        to per-neuron responses (no host synchronisation; detached, so no ``no_grad`` needed)."""
+        t = t.detach().float()
+        self.act_n[i] += t.numel()
         if t.dim() == 4:
+            # (reductions over the last axis only: several times faster on a CPU than others)
             flat = t.flatten(2)
             r_max, loc = flat.max(dim=2)
-            r_mean = flat.mean(dim=2)
-            st.act_sum += r_mean.sum(dtype=torch.float64) * flat.shape[2]
+            self._parts[i] = (r_max, loc, flat.mean(dim=2), torch.linalg.vector_norm(flat, dim=2))
         else:
-            flat = t
-            r_max = r_mean = t.float()
-            loc = torch.zeros_like(t, dtype=torch.int64)
-            st.act_sum += t.sum(dtype=torch.float64)
-        st.act_sq += float(torch.linalg.vector_norm(flat.float())) ** 2
-        st.act_n += flat.numel()
-        r_max = r_max.float()
-        st.sum_max.index_add_(1, y, r_max.T.double())
-        st.sum_mean.index_add_(1, y, r_mean.float().T.double())
-        st.max_resp = torch.maximum(st.max_resp, r_max.max(dim=0).values)
-        st.active += (r_max > 0).sum(dim=0)
-        if unit.bound is not None:
-            mean_abs = flat.abs().mean(dim=2) if t.dim() == 4 else flat.abs()
-            st.saturated += (mean_abs >= 0.95 * unit.bound).sum(dim=0)
-        c = r_max.shape[1]
-        st.top_val, st.top_id, st.top_loc = _merge_topk(
-            torch.cat([st.top_val, r_max.T], dim=1),
-            torch.cat([st.top_id, ids_dev.expand(c, b)], dim=1),
-            torch.cat([st.top_loc, loc.T], dim=1),
-            self.k,
-        )
+            self._parts[i] = (t, torch.zeros_like(t, dtype=torch.int64), t, t.abs())
+        bound = self.units[i].bound
+        if bound is not None:
+            mean_abs = t.abs().flatten(2).mean(dim=2) if t.dim() == 4 else t.abs()
+            self.saturated[self.rows(i)] += (mean_abs >= 0.95 * bound).sum(dim=0)
 
     def end_batch(self, fetch_images: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        """Keep the pixels of the batch's images that entered some top-k list."""
-        ids = self._ids
-        referenced = torch.cat([st.top_id.flatten() for st in self.state])
-        pos = torch.nonzero(torch.isin(self._ids_dev, referenced)).flatten().cpu()
-        ids_cpu = ids.cpu()
-        new = [p for p in pos.tolist() if int(ids_cpu[p]) not in self.images]
-        if new:
-            pixels = fetch_images(torch.tensor(new, dtype=torch.int64)).cpu().numpy()
-            labels_cpu = self._y.cpu()
-            for p, img in zip(new, pixels, strict=True):
-                self.images[int(ids_cpu[p])] = np.ascontiguousarray(img, dtype=np.uint8)
-                self.labels[int(ids_cpu[p])] = int(labels_cpu[p])
+        """Fold the batch's responses into every neuron's state, and keep the pixels of the
+        batch's images that entered some top-k list."""
+        missing = [u.name for u, part in zip(self.units, self._parts, strict=True) if part is None]
+        if missing:
+            raise RuntimeError(f"no activations of unit(s) {missing[:5]} in this batch")
+        r_max, loc, r_mean, norm = (torch.cat(x, dim=1) for x in zip(*self._parts, strict=True))
+        y, b = self._y, int(self._y.shape[0])
+        self.act_sum += r_mean.sum(0, dtype=torch.float64) * self._area
+        self.act_sq += norm.double().square().sum(0)
+        self.sum_max.index_add_(1, y, r_max.T.double())
+        self.sum_mean.index_add_(1, y, r_mean.T.double())
+        self.max_resp = torch.maximum(self.max_resp, r_max.max(dim=0).values)
+        self.active += (r_max > 0).sum(dim=0)
+        n, k = int(self.start[-1]), self.k
+        step = max(1, _MERGE_CHUNK // (k + b))
+        entered = torch.zeros(b + 1, dtype=torch.bool, device=self.device)  # [b]: none
+        for lo in range(0, n, step):
+            s = slice(lo, min(n, lo + step))
+            self.top_key[s], self.top_loc[s], order = _merge_topk(
+                torch.cat([self.top_key[s], topk_keys(r_max[:, s].T, self._ids_dev)], dim=1),
+                torch.cat([self.top_loc[s], loc[:, s].T], dim=1),
+                k,
+            )
+            entered.index_fill_(0, torch.where(order >= k, order - k, b).flatten(), True)
+        del self._parts
+        # Which of the batch's images entered some top-k list is read on the host one batch
+        # late, so that the host prepares the next batch while the device still works on this
+        # one (an image evicted meanwhile is simply not needed).
+        mask = entered[:b]
+        event = None
+        if self.device.type == "cuda":
+            mask = torch.empty(mask.shape, dtype=torch.bool, pin_memory=True).copy_(mask, True)
+            y = torch.empty(y.shape, dtype=y.dtype, pin_memory=True).copy_(y, True)
+            event = torch.cuda.Event()
+            event.record()
+        self._flush()
+        self._pending = (mask, y, event, self._ids.cpu(), fetch_images)
         self._batches += 1
         if self._batches % 16 == 0:
             self.compact()
 
+    def _flush(self) -> None:
+        """Keep the pixels (H × W × 3) of the pending batch's images that entered some top-k."""
+        if self._pending is None:
+            return
+        mask, y, event, ids, fetch_images = self._pending
+        self._pending = None
+        if event is not None:
+            event.synchronize()
+        pos = torch.nonzero(mask.cpu()).flatten().tolist()
+        new = [p for p in pos if int(ids[p]) not in self.images]
+        if new:
+            pixels = fetch_images(torch.tensor(new, dtype=torch.int64)).cpu()
+            pixels = pixels.to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+            labels = y.cpu()
+            for p, img in zip(new, pixels, strict=True):
+                self.images[int(ids[p])] = img.copy()
+                self.labels[int(ids[p])] = int(labels[p])
+
     def _referenced_ids(self) -> set[int]:
-        ref = torch.unique(torch.cat([st.top_id.flatten() for st in self.state])).cpu().tolist()
+        ref = torch.unique(self.top_id).cpu().tolist()
         return {i for i in ref if i >= 0}
 
     def compact(self) -> None:
-        """Drop the pixels of images no longer in any top-k list."""
+        """Keep the pending batch's images, then drop the pixels of images no longer in any
+        top-k list."""
+        self._flush()
         ref = self._referenced_ids()
         for i in [i for i in self.images if i not in ref]:
             del self.images[i]
@@ -224,26 +301,21 @@ class StatsAccumulator:
         if other.num_classes != self.num_classes:
             raise ValueError("cannot merge statistics with different class counts")
         dev = self.device
+        other.compact()
         self.class_count += other.class_count.to(dev)
         self.n_images += other.n_images
-        self.loss_sum += other.loss_sum
-        self.correct += other.correct
+        self.loss_sum += other.loss_sum.to(dev)
+        self.correct += other.correct.to(dev)
         self.n_scored += other.n_scored
-        for a, b in zip(self.state, other.state, strict=True):
-            a.sum_max += b.sum_max.to(dev)
-            a.sum_mean += b.sum_mean.to(dev)
-            a.max_resp = torch.maximum(a.max_resp, b.max_resp.to(dev))
-            a.active += b.active.to(dev)
-            a.saturated += b.saturated.to(dev)
-            a.act_sum += b.act_sum.to(dev)
-            a.act_sq += b.act_sq.to(dev)
-            a.act_n += b.act_n
-            a.top_val, a.top_id, a.top_loc = _merge_topk(
-                torch.cat([a.top_val, b.top_val.to(dev)], 1),
-                torch.cat([a.top_id, b.top_id.to(dev)], 1),
-                torch.cat([a.top_loc, b.top_loc.to(dev)], 1),
-                self.k,
-            )
+        for f in ("sum_max", "sum_mean", "active", "saturated", "act_sum", "act_sq"):
+            getattr(self, f).add_(getattr(other, f).to(dev))
+        self.max_resp = torch.maximum(self.max_resp, other.max_resp.to(dev))
+        self.act_n = [a + b for a, b in zip(self.act_n, other.act_n, strict=True)]
+        self.top_key, self.top_loc, _ = _merge_topk(
+            torch.cat([self.top_key, other.top_key.to(dev)], 1),
+            torch.cat([self.top_loc, other.top_loc.to(dev)], 1),
+            self.k,
+        )
         self.images.update(other.images)
         self.labels.update(other.labels)
         self.compact()
@@ -265,7 +337,7 @@ class StatsAccumulator:
         ids = sorted(self.images)
         ids_sorted = np.asarray(ids, dtype=np.int64)
         if ids:
-            images = np.stack([self.images[i] for i in ids]).transpose(0, 2, 3, 1)
+            images = np.stack([self.images[i] for i in ids])
         else:
             c, h, w = graph.input_shape
             images = np.zeros((0, h, w, c), dtype=np.uint8)
@@ -279,34 +351,44 @@ class StatsAccumulator:
         }
         unit_meta: dict[str, Any] = {}
         n = max(self.n_images, 1)
-        for unit, st in zip(self.units, self.state, strict=True):
-            p = f"units/{unit.name}/"
-            arrays[p + "A_max"] = (st.sum_max / counts).float().cpu().numpy()
-            arrays[p + "A_mean"] = (st.sum_mean / counts).float().cpu().numpy()
-            top_id = st.top_id.cpu().numpy()
-            arrays[p + "topk_value"] = st.top_val.cpu().numpy().astype(np.float32)
-            arrays[p + "topk_image"] = _rows(ids_sorted, top_id)
-            arrays[p + "topk_box"] = _boxes(graph, unit, st.top_loc.cpu().numpy(), h_img, w_img)
-            arrays[p + "max_response"] = st.max_resp.cpu().numpy().astype(np.float32)
-            arrays[p + "active_fraction"] = (st.active.double() / n).float().cpu().numpy()
-            mean = float(st.act_sum) / max(st.act_n, 1)
-            var = max(float(st.act_sq) / max(st.act_n, 1) - mean * mean, 0.0)
+        # everything leaves the device once, then is cut per unit
+        a_max = (self.sum_max / counts).float().cpu().numpy()
+        a_mean = (self.sum_mean / counts).float().cpu().numpy()
+        top_val = self.top_val.cpu().numpy().astype(np.float32)
+        top_img = _rows(ids_sorted, self.top_id.cpu().numpy())
+        top_loc = self.top_loc.cpu().numpy()
+        max_resp = self.max_resp.cpu().numpy().astype(np.float32)
+        active = self.active.cpu().numpy()
+        saturated = self.saturated.cpu().numpy()
+        act_sum = self.act_sum.cpu().numpy()
+        act_sq = self.act_sq.cpu().numpy()
+        for i, unit in enumerate(self.units):
+            p, r = f"units/{unit.name}/", self.rows(i)
+            arrays[p + "A_max"] = a_max[r]
+            arrays[p + "A_mean"] = a_mean[r]
+            arrays[p + "topk_value"] = top_val[r]
+            arrays[p + "topk_image"] = top_img[r]
+            arrays[p + "topk_box"] = _boxes(graph, unit, top_loc[r], h_img, w_img)
+            arrays[p + "max_response"] = max_resp[r]
+            arrays[p + "active_fraction"] = (active[r] / n).astype(np.float32)
+            count = max(self.act_n[i], 1)
+            mean = float(act_sum[r].sum()) / count
+            var = max(float(act_sq[r].sum()) / count - mean * mean, 0.0)
             unit_meta[unit.name] = {
                 "act_mean": mean,
                 "act_std": math.sqrt(var),
-                "dead_fraction": float((st.active == 0).double().mean()),
+                "dead_fraction": float((active[r] == 0).mean()),
                 "saturated_fraction": (
-                    float((st.saturated.double() / n >= 0.99).double().mean())
-                    if unit.bound is not None
-                    else None
+                    float((saturated[r] / n >= 0.99).mean()) if unit.bound is not None else None
                 ),
             }
+        loss, correct = float(self.loss_sum), int(self.correct)
         meta = {
             "n_images": self.n_images,
             "k": self.k,
             "units": unit_meta,
-            "probe_loss": self.loss_sum / self.n_scored if self.n_scored else None,
-            "probe_error": 1.0 - self.correct / self.n_scored if self.n_scored else None,
+            "probe_loss": loss / self.n_scored if self.n_scored else None,
+            "probe_error": 1.0 - correct / self.n_scored if self.n_scored else None,
         }
         return arrays, meta
 

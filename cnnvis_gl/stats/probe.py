@@ -40,16 +40,24 @@ class Probe:
     def device(self) -> torch.device:
         return next((p.device for p in self.model.parameters()), torch.device("cpu"))
 
-    def forward(self, x: torch.Tensor, acc: StatsAccumulator) -> torch.Tensor | None:
-        """One forward pass of ``x`` whose tap tensors go into ``acc`` (batch already begun)."""
+    def session(self, acc: StatsAccumulator, *, numbered: bool = False) -> TapSession:
+        """Forward passes whose tap tensors go into ``acc``: ``with probe.session(acc) as s:
+        s.run(x)`` once per begun batch.  ``numbered``: every pass under the capture's call
+        numbering (slower; by default passes after the first use hooks on the tapped modules
+        where they can, see :class:`~cnnvis_gl.model.capture.TapSession`)."""
 
         def on_tap(index: int, out: Any, args: tuple, kwargs: dict) -> None:
             for i, item, last in self._taps[index]:
                 t = pick(out, item)
                 acc.update_unit(i, t.permute(0, 3, 1, 2) if last else t)
 
-        session = TapSession(self.model, set(self._taps), self.traced.recording_calls, on_tap)
-        return session.run(x)
+        return TapSession(
+            self.model,
+            set(self._taps),
+            self.traced.recording_calls,
+            on_tap,
+            modules=None if numbered else self.traced.module_taps,
+        )
 
     @torch.no_grad()
     def collect(
@@ -61,16 +69,21 @@ class Probe:
         total: int | None = None,
         progress: bool = True,
         desc: str = "analyze",
+        numbered: bool = False,
     ) -> StatsAccumulator:
-        """Run every batch in eval mode and accumulate; the model's train/eval mode is restored."""
+        """Run every batch in eval mode and accumulate; the model's train/eval mode is restored.
+        ``numbered``: see :meth:`session`."""
         acc = StatsAccumulator(self.graph.units, num_classes, k=k, device=self.device)
         was_training = self.model.training
         self.model.eval()
         try:
-            with tqdm(total=total, desc=desc, unit="img", disable=not progress, leave=False) as bar:
+            with (
+                tqdm(total=total, desc=desc, unit="img", disable=not progress, leave=False) as bar,
+                self.session(acc, numbered=numbered) as session,
+            ):
                 for x, y, ids, fetch in batches:
                     acc.begin_batch(y, ids)
-                    logits = self.forward(x.to(self.device, non_blocking=True), acc)
+                    logits = session.run(x.to(self.device, non_blocking=True))
                     if logits is not None and logits.dim() == 2 and logits.shape[1] == num_classes:
                         acc.score(logits)
                     acc.end_batch(fetch)

@@ -459,7 +459,8 @@ def _class_bars(app: App, unit: str, ch: int, width: float) -> None:
         spec = implot.Spec(
             flags=implot.BarsFlags_.horizontal, fill_color=imgui.ImVec4(0.33, 0.62, 0.95, 1.0)
         )
-        implot.plot_bars("response", np.arange(K, dtype=np.float64), vals, 0.7, spec)
+        # horizontal bars: ImPlot takes the lengths first, then the positions
+        implot.plot_bars("response", vals, np.arange(K, dtype=np.float64), 0.7, spec)
         implot.end_plot()
     _hint(f"class means of the max response (largest {float(vals.max()):.3g})")
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,16 @@ def _device(name: str | None) -> str:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
+    """The model, data and device of ``analyze`` and ``train``."""
     p.add_argument("model", help="zoo model name or path/to/file.py:factory")
     p.add_argument("--data", required=True, metavar="SPEC", help="dataset spec (see below)")
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    _add_device(p)
     p.add_argument("--batch-size", type=int, default=256, help="analysis batch size (default 256)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
 
 
 def _add_input(p: argparse.ArgumentParser) -> None:
@@ -45,22 +51,29 @@ def _add_input(p: argparse.ArgumentParser) -> None:
     p.add_argument("--normalize", metavar="PRESET|MEAN/STD", help=NORMALIZE_HELP)
 
 
-def _parser() -> argparse.ArgumentParser:
-    fmt = argparse.RawDescriptionHelpFormatter
-    ap = argparse.ArgumentParser(
-        prog="cnnvis",
-        description="Visual analytics of convolutional neural networks (CNNVis) for PyTorch.",
-        epilog=EPILOG,
-        formatter_class=fmt,
+def _add_window(p: argparse.ArgumentParser) -> None:
+    """The viewer window of ``view`` and ``demo``."""
+    p.add_argument(
+        "--headless",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="viewer without a window (default: headless when there is no display)",
     )
-    ap.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    p.add_argument(
+        "--size", default="1600x1000", help="viewer size WIDTHxHEIGHT (default 1600x1000)"
+    )
 
+
+def _add_theme(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--theme", choices=["dark", "light"], default="dark")
+
+
+def _analyze_parser(sub: Any) -> None:
     p = sub.add_parser(
         "analyze",
         help="compute a snapshot of a model on a dataset",
         epilog=EPILOG,
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_common(p)
     _add_input(p)
@@ -75,11 +88,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=int, default=0, help="step number of the snapshot (default 0)")
     p.add_argument("-o", "--out", required=True, metavar="RUN_DIR", help="run directory to write")
 
+
+def _train_parser(sub: Any) -> None:
     p = sub.add_parser(
         "train",
         help="train a model, then save its weights and a snapshot",
         epilog=EPILOG,
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_common(p)
     _add_input(p)
@@ -114,27 +129,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--out", required=True, metavar="RUN_DIR")
 
+
+def _view_parser(sub: Any) -> None:
     p = sub.add_parser("view", help="open the interactive viewer on a run directory")
     p.add_argument("run", metavar="RUN_DIR")
     p.add_argument("--follow", action="store_true", help="follow the run as new snapshots land")
-    p.add_argument(
-        "--headless",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="run without a window (default: headless when there is no display)",
-    )
-    p.add_argument(
-        "--size", default="1600x1000", help="window size WIDTHxHEIGHT (default 1600x1000)"
-    )
+    _add_window(p)
     p.add_argument(
         "--msaa", type=int, default=0, help="multisampling (default 0: shaders anti-alias)"
     )
-    p.add_argument("--theme", choices=["dark", "light"], default="dark")
+    _add_theme(p)
     p.add_argument(
         "--screenshot-dir", metavar="DIR", help="where screenshots go (default RUN_DIR/screenshots)"
     )
     p.add_argument("--frames", type=int, help="stop after N frames")
 
+
+def _render_parser(sub: Any) -> None:
     p = sub.add_parser(
         "render", help="render a run's network view to a PNG (headless, no display needed)"
     )
@@ -151,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=["features", "matrix"],
         help="facet of every cluster (default: the saved layout's facets, else features)",
     )
-    p.add_argument("--theme", choices=["dark", "light"], default="dark")
+    _add_theme(p)
     p.add_argument(
         "--classes", help="comma-separated class names to highlight (the rest is dimmed)"
     )
@@ -185,6 +196,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--msaa", type=int, default=4, help="multisampling (default 4)")
 
+
+def _info_parser(sub: Any) -> None:
     p = sub.add_parser("info", help="print a model's layer groups, or a run's snapshots")
     p.add_argument("target", help="zoo model name, path/to/file.py:factory, or a run directory")
     p.add_argument(
@@ -192,6 +205,8 @@ def _parser() -> argparse.ArgumentParser:
         help="C,H,W (default 3,32,32; a torchvision model's own size, e.g. 3,224,224)",
     )
 
+
+def _demo_parser(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
         help="train a small CNN on CIFAR-10 while the viewer follows it live (the main job)",
@@ -219,22 +234,27 @@ def _parser() -> argparse.ArgumentParser:
         "--probe", type=int, default=500, help="test images of each snapshot (default 500)"
     )
     p.add_argument("--no-view", action="store_true", help="train and record only (no viewer)")
-    p.add_argument(
-        "--headless",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="viewer without a window (default: headless when there is no display)",
-    )
-    p.add_argument(
-        "--size", default="1600x1000", help="viewer size WIDTHxHEIGHT (default 1600x1000)"
-    )
+    _add_window(p)
     p.add_argument(
         "--pictures",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="render features.png and matrix.png of the last snapshot (default on)",
     )
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    _add_device(p)
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="cnnvis",
+        description="Visual analytics of convolutional neural networks (CNNVis) for PyTorch.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    for build, _run in COMMANDS.values():
+        build(sub)
     return ap
 
 
@@ -606,13 +626,16 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {
-    "analyze": cmd_analyze,
-    "train": cmd_train,
-    "view": cmd_view,
-    "render": cmd_render,
-    "info": cmd_info,
-    "demo": cmd_demo,
+#: Every command: its parser builder and what runs it, in the order ``cnnvis --help`` lists
+#: them.  A new command is one ``_NAME_parser(sub)``, one ``cmd_NAME(args) -> int`` and one line
+#: here (shared option groups: ``_add_common``, ``_add_input``, ``_add_window``, …).
+COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
+    "analyze": (_analyze_parser, cmd_analyze),
+    "train": (_train_parser, cmd_train),
+    "view": (_view_parser, cmd_view),
+    "render": (_render_parser, cmd_render),
+    "info": (_info_parser, cmd_info),
+    "demo": (_demo_parser, cmd_demo),
 }
 
 
@@ -630,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import CnnvisError
 
     try:
-        return COMMANDS[a.command](a)
+        return COMMANDS[a.command][1](a)
     except CnnvisError as e:
         print(f"cnnvis {a.command}: error: {e}", file=sys.stderr)
         return 2

@@ -101,3 +101,99 @@ def test_only_render_touches_gl_and_only_ui_imports_imgui(repo_root):
                 if root in allowed and package != allowed[root]:
                     offenders.append(f"{path.relative_to(repo_root)} imports {name}")
     assert offenders == []
+
+
+#: The floors of the package, lowest first: a module imports only from its own floor or lower
+#: ones (docs/ARCHITECTURE.md).  Data flows model → stats → run → analysis → layout → render →
+#: ui; the entry points sit on top.
+FLOORS = (
+    {"errors", "xp", "resources"},
+    {"data", "model", "models", "train"},
+    {"stats"},
+    {"run", "api"},  # api builds snapshots; the Recorder (run/) calls it
+    {"analysis"},
+    {"layout"},
+    {"render"},
+    {"ui"},
+    {"demo", "cli", "__init__"},
+)
+
+
+def _package_imports(repo_root) -> dict[str, set[str]]:
+    """Module -> the package modules it imports (anywhere in it, lazily too; not the imports
+    under ``if TYPE_CHECKING:``, which never run)."""
+    import ast
+
+    root = repo_root / "cnnvis_gl"
+    graph: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(repo_root).with_suffix("").parts
+        is_pkg = parts[-1] == "__init__"
+        name = ".".join(parts[:-1] if is_pkg else parts)
+        package = name if is_pkg else name.rsplit(".", 1)[0]
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skip = {
+            id(n)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for n in ast.walk(node)
+        }
+        out = graph.setdefault(name, set())
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            if isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                if node.level:
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                targets = [target] + [f"{target}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            out.update(t for t in targets if t.startswith("cnnvis_gl"))
+    return {m: {t for t in ts if t in graph and t != m} for m, ts in graph.items()}
+
+
+def test_every_module_imports_only_its_floor_or_lower_ones(repo_root):
+    graph = _package_imports(repo_root)
+
+    def floor(module: str) -> int:
+        top = module.split(".")[1] if "." in module else "__init__"
+        return next(i for i, f in enumerate(FLOORS) if top in f)
+
+    upward = sorted(
+        f"{a} imports {b}"
+        for a, bs in graph.items()
+        for b in bs
+        if floor(b) > floor(a)
+        and not b.endswith("__init__")
+        and not (a.count(".") == 1 and b == "cnnvis_gl")
+    )
+    assert upward == []
+
+
+def test_no_import_cycles(repo_root):
+    graph = _package_imports(repo_root)
+    # a package's __init__ re-exporting its modules is not a cycle with them
+    edges = {
+        a: {b for b in bs if not a.startswith(b + ".") and b != "cnnvis_gl"}
+        for a, bs in graph.items()
+    }
+    cycles, state = [], {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(edges[m]):
+            if state.get(n) == 1:
+                cycles.append(" -> ".join(path[path.index(n) :] + [n]))
+            elif n not in state:
+                visit(n, path + [n])
+        state[m] = 2
+
+    for m in sorted(edges):
+        if m not in state:
+            visit(m, [m])
+    assert cycles == []

@@ -196,6 +196,20 @@ def test_drag_neuron_to_cluster_undo_redo_and_layout_json(run_dir: Path):
         seen["edges1"] = s.edges.weight.copy()
         seen["json1"] = json.loads((run_dir / "layout.json").read_text())
         seen["undo_label"] = app.state.history.undo[-1].label if app.state.history.undo else ""
+        # an undo whose layout job fails (fault injected) leaves the history as it was
+        real = app.session.restore
+
+        def failing(edits, label):
+            raise OSError("injected failure")
+
+        h = app.state.history
+        seen["history0"] = (len(h.undo), len(h.redo))
+        app.session.restore = failing
+        ctx.key_press(imgui.Key.mod_ctrl | imgui.Key.z)
+        wait(ctx, ready(app))
+        ctx.yield_(1)
+        seen["failed"] = ((len(h.undo), len(h.redo)), app.state.jobs.error)
+        app.session.restore = real
         ctx.key_press(imgui.Key.mod_ctrl | imgui.Key.z)
         wait(ctx, ready(app))
         ctx.yield_(1)
@@ -214,6 +228,9 @@ def test_drag_neuron_to_cluster_undo_redo_and_layout_json(run_dir: Path):
     assert s1[src_id] == s0[src_id] - 1 and s1[dst_id] == s0[dst_id] + 1
     assert not np.array_equal(seen["edges0"], seen["edges1"])  # cluster edges follow the move
     assert seen["undo_label"].startswith("move neuron")
+    assert seen["history0"] == (1, 0)
+    assert seen["failed"][0] == (1, 0)  # nothing lost: the edit can still be undone
+    assert "undo move neuron" in seen["failed"][1] and "injected failure" in seen["failed"][1]
     assert seen["sizes2"] == s0  # undo
     assert seen["sizes3"] == s1  # redo
     # layout.json: pickle-free JSON naming the moved neuron in its new cluster

@@ -8,14 +8,15 @@ milliseconds.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..analysis import Bundling, bundle_edges, ink_and_crossings
 from .edges import RowSpec, SceneEdgesBuilder, edge_pieces, edge_threshold
 from .ids import id_color
-from .scene import ROW_BETWEEN, Bundles, Clusters, Edges, Label, Neurons, Row, Scene
+from .scene import CHAR_WIDTH, ROW_BETWEEN, Bundles, ClustersBuilder, Edges, Label, Row, Scene
 
 if TYPE_CHECKING:
     from .state import LayoutState
@@ -53,12 +54,28 @@ def _bundle(
     return hit
 
 
+@dataclass
+class _Assembly:
+    """What :func:`compose_scene` collects row by row."""
+
+    rows: list[Row] = field(default_factory=list)
+    labels: list[Label] = field(default_factory=list)
+    row_index: dict[str, int] = field(default_factory=dict)
+    first_cluster: list[int] = field(default_factory=list)
+    ports_out: list[np.ndarray] = field(default_factory=list)
+    ports_in: list[np.ndarray] = field(default_factory=list)
+    centres: dict[str, np.ndarray] = field(default_factory=dict)
+    y: float = 0.0
+    x_min: float = 0.0
+    x_max: float = 0.0
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(3))  # order: ours, greedy, random
+
+
 def compose_scene(state: LayoutState) -> Scene:
     """The Scene of the current state (cache hits for everything the last edit left alone)."""
     o = state.options
     snap = state.snapshot
     classes = list(snap.classes)
-    K = len(classes)
     per_row = []
     for r in state.rows:
         items = []
@@ -66,132 +83,23 @@ def compose_scene(state: LayoutState) -> Scene:
             c = state.content(r, state.members[r.name][cid])
             items.append((cid, c, state.geometry(c)))
         per_row.append(items)
-
-    rows: list[Row] = []
-    labels: list[Label] = []
-    row_index: dict[str, int] = {}
-    c_id, c_row, c_rect, c_size, c_facet, c_color = [], [], [], [], [], []
-    c_feat, c_mat, c_dens, c_score = [], [], [], []
-    n_unit, n_index, n_cluster, n_rect, n_mrow, n_imp, n_act = [], [], [], [], [], [], []
-    first_cluster: list[int] = []
-    ports_out: list[np.ndarray] = []
-    ports_in: list[np.ndarray] = []
-    centres: dict[str, np.ndarray] = {}
-    y = 0.0
-    x_min, x_max = 0.0, 0.0
-    stat_g = stat_r = stat_s = 0.0
+    asm = _Assembly()
+    built = ClustersBuilder(len(classes))
     for i, (r, items) in enumerate(zip(state.rows, per_row, strict=True)):
         if i > 0:
-            prev = state.rows[i - 1]
-            name = f"between:{prev.name}|{r.name}"
-            row_index[name] = len(rows)
-            rows.append(Row(name, ROW_BETWEEN, y, o.between_height, -1, ""))
-            y += o.between_height
-        hmax = max((g.h for _, _, g in items), default=0.0)
-        # All frames of a row share its height (as in the paper's figures): edges leave
-        # every frame at one y and never cross a neighbouring frame inside the row.
-        frame_h = float(np.ceil(hmax / o.row_quantum) * o.row_quantum)
-        height = frame_h + 2 * o.row_padding
-        ri = len(rows)
-        row_index[r.name] = ri
-        rows.append(Row(r.name, r.kind, y, float(height), r.group, r.unit))
-        top = y + o.row_padding
-        xs, ws = state.row_extent(r)
-        centres[r.name] = xs + ws / 2
-        first_cluster.append(len(c_id))
-        outs, ins = [], []
-        data = state.data(r.unit)
-        u_index = state.unit_index[r.unit]
-        for (cid, c, g), x in zip(items, xs, strict=True):
-            ci = len(c_id)
-            c_id.append(cid)
-            c_row.append(ri)
-            c_rect.append((x, top, g.w, frame_h))
-            c_size.append(c.members.size)
-            c_facet.append(state.facets.get(cid, o.facet))
-            c_color.append(id_color(cid))
-            fx, fy = x + g.feat[0], top + g.feat[1]
-            c_feat.append((fx, fy, g.feat[2], g.feat[3]))
-            # the matrix fills the frame's height (frames of a row share the tallest's height)
-            c_mat.append(
-                (
-                    x + g.mat[0],
-                    top + g.mat[1],
-                    g.mat[2],
-                    max(g.mat[3], frame_h - g.mat[1] - o.padding),
-                )
-            )
-            c_dens.append(c.density)
-            c_score.append(c.score)
-            stat_s += c.score
-            stat_g += c.score_greedy
-            stat_r += c.score_random
-            n_unit.append(np.full(c.members.size, u_index, dtype=np.int32))
-            n_index.append(c.members)
-            n_cluster.append(np.full(c.members.size, ci, dtype=np.int32))
-            n_rect.append(c.rects + np.array([fx, fy, 0.0, 0.0]))
-            n_mrow.append(c.matrix_row)
-            n_imp.append(data.importance[c.members])
-            n_act.append(data.activation[c.members])
-            outs.append((x + g.w / 2, top + frame_h))
-            ins.append((x + g.w / 2, top))
-            labels.append(
-                Label(
-                    f"{c.members.size}",
-                    x + o.padding,
-                    top + o.padding + o.cluster_label / 2,
-                    o.cluster_label * 0.8,
-                    "left",
-                    "cluster",
-                    cid,
-                )
-            )
-            if 0 < K <= o.max_class_labels:
-                labels += _class_labels(state, cid, c_mat[-1], g.cell_w, classes)
-        ports_out.append(np.asarray(outs, dtype=np.float64).reshape(-1, 2))
-        ports_in.append(np.asarray(ins, dtype=np.float64).reshape(-1, 2))
-        n_neur = snap.graph.unit(r.unit).channels
-        if len(xs):
-            left = float(xs[0])
-            x_min = min(x_min, left)
-            x_max = max(x_max, float(c_rect[-1][0] + c_rect[-1][2]))
-        else:
-            left = 0.0
-        text = f"{r.name}  {n_neur} neurons"
-        labels.append(Label(text, left - 16.0, y + height / 2, 16.0, "right", "row"))
-        x_min = min(x_min, left - 16.0 - 0.6 * 16.0 * len(text))
-        y += float(height)
-    first_cluster.append(len(c_id))
+            name = f"between:{state.rows[i - 1].name}|{r.name}"
+            asm.row_index[name] = len(asm.rows)
+            asm.rows.append(Row(name, ROW_BETWEEN, asm.y, o.between_height, -1, ""))
+            asm.y += o.between_height
+        _add_row(state, r, items, asm, built, classes)
+    asm.first_cluster.append(len(built))
 
     with state.timed("edges"):
-        edges, bundles, ink = _edges(state, rows, row_index, first_cluster, ports_out, ports_in)
-
-    C = len(c_id)
-    clusters = Clusters(
-        id=np.asarray(c_id, dtype=np.int64),
-        row=np.asarray(c_row, dtype=np.int32),
-        rect=np.asarray(c_rect, dtype=np.float32).reshape(C, 4),
-        size=np.asarray(c_size, dtype=np.int32),
-        facet=np.asarray(c_facet, dtype=np.int8),
-        color=np.asarray(c_color, dtype=np.float32).reshape(C, 3),
-        features_rect=np.asarray(c_feat, dtype=np.float32).reshape(C, 4),
-        matrix_rect=np.asarray(c_mat, dtype=np.float32).reshape(C, 4),
-        density=np.asarray(c_dens, dtype=np.float32),
-        order_score=np.asarray(c_score, dtype=np.float32),
-    )
-
-    def cat(parts: list[np.ndarray], dtype: type, shape: tuple[int, ...] = ()) -> np.ndarray:
-        return np.concatenate(parts).astype(dtype) if parts else np.zeros((0, *shape), dtype)
-
-    neurons = Neurons(
-        unit=cat(n_unit, np.int32),
-        index=cat(n_index, np.int32),
-        cluster=cat(n_cluster, np.int32),
-        rect=cat(n_rect, np.float32, (4,)),
-        matrix_row=cat(n_mrow, np.int32),
-        importance=cat(n_imp, np.float32),
-        activation=cat(n_act, np.float32, (K,)),
-    )
+        edges, bundles, ink = _edges(
+            state, asm.rows, asm.row_index, asm.first_cluster, asm.ports_out, asm.ports_in
+        )
+    clusters, neurons = built.build()
+    C = len(clusters.id)
     dens = clusters.density.astype(np.float64)
     area_img = float(
         sum(float((c.rects[:, 2] * c.rects[:, 3]).sum()) for it in per_row for _, c, _ in it)
@@ -205,30 +113,109 @@ def compose_scene(state: LayoutState) -> Scene:
         "bundles": float(len(bundles.sign)),
         "density_mean": float(dens.mean()) if C else 0.0,
         "density_area": area_img / area_box if area_box > 0 else 0.0,
-        "order_score": stat_s,
-        "order_score_greedy": stat_g,
-        "order_score_random": stat_r,
+        "order_score": float(asm.scores[0]),
+        "order_score_greedy": float(asm.scores[1]),
+        "order_score_random": float(asm.scores[2]),
         **ink,
-        "row_crossings_weighted": state.total_crossings(centres),
+        "row_crossings_weighted": state.total_crossings(asm.centres),
     }
     stats.update({f"row_{k}": v for k, v in state.ordering_stats.items()})
     margin = 40.0
-    bounds = (x_min - margin, -margin, x_max + margin, y + margin)
-    scene = Scene(
-        rows=rows,
+    return Scene(
+        rows=asm.rows,
         clusters=clusters,
         neurons=neurons,
         edges=edges,
         bundles=bundles,
-        labels=labels,
+        labels=asm.labels,
         classes=[classes[int(k)] for k in state.class_order],
         class_order=state.class_order.astype(np.int32),
         units=list(state.unit_names),
-        bounds=bounds,
+        bounds=(asm.x_min - margin, -margin, asm.x_max + margin, asm.y + margin),
         step=snap.step,
         stats=stats,
     )
-    return scene
+
+
+def _add_row(
+    state: LayoutState,
+    r: Any,
+    items: list[tuple[int, Any, Any]],
+    asm: _Assembly,
+    built: ClustersBuilder,
+    classes: list[str],
+) -> None:
+    """One layer row: its band, its clusters with their neurons and labels, its edge ports."""
+    o = state.options
+    hmax = max((g.h for _, _, g in items), default=0.0)
+    # All frames of a row share its height (as in the paper's figures): edges leave every
+    # frame at one y and never cross a neighbouring frame inside the row.
+    frame_h = float(np.ceil(hmax / o.row_quantum) * o.row_quantum)
+    height = frame_h + 2 * o.row_padding
+    ri = len(asm.rows)
+    asm.row_index[r.name] = ri
+    asm.rows.append(Row(r.name, r.kind, asm.y, float(height), r.group, r.unit))
+    top = asm.y + o.row_padding
+    xs, ws = state.row_extent(r)
+    asm.centres[r.name] = xs + ws / 2
+    asm.first_cluster.append(len(built))
+    outs, ins = [], []
+    data = state.data(r.unit)
+    u_index = state.unit_index[r.unit]
+    K = len(classes)
+    for (cid, c, g), x in zip(items, xs, strict=True):
+        fx, fy = x + g.feat[0], top + g.feat[1]
+        # the matrix fills the frame's height (frames of a row share the tallest's height)
+        mat = (
+            x + g.mat[0],
+            top + g.mat[1],
+            g.mat[2],
+            max(g.mat[3], frame_h - g.mat[1] - o.padding),
+        )
+        built.add(
+            id=cid,
+            row=ri,
+            rect=(x, top, g.w, frame_h),
+            facet=state.facets.get(cid, o.facet),
+            color=id_color(cid),
+            features_rect=(fx, fy, g.feat[2], g.feat[3]),
+            matrix_rect=mat,
+            unit=u_index,
+            index=c.members,
+            neuron_rect=c.rects + np.array([fx, fy, 0.0, 0.0]),
+            matrix_row=c.matrix_row,
+            importance=data.importance[c.members],
+            activation=data.activation[c.members],
+            density=c.density,
+            order_score=c.score,
+        )
+        asm.scores += (c.score, c.score_greedy, c.score_random)
+        outs.append((x + g.w / 2, top + frame_h))
+        ins.append((x + g.w / 2, top))
+        asm.labels.append(
+            Label(
+                f"{c.members.size}",
+                x + o.padding,
+                top + o.padding + o.cluster_label / 2,
+                o.cluster_label * 0.8,
+                "left",
+                "cluster",
+                cid,
+            )
+        )
+        if 0 < K <= o.max_class_labels:
+            asm.labels += _class_labels(state, cid, mat, g.cell_w, classes)
+    asm.ports_out.append(np.asarray(outs, dtype=np.float64).reshape(-1, 2))
+    asm.ports_in.append(np.asarray(ins, dtype=np.float64).reshape(-1, 2))
+    n_neur = state.snapshot.graph.unit(r.unit).channels
+    left = float(xs[0]) if len(xs) else 0.0
+    if len(xs):
+        asm.x_min = min(asm.x_min, left)
+        asm.x_max = max(asm.x_max, float(xs[-1] + items[-1][2].w))
+    row_label = Label(f"{r.name}  {n_neur} neurons", left - 16.0, asm.y + height / 2, 16.0, "right")
+    asm.labels.append(row_label)
+    asm.x_min = min(asm.x_min, row_label.left)
+    asm.y += float(height)
 
 
 def _class_labels(
@@ -240,7 +227,7 @@ def _class_labels(
 ) -> list[Label]:
     o = state.options
     size = min(o.class_label * 0.8, 10.0)
-    chars = max(1, int(cell_w / (0.6 * size)))
+    chars = max(1, int(cell_w / (CHAR_WIDTH * size)))
     y = mat[1] - o.class_label / 2
     return [
         Label(

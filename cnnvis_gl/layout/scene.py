@@ -26,6 +26,10 @@ ROW_GROUP = 0  # a collapsed layer group
 ROW_LAYER = 1  # one layer of an expanded group
 ROW_BETWEEN = 2  # in-between row of bicluster nodes
 
+#: Advance of one character of the label font, as a fraction of the text height (the one rule
+#: for how wide a label is: layout bounds, class-name truncation, the view's row framing).
+CHAR_WIDTH = 0.6
+
 
 @dataclass(frozen=True)
 class Row:
@@ -52,7 +56,9 @@ class Clusters:
     features_rect: np.ndarray  # float32 [C, 4] bounding box of the packed patches (features facet)
     matrix_rect: np.ndarray  # float32 [C, 4] the activation-matrix block (matrix facet)
     density: np.ndarray  # float32 [C] packing density of the features facet
-    order_score: np.ndarray  # float32 [C] sum of adjacent-row cosine similarities of the matrix order
+    order_score: (
+        np.ndarray
+    )  # float32 [C] sum of adjacent-row cosine similarities of the matrix order
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,9 @@ class Neurons:
     rect: np.ndarray  # float32 [N, 4] patch rectangle (features facet), scene units
     matrix_row: np.ndarray  # int32 [N] row of the neuron in its cluster's matrix (Held–Karp order)
     importance: np.ndarray  # float32 [N] largest class mean, normalised per unit to [0, 1]
-    activation: np.ndarray  # float32 [N, K] class means normalised per unit to [0, 1] (matrix cells, class highlighting)
+    activation: (
+        np.ndarray
+    )  # float32 [N, K] class means normalised per unit to [0, 1] (matrix cells, class highlighting)
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,16 @@ class Label:
     kind: str = "row"  # row | cluster | class
     cluster: int = -1  # id of the cluster a cluster/class label belongs to (-1: row label)
 
+    @property
+    def width(self) -> float:
+        """Width of the text in scene units (:data:`CHAR_WIDTH` × size per character)."""
+        return CHAR_WIDTH * self.size * len(self.text)
+
+    @property
+    def left(self) -> float:
+        """The text's left edge, whatever its anchor."""
+        return self.x - {"right": self.width, "center": self.width / 2}.get(self.anchor, 0.0)
+
 
 @dataclass(frozen=True)
 class Scene:
@@ -124,4 +142,100 @@ class Scene:
     units: list[str]  # NeuronGraph unit names (Neurons.unit indexes this)
     bounds: tuple[float, float, float, float]  # x0, y0, x1, y1
     step: int | None = None
-    stats: dict[str, float] = field(default_factory=dict)  # quality figures (density, ink, crossings …)
+    stats: dict[str, float] = field(
+        default_factory=dict
+    )  # quality figures (density, ink, crossings …)
+
+
+class ClustersBuilder:
+    """Collects clusters, each with its neurons, into a Scene's ``Clusters`` and ``Neurons``
+    (the one assembly path of :func:`~cnnvis_gl.layout.compose.compose_scene` and the
+    synthetic scenes).  ``add`` returns the cluster's index; ``build`` makes the arrays."""
+
+    def __init__(self, n_classes: int) -> None:
+        self.n_classes = int(n_classes)
+        self._c: dict[str, list] = {f: [] for f in Clusters.__dataclass_fields__}
+        self._n: dict[str, list] = {f: [] for f in Neurons.__dataclass_fields__}
+
+    def __len__(self) -> int:
+        return len(self._c["id"])
+
+    def add(
+        self,
+        *,
+        id: int,  # noqa: A002 - the Clusters field
+        row: int,
+        rect: tuple[float, float, float, float],
+        facet: int,
+        color: tuple[float, float, float],
+        features_rect: tuple[float, float, float, float],
+        matrix_rect: tuple[float, float, float, float],
+        unit: int,
+        index: np.ndarray,
+        neuron_rect: np.ndarray,
+        matrix_row: np.ndarray,
+        importance: np.ndarray,
+        activation: np.ndarray | None = None,
+        density: float = 0.0,
+        order_score: float = 0.0,
+    ) -> int:
+        """One cluster: its frame and facets, then its neurons (``index`` in unit ``unit``;
+        ``neuron_rect`` in scene units)."""
+        ci, n = len(self), len(index)
+        c, m = self._c, self._n
+        for key, v in (
+            ("id", id),
+            ("row", row),
+            ("rect", rect),
+            ("size", n),
+            ("facet", facet),
+            ("color", color),
+            ("features_rect", features_rect),
+            ("matrix_rect", matrix_rect),
+            ("density", density),
+            ("order_score", order_score),
+        ):
+            c[key].append(v)
+        m["unit"].append(np.full(n, unit, dtype=np.int32))
+        m["index"].append(np.asarray(index))
+        m["cluster"].append(np.full(n, ci, dtype=np.int32))
+        m["rect"].append(np.asarray(neuron_rect, dtype=np.float64).reshape(n, 4))
+        m["matrix_row"].append(np.asarray(matrix_row))
+        m["importance"].append(np.asarray(importance))
+        m["activation"].append(
+            np.zeros((n, self.n_classes)) if activation is None else np.asarray(activation)
+        )
+        return ci
+
+    def build(self) -> tuple[Clusters, Neurons]:
+        c, m, C = self._c, self._n, len(self)
+
+        def arr(key: str, dtype: type, shape: tuple[int, ...] = ()) -> np.ndarray:
+            return np.asarray(c[key], dtype=dtype).reshape(C, *shape)
+
+        def cat(key: str, dtype: type, shape: tuple[int, ...] = ()) -> np.ndarray:
+            parts = m[key]
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros((0, *shape), dtype)
+
+        clusters = Clusters(
+            id=arr("id", np.int64),
+            row=arr("row", np.int32),
+            rect=arr("rect", np.float32, (4,)),
+            size=arr("size", np.int32),
+            facet=arr("facet", np.int8),
+            color=arr("color", np.float32, (3,)),
+            features_rect=arr("features_rect", np.float32, (4,)),
+            matrix_rect=arr("matrix_rect", np.float32, (4,)),
+            density=arr("density", np.float32),
+            order_score=arr("order_score", np.float32),
+        )
+        neurons = Neurons(
+            unit=cat("unit", np.int32),
+            index=cat("index", np.int32),
+            cluster=cat("cluster", np.int32),
+            rect=cat("rect", np.float32, (4,)),
+            matrix_row=cat("matrix_row", np.int32),
+            importance=cat("importance", np.float32),
+            activation=cat("activation", np.float32, (self.n_classes,)),
+        )
+        return clusters, neurons

@@ -127,34 +127,7 @@ def render_image(
                     detail_edges(snapshot, scene, cl, fraction=float(neuron_edges))
                 )
         limit = _max_tile(ctx) if max_tile is None else int(max_tile)
-        image = np.zeros((height, width, 4), dtype=np.uint8)
-        tiles = [
-            (x0, y0, min(limit, width - x0), min(limit, height - y0))
-            for y0 in range(0, height, limit)
-            for x0 in range(0, width, limit)
-        ]
-        fbo_cache: dict[tuple[int, int], tuple] = {}
-        for x0, y0, tw, th in tiles:
-            fbo, resolve = fbo_cache.get((tw, th)) or _framebuffers(ctx, (tw, th), msaa)
-            fbo_cache[(tw, th)] = (fbo, resolve)
-            cam = camera.tile(x0, y0, (tw, th), (width, height)) if len(tiles) > 1 else camera
-            renderer.draw(cam, (tw, th), target=fbo, detail_view=(camera, (width, height)))
-            src = fbo
-            if resolve is not None:
-                ctx.copy_framebuffer(resolve, fbo)
-                src = resolve
-            raw = src.read(viewport=(0, 0, tw, th), components=4, alignment=1)
-            tile = np.frombuffer(raw, dtype=np.uint8).reshape(th, tw, 4)[::-1]
-            image[y0 : y0 + th, x0 : x0 + tw] = tile
-        # bind a framebuffer that outlives this call: moderngl re-binds the current one when it
-        # creates the next framebuffer, which must not be a released tile framebuffer
-        renderer.park()
-        for fbo, resolve in fbo_cache.values():
-            for f in (fbo, resolve):
-                if f is not None:
-                    for att in f.color_attachments:
-                        att.release()
-                    f.release()
+        image = _draw_tiles(ctx, renderer, camera, (width, height), msaa, limit)
         err = ctx.error
         if err != "GL_NO_ERROR":
             raise RuntimeError(f"OpenGL error while rendering: {err}")
@@ -164,6 +137,47 @@ def render_image(
             renderer.release()
         if own_ctx:
             ctx.release()
+
+
+def _draw_tiles(
+    ctx: moderngl.Context,
+    renderer: SceneRenderer,
+    camera: Camera,
+    size: tuple[int, int],
+    msaa: int,
+    limit: int,
+) -> np.ndarray:
+    """The view of ``camera`` drawn tile by tile (tiles at most ``limit`` pixels a side)."""
+    width, height = size
+    image = np.zeros((height, width, 4), dtype=np.uint8)
+    tiles = [
+        (x0, y0, min(limit, width - x0), min(limit, height - y0))
+        for y0 in range(0, height, limit)
+        for x0 in range(0, width, limit)
+    ]
+    fbo_cache: dict[tuple[int, int], tuple] = {}
+    for x0, y0, tw, th in tiles:
+        fbo, resolve = fbo_cache.get((tw, th)) or _framebuffers(ctx, (tw, th), msaa)
+        fbo_cache[(tw, th)] = (fbo, resolve)
+        cam = camera.tile(x0, y0, (tw, th), (width, height)) if len(tiles) > 1 else camera
+        renderer.draw(cam, (tw, th), target=fbo, detail_view=(camera, (width, height)))
+        src = fbo
+        if resolve is not None:
+            ctx.copy_framebuffer(resolve, fbo)
+            src = resolve
+        raw = src.read(viewport=(0, 0, tw, th), components=4, alignment=1)
+        tile = np.frombuffer(raw, dtype=np.uint8).reshape(th, tw, 4)[::-1]
+        image[y0 : y0 + th, x0 : x0 + tw] = tile
+    # bind a framebuffer that outlives this call: moderngl re-binds the current one when it
+    # creates the next framebuffer, which must not be a released tile framebuffer
+    renderer.park()
+    for fbo, resolve in fbo_cache.values():
+        for f in (fbo, resolve):
+            if f is not None:
+                for att in f.color_attachments:
+                    att.release()
+                f.release()
+    return image
 
 
 def render_png(

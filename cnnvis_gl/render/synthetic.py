@@ -8,6 +8,7 @@ model.  Pure NumPy; no OpenGL.
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -19,9 +20,9 @@ from ..layout.scene import (
     ROW_LAYER,
     Bundles,
     Clusters,
+    ClustersBuilder,
     Edges,
     Label,
-    Neurons,
     Row,
     Scene,
 )
@@ -130,141 +131,39 @@ def synthetic_scene(
     )
     class_order = rng.permutation(n_classes).astype(np.int32)
 
-    pad = 6.0
-    gap = 4.0  # between patches
-    cell_w, cell_h = 10.0, 6.0  # matrix cells
-    head = 10.0 if labels else 0.0  # class labels above each matrix
-    x_start = 140.0  # room for row labels
-    max_row_width = max(1400.0, np.sqrt(n_neurons) * (patch_side[1] + gap) * 2.0)
-    between_h = 90.0
-    label_h = 14.0
-
+    st = _Style(
+        patch_side=patch_side,
+        cluster_size=cluster_size,
+        facets=facets,
+        labels=labels,
+        classes=[classes[int(k)] for k in class_order],
+        head=10.0 if labels else 0.0,  # class labels above each matrix
+        max_row_width=max(1400.0, np.sqrt(n_neurons) * (patch_side[1] + _Style.gap) * 2.0),
+    )
     rows: list[Row] = []
     units: list[str] = []
-    c_row, c_rect, c_size, c_facet, c_feat, c_mat = [], [], [], [], [], []
-    n_unit, n_index, n_cluster, n_rect, n_mrow, n_imp = [], [], [], [], [], []
+    built = ClustersBuilder(n_classes)
     lab: list[Label] = []
     y = 20.0
     layer_rows: list[int] = []
     for r in range(n_rows):
         unit = f"conv{r + 1}" if r < n_rows - 1 else "fc"
         units.append(unit)
-        remaining = int(per_row[r])
-        sizes = []
-        while remaining > 0:
-            s = min(int(rng.integers(cluster_size[0], cluster_size[1] + 1)), remaining)
-            sizes.append(s)
-            remaining -= s
-        x = x_start
-        line_y = y + label_h
-        line_h = 0.0
-        neuron_id = 0
-        row_top = y
         row_index = len(rows)
-        for s in sizes:
-            ci = len(c_row)
-            imp = rng.uniform(0, 1, size=s).astype(np.float32)
-            order = np.argsort(-imp, kind="stable")
-            sides = np.round(patch_side[0] + (patch_side[1] - patch_side[0]) * imp)
-            # shelf packing into a near-square block
-            target_w = max(np.sqrt(float(np.sum((sides + gap) ** 2))) * 1.3, sides.max())
-            px, py, shelf_h, fw = 0.0, 0.0, 0.0, 0.0
-            local = np.zeros((s, 4), dtype=np.float32)
-            for j in order:
-                sd = sides[j]
-                if px > 0 and px + sd > target_w:
-                    px, py, shelf_h = 0.0, py + shelf_h + gap, 0.0
-                local[j] = (px, py, sd, sd)
-                px += sd + gap
-                shelf_h = max(shelf_h, sd)
-                fw = max(fw, px - gap)
-            fh = py + shelf_h
-            mw, mh = n_classes * cell_w, s * cell_h
-            cw, ch = max(fw, mw) + 2 * pad, max(fh, mh + head) + 2 * pad
-            if x > x_start and x + cw > x_start + max_row_width:
-                x = x_start
-                line_y += line_h + label_h + 10.0
-                line_h = 0.0
-            rect = (x, line_y, cw, ch)
-            feat = (x + pad, line_y + pad, fw, fh)
-            mat = (x + pad, line_y + pad + head, mw, mh)
-            local[:, 0] += feat[0]
-            local[:, 1] += feat[1]
-            c_row.append(row_index)
-            c_rect.append(rect)
-            c_size.append(s)
-            c_feat.append(feat)
-            c_mat.append(mat)
-            if facets == "features":
-                c_facet.append(FACET_FEATURES)
-            elif facets == "matrix":
-                c_facet.append(FACET_MATRIX)
-            else:
-                c_facet.append(FACET_MATRIX if ci % 3 == 2 else FACET_FEATURES)
-            n_unit.extend([r] * s)
-            n_index.extend(range(neuron_id, neuron_id + s))
-            neuron_id += s
-            n_cluster.extend([ci] * s)
-            n_rect.append(local)
-            n_mrow.append(np.argsort(order).astype(np.int32))
-            n_imp.append(imp)
-            if labels:
-                lab.append(
-                    Label(f"{unit} · c{ci} ({s})", x + 2, line_y - 7.0, 10.0, "left", "cluster", ci)
-                )
-                for j, k in enumerate(class_order):
-                    lab.append(
-                        Label(
-                            classes[int(k)][:2],
-                            mat[0] + (j + 0.5) * cell_w,
-                            mat[1] - head / 2,
-                            7.0,
-                            "center",
-                            "class",
-                            ci,
-                        )
-                    )
-            x += cw + 16.0
-            line_h = max(line_h, ch)
-        row_h = line_y + line_h - row_top + 10.0
-        rows.append(Row(unit, ROW_LAYER, row_top, row_h, r, unit))
+        row_h = _layer_row(rng, st, r, unit, int(per_row[r]), y, row_index, built, lab)
+        rows.append(Row(unit, ROW_LAYER, y, row_h, r, unit))
         layer_rows.append(row_index)
         if labels:
-            lab.append(Label(unit, 12.0, row_top + row_h / 2.0, 16.0, "left", "row"))
-        y = row_top + row_h
+            lab.append(Label(unit, 12.0, y + row_h / 2.0, 16.0, "left", "row"))
+        y += row_h
         if r < n_rows - 1:
-            rows.append(Row(f"between:{unit}|next", ROW_BETWEEN, y, between_h, -1, ""))
-            y += between_h
+            rows.append(Row(f"between:{unit}|next", ROW_BETWEEN, y, st.between_h, -1, ""))
+            y += st.between_h
 
-    C = len(c_row)
-    color = _hsv_colors(C, seed)
-    clusters = Clusters(
-        id=np.arange(C, dtype=np.int64),
-        row=np.asarray(c_row, dtype=np.int32),
-        rect=np.asarray(c_rect, dtype=np.float32).reshape(C, 4),
-        size=np.asarray(c_size, dtype=np.int32),
-        facet=np.asarray(c_facet, dtype=np.int8),
-        color=color,
-        features_rect=np.asarray(c_feat, dtype=np.float32).reshape(C, 4),
-        matrix_rect=np.asarray(c_mat, dtype=np.float32).reshape(C, 4),
-        density=np.full(C, 0.7, dtype=np.float32),
-        order_score=np.zeros(C, dtype=np.float32),
-    )
-    N = len(n_unit)
-    act = rng.beta(0.7, 2.0, size=(N, n_classes)).astype(np.float32)
-    # a few strongly selective neurons per class so class selection has something to show
-    hot = rng.integers(0, n_classes, size=N)
-    act[np.arange(N), hot] = np.maximum(act[np.arange(N), hot], rng.uniform(0.6, 1.0, size=N))
-    act /= np.maximum(act.max(axis=0, keepdims=True), 1e-6)
-    neurons = Neurons(
-        unit=np.asarray(n_unit, dtype=np.int32),
-        index=np.asarray(n_index, dtype=np.int32),
-        cluster=np.asarray(n_cluster, dtype=np.int32),
-        rect=np.concatenate(n_rect).astype(np.float32) if n_rect else np.zeros((0, 4), np.float32),
-        matrix_row=np.concatenate(n_mrow) if n_mrow else np.zeros(0, np.int32),
-        importance=np.concatenate(n_imp) if n_imp else np.zeros(0, np.float32),
-        activation=act,
-    )
+    clusters, neurons = built.build()
+    C, N = len(clusters.id), len(neurons.unit)
+    clusters = replace(clusters, color=_hsv_colors(C, seed))
+    neurons = replace(neurons, activation=_activations(rng, N, n_classes))
     edges, bundles = _edges(rng, clusters, rows, layer_rows, n_edges, bundled)
     x1 = float(np.max(clusters.rect[:, 0] + clusters.rect[:, 2])) + 20.0 if C else 200.0
     bounds = (0.0, 0.0, x1, y + 10.0)
@@ -282,6 +181,134 @@ def synthetic_scene(
         bounds=bounds,
         step=0,
     )
+
+
+@dataclass(frozen=True)
+class _Style:
+    """Sizes of a synthetic scene (scene units) and what it shows."""
+
+    patch_side: tuple[float, float]
+    cluster_size: tuple[int, int]
+    facets: str
+    labels: bool
+    classes: list[str]  # in matrix column order
+    head: float
+    max_row_width: float
+    pad: float = 6.0
+    gap: float = 4.0  # between patches
+    cell_w: float = 10.0  # matrix cells
+    cell_h: float = 6.0
+    x_start: float = 140.0  # room for row labels
+    between_h: float = 90.0
+    label_h: float = 14.0
+
+
+def _layer_row(
+    rng: np.random.Generator,
+    st: _Style,
+    r: int,
+    unit: str,
+    n: int,
+    top: float,
+    row_index: int,
+    built: ClustersBuilder,
+    lab: list[Label],
+) -> float:
+    """The clusters of one layer row, wrapped into lines; returns the row's height."""
+    x, line_y, line_h = st.x_start, top + st.label_h, 0.0
+    neuron_id = 0
+    K = len(st.classes)
+    for s in _cluster_sizes(rng, n, st.cluster_size):
+        ci = len(built)
+        imp, order, local, fw, fh = _shelf_pack(rng, s, st.patch_side, st.gap)
+        mw, mh = K * st.cell_w, s * st.cell_h
+        cw, ch = max(fw, mw) + 2 * st.pad, max(fh, mh + st.head) + 2 * st.pad
+        if x > st.x_start and x + cw > st.x_start + st.max_row_width:
+            x = st.x_start
+            line_y += line_h + st.label_h + 10.0
+            line_h = 0.0
+        feat = (x + st.pad, line_y + st.pad, fw, fh)
+        mat = (x + st.pad, line_y + st.pad + st.head, mw, mh)
+        local[:, 0] += feat[0]
+        local[:, 1] += feat[1]
+        mixed = FACET_MATRIX if ci % 3 == 2 else FACET_FEATURES
+        built.add(
+            id=ci,
+            row=row_index,
+            rect=(x, line_y, cw, ch),
+            facet={"features": FACET_FEATURES, "matrix": FACET_MATRIX}.get(st.facets, mixed),
+            color=(0.0, 0.0, 0.0),  # set afterwards: hues spread over all clusters
+            features_rect=feat,
+            matrix_rect=mat,
+            unit=r,
+            index=np.arange(neuron_id, neuron_id + s),
+            neuron_rect=local,
+            matrix_row=np.argsort(order).astype(np.int32),
+            importance=imp,
+            density=0.7,
+        )
+        neuron_id += s
+        if st.labels:
+            lab.append(
+                Label(f"{unit} · c{ci} ({s})", x + 2, line_y - 7.0, 10.0, "left", "cluster", ci)
+            )
+            lab += [
+                Label(
+                    name[:2],
+                    mat[0] + (j + 0.5) * st.cell_w,
+                    mat[1] - st.head / 2,
+                    7.0,
+                    "center",
+                    "class",
+                    ci,
+                )
+                for j, name in enumerate(st.classes)
+            ]
+        x += cw + 16.0
+        line_h = max(line_h, ch)
+    return line_y + line_h - top + 10.0
+
+
+def _cluster_sizes(rng: np.random.Generator, n: int, size: tuple[int, int]) -> list[int]:
+    """Random cluster sizes in ``size`` (the last one smaller) summing to ``n``."""
+    sizes = []
+    while n > 0:
+        s = min(int(rng.integers(size[0], size[1] + 1)), n)
+        sizes.append(s)
+        n -= s
+    return sizes
+
+
+def _activations(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """Class means ``[n, k]`` in [0, 1], with a few strongly selective neurons per class (so
+    class selection has something to show)."""
+    act = rng.beta(0.7, 2.0, size=(n, k)).astype(np.float32)
+    hot = rng.integers(0, k, size=n)
+    act[np.arange(n), hot] = np.maximum(act[np.arange(n), hot], rng.uniform(0.6, 1.0, size=n))
+    act /= np.maximum(act.max(axis=0, keepdims=True), 1e-6)
+    return act
+
+
+def _shelf_pack(
+    rng: np.random.Generator, s: int, patch_side: tuple[float, float], gap: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """``s`` patches with random importances, sides growing with it, shelf-packed into a
+    near-square block: (importance, order by importance, rects [s, 4], width, height)."""
+    imp = rng.uniform(0, 1, size=s).astype(np.float32)
+    order = np.argsort(-imp, kind="stable")
+    sides = np.round(patch_side[0] + (patch_side[1] - patch_side[0]) * imp)
+    target_w = max(np.sqrt(float(np.sum((sides + gap) ** 2))) * 1.3, sides.max())
+    px, py, shelf_h, fw = 0.0, 0.0, 0.0, 0.0
+    local = np.zeros((s, 4), dtype=np.float32)
+    for j in order:
+        sd = sides[j]
+        if px > 0 and px + sd > target_w:
+            px, py, shelf_h = 0.0, py + shelf_h + gap, 0.0
+        local[j] = (px, py, sd, sd)
+        px += sd + gap
+        shelf_h = max(shelf_h, sd)
+        fw = max(fw, px - gap)
+    return imp, order, local, fw, py + shelf_h
 
 
 def _edges(

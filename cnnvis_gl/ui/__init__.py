@@ -5,7 +5,7 @@
 * :class:`AppState` — the typed state panels read;
 * :mod:`.edits` — the user's layout edits as data (undo / redo, ``RUN/layout.json``).
 
-Layout (docking, declared as data in :data:`.app.DOCK_SPLITS` / :data:`.app.DOCK_WINDOWS`):
+Layout (docking, declared as data in :data:`.panels.DOCK_SPLITS` / :data:`.panels.PANELS`):
 controls on the left, the network view in the centre, the cluster and neuron inspectors on the
 right, the snapshot timeline with per-layer statistics at the bottom.
 

@@ -18,7 +18,6 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,57 +28,15 @@ from ..layout import LayoutOptions, detail
 from ..layout.edges import RowSpec, row_weights
 from ..layout.scene import ROW_BETWEEN
 from ..render.camera import Camera
-from .debugview import training_panel
 from .edits import LAYOUT_FILE
 from .headless import has_display, init_headless
 from .jobs import Done, LayoutSession, PatchCache, SceneUpdate, Worker
-from .panels import cluster_panel, controls_panel, menus, neuron_panel, snapshots_panel, status_bar
+from .panels import DOCK_SPLITS, PANELS, menus, status_bar
 from .pictures import packing_image, topk_grid
 from .state import AppState, DragState, GroupSetting, HistoryEntry, NeuronKey
 from .training import TrainingData, activation_difference, load_training, scalars_signature
-from .view import WINDOW, network_view
 
-__all__ = ["App", "run_app", "runner_params", "DOCK_SPLITS", "DOCK_WINDOWS"]
-
-
-# ---------------------------------------------------------------------------- layout as data
-
-
-@dataclass(frozen=True)
-class Split:
-    """A docking split: ``new`` is cut from ``initial`` on side ``direction``."""
-
-    initial: str
-    new: str
-    direction: str  # left | right | up | down
-    ratio: float
-
-
-@dataclass(frozen=True)
-class Window:
-    """A dockable window: title, dock space, panel function name on :class:`App`."""
-
-    title: str
-    space: str
-    panel: str
-    own_begin: bool = False  # the panel calls begin / end itself (style pushed around begin)
-    focus: bool = False  # the selected tab of its dock space at start
-
-
-DOCK_SPLITS = (
-    Split("MainDockSpace", "ControlsSpace", "left", 0.22),
-    Split("MainDockSpace", "InspectorSpace", "right", 0.34),
-    Split("MainDockSpace", "TimelineSpace", "down", 0.3),
-    Split("InspectorSpace", "NeuronSpace", "down", 0.52),
-)
-DOCK_WINDOWS = (
-    Window("Controls", "ControlsSpace", "controls"),
-    Window(WINDOW, "MainDockSpace", "network", own_begin=True),
-    Window("Cluster", "InspectorSpace", "cluster"),
-    Window("Neuron", "NeuronSpace", "neuron"),
-    Window("Snapshots", "TimelineSpace", "snapshots"),
-    Window("Training", "TimelineSpace", "training", focus=True),
-)
+__all__ = ["App", "run_app", "runner_params"]
 
 
 # ---------------------------------------------------------------------------- the app
@@ -155,7 +112,8 @@ class App:
         self._last_hover_pos: tuple | None = None
         self._pictures: OrderedDict[tuple, Any] = OrderedDict()
         self._picture_jobs: set[tuple] = set()
-        self._edit_jobs: set[int] = set()
+        # edit jobs in flight -> what to do once each succeeded (undo / redo move history then)
+        self._edit_jobs: dict[int, Callable[[], None] | None] = {}
         self._class_means: dict[tuple[int | None, str], np.ndarray] = {}
         self._weights: dict[tuple, np.ndarray | None] = {}
         self._shown_facets: np.ndarray | None = None
@@ -391,14 +349,19 @@ class App:
         """A layout command is queued or running (edits wait for it)."""
         return bool(self._edit_jobs)
 
-    def _submit_edit(self, label: str, fn: Callable[[], SceneUpdate]) -> None:
+    def _submit_edit(
+        self,
+        label: str,
+        fn: Callable[[], SceneUpdate],
+        on_success: Callable[[], None] | None = None,
+    ) -> None:
         assert self.worker is not None
-        self._edit_jobs.add(self.worker.submit(label, fn))
+        self._edit_jobs[self.worker.submit(label, fn)] = on_success
         self.state.jobs.pending = self.worker.pending
 
     def _finish_edit(self, done: Done) -> None:
         st = self.state
-        self._edit_jobs.discard(done.job)
+        on_success = self._edit_jobs.pop(done.job, None)
         st.jobs.last, st.jobs.last_seconds = done.label, done.seconds
         if done.error is not None:
             st.jobs.error = f"{done.label} failed: {done.error}"
@@ -415,6 +378,8 @@ class App:
             self.apply(done.result)
         elif isinstance(done.result, list):  # steps of the run
             st.steps = sorted(set(done.result))
+        if on_success is not None:
+            on_success()
 
     def apply(self, update: SceneUpdate) -> None:
         """Show a layout result (on the UI thread, between frames)."""
@@ -651,10 +616,11 @@ class App:
         h = self.state.history
         if not h.undo or self.edit_pending:
             return
-        e = h.undo.pop()
-        h.redo.append(e)
+        e = h.undo[-1]
         self._submit_edit(
-            f"undo {e.label}", lambda: self.session.restore(e.before, f"undo {e.label}")
+            f"undo {e.label}",
+            lambda: self.session.restore(e.before, f"undo {e.label}"),
+            lambda: h.redo.append(h.undo.pop()),  # only once the layout is back
         )
 
     def redo(self) -> None:
@@ -662,10 +628,11 @@ class App:
         h = self.state.history
         if not h.redo or self.edit_pending:
             return
-        e = h.redo.pop()
-        h.undo.append(e)
+        e = h.redo[-1]
         self._submit_edit(
-            f"redo {e.label}", lambda: self.session.restore(e.after, f"redo {e.label}")
+            f"redo {e.label}",
+            lambda: self.session.restore(e.after, f"redo {e.label}"),
+            lambda: h.undo.append(h.redo.pop()),
         )
 
     def reset_clustering(self) -> None:
@@ -1263,11 +1230,7 @@ class App:
             x0, x1 = float(s.bounds[0]), float(s.bounds[2])
         for lab in s.labels:  # the row's name, left of its clusters
             if lab.kind == "row" and r.y <= lab.y <= r.y + r.height:
-                w = len(lab.text) * lab.size * 0.6
-                left = lab.x - (
-                    w if lab.anchor == "right" else w / 2 if lab.anchor == "center" else 0
-                )
-                x0 = min(x0, left)
+                x0 = min(x0, lab.left)
         pad = max(r.height * 0.15, 4.0)
         st.camera.go(
             st.camera.current.zoom_to_rect(
@@ -1417,20 +1380,13 @@ def runner_params(app: App, size: tuple[int, int] = (1600, 1000)) -> tuple[Any, 
     rp.docking_params.docking_splits = [
         hello_imgui.DockingSplit(s.initial, s.new, dirs[s.direction], s.ratio) for s in DOCK_SPLITS
     ]
-    panels: dict[str, Callable[[], None]] = {
-        "controls": app.guarded("Controls", lambda: controls_panel(app)),
-        "network": app.guarded("Network", lambda: network_view(app)),
-        "cluster": app.guarded("Cluster", lambda: cluster_panel(app)),
-        "neuron": app.guarded("Neuron", lambda: neuron_panel(app)),
-        "snapshots": app.guarded("Snapshots", lambda: snapshots_panel(app)),
-        "training": app.guarded("Training", lambda: training_panel(app)),
-    }
     windows = []
-    for w in DOCK_WINDOWS:
-        dw = hello_imgui.DockableWindow(w.title, w.space, panels[w.panel])
-        dw.call_begin_end = not w.own_begin
-        dw.can_be_closed = w.panel != "network"
-        dw.focus_window_at_next_frame = w.focus
+    for p in PANELS:
+        draw = app.guarded(p.title, lambda draw=p.draw: draw(app))
+        dw = hello_imgui.DockableWindow(p.title, p.space, draw)
+        dw.call_begin_end = not p.own_begin
+        dw.can_be_closed = p.closable
+        dw.focus_window_at_next_frame = p.focus
         windows.append(dw)
     rp.docking_params.dockable_windows = windows
     rp.docking_params.layout_condition = hello_imgui.DockingLayoutCondition.application_start

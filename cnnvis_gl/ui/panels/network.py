@@ -9,24 +9,53 @@ Mouse: wheel zooms at the cursor (animated), a drag pans (left on empty space, o
 middle anywhere), a left drag that starts on a neuron moves it to the cluster it is dropped on
 (or into a new cluster when dropped on empty space of its row), a click selects, a
 double-click zooms to the cluster (or fits all on empty space).  ``F`` fits all.
+
+Over it:
+
+* :func:`flag_badges` / :func:`draw_flag_badges` — the flags drawn on the network view: one
+  badge per flag kind at the right end of each flagged row (icon and colour per kind), the
+  message in a tooltip, a click zooms to the row.  ImGui items drawn over the view image: a
+  flag change costs no GL upload at all.
+* :func:`compare_legend` — when comparing two steps, a legend over the view (bottom right) saying
+  which step is which and how the diverging scale reads.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from imgui_bundle import imgui
 
-from .debugview import compare_legend, draw_flag_badges, flag_badges
+from ..training import flag_rows, row_right_end, style_of
+from ..widgets import (
+    em,
+)
 
 if TYPE_CHECKING:
-    from .app import App
+    from ..app import App
 
-__all__ = ["network_view", "CANVAS_ID", "WINDOW"]
+__all__ = [
+    "WINDOW",
+    "CANVAS_ID",
+    "network_view",
+    "Badge",
+    "badge_id",
+    "flag_badges",
+    "draw_flag_badges",
+    "compare_legend",
+]
+
 
 WINDOW = "Network"
+
+
 CANVAS_ID = "##canvas"
+
+
 ZOOM_STEP = 1.25  # per wheel notch
+
+
 DRAG_THRESHOLD = 4.0  # pixels before a press becomes a drag
 
 
@@ -246,3 +275,159 @@ def _overlay(app: App, origin: tuple[float, float], size: tuple[int, int]) -> No
         imgui.ImVec2(x - 4, y - 3), imgui.ImVec2(x + ts.x + 6, y + ts.y + 4), bg, 4.0
     )
     dl.add_text(imgui.ImVec2(x, y), imgui.get_color_u32(imgui.ImVec4(1, 1, 1, 0.95)), text)
+
+
+@dataclass(frozen=True)
+class Badge:
+    """One badge on the view: the flags of one kind on one row, and where it is."""
+
+    row: int
+    kind: str
+    flags: tuple[Any, ...]
+    rect: tuple[float, float, float, float]  # screen x0, y0, x1, y1
+
+    @property
+    def message(self) -> str:
+        return "\n".join(f.message for f in self.flags)
+
+
+def _badges(app: App, origin: tuple[float, float], size: tuple[int, int]) -> list[Badge]:
+    st = app.state
+    s, snap = st.scene, st.snapshot
+    if s is None or snap is None or not app.flags or app.flags_step != st.step:
+        return []
+    if not st.debug.show_flags:
+        return []
+    names = [g.name for g in snap.graph.groups]
+    side = em(1.6)
+    gap = em(0.35)
+    x_lo, y_lo = origin
+    x_hi, y_hi = origin[0] + size[0], origin[1] + size[1]
+    out = []
+    for row, flags in sorted(flag_rows(s, names, app.flags).items()):
+        kinds: dict[str, list[Any]] = {}
+        for f in flags:
+            kinds.setdefault(f.kind, []).append(f)
+        x, y0, y1 = row_right_end(s, row)
+        sx, sy0 = app.screen_pos(x, y0)
+        _, sy1 = app.screen_pos(x, y1)
+        cy = (sy0 + sy1) / 2.0
+        if cy < y_lo or cy > y_hi:
+            continue
+        total = len(kinds) * side + (len(kinds) - 1) * gap
+        bx = min(max(sx + em(0.8), x_lo + gap), x_hi - total - gap)
+        for kind, fl in kinds.items():
+            out.append(Badge(row, kind, tuple(fl), (bx, cy - side / 2, bx + side, cy + side / 2)))
+            bx += side + gap
+    return out
+
+
+def badge_id(b: Badge) -> str:
+    """The ImGui id of a badge's button (``//Network/##flag_<row>_<kind>`` in tests)."""
+    return f"##flag_{b.row}_{b.kind}"
+
+
+def flag_badges(
+    app: App, origin: tuple[float, float], size: tuple[int, int]
+) -> list[tuple[Badge, bool]]:
+    """Submit the badges' buttons (call *before* the view's own button, so they win the hover)
+    and handle their clicks; returns ``(badge, hovered)`` for :func:`draw_flag_badges`."""
+    badges = _badges(app, origin, size)
+    app.flag_badges = [(b.flags[0], b.rect) for b in badges]
+    app.flag_tooltip = None
+    out = []
+    for b in badges:
+        x0, y0, x1, y1 = b.rect
+        imgui.set_cursor_screen_pos(imgui.ImVec2(x0, y0))
+        if imgui.invisible_button(badge_id(b), imgui.ImVec2(x1 - x0, y1 - y0)):
+            app.zoom_to_row(b.row)
+        out.append((b, imgui.is_item_hovered()))
+    return out
+
+
+def draw_flag_badges(app: App, items: list[tuple[Badge, bool]]) -> None:
+    """Draw the badges over the view image; the hovered one shows its message."""
+    dl = imgui.get_window_draw_list()
+    dark = app.state.theme == "dark"
+    ring = imgui.get_color_u32(
+        imgui.ImVec4(0.95, 0.95, 0.97, 0.95) if dark else imgui.ImVec4(0.1, 0.1, 0.12, 0.9)
+    )
+    ink = imgui.get_color_u32(imgui.ImVec4(0.07, 0.08, 0.10, 1.0))
+    for b, hov in items:
+        sty = style_of(b.kind)
+        x0, y0, x1, y1 = b.rect
+        c = imgui.ImVec2((x0 + x1) / 2, (y0 + y1) / 2)
+        r = (x1 - x0) / 2
+        col = imgui.get_color_u32(imgui.ImVec4(*sty.color, 1.0))
+        dl.add_circle_filled(imgui.ImVec2(c.x + 1, c.y + 1.5), r, 0x50000000)  # shadow
+        dl.add_circle_filled(c, r, col)
+        dl.add_circle(c, r, ring, 0, 2.5 if hov else 1.2)
+        ts = imgui.calc_text_size(sty.icon)
+        dl.add_text(imgui.ImVec2(c.x - ts.x / 2, c.y - ts.y / 2), ink, sty.icon)
+        if len(b.flags) > 1:
+            txt = str(len(b.flags))
+            tn = imgui.calc_text_size(txt)
+            p = imgui.ImVec2(x1 - tn.x * 0.4, y0 - tn.y * 0.45)
+            dl.add_rect_filled(
+                imgui.ImVec2(p.x - 3, p.y), imgui.ImVec2(p.x + tn.x + 3, p.y + tn.y), ring, 6.0
+            )
+            dl.add_text(p, ink, txt)
+        if hov:
+            app.flag_tooltip = b.message
+            imgui.begin_tooltip()
+            imgui.text_colored(
+                imgui.ImVec4(*sty.color, 1.0),
+                f"{sty.icon}  {sty.label} · {b.flags[0].group}",
+            )
+            for f in b.flags:
+                imgui.text(f.message)
+            imgui.text_disabled("click: zoom to the row")
+            imgui.end_tooltip()
+
+
+def compare_legend(app: App, origin: tuple[float, float], size: tuple[int, int]) -> None:
+    """Bottom right of the view: which step is which, and the diverging scale."""
+    st = app.state
+    other = st.debug.compare
+    if other is None or st.scene is None:
+        return
+    dl = imgui.get_window_draw_list()
+    pad = em(0.5)
+    title = f"Activation matrices: step {st.step} − step {other}"
+    sub = (
+        "computing …"
+        if app.compare_diff is None
+        else "blue: lower now · red: higher now (per layer, of its range)"
+    )
+    tw = max(imgui.calc_text_size(title).x, imgui.calc_text_size(sub).x)
+    lh = imgui.get_text_line_height()
+    bar_h = lh * 0.7
+    w = tw + 2 * pad
+    h = 2 * lh + bar_h + 3 * pad
+    x1 = origin[0] + size[0] - em(0.6)
+    x0 = x1 - w
+    y0 = origin[1] + size[1] - h - em(0.6)
+    dl.add_rect_filled(
+        imgui.ImVec2(x0, y0),
+        imgui.ImVec2(x1, y0 + h),
+        imgui.get_color_u32(imgui.ImVec4(0.0, 0.0, 0.0, 0.62)),
+        5.0,
+    )
+    white = imgui.get_color_u32(imgui.ImVec4(1, 1, 1, 0.96))
+    dl.add_text(imgui.ImVec2(x0 + pad, y0 + pad), white, title)
+    dl.add_text(
+        imgui.ImVec2(x0 + pad, y0 + pad + lh),
+        imgui.get_color_u32(imgui.ImVec4(0.8, 0.82, 0.86, 1.0)),
+        sub,
+    )
+    from ..render.theme import diverging_colormap
+
+    cm = diverging_colormap(st.theme)
+    by = y0 + 2 * pad + 2 * lh
+    n = 32
+    bw = (w - 2 * pad) / n
+    for i in range(n):
+        rgb = cm[int(i * 255 / (n - 1))]
+        col = imgui.get_color_u32(imgui.ImVec4(rgb[0] / 255, rgb[1] / 255, rgb[2] / 255, 1.0))
+        bx = x0 + pad + i * bw
+        dl.add_rect_filled(imgui.ImVec2(bx, by), imgui.ImVec2(bx + bw + 0.5, by + bar_h), col)

@@ -1,0 +1,179 @@
+"""The Cluster panel: the selected cluster's facet, packing, activation matrix and neurons."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from imgui_bundle import imgui
+
+from ...render.theme import colormap
+from ..widgets import (
+    FACETS,
+    em,
+    hint,
+    image_fit,
+)
+
+if TYPE_CHECKING:
+    from ..app import App
+
+__all__ = ["cluster_panel"]
+
+
+def cluster_panel(app: App) -> None:
+    """The selected cluster: facet, packing picture, activation matrix, neurons."""
+    st = app.state
+    s = st.scene
+    ci = st.cluster_index(st.selection.cluster)
+    if s is None or ci is None:
+        hint("Click a cluster or a neuron in the network view.")
+        return
+    c = s.clusters
+    cid = int(c.id[ci])
+    col = c.color[ci]
+    imgui.color_button(
+        "##idcolor",
+        imgui.ImVec4(*(float(v) for v in col), 1.0),
+        0,
+        imgui.ImVec2(em(0.9), em(0.9)),
+    )
+    imgui.same_line()
+    imgui.text(st.cluster_name(ci))
+    imgui.same_line()
+    imgui.text_disabled(f"{int(c.size[ci])} neurons")
+    facet = int(c.facet[ci])
+    for f, name in enumerate(FACETS):
+        if imgui.radio_button(f"{name}##cf", facet == f) and facet != f:
+            app.set_facet(f, [cid])
+        if f == 0:
+            imgui.same_line()
+    imgui.same_line()
+    if imgui.small_button("Zoom"):
+        app.zoom_to_cluster(ci)
+    imgui.text_disabled(
+        f"packing density {float(c.density[ci]):.2f} · row order score {float(c.order_score[ci]):.2f}"
+    )
+    if imgui.begin_tab_bar("cluster_tabs"):
+        if imgui.begin_tab_item("Packing")[0]:
+            tex = app.packing_picture(ci)
+            if tex is None:
+                imgui.text_disabled("drawing …")
+            else:
+                image_fit(tex.glo, tex.size, imgui.get_content_region_avail().x)
+            imgui.end_tab_item()
+        if imgui.begin_tab_item("Matrix")[0]:
+            _matrix(app, ci)
+            imgui.end_tab_item()
+        if imgui.begin_tab_item("Neurons")[0]:
+            _neuron_table(app, ci)
+            imgui.end_tab_item()
+        imgui.end_tab_bar()
+
+
+_VIRIDIS: np.ndarray | None = None
+
+
+def _cmap(v: np.ndarray) -> np.ndarray:
+    global _VIRIDIS
+    if _VIRIDIS is None:
+        _VIRIDIS = colormap("viridis").astype(np.uint32)
+    idx = np.clip((np.asarray(v) * 255).astype(np.int64), 0, 255)
+    rgb = _VIRIDIS[idx]
+    return (0xFF << 24) | (rgb[..., 2] << 16) | (rgb[..., 1] << 8) | rgb[..., 0]
+
+
+def _matrix(app: App, ci: int) -> None:
+    """The activation matrix (rows in Held–Karp order, columns in the global class order)."""
+    st = app.state
+    s = st.scene
+    assert s is not None and st.snapshot is not None
+    rows = st.cluster_neurons(ci)
+    K = len(s.class_order)
+    if not len(rows) or not K:
+        return
+    vals = s.neurons.activation[rows][:, s.class_order]
+    avail = imgui.get_content_region_avail()
+    label_w = em(3.2)
+    cw = max((avail.x - label_w) / K, 2.0)
+    ch = float(np.clip((avail.y - em(2.0)) / len(rows), 2.0, em(1.0)))
+    p = imgui.get_cursor_screen_pos()
+    dl = imgui.get_window_draw_list()
+    cols = _cmap(vals)
+    # column headers: class names, abbreviated to fit
+    chars = max(int(cw / (em(1) * 0.55)), 1)
+    for j in range(K):
+        name = st.snapshot.classes[int(s.class_order[j])][:chars]
+        dl.add_text(
+            imgui.ImVec2(p.x + label_w + j * cw + 1, p.y),
+            imgui.get_color_u32(imgui.Col_.text),
+            name,
+        )
+    y0 = p.y + em(1.3)
+    for r in range(len(rows)):
+        y = y0 + r * ch
+        if ch >= em(0.8):
+            dl.add_text(
+                imgui.ImVec2(p.x, y),
+                imgui.get_color_u32(imgui.Col_.text_disabled),
+                str(int(s.neurons.index[rows[r]])),
+            )
+        for j in range(K):
+            x = p.x + label_w + j * cw
+            dl.add_rect_filled(
+                imgui.ImVec2(x, y),
+                imgui.ImVec2(x + cw - (1 if cw > 6 else 0), y + ch - (1 if ch > 5 else 0)),
+                int(cols[r, j]),
+            )
+    imgui.set_cursor_screen_pos(imgui.ImVec2(p.x + label_w, y0))
+    imgui.invisible_button("##matrix", imgui.ImVec2(max(K * cw, 1), max(len(rows) * ch, 1)))
+    if imgui.is_item_hovered():
+        m = imgui.get_mouse_pos()
+        j = int((m.x - p.x - label_w) // cw)
+        r = int((m.y - y0) // ch)
+        if 0 <= j < K and 0 <= r < len(rows):
+            n = rows[r]
+            cls = st.snapshot.classes[int(s.class_order[j])]
+            imgui.set_tooltip(
+                f"neuron {int(s.neurons.index[n])} · {cls}: {float(vals[r, j]):.2f} (of layer max)"
+            )
+            if imgui.is_mouse_clicked(imgui.MouseButton_.left):
+                app.select_neuron(st.neuron_key(int(n)))
+
+
+def _neuron_table(app: App, ci: int) -> None:
+    st = app.state
+    s = st.scene
+    assert s is not None and st.snapshot is not None
+    rows = st.cluster_neurons(ci)
+    flags = (
+        imgui.TableFlags_.row_bg
+        | imgui.TableFlags_.scroll_y
+        | imgui.TableFlags_.borders_inner_v
+        | imgui.TableFlags_.sizing_stretch_prop
+    )
+    if not imgui.begin_table("neurons", 3, flags):
+        return
+    imgui.table_setup_scroll_freeze(0, 1)
+    imgui.table_setup_column("Neuron")
+    imgui.table_setup_column("Importance")
+    imgui.table_setup_column("Top class")
+    imgui.table_headers_row()
+    sel = st.neuron_index(st.selection.neuron)
+    clipper = imgui.ListClipper()
+    clipper.begin(len(rows))
+    while clipper.step():
+        for r in range(clipper.display_start, clipper.display_end):
+            n = int(rows[r])
+            imgui.table_next_row()
+            imgui.table_next_column()
+            label = f"{s.units[int(s.neurons.unit[n])]} · {int(s.neurons.index[n])}##n{n}"
+            if imgui.selectable(label, n == sel, imgui.SelectableFlags_.span_all_columns)[0]:
+                app.select_neuron(st.neuron_key(n))
+            imgui.table_next_column()
+            imgui.text(f"{float(s.neurons.importance[n]):.2f}")
+            imgui.table_next_column()
+            top = int(np.argmax(s.neurons.activation[n])) if s.neurons.activation.shape[1] else -1
+            imgui.text(st.snapshot.classes[top] if top >= 0 else "–")
+    clipper.end()
+    imgui.end_table()

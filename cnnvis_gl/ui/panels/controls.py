@@ -1,0 +1,198 @@
+"""The Controls panel: facet for all, edge threshold, classes, clustering per layer group,
+expand / collapse, undo / redo, theme.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from imgui_bundle import imgui
+
+from ...layout.options import METHODS
+from ..widgets import (
+    FACETS,
+    THEMES,
+    em,
+    hint,
+    section,
+)
+
+if TYPE_CHECKING:
+    from ..app import App
+
+__all__ = ["controls_panel"]
+
+
+def controls_panel(app: App) -> None:
+    """Facets, edges, classes, clustering per group, edit history, theme."""
+    st = app.state
+    if st.scene is None:
+        hint(st.jobs.message or "Loading …")
+        return
+
+    if section("View"):
+        imgui.text("Facet of all clusters")
+        for f, name in enumerate(FACETS):
+            if imgui.radio_button(name, st.facet == f) and st.facet != f:
+                app.set_facet(f)
+            if f == 0:
+                imgui.same_line()
+        imgui.spacing()
+        imgui.text("Edge threshold")
+        imgui.set_next_item_width(-1)
+        pct = int(round(st.edge_fraction * 100))
+        changed, pct = imgui.slider_int("##edges", pct, 1, 100, "keep top %d%% by |w|")
+        if changed:
+            app.preview_threshold(pct / 100.0)
+        if imgui.is_item_deactivated_after_edit():
+            app.set_threshold(pct / 100.0)
+        changed, on = imgui.checkbox("Neuron edges when zoomed in", st.neuron_edges)
+        if changed:
+            app.set_neuron_edges(on)
+        if imgui.is_item_hovered():
+            imgui.set_tooltip(
+                "Zoomed in so that patches are large, the edges join neurons instead of\n"
+                "clusters: the same top fraction of the neuron weights between the clusters\n"
+                "in view, bundled the same way; cluster edges stay faintly as context."
+            )
+        if app.neuron_edges_info:
+            imgui.text_disabled(app.neuron_edges_info)
+        if imgui.button("Fit all"):
+            app.fit_all()
+        imgui.same_line()
+        imgui.text("Theme")
+        imgui.same_line()
+        imgui.set_next_item_width(em(6))
+        if imgui.begin_combo("##theme", st.theme):
+            for t in THEMES:
+                if imgui.selectable(t, t == st.theme)[0]:
+                    app.set_theme(t)
+            imgui.end_combo()
+
+    if section("Classes"):
+        _classes(app)
+
+    if section("Layer groups"):
+        _groups(app)
+
+    if section("Edits"):
+        _edits(app)
+
+
+def _classes(app: App) -> None:
+    st = app.state
+    assert st.snapshot is not None
+    names = st.snapshot.classes
+    sel = set(st.selection.classes)
+    hint("Highlight the neurons a class activates most; dim the rest.")
+    cols = 2 if imgui.get_content_region_avail().x > em(14) else 1
+    if imgui.begin_table("classes", cols):
+        for c, name in enumerate(names):
+            imgui.table_next_column()
+            on = c in sel
+            changed, on = imgui.checkbox(f"{name}##class{c}", on)
+            if changed:
+                new = set(sel)
+                (new.add if on else new.discard)(c)
+                app.select_classes(new)
+        imgui.end_table()
+    if imgui.button("Clear##classes"):
+        app.select_classes(set())
+    imgui.same_line()
+    imgui.set_next_item_width(-1)
+    q = int(round(st.selection.quantile * 100))
+    changed, q = imgui.slider_int("##quantile", q, 1, 100, "top %d%% of each layer")
+    if changed:
+        app.select_classes(sel, quantile=q / 100.0)
+
+
+def _groups(app: App) -> None:
+    st = app.state
+    assert st.snapshot is not None
+    busy = app.edit_pending
+    flags = (
+        imgui.TableFlags_.row_bg
+        | imgui.TableFlags_.borders_inner_h
+        | imgui.TableFlags_.sizing_stretch_prop
+    )
+    if not imgui.begin_table("groups", 4, flags):
+        return
+    imgui.table_setup_column("Group", imgui.TableColumnFlags_.width_stretch, 1.0)
+    imgui.table_setup_column("Method", imgui.TableColumnFlags_.width_fixed, em(6.2))
+    imgui.table_setup_column("k", imgui.TableColumnFlags_.width_fixed, em(4.6))
+    imgui.table_setup_column("Expand", imgui.TableColumnFlags_.width_fixed, em(3.4))
+    imgui.table_headers_row()
+    for g in st.snapshot.graph.groups:
+        gs = st.groups.get(g.name)
+        if gs is None:
+            continue
+        imgui.push_id(g.name)
+        imgui.table_next_row()
+        imgui.table_next_column()
+        imgui.align_text_to_frame_padding()
+        n = st.snapshot.graph.unit(g.unit).channels
+        imgui.text(g.name)
+        if imgui.is_item_hovered():
+            imgui.set_tooltip(f"{n} neurons · layers {', '.join(g.units)}")
+        imgui.table_next_column()
+        imgui.set_next_item_width(-1)
+        imgui.begin_disabled(busy)
+        if imgui.begin_combo("##method", "K-Means" if gs.method == "kmeans" else "MeanShift"):
+            for m in METHODS:
+                label = "K-Means" if m == "kmeans" else "MeanShift"
+                if imgui.selectable(label, m == gs.method)[0] and m != gs.method:
+                    gs.method = m
+                    app.set_clustering(g.name, gs.method, gs.k or None)
+            imgui.end_combo()
+        imgui.table_next_column()
+        imgui.set_next_item_width(-1)
+        imgui.begin_disabled(gs.method != "kmeans")
+        changed, k = imgui.slider_int("##k", gs.k, 0, min(n, 32), "auto" if gs.k == 0 else "%d")
+        if changed:
+            gs.k = int(min(max(k, 0), max(n, 1)))
+        if imgui.is_item_deactivated_after_edit():
+            app.set_clustering(g.name, gs.method, gs.k or None)
+        if imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
+            imgui.set_tooltip("number of clusters (auto: best silhouette)")
+        imgui.end_disabled()
+        imgui.table_next_column()
+        if len(g.units) > 1:
+            changed, on = imgui.checkbox("##expand", gs.expanded)
+            if changed:
+                app.set_expanded(g.name, on)
+            if imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
+                imgui.set_tooltip("expand the group into one row per layer")
+        else:
+            imgui.text_disabled("–")
+        imgui.end_disabled()
+        imgui.pop_id()
+    imgui.end_table()
+
+
+def _edits(app: App) -> None:
+    st = app.state
+    h = st.history
+    busy = app.edit_pending
+    imgui.begin_disabled(not h.undo or busy)
+    if imgui.button("Undo"):
+        app.undo()
+    imgui.end_disabled()
+    if h.undo and imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
+        imgui.set_tooltip(f"Ctrl+Z: {h.undo[-1].label}")
+    imgui.same_line()
+    imgui.begin_disabled(not h.redo or busy)
+    if imgui.button("Redo"):
+        app.redo()
+    imgui.end_disabled()
+    if h.redo and imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
+        imgui.set_tooltip(f"Ctrl+Shift+Z: {h.redo[-1].label}")
+    imgui.same_line()
+    imgui.begin_disabled(busy or not st.edits.pinned)
+    if imgui.button("Reset clustering"):
+        app.reset_clustering()
+    imgui.end_disabled()
+    if h.undo:
+        imgui.text_disabled(f"last: {h.undo[-1].label}")
+    if st.edits.pinned:
+        imgui.text_disabled("edited clustering saved in layout.json")
+    hint("Drag a neuron onto another cluster (or onto empty space of its row) to move it.")

@@ -1,0 +1,136 @@
+"""The Neuron panel: the selected neuron's top-k patches, per-class bar chart, strongest
+in / out edges, and the command that moves it to another cluster.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from imgui_bundle import imgui, implot
+
+from ..widgets import (
+    GREEN,
+    RED,
+    em,
+    hint,
+    image_fit,
+)
+
+if TYPE_CHECKING:
+    from ..app import App
+
+__all__ = ["neuron_panel"]
+
+
+def neuron_panel(app: App) -> None:
+    """The selected neuron: top-k patches, per-class bar chart, strongest edges, move."""
+    st = app.state
+    s = st.scene
+    key = st.selection.neuron
+    i = st.neuron_index(key)
+    if s is None or key is None or i is None or st.snapshot is None:
+        hint("Click a neuron (a patch or a matrix row) in the network view.")
+        return
+    unit, ch = key
+    ci = int(s.neurons.cluster[i])
+    imgui.text(f"Neuron {ch}")
+    imgui.same_line()
+    imgui.text_disabled(f"layer {unit} · cluster {st.cluster_name(ci)}")
+
+    avail = imgui.get_content_region_avail().x
+    if imgui.begin_table("neuron_top", 2, imgui.TableFlags_.sizing_stretch_prop):
+        imgui.table_setup_column("patches", imgui.TableColumnFlags_.width_stretch, 1.0)
+        imgui.table_setup_column("classes", imgui.TableColumnFlags_.width_stretch, 1.0)
+        imgui.table_next_row()
+        imgui.table_next_column()
+        tex = app.topk_picture(key)
+        if tex is None:
+            imgui.text_disabled("loading top-k patches …")
+        else:
+            image_fit(tex.glo, tex.size, imgui.get_content_region_avail().x, em(16))
+            if imgui.is_item_hovered():
+                imgui.set_tooltip("the receptive fields of the images that activate it most")
+        imgui.table_next_column()
+        _class_bars(app, unit, ch, max(avail * 0.5, em(10)))
+        imgui.end_table()
+
+    _edge_lists(app, i)
+    imgui.separator()
+    _move_controls(app, i, ci)
+
+
+def _class_bars(app: App, unit: str, ch: int, width: float) -> None:
+    st = app.state
+    assert st.snapshot is not None
+    vals = app.class_means(unit)[ch].astype(np.float64)
+    names = st.snapshot.classes
+    K = len(names)
+    h = max(min(em(1.25) * K + em(1.6), em(15)), em(7))
+    flags = implot.Flags_.no_legend | implot.Flags_.no_menus | implot.Flags_.no_box_select
+    if implot.begin_plot("##classbars", imgui.ImVec2(-1, h), flags):
+        implot.setup_axes("", "", implot.AxisFlags_.no_tick_labels, implot.AxisFlags_.invert)
+        implot.setup_axis_ticks(implot.ImAxis_.y1, [float(k) for k in range(K)], list(names))
+        implot.setup_axis_limits(implot.ImAxis_.y1, -0.6, K - 0.4, imgui.Cond_.always)
+        lo = min(0.0, float(vals.min()))
+        implot.setup_axis_limits(
+            implot.ImAxis_.x1, lo, max(float(vals.max()), 1e-6) * 1.08, imgui.Cond_.always
+        )
+        spec = implot.Spec(
+            flags=implot.BarsFlags_.horizontal, fill_color=imgui.ImVec4(0.33, 0.62, 0.95, 1.0)
+        )
+        # horizontal bars: ImPlot takes the lengths first, then the positions
+        implot.plot_bars("response", vals, np.arange(K, dtype=np.float64), 0.7, spec)
+        implot.end_plot()
+    hint(f"class means of the max response (largest {float(vals.max()):.3g})")
+
+
+def _edge_lists(app: App, i: int) -> None:
+    ins, outs = app.neuron_edges(i)
+    if not imgui.begin_table("edges", 2, imgui.TableFlags_.sizing_stretch_same):
+        return
+    imgui.table_next_row()
+    for title, edges in (("Strongest inputs", ins), ("Strongest outputs", outs)):
+        imgui.table_next_column()
+        imgui.text(title)
+        if edges is None:
+            imgui.text_disabled("(none: first / last layer)")
+            continue
+        for other_key, w in edges:
+            imgui.push_style_color(imgui.Col_.text, GREEN if w >= 0 else RED)
+            label = f"{w:+.3f}##{title}{other_key}"
+            clicked = imgui.selectable(label, False, 0, imgui.ImVec2(em(4.2), 0))[0]
+            imgui.pop_style_color()
+            imgui.same_line()
+            imgui.text(f"{other_key[0]} · {other_key[1]}")
+            if clicked:
+                app.select_neuron(other_key, keep_cluster=False)
+    imgui.end_table()
+
+
+def _move_controls(app: App, i: int, ci: int) -> None:
+    st = app.state
+    s = st.scene
+    assert s is not None and st.selection.neuron is not None
+    row = int(s.clusters.row[ci])
+    others = [int(c) for c in st.row_clusters(row) if int(c) != ci]
+    imgui.align_text_to_frame_padding()
+    imgui.text("Move to")
+    imgui.same_line()
+    imgui.set_next_item_width(em(10))
+    choice = app.move_choice if app.move_choice in [int(s.clusters.id[c]) for c in others] else None
+    preview = "a new cluster" if choice is None else st.cluster_name(int(st.cluster_index(choice)))
+    if imgui.begin_combo("##moveto", preview):
+        if imgui.selectable("a new cluster", choice is None)[0]:
+            app.move_choice = None
+        for c in others:
+            cid = int(s.clusters.id[c])
+            label = f"{st.cluster_name(c)} ({int(s.clusters.size[c])} neurons)##{cid}"
+            if imgui.selectable(label, choice == cid)[0]:
+                app.move_choice = cid
+        imgui.end_combo()
+    imgui.same_line()
+    imgui.begin_disabled(app.edit_pending or (int(s.clusters.size[ci]) <= 1 and choice is None))
+    if imgui.button("Move"):
+        app.move_neuron(st.selection.neuron, choice)
+    imgui.end_disabled()

@@ -1,0 +1,137 @@
+"""The Snapshots panel: the snapshot timeline, follow mode, per-layer debug statistics of
+the step shown and the step to compare with (the learning curves and statistics over the
+run are in the Training panel, :mod:`.training`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from imgui_bundle import imgui
+
+from ..widgets import (
+    RED,
+    em,
+    hint,
+    num,
+)
+from .compare import compare_controls
+
+if TYPE_CHECKING:
+    from ..app import App
+
+__all__ = ["snapshots_panel"]
+
+
+def snapshots_panel(app: App) -> None:
+    """Timeline of snapshots, follow mode, per-layer statistics, learning curves."""
+    flags = imgui.TableFlags_.resizable | imgui.TableFlags_.borders_inner_v
+    if not imgui.begin_table("snap_layout", 3, flags):
+        return
+    imgui.table_setup_column("timeline", imgui.TableColumnFlags_.width_stretch, 1.0)
+    imgui.table_setup_column("stats", imgui.TableColumnFlags_.width_stretch, 1.5)
+    imgui.table_setup_column("curves", imgui.TableColumnFlags_.width_stretch, 1.0)
+    imgui.table_next_row()
+    imgui.table_next_column()
+    _timeline(app)
+    imgui.table_next_column()
+    _layer_stats(app)
+    imgui.table_next_column()
+    _debug_summary(app)
+    imgui.end_table()
+
+
+def _timeline(app: App) -> None:
+    st = app.state
+    changed, follow = imgui.checkbox("Follow the newest snapshot", st.follow)
+    if changed:
+        app.set_follow(follow)
+    steps = st.steps
+    if not steps:
+        imgui.text_disabled("no snapshots yet")
+        return
+    pos = steps.index(st.step) if st.step in steps else len(steps) - 1
+    imgui.begin_disabled(pos <= 0)
+    if imgui.arrow_button("##prev", imgui.Dir.left):
+        app.open_step(steps[pos - 1])
+    imgui.end_disabled()
+    imgui.same_line()
+    imgui.set_next_item_width(-em(2.4))
+    changed, new = imgui.slider_int("##step", pos, 0, len(steps) - 1, f"step {steps[pos]}")
+    if imgui.is_item_deactivated_after_edit() or (changed and not imgui.is_item_active()):
+        app.open_step(steps[new])
+    imgui.same_line()
+    imgui.begin_disabled(pos >= len(steps) - 1)
+    if imgui.arrow_button("##next", imgui.Dir.right):
+        app.open_step(steps[pos + 1])
+    imgui.end_disabled()
+    if not st.follow:
+        if imgui.small_button("Look for new snapshots"):
+            app.refresh_steps()
+    snap = st.snapshot
+    if snap is not None:
+        meta = snap.meta
+        err = meta.get("probe_error")
+        hint(
+            f"{len(steps)} snapshot(s) · {meta.get('n_images', '?')} images"
+            + (f" · probe error {err:.1%}" if isinstance(err, float) else "")
+            + f"\nmodel {meta.get('model', '?')} · {meta.get('dataset', '?')}"
+        )
+
+
+def _layer_stats(app: App) -> None:
+    st = app.state
+    snap = st.snapshot
+    if snap is None:
+        return
+    units = snap.meta.get("units", {})
+    weights = snap.meta.get("weights", {})
+    flags = (
+        imgui.TableFlags_.row_bg
+        | imgui.TableFlags_.scroll_y
+        | imgui.TableFlags_.borders_inner_v
+        | imgui.TableFlags_.sizing_stretch_prop
+    )
+    if not imgui.begin_table("layerstats", 5, flags, imgui.ImVec2(0, -1)):
+        return
+    imgui.table_setup_scroll_freeze(0, 1)
+    for name in ("Group", "act mean", "act std", "dead", "|W|"):
+        imgui.table_setup_column(name)
+    imgui.table_headers_row()
+    for g in snap.graph.groups:
+        u = units.get(g.unit, {})
+        imgui.table_next_row()
+        imgui.table_next_column()
+        imgui.text(g.name)
+        if imgui.is_item_hovered():
+            imgui.set_tooltip(f"layer {g.unit} (the group's neurons)")
+        imgui.table_next_column()
+        imgui.text(num(u.get("act_mean")))
+        imgui.table_next_column()
+        imgui.text(num(u.get("act_std")))
+        imgui.table_next_column()
+        dead = u.get("dead_fraction")
+        if isinstance(dead, float) and dead >= 0.5:
+            imgui.text_colored(RED, f"{dead:.0%}")
+            if imgui.is_item_hovered():
+                imgui.set_tooltip("dead layer: most neurons never respond")
+        else:
+            imgui.text(f"{dead:.0%}" if isinstance(dead, float) else "–")
+        imgui.table_next_column()
+        imgui.text(num(weights.get(g.unit, {}).get("norm")))
+    imgui.end_table()
+
+
+def _debug_summary(app: App) -> None:
+    """Compare with another step; the number of flags (details in the Training panel)."""
+
+    st = app.state
+    compare_controls(app)
+    if app.flags_step == st.step:
+        n = len(app.flags)
+        kinds = sorted({f.kind.replace("_", " ") for f in app.flags})
+        if n:
+            imgui.text_colored(RED, f"{n} flag(s): {', '.join(kinds)}")
+        else:
+            imgui.text_disabled("no flags at this step")
+    hint("Learning curves, per-layer statistics over the run and the flags: Training tab.")

@@ -1,0 +1,215 @@
+"""The "Training" panel (docked with Snapshots): learning curves from
+``scalars.jsonl``, one per-layer statistic over the snapshots (a combo picks it), the flags of
+the snapshot shown and the step to compare with.  A vertical line marks the current step
+(yellow) and the compared step (cyan); a click in a plot opens the nearest snapshot.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from imgui_bundle import imgui, implot
+
+from ..training import STATS, style_of
+from ..widgets import (
+    NOW,
+    OTHER,
+    em,
+    hint,
+    pretty,
+)
+from .compare import compare_controls
+
+if TYPE_CHECKING:
+    from ..app import App
+
+__all__ = ["training_panel"]
+
+
+ERROR_WORDS = ("error", "acc")
+
+
+def training_panel(app: App) -> None:
+    """Learning curves | per-layer statistic | flags and compare (three resizable columns)."""
+    st = app.state
+    if st.snapshot is None:
+        hint(st.jobs.message or "Loading …")
+        return
+    flags = imgui.TableFlags_.resizable | imgui.TableFlags_.borders_inner_v
+    if not imgui.begin_table("training_layout", 3, flags):
+        return
+    imgui.table_setup_column("curves", imgui.TableColumnFlags_.width_stretch, 1.3)
+    imgui.table_setup_column("stats", imgui.TableColumnFlags_.width_stretch, 1.2)
+    imgui.table_setup_column("flags", imgui.TableColumnFlags_.width_stretch, 1.0)
+    imgui.table_next_row()
+    imgui.table_next_column()
+    implot.push_style_var(implot.StyleVar_.fit_padding, imgui.ImVec2(0.03, 0.1))
+    _learning_curves(app)
+    imgui.table_next_column()
+    _layer_statistic(app)
+    implot.pop_style_var()
+    imgui.table_next_column()
+    _flag_list(app)
+    imgui.separator()
+    compare_controls(app)
+    imgui.end_table()
+
+
+def _step_markers(app: App) -> None:
+    """Vertical lines at the current and the compared step."""
+    st = app.state
+    if st.step is not None:
+        implot.plot_inf_lines(
+            f"step {st.step}##now",
+            np.array([float(st.step)]),
+            implot.Spec(line_color=NOW, flags=implot.ItemFlags_.no_legend),
+        )
+    other = st.debug.compare
+    if other is not None:
+        implot.plot_inf_lines(
+            f"step {other} (compared)##other",
+            np.array([float(other)]),
+            implot.Spec(line_color=OTHER, line_weight=1.5, flags=implot.ItemFlags_.no_legend),
+        )
+
+
+def _click_selects_step(app: App, plot: str) -> None:
+    """Inside a plot: remember where each snapshot step is; a click opens the nearest one."""
+    st = app.state
+    lim = implot.get_plot_limits()
+    ymid = (lim.y.min + lim.y.max) / 2.0
+    pts: dict[int, tuple[float, float]] = {}
+    for s in st.steps:
+        if lim.x.min <= s <= lim.x.max:
+            p = implot.plot_to_pixels(implot.Point(float(s), ymid))
+            pts[int(s)] = (p.x, p.y)
+    app.plot_points[plot] = pts
+    if implot.is_plot_hovered():
+        m = implot.get_plot_mouse_pos()
+        step = app.nearest_step(m.x)
+        if step is not None:
+            imgui.set_tooltip(f"click: open the snapshot of step {step}")
+            released = imgui.is_mouse_released(imgui.MouseButton_.left)
+            moved = imgui.get_io().mouse_drag_max_distance_sqr[0] > 16.0
+            if released and not moved and step != st.step:
+                app.open_step(step)
+
+
+def _learning_curves(app: App) -> None:
+    td = app.training
+    imgui.align_text_to_frame_padding()
+    imgui.text("Learning curves")
+    imgui.text_disabled("loss (left), error (right)")
+    if td is None:
+        imgui.text_disabled("loading …")
+        return
+    if not td.curves:
+        hint("No scalars recorded (Recorder.step(step, train_loss=…) writes scalars.jsonl).")
+        return
+    flags = implot.Flags_.no_menus | implot.Flags_.no_box_select | implot.Flags_.no_title
+    if implot.begin_plot("##learning", imgui.ImVec2(-1, -1), flags):
+        has_err = any(any(w in n for w in ERROR_WORDS) for n in td.curves)
+        implot.setup_axes("step", "", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
+        if has_err:
+            implot.setup_axis(
+                implot.ImAxis_.y2, "", implot.AxisFlags_.auto_fit | implot.AxisFlags_.opposite
+            )
+        implot.setup_legend(implot.Location_.east, implot.LegendFlags_.outside)
+        for name, (xs, ys) in td.curves.items():
+            err = any(w in name for w in ERROR_WORDS)
+            implot.set_axes(implot.ImAxis_.x1, implot.ImAxis_.y2 if err else implot.ImAxis_.y1)
+            spec = implot.Spec()
+            if len(xs) <= 40:  # evaluations, probe points: show the points
+                spec.marker = implot.Marker_.circle
+                spec.marker_size = 3.0
+            implot.plot_line(pretty(name), xs, ys, spec)
+        implot.set_axes(implot.ImAxis_.x1, implot.ImAxis_.y1)
+        _step_markers(app)
+        _click_selects_step(app, "learning")
+        implot.end_plot()
+
+
+def _layer_statistic(app: App) -> None:
+    st = app.state
+    dbg = st.debug
+    td = app.training
+    imgui.align_text_to_frame_padding()
+    imgui.text("Per layer")
+    imgui.same_line()
+    imgui.set_next_item_width(-1)
+    if imgui.begin_combo("##stat", STATS[dbg.stat][0]):
+        for key, (label, _log) in STATS.items():
+            if imgui.selectable(label, key == dbg.stat)[0]:
+                dbg.stat = key
+                dbg.log_scale = None
+        imgui.end_combo()
+    _, dbg.all_layers = imgui.checkbox("every layer", dbg.all_layers)
+    if imgui.is_item_hovered():
+        imgui.set_tooltip("one line per layer (off: one per layer group, its last layer)")
+    imgui.same_line()
+    log = STATS[dbg.stat][1] if dbg.log_scale is None else dbg.log_scale
+    changed, log = imgui.checkbox("log scale", log)
+    if changed:
+        dbg.log_scale = log
+    if td is None:
+        imgui.text_disabled("loading …")
+        return
+    per = td.stats.get(dbg.stat, {})
+    if not per:
+        what = "gradients recorded in training" if dbg.stat == "grad_norm" else "snapshots"
+        hint(f"No {STATS[dbg.stat][0]} in this run (needs {what}).")
+        return
+    groups = app.state.snapshot.graph.groups if app.state.snapshot is not None else []
+    shown = [(u, g) for u, g in td.units if u in per]
+    if not dbg.all_layers:
+        rep = {g.unit for g in groups}
+        # group statistics: the group's unit; weights and gradients: the group's last layer
+        shown = [(u, g) for u, g in shown if u in rep] or shown
+    flags = implot.Flags_.no_menus | implot.Flags_.no_box_select | implot.Flags_.no_title
+    if implot.begin_plot("##layerstat", imgui.ImVec2(-1, -1), flags):
+        implot.setup_axes("step", "", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
+        if log:
+            implot.setup_axis_scale(implot.ImAxis_.y1, implot.Scale_.log10)
+        implot.setup_legend(implot.Location_.north_east, implot.LegendFlags_.outside)
+        for unit, group in shown:
+            xs, ys = per[unit]
+            if log:
+                ys = np.where(ys > 0, ys, np.nan)
+            label = f"{group} · {unit}" if dbg.all_layers else group
+            spec = implot.Spec(
+                marker=implot.Marker_.circle, marker_size=2.5, flags=implot.LineFlags_.skip_nan
+            )
+            implot.plot_line(label, xs, ys, spec)
+        _step_markers(app)
+        _click_selects_step(app, "layerstat")
+        implot.end_plot()
+
+
+def _flag_list(app: App) -> None:
+    st = app.state
+    dbg = st.debug
+    n = len(app.flags)
+    imgui.text(f"Flags at step {st.step}" if app.flags_step == st.step else "Flags")
+    imgui.same_line()
+    _, dbg.show_flags = imgui.checkbox("on the view", dbg.show_flags)
+    if app.flags_step != st.step:
+        imgui.text_disabled("diagnosing …")
+        return
+    if not n:
+        imgui.text_disabled("none: nothing looks wrong")
+        return
+    h = max(imgui.get_content_region_avail().y - em(3.6), em(3))
+    if imgui.begin_child("##flaglist", imgui.ImVec2(0, h)):
+        for i, f in enumerate(app.flags):
+            sty = style_of(f.kind)
+            imgui.push_id(i)
+            imgui.text_colored(imgui.ImVec4(*sty.color, 1.0), sty.icon)
+            imgui.same_line()
+            where = f.group if f.unit == f.group else f"{f.group} · {f.unit}"
+            if imgui.selectable(f"{where}: {sty.short}##flag", False)[0]:
+                app.zoom_to_flag(f)
+            if imgui.is_item_hovered():
+                imgui.set_tooltip(f"{f.message}\nclick: zoom to the row")
+            imgui.pop_id()
+    imgui.end_child()

@@ -495,7 +495,7 @@ def test_neuron_edges_when_zoomed_in_and_render_command_matches_the_window(
         seen["lod"] = dict(r.last_frame)
         seen["covered"] = set(r.neuron_edges.clusters.tolist())
         seen["cluster"] = ci
-        seen["info"] = app.neuron_edges_info
+        seen["info"] = app.state.debug.neuron_edges_info
         app.on_frame.append(grab)  # GL only on the GUI thread (tests run on a coroutine)
         wait(ctx, lambda: "view" in seen)
         seen["cmd"] = app.render_command(out)

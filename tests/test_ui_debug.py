@@ -153,9 +153,9 @@ def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path, headless_gl
         return (
             app.state.scene is not None
             and not app.edit_pending
-            and app.training is not None
-            and app.training.steps == (0, 2, 4, 6)
-            and app.flags_step == app.state.step
+            and app.state.debug.training is not None
+            and app.state.debug.training.steps == (0, 2, 4, 6)
+            and app.state.debug.flags_step == app.state.step
         )
 
     def test(ctx):
@@ -163,12 +163,12 @@ def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path, headless_gl
         ctx.yield_(3)
         st = app.state
         seen["step0"] = st.step
-        seen["curves"] = sorted(app.training.curves)
+        seen["curves"] = sorted(app.state.debug.training.curves)
         seen["points"] = dict(app.plot_points.get("layerstat", {}))
         # the dead layer's badge
         dead = [(f, rect) for f, rect in app.flag_badges if f.kind == "dead"]
         seen["dead"] = dead
-        seen["flag"] = next(f for f in app.flags if f.kind == "dead")
+        seen["flag"] = next(f for f in app.state.debug.flags if f.kind == "dead")
         r = app.renderer
         before = dict(r.upload_count)
         x0, y0, x1, y1 = dead[0][1]
@@ -200,14 +200,14 @@ def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path, headless_gl
         before = dict(r.upload_count)
         ctx.item_click(TestRef(app.widget_ids["compare"]))
         ctx.item_click("//$FOCUSED/step 2")
-        wait(ctx, lambda: app.compare_diff is not None and not app.edit_pending)
+        wait(ctx, lambda: app.state.debug.compare_diff is not None and not app.edit_pending)
         ctx.yield_(3)
         seen["compare"] = st.debug.compare
         app.fit_all()
         wait(ctx, lambda: not st.camera.animating, 10.0)
         ctx.yield_(2)
         testing.capture(ctx, str(tmp_path / "training_compare.png"))
-        seen["diff_max"] = float(np.abs(app.compare_diff).max())
+        seen["diff_max"] = float(np.abs(app.state.debug.compare_diff).max())
         seen["diverging"] = r.matrix_diverging
         seen["facets"] = st.scene.clusters.facet.copy()
         seen["compare_geometry"] = _geometry(r.upload_count, before)
@@ -219,21 +219,21 @@ def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path, headless_gl
         ctx.item_click(TestRef(app.widget_ids["compare"]))
         ctx.item_click("//$FOCUSED/off")
         ctx.yield_(2)
-        seen["off"] = (r.matrix_diverging, app.compare_diff)
+        seen["off"] = (r.matrix_diverging, app.state.debug.compare_diff)
         seen["off_geometry"] = _geometry(r.upload_count, before)
         # click the statistics plot at step 2: the snapshot of step 2 opens
         ctx.item_click(TestRef(app.widget_ids["compare"]))
         ctx.item_click("//$FOCUSED/step 2")
-        wait(ctx, lambda: app.compare_diff is not None)
+        wait(ctx, lambda: app.state.debug.compare_diff is not None)
         px = app.plot_points["layerstat"][2]
         ctx.mouse_move_to_pos(imgui.ImVec2(*px))
         ctx.mouse_click(0)
         wait(ctx, lambda: st.step == 2 and not app.edit_pending)
-        wait(ctx, lambda: app.flags_step == 2)
+        wait(ctx, lambda: app.state.debug.flags_step == 2)
         ctx.yield_(2)
         seen["step1"] = st.step
         seen["compare_same"] = st.debug.compare
-        seen["flags_step"] = app.flags_step
+        seen["flags_step"] = app.state.debug.flags_step
 
     drive(app, test, SIZE)
     assert seen["step0"] == 6

@@ -37,7 +37,7 @@ def main() -> None:
         st = a.state
         cam = st.camera
         if state["phase"] < 0:  # wait until the view has settled (layout, pictures, plots)
-            settled = st.scene is not None and not a.edit_pending and not a._debug_jobs
+            settled = st.scene is not None and not a.edit_pending and not a.debug_loading
             settled = settled and a.training is not None and a._drawn_key is not None
             state["settle"] = state["settle"] + 1 if settled else 0
             if state["settle"] >= 10:

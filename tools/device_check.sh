@@ -19,8 +19,8 @@ if [ -f tools/bench_gpu_analysis.py ]; then
   echo "== analysis GPU path"
   python3 tools/bench_gpu_analysis.py 2>&1 | tail -30
 fi
-echo "== bench_models (cuda, 1000 images at 224 px; issue 9's ratio target <= 1.3)"
-timeout 240 python3 tools/bench_models.py --device cuda --images 1000 --batch-size 100 resnet50 densenet121 efficientnet_b0 2>&1 | tail -6
+echo "== bench_models (cuda, 10,000 images at 224 px, batch 256; issue 9's ratio target <= 1.3)"
+timeout 300 python3 tools/bench_models.py --device cuda --images 10000 --batch-size 256 resnet50 densenet121 efficientnet_b0 2>&1 | tail -6
 echo "== bench_recorder (cuda)"
 python3 tools/bench_recorder.py --device cuda --repeat 3 2>&1 | tail -9
 echo "== bench_render (EGL on the GPU)"

@@ -16,7 +16,6 @@ import signal
 import sys
 import time
 import traceback
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -24,17 +23,18 @@ from typing import Any
 import numpy as np
 from imgui_bundle import hello_imgui, imgui, immapp
 
-from ..layout import LayoutOptions, detail
+from ..layout import LayoutOptions
 from ..layout.edges import RowSpec, row_weights
 from ..layout.scene import ROW_BETWEEN
 from ..render.camera import Camera
 from .edits import LAYOUT_FILE
 from .headless import has_display, init_headless
 from .jobs import Done, LayoutSession, PatchCache, SceneUpdate, Worker
+from .loaders import Loader, loaders
 from .panels import DOCK_SPLITS, PANELS, menus, status_bar
 from .pictures import packing_image, topk_grid
 from .state import AppState, DragState, GroupSetting, HistoryEntry, NeuronKey
-from .training import TrainingData, activation_difference, load_training, scalars_signature
+from .textures import TextureCache
 
 __all__ = ["App", "run_app", "runner_params"]
 
@@ -110,8 +110,7 @@ class App:
         self._render_version = 0
         self._drawn_key: tuple | None = None
         self._last_hover_pos: tuple | None = None
-        self._pictures: OrderedDict[tuple, Any] = OrderedDict()
-        self._picture_jobs: set[tuple] = set()
+        self.textures = TextureCache()  # the inspectors' pictures
         # edit jobs in flight -> what to do once each succeeded (undo / redo move history then)
         self._edit_jobs: dict[int, Callable[[], None] | None] = {}
         self._class_means: dict[tuple[int | None, str], np.ndarray] = {}
@@ -124,26 +123,14 @@ class App:
         self._settled_frames = 0
         self._last_time = time.perf_counter()
         self._gui_t0 = 0.0
-        # debugging view (R5): results of the background loaders, see `_debug_tick`
-        self.training: TrainingData | None = None  # learning curves + per-layer statistics
-        self.flags: list[Any] = []  # diagnose() of the snapshot shown
-        self.flags_step: int | None = None  # the step `flags` belong to
-        self.compare_diff: np.ndarray | None = None  # [N, K] current − other, scaled to [-1, 1]
-        self.compare_info: dict[str, Any] = {}
         self.flag_badges: list[tuple[Any, tuple[float, float, float, float]]] = []  # drawn
         self.flag_tooltip: str | None = None  # the flag message shown in a tooltip this frame
         self.plot_points: dict[str, dict[int, tuple[float, float]]] = {}  # plot → step → px
-        self._debug_jobs: set[tuple] = set()
         self.widget_ids: dict[str, int] = {}  # ImGui ids of some widgets (tests click them)
-        self._compare_key: tuple | None = None
-        self._training_key: tuple | None = None  # (steps, scalars signature) loaded
-        self._compare_neurons: Any = None
-        self._scalars_checked = 0.0
-        self._scalars_sig: tuple[int, int] | None = None
-        self._other_snaps: OrderedDict[int, Any] = OrderedDict()
-        # neuron-level edges shown: (scene version, fraction, cluster indices covered)
-        self._neuron_edges_have: tuple[int, float, set[int]] | None = None
-        self.neuron_edges_info = ""  # what they show (Controls panel)
+        # the debugging view's background loads (results in state.debug)
+        self.flags_loader, self.training_loader, self.compare_loader, self.neuron_edges_loader = (
+            loaders(self)
+        )
 
     # ------------------------------------------------------------------ lifecycle
     def post_init(self) -> None:
@@ -176,9 +163,7 @@ class App:
         for w in (self.worker, self.images):
             if w is not None:
                 w.stop()
-        for tex in self._pictures.values():
-            tex.release()
-        self._pictures.clear()
+        self.textures.clear()
         if self.renderer is not None:
             self.renderer.park()
         if self.target is not None:
@@ -229,7 +214,8 @@ class App:
             for snap, prepared in self.follower.poll():
                 self._arrived(snap, prepared)
         st.jobs.pending = self.worker.pending if self.worker else []
-        self._debug_tick(now)
+        for loader in self._loaders():
+            loader.tick(now)
         st.camera.step(dt)
         self._shortcuts()
         # idle at a low frame rate only when nothing moves and nothing runs
@@ -288,8 +274,8 @@ class App:
             and not st.jobs.pending
             and not st.camera.animating
             and self._drawn_key is not None
-            and not self._debug_jobs  # the Training panel and the flags have loaded
-            and (self.training is not None or len(st.steps) == 0)
+            and not self.debug_loading  # the Training panel and the flags have loaded
+            and (self.state.debug.training is not None or len(st.steps) == 0)
         )
         self._settled_frames = self._settled_frames + 1 if settled else 0
         if self._shot_when_settled and self._settled_frames >= 3:
@@ -443,7 +429,8 @@ class App:
             self._last_hover_pos = None
         if not st.camera.fitted and st.camera.viewport != (1, 1):
             self.fit_all(animate=False)
-        self._drop_stale_pictures()
+        version = self.state.scene_version
+        self.textures.drop(lambda k: k[0] == "pack" and k[1] != version)
         self.touch()
         if (
             new_snapshot
@@ -667,7 +654,7 @@ class App:
         if self.renderer is not None:
             self.renderer.set_theme(name)
         self._apply_imgui_theme()
-        self._pictures_clear()
+        self.textures.clear()
         self.touch()
 
     def _apply_imgui_theme(self) -> None:
@@ -1033,84 +1020,25 @@ class App:
         return out[0], out[1]
 
     # ------------------------------------------------------------------ debugging view (R5)
-    def _submit_debug(self, key: tuple, label: str, fn: Callable[[], Any]) -> None:
-        """Run ``fn`` on the pictures worker; its result (or exception) comes back to
-        :meth:`_finish_debug` with ``key``."""
-        if key in self._debug_jobs or self.images is None:
-            return
-        self._debug_jobs.add(key)
-
-        def job() -> tuple[tuple, Any]:
-            try:
-                return key, fn()
-            except Exception as e:  # noqa: BLE001 - reported in the status bar
-                traceback.print_exc()
-                return key, e
-
-        self.images.submit(label, job)
-
-    def _debug_tick(self, now: float) -> None:
-        """Start the debugging view's background loads that are due (each frame, cheap)."""
-        st = self.state
-        snap = st.snapshot
-        if snap is None:
-            return
-        # flags of the snapshot shown
-        if self.flags_step != st.step:
-            step = st.step
-            self._submit_debug(("flags", step), "diagnose", lambda: _diagnose(snap))
-        # learning curves and per-layer statistics: new snapshots, or scalars.jsonl grew
-        steps = tuple(st.steps)
-        if now - self._scalars_checked > (1.0 if st.follow else 5.0):
-            self._scalars_checked = now
-            self._scalars_sig = scalars_signature(st.run_dir)
-        td = self.training
-        stale = self._training_key != (steps, self._scalars_sig)
-        if stale and steps and not any(k[0] == "training" for k in self._debug_jobs):
-            units = self.training_units()
-            known = td.metas if td is not None else {}
-            run_dir = st.run_dir
-            self._submit_debug(
-                ("training", steps, self._scalars_sig),
-                "training statistics",
-                lambda: load_training(run_dir, steps, units, known),
-            )
-        self._compare_tick()
-        self._neuron_edges_tick()
-
-    def _neuron_edges_tick(self) -> None:
-        """Zoomed in and still: ask for the neuron-level edges of the clusters in view, unless
-        the ones shown already cover them (one request at a time, on the pictures worker)."""
-        st, r = self.state, self.renderer
-        scene, snap = st.scene, st.snapshot
-        if r is None or scene is None or snap is None or not st.neuron_edges:
-            return
-        cam = st.camera.current
-        moving = st.camera.animating or st.camera.panning or st.drag is not None
-        if moving or not r.wants_neuron_edges(cam):
-            return
-        if any(k[0] == "neuron_edges" for k in self._debug_jobs):
-            return
-        visible = cam.visible_rect(st.camera.viewport)
-        fraction, version = st.edge_fraction, st.scene_version
-        have = self._neuron_edges_have
-        if have is not None and have[:2] == (version, fraction):
-            if set(detail.clusters_in_rect(scene, visible).tolist()) <= have[2]:
-                return
-        want = detail.clusters_for_view(scene, visible)
-        key = ("neuron_edges", version, fraction, tuple(want.tolist()))
-        self.neuron_edges_info = f"computing the neuron edges of {len(want)} clusters …"
-        self._submit_debug(
-            key, "neuron edges", lambda: detail.neuron_edges(snap, scene, want, fraction=fraction)
+    def _loaders(self) -> tuple[Loader, ...]:
+        return (
+            self.flags_loader,
+            self.training_loader,
+            self.compare_loader,
+            self.neuron_edges_loader,
         )
+
+    @property
+    def debug_loading(self) -> bool:
+        """Whether a load of the debugging view (flags, curves, a difference, …) is running."""
+        return any(ld.in_flight is not None for ld in self._loaders())
 
     def set_neuron_edges(self, on: bool) -> None:
         """Show neuron-level edges when zoomed in (or only cluster edges)."""
         self.state.neuron_edges = bool(on)
         if not on and self.renderer is not None:
             self.renderer.set_neuron_edges(None)
-            self._neuron_edges_have = None
-            self.neuron_edges_info = ""
+            self.neuron_edges_loader.clear()
         self.touch()
 
     def training_units(self) -> list[tuple[str, str]]:
@@ -1120,88 +1048,6 @@ class App:
             return []
         g = snap.graph
         return [(u.name, g.groups[u.group].name) for u in g.units]
-
-    def _compare_tick(self) -> None:
-        st = self.state
-        r = self.renderer
-        other = st.debug.compare
-        scene, snap = st.scene, st.snapshot
-        if other is None or scene is None or snap is None:
-            if r is not None and r.matrix_diverging:
-                r.set_matrix_values(None)
-                self.touch()
-            self.compare_diff = None
-            self._compare_key = None
-            return
-        key = ("compare", st.step, int(other), id(scene.neurons))
-        if key == self._compare_key and self._compare_neurons is scene.neurons:
-            if self.compare_diff is not None and r is not None and not r.matrix_diverging:
-                r.set_matrix_values(self.compare_diff)  # the renderer re-uploaded the neurons
-                self.touch()
-            return
-        if key in self._debug_jobs:
-            return
-        run_dir = st.run_dir
-        cache = self._other_snaps
-
-        def load() -> tuple[Any, np.ndarray, dict]:
-            o = cache.get(int(other))
-            if o is None:
-                from ..run.snapshot import open_run
-
-                o = open_run(run_dir).snapshot(int(other))
-            diff, info = activation_difference(scene, snap, o)
-            return o, diff, info
-
-        self._submit_debug(key, f"difference to step {other}", load)
-
-    def _finish_debug(self, key: tuple, result: Any) -> None:
-        st = self.state
-        self._debug_jobs.discard(key)
-        kind = key[0]
-        if isinstance(result, Exception):
-            st.jobs.error = f"{kind}: {type(result).__name__}: {result}"
-            if kind == "neuron_edges":  # not asked again until the scene or the view changes
-                self._neuron_edges_have = (key[1], key[2], set(key[3]))
-                self.neuron_edges_info = f"neuron edges failed: {type(result).__name__}"
-            if kind == "flags":
-                self.flags, self.flags_step = [], key[1]
-            elif kind == "compare":
-                st.debug.compare = None
-            return
-        if kind == "neuron_edges":
-            version, fraction, _ = key[1:]
-            if (version, fraction) != (st.scene_version, st.edge_fraction) or not st.neuron_edges:
-                return  # superseded: the next tick asks again
-            if self.renderer is not None:
-                self.renderer.set_neuron_edges(result)
-            covered = set(result.clusters.tolist())  # without those the neuron cap left out
-            self._neuron_edges_have = (version, fraction, covered)
-            self.neuron_edges_info = (
-                f"{result.kept:,} of {result.weights:,} neuron weights"
-                f" among {len(covered)} clusters"
-            )
-            self.touch()
-        elif kind == "flags":
-            if key[1] == st.step:
-                self.flags, self.flags_step = list(result), key[1]
-        elif kind == "training":
-            self.training = result
-            self._training_key = key[1:]
-        elif kind == "compare":
-            other_snap, diff, info = result
-            self._other_snaps[int(key[2])] = other_snap
-            while len(self._other_snaps) > 4:
-                self._other_snaps.popitem(last=False)
-            scene = st.scene
-            current = ("compare", st.step, st.debug.compare, id(scene.neurons) if scene else None)
-            if key != current or scene is None:
-                return  # superseded: `_compare_tick` asks again
-            self.compare_diff, self.compare_info = diff, info
-            self._compare_key, self._compare_neurons = key, scene.neurons
-            if self.renderer is not None:
-                self.renderer.set_matrix_values(diff)
-            self.touch()
 
     def set_compare(self, other: int | None) -> None:
         """Compare mode: the activation matrices show ``current − other`` (``None``: off).
@@ -1213,7 +1059,7 @@ class App:
         st.debug.compare = None if other is None else int(other)
         if other is not None and was is None and st.facet != 1 and st.scene is not None:
             self.set_facet(1)
-        self._compare_tick()
+        self.compare_loader.tick(time.perf_counter())
 
     def zoom_to_row(self, row: int) -> None:
         """Frame a scene row (animated): its clusters, with the row's height."""
@@ -1265,45 +1111,18 @@ class App:
 
     # ------------------------------------------------------------------ pictures
     def _picture(self, key: tuple, make: Callable[[], np.ndarray]) -> Any:
-        tex = self._pictures.get(key)
-        if tex is not None:
-            self._pictures.move_to_end(key)
-            return tex
-        if key not in self._picture_jobs and self.images is not None:
-            self._picture_jobs.add(key)
-            self.images.submit("pictures", lambda: (key, make()))
-        return None
+        return self.textures.get(key, make, self.images.submit if self.images else None)
 
     def _finish_picture(self, done: Done) -> None:
-        from ..render.targets import ImageTexture
-
         if done.error is not None:
             print(done.trace, file=sys.stderr)
             return
+        if isinstance(done.result[0], Loader):
+            loader, key, result = done.result
+            loader.finish(key, result)
+            return
         key, img = done.result
-        if key[0] in ("training", "flags", "compare", "neuron_edges"):
-            self._finish_debug(key, img)
-            return
-        self._picture_jobs.discard(key)
-        if self.ctx is None:
-            return
-        old = self._pictures.pop(key, None)
-        if old is not None:
-            old.release()
-        self._pictures[key] = ImageTexture(self.ctx, img)
-        while len(self._pictures) > 24:
-            _, tex = self._pictures.popitem(last=False)
-            tex.release()
-
-    def _pictures_clear(self) -> None:
-        for tex in self._pictures.values():
-            tex.release()
-        self._pictures.clear()
-
-    def _drop_stale_pictures(self) -> None:
-        stale = [k for k in self._pictures if k[0] == "pack" and k[1] != self.state.scene_version]
-        for k in stale:
-            self._pictures.pop(k).release()
+        self.textures.put(self.ctx, key, img)
 
     def _background(self) -> tuple[int, int, int]:
         return (236, 237, 240) if self.state.theme == "light" else (40, 42, 48)
@@ -1336,12 +1155,6 @@ class App:
             ("pack", st.scene_version, cid, bg),
             lambda: packing_image(src, scene, ci, background=bg),
         )
-
-
-def _diagnose(snap: Any) -> list[Any]:
-    from ..analysis.diagnose import diagnose
-
-    return diagnose(snap)
 
 
 # ---------------------------------------------------------------------------- runner

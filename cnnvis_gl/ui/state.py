@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from .edits import LayoutEdits
 
 if TYPE_CHECKING:
     from ..run.snapshot import Snapshot
+    from .training import TrainingData
 
 __all__ = [
     "NeuronKey",
@@ -192,6 +193,17 @@ class DebugState:
         The other step of compare mode: the matrices show ``step − compare`` (``None``: off).
     show_flags
         Draw the flags' badges on the network view.
+
+    What the background loaders (:mod:`.loaders`) brought:
+
+    training
+        Learning curves and per-layer statistics over the run (``None``: not loaded yet).
+    flags, flags_step
+        ``diagnose()`` of a snapshot, and the step they belong to.
+    compare_diff, compare_info
+        ``[N, K]`` current − compared class means scaled to [-1, 1], and its summary.
+    neuron_edges_info
+        What the neuron-level edges on the view show (Controls panel).
     """
 
     stat: str = "act_mean"
@@ -199,6 +211,12 @@ class DebugState:
     log_scale: bool | None = None
     compare: int | None = None
     show_flags: bool = True
+    training: TrainingData | None = None
+    flags: list[Any] = field(default_factory=list)
+    flags_step: int | None = None
+    compare_diff: np.ndarray | None = None
+    compare_info: dict[str, Any] = field(default_factory=dict)
+    neuron_edges_info: str = ""
 
 
 @dataclass

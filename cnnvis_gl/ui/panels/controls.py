@@ -55,8 +55,8 @@ def controls_panel(app: App) -> None:
                 "clusters: the same top fraction of the neuron weights between the clusters\n"
                 "in view, bundled the same way; cluster edges stay faintly as context."
             )
-        if app.neuron_edges_info:
-            imgui.text_disabled(app.neuron_edges_info)
+        if app.state.debug.neuron_edges_info:
+            imgui.text_disabled(app.state.debug.neuron_edges_info)
         if imgui.button("Fit all"):
             app.fit_all()
         imgui.same_line()

@@ -127,9 +127,9 @@ def _debug_summary(app: App) -> None:
 
     st = app.state
     compare_controls(app)
-    if app.flags_step == st.step:
-        n = len(app.flags)
-        kinds = sorted({f.kind.replace("_", " ") for f in app.flags})
+    if app.state.debug.flags_step == st.step:
+        n = len(app.state.debug.flags)
+        kinds = sorted({f.kind.replace("_", " ") for f in app.state.debug.flags})
         if n:
             imgui.text_colored(RED, f"{n} flag(s): {', '.join(kinds)}")
         else:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from imgui_bundle import imgui
 
+from ...render.theme import diverging_colormap
 from ..training import flag_rows, row_right_end, style_of
 from ..widgets import (
     em,
@@ -420,8 +421,6 @@ def compare_legend(app: App, origin: tuple[float, float], size: tuple[int, int])
         imgui.get_color_u32(imgui.ImVec4(0.8, 0.82, 0.86, 1.0)),
         sub,
     )
-    from ..render.theme import diverging_colormap
-
     cm = diverging_colormap(st.theme)
     by = y0 + 2 * pad + 2 * lh
     n = 32

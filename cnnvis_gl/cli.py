@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -30,12 +31,37 @@ def _device(name: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _number(cast: Callable[[str], Any], ok: Callable[[Any], bool], want: str):
+    """An argparse type: ``cast`` the text and check it (``want`` says what is accepted)."""
+
+    def parse(text: str) -> Any:
+        try:
+            v = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {want}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {want}")
+        return v
+
+    parse.__name__ = want  # argparse names the type in some messages
+    return parse
+
+
+_count = _number(int, lambda v: v >= 1, "a whole number ≥ 1")
+_step = _number(int, lambda v: 0 <= v <= 999_999_999, "a step in 0…999999999")
+_nonneg_int = _number(int, lambda v: v >= 0, "a whole number ≥ 0")
+_positive = _number(float, lambda v: math.isfinite(v) and v > 0, "a number > 0")
+_nonneg = _number(float, lambda v: math.isfinite(v) and v >= 0, "a number ≥ 0")
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     """The model, data and device of ``analyze`` and ``train``."""
     p.add_argument("model", help="zoo model name or path/to/file.py:factory")
     p.add_argument("--data", required=True, metavar="SPEC", help="dataset spec (see below)")
     _add_device(p)
-    p.add_argument("--batch-size", type=int, default=256, help="analysis batch size (default 256)")
+    p.add_argument(
+        "--batch-size", type=_count, default=256, help="analysis batch size (default 256)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
@@ -80,12 +106,14 @@ def _analyze_parser(sub: Any) -> None:
     p.add_argument(
         "--weights", metavar="W.pt", help="state dict to load (torch.load weights_only=True)"
     )
-    p.add_argument("--limit", type=int, help="use the first N images of the split")
+    p.add_argument("--limit", type=_count, help="use the first N images of the split")
     p.add_argument(
         "--split", default="test", choices=["train", "test"], help="dataset split (default test)"
     )
-    p.add_argument("-k", "--topk", type=int, default=9, help="top-k images per neuron (default 9)")
-    p.add_argument("--step", type=int, default=0, help="step number of the snapshot (default 0)")
+    p.add_argument(
+        "-k", "--topk", type=_count, default=9, help="top-k images per neuron (default 9)"
+    )
+    p.add_argument("--step", type=_step, default=0, help="step number of the snapshot (default 0)")
     p.add_argument("-o", "--out", required=True, metavar="RUN_DIR", help="run directory to write")
 
 
@@ -98,19 +126,19 @@ def _train_parser(sub: Any) -> None:
     )
     _add_common(p)
     _add_input(p)
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--epochs", type=_count, default=2)
+    p.add_argument("--lr", type=_positive, default=0.05)
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--train-batch-size", type=int, default=128)
+    p.add_argument("--momentum", type=_nonneg, default=0.9)
+    p.add_argument("--weight-decay", type=_nonneg, default=5e-4)
+    p.add_argument("--train-batch-size", type=_count, default=128)
     p.add_argument("--no-augment", action="store_true", help="no random crop / flip")
     p.add_argument("--no-norm", action="store_true", help="zoo VGG models without BatchNorm")
-    p.add_argument("--limit", type=int, help="train on the first N training images")
-    p.add_argument("--test-limit", type=int, help="evaluate on the first N test images")
+    p.add_argument("--limit", type=_count, help="train on the first N training images")
+    p.add_argument("--test-limit", type=_count, help="evaluate on the first N test images")
     p.add_argument(
         "--analyze-limit",
-        type=int,
+        type=_count,
         default=2000,
         help="images of the final snapshot (default 2000)",
     )
@@ -119,11 +147,11 @@ def _train_parser(sub: Any) -> None:
         "--record", metavar="RUN_DIR", help="record live snapshots into RUN_DIR while training"
     )
     p.add_argument(
-        "--every", type=int, default=200, help="steps between recorded snapshots (default 200)"
+        "--every", type=_count, default=200, help="steps between recorded snapshots (default 200)"
     )
     p.add_argument(
         "--probe-size",
-        type=int,
+        type=_count,
         default=1000,
         help="test images in the recorded probe set (default 1000)",
     )
@@ -136,13 +164,13 @@ def _view_parser(sub: Any) -> None:
     p.add_argument("--follow", action="store_true", help="follow the run as new snapshots land")
     _add_window(p)
     p.add_argument(
-        "--msaa", type=int, default=0, help="multisampling (default 0: shaders anti-alias)"
+        "--msaa", type=_nonneg_int, default=0, help="multisampling (default 0: shaders anti-alias)"
     )
     _add_theme(p)
     p.add_argument(
         "--screenshot-dir", metavar="DIR", help="where screenshots go (default RUN_DIR/screenshots)"
     )
-    p.add_argument("--frames", type=int, help="stop after N frames")
+    p.add_argument("--frames", type=_count, help="stop after N frames")
 
 
 def _render_parser(sub: Any) -> None:
@@ -151,7 +179,7 @@ def _render_parser(sub: Any) -> None:
     )
     p.add_argument("run", metavar="RUN_DIR")
     p.add_argument("-o", "--out", required=True, metavar="FILE.png")
-    p.add_argument("--step", type=int, help="snapshot step (default: the latest)")
+    p.add_argument("--step", type=_step, help="snapshot step (default: the latest)")
     p.add_argument(
         "--size",
         default="1920x1080",
@@ -171,7 +199,7 @@ def _render_parser(sub: Any) -> None:
         type=float,
         help="fraction of strongest edges kept (default: the saved layout's, else 0.25)",
     )
-    p.add_argument("-k", type=int, help="clusters per group (default: chosen by silhouette)")
+    p.add_argument("-k", type=_count, help="clusters per group (default: chosen by silhouette)")
     p.add_argument("--expand", default="", help="comma-separated groups shown one row per layer")
     p.add_argument(
         "--fresh",
@@ -194,7 +222,7 @@ def _render_parser(sub: Any) -> None:
         action="store_true",
         help="zoomed in, keep cluster edges instead of drawing the neurons' edges",
     )
-    p.add_argument("--msaa", type=int, default=4, help="multisampling (default 4)")
+    p.add_argument("--msaa", type=_nonneg_int, default=4, help="multisampling (default 4)")
 
 
 def _info_parser(sub: Any) -> None:
@@ -227,11 +255,11 @@ def _demo_parser(sub: Any) -> None:
     )
     p.add_argument("-o", "--out", default="runs/demo", metavar="RUN_DIR")
     p.add_argument(
-        "--steps", type=int, default=600, help="training steps of 128 images (default 600)"
+        "--steps", type=_count, default=600, help="training steps of 128 images (default 600)"
     )
-    p.add_argument("--every", type=int, default=20, help="steps between snapshots (default 20)")
+    p.add_argument("--every", type=_count, default=20, help="steps between snapshots (default 20)")
     p.add_argument(
-        "--probe", type=int, default=500, help="test images of each snapshot (default 500)"
+        "--probe", type=_count, default=500, help="test images of each snapshot (default 500)"
     )
     p.add_argument("--no-view", action="store_true", help="train and record only (no viewer)")
     _add_window(p)
@@ -252,6 +280,11 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--version", action="store_true", help="print the version and exit")
+    ap.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the Python traceback of an error (cnnvis --debug COMMAND …)",
+    )
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     for build, _run in COMMANDS.values():
         build(sub)
@@ -654,12 +687,24 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return COMMANDS[a.command][1](a)
-    except CnnvisError as e:
-        print(f"cnnvis {a.command}: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # one line for the user; the traceback with --debug
+        if a.debug:
+            import traceback
+
+            traceback.print_exc()
+        first = (str(e).splitlines() or [""])[0]
+        if isinstance(e, CnnvisError):
+            print(f"cnnvis {a.command}: error: {first}", file=sys.stderr)
+            return 2
+        print(
+            f"cnnvis {a.command}: error: {type(e).__name__}: {first}"
+            + ("" if a.debug else " (cnnvis --debug … shows where)"),
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

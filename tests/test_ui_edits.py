@@ -86,8 +86,9 @@ def test_edits_json_round_trip_and_atomic_save(snapshot, tmp_path: Path) -> None
 
 def test_corrupt_or_newer_layout_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / LAYOUT_FILE).write_text("{not json")
-    with pytest.raises(ValueError, match="cannot read"):
+    with pytest.raises(ValueError, match="not valid JSON") as e:
         load_edits(tmp_path)
+    assert str(e.value).startswith(str(tmp_path / LAYOUT_FILE))
     (tmp_path / LAYOUT_FILE).write_text(json.dumps({"format": "cnnvis-layout", "version": 99}))
     with pytest.raises(ValueError, match="newer"):
         load_edits(tmp_path)

@@ -22,6 +22,7 @@ Terms used here:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -137,11 +138,87 @@ class NeuronGraph:
             capture=str(d.get("capture", "")),
         )
 
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the field if the graph is not one cnnvis_gl could have
+        made (types, sizes, and every name and index it refers to), e.g. read from a damaged
+        manifest."""
+        _check_ints(self.input_shape, "input_shape", 3, 1)
+        if not self.layers or not self.units or not self.groups:
+            raise ValueError("the graph needs layers, units and groups (one of them is empty)")
+        seen: set[str] = set()
+        for i, layer in enumerate(self.layers):
+            where = f"layers[{i}]"
+            if not isinstance(layer.name, str) or layer.name in seen:
+                raise ValueError(f"{where}: name {layer.name!r} is not a new string")
+            if not isinstance(layer.inputs, list) or any(n not in seen for n in layer.inputs):
+                raise ValueError(f"{where}: inputs {layer.inputs!r} are not earlier layers")
+            _check_ints(layer.shape, f"{where}.shape", None, 1)
+            for name in ("rf_size", "rf_jump", "rf_start"):
+                v = getattr(layer, name)
+                if not _numbers(v, 2):
+                    raise ValueError(f"{where}.{name}: {v!r} is not two finite numbers")
+            seen.add(layer.name)
+        units: set[str] = set()
+        for i, u in enumerate(self.units):
+            where = f"units[{i}]"
+            if not isinstance(u.name, str) or u.name in units:
+                raise ValueError(f"{where}: name {u.name!r} is not a new string")
+            if u.tap not in seen or not isinstance(u.layers, list) or not u.layers:
+                raise ValueError(f"{where}: tap {u.tap!r} or layers {u.layers!r} unknown")
+            if any(n not in seen for n in u.layers):
+                raise ValueError(f"{where}: layers {u.layers!r} are not all layers")
+            _check_ints([u.channels], f"{where}.channels", 1, 1)
+            if u.spatial:
+                _check_ints(u.spatial, f"{where}.spatial", 2, 1)
+            if not _index(u.group, len(self.groups)):
+                raise ValueError(f"{where}.group: {u.group!r} is not a group index")
+            if u.bound is not None and not (_numbers([u.bound], 1) and u.bound > 0):
+                raise ValueError(f"{where}.bound: {u.bound!r} is not a positive number")
+            units.add(u.name)
+        names: set[str] = set()
+        for i, g in enumerate(self.groups):
+            where = f"groups[{i}]"
+            if not isinstance(g.name, str) or g.name in names:
+                raise ValueError(f"{where}: name {g.name!r} is not a new string")
+            if not isinstance(g.units, list) or not g.units or any(n not in units for n in g.units):
+                raise ValueError(f"{where}.units: {g.units!r} is not a list of units")
+            if not isinstance(g.layers, list) or any(n not in seen for n in g.layers):
+                raise ValueError(f"{where}.layers: {g.layers!r} is not a list of layers")
+            if not isinstance(g.inputs, list) or not all(_index(j, i) for j in g.inputs):
+                raise ValueError(f"{where}.inputs: {g.inputs!r} are not earlier groups")
+            names.add(g.name)
+
     def summary(self) -> str:
         rows = [f"{'group':<18}{'neurons':>8}  layers"]
         for g in self.groups:
             rows.append(f"{g.name:<18}{self.unit(g.unit).channels:>8}  {', '.join(g.layers)}")
         return "\n".join(rows)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _index(v: Any, n: int) -> bool:
+    return _is_int(v) and 0 <= v < n
+
+
+def _numbers(v: Any, n: int) -> bool:
+    return (
+        isinstance(v, list)
+        and len(v) == n
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+    )
+
+
+def _check_ints(v: Any, where: str, n: int | None, lo: int) -> None:
+    """``v`` is a list of ``n`` (any number if ``None``) ints ≥ ``lo``, each below 2**31."""
+    if (
+        not isinstance(v, list)
+        or (n is not None and len(v) != n)
+        or not all(_is_int(x) and lo <= x < 2**31 for x in v)
+    ):
+        raise ValueError(f"{where}: {v!r} is not a list of {n or 'some'} integers ≥ {lo}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ network, used for the failed-training case).
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import pickle
 import re
 import sys
@@ -188,9 +189,15 @@ def build_model(spec: str, num_classes: int = 10, **kw) -> nn.Module:
     if not callable(factory):
         raise ModelError(f"{path} has no callable {factory_name!r}")
     try:
-        model = factory(num_classes=num_classes)
-    except TypeError:
-        model = factory()
+        params = inspect.signature(factory).parameters.values()
+        takes = any(p.name == "num_classes" or p.kind is p.VAR_KEYWORD for p in params)
+    except (TypeError, ValueError):  # a builtin or a C extension: call it plainly
+        takes = False
+    try:
+        model = factory(num_classes=num_classes) if takes else factory()
+    except Exception as e:  # the user's code: say which call failed, in one line
+        first = (str(e).splitlines() or [""])[0]
+        raise ModelError(f"{path}:{factory_name}() raised {type(e).__name__}: {first}") from e
     if not isinstance(model, nn.Module):
         raise ModelError(
             f"{path}:{factory_name}() returned {type(model).__name__}, not a torch.nn.Module"

@@ -49,7 +49,7 @@ def read_scalars(run_dir: str | Path) -> list[dict[str, Any]]:
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # a torn or damaged line (JSONDecodeError is one)
             continue
         if isinstance(rec, dict) and isinstance(rec.get("step"), int):
             out.append(rec)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ..errors import SnapshotError
 from ..model.graph import NeuronGraph
 from . import store
+from .validate import check_array, check_manifest, check_meta, required_arrays
 
 
 class Snapshot:
@@ -45,13 +46,20 @@ class Snapshot:
         self.meta = meta
         self.step = step
         self.path = path
+        self._checked: set[str] = set()  # arrays read from disk whose contents were checked
 
     # ------------------------------------------------------------------ access
     def __getitem__(self, key: str) -> np.ndarray:
         try:
-            return self.arrays[key]
+            arr = self.arrays[key]
         except KeyError:
             raise KeyError(f"snapshot has no array {key!r}") from None
+        if isinstance(self.arrays, store.StoredSnapshot) and key not in self._checked:
+            shape = self.arrays.info("images")["shape"] if "images" in self.arrays else (0, 0, 0)
+            where = self.arrays.path / store.SNAPSHOT_JSON
+            check_array(key, arr, self.graph, len(self.classes), shape, where)
+            self._checked.add(key)
+        return arr
 
     def keys(self) -> list[str]:
         return list(self.arrays.keys())
@@ -166,13 +174,7 @@ class Run:
         if not self.path.is_dir():
             raise SnapshotError(f"run directory not found: {self.path}")
         self.manifest = store.read_manifest(self.path)
-        try:
-            self.graph = NeuronGraph.from_dict(self.manifest["graph"])
-            self.classes = list(self.manifest["classes"])
-        except (KeyError, TypeError) as e:
-            raise SnapshotError(
-                f"{self.path / 'manifest.json'} lacks a valid graph/classes ({e})"
-            ) from e
+        self.graph, self.classes = check_manifest(self.manifest, self.path / store.MANIFEST_NAME)
 
     def steps(self) -> list[int]:
         """Steps of the complete snapshots, ascending (re-read from disk each call)."""
@@ -180,6 +182,13 @@ class Run:
 
     def snapshot(self, step: int) -> Snapshot:
         stored = store.open_snapshot(self.path, step)
+        where = stored.path / store.SNAPSHOT_JSON
+        check_meta(stored.meta, where)
+        missing = [k for k in required_arrays(self.graph) if k not in stored]
+        if missing:
+            raise SnapshotError(
+                f"{where}: lacks {len(missing)} array(s) of the manifest's graph, e.g. {missing[0]!r}"
+            )
         return Snapshot(self.graph, self.classes, stored, stored.meta, step=step, path=stored.path)
 
     def latest(self) -> Snapshot:

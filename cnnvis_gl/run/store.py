@@ -33,6 +33,7 @@ import ctypes
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 import secrets
@@ -155,13 +156,67 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         raise SnapshotError(f"{path}: {what} not found") from None
     except OSError as e:
         raise SnapshotError(f"{path}: cannot read {what} ({e.strerror or e})") from None
-    try:
-        obj = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SnapshotError(f"{path}: {what} is not valid JSON ({e})") from None
+    obj = loads_json(raw, path, what)
     if not isinstance(obj, dict):
         raise SnapshotError(f"{path}: {what} is not a JSON object")
     return obj
+
+
+#: Deepest nesting of lists and objects accepted in a JSON file of a run (ours nest ~6 deep).
+MAX_JSON_DEPTH = 64
+
+
+def loads_json(raw: bytes, path: Path, what: str) -> Any:
+    """Parse a run file's JSON; any damage (bad UTF-8, bad syntax, nesting deeper than
+    :data:`MAX_JSON_DEPTH`) is a :class:`SnapshotError` naming the file."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SnapshotError(f"{path}: {what} is not valid JSON (not UTF-8 text: {e})") from None
+    depth = _json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise SnapshotError(f"{path}: {what} nests {depth} levels deep (at most {MAX_JSON_DEPTH})")
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError, ValueError) as e:
+        raise SnapshotError(f"{path}: {what} is not valid JSON ({e})") from None
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+
+
+def _json_depth(text: str) -> int:
+    """Deepest bracket nesting outside strings (an upper bound of the JSON's depth)."""
+    bare = np.frombuffer(_JSON_STRING.sub("", text).encode("utf-8"), dtype=np.uint8)
+    step = np.isin(bare, (91, 123)).astype(np.int64) - np.isin(bare, (93, 125))  # [{ ]}
+    return int(np.cumsum(step).max(initial=0))
+
+
+#: Field of manifest.json and snapshot.json holding the CRC-32 of the rest of the document.
+DOC_CRC = "doc_crc32"
+
+
+def _doc_crc(doc: Mapping[str, Any]) -> int:
+    body = {k: v for k, v in doc.items() if k != DOC_CRC}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return zlib.crc32(text.encode("utf-8")) & 0xFFFFFFFF
+
+
+def _sealed(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with the CRC-32 of its contents (so that damage to any value is seen)."""
+    return {**doc, DOC_CRC: _doc_crc(doc)}
+
+
+def _check_seal(obj: Mapping[str, Any], path: Path) -> None:
+    """A document's own CRC-32 (files written before it existed have none)."""
+    crc = obj.get(DOC_CRC)
+    if crc is None:
+        return
+    if isinstance(crc, bool) or not isinstance(crc, int) or crc != _doc_crc(obj):
+        raise SnapshotError(
+            f"{path}: contents do not match their CRC-32 ({DOC_CRC}): the file was damaged or "
+            "edited by hand"
+        )
 
 
 def _check_header(obj: Mapping[str, Any], path: Path, fmt: str, what: str) -> None:
@@ -203,7 +258,7 @@ def write_manifest(run_dir: str | os.PathLike[str], fields: dict[str, Any]) -> P
     doc.update((k, v) for k, v in fields.items() if k not in _RESERVED_FIELDS)
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    data = _dumps(doc, "manifest fields")
+    data = _dumps(_sealed(doc), "manifest fields")
     path = run / MANIFEST_NAME
     tmp = run / f".{MANIFEST_NAME}.tmp-{_token()}"
     try:
@@ -221,6 +276,8 @@ def read_manifest(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(run_dir) / MANIFEST_NAME
     obj = _read_json(path, "run manifest")
     _check_header(obj, path, MANIFEST_FORMAT, "cnnvis run manifest")
+    _check_seal(obj, path)
+    obj.pop(DOC_CRC, None)  # a detail of the file, not a field
     return obj
 
 
@@ -251,6 +308,13 @@ def _prepare_array(key: Any, value: Any) -> np.ndarray:
     if not arr.flags.c_contiguous:
         arr = np.array(arr, order="C")
     return arr
+
+
+def _dtype_text(dtype: np.dtype) -> str:
+    """``float32``, or ``float32 (big-endian)`` for bytes in the other order."""
+    if dtype.isnative or dtype.byteorder == "|":
+        return dtype.name
+    return f"{dtype.name} ({'big' if dtype.byteorder == '>' else 'little'}-endian)"
 
 
 def _crc32(arr: np.ndarray) -> int:
@@ -422,7 +486,7 @@ def write_snapshot(
             "meta": meta,
             "arrays": entries,
         }
-        _write_file_durably(tmp / SNAPSHOT_JSON, _dumps(doc, "snapshot meta"))
+        _write_file_durably(tmp / SNAPSHOT_JSON, _dumps(_sealed(doc), "snapshot meta"))
         _fsync_dir(tmp)
         final = snap_root / name
         _publish(tmp, final)
@@ -511,13 +575,17 @@ def _parse_entry(key: Any, ent: Any, json_path: Path) -> dict[str, Any]:
         dtype = np.dtype(ent.get("dtype"))
     except (TypeError, ValueError):
         raise SnapshotError(f"{where}: invalid dtype {ent.get('dtype')!r}") from None
+    if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None or not dtype.isnative:
+        raise SnapshotError(f"{where}: dtype {ent.get('dtype')!r} is not a native numeric type")
     shape = ent.get("shape")
     if not isinstance(shape, list) or not all(
-        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+        isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**48 for n in shape
     ):
         raise SnapshotError(f"{where}: invalid shape {shape!r}")
     nbytes, crc = ent.get("nbytes"), ent.get("crc32")
-    expect = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expect = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+    if expect >= 2**48:
+        raise SnapshotError(f"{where}: shape {shape!r} is impossibly large")
     if isinstance(nbytes, bool) or nbytes != expect:
         raise SnapshotError(f"{where}: nbytes {nbytes!r} does not match {dtype.name}{shape}")
     if isinstance(crc, bool) or not isinstance(crc, int) or not 0 <= crc <= 0xFFFFFFFF:
@@ -533,6 +601,7 @@ def _parse_entry(key: Any, ent: Any, json_path: Path) -> dict[str, Any]:
 
 def _parse_snapshot_json(obj: dict[str, Any], json_path: Path, step: int) -> tuple[dict, dict]:
     _check_header(obj, json_path, SNAPSHOT_FORMAT, "cnnvis snapshot")
+    _check_seal(obj, json_path)
     if obj.get("step") != step or isinstance(obj.get("step"), bool):
         raise SnapshotError(f"{json_path}: records step {obj.get('step')!r}, expected {step}")
     meta, arrays = obj.get("meta", {}), obj.get("arrays")
@@ -657,17 +726,21 @@ class StoredSnapshot:
                 size = os.fstat(f.fileno()).st_size
         except FileNotFoundError:
             raise SnapshotError(f"{path}: array file is missing") from None
-        except (ValueError, OSError, SyntaxError, EOFError) as e:
-            raise SnapshotError(f"{path}: not a valid .npy file ({e})") from None
+        except SnapshotError:
+            raise
+        except Exception as e:  # noqa: BLE001 - damaged header bytes: whatever the parser raised
+            raise SnapshotError(f"{path}: not a valid .npy file ({type(e).__name__}: {e})") from None
         if h_dtype.hasobject:
             raise SnapshotError(
                 f"{path}: holds a Python-object (pickle) array; refusing to load it"
             )
-        if h_dtype.name != dtype.name or tuple(h_shape) != shape or fortran:
+        # the header decides how the bytes read (dtype with its byte order, shape, order): it
+        # must say exactly what snapshot.json says, whose entry the CRC belongs to
+        if h_dtype != dtype or tuple(h_shape) != shape or fortran:
             order = " (Fortran order)" if fortran else ""
             raise SnapshotError(
-                f"{path}: holds {h_dtype.name}{list(h_shape)}{order} but snapshot.json "
-                f"says {dtype.name}{list(shape)}"
+                f"{path}: holds {_dtype_text(h_dtype)}{list(h_shape)}{order} but snapshot.json "
+                f"says {_dtype_text(dtype)}{list(shape)}"
             )
         expected = offset + info["nbytes"]
         if size < expected:
@@ -708,10 +781,7 @@ def _read_snapshot_dir(path: Path, step: int) -> StoredSnapshot:
             raise
         except OSError as e:
             raise SnapshotError(f"{json_path}: cannot read ({e.strerror or e})") from None
-        try:
-            obj = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise SnapshotError(f"{json_path}: snapshot.json is not valid JSON ({e})") from None
+        obj = loads_json(raw, json_path, "snapshot.json")
         if not isinstance(obj, dict):
             raise SnapshotError(f"{json_path}: snapshot.json is not a JSON object")
         meta, infos = _parse_snapshot_json(obj, json_path, step)

@@ -29,11 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import SnapshotError
 from ..layout import LayoutOptions, LayoutState
 from ..layout.edit import Changed, recompose
 from ..layout.options import GroupClustering
 from ..layout.scene import Scene
 from ..layout.state import blas_threads, row_specs
+from ..run.store import loads_json
 
 if TYPE_CHECKING:
     from ..run.snapshot import Snapshot
@@ -146,7 +148,9 @@ class LayoutEdits:
         """Parse :meth:`to_json` output; raises ``ValueError`` on anything malformed."""
         if not isinstance(data, Mapping) or data.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} file")
-        version = int(data.get("version", 0))
+        version = data.get("version", 0)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise ValueError(f"version {version!r} is not an integer")
         if version > VERSION:
             raise ValueError(f"{FORMAT} version {version} is newer than this program ({VERSION})")
         try:
@@ -165,7 +169,7 @@ class LayoutEdits:
                 for name, clusters in dict(data.get("rows", {})).items()
             }
             fraction = float(opts.get("edge_fraction", 0.25))
-            if not 0.0 <= fraction <= 1.0:
+            if not 0.0 <= fraction <= 1.0:  # (NaN too)
                 raise ValueError(f"edge_fraction {fraction} not in [0, 1]")
             step = data.get("step")
             return cls(
@@ -178,8 +182,8 @@ class LayoutEdits:
                 step=None if step is None else int(step),
                 class_order=tuple(int(k) for k in data.get("class_order", [])),
             )
-        except (KeyError, TypeError, AttributeError) as e:
-            raise ValueError(f"malformed {FORMAT} file: {e}") from e
+        except (KeyError, TypeError, AttributeError, OverflowError) as e:
+            raise ValueError(f"malformed {FORMAT} file: {type(e).__name__}: {e}") from e
 
 
 # ---------------------------------------------------------------------------- state <-> edits
@@ -341,7 +345,11 @@ def load_edits(run_dir: str | Path) -> LayoutEdits | None:
     if not path.exists():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"cannot read {path}: {e}") from e
-    return LayoutEdits.from_json(data)
+        data = loads_json(path.read_bytes(), path, LAYOUT_FILE)
+        return LayoutEdits.from_json(data)
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
+    except SnapshotError as e:  # damaged JSON: the message names the file
+        raise ValueError(str(e)) from None
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None

@@ -23,6 +23,19 @@ def hint(text: str) -> None:
     imgui.pop_text_wrap_pos()
 
 
+def columns(table_id: str, widths: list[tuple[str, float]]) -> bool:
+    """Begin a resizable table of stretching columns (name, relative width) and enter its first
+    cell; ``False``: nothing to draw (then no ``end_table``)."""
+    flags = imgui.TableFlags_.resizable | imgui.TableFlags_.borders_inner_v
+    if not imgui.begin_table(table_id, len(widths), flags):
+        return False
+    for name, weight in widths:
+        imgui.table_setup_column(name, imgui.TableColumnFlags_.width_stretch, weight)
+    imgui.table_next_row()
+    imgui.table_next_column()
+    return True
+
+
 def section(label: str) -> bool:
     return imgui.collapsing_header(label, imgui.TreeNodeFlags_.default_open)
 

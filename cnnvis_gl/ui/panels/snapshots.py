@@ -11,6 +11,7 @@ from imgui_bundle import imgui
 
 from ..widgets import (
     RED,
+    columns,
     em,
     hint,
     num,
@@ -25,14 +26,8 @@ __all__ = ["snapshots_panel"]
 
 def snapshots_panel(app: App) -> None:
     """Timeline of snapshots, follow mode, per-layer statistics, learning curves."""
-    flags = imgui.TableFlags_.resizable | imgui.TableFlags_.borders_inner_v
-    if not imgui.begin_table("snap_layout", 3, flags):
+    if not columns("snap_layout", [("timeline", 1.0), ("stats", 1.5), ("curves", 1.0)]):
         return
-    imgui.table_setup_column("timeline", imgui.TableColumnFlags_.width_stretch, 1.0)
-    imgui.table_setup_column("stats", imgui.TableColumnFlags_.width_stretch, 1.5)
-    imgui.table_setup_column("curves", imgui.TableColumnFlags_.width_stretch, 1.0)
-    imgui.table_next_row()
-    imgui.table_next_column()
     _timeline(app)
     imgui.table_next_column()
     _layer_stats(app)

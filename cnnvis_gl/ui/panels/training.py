@@ -15,6 +15,7 @@ from ..training import STATS, style_of
 from ..widgets import (
     NOW,
     OTHER,
+    columns,
     em,
     hint,
     pretty,
@@ -36,14 +37,8 @@ def training_panel(app: App) -> None:
     if st.snapshot is None:
         hint(st.jobs.message or "Loading …")
         return
-    flags = imgui.TableFlags_.resizable | imgui.TableFlags_.borders_inner_v
-    if not imgui.begin_table("training_layout", 3, flags):
+    if not columns("training_layout", [("curves", 1.3), ("stats", 1.2), ("flags", 1.0)]):
         return
-    imgui.table_setup_column("curves", imgui.TableColumnFlags_.width_stretch, 1.3)
-    imgui.table_setup_column("stats", imgui.TableColumnFlags_.width_stretch, 1.2)
-    imgui.table_setup_column("flags", imgui.TableColumnFlags_.width_stretch, 1.0)
-    imgui.table_next_row()
-    imgui.table_next_column()
     implot.push_style_var(implot.StyleVar_.fit_padding, imgui.ImVec2(0.03, 0.1))
     _learning_curves(app)
     imgui.table_next_column()

@@ -10,6 +10,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import gl_context_or_missing
 
 from cnnvis_gl.layout.scene import FACET_FEATURES, FACET_MATRIX
 from cnnvis_gl.render import Camera, LodSettings, PatchAtlas, SceneRenderer, render_image
@@ -22,12 +23,7 @@ W, H = 640, 480
 
 @pytest.fixture(scope="module")
 def gl_context():
-    from cnnvis_gl.render import create_context
-
-    try:
-        ctx = create_context()
-    except Exception as e:  # noqa: BLE001 - no headless GL on this machine
-        pytest.skip(f"no headless OpenGL context: {e}")
+    ctx = gl_context_or_missing()
     yield ctx
     ctx.release()
 

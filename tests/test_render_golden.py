@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import gl_context_or_missing
 from PIL import Image
 
 from cnnvis_gl.render import Camera, SceneRenderer, render_image
@@ -25,6 +26,8 @@ from cnnvis_gl.render.synthetic import SyntheticPatches, synthetic_scene
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 REGEN = os.environ.get("CNNVIS_REGEN_GOLDEN", "") not in ("", "0")
+if REGEN and os.environ.get("CNNVIS_REQUIRE_ALL", "") == "1":
+    raise RuntimeError("CNNVIS_REGEN_GOLDEN is refused under CI (CNNVIS_REQUIRE_ALL=1)")
 SIZE = (960, 640)
 MEAN_TOL = 1.5  # mean |difference| per channel, 0..255
 PIXEL_DIFF = 40  # a pixel "differs" when some channel moves by more than this
@@ -56,12 +59,7 @@ VIEWS: dict[str, dict] = {
 
 @pytest.fixture(scope="module")
 def gl_renderer():
-    from cnnvis_gl.render import create_context
-
-    try:
-        ctx = create_context()
-    except Exception as e:  # noqa: BLE001 - no headless GL on this machine
-        pytest.skip(f"no headless OpenGL context: {e}")
+    ctx = gl_context_or_missing()
     r = SceneRenderer(ctx, SyntheticPatches())
     r.set_scene(SCENE)
     yield r

@@ -221,7 +221,7 @@ def test_drag_neuron_to_cluster_undo_redo_and_layout_json(run_dir: Path):
         s = app.state.scene
         seen["sizes3"] = dict(zip(s.clusters.id.tolist(), s.clusters.size.tolist(), strict=True))
 
-    drive(app, test, SIZE)
+    drive(app, test, SIZE, job_errors=1)  # the injected failure of one undo
     src_id, dst_id = seen["ids"]
     s0, s1 = seen["sizes0"], seen["sizes1"]
     assert seen["dragging"]

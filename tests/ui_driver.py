@@ -6,8 +6,11 @@ import time
 from collections.abc import Callable
 
 
-def drive(app, test: Callable, size: tuple[int, int]) -> None:
-    """Run ``app`` headless with ``test(ctx)`` driving it through the Test Engine."""
+def drive(app, test: Callable, size: tuple[int, int], job_errors: int = 0) -> None:
+    """Run ``app`` headless with ``test(ctx)`` driving it through the Test Engine.
+
+    Fails when a panel raised, or when background jobs failed (``job_errors``: how many the
+    test provokes on purpose)."""
     from imgui_bundle.immapp import testing
 
     from cnnvis_gl.ui.app import runner_params
@@ -18,6 +21,7 @@ def drive(app, test: Callable, size: tuple[int, int]) -> None:
     rp, addons = runner_params(app, size)
     testing.run(test_function=test, runner_params=rp, add_ons_params=addons)
     assert not app.panel_errors, app.panel_errors
+    assert len(app.job_errors) == job_errors, app.job_errors
 
 
 def wait(ctx, cond: Callable[[], bool], timeout: float = 120.0) -> None:

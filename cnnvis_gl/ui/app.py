@@ -2,7 +2,7 @@
 
 :class:`App` is the controller: it owns the :class:`~cnnvis_gl.ui.state.AppState`, the GL
 objects (created in ``post_init``, freed in ``before_exit``), the layout worker and the
-follower.  Panels (:mod:`.panels`, :mod:`.view`) are plain functions of it.  Each frame starts
+follower.  Panels (:mod:`.panels`, one module each) are plain functions of it.  Each frame starts
 with :meth:`App.begin_frame`, which applies what the background threads finished (new scenes,
 pictures, snapshots) — the UI never waits for them.
 
@@ -105,6 +105,7 @@ class App:
         self.canvas_origin: tuple[float, float] = (0.0, 0.0)  # screen position of the view
         self.screenshots: list[Path] = []
         self.panel_errors: list[str] = []  # exceptions raised by panels (each logged once)
+        self.job_errors: list[str] = []  # background jobs that failed (layout, loads, pictures)
         self.last_update: SceneUpdate | None = None  # the last layout result applied
         self.on_frame: list[Callable[[App], None]] = []  # test hooks, called each frame
         self._render_version = 0
@@ -351,6 +352,7 @@ class App:
         st.jobs.last, st.jobs.last_seconds = done.label, done.seconds
         if done.error is not None:
             st.jobs.error = f"{done.label} failed: {done.error}"
+            self.job_errors.append(st.jobs.error)
             print(done.trace, file=sys.stderr)
             if st.scene is None:
                 st.jobs.message = (
@@ -1115,6 +1117,7 @@ class App:
 
     def _finish_picture(self, done: Done) -> None:
         if done.error is not None:
+            self.job_errors.append(f"{done.label} failed: {done.error}")
             print(done.trace, file=sys.stderr)
             return
         if isinstance(done.result[0], Loader):

@@ -72,6 +72,7 @@ class Loader:
         self.in_flight = None
         if isinstance(result, Exception):
             self.app.state.jobs.error = f"{self.label}: {type(result).__name__}: {result}"
+            self.app.job_errors.append(self.app.state.jobs.error)
             self.failed(key, result)
         else:
             self.done(key, result)

@@ -13,7 +13,20 @@ def _seeded(model: nn.Module) -> nn.Module:
     torch.manual_seed(0)
     for p in model.parameters():
         nn.init.normal_(p)
-    return model.eval()
+    return _random_norms(model).eval()
+
+
+def _random_norms(model: nn.Module) -> nn.Module:
+    """Running statistics and scales far from the defaults (mean 0, variance 1, weight 1), so
+    that a weight map leaving out a BatchNorm's scaling cannot pass by accident."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.normal_(0.0, 1.0, generator=g)
+                m.running_var.uniform_(0.2, 3.0, generator=g)
+                m.weight.uniform_(0.3, 2.5, generator=g)
+    return model
 
 
 def test_conv_weight_is_kernel_sum():
@@ -109,7 +122,7 @@ def test_skip_connection_is_identity_edge():
 def test_resnet_downsampling_shortcut_is_a_weighted_edge():
     from cnnvis_gl.models import build_model
 
-    model = build_model("resnet20").eval()
+    model = _random_norms(build_model("resnet20")).eval()
     traced = trace_model(model, (3, 32, 32))
     blk = model.layers[3]
     s_bn = blk.bn2.weight / torch.sqrt(blk.bn2.running_var + blk.bn2.eps)

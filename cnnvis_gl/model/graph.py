@@ -148,8 +148,7 @@ class NeuronGraph:
         seen: set[str] = set()
         for i, layer in enumerate(self.layers):
             where = f"layers[{i}]"
-            if not isinstance(layer.name, str) or layer.name in seen:
-                raise ValueError(f"{where}: name {layer.name!r} is not a new string")
+            _new_name(layer.name, seen, where)
             if not isinstance(layer.inputs, list) or any(n not in seen for n in layer.inputs):
                 raise ValueError(f"{where}: inputs {layer.inputs!r} are not earlier layers")
             _check_ints(layer.shape, f"{where}.shape", None, 1)
@@ -161,8 +160,7 @@ class NeuronGraph:
         units: set[str] = set()
         for i, u in enumerate(self.units):
             where = f"units[{i}]"
-            if not isinstance(u.name, str) or u.name in units:
-                raise ValueError(f"{where}: name {u.name!r} is not a new string")
+            _new_name(u.name, units, where)
             if u.tap not in seen or not isinstance(u.layers, list) or not u.layers:
                 raise ValueError(f"{where}: tap {u.tap!r} or layers {u.layers!r} unknown")
             if any(n not in seen for n in u.layers):
@@ -178,8 +176,7 @@ class NeuronGraph:
         names: set[str] = set()
         for i, g in enumerate(self.groups):
             where = f"groups[{i}]"
-            if not isinstance(g.name, str) or g.name in names:
-                raise ValueError(f"{where}: name {g.name!r} is not a new string")
+            _new_name(g.name, names, where)
             if not isinstance(g.units, list) or not g.units or any(n not in units for n in g.units):
                 raise ValueError(f"{where}.units: {g.units!r} is not a list of units")
             if not isinstance(g.layers, list) or any(n not in seen for n in g.layers):
@@ -193,6 +190,11 @@ class NeuronGraph:
         for g in self.groups:
             rows.append(f"{g.name:<18}{self.unit(g.unit).channels:>8}  {', '.join(g.layers)}")
         return "\n".join(rows)
+
+
+def _new_name(name: Any, taken: set[str], where: str) -> None:
+    if not isinstance(name, str) or name in taken:
+        raise ValueError(f"{where}: name {name!r} is not a new string")
 
 
 def _is_int(v: Any) -> bool:

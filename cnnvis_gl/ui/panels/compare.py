@@ -47,5 +47,5 @@ def compare_controls(app: App) -> None:
         imgui.same_line(0, em(0.3))
         imgui.text_colored(OTHER, f"step {other}")
         imgui.same_line()
-        mx = app.state.debug.compare_info.get("max_abs") if app.state.debug.compare_diff is not None else None
+        mx = st.debug.compare_info.get("max_abs") if st.debug.compare_diff is not None else None
         imgui.text_disabled("computing …" if mx is None else f"max |Δ| {mx:.0%}")

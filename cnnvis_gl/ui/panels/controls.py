@@ -55,8 +55,8 @@ def controls_panel(app: App) -> None:
                 "clusters: the same top fraction of the neuron weights between the clusters\n"
                 "in view, bundled the same way; cluster edges stay faintly as context."
             )
-        if app.state.debug.neuron_edges_info:
-            imgui.text_disabled(app.state.debug.neuron_edges_info)
+        if st.debug.neuron_edges_info:
+            imgui.text_disabled(st.debug.neuron_edges_info)
         if imgui.button("Fit all"):
             app.fit_all()
         imgui.same_line()
@@ -173,19 +173,9 @@ def _edits(app: App) -> None:
     st = app.state
     h = st.history
     busy = app.edit_pending
-    imgui.begin_disabled(not h.undo or busy)
-    if imgui.button("Undo"):
-        app.undo()
-    imgui.end_disabled()
-    if h.undo and imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
-        imgui.set_tooltip(f"Ctrl+Z: {h.undo[-1].label}")
+    _history_button("Undo", "Ctrl+Z", h.undo, busy, app.undo)
     imgui.same_line()
-    imgui.begin_disabled(not h.redo or busy)
-    if imgui.button("Redo"):
-        app.redo()
-    imgui.end_disabled()
-    if h.redo and imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
-        imgui.set_tooltip(f"Ctrl+Shift+Z: {h.redo[-1].label}")
+    _history_button("Redo", "Ctrl+Shift+Z", h.redo, busy, app.redo)
     imgui.same_line()
     imgui.begin_disabled(busy or not st.edits.pinned)
     if imgui.button("Reset clustering"):
@@ -196,3 +186,13 @@ def _edits(app: App) -> None:
     if st.edits.pinned:
         imgui.text_disabled("edited clustering saved in layout.json")
     hint("Drag a neuron onto another cluster (or onto empty space of its row) to move it.")
+
+
+def _history_button(label: str, keys: str, entries: list, busy: bool, act) -> None:
+    """Undo or redo: disabled with nothing to do or while an edit runs; the tooltip names it."""
+    imgui.begin_disabled(not entries or busy)
+    if imgui.button(label):
+        act()
+    imgui.end_disabled()
+    if entries and imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
+        imgui.set_tooltip(f"{keys}: {entries[-1].label}")

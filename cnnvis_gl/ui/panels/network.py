@@ -295,7 +295,7 @@ class Badge:
 def _badges(app: App, origin: tuple[float, float], size: tuple[int, int]) -> list[Badge]:
     st = app.state
     s, snap = st.scene, st.snapshot
-    if s is None or snap is None or not app.state.debug.flags or app.state.debug.flags_step != st.step:
+    if s is None or snap is None or not st.debug.flags or st.debug.flags_step != st.step:
         return []
     if not st.debug.show_flags:
         return []
@@ -305,7 +305,7 @@ def _badges(app: App, origin: tuple[float, float], size: tuple[int, int]) -> lis
     x_lo, y_lo = origin
     x_hi, y_hi = origin[0] + size[0], origin[1] + size[1]
     out = []
-    for row, flags in sorted(flag_rows(s, names, app.state.debug.flags).items()):
+    for row, flags in sorted(flag_rows(s, names, st.debug.flags).items()):
         kinds: dict[str, list[Any]] = {}
         for f in flags:
             kinds.setdefault(f.kind, []).append(f)
@@ -397,7 +397,7 @@ def compare_legend(app: App, origin: tuple[float, float], size: tuple[int, int])
     title = f"Activation matrices: step {st.step} − step {other}"
     sub = (
         "computing …"
-        if app.state.debug.compare_diff is None
+        if st.debug.compare_diff is None
         else "blue: lower now · red: higher now (per layer, of its range)"
     )
     tw = max(imgui.calc_text_size(title).x, imgui.calc_text_size(sub).x)

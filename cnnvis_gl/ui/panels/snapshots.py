@@ -122,9 +122,9 @@ def _debug_summary(app: App) -> None:
 
     st = app.state
     compare_controls(app)
-    if app.state.debug.flags_step == st.step:
-        n = len(app.state.debug.flags)
-        kinds = sorted({f.kind.replace("_", " ") for f in app.state.debug.flags})
+    if st.debug.flags_step == st.step:
+        n = len(st.debug.flags)
+        kinds = sorted({f.kind.replace("_", " ") for f in st.debug.flags})
         if n:
             imgui.text_colored(RED, f"{n} flag(s): {', '.join(kinds)}")
         else:

@@ -128,7 +128,7 @@ def _learning_curves(app: App) -> None:
 def _layer_statistic(app: App) -> None:
     st = app.state
     dbg = st.debug
-    td = app.state.debug.training
+    td = dbg.training
     imgui.align_text_to_frame_padding()
     imgui.text("Per layer")
     imgui.same_line()
@@ -184,11 +184,11 @@ def _layer_statistic(app: App) -> None:
 def _flag_list(app: App) -> None:
     st = app.state
     dbg = st.debug
-    n = len(app.state.debug.flags)
-    imgui.text(f"Flags at step {st.step}" if app.state.debug.flags_step == st.step else "Flags")
+    n = len(st.debug.flags)
+    imgui.text(f"Flags at step {st.step}" if st.debug.flags_step == st.step else "Flags")
     imgui.same_line()
     _, dbg.show_flags = imgui.checkbox("on the view", dbg.show_flags)
-    if app.state.debug.flags_step != st.step:
+    if st.debug.flags_step != st.step:
         imgui.text_disabled("diagnosing …")
         return
     if not n:
@@ -196,7 +196,7 @@ def _flag_list(app: App) -> None:
         return
     h = max(imgui.get_content_region_avail().y - em(3.6), em(3))
     if imgui.begin_child("##flaglist", imgui.ImVec2(0, h)):
-        for i, f in enumerate(app.state.debug.flags):
+        for i, f in enumerate(st.debug.flags):
             sty = style_of(f.kind)
             imgui.push_id(i)
             imgui.text_colored(imgui.ImVec4(*sty.color, 1.0), sty.icon)

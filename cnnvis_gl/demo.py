@@ -354,8 +354,8 @@ def _view_headless(cfg: DemoConfig, trainer: _Trainer, shots: Path, log) -> list
     due: list[int] = []  # the step whose screenshot is to be taken once its view is drawn
 
     def on_frame(app: Any) -> None:
-        app.follow_screenshots = app.screenshot_on_exit = False  # this hook takes them
-        for p in app.screenshots:
+        app.shots.follow = app.shots.on_exit = False  # this hook takes them
+        for p in app.shots.saved:
             if p not in saved:
                 saved.append(p)
                 log(f"view: screenshot of step {requested.get(p, '?')}: {p}")
@@ -363,29 +363,29 @@ def _view_headless(cfg: DemoConfig, trainer: _Trainer, shots: Path, log) -> list
         if done and not finished:
             finished.append(time.monotonic())
         if (final and final[0] in saved) or (done and trainer.error is not None):
-            app.request_exit()
+            app.actions.request_exit()
             return
         if finished and time.monotonic() - finished[0] > FINAL_SHOT_TIMEOUT:
             log(f"view: no final screenshot {FINAL_SHOT_TIMEOUT:.0f} s after training; stopping")
-            app.request_exit()
+            app.actions.request_exit()
             return
         step = app.state.step
-        if step is None or app.edit_pending or final:
+        if step is None or app.feed.pending or final:
             return
         if done and step == store.list_steps(cfg.out)[-1]:
             # the final picture waits for everything (curves, flags) to have loaded
             final.append(shots / f"final-step{step:06d}.png")
             requested[final[0]] = step
-            app.screenshot_when_settled(final[0], step)
+            app.shots.when_settled(final[0], step)
             return
         if not shown or shown[-1] != step:
             shown.append(step)
             due[:] = [] if (len(shown) - 1) % shot_every else [step]
         # the others as soon as their view is drawn: the next snapshot may come any second
-        if due and due[0] == step and app.view_drawn:
+        if due and due[0] == step and app.view.drawn:
             path = shots / f"step{step:06d}.png"
             requested[path] = step
-            app.request_screenshot(path)
+            app.shots.request(path)
             due.clear()
 
     with contextlib.redirect_stdout(io.StringIO()):  # the viewer's own "running headless" note

@@ -5,11 +5,8 @@ uniform float u_zoom;                  // pixels per scene unit
 uniform sampler2D u_cluster_state;     // per cluster: facet, emphasis flag, selected flag, matrix summary
 uniform float u_dim;                   // opacity of de-emphasised things (theme)
 
-const int KIND_NONE = 0;
-const int KIND_CLUSTER = 1;
-const int KIND_NEURON = 2;
-const int KIND_BUNDLE = 3;
-const int KIND_EDGE = 4;
+// KIND_NONE, KIND_CLUSTER, KIND_NEURON, KIND_BUNDLE, KIND_EDGE: #defines from Python
+// (cnnvis_gl.render.pick.PickKind), so both sides number the pick kinds the same way
 
 vec4 cluster_state(int i) {
     if (i < 0) return vec4(-1.0, 1.0, 0.0, 0.0);

@@ -5,8 +5,7 @@ vec4 encode_id(int kind, int index) {        // as in common.glsl
     int i = index + 1;
     return vec4(float(kind), float((i >> 16) & 255), float((i >> 8) & 255), float(i & 255)) / 255.0;
 }
-const int KIND_NEURON = 2;
-#endif
+#endif                                       // (KIND_NEURON: a #define, render/pick.py)
 uniform sampler2DArray u_atlas;
 uniform float u_alpha;                       // level-of-detail fade
 uniform vec4 u_selection;

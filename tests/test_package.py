@@ -232,3 +232,43 @@ def test_no_import_cycles(repo_root):
         if m not in state:
             visit(m, [m])
     assert cycles == []
+
+
+def test_panels_are_functions_of_state_and_actions():
+    """Every registered panel, the status bar and the menus take ``(state, actions)`` and
+    nothing else: they read the AppState and command through Actions."""
+    import inspect
+
+    from cnnvis_gl.ui.panels import PANELS, menus, status_bar
+
+    for draw in [p.draw for p in PANELS] + [menus, status_bar]:
+        params = list(inspect.signature(draw).parameters)
+        assert params == ["st", "act"], (draw.__qualname__, params)
+
+
+def test_each_visual_says_where_it_is_drawn_and_what_it_picks(headless_gl):
+    """The renderer's visuals are one list; each names its layer and its pick kind, and the
+    ID pass compiles only for the pickable ones."""
+    import moderngl
+
+    from cnnvis_gl.render import SceneRenderer
+    from cnnvis_gl.render.pick import PickKind
+
+    ctx = moderngl.create_standalone_context(backend="egl")
+    try:
+        r = SceneRenderer(ctx)
+        kinds = {type(v).__name__: v.pick_kind for v in r.visuals if not getattr(v, "detail", 0)}
+        assert kinds == {
+            "EdgesVisual": PickKind.EDGE,
+            "NodesVisual": PickKind.BUNDLE,
+            "FramesVisual": PickKind.CLUSTER,
+            "PatchesVisual": PickKind.NEURON,
+            "MatrixVisual": PickKind.NEURON,
+            "TextVisual": None,
+        }
+        for v in r.visuals:
+            assert v.layer in ("edges", "scene")
+            assert (v.pick_prog is None) == (v.pick_kind is None)
+        r.release()
+    finally:
+        ctx.release()

@@ -56,7 +56,7 @@ def _needs_egl(headless_gl) -> None:
 
 
 def ready(app) -> Callable[[], bool]:
-    return lambda: app.state.scene is not None and not app.edit_pending
+    return lambda: app.state.scene is not None and not app.feed.pending
 
 
 def geometry(counts: dict, before: dict) -> dict:
@@ -180,9 +180,9 @@ def test_drag_neuron_to_cluster_undo_redo_and_layout_json(run_dir: Path):
         seen["ids"] = (int(s.clusters.id[src]), int(s.clusters.id[dst]))
         seen["sizes0"] = dict(zip(s.clusters.id.tolist(), s.clusters.size.tolist(), strict=True))
         seen["edges0"] = s.edges.weight.copy()
-        a = imgui.ImVec2(*app.screen_pos(*centre(s.neurons.rect[n])))
+        a = imgui.ImVec2(*app.view.screen_pos(*centre(s.neurons.rect[n])))
         x, y, w, h = (float(v) for v in s.clusters.rect[dst])
-        b = imgui.ImVec2(*app.screen_pos(x + w / 2, y + 3))  # the target frame's label band
+        b = imgui.ImVec2(*app.view.screen_pos(x + w / 2, y + 3))  # the target frame's label band
         ctx.mouse_move_to_pos(a)
         ctx.mouse_down(0)
         ctx.mouse_move_to_pos(imgui.ImVec2((a.x + b.x) / 2, (a.y + b.y) / 2))
@@ -273,25 +273,25 @@ def test_select_in_view_move_from_inspector_zoom_and_screenshot(run_dir: Path, t
         n, src, _ = _movable(s)
         row = int(s.clusters.row[src])
         seen["row_clusters0"] = int((s.clusters.row == row).sum())
-        pos = imgui.ImVec2(*app.screen_pos(*centre(s.neurons.rect[n])))
+        pos = imgui.ImVec2(*app.view.screen_pos(*centre(s.neurons.rect[n])))
         ctx.mouse_move_to_pos(pos)
         ctx.yield_(2)
         seen["hover"] = app.state.hover
-        seen["tooltip"] = app.hover_text()
+        seen["tooltip"] = app.view.hover_text()
         ctx.mouse_click(0)
         ctx.yield_(2)
         seen["selected"] = app.state.selection.neuron
         seen["src_id"] = int(s.clusters.id[src])
         seen["cluster_selected"] = app.state.selection.cluster == seen["src_id"]
         # let the inspector pictures arrive, then screenshot the whole app
-        wait(ctx, lambda: app.topk_picture(seen["selected"]) is not None)
+        wait(ctx, lambda: app.inspect.topk_picture(seen["selected"]) is not None)
         ctx.item_click("//Controls/**/bird##class2")
         ctx.yield_(3)
         testing.capture(ctx, str(shot))
         win = imgui.internal.find_window_by_name("Neuron")
         seen["neuron_window"] = (win.pos.x, win.pos.y, win.size.x, win.size.y)
         unit, ch = seen["selected"]
-        seen["class_means"] = app.class_means(unit)[ch].copy()
+        seen["class_means"] = app.inspect.class_means(unit)[ch].copy()
         # move with the inspector's command (default target: a new cluster)
         ctx.item_click("//Neuron/**/Move")
         wait(ctx, ready(app))
@@ -301,13 +301,13 @@ def test_select_in_view_move_from_inspector_zoom_and_screenshot(run_dir: Path, t
         # wheel zoom at the cursor, then double-click: zoom to the cluster
         ci = app.state.cluster_index(seen["src_id"])
         z0 = app.state.camera.target.zoom
-        ctx.mouse_move_to_pos(imgui.ImVec2(*app.screen_pos(*centre(s2.clusters.rect[ci]))))
+        ctx.mouse_move_to_pos(imgui.ImVec2(*app.view.screen_pos(*centre(s2.clusters.rect[ci]))))
         ctx.mouse_wheel_y(2.0)
         ctx.yield_(2)
         seen["zoomed"] = app.state.camera.target.zoom / z0
         wait(ctx, lambda: not app.state.camera.animating, 10.0)
         x, y, w, h = (float(v) for v in s2.clusters.rect[ci])
-        ctx.mouse_move_to_pos(imgui.ImVec2(*app.screen_pos(x + w / 2, y + 3)))
+        ctx.mouse_move_to_pos(imgui.ImVec2(*app.view.screen_pos(x + w / 2, y + 3)))
         ctx.mouse_double_click(0)
         ctx.yield_(1)
         wait(ctx, lambda: not app.state.camera.animating, 10.0)
@@ -370,10 +370,10 @@ def test_follow_mode_switches_to_new_snapshot_without_freezing(run_dir: Path):
     seen: dict = {}
 
     def test(ctx):
-        wait(ctx, lambda: app.state.step == 0 and not app.edit_pending)
+        wait(ctx, lambda: app.state.step == 0 and not app.feed.pending)
         open_run(run_dir).snapshot(0).save(run_dir, 7)  # "the trainer" writes step 7
         f0, t0 = app.state.frames, time.monotonic()
-        wait(ctx, lambda: app.state.step == 7 and not app.edit_pending)
+        wait(ctx, lambda: app.state.step == 7 and not app.feed.pending)
         seen["frames"] = app.state.frames - f0
         seen["seconds"] = time.monotonic() - t0
         seen["steps"] = list(app.state.steps)
@@ -394,8 +394,8 @@ def test_run_app_headless_saves_a_screenshot(run_dir: Path, tmp_path: Path, caps
     app = run_app(run_dir, headless=True, size=(1024, 700), screenshot_dir=tmp_path / "shots")
     out = capsys.readouterr().out
     assert "running headless" in out and str(tmp_path / "shots") in out
-    assert len(app.screenshots) == 1
-    img = np.asarray(Image.open(app.screenshots[0]))
+    assert len(app.shots.saved) == 1
+    img = np.asarray(Image.open(app.shots.saved[0]))
     assert img.shape == (700, 1024, 3)
     assert img.std() > 10  # not a blank frame
 
@@ -480,7 +480,7 @@ def test_neuron_edges_when_zoomed_in_and_render_command_matches_the_window(
         # an edit first: the command must draw the viewer's saved layout, not a fresh one
         s = app.state.scene
         n, _, _ = _movable(s)
-        app.move_neuron((s.units[s.neurons.unit[n]], int(s.neurons.index[n])), None)
+        app.actions.move_neuron((s.units[s.neurons.unit[n]], int(s.neurons.index[n])), None)
         wait(ctx, ready(app))
         wait(ctx, lambda: (run_dir / "layout.json").exists())
         s = app.state.scene
@@ -488,7 +488,7 @@ def test_neuron_edges_when_zoomed_in_and_render_command_matches_the_window(
         layer_rows = [k for k, row in enumerate(s.rows) if row.kind != 2]
         ci = int(np.flatnonzero(s.clusters.row == layer_rows[1])[0])
         before = dict(r.upload_count)
-        app.zoom_to_cluster(ci)
+        app.actions.zoom_to_cluster(ci)
         wait(ctx, lambda: r.neuron_edges is not None)
         ctx.yield_(3)
         seen["uploads"] = geometry(r.upload_count, before)
@@ -498,12 +498,12 @@ def test_neuron_edges_when_zoomed_in_and_render_command_matches_the_window(
         seen["info"] = app.state.debug.neuron_edges_info
         app.on_frame.append(grab)  # GL only on the GUI thread (tests run on a coroutine)
         wait(ctx, lambda: "view" in seen)
-        seen["cmd"] = app.render_command(out)
+        seen["cmd"] = app.shots.render_command(out)
         ctx.item_click("//Controls/**/Neuron edges when zoomed in")
         ctx.yield_(3)
         seen["off"] = (r.neuron_edges, r.last_frame["neuron_edges"], app.state.neuron_edges)
         ctx.item_click("//Controls/**/Neuron edges when zoomed in")
-        app.fit_all(animate=False)
+        app.actions.fit_all(animate=False)
         ctx.yield_(5)
         seen["fit"] = r.last_frame["neuron_edges"], r.last_frame["edges"]
 

@@ -152,7 +152,7 @@ def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path, headless_gl
     def loaded() -> bool:
         return (
             app.state.scene is not None
-            and not app.edit_pending
+            and not app.feed.pending
             and app.state.debug.training is not None
             and app.state.debug.training.steps == (0, 2, 4, 6)
             and app.state.debug.flags_step == app.state.step
@@ -164,9 +164,9 @@ def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path, headless_gl
         st = app.state
         seen["step0"] = st.step
         seen["curves"] = sorted(app.state.debug.training.curves)
-        seen["points"] = dict(app.plot_points.get("layerstat", {}))
+        seen["points"] = dict(app.state.panels.plot_points.get("layerstat", {}))
         # the dead layer's badge
-        dead = [(f, rect) for f, rect in app.flag_badges if f.kind == "dead"]
+        dead = [(f, rect) for f, rect in app.state.panels.flag_badges if f.kind == "dead"]
         seen["dead"] = dead
         seen["flag"] = next(f for f in app.state.debug.flags if f.kind == "dead")
         r = app.renderer
@@ -174,7 +174,7 @@ def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path, headless_gl
         x0, y0, x1, y1 = dead[0][1]
         ctx.mouse_move_to_pos(imgui.ImVec2((x0 + x1) / 2, (y0 + y1) / 2))
         ctx.yield_(2)
-        seen["tooltip"] = app.flag_tooltip
+        seen["tooltip"] = app.state.panels.flag_tooltip
         seen["hover"] = app.state.hover
         testing.capture(ctx, str(shot))
         zoom0 = st.camera.target
@@ -186,7 +186,7 @@ def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path, headless_gl
         # hide and show the badges (a checkbox in the Training panel)
         ctx.item_click("//Training/**/on the view")
         ctx.yield_(2)
-        seen["hidden"] = list(app.flag_badges)
+        seen["hidden"] = list(app.state.panels.flag_badges)
         ctx.item_click("//Training/**/on the view")
         ctx.yield_(2)
         seen["flag_uploads"] = _geometry(r.upload_count, before)
@@ -195,15 +195,15 @@ def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path, headless_gl
             for k, v in _scene_buffers(r.upload_count).items()
             if v != before.get(k, 0)
         }
-        ctx.mouse_move_to_pos(imgui.ImVec2(*app.canvas_origin))  # away from the badges
+        ctx.mouse_move_to_pos(imgui.ImVec2(*app.view.origin))  # away from the badges
         # compare with step 2 (combo in the Training panel)
         before = dict(r.upload_count)
-        ctx.item_click(TestRef(app.widget_ids["compare"]))
+        ctx.item_click(TestRef(app.state.panels.widget_ids["compare"]))
         ctx.item_click("//$FOCUSED/step 2")
-        wait(ctx, lambda: app.state.debug.compare_diff is not None and not app.edit_pending)
+        wait(ctx, lambda: app.state.debug.compare_diff is not None and not app.feed.pending)
         ctx.yield_(3)
         seen["compare"] = st.debug.compare
-        app.fit_all()
+        app.actions.fit_all()
         wait(ctx, lambda: not st.camera.animating, 10.0)
         ctx.yield_(2)
         testing.capture(ctx, str(tmp_path / "training_compare.png"))
@@ -216,19 +216,19 @@ def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path, headless_gl
             for k, v in _scene_buffers(r.upload_count).items()
             if v != before.get(k, 0)
         }
-        ctx.item_click(TestRef(app.widget_ids["compare"]))
+        ctx.item_click(TestRef(app.state.panels.widget_ids["compare"]))
         ctx.item_click("//$FOCUSED/off")
         ctx.yield_(2)
         seen["off"] = (r.matrix_diverging, app.state.debug.compare_diff)
         seen["off_geometry"] = _geometry(r.upload_count, before)
         # click the statistics plot at step 2: the snapshot of step 2 opens
-        ctx.item_click(TestRef(app.widget_ids["compare"]))
+        ctx.item_click(TestRef(app.state.panels.widget_ids["compare"]))
         ctx.item_click("//$FOCUSED/step 2")
         wait(ctx, lambda: app.state.debug.compare_diff is not None)
-        px = app.plot_points["layerstat"][2]
+        px = app.state.panels.plot_points["layerstat"][2]
         ctx.mouse_move_to_pos(imgui.ImVec2(*px))
         ctx.mouse_click(0)
-        wait(ctx, lambda: st.step == 2 and not app.edit_pending)
+        wait(ctx, lambda: st.step == 2 and not app.feed.pending)
         wait(ctx, lambda: app.state.debug.flags_step == 2)
         ctx.yield_(2)
         seen["step1"] = st.step

@@ -53,13 +53,13 @@ def main() -> None:
         for k in pending:
             worst_frame[k] = max(worst_frame.get(k, 0.0), now - last[0])
         last[0] = now
-        drawn = a._drawn_key is not None and a._drawn_key[3] == st.scene_version
-        if st.scene is not None and drawn and not a.edit_pending:
+        drawn = a.view.drawn
+        if st.scene is not None and drawn and not a.feed.pending:
             ready.set()
             if st.step in landed and st.step not in shown:
                 shown[st.step] = now
         if done.is_set():
-            a.request_exit()
+            a.actions.request_exit()
 
     threading.Thread(target=writer, daemon=True).start()
     size = run_viewer(app, args.size, hook)

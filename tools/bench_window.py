@@ -37,9 +37,7 @@ def main() -> None:
         st = a.state
         cam = st.camera
         if state["phase"] < 0:  # wait until the view has settled (layout, pictures, plots)
-            settled = st.scene is not None and not a.edit_pending and not a.debug_loading
-            settled = settled and a.training is not None and a._drawn_key is not None
-            state["settle"] = state["settle"] + 1 if settled else 0
+            state["settle"] = state["settle"] + 1 if a.settled else 0
             if state["settle"] >= 10:
                 state["phase"], state["last"] = 0, now
             return
@@ -52,7 +50,7 @@ def main() -> None:
             step = -6.0 if name == "drag pan" else -3.0
             cam.jump(cam.current.pan(step, 0.0 if state["n"] % 40 < 20 else 4.0))
             cam.panning = True
-            a.touch()
+            a.view.touch()
         elif name == "wheel zoom":  # a wheel notch every 4 frames, about the view's centre
             if state["n"] % 4 == 1:
                 cam.zoom_at(1.25, w / 2, h / 2)
@@ -61,13 +59,13 @@ def main() -> None:
         if state["n"] >= args.frames:
             state["n"] = 0
             cam.panning = False
-            a.touch()
+            a.view.touch()
             state["phase"] += 1
             if state["phase"] == len(phases):
-                a.request_exit()
+                a.actions.request_exit()
                 return
             if phases[state["phase"]] == "wheel zoom":
-                a.fit_all(animate=False)
+                a.actions.fit_all(animate=False)
             if phases[state["phase"]] == "zoomed in, still":  # a cluster of a middle row
                 s = st.scene
                 mid = [k for k, r in enumerate(s.rows) if r.kind != 2][2]

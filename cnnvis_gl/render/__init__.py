@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from .atlas import PatchAtlas, PatchSource
 from .camera import Camera
+from .lod import LodSettings
 from .offscreen import create_context, render_image, render_many, render_png
-from .renderer import LodSettings, SceneRenderer
+from .renderer import SceneRenderer
 from .theme import DARK, LIGHT, THEMES, Theme, get_theme
 
 __all__ = [

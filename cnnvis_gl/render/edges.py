@@ -12,7 +12,8 @@ import numpy as np
 
 from ..layout.scene import Edges
 from .gl import set_uniform
-from .state import Frame, SharedState
+from .pick import PickKind
+from .state import Frame, Pass, SharedState
 from .visual import Visual
 
 GEOMETRY = np.dtype(
@@ -24,8 +25,14 @@ class EdgesVisual(Visual):
     """Ribbons of width ∝ ``|w|`` (green positive, red negative), anti-aliased in the shader."""
 
     VERT, FRAG = "edge.vert", "edge.frag"
+    layer = "edges"
 
-    def __init__(self, ctx: moderngl.Context, shared: SharedState, name: str = "edges") -> None:
+    def __init__(
+        self, ctx: moderngl.Context, shared: SharedState, name: str = "edges", detail: bool = False
+    ) -> None:
+        #: the neuron-level edges (drawn zoomed in, never picked) or the cluster edges
+        self.detail = bool(detail)
+        self.pick_kind = None if detail else PickKind.EDGE
         super().__init__(ctx, shared)
         self.name = name  # upload counter prefix
         self.geometry: moderngl.Buffer | None = None
@@ -88,6 +95,15 @@ class EdgesVisual(Visual):
         """How many of the strongest edges pass ``|w| ≥ threshold``, at most ``cap``."""
         n = int(np.searchsorted(-self.abs_sorted, -float(threshold), side="right"))
         return n if cap is None else min(n, int(cap))
+
+    def render(self, p: Pass) -> None:
+        width, lo, hi, context_alpha = p.edge_style
+        if self.detail:
+            if not p.frame.pick and p.neuron_edges:
+                self.draw(p.frame, p.lod["neuron_edges"], p.lod["neuron_segments"], width, lo, hi)
+            return
+        alpha = context_alpha if p.neuron_edges and not p.frame.pick else 1.0
+        self.draw(p.frame, p.lod["edges"], p.lod["segments"], width, lo, hi, alpha)
 
     def draw(
         self,

@@ -7,7 +7,8 @@ import numpy as np
 
 from ..layout.scene import ROW_BETWEEN, Scene
 from .gl import set_uniform
-from .state import UNIT_CMAP, Frame, SharedState
+from .pick import PickKind
+from .state import UNIT_CMAP, Frame, Pass, SharedState
 from .visual import Visual
 
 GEOMETRY = np.dtype(
@@ -44,6 +45,7 @@ class FramesVisual(Visual):
     """
 
     VERT, FRAG = "rect.vert", "rect.frag"
+    pick_kind = PickKind.CLUSTER
 
     def __init__(self, ctx: moderngl.Context, shared: SharedState, cmap_tex: moderngl.Texture):
         super().__init__(ctx, shared)
@@ -105,6 +107,9 @@ class FramesVisual(Visual):
         self.shared.bind(self.prog, frame)
         self._uniforms(self.prog, frame, (0.0, 0.0))
         self.vaos["rows"].render(moderngl.TRIANGLE_STRIP, vertices=4, instances=self.n_rows)
+
+    def render(self, p: Pass) -> None:
+        self.draw(p.frame, p.lod["summary"], p.cmap_v, p.hovered(PickKind.CLUSTER))
 
     def draw(
         self, frame: Frame, summary: tuple[float, float], cmap_v: float, hover: int = -1

@@ -10,6 +10,7 @@ import moderngl
 import numpy as np
 
 from ..resources import read_shader
+from .pick import shader_defines
 
 _INCLUDE = re.compile(r'^\s*#include\s+"([^"]+)"\s*$')
 
@@ -50,7 +51,9 @@ def shader_source(name: str, defines: dict[str, Any] | None = None) -> str:
 def program(
     ctx: moderngl.Context, vert: str, frag: str, defines: dict[str, Any] | None = None
 ) -> moderngl.Program:
-    """Compile ``shaders/<vert>`` + ``shaders/<frag>`` with the same ``defines``."""
+    """Compile ``shaders/<vert>`` + ``shaders/<frag>`` with the same ``defines`` (and the
+    pick kinds' ``KIND_…`` numbers, :func:`~cnnvis_gl.render.pick.shader_defines`)."""
+    defines = {**shader_defines(), **(defines or {})}
     try:
         return ctx.program(
             vertex_shader=shader_source(vert, defines),

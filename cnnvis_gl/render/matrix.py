@@ -12,7 +12,8 @@ import numpy as np
 
 from ..layout.scene import Scene
 from .gl import data_texture_shape, pad_texels, set_uniform
-from .state import UNIT_CLASS_STATE, UNIT_CMAP, UNIT_MAIN, Frame, SharedState
+from .pick import PickKind
+from .state import UNIT_CLASS_STATE, UNIT_CMAP, UNIT_MAIN, Frame, Pass, SharedState
 from .visual import Visual
 
 GEOMETRY = np.dtype([("rect", "f4", 4), ("neuron", "i4"), ("cluster", "i4")])
@@ -23,6 +24,7 @@ class MatrixVisual(Visual):
     """Rows of activation cells for clusters in the matrix facet."""
 
     VERT, FRAG = "matrix.vert", "matrix.frag"
+    pick_kind = PickKind.NEURON  # a matrix row is its neuron
 
     def __init__(self, ctx: moderngl.Context, shared: SharedState, cmap_tex: moderngl.Texture):
         super().__init__(ctx, shared)
@@ -74,6 +76,11 @@ class MatrixVisual(Visual):
             self.act_tex = self.ctx.texture(shape, 1, dtype="f4")
             self.act_tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
         self.uploads.texture("matrix.activation", self.act_tex, pad_texels(flat, shape))
+
+    def render(self, p: Pass) -> None:
+        if not p.lod["matrix"] or (p.frame.pick and p.lod["summary"][1] >= 0.5):
+            return
+        self.draw(p.frame, p.cmap_v, p.hovered(PickKind.NEURON))
 
     def draw(self, frame: Frame, cmap_v: float, hover: int = -1) -> None:
         if not self.count:

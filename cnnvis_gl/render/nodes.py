@@ -7,7 +7,8 @@ import numpy as np
 
 from ..layout.scene import Bundles
 from .gl import set_uniform
-from .state import Frame, SharedState
+from .pick import PickKind
+from .state import Frame, Pass, SharedState
 from .visual import Visual
 
 GEOMETRY = np.dtype([("pos", "f4", 2), ("radius", "f4"), ("sign", "f4"), ("rank", "i4")])
@@ -21,8 +22,18 @@ class NodesVisual(Visual):
     """
 
     VERT, FRAG = "node.vert", "node.frag"
+    layer = "edges"
 
-    def __init__(self, ctx: moderngl.Context, shared: SharedState, name: str = "bundles") -> None:
+    def __init__(
+        self,
+        ctx: moderngl.Context,
+        shared: SharedState,
+        name: str = "bundles",
+        detail: bool = False,
+    ) -> None:
+        #: the neuron-level edges' nodes (shown with them, never picked) or the cluster edges'
+        self.detail = bool(detail)
+        self.pick_kind = None if detail else PickKind.BUNDLE
         super().__init__(ctx, shared)
         self.name = name  # upload counter prefix
         self.geometry: moderngl.Buffer | None = None
@@ -60,6 +71,13 @@ class NodesVisual(Visual):
                 (self.state_buf, "1f /i", "in_state"),
             ]
         )
+
+    def render(self, p: Pass) -> None:
+        # the cluster edges' nodes hide under neuron-level edges, which show their own
+        if self.detail != p.neuron_edges or (self.detail and p.frame.pick):
+            return
+        count = p.lod["neuron_edges"] if self.detail else p.lod["edges"]
+        self.draw(p.frame, count, premultiplied=not p.frame.pick)
 
     def draw(self, frame: Frame, edge_count: int, premultiplied: bool = False) -> None:
         """Draw the nodes of the ``edge_count`` strongest edges (premultiplied for the cache)."""

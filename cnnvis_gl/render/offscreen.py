@@ -18,7 +18,8 @@ from PIL import Image
 from ..layout.scene import FACET_FEATURES, FACET_MATRIX, Scene
 from .atlas import PatchSource
 from .camera import Camera
-from .renderer import LodSettings, SceneRenderer
+from .lod import LodSettings
+from .renderer import SceneRenderer
 from .theme import Theme
 
 MAX_SIZE = 16384

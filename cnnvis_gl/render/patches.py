@@ -8,7 +8,8 @@ import numpy as np
 from ..layout.scene import Scene
 from .atlas import PatchAtlas, PatchSource
 from .gl import set_uniform
-from .state import UNIT_MAIN, Frame, SharedState
+from .pick import PickKind
+from .state import UNIT_MAIN, Frame, Pass, SharedState
 from .visual import Visual
 
 GEOMETRY = np.dtype([("rect", "f4", 4), ("uv", "f4", 4), ("layer", "f4"), ("cluster", "i4")])
@@ -22,6 +23,7 @@ class PatchesVisual(Visual):
     """
 
     VERT, FRAG = "patch.vert", "patch.frag"
+    pick_kind = PickKind.NEURON
 
     def __init__(self, ctx: moderngl.Context, shared: SharedState, atlas: PatchAtlas) -> None:
         super().__init__(ctx, shared)
@@ -49,6 +51,13 @@ class PatchesVisual(Visual):
                 (self.shared.neuron_buf, "2f /i", "in_state"),
             ]
         )
+
+    def render(self, p: Pass) -> None:
+        alpha = float(p.lod["patch_alpha"])
+        if not p.frame.pick:
+            self.draw(p.frame, alpha, p.hovered(PickKind.NEURON))
+        elif alpha >= 0.5:  # picked where they are more visible than the summary colour
+            self.draw(p.frame, 1.0)
 
     def draw(self, frame: Frame, alpha: float = 1.0, hover: int = -1) -> None:
         if not self.count or alpha <= 0.0 or self.atlas.texture is None:

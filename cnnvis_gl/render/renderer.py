@@ -16,85 +16,34 @@ patches, matrices, labels.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import moderngl
 import numpy as np
 
-from ..layout.scene import FACET_FEATURES, FACET_MATRIX, Bundles, Edges, Scene
+from ..layout.scene import FACET_FEATURES, FACET_MATRIX, Scene
+from ..layout.selection import bundle_emphasis, highlight
 from .atlas import PatchAtlas, PatchSource
 from .camera import Camera, Viewport
+from .edge_layer import BLEND_STRAIGHT, EdgeLayer
 from .edges import EdgesVisual
 from .frames import FramesVisual, cluster_means
-from .gl import Uploads, program, set_uniform
+from .gl import Uploads
+from .lod import LodSettings, level_of_detail
 from .matrix import MatrixVisual
 from .nodes import NodesVisual
 from .patches import PatchesVisual
-from .state import EMPHASIS, FACET, SELECTED, SUMMARY, UNIT_MAIN, Frame, SharedState
+from .pick import PickKind
+from .state import EMPHASIS, FACET, SELECTED, SUMMARY, Frame, Pass, SharedState
 from .text import TextVisual
-from .theme import Theme, colormap, diverging_colormap, get_theme
+from .theme import Theme, get_theme
+from .visual import Visual
 
 if TYPE_CHECKING:
     from ..layout.detail import NeuronEdges
 
-PICK_KINDS = {0: "none", 1: "cluster", 2: "neuron", 3: "bundle", 4: "edge"}
 PARTS = ("rows", "clusters", "neurons", "edges", "bundles", "labels")
 
-BLEND_STRAIGHT = (moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA, moderngl.ONE,
-                  moderngl.ONE_MINUS_SRC_ALPHA)  # fmt: skip
-BLEND_PREMULT = (moderngl.ONE, moderngl.ONE_MINUS_SRC_ALPHA)
-
-
-@dataclass(frozen=True)
-class LodSettings:
-    """Level-of-detail thresholds (screen pixels).
-
-    Attributes
-    ----------
-    patch_px
-        Patches fade in as their median on-screen side grows from the first value to the
-        second; below it the cluster frames show summary colours instead.
-    matrix_row_px
-        Same for the matrix rows' on-screen height.
-    px_per_segment
-        Target on-screen length of one Bézier segment; ``segments`` bounds the count.
-    far_chord_px
-        When the median edge spans fewer pixels than this, only ``far_edges`` strongest edges
-        are drawn.
-    max_edges
-        Cap on drawn edges at any zoom (``None``: all that pass the threshold).
-    edge_ink
-        Budget of on-screen ribbon area, in viewports: the strongest edges are kept so that
-        (visible edges × their on-screen length × 2 px) stays under ``edge_ink`` × the viewport.
-    edge_vertices
-        Budget of ribbon vertices per redraw of the edge layer (tessellation cost).
-    edge_width
-        Ribbon width at the largest ``|w|``, in scene units (clamped to ``edge_px``).
-    neuron_edges_px
-        Zoomed in so that a patch is at least this many pixels, the neuron-level edges (when
-        set, :meth:`SceneRenderer.set_neuron_edges`) replace the cluster edges, which stay as
-        context at ``context_edge_alpha``; their bundle nodes are hidden.
-    """
-
-    patch_px: tuple[float, float] = (3.0, 6.0)
-    matrix_row_px: tuple[float, float] = (0.6, 1.5)
-    px_per_segment: float = 10.0
-    segments: tuple[int, int] = (3, 24)
-    far_chord_px: float = 48.0
-    far_edges: int = 4000
-    max_edges: int | None = None
-    edge_ink: float = 6.0
-    edge_vertices: int = 400_000
-    edge_width: float = 5.0
-    edge_px: tuple[float, float] = (0.8, 22.0)
-    neuron_edges_px: float = 10.0
-    context_edge_alpha: float = 0.3
-
-
-def _smoothstep(lo: float, hi: float, x: float) -> float:
-    t = min(max((x - lo) / max(hi - lo, 1e-9), 0.0), 1.0)
-    return t * t * (3 - 2 * t)
 
 
 class SceneRenderer:
@@ -136,22 +85,30 @@ class SceneRenderer:
         self.uploads = Uploads()
         self.shared = SharedState(ctx, self.uploads)
         self.atlas = PatchAtlas(ctx, cell=atlas_cell, uploads=self.uploads)
-        self._cmap_names, self.cmap_tex = self._colormap_texture()
         self.patches = PatchesVisual(ctx, self.shared, self.atlas)
-        self.frames = FramesVisual(ctx, self.shared, self.cmap_tex)
-        self.matrix = MatrixVisual(ctx, self.shared, self.cmap_tex)
+        self.frames = FramesVisual(ctx, self.shared, self.shared.cmap_tex)
+        self.matrix = MatrixVisual(ctx, self.shared, self.shared.cmap_tex)
         self.nodes = NodesVisual(ctx, self.shared)
         self.edges = EdgesVisual(ctx, self.shared)
         # neuron-level edges of the clusters in view when zoomed in (layout.detail)
-        self.detail_edges = EdgesVisual(ctx, self.shared, name="detail.edges")
-        self.detail_nodes = NodesVisual(ctx, self.shared, name="detail.bundles")
+        self.detail_edges = EdgesVisual(ctx, self.shared, name="detail.edges", detail=True)
+        self.detail_nodes = NodesVisual(ctx, self.shared, name="detail.bundles", detail=True)
         self.neuron_edges: NeuronEdges | None = None
         self._detail_ends: tuple[np.ndarray, np.ndarray] | None = None
         self.text = TextVisual(ctx, self.shared)
-        self._composite = program(ctx, "composite.vert", "composite.frag")
-        self._composite_vao = ctx.vertex_array(
-            self._composite, [(self.shared.quad, "2f", "in_corner")]
-        )
+        #: every visual, in drawing order within its layer (the edge layer is cached and
+        #: composited under the scene layer); the ID pass draws the pickable ones, same order
+        self.visuals: list[Visual] = [
+            self.edges,
+            self.detail_edges,
+            self.nodes,
+            self.detail_nodes,
+            self.frames,
+            self.patches,
+            self.matrix,
+            self.text,
+        ]
+        self.edge_layer = EdgeLayer(ctx, self.shared.quad, msaa=self.msaa)
         self.scene: Scene | None = None
         self.edge_threshold = 0.0
         self.edges_visible = True
@@ -159,11 +116,6 @@ class SceneRenderer:
         self.patch_side = 0.0
         self.last_frame: dict[str, Any] = {}
         self._last_view: tuple[Camera, Viewport] | None = None
-        self._edge_version = 0
-        self._edge_key: tuple | None = None
-        self._edge_cam: tuple[Camera, Viewport] | None = None
-        self._edge_data_key: tuple | None = None
-        self._cache: dict[str, Any] = {}
         self._pick_fbo = ctx.simple_framebuffer((1, 1), components=4)
         #: the matrices show a signed difference ([-1, 1], diverging scale), not activations
         self.matrix_diverging = False
@@ -174,25 +126,6 @@ class SceneRenderer:
     def upload_count(self) -> Uploads:
         """Uploads so far, by buffer name (a :class:`collections.Counter`)."""
         return self.uploads
-
-    def _colormap_texture(self) -> tuple[list[str], moderngl.Texture]:
-        names = ["viridis", "blues", "diverging:dark", "diverging:light"]
-        rows = np.stack(
-            [
-                diverging_colormap(n[10:]) if n.startswith("diverging:") else colormap(n)
-                for n in names
-            ]
-        )  # [M, 256, 3]
-        tex = self.ctx.texture((256, len(names)), 3, np.ascontiguousarray(rows).tobytes())
-        tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
-        tex.repeat_x = tex.repeat_y = False
-        self.uploads["colormaps"] += 1
-        return names, tex
-
-    def _cmap_v(self, diverging: bool = False) -> float:
-        name = f"diverging:{self.theme.name}" if diverging else self.theme.colormap
-        row = self._cmap_names.index(name) if name in self._cmap_names else 0
-        return (row + 0.5) / len(self._cmap_names)
 
     # ------------------------------------------------------------------ data
     def set_snapshot(self, snapshot: PatchSource | None) -> None:
@@ -245,21 +178,21 @@ class SceneRenderer:
             self.patch_side = float(np.median(rects[:, 2])) if len(rects) else 0.0
             nodes = True  # node emphasis is derived from the (reset) cluster state
             self.neuron_edges = self._detail_ends = None  # its neuron indices are stale
-            self._edge_version += 1
+            self.edge_layer.invalidate()
         elif "facet" in parts:
             self.set_facet(scene.clusters.facet)
         if "edges" in parts:
             self.edges.upload(scene.edges)
-            self._edge_version += 1
+            self.edge_layer.invalidate()
         if nodes or parts & {"bundles", "edges"}:
             st = self.shared.cluster
             b = scene.bundles
             self.nodes.upload(
                 b,
                 self.edges.bundle_rank(len(b.pos)),
-                self._bundle_emphasis(scene.edges, b, None, st[:, EMPHASIS], st[:, SELECTED]),
+                bundle_emphasis(scene.edges, b, None, st[:, EMPHASIS], st[:, SELECTED]),
             )
-            self._edge_version += 1
+            self.edge_layer.invalidate()
         if parts & {"labels", "clusters"}:
             self.text.upload(scene.labels, scene.clusters.id)
 
@@ -293,9 +226,10 @@ class SceneRenderer:
         ----------
         classes
             Class indices as in the snapshot (columns of ``Neurons.activation``; matrix column
-            ``j`` shows class ``scene.class_order[j]``).  The neurons whose activation for any of
-            them is in the top ``quantile`` of their unit stay bright, the others are dimmed;
-            so are the clusters without such a neuron, and their matrix columns are
+            ``j`` shows class ``scene.class_order[j]``).  The rule is
+            :func:`cnnvis_gl.layout.selection.highlight`: the neurons whose activation for any
+            of them is in the top ``quantile`` of their unit stay bright, the others are
+            dimmed; so are the clusters without such a neuron, and their matrix columns are
             emphasised.
         neurons
             Neuron indices (into ``scene.neurons``) outlined as selected.
@@ -309,74 +243,26 @@ class SceneRenderer:
         scene = self.scene
         if scene is None:
             return
+        h = highlight(scene, classes, neurons, clusters, quantile)
         sh = self.shared
-        n = scene.neurons
-        N, C = len(n.cluster), len(scene.clusters.rect)
-        cls = np.asarray(sorted(set(classes or ())), dtype=np.int64)
-        flag = np.ones(N, dtype=np.float32)
-        col = np.zeros(len(scene.class_order), dtype=np.float32)
-        if len(cls) and N:
-            score = np.asarray(n.activation, np.float32)[:, cls].max(axis=1)
-            keep = np.zeros(N, dtype=bool)
-            for u in np.unique(n.unit):
-                m = n.unit == u
-                thr = np.quantile(score[m], 1.0 - float(quantile))
-                keep[m] = score[m] >= thr
-            flag = keep.astype(np.float32)
-            order = np.asarray(scene.class_order, dtype=np.int64)
-            col = np.isin(order, cls).astype(np.float32)
-        sel = np.zeros(N, dtype=np.float32)
-        if neurons is not None:
-            idx = np.asarray(list(neurons), dtype=np.int64)
-            sel[idx] = 1.0
-            flag[idx] = 1.0
-        sh.neuron[:, 0] = flag
-        sh.neuron[:, 1] = sel
-        emph = np.ones(C, dtype=np.float32)
-        if len(cls) and N:
-            emph = (np.bincount(n.cluster, weights=flag, minlength=C) > 0).astype(np.float32)
-        csel = np.zeros(C, dtype=np.float32)
-        if clusters is not None:
-            csel[np.asarray(list(clusters), dtype=np.int64)] = 1.0
+        sh.neuron[:, 0] = h.neuron_bright
+        sh.neuron[:, 1] = h.neuron_selected
+        emph, csel = h.cluster_emphasis, h.cluster_selected
         sh.cluster[:, EMPHASIS] = emph
         sh.cluster[:, SELECTED] = csel
-        sh.klass = col
-        sh.any_class = bool(len(cls))
-        sh.any_cluster_selected = bool(csel.any())
+        sh.klass = h.class_column
+        sh.any_class = h.any_class
+        sh.any_cluster_selected = h.any_cluster
         sh.push_neurons()
         sh.push_clusters()
         sh.push_classes()
-        self.nodes.set_state(self._bundle_emphasis(scene.edges, scene.bundles, None, emph, csel))
+        self.nodes.set_state(bundle_emphasis(scene.edges, scene.bundles, None, emph, csel))
         if self.neuron_edges is not None:
             ne = self.neuron_edges
             self.detail_nodes.set_state(
-                self._bundle_emphasis(ne.edges, ne.bundles, self._detail_ends, emph, csel)
+                bundle_emphasis(ne.edges, ne.bundles, self._detail_ends, emph, csel)
             )
-        self._edge_version += 1
-
-    @staticmethod
-    def _bundle_emphasis(
-        e: Edges,
-        bundles: Bundles,
-        ends: tuple[np.ndarray, np.ndarray] | None,
-        emph: np.ndarray,
-        csel: np.ndarray,
-    ) -> np.ndarray:
-        """Per bundle node: the emphasis of the most emphasised cluster its pieces touch
-        (``ends``: the clusters of the pieces' ends when ``e.src`` / ``e.dst`` are not)."""
-        B = len(bundles.pos)
-        if not B or not len(e.bundle):
-            return np.ones(B, dtype=np.float32)
-        ref = csel if csel.any() else emph
-        val = np.zeros(len(e.bundle), dtype=np.float32)
-        for end in ends or (e.src, e.dst):
-            end = np.asarray(end)
-            ok = end >= 0
-            val[ok] = np.maximum(val[ok], ref[end[ok]])
-        m = np.asarray(e.bundle) >= 0
-        out = np.zeros(B, dtype=np.float32)
-        np.maximum.at(out, np.asarray(e.bundle)[m], val[m])
-        return out
+        self.edge_layer.invalidate()
 
     def set_matrix_values(self, values: np.ndarray | None) -> None:
         """Show ``values`` in the activation matrices instead of the activations.
@@ -415,12 +301,12 @@ class SceneRenderer:
     def set_theme(self, theme: str | Theme) -> None:
         """Switch theme (uniforms only; the cached edge layer is redrawn)."""
         self.theme = get_theme(theme)
-        self._edge_version += 1
+        self.edge_layer.invalidate()
 
     def set_edge_threshold(self, threshold: float) -> None:
         """Hide edges with ``|w| < threshold`` (an instance count: no upload)."""
         self.edge_threshold = float(threshold)
-        self._edge_version += 1
+        self.edge_layer.invalidate()
 
     def set_edge_quantile(self, keep: float) -> None:
         """Keep the strongest fraction ``keep`` of the edges (sets the threshold)."""
@@ -433,7 +319,7 @@ class SceneRenderer:
     def set_edges_visible(self, visible: bool) -> None:
         """Show or hide all edges and bundle nodes."""
         self.edges_visible = bool(visible)
-        self._edge_version += 1
+        self.edge_layer.invalidate()
 
     def set_neuron_edges(self, neuron_edges: NeuronEdges | None) -> None:
         """Neuron-level edges (:func:`cnnvis_gl.layout.detail.neuron_edges` of this scene) to
@@ -442,7 +328,7 @@ class SceneRenderer:
         scene = self.scene
         if neuron_edges is None or scene is None:
             self.neuron_edges = self._detail_ends = None
-            self._edge_version += 1
+            self.edge_layer.invalidate()
             return
         ends = neuron_edges.neuron_clusters(scene)
         self.detail_edges.upload(neuron_edges.edges, *ends)
@@ -451,10 +337,10 @@ class SceneRenderer:
         self.detail_nodes.upload(
             b,
             self.detail_edges.bundle_rank(len(b.pos)),
-            self._bundle_emphasis(neuron_edges.edges, b, ends, st[:, EMPHASIS], st[:, SELECTED]),
+            bundle_emphasis(neuron_edges.edges, b, ends, st[:, EMPHASIS], st[:, SELECTED]),
         )
         self.neuron_edges, self._detail_ends = neuron_edges, ends
-        self._edge_version += 1
+        self.edge_layer.invalidate()
 
     def wants_neuron_edges(self, camera: Camera) -> bool:
         """Zoomed in enough for neuron-level edges (patches of ``neuron_edges_px`` or more)."""
@@ -462,51 +348,25 @@ class SceneRenderer:
 
     # ------------------------------------------------------------------ level of detail
     def level_of_detail(self, camera: Camera, viewport: Viewport = (1280, 800)) -> dict[str, Any]:
-        """What is drawn at ``camera``: patch alpha, summary mixes, edge count and segments."""
-        lod = self.lod
-        z = camera.zoom
-        w, h = float(viewport[0]), float(viewport[1])
-        patch_alpha = _smoothstep(*lod.patch_px, self.patch_side * z)
-        matrix_alpha = _smoothstep(*lod.matrix_row_px, self.matrix.row_height * z)
-        chord_px = self.edges.chord * z
-        segments = int(np.clip(round(chord_px / lod.px_per_segment), *lod.segments))
-        caps = [lod.edge_vertices // (2 * (segments + 1))]
-        if lod.max_edges is not None:
-            caps.append(lod.max_edges)
-        if chord_px < lod.far_chord_px:
-            caps.append(lod.far_edges)
-        if self.scene is not None and chord_px > 0:
-            vis = self._visible_fraction(camera, (w, h))
-            seen = vis * min(chord_px, float(np.hypot(w, h))) * 2.0
-            caps.append(int(lod.edge_ink * w * h / max(seen, 1e-9)))
-        cap = max(min(caps), 1)
-        count = self.edges.visible_count(self.edge_threshold, cap) if self.edges_visible else 0
-        detail = 0
-        detail_segments = segments
-        if self.neuron_edges is not None and count and self.wants_neuron_edges(camera):
-            chord = self.detail_edges.chord * z
-            detail_segments = int(np.clip(round(chord / lod.px_per_segment), *lod.segments))
-            # one tessellation budget: the neuron edges get what the cluster edges leave (≥ ¼)
-            left = max(lod.edge_vertices - count * 2 * (segments + 1), lod.edge_vertices // 4)
-            budget = left // (2 * (detail_segments + 1))
-            detail = min(self.detail_edges.count, max(budget, 1))  # 0: none to draw
-        return {
-            "patch_alpha": patch_alpha,
-            "summary": (1.0 - patch_alpha, 1.0 - matrix_alpha),
-            "matrix": matrix_alpha > 0.0,
-            "segments": segments,
-            "edges": count,
-            "neuron_edges": detail,
-            "neuron_segments": detail_segments,
-        }
-
-    def _visible_fraction(self, camera: Camera, viewport: Viewport) -> float:
-        x0, y0, x1, y1 = (float(v) for v in self.scene.bounds)
-        vx0, vy0, vx1, vy1 = camera.visible_rect(viewport)
-        iw = max(min(x1, vx1) - max(x0, vx0), 0.0)
-        ih = max(min(y1, vy1) - max(y0, vy0), 0.0)
-        area = max((x1 - x0) * (y1 - y0), 1e-9)
-        return min(max(iw * ih / area, 1e-6), 1.0)
+        """What is drawn at ``camera``: patch alpha, summary mixes, edge count and segments
+        (:func:`cnnvis_gl.render.lod.level_of_detail`)."""
+        edges = self.edges
+        return level_of_detail(
+            self.lod,
+            camera,
+            viewport,
+            patch_side=self.patch_side,
+            row_height=self.matrix.row_height,
+            chord=edges.chord,
+            bounds=None if self.scene is None else self.scene.bounds,
+            edge_count=lambda cap: (
+                edges.visible_count(self.edge_threshold, cap) if self.edges_visible else 0
+            ),
+            detail_chord=self.detail_edges.chord,
+            detail_count=self.detail_edges.count
+            if self.neuron_edges is not None and self.wants_neuron_edges(camera)
+            else 0,
+        )
 
     # ------------------------------------------------------------------ drawing
     def draw(
@@ -544,13 +404,15 @@ class SceneRenderer:
         self._last_view = (camera, (w, h))
         frame = Frame(camera, (w, h), self.theme)
         lod = self.level_of_detail(*(detail_view or (camera, (w, h))))
-        hk, hi = self.hover
         info: dict[str, Any] = dict(lod)
         # edges first, into their cache (a separate framebuffer)
         edge_tex = None
         warp = (1.0, 1.0, 0.0, 0.0)
         if self.scene is not None and lod["edges"] > 0:
-            edge_tex, warp, info["edge_cache"] = self._edge_layer(frame, lod, moving)
+            detail = (lod["edges"], lod["segments"], lod["neuron_edges"])
+            edge_tex, warp, info["edge_cache"] = self.edge_layer.get(
+                frame, detail, moving, lambda: self._draw_layer("edges", frame, lod), self.park
+            )
         target.use()
         ctx.viewport = (0, 0, w, h)
         ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
@@ -564,58 +426,20 @@ class SceneRenderer:
         ctx.blend_func = BLEND_STRAIGHT
         self.frames.draw_rows(frame)
         if edge_tex is not None:
-            ctx.blend_func = BLEND_PREMULT
-            edge_tex.use(UNIT_MAIN)
-            set_uniform(self._composite, "u_layer", UNIT_MAIN)
-            set_uniform(self._composite, "u_warp", warp)
-            self._composite_vao.render(moderngl.TRIANGLE_STRIP, vertices=4)
-            ctx.blend_func = BLEND_STRAIGHT
-        cmap_v = self._cmap_v(self.matrix_diverging)
-        self.frames.draw(frame, lod["summary"], cmap_v, hi if hk == "cluster" else -1)
-        self.patches.draw(frame, lod["patch_alpha"], hi if hk == "neuron" else -1)
-        if lod["matrix"]:
-            mv = self._cmap_v(self.matrix_diverging)
-            self.matrix.draw(frame, mv, hi if hk == "neuron" else -1)
-        self.text.draw(frame)
+            self.edge_layer.composite(edge_tex, warp)
+        self._draw_layer("scene", frame, lod, self.hover)
         self.last_frame = info
 
-    def _edge_layer(
-        self, frame: Frame, lod: dict[str, Any], moving: bool
-    ) -> tuple[moderngl.Texture, tuple[float, float, float, float], str]:
-        """The cached edge layer for ``frame``: (texture, warp, how it was obtained)."""
-        w, h = frame.viewport
-        cache = self._ensure_cache(w, h)
-        data_key = (self._edge_version, (w, h))
-        key = (data_key, frame.camera, lod["edges"], lod["segments"], lod["neuron_edges"])
-        if key == self._edge_key:
-            return cache["tex"], (1.0, 1.0, 0.0, 0.0), "hit"
-        if moving and self._edge_cam is not None and data_key == self._edge_data_key:
-            old, _ = self._edge_cam
-            s = frame.camera.zoom / old.zoom
-            off = frame.camera.matrix((w, h)) @ np.array([*old.center, 1.0], dtype=np.float64)
-            return cache["tex"], (s, s, float(off[0]), float(off[1])), "warp"
-        ctx = self.ctx
-        fbo = cache["msaa_fbo"] or cache["fbo"]
-        fbo.use()
-        ctx.viewport = (0, 0, w, h)
-        fbo.clear(0.0, 0.0, 0.0, 0.0)
-        ctx.enable(moderngl.BLEND)
-        ctx.blend_func = BLEND_PREMULT
+    def _pass(self, frame: Frame, lod: dict[str, Any], hover: Any = ("none", -1)) -> Pass:
         lo, hi = self.lod.edge_px
-        detail = lod["neuron_edges"]
-        alpha = self.lod.context_edge_alpha if detail else 1.0
-        self.edges.draw(frame, lod["edges"], lod["segments"], self.lod.edge_width, lo, hi, alpha)
-        if detail:
-            segs = lod["neuron_segments"]
-            self.detail_edges.draw(frame, detail, segs, self.lod.edge_width, lo, hi)
-            self.detail_nodes.draw(frame, detail, premultiplied=True)
-        else:
-            self.nodes.draw(frame, lod["edges"], premultiplied=True)
-        if cache["msaa_fbo"] is not None:
-            ctx.copy_framebuffer(cache["fbo"], cache["msaa_fbo"])
-        self._edge_key, self._edge_data_key = key, data_key
-        self._edge_cam = (frame.camera, (w, h))
-        return cache["tex"], (1.0, 1.0, 0.0, 0.0), "redraw"
+        style = (self.lod.edge_width, lo, hi, self.lod.context_edge_alpha)
+        return Pass(frame, lod, hover, self.shared.cmap_v(self.theme, self.matrix_diverging), style)
+
+    def _draw_layer(self, layer: str, frame: Frame, lod: dict[str, Any], hover: Any = None) -> None:
+        p = self._pass(frame, lod, hover or (PickKind.NONE, -1))
+        for v in self.visuals:
+            if v.layer == layer:
+                v.render(p)
 
     def park(self) -> None:
         """Bind a framebuffer owned by the renderer.
@@ -625,32 +449,6 @@ class SceneRenderer:
         """
         self._pick_fbo.use()
 
-    def _ensure_cache(self, w: int, h: int) -> dict[str, Any]:
-        if self._cache.get("size") == (w, h):
-            return self._cache
-        self.park()
-        self._release_cache()
-        tex = self.ctx.texture((w, h), 4)
-        tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
-        tex.repeat_x = tex.repeat_y = False
-        fbo = self.ctx.framebuffer(color_attachments=[tex])
-        msaa_fbo = None
-        samples = min(self.msaa, self.ctx.max_samples)
-        if samples > 1:
-            rb = self.ctx.renderbuffer((w, h), 4, samples=samples)
-            msaa_fbo = self.ctx.framebuffer(color_attachments=[rb])
-            self._cache["rb"] = rb
-        self._cache.update(size=(w, h), tex=tex, fbo=fbo, msaa_fbo=msaa_fbo)
-        self._edge_key = self._edge_data_key = self._edge_cam = None
-        return self._cache
-
-    def _release_cache(self) -> None:
-        for k in ("msaa_fbo", "rb", "fbo", "tex"):
-            obj = self._cache.pop(k, None)
-            if obj is not None:
-                obj.release()
-        self._cache.clear()
-
     # ------------------------------------------------------------------ picking
     def pick(
         self,
@@ -658,7 +456,7 @@ class SceneRenderer:
         y: float,
         camera: Camera | None = None,
         viewport: Viewport | None = None,
-    ) -> tuple[str, int]:
+    ) -> tuple[PickKind, int]:
         """What is drawn at pixel ``(x, y)`` (top-left origin) of the last (or given) view.
 
         Renders the ID pass for that one pixel only, into the renderer's own 1×1 framebuffer;
@@ -667,8 +465,9 @@ class SceneRenderer:
         Returns
         -------
         (kind, index)
-            ``kind`` is ``"cluster"``, ``"neuron"`` (a patch or a matrix row), ``"bundle"``,
-            ``"edge"`` (index into ``scene.edges``) or ``"none"`` (index -1).
+            ``kind`` is a :class:`~cnnvis_gl.render.pick.PickKind` (a ``str``: ``"cluster"``,
+            ``"neuron"`` (a patch or a matrix row), ``"bundle"``, ``"edge"`` (index into
+            ``scene.edges``) or ``"none"`` (index -1)).
         """
         if camera is None or viewport is None:
             if self._last_view is None:
@@ -676,7 +475,7 @@ class SceneRenderer:
             camera = camera or self._last_view[0]
             viewport = viewport or self._last_view[1]
         if self.scene is None:
-            return ("none", -1)
+            return (PickKind.NONE, -1)
         ctx = self.ctx
         prev = ctx.fbo
         px, py = int(np.floor(x)), int(np.floor(y))
@@ -687,24 +486,17 @@ class SceneRenderer:
         ctx.viewport = (0, 0, 1, 1)
         self._pick_fbo.clear(0.0, 0.0, 0.0, 0.0)
         ctx.disable(moderngl.BLEND)
-        lo, hi = self.lod.edge_px
-        if lod["edges"]:
-            self.edges.draw(frame, lod["edges"], lod["segments"], self.lod.edge_width, lo, hi)
-            if not lod["neuron_edges"]:  # hidden under neuron-level edges (as drawn)
-                self.nodes.draw(frame, lod["edges"])
-        self.frames.draw(frame, lod["summary"], self._cmap_v())
-        if lod["patch_alpha"] >= 0.5:
-            self.patches.draw(frame, 1.0)
-        if lod["matrix"] and lod["summary"][1] < 0.5:
-            self.matrix.draw(frame, self._cmap_v())
+        p = self._pass(frame, lod)
+        for v in self.visuals:  # each decides whether it is pickable at this level of detail
+            if v.pick_kind is not None and (v.layer != "edges" or lod["edges"]):
+                v.render(p)
         raw = self._pick_fbo.read(components=4, alignment=1)
         ctx.enable(moderngl.BLEND)
         if prev is not None:
             prev.use()  # e.g. the window's framebuffer, which ImGui draws into next
-        kind = raw[0]
+        kind = PickKind.from_code(raw[0])
         index = (raw[1] << 16 | raw[2] << 8 | raw[3]) - 1
-        name = PICK_KINDS.get(kind, "none")
-        return (name, index) if name != "none" else ("none", -1)
+        return (kind, index) if kind is not PickKind.NONE else (PickKind.NONE, -1)
 
     def matrix_class_at(self, scene_x: float, neuron: int) -> int:
         """Class index under scene x-coordinate ``scene_x`` in ``neuron``'s matrix row."""
@@ -718,16 +510,11 @@ class SceneRenderer:
     # ------------------------------------------------------------------ cleanup
     def release(self) -> None:
         """Free every GL object (call before the context goes away)."""
-        for v in (self.patches, self.frames, self.matrix, self.nodes, self.edges, self.text):
+        for v in self.visuals:
             v.release()
-        self.detail_edges.release()
-        self.detail_nodes.release()
-        self._release_cache()
-        self._composite_vao.release()
-        self._composite.release()
+        self.edge_layer.release()
         # leave the default framebuffer bound, not a released one (see park())
         self.ctx.detect_framebuffer(0).use()
         self._pick_fbo.release()
-        self.cmap_tex.release()
         self.atlas.release()
         self.shared.release()

@@ -9,13 +9,14 @@ per-class texture (K texels).  Geometry buffers are never touched by those chang
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import moderngl
 import numpy as np
 
 from .camera import Camera, mat3_bytes
 from .gl import Uploads, data_texture_shape, pad_texels, set_uniform
-from .theme import Theme
+from .theme import Theme, colormap, diverging_colormap
 
 # texture units
 UNIT_CLUSTER_STATE = 0
@@ -42,6 +43,38 @@ class Frame:
         return self.camera.zoom
 
 
+@dataclass(frozen=True)
+class Pass:
+    """One pass over the visuals: a frame (drawn, or the ID pass when ``frame.pick``), its
+    level of detail (:meth:`SceneRenderer.level_of_detail`) and what every visual reads.
+
+    Attributes
+    ----------
+    hover
+        ``(kind, index)`` of the hovered thing (outlined by the visual of that kind).
+    cmap_v
+        Row of the colormap texture the matrices and summaries use.
+    edge_style
+        Ribbon width at the largest ``|w|`` (scene units), its min and max in pixels, and the
+        opacity of the cluster edges under neuron-level edges.
+    """
+
+    frame: Frame
+    lod: dict[str, Any]
+    hover: tuple[str, int] = ("none", -1)
+    cmap_v: float = 0.0
+    edge_style: tuple[float, float, float, float] = (5.0, 0.8, 22.0, 0.3)
+
+    def hovered(self, kind: str) -> int:
+        """Index of the hovered thing if it is of ``kind``, else -1."""
+        return int(self.hover[1]) if self.hover[0] == kind else -1
+
+    @property
+    def neuron_edges(self) -> bool:
+        """Neuron-level edges replace the cluster edges' nodes in this pass."""
+        return bool(self.lod.get("neuron_edges"))
+
+
 class SharedState:
     """Unit quad + appearance state of the current scene (see module docstring)."""
 
@@ -59,6 +92,26 @@ class SharedState:
         self.any_class = False
         self.any_cluster_selected = False
         self._resize(0, 0, 0)
+        self.cmap_names, self.cmap_tex = self._colormap_texture()
+
+    # ------------------------------------------------------------------ colour scales
+    def _colormap_texture(self) -> tuple[list[str], moderngl.Texture]:
+        """One row per colour scale (matrices, summaries): the themes' and the diverging ones."""
+        names = ["viridis", "blues", "diverging:dark", "diverging:light"]
+        rows = np.stack(
+            [diverging_colormap(n[10:]) if n.startswith("diverging:") else colormap(n) for n in names]
+        )  # [M, 256, 3]
+        tex = self.ctx.texture((256, len(names)), 3, np.ascontiguousarray(rows).tobytes())
+        tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
+        tex.repeat_x = tex.repeat_y = False
+        self.uploads["colormaps"] += 1
+        return names, tex
+
+    def cmap_v(self, theme: Theme, diverging: bool = False) -> float:
+        """The texture coordinate of ``theme``'s colour scale (or its diverging one)."""
+        name = f"diverging:{theme.name}" if diverging else theme.colormap
+        row = self.cmap_names.index(name) if name in self.cmap_names else 0
+        return (row + 0.5) / len(self.cmap_names)
 
     # ------------------------------------------------------------------ sizes
     def _resize(self, n_clusters: int, n_neurons: int, n_classes: int) -> None:
@@ -122,6 +175,6 @@ class SharedState:
         set_uniform(prog, "u_dim", float(frame.theme.dim))
 
     def release(self) -> None:
-        for obj in (self.quad, self.cluster_tex, self.class_tex, self.neuron_buf):
+        for obj in (self.quad, self.cluster_tex, self.class_tex, self.neuron_buf, self.cmap_tex):
             if obj is not None:
                 obj.release()

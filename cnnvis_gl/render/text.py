@@ -15,7 +15,7 @@ import numpy as np
 from ..layout.scene import Label
 from .font import BASE_CHARS, GlyphAtlas, build_glyph_atlas
 from .gl import set_uniform
-from .state import UNIT_MAIN, Frame, SharedState
+from .state import UNIT_MAIN, Frame, Pass, SharedState
 from .visual import Visual
 
 GEOMETRY = np.dtype(
@@ -37,7 +37,6 @@ class TextVisual(Visual):
     """All labels of the scene in one instanced draw."""
 
     VERT, FRAG = "text.vert", "text.frag"
-    pickable = False
 
     def __init__(self, ctx: moderngl.Context, shared: SharedState) -> None:
         super().__init__(ctx, shared)
@@ -96,6 +95,10 @@ class TextVisual(Visual):
                 ),
             ]
         )
+
+    def render(self, p: Pass) -> None:
+        if not p.frame.pick:
+            self.draw(p.frame)
 
     def draw(self, frame: Frame) -> None:
         if not self.count or frame.pick:

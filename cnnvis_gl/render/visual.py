@@ -1,4 +1,11 @@
-"""Base class of the visuals: a draw program and a pick program over the same buffers."""
+"""Base class of the visuals: a draw program and a pick program over the same buffers.
+
+A visual is one module: a :class:`Visual` subclass with its shader pair, ``upload`` methods
+for its part of the scene, and :meth:`Visual.render`, which draws it for a
+:class:`~cnnvis_gl.render.state.Pass` (or writes its ids, in the ID pass).  Its ``layer`` says
+where :class:`~cnnvis_gl.render.renderer.SceneRenderer` draws it (the cached edge layer or the
+scene over it) and ``pick_kind`` what its ids are (``None``: not pickable).
+"""
 
 from __future__ import annotations
 
@@ -7,27 +14,30 @@ from typing import Any
 import moderngl
 
 from .gl import program
-from .state import Frame, SharedState
+from .pick import PickKind
+from .state import Frame, Pass, SharedState
 
 
 class Visual:
     """One kind of scene element (patches, frames, matrices, nodes, edges, labels).
 
     Subclasses compile ``VERT``/``FRAG``; :meth:`upload` writes geometry once per scene and
-    :meth:`draw` only sets uniforms.  ``pickable`` visuals also compile the shaders with
-    ``PICK`` defined, which writes ids instead of colours.
+    :meth:`draw` only sets uniforms.  Pickable visuals (``pick_kind`` set) also compile the
+    shaders with ``PICK`` defined, which writes ids instead of colours.
     """
 
     VERT = ""
     FRAG = ""
-    pickable = True
+    layer = "scene"  # "edges": drawn into the cached edge layer; "scene": over it
+    pick_kind: PickKind | None = None  # what the ID pass writes (None: not pickable)
 
     def __init__(self, ctx: moderngl.Context, shared: SharedState) -> None:
         self.ctx = ctx
         self.shared = shared
         self.uploads = shared.uploads
         self.prog = program(ctx, self.VERT, self.FRAG)
-        self.pick_prog = program(ctx, self.VERT, self.FRAG, {"PICK": 1}) if self.pickable else None
+        pickable = self.pick_kind is not None
+        self.pick_prog = program(ctx, self.VERT, self.FRAG, {"PICK": 1}) if pickable else None
         self.vaos: dict[str, moderngl.VertexArray] = {}
         self.count = 0
 
@@ -41,6 +51,10 @@ class Visual:
         self._vertex_array("draw", self.prog, content)
         if self.pick_prog is not None:
             self._vertex_array("pick", self.pick_prog, content)
+
+    def render(self, p: Pass) -> None:
+        """Draw for pass ``p`` (in the ID pass, write ids if it is pickable at this detail)."""
+        raise NotImplementedError
 
     def active(self, frame: Frame) -> tuple[moderngl.Program, moderngl.VertexArray | None]:
         """Program and VAO for ``frame`` (draw or pick), with the common uniforms set."""

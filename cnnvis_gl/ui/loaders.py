@@ -27,7 +27,7 @@ from .training import activation_difference, load_training, scalars_signature
 if TYPE_CHECKING:
     from .app import App
 
-__all__ = ["Compare", "Flags", "Loader", "NeuronEdges", "Training", "loaders"]
+__all__ = ["Compare", "Flags", "Loader", "Loaders", "NeuronEdges", "Training"]
 
 
 class Loader:
@@ -122,7 +122,7 @@ class Training(Loader):
         key = (steps, self._signature)
         if not steps or key == self.loaded:
             return None
-        units = self.app.training_units()
+        units = self.app.inspect.training_units()
         known = st.debug.training.metas if st.debug.training is not None else {}
         run_dir = st.run_dir
         return key, lambda: load_training(run_dir, steps, units, known)
@@ -155,13 +155,13 @@ class Compare(Loader):
         if key is None:
             if r is not None and r.matrix_diverging:
                 r.set_matrix_values(None)
-                app.touch()
+                app.view.touch()
             st.debug.compare_diff, self.shown = None, None
             return None
         if key == self.shown and self._neurons is st.scene.neurons:
             if st.debug.compare_diff is not None and r is not None and not r.matrix_diverging:
                 r.set_matrix_values(st.debug.compare_diff)  # the renderer re-uploaded neurons
-                app.touch()
+                app.view.touch()
             return None
         scene, snap, other, run_dir = st.scene, st.snapshot, key[1], st.run_dir
         cached = self.snapshots.get(other)
@@ -189,7 +189,7 @@ class Compare(Loader):
         self.shown, self._neurons = key, st.scene.neurons
         if app.renderer is not None:
             app.renderer.set_matrix_values(diff)
-        app.touch()
+        app.view.touch()
 
     def failed(self, key: tuple, error: Exception) -> None:
         self.app.state.debug.compare = None
@@ -237,7 +237,7 @@ class NeuronEdges(Loader):
         st.debug.neuron_edges_info = (
             f"{result.kept:,} of {result.weights:,} neuron weights among {len(covered)} clusters"
         )
-        app.touch()
+        app.view.touch()
 
     def failed(self, key: tuple, error: Exception) -> None:
         # not asked again until the scene or the view changes
@@ -250,6 +250,21 @@ class NeuronEdges(Loader):
         self.app.state.debug.neuron_edges_info = ""
 
 
-def loaders(app: App) -> tuple[Flags, Training, Compare, NeuronEdges]:
-    """One loader of each kind, in the order they are ticked."""
-    return Flags(app), Training(app), Compare(app), NeuronEdges(app)
+class Loaders:
+    """One loader of each kind, ticked in this order each frame."""
+
+    def __init__(self, app: App) -> None:
+        self.flags = Flags(app)
+        self.training = Training(app)
+        self.compare = Compare(app)
+        self.neuron_edges = NeuronEdges(app)
+        self.all: tuple[Loader, ...] = (self.flags, self.training, self.compare, self.neuron_edges)
+
+    def tick(self, now: float) -> None:
+        for loader in self.all:
+            loader.tick(now)
+
+    @property
+    def loading(self) -> bool:
+        """Whether a load of the debugging view (flags, curves, a difference, …) is running."""
+        return any(ld.in_flight is not None for ld in self.all)

@@ -1,7 +1,7 @@
 """The viewer's state: one typed :class:`AppState`, plain data, no imgui or OpenGL.
 
-Panels read it and call the controller's commands (:class:`cnnvis_gl.ui.app.App`); the
-controller changes it between frames.  Selections are kept by *stable keys* (cluster ids,
+Panels read it and call the commands of :class:`cnnvis_gl.ui.actions.Actions`; background
+results are applied to it between frames.  Selections are kept by *stable keys* (cluster ids,
 ``(unit, channel)`` of neurons, class indices), never by indices into the current Scene, so they
 survive edits, re-layouts and snapshot switches.
 """
@@ -33,6 +33,7 @@ __all__ = [
     "JobStatus",
     "DragState",
     "DebugState",
+    "PanelState",
     "AppState",
 ]
 
@@ -220,6 +221,31 @@ class DebugState:
 
 
 @dataclass
+class PanelState:
+    """What panels keep between frames (and tests read: where things were drawn).
+
+    Attributes
+    ----------
+    move_choice
+        The cluster picked in the Neuron panel's "move to" combo.
+    widget_ids
+        ImGui ids of some widgets, by name (tests click them).
+    plot_points
+        Per plot, per step: the screen position of its point (tests click them).
+    flag_badges
+        The flag badges drawn on the network view this frame, with their screen rectangles.
+    flag_tooltip
+        The flag message shown in a tooltip this frame.
+    """
+
+    move_choice: int | None = None
+    widget_ids: dict[str, int] = field(default_factory=dict)
+    plot_points: dict[str, dict[int, tuple[float, float]]] = field(default_factory=dict)
+    flag_badges: list[tuple[Any, tuple[float, float, float, float]]] = field(default_factory=list)
+    flag_tooltip: str | None = None
+
+
+@dataclass
 class AppState:
     """Everything the viewer shows and edits.
 
@@ -250,7 +276,10 @@ class AppState:
     follow
         Switch to each new snapshot as it arrives.
     hover
-        What the pointer is over in the network view, ``(kind, index)``.
+        What the pointer is over in the network view, ``(kind, index)``
+        (kind: a :class:`~cnnvis_gl.render.pick.PickKind`).
+    debug, panels
+        The debugging view's choices and results; what panels keep between frames.
     """
 
     run_dir: Path
@@ -274,6 +303,7 @@ class AppState:
     hover: tuple[str, int] = ("none", -1)
     drag: DragState | None = None
     debug: DebugState = field(default_factory=DebugState)
+    panels: PanelState = field(default_factory=PanelState)
     frame_ms: deque[float] = field(default_factory=lambda: deque(maxlen=120))
     render_ms: deque[float] = field(default_factory=lambda: deque(maxlen=120))
     frames: int = 0

@@ -1,7 +1,8 @@
 """The dockable panels, one module each, and the docking layout that places them (as data).
 
-Each panel is a plain function of the app (:class:`~cnnvis_gl.ui.app.App`) that reads its
-state and calls its commands.  Adding a panel is one module here plus one line in
+Each panel is a plain function of ``(state, actions)``: it reads the
+:class:`~cnnvis_gl.ui.state.AppState` and calls the commands of
+:class:`~cnnvis_gl.ui.actions.Actions`.  Adding a panel is one module here plus one line in
 :data:`PANELS`; :func:`~cnnvis_gl.ui.app.runner_params` builds the dock from this registry.
 """
 
@@ -20,7 +21,8 @@ from .snapshots import snapshots_panel
 from .training import training_panel
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..actions import Actions
+    from ..state import AppState
 
 __all__ = ["DOCK_SPLITS", "PANELS", "Panel", "Split", "menus", "status_bar"]
 
@@ -41,7 +43,7 @@ class Panel:
 
     title: str
     space: str
-    draw: Callable[[App], None]
+    draw: Callable[[AppState, Actions], None]
     own_begin: bool = False  # the panel calls begin / end itself (style pushed around begin)
     focus: bool = False  # the selected tab of its dock space at start
     closable: bool = True

@@ -13,13 +13,13 @@ from ..widgets import (
 )
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..actions import Actions
+    from ..state import AppState
 
 __all__ = ["status_bar", "menus"]
 
 
-def status_bar(app: App) -> None:
-    st = app.state
+def status_bar(st: AppState, act: Actions) -> None:
     s = st.scene
     parts = []
     if s is not None:
@@ -45,24 +45,24 @@ def status_bar(app: App) -> None:
         imgui.text_colored(MUTED, "  " + st.jobs.message[:120])
 
 
-def menus(app: App) -> None:
+def menus(st: AppState, act: Actions) -> None:
     if imgui.begin_menu("Edit"):
-        h = app.state.history
+        h = st.history
         if imgui.menu_item("Undo", "Ctrl+Z", False, bool(h.undo))[0]:
-            app.undo()
+            act.undo()
         if imgui.menu_item("Redo", "Ctrl+Shift+Z", False, bool(h.redo))[0]:
-            app.redo()
+            act.redo()
         imgui.separator()
-        if imgui.menu_item("Reset clustering", "", False, app.state.edits.pinned)[0]:
-            app.reset_clustering()
+        if imgui.menu_item("Reset clustering", "", False, st.edits.pinned)[0]:
+            act.reset_clustering()
         imgui.end_menu()
     if imgui.begin_menu("Network"):
         if imgui.menu_item("Fit all", "F", False)[0]:
-            app.fit_all()
+            act.fit_all()
         if imgui.menu_item("Save screenshot", "", False)[0]:
-            app.request_screenshot()
+            act.shots.request()
         if imgui.menu_item("Copy render command", "", False)[0]:
-            app.copy_render_command()
+            act.shots.copy_render_command()
         if imgui.is_item_hovered():
             imgui.set_tooltip("A `cnnvis render` command line that draws this view to a PNG")
         imgui.end_menu()

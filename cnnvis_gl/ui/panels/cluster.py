@@ -16,14 +16,14 @@ from ..widgets import (
 )
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..actions import Actions
+    from ..state import AppState
 
 __all__ = ["cluster_panel"]
 
 
-def cluster_panel(app: App) -> None:
+def cluster_panel(st: AppState, act: Actions) -> None:
     """The selected cluster: facet, packing picture, activation matrix, neurons."""
-    st = app.state
     s = st.scene
     ci = st.cluster_index(st.selection.cluster)
     if s is None or ci is None:
@@ -45,28 +45,28 @@ def cluster_panel(app: App) -> None:
     facet = int(c.facet[ci])
     for f, name in enumerate(FACETS):
         if imgui.radio_button(f"{name}##cf", facet == f) and facet != f:
-            app.set_facet(f, [cid])
+            act.set_facet(f, [cid])
         if f == 0:
             imgui.same_line()
     imgui.same_line()
     if imgui.small_button("Zoom"):
-        app.zoom_to_cluster(ci)
+        act.zoom_to_cluster(ci)
     imgui.text_disabled(
         f"packing density {float(c.density[ci]):.2f} · row order score {float(c.order_score[ci]):.2f}"
     )
     if imgui.begin_tab_bar("cluster_tabs"):
         if imgui.begin_tab_item("Packing")[0]:
-            tex = app.packing_picture(ci)
+            tex = act.inspect.packing_picture(ci)
             if tex is None:
                 imgui.text_disabled("drawing …")
             else:
                 image_fit(tex.glo, tex.size, imgui.get_content_region_avail().x)
             imgui.end_tab_item()
         if imgui.begin_tab_item("Matrix")[0]:
-            _matrix(app, ci)
+            _matrix(st, act, ci)
             imgui.end_tab_item()
         if imgui.begin_tab_item("Neurons")[0]:
-            _neuron_table(app, ci)
+            _neuron_table(st, act, ci)
             imgui.end_tab_item()
         imgui.end_tab_bar()
 
@@ -83,9 +83,8 @@ def _cmap(v: np.ndarray) -> np.ndarray:
     return (0xFF << 24) | (rgb[..., 2] << 16) | (rgb[..., 1] << 8) | rgb[..., 0]
 
 
-def _matrix(app: App, ci: int) -> None:
+def _matrix(st: AppState, act: Actions, ci: int) -> None:
     """The activation matrix (rows in Held–Karp order, columns in the global class order)."""
-    st = app.state
     s = st.scene
     assert s is not None and st.snapshot is not None
     rows = st.cluster_neurons(ci)
@@ -138,11 +137,10 @@ def _matrix(app: App, ci: int) -> None:
                 f"neuron {int(s.neurons.index[n])} · {cls}: {float(vals[r, j]):.2f} (of layer max)"
             )
             if imgui.is_mouse_clicked(imgui.MouseButton_.left):
-                app.select_neuron(st.neuron_key(int(n)))
+                act.select_neuron(st.neuron_key(int(n)))
 
 
-def _neuron_table(app: App, ci: int) -> None:
-    st = app.state
+def _neuron_table(st: AppState, act: Actions, ci: int) -> None:
     s = st.scene
     assert s is not None and st.snapshot is not None
     rows = st.cluster_neurons(ci)
@@ -169,7 +167,7 @@ def _neuron_table(app: App, ci: int) -> None:
             imgui.table_next_column()
             label = f"{s.units[int(s.neurons.unit[n])]} · {int(s.neurons.index[n])}##n{n}"
             if imgui.selectable(label, n == sel, imgui.SelectableFlags_.span_all_columns)[0]:
-                app.select_neuron(st.neuron_key(n))
+                act.select_neuron(st.neuron_key(n))
             imgui.table_next_column()
             imgui.text(f"{float(s.neurons.importance[n]):.2f}")
             imgui.table_next_column()

@@ -13,14 +13,14 @@ from ..widgets import (
 )
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..actions import Actions
+    from ..state import AppState
 
 __all__ = ["compare_controls"]
 
 
-def compare_controls(app: App) -> None:
+def compare_controls(st: AppState, act: Actions) -> None:
     """Choose the step to compare with (the matrices show current − other)."""
-    st = app.state
     other = st.debug.compare
     imgui.align_text_to_frame_padding()
     imgui.text("Compare with")
@@ -28,15 +28,15 @@ def compare_controls(app: App) -> None:
     imgui.set_next_item_width(em(7))
     preview = "off" if other is None else f"step {other}"
     opened = imgui.begin_combo("##compare", preview)
-    app.widget_ids["compare"] = imgui.get_item_id()  # tests open it by id
+    st.panels.widget_ids["compare"] = imgui.get_item_id()  # tests open it by id
     if opened:
         if imgui.selectable("off", other is None)[0]:
-            app.set_compare(None)
+            act.set_compare(None)
         for s in st.steps:
             if s == st.step:
                 continue
             if imgui.selectable(f"step {s}", s == other)[0]:
-                app.set_compare(s)
+                act.set_compare(s)
         imgui.end_combo()
     if imgui.is_item_hovered():
         imgui.set_tooltip("the activation matrices show (this step) − (that step)")

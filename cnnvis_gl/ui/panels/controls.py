@@ -18,14 +18,14 @@ from ..widgets import (
 )
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..actions import Actions
+    from ..state import AppState
 
 __all__ = ["controls_panel"]
 
 
-def controls_panel(app: App) -> None:
+def controls_panel(st: AppState, act: Actions) -> None:
     """Facets, edges, classes, clustering per group, edit history, theme."""
-    st = app.state
     if st.scene is None:
         hint(st.jobs.message or "Loading …")
         return
@@ -34,7 +34,7 @@ def controls_panel(app: App) -> None:
         imgui.text("Facet of all clusters")
         for f, name in enumerate(FACETS):
             if imgui.radio_button(name, st.facet == f) and st.facet != f:
-                app.set_facet(f)
+                act.set_facet(f)
             if f == 0:
                 imgui.same_line()
         imgui.spacing()
@@ -43,12 +43,12 @@ def controls_panel(app: App) -> None:
         pct = int(round(st.edge_fraction * 100))
         changed, pct = imgui.slider_int("##edges", pct, 1, 100, "keep top %d%% by |w|")
         if changed:
-            app.preview_threshold(pct / 100.0)
+            act.preview_threshold(pct / 100.0)
         if imgui.is_item_deactivated_after_edit():
-            app.set_threshold(pct / 100.0)
+            act.set_threshold(pct / 100.0)
         changed, on = imgui.checkbox("Neuron edges when zoomed in", st.neuron_edges)
         if changed:
-            app.set_neuron_edges(on)
+            act.set_neuron_edges(on)
         if imgui.is_item_hovered():
             imgui.set_tooltip(
                 "Zoomed in so that patches are large, the edges join neurons instead of\n"
@@ -58,7 +58,7 @@ def controls_panel(app: App) -> None:
         if st.debug.neuron_edges_info:
             imgui.text_disabled(st.debug.neuron_edges_info)
         if imgui.button("Fit all"):
-            app.fit_all()
+            act.fit_all()
         imgui.same_line()
         imgui.text("Theme")
         imgui.same_line()
@@ -66,21 +66,20 @@ def controls_panel(app: App) -> None:
         if imgui.begin_combo("##theme", st.theme):
             for t in THEMES:
                 if imgui.selectable(t, t == st.theme)[0]:
-                    app.set_theme(t)
+                    act.set_theme(t)
             imgui.end_combo()
 
     if section("Classes"):
-        _classes(app)
+        _classes(st, act)
 
     if section("Layer groups"):
-        _groups(app)
+        _groups(st, act)
 
     if section("Edits"):
-        _edits(app)
+        _edits(st, act)
 
 
-def _classes(app: App) -> None:
-    st = app.state
+def _classes(st: AppState, act: Actions) -> None:
     assert st.snapshot is not None
     names = st.snapshot.classes
     sel = set(st.selection.classes)
@@ -94,22 +93,21 @@ def _classes(app: App) -> None:
             if changed:
                 new = set(sel)
                 (new.add if on else new.discard)(c)
-                app.select_classes(new)
+                act.select_classes(new)
         imgui.end_table()
     if imgui.button("Clear##classes"):
-        app.select_classes(set())
+        act.select_classes(set())
     imgui.same_line()
     imgui.set_next_item_width(-1)
     q = int(round(st.selection.quantile * 100))
     changed, q = imgui.slider_int("##quantile", q, 1, 100, "top %d%% of each layer")
     if changed:
-        app.select_classes(sel, quantile=q / 100.0)
+        act.select_classes(sel, quantile=q / 100.0)
 
 
-def _groups(app: App) -> None:
-    st = app.state
+def _groups(st: AppState, act: Actions) -> None:
     assert st.snapshot is not None
-    busy = app.edit_pending
+    busy = act.edit_pending
     flags = (
         imgui.TableFlags_.row_bg
         | imgui.TableFlags_.borders_inner_h
@@ -142,7 +140,7 @@ def _groups(app: App) -> None:
                 label = "K-Means" if m == "kmeans" else "MeanShift"
                 if imgui.selectable(label, m == gs.method)[0] and m != gs.method:
                     gs.method = m
-                    app.set_clustering(g.name, gs.method, gs.k or None)
+                    act.set_clustering(g.name, gs.method, gs.k or None)
             imgui.end_combo()
         imgui.table_next_column()
         imgui.set_next_item_width(-1)
@@ -151,7 +149,7 @@ def _groups(app: App) -> None:
         if changed:
             gs.k = int(min(max(k, 0), max(n, 1)))
         if imgui.is_item_deactivated_after_edit():
-            app.set_clustering(g.name, gs.method, gs.k or None)
+            act.set_clustering(g.name, gs.method, gs.k or None)
         if imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
             imgui.set_tooltip("number of clusters (auto: best silhouette)")
         imgui.end_disabled()
@@ -159,7 +157,7 @@ def _groups(app: App) -> None:
         if len(g.units) > 1:
             changed, on = imgui.checkbox("##expand", gs.expanded)
             if changed:
-                app.set_expanded(g.name, on)
+                act.set_expanded(g.name, on)
             if imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
                 imgui.set_tooltip("expand the group into one row per layer")
         else:
@@ -169,17 +167,16 @@ def _groups(app: App) -> None:
     imgui.end_table()
 
 
-def _edits(app: App) -> None:
-    st = app.state
+def _edits(st: AppState, act: Actions) -> None:
     h = st.history
-    busy = app.edit_pending
-    _history_button("Undo", "Ctrl+Z", h.undo, busy, app.undo)
+    busy = act.edit_pending
+    _history_button("Undo", "Ctrl+Z", h.undo, busy, act.undo)
     imgui.same_line()
-    _history_button("Redo", "Ctrl+Shift+Z", h.redo, busy, app.redo)
+    _history_button("Redo", "Ctrl+Shift+Z", h.redo, busy, act.redo)
     imgui.same_line()
     imgui.begin_disabled(busy or not st.edits.pinned)
     if imgui.button("Reset clustering"):
-        app.reset_clustering()
+        act.reset_clustering()
     imgui.end_disabled()
     if h.undo:
         imgui.text_disabled(f"last: {h.undo[-1].label}")

@@ -27,14 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 from imgui_bundle import imgui
 
-from ...render.theme import diverging_colormap
+from ...render.theme import diverging_colormap, get_theme
 from ..training import flag_rows, row_right_end, style_of
 from ..widgets import (
     em,
 )
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..actions import Actions
+    from ..state import AppState
 
 __all__ = [
     "WINDOW",
@@ -60,7 +61,7 @@ ZOOM_STEP = 1.25  # per wheel notch
 DRAG_THRESHOLD = 4.0  # pixels before a press becomes a drag
 
 
-def network_view(app: App) -> None:
+def network_view(st: AppState, act: Actions) -> None:
     """The dockable network view (hello_imgui calls it; it calls ``begin``/``end`` itself)."""
     imgui.push_style_var(imgui.StyleVar_.window_padding, imgui.ImVec2(0, 0))
     flags = (
@@ -71,28 +72,28 @@ def network_view(app: App) -> None:
     visible = imgui.begin(WINDOW, None, flags)[0]
     imgui.pop_style_var()
     if visible:
-        _canvas(app)
+        _canvas(st, act)
     imgui.end()
 
 
-def _canvas(app: App) -> None:
-    st = app.state
+def _canvas(st: AppState, act: Actions) -> None:
     origin = imgui.get_cursor_screen_pos()
     avail = imgui.get_content_region_avail()
     w, h = int(avail.x), int(avail.y)
     if w < 8 or h < 8:
         return
-    app.canvas_origin = (origin.x, origin.y)
-    app.render_view((w, h))
-    if app.target is not None and app.target.glo:
+    act.view.origin = (origin.x, origin.y)
+    act.view.render((w, h))
+    texture = act.view.texture
+    if texture:
         imgui.image(
-            imgui.ImTextureRef(app.target.glo),
+            imgui.ImTextureRef(texture),
             imgui.ImVec2(w, h),
             imgui.ImVec2(0, 1),
             imgui.ImVec2(1, 0),
         )
     # flag badges first: their buttons then win the hover over the view's button
-    badges = flag_badges(app, (origin.x, origin.y), (w, h))
+    badges = flag_badges(st, act, (origin.x, origin.y), (w, h))
     imgui.set_cursor_screen_pos(origin)
     buttons = (
         imgui.ButtonFlags_.mouse_button_left
@@ -101,14 +102,13 @@ def _canvas(app: App) -> None:
     )
     imgui.invisible_button(CANVAS_ID, imgui.ImVec2(w, h), buttons)
     if st.scene is not None:
-        _input(app, (origin.x, origin.y), (w, h))
-    draw_flag_badges(app, badges)
-    compare_legend(app, (origin.x, origin.y), (w, h))
-    _overlay(app, (origin.x, origin.y), (w, h))
+        _input(st, act, (origin.x, origin.y), (w, h))
+    draw_flag_badges(st, act, badges)
+    compare_legend(st, act, (origin.x, origin.y), (w, h))
+    _overlay(st, act, (origin.x, origin.y), (w, h))
 
 
-def _input(app: App, origin: tuple[float, float], size: tuple[int, int]) -> None:
-    st = app.state
+def _input(st: AppState, act: Actions, origin: tuple[float, float], size: tuple[int, int]) -> None:
     io = imgui.get_io()
     cam = st.camera
     hovered = imgui.is_item_hovered()
@@ -118,19 +118,19 @@ def _input(app: App, origin: tuple[float, float], size: tuple[int, int]) -> None
 
     # hover + tooltip
     if hovered and inside and not (active and st.drag is None and _dragging()):
-        app.hover_at(mx, my)
+        act.view.hover_at(mx, my)
     elif not hovered and st.hover[0] != "none":
-        app.set_hover(("none", -1))
+        act.view.set_hover(("none", -1))
 
     # zoom at the cursor (animated)
     if hovered and io.mouse_wheel != 0.0:
         factor = ZOOM_STEP ** float(io.mouse_wheel)
         cam.zoom_at(factor, mx, my)
-        app.touch()
+        act.view.touch()
 
     # press: maybe the start of a neuron drag
     if imgui.is_item_activated() and imgui.is_mouse_clicked(imgui.MouseButton_.left):
-        app.press_at(mx, my)
+        act.view.press_at(mx, my)
 
     # drag: move a neuron, or pan
     if active:
@@ -140,38 +140,38 @@ def _input(app: App, origin: tuple[float, float], size: tuple[int, int]) -> None
             if not st.drag.active and (dx * dx + dy * dy) ** 0.5 > DRAG_THRESHOLD:
                 st.drag.active = True
             if st.drag.active:
-                _drag_feedback(app, mx, my, origin)
+                _drag_feedback(st, act, mx, my, origin)
         elif _dragging() and (delta.x or delta.y):
             cam.jump(cam.current.pan(delta.x, delta.y))
             cam.panning = True
-            app.touch()
+            act.view.touch()
 
     # release
     if imgui.is_item_deactivated():
         if cam.panning:
             cam.panning = False
-            app.touch()  # the pan's warped edge layer is drawn afresh
+            act.view.touch()  # the pan's warped edge layer is drawn afresh
         drag = st.drag
         st.drag = None
         if drag is not None and drag.active:
-            app.drop_neuron(drag.neuron, mx, my)
+            act.view.drop_neuron(drag.neuron, mx, my)
         elif imgui.is_mouse_released(imgui.MouseButton_.left) and not _moved(io):
-            app.click_at(mx, my)
+            act.view.click_at(mx, my)
 
     if hovered and imgui.is_mouse_double_clicked(imgui.MouseButton_.left):
-        app.double_click_at(mx, my)
+        act.view.double_click_at(mx, my)
 
     if hovered and imgui.is_key_pressed(imgui.Key.f, False) and not io.want_text_input:
-        app.fit_all()
+        act.fit_all()
 
     if hovered and imgui.is_mouse_released(imgui.MouseButton_.right) and not _moved(io, 1):
-        app.click_at(mx, my)
+        act.view.click_at(mx, my)
         imgui.open_popup("view_context")
-    _context_menu(app)
+    _context_menu(st, act)
 
     if hovered and st.drag is None and st.hover[0] != "none":
-        _hover_outline(app)
-        _tooltip(app)
+        _hover_outline(st, act)
+        _tooltip(st, act)
 
 
 def _dragging() -> bool:
@@ -186,9 +186,10 @@ def _moved(io: imgui.IO, button: int = 0) -> bool:
     return d > DRAG_THRESHOLD * DRAG_THRESHOLD
 
 
-def _drag_feedback(app: App, mx: float, my: float, origin: tuple[float, float]) -> None:
+def _drag_feedback(
+    st: AppState, act: Actions, mx: float, my: float, origin: tuple[float, float]
+) -> None:
     """A line from the dragged neuron to the pointer and a tooltip naming the drop target."""
-    st = app.state
     assert st.drag is not None and st.scene is not None
     i = st.neuron_index(st.drag.neuron)
     if i is None:
@@ -203,15 +204,15 @@ def _drag_feedback(app: App, mx: float, my: float, origin: tuple[float, float]) 
     b = imgui.ImVec2(origin[0] + mx, origin[1] + my)
     dl.add_line(a, b, col, 2.0)
     dl.add_circle_filled(a, 4.0, col)
-    target = app.drop_target(st.drag.neuron, mx, my)
+    target = act.view.drop_target(st.drag.neuron, mx, my)
     imgui.set_tooltip(f"Move neuron {st.drag.neuron[1]} of {st.drag.neuron[0]}\n→ {target[1]}")
 
 
-def _hover_outline(app: App) -> None:
-    rect = app.hover_rect()
+def _hover_outline(st: AppState, act: Actions) -> None:
+    rect = act.view.hover_rect()
     if rect is None:
         return
-    hover = app.renderer.theme.hover if app.renderer is not None else (0.55, 0.85, 1.0, 1.0)
+    hover = get_theme(st.theme).hover
     col = imgui.get_color_u32(imgui.ImVec4(*hover))
     x0, y0, x1, y1 = rect
     dl = imgui.get_window_draw_list()
@@ -220,8 +221,8 @@ def _hover_outline(app: App) -> None:
     )
 
 
-def _tooltip(app: App) -> None:
-    lines = app.hover_text()
+def _tooltip(st: AppState, act: Actions) -> None:
+    lines = act.view.hover_text()
     if lines:
         imgui.begin_tooltip()
         imgui.text(lines[0])
@@ -230,8 +231,7 @@ def _tooltip(app: App) -> None:
         imgui.end_tooltip()
 
 
-def _context_menu(app: App) -> None:
-    st = app.state
+def _context_menu(st: AppState, act: Actions) -> None:
     if not imgui.begin_popup("view_context"):
         return
     ci = st.cluster_index(st.selection.cluster)
@@ -239,25 +239,26 @@ def _context_menu(app: App) -> None:
     if ci is not None:
         imgui.text_disabled(st.cluster_name(ci))
         if imgui.menu_item("Zoom to cluster", "", False)[0]:
-            app.zoom_to_cluster(ci)
+            act.zoom_to_cluster(ci)
         facet = int(st.scene.clusters.facet[ci]) if st.scene is not None else 0
         label = "Show learned features" if facet else "Show activation matrix"
         if imgui.menu_item(label, "", False)[0]:
-            app.set_facet(1 - facet, [int(st.scene.clusters.id[ci])])
+            act.set_facet(1 - facet, [int(st.scene.clusters.id[ci])])
     if ni is not None and st.selection.neuron is not None:
         imgui.separator()
         imgui.text_disabled(f"neuron {st.selection.neuron[1]} of {st.selection.neuron[0]}")
         if imgui.menu_item("Move to a new cluster", "", False)[0]:
-            app.move_neuron(st.selection.neuron, None)
+            act.move_neuron(st.selection.neuron, None)
     imgui.separator()
     if imgui.menu_item("Fit all", "F", False)[0]:
-        app.fit_all()
+        act.fit_all()
     imgui.end_popup()
 
 
-def _overlay(app: App, origin: tuple[float, float], size: tuple[int, int]) -> None:
+def _overlay(
+    st: AppState, act: Actions, origin: tuple[float, float], size: tuple[int, int]
+) -> None:
     """Hints and background-work status drawn over the view's top-left corner."""
-    st = app.state
     dl = imgui.get_window_draw_list()
     pad = 8.0
     lines = []
@@ -292,8 +293,9 @@ class Badge:
         return "\n".join(f.message for f in self.flags)
 
 
-def _badges(app: App, origin: tuple[float, float], size: tuple[int, int]) -> list[Badge]:
-    st = app.state
+def _badges(
+    st: AppState, act: Actions, origin: tuple[float, float], size: tuple[int, int]
+) -> list[Badge]:
     s, snap = st.scene, st.snapshot
     if s is None or snap is None or not st.debug.flags or st.debug.flags_step != st.step:
         return []
@@ -310,8 +312,8 @@ def _badges(app: App, origin: tuple[float, float], size: tuple[int, int]) -> lis
         for f in flags:
             kinds.setdefault(f.kind, []).append(f)
         x, y0, y1 = row_right_end(s, row)
-        sx, sy0 = app.screen_pos(x, y0)
-        _, sy1 = app.screen_pos(x, y1)
+        sx, sy0 = act.view.screen_pos(x, y0)
+        _, sy1 = act.view.screen_pos(x, y1)
         cy = (sy0 + sy1) / 2.0
         if cy < y_lo or cy > y_hi:
             continue
@@ -329,27 +331,27 @@ def badge_id(b: Badge) -> str:
 
 
 def flag_badges(
-    app: App, origin: tuple[float, float], size: tuple[int, int]
+    st: AppState, act: Actions, origin: tuple[float, float], size: tuple[int, int]
 ) -> list[tuple[Badge, bool]]:
     """Submit the badges' buttons (call *before* the view's own button, so they win the hover)
     and handle their clicks; returns ``(badge, hovered)`` for :func:`draw_flag_badges`."""
-    badges = _badges(app, origin, size)
-    app.flag_badges = [(b.flags[0], b.rect) for b in badges]
-    app.flag_tooltip = None
+    badges = _badges(st, act, origin, size)
+    st.panels.flag_badges = [(b.flags[0], b.rect) for b in badges]
+    st.panels.flag_tooltip = None
     out = []
     for b in badges:
         x0, y0, x1, y1 = b.rect
         imgui.set_cursor_screen_pos(imgui.ImVec2(x0, y0))
         if imgui.invisible_button(badge_id(b), imgui.ImVec2(x1 - x0, y1 - y0)):
-            app.zoom_to_row(b.row)
+            act.zoom_to_row(b.row)
         out.append((b, imgui.is_item_hovered()))
     return out
 
 
-def draw_flag_badges(app: App, items: list[tuple[Badge, bool]]) -> None:
+def draw_flag_badges(st: AppState, act: Actions, items: list[tuple[Badge, bool]]) -> None:
     """Draw the badges over the view image; the hovered one shows its message."""
     dl = imgui.get_window_draw_list()
-    dark = app.state.theme == "dark"
+    dark = st.theme == "dark"
     ring = imgui.get_color_u32(
         imgui.ImVec4(0.95, 0.95, 0.97, 0.95) if dark else imgui.ImVec4(0.1, 0.1, 0.12, 0.9)
     )
@@ -374,7 +376,7 @@ def draw_flag_badges(app: App, items: list[tuple[Badge, bool]]) -> None:
             )
             dl.add_text(p, ink, txt)
         if hov:
-            app.flag_tooltip = b.message
+            st.panels.flag_tooltip = b.message
             imgui.begin_tooltip()
             imgui.text_colored(
                 imgui.ImVec4(*sty.color, 1.0),
@@ -386,9 +388,10 @@ def draw_flag_badges(app: App, items: list[tuple[Badge, bool]]) -> None:
             imgui.end_tooltip()
 
 
-def compare_legend(app: App, origin: tuple[float, float], size: tuple[int, int]) -> None:
+def compare_legend(
+    st: AppState, act: Actions, origin: tuple[float, float], size: tuple[int, int]
+) -> None:
     """Bottom right of the view: which step is which, and the diverging scale."""
-    st = app.state
     other = st.debug.compare
     if other is None or st.scene is None:
         return

@@ -18,14 +18,14 @@ from ..widgets import (
 )
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..actions import Actions
+    from ..state import AppState
 
 __all__ = ["neuron_panel"]
 
 
-def neuron_panel(app: App) -> None:
+def neuron_panel(st: AppState, act: Actions) -> None:
     """The selected neuron: top-k patches, per-class bar chart, strongest edges, move."""
-    st = app.state
     s = st.scene
     key = st.selection.neuron
     i = st.neuron_index(key)
@@ -44,7 +44,7 @@ def neuron_panel(app: App) -> None:
         imgui.table_setup_column("classes", imgui.TableColumnFlags_.width_stretch, 1.0)
         imgui.table_next_row()
         imgui.table_next_column()
-        tex = app.topk_picture(key)
+        tex = act.inspect.topk_picture(key)
         if tex is None:
             imgui.text_disabled("loading top-k patches …")
         else:
@@ -52,18 +52,17 @@ def neuron_panel(app: App) -> None:
             if imgui.is_item_hovered():
                 imgui.set_tooltip("the receptive fields of the images that activate it most")
         imgui.table_next_column()
-        _class_bars(app, unit, ch, max(avail * 0.5, em(10)))
+        _class_bars(st, act, unit, ch, max(avail * 0.5, em(10)))
         imgui.end_table()
 
-    _edge_lists(app, i)
+    _edge_lists(st, act, i)
     imgui.separator()
-    _move_controls(app, i, ci)
+    _move_controls(st, act, i, ci)
 
 
-def _class_bars(app: App, unit: str, ch: int, width: float) -> None:
-    st = app.state
+def _class_bars(st: AppState, act: Actions, unit: str, ch: int, width: float) -> None:
     assert st.snapshot is not None
-    vals = app.class_means(unit)[ch].astype(np.float64)
+    vals = act.inspect.class_means(unit)[ch].astype(np.float64)
     names = st.snapshot.classes
     K = len(names)
     h = max(min(em(1.25) * K + em(1.6), em(15)), em(7))
@@ -85,8 +84,8 @@ def _class_bars(app: App, unit: str, ch: int, width: float) -> None:
     hint(f"class means of the max response (largest {float(vals.max()):.3g})")
 
 
-def _edge_lists(app: App, i: int) -> None:
-    ins, outs = app.neuron_edges(i)
+def _edge_lists(st: AppState, act: Actions, i: int) -> None:
+    ins, outs = act.inspect.neuron_edges(i)
     if not imgui.begin_table("edges", 2, imgui.TableFlags_.sizing_stretch_same):
         return
     imgui.table_next_row()
@@ -104,12 +103,11 @@ def _edge_lists(app: App, i: int) -> None:
             imgui.same_line()
             imgui.text(f"{other_key[0]} · {other_key[1]}")
             if clicked:
-                app.select_neuron(other_key, keep_cluster=False)
+                act.select_neuron(other_key, keep_cluster=False)
     imgui.end_table()
 
 
-def _move_controls(app: App, i: int, ci: int) -> None:
-    st = app.state
+def _move_controls(st: AppState, act: Actions, i: int, ci: int) -> None:
     s = st.scene
     assert s is not None and st.selection.neuron is not None
     row = int(s.clusters.row[ci])
@@ -118,19 +116,23 @@ def _move_controls(app: App, i: int, ci: int) -> None:
     imgui.text("Move to")
     imgui.same_line()
     imgui.set_next_item_width(em(10))
-    choice = app.move_choice if app.move_choice in [int(s.clusters.id[c]) for c in others] else None
+    choice = (
+        st.panels.move_choice
+        if st.panels.move_choice in [int(s.clusters.id[c]) for c in others]
+        else None
+    )
     preview = "a new cluster" if choice is None else st.cluster_name(int(st.cluster_index(choice)))
     if imgui.begin_combo("##moveto", preview):
         if imgui.selectable("a new cluster", choice is None)[0]:
-            app.move_choice = None
+            st.panels.move_choice = None
         for c in others:
             cid = int(s.clusters.id[c])
             label = f"{st.cluster_name(c)} ({int(s.clusters.size[c])} neurons)##{cid}"
             if imgui.selectable(label, choice == cid)[0]:
-                app.move_choice = cid
+                st.panels.move_choice = cid
         imgui.end_combo()
     imgui.same_line()
-    imgui.begin_disabled(app.edit_pending or (int(s.clusters.size[ci]) <= 1 and choice is None))
+    imgui.begin_disabled(act.edit_pending or (int(s.clusters.size[ci]) <= 1 and choice is None))
     if imgui.button("Move"):
-        app.move_neuron(st.selection.neuron, choice)
+        act.move_neuron(st.selection.neuron, choice)
     imgui.end_disabled()

@@ -19,28 +19,28 @@ from ..widgets import (
 from .compare import compare_controls
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..actions import Actions
+    from ..state import AppState
 
 __all__ = ["snapshots_panel"]
 
 
-def snapshots_panel(app: App) -> None:
+def snapshots_panel(st: AppState, act: Actions) -> None:
     """Timeline of snapshots, follow mode, per-layer statistics, learning curves."""
     if not columns("snap_layout", [("timeline", 1.0), ("stats", 1.5), ("curves", 1.0)]):
         return
-    _timeline(app)
+    _timeline(st, act)
     imgui.table_next_column()
-    _layer_stats(app)
+    _layer_stats(st, act)
     imgui.table_next_column()
-    _debug_summary(app)
+    _debug_summary(st, act)
     imgui.end_table()
 
 
-def _timeline(app: App) -> None:
-    st = app.state
+def _timeline(st: AppState, act: Actions) -> None:
     changed, follow = imgui.checkbox("Follow the newest snapshot", st.follow)
     if changed:
-        app.set_follow(follow)
+        act.set_follow(follow)
     steps = st.steps
     if not steps:
         imgui.text_disabled("no snapshots yet")
@@ -48,21 +48,21 @@ def _timeline(app: App) -> None:
     pos = steps.index(st.step) if st.step in steps else len(steps) - 1
     imgui.begin_disabled(pos <= 0)
     if imgui.arrow_button("##prev", imgui.Dir.left):
-        app.open_step(steps[pos - 1])
+        act.open_step(steps[pos - 1])
     imgui.end_disabled()
     imgui.same_line()
     imgui.set_next_item_width(-em(2.4))
     changed, new = imgui.slider_int("##step", pos, 0, len(steps) - 1, f"step {steps[pos]}")
     if imgui.is_item_deactivated_after_edit() or (changed and not imgui.is_item_active()):
-        app.open_step(steps[new])
+        act.open_step(steps[new])
     imgui.same_line()
     imgui.begin_disabled(pos >= len(steps) - 1)
     if imgui.arrow_button("##next", imgui.Dir.right):
-        app.open_step(steps[pos + 1])
+        act.open_step(steps[pos + 1])
     imgui.end_disabled()
     if not st.follow:
         if imgui.small_button("Look for new snapshots"):
-            app.refresh_steps()
+            act.refresh_steps()
     snap = st.snapshot
     if snap is not None:
         meta = snap.meta
@@ -74,8 +74,7 @@ def _timeline(app: App) -> None:
         )
 
 
-def _layer_stats(app: App) -> None:
-    st = app.state
+def _layer_stats(st: AppState, act: Actions) -> None:
     snap = st.snapshot
     if snap is None:
         return
@@ -117,11 +116,10 @@ def _layer_stats(app: App) -> None:
     imgui.end_table()
 
 
-def _debug_summary(app: App) -> None:
+def _debug_summary(st: AppState, act: Actions) -> None:
     """Compare with another step; the number of flags (details in the Training panel)."""
 
-    st = app.state
-    compare_controls(app)
+    compare_controls(st, act)
     if st.debug.flags_step == st.step:
         n = len(st.debug.flags)
         kinds = sorted({f.kind.replace("_", " ") for f in st.debug.flags})

@@ -23,7 +23,8 @@ from ..widgets import (
 from .compare import compare_controls
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..actions import Actions
+    from ..state import AppState
 
 __all__ = ["training_panel"]
 
@@ -31,29 +32,27 @@ __all__ = ["training_panel"]
 ERROR_WORDS = ("error", "acc")
 
 
-def training_panel(app: App) -> None:
+def training_panel(st: AppState, act: Actions) -> None:
     """Learning curves | per-layer statistic | flags and compare (three resizable columns)."""
-    st = app.state
     if st.snapshot is None:
         hint(st.jobs.message or "Loading …")
         return
     if not columns("training_layout", [("curves", 1.3), ("stats", 1.2), ("flags", 1.0)]):
         return
     implot.push_style_var(implot.StyleVar_.fit_padding, imgui.ImVec2(0.03, 0.1))
-    _learning_curves(app)
+    _learning_curves(st, act)
     imgui.table_next_column()
-    _layer_statistic(app)
+    _layer_statistic(st, act)
     implot.pop_style_var()
     imgui.table_next_column()
-    _flag_list(app)
+    _flag_list(st, act)
     imgui.separator()
-    compare_controls(app)
+    compare_controls(st, act)
     imgui.end_table()
 
 
-def _step_markers(app: App) -> None:
+def _step_markers(st: AppState, act: Actions) -> None:
     """Vertical lines at the current and the compared step."""
-    st = app.state
     if st.step is not None:
         implot.plot_inf_lines(
             f"step {st.step}##now",
@@ -69,9 +68,8 @@ def _step_markers(app: App) -> None:
         )
 
 
-def _click_selects_step(app: App, plot: str) -> None:
+def _click_selects_step(st: AppState, act: Actions, plot: str) -> None:
     """Inside a plot: remember where each snapshot step is; a click opens the nearest one."""
-    st = app.state
     lim = implot.get_plot_limits()
     ymid = (lim.y.min + lim.y.max) / 2.0
     pts: dict[int, tuple[float, float]] = {}
@@ -79,20 +77,20 @@ def _click_selects_step(app: App, plot: str) -> None:
         if lim.x.min <= s <= lim.x.max:
             p = implot.plot_to_pixels(implot.Point(float(s), ymid))
             pts[int(s)] = (p.x, p.y)
-    app.plot_points[plot] = pts
+    st.panels.plot_points[plot] = pts
     if implot.is_plot_hovered():
         m = implot.get_plot_mouse_pos()
-        step = app.nearest_step(m.x)
+        step = act.inspect.nearest_step(m.x)
         if step is not None:
             imgui.set_tooltip(f"click: open the snapshot of step {step}")
             released = imgui.is_mouse_released(imgui.MouseButton_.left)
             moved = imgui.get_io().mouse_drag_max_distance_sqr[0] > 16.0
             if released and not moved and step != st.step:
-                app.open_step(step)
+                act.open_step(step)
 
 
-def _learning_curves(app: App) -> None:
-    td = app.state.debug.training
+def _learning_curves(st: AppState, act: Actions) -> None:
+    td = st.debug.training
     imgui.align_text_to_frame_padding()
     imgui.text("Learning curves")
     imgui.text_disabled("loss (left), error (right)")
@@ -120,13 +118,12 @@ def _learning_curves(app: App) -> None:
                 spec.marker_size = 3.0
             implot.plot_line(pretty(name), xs, ys, spec)
         implot.set_axes(implot.ImAxis_.x1, implot.ImAxis_.y1)
-        _step_markers(app)
-        _click_selects_step(app, "learning")
+        _step_markers(st, act)
+        _click_selects_step(st, act, "learning")
         implot.end_plot()
 
 
-def _layer_statistic(app: App) -> None:
-    st = app.state
+def _layer_statistic(st: AppState, act: Actions) -> None:
     dbg = st.debug
     td = dbg.training
     imgui.align_text_to_frame_padding()
@@ -155,7 +152,7 @@ def _layer_statistic(app: App) -> None:
         what = "gradients recorded in training" if dbg.stat == "grad_norm" else "snapshots"
         hint(f"No {STATS[dbg.stat][0]} in this run (needs {what}).")
         return
-    groups = app.state.snapshot.graph.groups if app.state.snapshot is not None else []
+    groups = st.snapshot.graph.groups if st.snapshot is not None else []
     shown = [(u, g) for u, g in td.units if u in per]
     if not dbg.all_layers:
         rep = {g.unit for g in groups}
@@ -176,13 +173,12 @@ def _layer_statistic(app: App) -> None:
                 marker=implot.Marker_.circle, marker_size=2.5, flags=implot.LineFlags_.skip_nan
             )
             implot.plot_line(label, xs, ys, spec)
-        _step_markers(app)
-        _click_selects_step(app, "layerstat")
+        _step_markers(st, act)
+        _click_selects_step(st, act, "layerstat")
         implot.end_plot()
 
 
-def _flag_list(app: App) -> None:
-    st = app.state
+def _flag_list(st: AppState, act: Actions) -> None:
     dbg = st.debug
     n = len(st.debug.flags)
     imgui.text(f"Flags at step {st.step}" if st.debug.flags_step == st.step else "Flags")
@@ -203,7 +199,7 @@ def _flag_list(app: App) -> None:
             imgui.same_line()
             where = f.group if f.unit == f.group else f"{f.group} · {f.unit}"
             if imgui.selectable(f"{where}: {sty.short}##flag", False)[0]:
-                app.zoom_to_flag(f)
+                act.zoom_to_flag(f)
             if imgui.is_item_hovered():
                 imgui.set_tooltip(f"{f.message}\nclick: zoom to the row")
             imgui.pop_id()

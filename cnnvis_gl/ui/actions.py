@@ -1,0 +1,311 @@
+"""Every command of the viewer: what panels, menus, shortcuts and tests call.
+
+Panels are functions of ``(state, actions)``: they read the :class:`~cnnvis_gl.ui.state.AppState`
+and call an :class:`Actions`.  Layout edits run as jobs (:class:`~cnnvis_gl.ui.feed.SceneFeed`);
+an undoable edit is one :class:`~cnnvis_gl.ui.state.HistoryEntry` (its layout edits before and
+after), moved between the undo and redo stacks only once the layout job succeeded.  Appearance
+commands (facets, selection, theme, the threshold preview) reach the renderer at once.
+
+Besides the commands, :class:`Actions` hands panels the three helpers they draw with:
+:attr:`~Actions.view` (the network view's canvas), :attr:`~Actions.inspect` (data and pictures
+of the inspectors) and :attr:`~Actions.shots` (screenshots, the render command).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from imgui_bundle import hello_imgui, imgui
+
+from ..render.camera import Camera
+from .state import NeuronKey
+
+if TYPE_CHECKING:
+    from .app import App
+    from .canvas import Canvas
+    from .inspect import Inspector
+    from .shots import Screenshots
+
+__all__ = ["Actions", "apply_imgui_theme"]
+
+
+class Actions:
+    """The viewer's commands, on the app they command."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    # ------------------------------------------------------------------ helpers for panels
+    @property
+    def view(self) -> Canvas:
+        return self.app.view
+
+    @property
+    def inspect(self) -> Inspector:
+        return self.app.inspect
+
+    @property
+    def shots(self) -> Screenshots:
+        return self.app.shots
+
+    @property
+    def edit_pending(self) -> bool:
+        """A layout command is queued or running (edits wait for it)."""
+        return self.app.feed.pending
+
+    def _edit(self, label: str, fn: Any, on_success: Any = None) -> None:
+        self.app.feed.submit(label, fn, on_success)
+
+    @property
+    def _session(self) -> Any:
+        return self.app.session
+
+    # ------------------------------------------------------------------ snapshots
+    def open_step(self, step: int) -> None:
+        """Show snapshot ``step`` (laid out in the background)."""
+        if step == self.app.state.step:
+            return
+        self._edit(f"open step {step}", lambda: self._session.open(int(step)))
+
+    def refresh_steps(self) -> None:
+        """Re-read the run's list of snapshots (in the background)."""
+        assert self.app.worker is not None
+        self.app.worker.submit("list snapshots", lambda: self._session._run().steps())
+
+    def set_follow(self, follow: bool) -> None:
+        """Switch follow mode on (start the follower, jump to the newest) or off."""
+        st, feed = self.app.state, self.app.feed
+        st.follow = bool(follow)
+        if st.follow:
+            feed.start_follower()
+            if feed.follower is not None and feed.follower.run is not None:
+                steps = feed.follower.run.steps()
+                if steps and steps[-1] != st.step:
+                    self.open_step(steps[-1])
+
+    # ------------------------------------------------------------------ layout edits
+    def move_neuron(self, key: NeuronKey, to: int | None) -> None:
+        """Move neuron ``key`` to cluster id ``to`` (same row) or into a new cluster."""
+        unit, ch = key
+        self._edit(f"move neuron {ch} of {unit}", lambda: self._session.move(unit, int(ch), to))
+
+    def set_clustering(self, group: str, method: str, k: int | None) -> None:
+        """Re-cluster one layer group (K-Means with k, None = silhouette; or MeanShift)."""
+        self._edit(f"re-cluster {group}", lambda: self._session.set_clustering(group, method, k))
+
+    def set_expanded(self, group: str, expanded: bool) -> None:
+        """Expand a group into one row per layer, or collapse it."""
+        gs = self.app.state.groups.get(group)
+        if gs is not None:
+            gs.expanded = bool(expanded)
+        verb = "expand" if expanded else "collapse"
+        self._edit(f"{verb} {group}", lambda: self._session.set_expanded(group, expanded))
+
+    def preview_threshold(self, fraction: float) -> None:
+        """While the slider moves: hide edges at once (no upload); the re-bundling follows."""
+        st, r = self.app.state, self.app.renderer
+        st.edge_fraction = float(fraction)
+        cur = float(st.edits.edge_fraction)
+        if r is not None and cur > 0:
+            r.set_edge_quantile(min(fraction / cur, 1.0))
+            self.view.touch()
+
+    def set_threshold(self, fraction: float) -> None:
+        """Keep the top ``fraction`` of the cluster edges per pair of rows (re-bundled)."""
+        self.app.state.edge_fraction = float(fraction)
+        self._edit(f"edges: top {fraction:.0%}", lambda: self._session.set_threshold(fraction))
+
+    def set_facet(self, facet: int, cluster_ids: list[int] | None = None) -> None:
+        """Switch facets of the given clusters (ids) or of all; shown at once."""
+        st, r, feed = self.app.state, self.app.renderer, self.app.feed
+        if cluster_ids is None:
+            st.facet = int(facet)
+        if r is not None and st.scene is not None:
+            shown = feed.shown_facets
+            if shown is None:
+                shown = np.asarray(st.scene.clusters.facet).copy()
+            if cluster_ids is None:
+                shown[:] = facet
+                r.set_facet(int(facet))
+            else:
+                idx = [i for i in map(st.cluster_index, cluster_ids) if i is not None]
+                shown[idx] = facet
+                r.set_facet(int(facet), idx)
+            feed.shown_facets = shown
+            self.view.touch()
+        self._edit("switch facet", lambda: self._session.set_facet(facet, cluster_ids))
+
+    def undo(self) -> None:
+        """Undo the last clustering edit (Ctrl+Z)."""
+        h = self.app.state.history
+        if not h.undo or self.edit_pending:
+            return
+        e = h.undo[-1]
+        self._edit(
+            f"undo {e.label}",
+            lambda: self._session.restore(e.before, f"undo {e.label}"),
+            lambda: h.redo.append(h.undo.pop()),  # only once the layout is back
+        )
+
+    def redo(self) -> None:
+        """Redo the last undone edit (Ctrl+Shift+Z)."""
+        h = self.app.state.history
+        if not h.redo or self.edit_pending:
+            return
+        e = h.redo[-1]
+        self._edit(
+            f"redo {e.label}",
+            lambda: self._session.restore(e.after, f"redo {e.label}"),
+            lambda: h.undo.append(h.redo.pop()),
+        )
+
+    def reset_clustering(self) -> None:
+        """Drop the edited clustering; cluster every group afresh (undoable)."""
+        self._edit("reset clustering", self._session.reset)
+
+    # ------------------------------------------------------------------ selection
+    def select_classes(self, classes: set[int], quantile: float | None = None) -> None:
+        """Highlight the neurons most activated by ``classes``; dim the others."""
+        sel = self.app.state.selection
+        sel.classes = set(int(c) for c in classes)
+        if quantile is not None:
+            sel.quantile = float(quantile)
+        self.push_selection()
+
+    def select_neuron(self, key: NeuronKey | None, keep_cluster: bool = False) -> None:
+        """Show a neuron in the neuron inspector (its cluster in the cluster inspector)."""
+        st = self.app.state
+        st.selection.neuron = key
+        i = st.neuron_index(key)
+        if i is not None and st.scene is not None and not keep_cluster:
+            st.selection.cluster = int(st.scene.clusters.id[st.scene.neurons.cluster[i]])
+        self.push_selection()
+
+    def select_cluster(self, cid: int | None) -> None:
+        """Show a cluster in the cluster inspector."""
+        self.app.state.selection.cluster = cid
+        self.push_selection()
+
+    def push_selection(self) -> None:
+        """Send the selection (kept by keys) to the renderer as indices."""
+        st, r = self.app.state, self.app.renderer
+        if r is None or st.scene is None:
+            return
+        sel = st.selection
+        ni = st.neuron_index(sel.neuron)
+        ci = st.cluster_index(sel.cluster)
+        r.set_selection(
+            classes=sorted(sel.classes),
+            neurons=None if ni is None else [ni],
+            clusters=None if ci is None else [ci],
+            quantile=sel.quantile,
+        )
+        self.view.touch()
+
+    # ------------------------------------------------------------------ appearance
+    def set_theme(self, name: str) -> None:
+        """Switch the colour theme of the view and of the panels (uniforms only)."""
+        self.app.state.theme = name
+        if self.app.renderer is not None:
+            self.app.renderer.set_theme(name)
+        apply_imgui_theme(name)
+        self.inspect.textures.clear()
+        self.view.touch()
+
+    def set_neuron_edges(self, on: bool) -> None:
+        """Show neuron-level edges when zoomed in (or only cluster edges)."""
+        self.app.state.neuron_edges = bool(on)
+        if not on and self.app.renderer is not None:
+            self.app.renderer.set_neuron_edges(None)
+            self.app.loaders.neuron_edges.clear()
+        self.view.touch()
+
+    def set_compare(self, other: int | None) -> None:
+        """Compare mode: the activation matrices show ``current − other`` (``None``: off).
+
+        Turning it on shows every cluster's matrix facet (where the difference is drawn).
+        """
+        st = self.app.state
+        was = st.debug.compare
+        st.debug.compare = None if other is None else int(other)
+        if other is not None and was is None and st.facet != 1 and st.scene is not None:
+            self.set_facet(1)
+        self.app.loaders.compare.tick(time.perf_counter())
+
+    # ------------------------------------------------------------------ camera
+    def fit_all(self, animate: bool = True) -> None:
+        """Show the whole network."""
+        st = self.app.state
+        if st.scene is None or st.camera.viewport == (1, 1):
+            return
+        cam = Camera().fit(st.scene.bounds, st.camera.viewport, margin=0.03)
+        if animate and st.camera.fitted:
+            st.camera.go(cam)
+        else:
+            st.camera.jump(cam)
+        st.camera.fitted = True
+        self.view.touch()
+
+    def zoom_to_cluster(self, ci: int) -> None:
+        """Frame cluster ``ci`` (animated)."""
+        st = self.app.state
+        if st.scene is None:
+            return
+        x, y, w, h = (float(v) for v in st.scene.clusters.rect[ci])
+        st.camera.go(st.camera.current.zoom_to_rect((x, y, x + w, y + h), st.camera.viewport, 0.12))
+        self.view.touch()
+
+    def zoom_to_row(self, row: int) -> None:
+        """Frame a scene row (animated): its clusters, with the row's height."""
+        st = self.app.state
+        s = st.scene
+        if s is None or not 0 <= row < len(s.rows):
+            return
+        r = s.rows[row]
+        idx = np.flatnonzero(s.clusters.row == row)
+        if len(idx):
+            rect = s.clusters.rect[idx]
+            x0, x1 = float(rect[:, 0].min()), float((rect[:, 0] + rect[:, 2]).max())
+        else:
+            x0, x1 = float(s.bounds[0]), float(s.bounds[2])
+        for lab in s.labels:  # the row's name, left of its clusters
+            if lab.kind == "row" and r.y <= lab.y <= r.y + r.height:
+                x0 = min(x0, lab.left)
+        pad = max(r.height * 0.15, 4.0)
+        rect = (x0 - pad, r.y - pad, x1 + pad * 6, r.y + r.height + pad)
+        st.camera.go(st.camera.current.zoom_to_rect(rect, st.camera.viewport, 0.04))
+        self.view.touch()
+
+    def zoom_to_flag(self, flag: Any) -> None:
+        """Zoom the network view to the row of a flag."""
+        row = self.inspect.flag_row(flag)
+        if row is not None:
+            self.zoom_to_row(row)
+
+    # ------------------------------------------------------------------ the window
+    def request_exit(self) -> None:
+        """Leave the loop after this frame (the window closes; ``run_app`` returns)."""
+        hello_imgui.get_runner_params().app_shall_exit = True
+
+
+def apply_imgui_theme(theme: str) -> None:
+    """Panel colours: the same sizes and spacing in both themes, only colours differ."""
+    try:
+        hello_imgui.apply_theme(hello_imgui.ImGuiTheme_.darcula_darker)
+    except Exception:  # noqa: BLE001 - no ImGui context yet (before the runner)
+        return
+    style = imgui.get_style()
+    style.window_rounding = 0.0
+    style.frame_rounding = 3.0
+    style.tab_rounding = 3.0
+    if theme == "light":
+        imgui.style_colors_light(style)
+        col = imgui.Col_
+        style.set_color_(col.frame_bg, imgui.ImVec4(0.86, 0.87, 0.89, 1.0))
+        style.set_color_(col.frame_bg_hovered, imgui.ImVec4(0.80, 0.84, 0.92, 1.0))
+        style.set_color_(col.window_bg, imgui.ImVec4(0.96, 0.96, 0.96, 1.0))
+        style.frame_border_size = 1.0
+    else:
+        style.frame_border_size = 0.0

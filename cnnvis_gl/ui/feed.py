@@ -1,0 +1,224 @@
+"""What brings a new scene to the view: layout jobs, their results, and the follower.
+
+Every layout command runs as a job on the layout worker (:meth:`SceneFeed.submit`); its result,
+a :class:`~cnnvis_gl.ui.jobs.SceneUpdate`, is applied between frames (:meth:`SceneFeed.apply`),
+uploading to the renderer only the parts that changed.  An edit's ``on_success`` (undo / redo
+moving an entry between the history's stacks) runs only when its job succeeded.  Following a
+run, the follower lays out each new newest snapshot on its own thread (:meth:`_prepare`).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .jobs import Done, SceneUpdate
+from .state import GroupSetting, HistoryEntry
+
+if TYPE_CHECKING:
+    from .app import App
+
+__all__ = ["SceneFeed"]
+
+
+class SceneFeed:
+    """The layout jobs in flight and the application of their results."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.follower: Any = None
+        self.last_update: SceneUpdate | None = None  # the last layout result applied
+        self.shown_facets: np.ndarray | None = None  # per cluster, as drawn (set_facet is instant)
+        # edit jobs in flight -> what to do once each succeeded (undo / redo move history then)
+        self._jobs: dict[int, Callable[[], None] | None] = {}
+
+    @property
+    def pending(self) -> bool:
+        """A layout command is queued or running (edits wait for it)."""
+        return bool(self._jobs)
+
+    def submit(
+        self,
+        label: str,
+        fn: Callable[[], SceneUpdate],
+        on_success: Callable[[], None] | None = None,
+    ) -> None:
+        """Run a layout command on the layout worker; ``on_success`` once it succeeded."""
+        worker = self.app.worker
+        assert worker is not None
+        self._jobs[worker.submit(label, fn)] = on_success
+        self.app.state.jobs.pending = worker.pending
+
+    def finish(self, done: Done) -> None:
+        """A job of the layout worker finished (on the UI thread)."""
+        st = self.app.state
+        on_success = self._jobs.pop(done.job, None)
+        st.jobs.last, st.jobs.last_seconds = done.label, done.seconds
+        if done.error is not None:
+            st.jobs.error = f"{done.label} failed: {done.error}"
+            self.app.job_errors.append(st.jobs.error)
+            print(done.trace, file=sys.stderr)
+            if st.scene is None:
+                st.jobs.message = (
+                    "Waiting for the first snapshot …"
+                    if st.follow
+                    else f"Cannot open the run: {done.error}"
+                )
+            return
+        st.jobs.error = None if st.jobs.error and "failed" in st.jobs.error else st.jobs.error
+        if isinstance(done.result, SceneUpdate):
+            self.apply(done.result)
+        elif isinstance(done.result, list):  # steps of the run
+            st.steps = sorted(set(done.result))
+        if on_success is not None:
+            on_success()
+
+    # ------------------------------------------------------------------ applying a result
+    def _renderer_parts(self, update: SceneUpdate, new_snapshot: bool) -> Iterable[str] | None:
+        """Parts to upload: ``None`` (compare by identity), or only ``facet`` / nothing when
+        only the facets changed."""
+        ch = update.changed
+        appearance_only = (
+            ch is not None
+            and not new_snapshot
+            and ch.appearance
+            and not (ch.clusters or ch.removed or ch.moved or ch.rows or ch.edges or ch.structure)
+        )
+        if not appearance_only:
+            return None
+        shown = self.shown_facets
+        same = shown is not None and np.array_equal(shown, update.scene.clusters.facet)
+        return () if same else ("facet",)
+
+    def apply(self, update: SceneUpdate) -> None:
+        """Show a layout result (on the UI thread, between frames)."""
+        app, st = self.app, self.app.state
+        r = app.renderer
+        self.last_update = update
+        new_snapshot = update.snapshot is not st.snapshot
+        if new_snapshot:
+            st.snapshot = update.snapshot
+            st.step = update.snapshot.step
+            if st.step is not None and st.step not in st.steps:
+                st.steps = sorted({*st.steps, st.step})
+            app.inspect.new_snapshot()
+            if r is not None:
+                r.set_snapshot(update.patches)
+        parts = self._renderer_parts(update, new_snapshot)
+        old, new = st.scene, update.scene
+        reset = parts is None and (
+            new_snapshot
+            or old is None
+            or any(getattr(new, p) is not getattr(old, p) for p in ("clusters", "neurons", "rows"))
+            or new.bounds != old.bounds
+            or new.class_order is not old.class_order
+        )
+        if r is not None:
+            r.set_scene(new, changed=parts)
+            if r.edge_threshold != 0.0:
+                r.set_edge_threshold(0.0)
+        self.shown_facets = np.asarray(new.clusters.facet).copy()
+        st.scene = new
+        st.scene_version += 1
+        st.edits = update.edits
+        st.facet = int(update.edits.facet)
+        st.edge_fraction = float(update.edits.edge_fraction)
+        self._sync_groups()
+        if update.before is not None:
+            st.history.push(HistoryEntry(update.label, update.before, update.edits))
+        if not new_snapshot or st.jobs.message.startswith(("Laying", "Waiting")):
+            st.jobs.message = ""
+        if update.saved and update.saved.startswith("not saved"):
+            st.jobs.message = update.saved
+        self._fix_selection()
+        if reset:  # the renderer dropped the selection state with the geometry
+            app.actions.push_selection()
+            app.view.scene_changed()
+        if not st.camera.fitted and st.camera.viewport != (1, 1):
+            app.actions.fit_all(animate=False)
+        version = st.scene_version
+        app.inspect.textures.drop(lambda k: k[0] == "pack" and k[1] != version)
+        app.view.touch()
+        if new_snapshot:
+            self._new_snapshot_shown()
+
+    def _new_snapshot_shown(self) -> None:
+        app, st = self.app, self.app.state
+        shots = app.shots
+        if shots.follow and shots.folder is not None and st.headless and st.follow:
+            shots.when_settled()  # each new snapshot, once its view has settled
+        if st.follow and self.follower is not None and st.step is not None:
+            newer = [k for k in self.follower.loaded if k > st.step]
+            if newer and not self.pending:
+                app.actions.open_step(max(newer))  # arrived while this one was being laid out
+
+    def _sync_groups(self) -> None:
+        st = self.app.state
+        if st.snapshot is None:
+            return
+        edits = st.edits
+        for g in st.snapshot.graph.groups:
+            method, k = edits.clustering.get(g.name, ("kmeans", None))
+            gs = st.groups.setdefault(g.name, GroupSetting())
+            gs.method, gs.k = method, int(k or 0)
+            gs.expanded = g.name in edits.expanded
+
+    def _fix_selection(self) -> None:
+        """Keep selections by key; a vanished cluster falls back to the selected neuron's."""
+        st = self.app.state
+        sel = st.selection
+        ni = st.neuron_index(sel.neuron)
+        if sel.neuron is not None and ni is None:
+            sel.neuron = None
+        if st.cluster_index(sel.cluster) is None:
+            sel.cluster = None
+            if ni is not None and st.scene is not None:
+                sel.cluster = int(st.scene.clusters.id[st.scene.neurons.cluster[ni]])
+
+    # ------------------------------------------------------------------ follow mode
+    def start_follower(self) -> None:
+        """Watch the run for new snapshots (laid out on the follower's thread)."""
+        from ..run.follow import Follower
+
+        if self.follower is None:
+            self.follower = Follower(self.app.state.run_dir, interval=1.0, prepare=self._prepare)
+            self.follower.start()
+
+    def stop_follower(self) -> None:
+        if self.follower is not None:
+            self.follower.stop()
+            self.follower = None
+
+    def poll_follower(self) -> None:
+        """Take the snapshots the follower loaded (each frame)."""
+        if self.follower is not None:
+            for snap, prepared in self.follower.poll():
+                self._arrived(snap, prepared)
+
+    def _prepare(self, snap: Any) -> Any:
+        """On the follower thread: lay out a new snapshot if it is the newest and we follow."""
+        st = self.app.state
+        if not st.follow or st.step is None or snap.step is None or snap.step <= st.step:
+            return None  # not newer than what is shown (or the first open is still running)
+        run = self.follower.run if self.follower is not None else None
+        steps = run.steps() if run is not None else []
+        if steps and snap.step != max(steps):
+            return None
+        return self.app.session.prepare(snap)
+
+    def _arrived(self, snap: Any, prepared: Any) -> None:
+        st = self.app.state
+        if snap.step is not None and snap.step not in st.steps:
+            st.steps = sorted({*st.steps, int(snap.step)})
+        if st.step is None and self.pending:
+            return  # the first open shows the latest; `apply` catches up if this one is newer
+        newest = snap.step is not None and snap.step >= max(st.steps)
+        if st.follow and newest and snap.step != st.step:
+            session = self.app.session
+            self.submit(
+                f"show step {snap.step}",
+                lambda: session.open(snapshot=snap, prepared=prepared),
+            )

@@ -1,0 +1,207 @@
+"""The viewer's parts that need no window, checked by value: the selection rule, the pick kinds
+(shared with the shaders), what each picked thing says and outlines, and the level of detail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from test_layout import OPTIONS, basecnn_snapshot
+
+from cnnvis_gl.layout import build_scene
+from cnnvis_gl.layout.scene import FACET_MATRIX
+from cnnvis_gl.layout.selection import bundle_emphasis, highlight
+from cnnvis_gl.render.camera import Camera
+from cnnvis_gl.render.gl import shader_source
+from cnnvis_gl.render.lod import LodSettings, level_of_detail
+from cnnvis_gl.render.pick import PickKind
+
+
+def _tiny_scene() -> SimpleNamespace:
+    """Two layers (units 0 and 1) of 5 and 3 neurons, 3 classes, 4 clusters."""
+    act = np.array(
+        [  # class 0, 1, 2
+            [0.0, 0.1, 0.0],  # unit 0
+            [0.0, 0.5, 0.2],
+            [0.0, 0.9, 0.0],
+            [0.8, 0.3, 0.0],  # class 0 only: kept when class 0 is selected too
+            [0.0, 0.7, 0.0],
+            [1.0, 2.0, 3.0],  # unit 1
+            [0.0, 0.0, 0.0],
+            [5.0, 0.1, 0.0],
+        ],
+        dtype=np.float32,
+    )
+    neurons = SimpleNamespace(
+        unit=np.array([0, 0, 0, 0, 0, 1, 1, 1]),
+        cluster=np.array([0, 0, 1, 1, 1, 2, 3, 3]),
+        activation=act,
+    )
+    clusters = SimpleNamespace(rect=np.zeros((4, 4), np.float32))
+    return SimpleNamespace(neurons=neurons, clusters=clusters, class_order=np.array([2, 0, 1]))
+
+
+def test_class_selection_keeps_each_layers_strongest_neurons() -> None:
+    s = _tiny_scene()
+    # class 1, 40 %: unit 0 keeps its 2 strongest of 5 (0.9, 0.7), unit 1 its strongest (2.0)
+    h = highlight(s, classes={1}, quantile=0.4)
+    assert h.neuron_bright.tolist() == [0, 0, 1, 0, 1, 1, 0, 0]
+    assert h.cluster_emphasis.tolist() == [0, 1, 1, 0]  # clusters 0 and 3 have none bright
+    assert h.class_column.tolist() == [0, 0, 1]  # class 1 is the third matrix column
+    assert h.any_class and not h.any_cluster
+    # classes 0 and 1: a neuron's score is its strongest selected class (neuron 3: 0.8)
+    h = highlight(s, classes={0, 1}, quantile=0.4)
+    assert h.neuron_bright.tolist() == [0, 0, 1, 1, 0, 0, 0, 1]
+    assert h.class_column.tolist() == [0, 1, 1]
+
+
+def test_no_class_selection_dims_nothing_and_selection_outlines() -> None:
+    s = _tiny_scene()
+    h = highlight(s, neurons=[6], clusters=[3])
+    assert h.neuron_bright.tolist() == [1] * 8
+    assert h.neuron_selected.tolist() == [0, 0, 0, 0, 0, 0, 1, 0]
+    assert h.cluster_emphasis.tolist() == [1] * 4
+    assert h.cluster_selected.tolist() == [0, 0, 0, 1]
+    assert not h.any_class and h.any_cluster
+    # a selected neuron stays bright under a class selection that would dim it
+    h = highlight(s, classes={1}, neurons=[6], quantile=0.4)
+    assert h.neuron_bright[6] == 1 and h.cluster_emphasis[3] == 1
+
+
+def test_bundle_emphasis_follows_the_brightest_touched_cluster() -> None:
+    # 3 pieces into 2 bundles: bundle 0 touches clusters 0→2 and 1→2, bundle 1 touches 3→2
+    e = SimpleNamespace(
+        src=np.array([0, 1, 3]), dst=np.array([2, 2, 2]), bundle=np.array([0, 0, 1])
+    )
+    b = SimpleNamespace(pos=np.zeros((2, 2)))
+    emph = np.array([0, 1, 0, 0], np.float32)  # cluster 1 bright, 2 and 3 dimmed
+    csel = np.zeros(4, np.float32)
+    assert bundle_emphasis(e, b, None, emph, csel).tolist() == [1, 0]
+    csel[3] = 1  # a selected cluster decides instead of the class emphasis
+    assert bundle_emphasis(e, b, None, emph, csel).tolist() == [0, 1]
+
+
+def test_pick_kinds_are_the_shaders_numbers() -> None:
+    src = shader_source("edge.frag", None)
+    from cnnvis_gl.render.pick import shader_defines
+
+    for name, code in shader_defines().items():
+        assert f"#define {name} {code}" not in src  # defines come from `program`, not the file
+    assert [k.code for k in PickKind] == list(range(len(PickKind)))
+    assert PickKind.from_code(2) is PickKind.NEURON and PickKind.NEURON == "neuron"
+    assert PickKind.from_code(200) is PickKind.NONE
+    glsl = shader_source("edge.frag", shader_defines())
+    assert "#define KIND_EDGE 4" in glsl and "#define KIND_NEURON 2" in glsl
+
+
+# ---------------------------------------------------------------------------- picks
+
+
+@pytest.fixture(scope="module")
+def state(cifar_dir: Path):
+    from cnnvis_gl.ui.state import AppState
+
+    snap = basecnn_snapshot(cifar_dir)
+    st = AppState(run_dir=Path("."), snapshot=snap, scene=build_scene(snap, OPTIONS))
+    return st
+
+
+class _Inspect:
+    """The one thing a neuron's hover text asks: the class means, read from the snapshot."""
+
+    def __init__(self, snap) -> None:
+        self.snap = snap
+
+    def class_means(self, unit: str) -> np.ndarray:
+        return np.asarray(self.snap.activations(unit), np.float32)
+
+
+def test_what_a_neuron_says_and_outlines(state) -> None:
+    from cnnvis_gl.ui.picks import PICKS
+
+    s, snap = state.scene, state.snapshot
+    act = SimpleNamespace(inspect=_Inspect(snap))
+    pick = PICKS[PickKind.NEURON]
+    i = 17
+    unit, ch = s.units[int(s.neurons.unit[i])], int(s.neurons.index[i])
+    a = np.asarray(snap.activations(unit))[ch]
+    best = np.argsort(-a)[:3]
+    lines = pick.text(state, act, i)
+    assert lines[0] == f"neuron {ch} · layer {unit}"
+    want = ", ".join(f"{snap.classes[k]} {a[k]:.3g}" for k in best)
+    assert lines[2] == f"top classes: {want}"
+    ci = int(s.neurons.cluster[i])
+    assert pick.cluster(state, i) == ci
+    assert pick.rect(state, i) == tuple(float(v) for v in s.neurons.rect[i])
+    # in the matrix facet the outline is the neuron's row of the matrix
+    facet = s.clusters.facet.copy()
+    try:
+        s.clusters.facet[ci] = FACET_MATRIX
+        x, y, w, h = (float(v) for v in s.clusters.matrix_rect[ci])
+        rh = h / int(s.clusters.size[ci])
+        row = int(s.neurons.matrix_row[i])
+        assert pick.rect(state, i) == pytest.approx((x, y + row * rh, w, rh))
+    finally:
+        s.clusters.facet[:] = facet
+    assert not pick.valid(state, len(s.neurons.cluster))
+
+
+def test_what_clusters_edges_and_bundles_say(state) -> None:
+    from cnnvis_gl.ui.picks import PICKS
+
+    s = state.scene
+    act = SimpleNamespace()
+    c = PICKS[PickKind.CLUSTER]
+    assert c.text(state, act, 3)[0] == f"cluster {state.cluster_name(3)} · {s.clusters.size[3]} neurons"
+    assert c.cluster(state, 3) == 3
+    j = int(np.argmax(np.abs(s.edges.weight)))
+    text = PICKS[PickKind.EDGE].text(state, act, j)
+    assert text[0] == f"edge w = {float(s.edges.weight[j]):+.4f}"
+    assert PICKS[PickKind.EDGE].cluster(state, j) is None  # a drop on an edge is no cluster
+    if len(s.bundles.pos):
+        b = s.bundles
+        sign = "excitatory" if b.sign[0] > 0 else "inhibitory"
+        assert PICKS[PickKind.BUNDLE].text(state, act, 0) == [
+            f"bundle ({sign})",
+            f"{b.n_in[0]} inputs × {b.n_out[0]} outputs",
+        ]
+    assert PICKS[PickKind.NONE].text(state, act, -1) == []
+    assert set(PICKS) == set(PickKind)
+
+
+# ---------------------------------------------------------------------------- level of detail
+
+
+def _lod(zoom: float, **kw):
+    args = dict(
+        patch_side=10.0,
+        row_height=1.0,
+        chord=100.0,
+        bounds=(0.0, 0.0, 1000.0, 1000.0),
+        edge_count=lambda cap: min(50_000, cap),
+    )
+    args.update(kw)
+    return level_of_detail(LodSettings(), Camera((500.0, 500.0), zoom), (1000, 1000), **args)
+
+
+def test_patches_fade_in_between_the_thresholds() -> None:
+    lo, hi = LodSettings().patch_px  # 3 and 6 px: a 10-unit patch at zoom 0.3 and 0.6
+    assert _lod(0.2)["patch_alpha"] == 0.0 and _lod(0.7)["patch_alpha"] == 1.0
+    mid = _lod(0.45)["patch_alpha"]  # 4.5 px: half way
+    assert mid == pytest.approx(0.5)
+    assert _lod(0.45)["summary"][0] == pytest.approx(1.0 - mid)
+
+
+def test_edge_budget_and_neuron_edges_share_the_vertices() -> None:
+    s = LodSettings()
+    far = _lod(0.1)  # chord 10 px: the far cap applies
+    assert far["edges"] == s.far_edges and far["segments"] == s.segments[0]
+    assert far["neuron_edges"] == 0
+    near = _lod(2.0, detail_chord=20.0, detail_count=10**6)
+    verts = near["edges"] * 2 * (near["segments"] + 1)
+    detail = near["neuron_edges"] * 2 * (near["neuron_segments"] + 1)
+    assert verts <= s.edge_vertices
+    assert detail >= s.edge_vertices // 4 - 2 * (near["neuron_segments"] + 1)  # at least ~¼
+    assert _lod(2.0, detail_count=5)["neuron_edges"] == 5  # all of few

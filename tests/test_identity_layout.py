@@ -196,6 +196,12 @@ def test_class_order_stays_unless_clearly_worse(snapshots):
     assert path_score(S, worst) < path_score(S, fresh.class_order)
     assert class_order_gain(A, fresh.class_order, worst) > 1.0  # worse than a random order
     assert class_order_gain(A, fresh.class_order, fresh.class_order) == 0.0
+    # by hand: classes (1, 0), (1, 1), (0, 1) as columns have cosines 1/√2, 1/√2 and 0; the
+    # order 0-1-2 scores √2, 0-2-1 scores 1/√2, a random order 2/3 · √2: gain (√2/2) / (√2/3)
+    hand = np.array([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0]])
+    assert class_order_gain(hand, np.array([0, 1, 2]), np.array([0, 2, 1])) == pytest.approx(1.5)
+    # 0-2-1 is worse than random (1/√2 < 2/3 · √2): no structure, no gain
+    assert class_order_gain(hand, np.array([0, 2, 1]), np.array([0, 1, 2])) == 0.0
     pinned = capture(a, pinned=True)
     replaced = build_with_edits(s1, pinned, class_order=worst)
     np.testing.assert_array_equal(replaced.class_order, fresh.class_order)

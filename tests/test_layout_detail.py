@@ -46,10 +46,14 @@ def _two_rows(scene: Scene, pair: int) -> np.ndarray:
 
 
 def _weights(snapshot: Snapshot, scene: Scene, up: int, lo: int) -> np.ndarray:
+    """The stored group weights into row ``lo`` from row ``up``, read by key (not through
+    ``row_weights``; BaseCNN's groups are a chain, so each has one source)."""
+    lower = snapshot.graph.groups[scene.rows[lo].group].name
+    (key,) = [k for k in snapshot.keys() if k.startswith(f"weights/group/{lower}/")]
+    W = np.asarray(snapshot[key], dtype=np.float64)
     spec = [RowSpec(r.name, r.kind, r.group, r.unit) for r in (scene.rows[up], scene.rows[lo])]
-    W = row_weights(snapshot, *spec)
-    assert W is not None
-    return np.asarray(W, dtype=np.float64)
+    assert np.array_equal(W, row_weights(snapshot, *spec))  # and the library finds the same
+    return W
 
 
 def _drawn_pairs(ne: NeuronEdges) -> list[tuple[int, int]]:

@@ -292,6 +292,25 @@ def test_select_in_view_move_from_inspector_zoom_and_screenshot(run_dir: Path, t
         seen["neuron_window"] = (win.pos.x, win.pos.y, win.size.x, win.size.y)
         unit, ch = seen["selected"]
         seen["class_means"] = app.inspect.class_means(unit)[ch].copy()
+        # the Cluster panel's other tabs: a click in the matrix selects the neuron of the row
+        # under the pointer, a click in the table the neuron of that line
+        rows = app.state.cluster_neurons(src)
+        ctx.item_click("//Cluster/**/Matrix")
+        ctx.yield_(2)
+        ctx.item_click("//Cluster/**/##matrix")
+        ctx.yield_(2)
+        box = ctx.item_info("//Cluster/**/##matrix").rect_full  # one band per neuron row
+        y = imgui.get_io().mouse_pos.y
+        r = int((y - box.min.y) / ((box.max.y - box.min.y) / len(rows)))
+        seen["matrix_pick"] = (app.state.selection.neuron, app.state.neuron_key(int(rows[r])))
+        ctx.item_click("//Cluster/**/Neurons")
+        ctx.yield_(2)
+        second = app.state.neuron_key(int(rows[1]))
+        ctx.item_click(f"//Cluster/**/{second[0]} · {second[1]}##n{int(rows[1])}")
+        ctx.yield_(2)
+        seen["table_pick"] = (app.state.selection.neuron, second)
+        app.actions.select_neuron(seen["selected"])
+        ctx.yield_(2)
         # move with the inspector's command (default target: a new cluster)
         ctx.item_click("//Neuron/**/Move")
         wait(ctx, ready(app))
@@ -319,6 +338,8 @@ def test_select_in_view_move_from_inspector_zoom_and_screenshot(run_dir: Path, t
     assert seen["hover"][0] == "neuron"
     assert seen["tooltip"] and "layer" in seen["tooltip"][0]
     assert seen["selected"] is not None and seen["cluster_selected"]
+    assert seen["matrix_pick"][0] == seen["matrix_pick"][1]
+    assert seen["table_pick"][0] == seen["table_pick"][1]
     assert seen["row_clusters1"] == seen["row_clusters0"] + 1
     assert seen["still_selected"]
     assert seen["zoomed"] == pytest.approx(1.25**2, rel=1e-3)

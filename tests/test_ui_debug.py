@@ -8,6 +8,7 @@ the ImGui Test Engine (see tests/test_ui.py).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -18,6 +19,7 @@ from ui_driver import drive, wait
 
 SIZE = (1600, 1000)
 DEAD_LAYER = "features.5"  # BaseCNN's second conv (group conv2)
+DEAD_GROUP = "conv2"
 
 
 # ---------------------------------------------------------------------------- the recorded run
@@ -85,6 +87,33 @@ def test_training_data_curves_and_layer_stats(run_dir: Path):
             assert xs.tolist() == steps
     dead = td.stats["dead_fraction"][DEAD_LAYER][1]
     assert (dead == 1.0).all()
+    # what the plots draw, against the files read as plain JSON (not through the loader)
+    from cnnvis_gl.ui.training import layer_lines, learning_lines
+
+    raw = [json.loads(x) for x in (run_dir / "scalars.jsonl").read_text().splitlines() if x]
+    lines = {line.label: line for line in learning_lines(td)}
+    loss = [(r["step"], r["train_loss"]) for r in raw if "train_loss" in r]
+    assert lines["train loss"].xs.tolist() == [s for s, _ in loss]
+    assert lines["train loss"].ys.tolist() == pytest.approx([v for _, v in loss])
+    assert not lines["train loss"].right
+    assert lines["test error"].ys.tolist() == pytest.approx([0.9, 0.87, 0.84])  # as logged
+    assert lines["test error"].right and lines["probe error"].right
+    docs = [run_dir / "snapshots" / f"step_{s:09d}" / "snapshot.json" for s in steps]
+    metas = [json.loads(d.read_text())["meta"] for d in docs]
+    assert lines["probe error"].ys.tolist() == pytest.approx([m["probe_error"] for m in metas])
+    # per group: the group's own unit, as the snapshots recorded it
+    groups = run.graph.groups
+    per_group = layer_lines(td, "dead_fraction", False, False, {g.unit for g in groups})
+    assert [line.label for line in per_group] == [g.name for g in groups]
+    for g, line in zip(groups, per_group, strict=True):
+        want = [m["units"][g.unit]["dead_fraction"] for m in metas]
+        assert line.xs.tolist() == steps and line.ys.tolist() == pytest.approx(want), g.name
+    # per layer: the dead layer is dead at every step
+    per_layer = {line.label: line for line in layer_lines(td, "dead_fraction", True, False, set())}
+    assert per_layer[f"{DEAD_GROUP} · {DEAD_LAYER}"].ys.tolist() == [1.0] * len(steps)
+    norms = layer_lines(td, "weight_norm", True, True, set())
+    assert len(norms) == len(td.stats["weight_norm"])
+    assert all((line.ys > 0).all() for line in norms)  # norms: nothing hidden by the log
     # a refresh reuses what it read: only the new step is opened
     td2 = load_training(run_dir, steps, units, known={s: td.metas[s] for s in steps[:2]})
     assert (
@@ -164,6 +193,9 @@ def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path, headless_gl
         st = app.state
         seen["step0"] = st.step
         seen["curves"] = sorted(app.state.debug.training.curves)
+        seen["plotted"] = {k: list(v) for k, v in app.state.panels.plotted.items()}
+        seen["td"] = app.state.debug.training
+        seen["groups"] = app.state.snapshot.graph.groups
         seen["points"] = dict(app.state.panels.plot_points.get("layerstat", {}))
         # the dead layer's badge
         dead = [(f, rect) for f, rect in app.state.panels.flag_badges if f.kind == "dead"]
@@ -238,6 +270,16 @@ def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path, headless_gl
     drive(app, test, SIZE)
     assert seen["step0"] == 6
     assert {"train_loss", "test_loss", "test_error", "probe loss"} <= set(seen["curves"])
+    # the panel drew exactly the lines of the pure functions (checked by value above)
+    from cnnvis_gl.ui.training import learning_lines
+
+    drawn = {line.label: line for line in seen["plotted"]["learning"]}
+    for line in learning_lines(seen["td"]):
+        assert drawn[line.label].ys.tolist() == line.ys.tolist()
+        assert drawn[line.label].right == line.right
+    assert {line.label for line in seen["plotted"]["layerstat"]} == {
+        g.name for g in seen["groups"]
+    }
     assert set(seen["points"]) == {0, 2, 4, 6}
     assert seen["dead"], "no badge for the dead layer"
     assert seen["tooltip"] is not None and seen["flag"].message in seen["tooltip"].split("\n")

@@ -11,7 +11,7 @@ import pytest
 from test_layout import OPTIONS, basecnn_snapshot
 
 from cnnvis_gl.layout import build_scene
-from cnnvis_gl.layout.scene import FACET_MATRIX
+from cnnvis_gl.layout.scene import FACET_MATRIX, ROW_BETWEEN
 from cnnvis_gl.layout.selection import bundle_emphasis, highlight
 from cnnvis_gl.render.camera import Camera
 from cnnvis_gl.render.gl import shader_source
@@ -205,3 +205,38 @@ def test_edge_budget_and_neuron_edges_share_the_vertices() -> None:
     assert verts <= s.edge_vertices
     assert detail >= s.edge_vertices // 4 - 2 * (near["neuron_segments"] + 1)  # at least ~¼
     assert _lod(2.0, detail_count=5)["neuron_edges"] == 5  # all of few
+
+
+def test_neuron_edge_lists_are_the_strongest_stored_weights(state) -> None:
+    """The Neuron panel's in / out lists: the six largest |w| of the neuron's column / row of
+    the weights stored between its layer and the next and previous ones (brute force)."""
+    from cnnvis_gl.ui.inspect import Inspector
+
+    s, snap = state.scene, state.snapshot
+    inspect = Inspector(SimpleNamespace(state=state))
+    layer_rows = [k for k, r in enumerate(s.rows) if r.kind != ROW_BETWEEN]
+    groups = [s.rows[k].group for k in layer_rows]
+    names = [snap.graph.groups[g].name for g in groups]
+    p = 2  # a middle layer: both lists
+    i = int(np.flatnonzero(s.clusters.row[s.neurons.cluster] == layer_rows[p])[3])
+    ch = int(s.neurons.index[i])
+    ins, outs = inspect.neuron_edges(i)
+
+    def stored(lower: str) -> np.ndarray:
+        (key,) = [k for k in snap.keys() if k.startswith(f"weights/group/{lower}/")]
+        return np.asarray(snap[key], np.float64)
+
+    def top6(vec: np.ndarray) -> list[tuple[int, float]]:
+        ranked = sorted(range(len(vec)), key=lambda k: -abs(vec[k]))[:6]
+        return [(k, float(vec[k])) for k in ranked]
+
+    W_in, W_out = stored(names[p]), stored(names[p + 1])  # [C_lower, C_upper]
+    assert [(k, pytest.approx(w)) for k, w in top6(W_in[ch])] == [
+        (c, w) for (_u, c), w in ins
+    ]
+    assert [(k, pytest.approx(w)) for k, w in top6(W_out[:, ch])] == [
+        (c, w) for (_u, c), w in outs
+    ]
+    assert {u for (u, _c), _w in ins} == {s.rows[layer_rows[p - 1]].unit}
+    first = int(np.flatnonzero(s.clusters.row[s.neurons.cluster] == layer_rows[0])[0])
+    assert inspect.neuron_edges(first)[0] is None  # the first layer has no inputs

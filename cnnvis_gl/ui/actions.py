@@ -72,7 +72,9 @@ class Actions:
     def refresh_steps(self) -> None:
         """Re-read the run's list of snapshots (in the background)."""
         assert self.app.worker is not None
-        self.app.worker.submit("list snapshots", lambda: self._session._run().steps())
+        self.app.worker.submit(
+            "list snapshots", lambda: self._session._run().steps(), then=self.app.feed.finish
+        )
 
     def set_follow(self, follow: bool) -> None:
         """Switch follow mode on (start the follower, jump to the newest) or off."""

@@ -190,10 +190,10 @@ class App:
         if st.frames:
             st.frame_ms.append(dt * 1000.0)
         st.frames += 1
-        for done in self.worker.poll() if self.worker else ():
-            self.feed.finish(done)
-        for done in self.images.poll() if self.images else ():
-            self.inspect.finish(done)
+        for worker in (self.worker, self.images):  # each job brings its handler (`then`)
+            for done in worker.poll() if worker is not None else ():
+                if done.then is not None:
+                    done.then(done)
         self.feed.poll_follower()
         st.jobs.pending = self.worker.pending if self.worker else []
         self.loaders.tick(now)

@@ -32,8 +32,7 @@ class SceneFeed:
         self.follower: Any = None
         self.last_update: SceneUpdate | None = None  # the last layout result applied
         self.shown_facets: np.ndarray | None = None  # per cluster, as drawn (set_facet is instant)
-        # edit jobs in flight -> what to do once each succeeded (undo / redo move history then)
-        self._jobs: dict[int, Callable[[], None] | None] = {}
+        self._jobs: set[int] = set()  # layout commands in flight
 
     @property
     def pending(self) -> bool:
@@ -49,13 +48,13 @@ class SceneFeed:
         """Run a layout command on the layout worker; ``on_success`` once it succeeded."""
         worker = self.app.worker
         assert worker is not None
-        self._jobs[worker.submit(label, fn)] = on_success
+        self._jobs.add(worker.submit(label, fn, then=lambda done: self.finish(done, on_success)))
         self.app.state.jobs.pending = worker.pending
 
-    def finish(self, done: Done) -> None:
+    def finish(self, done: Done, on_success: Callable[[], None] | None = None) -> None:
         """A job of the layout worker finished (on the UI thread)."""
         st = self.app.state
-        on_success = self._jobs.pop(done.job, None)
+        self._jobs.discard(done.job)
         st.jobs.last, st.jobs.last_seconds = done.label, done.seconds
         if done.error is not None:
             st.jobs.error = f"{done.label} failed: {done.error}"

@@ -15,7 +15,6 @@ import numpy as np
 from ..layout.edges import RowSpec, row_weights
 from ..layout.scene import ROW_BETWEEN
 from .jobs import Done, PatchCache
-from .loaders import Loader
 from .pictures import packing_image, topk_grid
 from .state import NeuronKey
 from .textures import TextureCache
@@ -119,17 +118,15 @@ class Inspector:
     # ------------------------------------------------------------------ pictures
     def _picture(self, key: tuple, make: Callable[[], np.ndarray]) -> Any:
         images = self.app.images
-        return self.textures.get(key, make, images.submit if images else None)
+        if images is None:
+            return self.textures.get(key, make, None)
+        return self.textures.get(key, make, lambda label, fn: images.submit(label, fn, self._made))
 
-    def finish(self, done: Done) -> None:
-        """A job of the pictures worker finished (a picture, or a loader's result)."""
+    def _made(self, done: Done) -> None:
+        """A picture was made (on the UI thread): its texture is created."""
         if done.error is not None:
             self.app.job_errors.append(f"{done.label} failed: {done.error}")
             print(done.trace, file=sys.stderr)
-            return
-        if isinstance(done.result[0], Loader):
-            loader, key, result = done.result
-            loader.finish(key, result)
             return
         key, img = done.result
         self.textures.put(self.app.ctx, key, img)

@@ -43,7 +43,12 @@ __all__ = ["Done", "Worker", "SceneUpdate", "LayoutSession", "PatchCache"]
 
 @dataclass(frozen=True)
 class Done:
-    """A finished job: its result or the error it raised."""
+    """A finished job: its result or the error it raised, and who takes it.
+
+    ``then`` (given to :meth:`Worker.submit`) is called with it on the UI thread when the
+    frame loop polls the worker: each kind of job brings its own handler, so nothing
+    dispatches on the shape of a result.
+    """
 
     job: int
     label: str
@@ -51,6 +56,7 @@ class Done:
     error: BaseException | None
     trace: str
     seconds: float
+    then: Callable[[Done], None] | None = None
 
 
 class Worker:
@@ -63,7 +69,7 @@ class Worker:
     """
 
     def __init__(self, name: str = "cnnvis-worker") -> None:
-        self._jobs: queue.Queue[tuple[int, str, Callable[[], Any]] | None] = queue.Queue()
+        self._jobs: queue.Queue[tuple[int, str, Callable[[], Any], Any] | None] = queue.Queue()
         self._done: queue.Queue[Done] = queue.Queue()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -72,12 +78,15 @@ class Worker:
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, label: str, fn: Callable[[], Any]) -> int:
-        """Queue ``fn`` (runs on the worker thread); returns the job id."""
+    def submit(
+        self, label: str, fn: Callable[[], Any], then: Callable[[Done], None] | None = None
+    ) -> int:
+        """Queue ``fn`` (runs on the worker thread); returns the job id.  ``then`` takes the
+        :class:`Done` on the UI thread (:meth:`poll` hands it over)."""
         job = next(self._ids)
         with self._lock:
             self._pending[job] = label
-        self._jobs.put((job, label, fn))
+        self._jobs.put((job, label, fn, then))
         return job
 
     def poll(self) -> list[Done]:
@@ -126,7 +135,7 @@ class Worker:
             item = self._jobs.get()
             if item is None:
                 return
-            job, label, fn = item
+            job, label, fn, then = item
             self.running = label
             t = time.perf_counter()
             result, error, trace = None, None, ""
@@ -138,7 +147,7 @@ class Worker:
             self.running = None
             with self._lock:
                 self._pending.pop(job, None)
-            self._done.put(Done(job, label, result, error, trace, dt))
+            self._done.put(Done(job, label, result, error, trace, dt, then))
 
 
 # ---------------------------------------------------------------------------- patches

@@ -59,14 +59,16 @@ class Loader:
         key, fn = job
         self.in_flight = key
 
-        def run() -> tuple[Loader, Hashable, Any]:
+        def run() -> Any:
             try:
-                return self, key, fn()
+                return fn()
             except Exception as e:  # noqa: BLE001 - reported in the status bar
                 traceback.print_exc()
-                return self, key, e
+                return e
 
-        self.app.images.submit(self.label, run)
+        self.app.images.submit(
+            self.label, run, then=lambda done: self.finish(key, done.error or done.result)
+        )
 
     def finish(self, key: Any, result: Any) -> None:
         self.in_flight = None

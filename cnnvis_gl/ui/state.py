@@ -236,6 +236,9 @@ class PanelState:
         The flag badges drawn on the network view this frame, with their screen rectangles.
     flag_tooltip
         The flag message shown in a tooltip this frame.
+    plotted
+        Per plot of the Training panel, the lines it drew this frame
+        (:class:`~cnnvis_gl.ui.training.Line`).
     """
 
     move_choice: int | None = None
@@ -243,6 +246,7 @@ class PanelState:
     plot_points: dict[str, dict[int, tuple[float, float]]] = field(default_factory=dict)
     flag_badges: list[tuple[Any, tuple[float, float, float, float]]] = field(default_factory=list)
     flag_tooltip: str | None = None
+    plotted: dict[str, list[Any]] = field(default_factory=dict)
 
 
 @dataclass

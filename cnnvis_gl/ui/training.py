@@ -23,6 +23,9 @@ __all__ = [
     "FLAG_KINDS",
     "FlagStyle",
     "TrainingData",
+    "Line",
+    "learning_lines",
+    "layer_lines",
     "load_training",
     "scalars_signature",
     "flag_rows",
@@ -125,6 +128,66 @@ class TrainingData:
     @property
     def empty(self) -> bool:
         return not self.curves and not any(self.stats.values())
+
+
+#: A learning curve whose name holds one of these goes on the right axis (0..1 rates).
+ERROR_WORDS = ("error", "acc")
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of a Training panel plot, as drawn.
+
+    Attributes
+    ----------
+    label
+        Its legend entry.
+    xs, ys
+        Steps and values.
+    right
+        On the right y axis (error rates beside losses).
+    markers
+        Draw its points (few points: evaluations, snapshots).
+    """
+
+    label: str
+    xs: np.ndarray
+    ys: np.ndarray
+    right: bool = False
+    markers: bool = False
+
+
+def learning_lines(td: TrainingData) -> list[Line]:
+    """The learning-curves plot: every recorded curve, errors and accuracies on the right."""
+    return [
+        Line(
+            name.replace("_", " "),
+            xs,
+            ys,
+            right=any(w in name for w in ERROR_WORDS),
+            markers=len(xs) <= 40,
+        )
+        for name, (xs, ys) in td.curves.items()
+    ]
+
+
+def layer_lines(
+    td: TrainingData, stat: str, all_layers: bool, log: bool, group_units: set[str]
+) -> list[Line]:
+    """The per-layer plot of statistic ``stat``: one line per layer group (the group's own
+    unit, ``group_units``), or per layer with ``all_layers``; on a log scale values ≤ 0 are
+    gaps (NaN)."""
+    per = td.stats.get(stat, {})
+    shown = [(u, g) for u, g in td.units if u in per]
+    if not all_layers:
+        shown = [(u, g) for u, g in shown if u in group_units] or shown
+    lines = []
+    for unit, group in shown:
+        xs, ys = per[unit]
+        if log:
+            ys = np.where(ys > 0, ys, np.nan)
+        lines.append(Line(f"{group} · {unit}" if all_layers else group, xs, ys, markers=True))
+    return lines
 
 
 def scalars_signature(run_dir: str | Path) -> tuple[int, int] | None:

@@ -52,7 +52,3 @@ def num(v: object) -> str:
         return "–"
     v = float(v)
     return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.1e}"
-
-
-def pretty(name: str) -> str:
-    return name.replace("_", " ")

@@ -11,14 +11,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from imgui_bundle import imgui, implot
 
-from ..training import STATS, style_of
+from ..training import STATS, Line, layer_lines, learning_lines, style_of
 from ..widgets import (
     NOW,
     OTHER,
     columns,
     em,
     hint,
-    pretty,
 )
 from .compare import compare_controls
 
@@ -28,8 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["training_panel"]
 
-
-ERROR_WORDS = ("error", "acc")
 
 
 def training_panel(st: AppState, act: Actions) -> None:
@@ -100,27 +97,32 @@ def _learning_curves(st: AppState, act: Actions) -> None:
     if not td.curves:
         hint("No scalars recorded (Recorder.step(step, train_loss=…) writes scalars.jsonl).")
         return
+    lines = learning_lines(td)
+    st.panels.plotted["learning"] = lines
     flags = implot.Flags_.no_menus | implot.Flags_.no_box_select | implot.Flags_.no_title
     if implot.begin_plot("##learning", imgui.ImVec2(-1, -1), flags):
-        has_err = any(any(w in n for w in ERROR_WORDS) for n in td.curves)
         implot.setup_axes("step", "", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
-        if has_err:
+        if any(line.right for line in lines):
             implot.setup_axis(
                 implot.ImAxis_.y2, "", implot.AxisFlags_.auto_fit | implot.AxisFlags_.opposite
             )
         implot.setup_legend(implot.Location_.east, implot.LegendFlags_.outside)
-        for name, (xs, ys) in td.curves.items():
-            err = any(w in name for w in ERROR_WORDS)
-            implot.set_axes(implot.ImAxis_.x1, implot.ImAxis_.y2 if err else implot.ImAxis_.y1)
-            spec = implot.Spec()
-            if len(xs) <= 40:  # evaluations, probe points: show the points
-                spec.marker = implot.Marker_.circle
-                spec.marker_size = 3.0
-            implot.plot_line(pretty(name), xs, ys, spec)
+        for line in lines:
+            y_axis = implot.ImAxis_.y2 if line.right else implot.ImAxis_.y1
+            implot.set_axes(implot.ImAxis_.x1, y_axis)
+            _plot(line, marker_size=3.0)
         implot.set_axes(implot.ImAxis_.x1, implot.ImAxis_.y1)
         _step_markers(st, act)
         _click_selects_step(st, act, "learning")
         implot.end_plot()
+
+
+def _plot(line: Line, marker_size: float) -> None:
+    spec = implot.Spec(flags=implot.LineFlags_.skip_nan)
+    if line.markers:  # evaluations, probe points: show the points
+        spec.marker = implot.Marker_.circle
+        spec.marker_size = marker_size
+    implot.plot_line(line.label, line.xs, line.ys, spec)
 
 
 def _layer_statistic(st: AppState, act: Actions) -> None:
@@ -153,26 +155,16 @@ def _layer_statistic(st: AppState, act: Actions) -> None:
         hint(f"No {STATS[dbg.stat][0]} in this run (needs {what}).")
         return
     groups = st.snapshot.graph.groups if st.snapshot is not None else []
-    shown = [(u, g) for u, g in td.units if u in per]
-    if not dbg.all_layers:
-        rep = {g.unit for g in groups}
-        # group statistics: the group's unit; weights and gradients: the group's last layer
-        shown = [(u, g) for u, g in shown if u in rep] or shown
+    lines = layer_lines(td, dbg.stat, dbg.all_layers, log, {g.unit for g in groups})
+    st.panels.plotted["layerstat"] = lines
     flags = implot.Flags_.no_menus | implot.Flags_.no_box_select | implot.Flags_.no_title
     if implot.begin_plot("##layerstat", imgui.ImVec2(-1, -1), flags):
         implot.setup_axes("step", "", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
         if log:
             implot.setup_axis_scale(implot.ImAxis_.y1, implot.Scale_.log10)
         implot.setup_legend(implot.Location_.north_east, implot.LegendFlags_.outside)
-        for unit, group in shown:
-            xs, ys = per[unit]
-            if log:
-                ys = np.where(ys > 0, ys, np.nan)
-            label = f"{group} · {unit}" if dbg.all_layers else group
-            spec = implot.Spec(
-                marker=implot.Marker_.circle, marker_size=2.5, flags=implot.LineFlags_.skip_nan
-            )
-            implot.plot_line(label, xs, ys, spec)
+        for line in lines:
+            _plot(line, marker_size=2.5)
         _step_markers(st, act)
         _click_selects_step(st, act, "layerstat")
         implot.end_plot()

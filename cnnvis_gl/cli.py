@@ -334,22 +334,10 @@ def cmd_train(a: argparse.Namespace) -> int:
     import torch
 
     from . import analyze
-    from .data import open_data
-    from .data.inputs import fit_to_model, parse_input_size, parse_normalize
     from .models import build_model
-    from .train import TrainConfig, train
+    from .train import TrainConfig
 
-    size_hw = parse_input_size(a.input_size, "--input-size")
-    stats = parse_normalize(a.normalize, "--normalize")
-    train_data = open_data(a.data, "train")
-    test_data = open_data(a.data, "test")
-    if a.limit:
-        train_data = train_data.subset(a.limit)
-    if a.test_limit:
-        test_data = test_data.subset(a.test_limit)
-    # resized per batch (training, evaluation, the recorded probe set and the final snapshot)
-    train_data = fit_to_model(train_data, size_hw, stats)
-    test_data = fit_to_model(test_data, size_hw, stats)
+    train_data, test_data, size_hw = _train_data(a)
     kw: dict[str, Any] = {"norm": False} if a.no_norm else {}
     model = build_model(a.model, num_classes=len(train_data.classes), **kw).to(_device(a.device))
     if size_hw is not None:
@@ -366,33 +354,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     )
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    rec = None
-    if a.record:
-        from .run.recorder import Recorder
-
-        rec = Recorder(
-            model, test_data, a.record, every=a.every, max_images=a.probe_size, model_name=a.model
-        )
-        rec.record(rec.start_step)
-    try:
-        hist = train(
-            model,
-            train_data,
-            test_data,
-            cfg,
-            progress=not a.quiet,
-            on_step=(lambda s, loss: rec.step(s, train_loss=loss)) if rec else None,
-            on_epoch=(
-                lambda e, r: rec.log(
-                    r["step"], test_loss=r["test_loss"], test_error=r["test_error"]
-                )
-            )
-            if rec
-            else None,
-        )
-    finally:
-        if rec is not None:
-            rec.close()
+    hist = _train_recorded(a, model, train_data, test_data, cfg)
     torch.save(model.state_dict(), out / "weights.pt")
     (out / "train.json").write_text(
         json.dumps(
@@ -408,11 +370,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         )
     )
     last = hist.epochs[-1] if hist.epochs else {}
-    scalars = {
-        k: v
-        for k, v in last.items()
-        if k in ("train_loss", "train_error", "test_loss", "test_error")
-    }
+    names = ("train_loss", "train_error", "test_loss", "test_error")
     snap = analyze(
         model,
         test_data,
@@ -420,11 +378,64 @@ def cmd_train(a: argparse.Namespace) -> int:
         batch_size=a.batch_size,
         progress=not a.quiet,
         model_name=a.model,
-        scalars=scalars,
+        scalars={k: v for k, v in last.items() if k in names},
     )
     path = snap.save(out, hist.steps)
     print(f"wrote {out / 'weights.pt'} and {path}")
     return 0
+
+
+def _train_data(a: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """``cmd_train``'s training and test sets, resized per batch to ``--input-size`` (training,
+    evaluation, the recorded probe set and the final snapshot), and that size."""
+    from .data import open_data
+    from .data.inputs import fit_to_model, parse_input_size, parse_normalize
+
+    size_hw = parse_input_size(a.input_size, "--input-size")
+    stats = parse_normalize(a.normalize, "--normalize")
+    train_data = open_data(a.data, "train")
+    test_data = open_data(a.data, "test")
+    if a.limit:
+        train_data = train_data.subset(a.limit)
+    if a.test_limit:
+        test_data = test_data.subset(a.test_limit)
+    return fit_to_model(train_data, size_hw, stats), fit_to_model(test_data, size_hw, stats), size_hw
+
+
+def _train_recorded(a: argparse.Namespace, model: Any, train_data: Any, test_data: Any, cfg: Any):
+    """Train, with ``--record RUN``: snapshots every ``--every`` steps and the learning curves."""
+    from .train import train
+
+    rec = None
+    if a.record:
+        from .run.recorder import Recorder
+
+        rec = Recorder(
+            model, test_data, a.record, every=a.every, max_images=a.probe_size, model_name=a.model
+        )
+        rec.record(rec.start_step)
+    on_step = on_epoch = None
+    if rec is not None:
+
+        def on_step(s: int, loss: float) -> None:
+            rec.step(s, train_loss=loss)
+
+        def on_epoch(e: int, r: dict) -> None:
+            rec.log(r["step"], test_loss=r["test_loss"], test_error=r["test_error"])
+
+    try:
+        return train(
+            model,
+            train_data,
+            test_data,
+            cfg,
+            progress=not a.quiet,
+            on_step=on_step,
+            on_epoch=on_epoch,
+        )
+    finally:
+        if rec is not None:
+            rec.close()
 
 
 def _check_input_size(model: Any, name: str, shape: tuple[int, int, int]) -> None:

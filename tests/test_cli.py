@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import subprocess
 import sys
 from pathlib import Path
@@ -41,12 +43,24 @@ def test_train_then_analyze(cifar_dir, tmp_path):
         "128",
         "--train-batch-size",
         "64",
+        "--record",
+        tmp_path / "rec",
+        "--every",
+        "4",
+        "--probe-size",
+        "32",
         "-q",
         "-o",
         out,
     )
     assert r.returncode == 0, r.stderr
     assert "test error" in r.stdout
+    # --record: snapshots while training and the learning curves beside them
+    rec = cv.open_run(tmp_path / "rec")
+    assert rec.steps() == [0, 4, 8] and rec.latest().n_images == 32
+    scalars = [json.loads(x) for x in (tmp_path / "rec" / "scalars.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in scalars if "train_loss" in x] == list(range(1, 9))
+    assert [x["step"] for x in scalars if "test_error" in x] == [8]
     assert (out / "weights.pt").is_file() and (out / "train.json").is_file()
     run = cv.open_run(out)
     assert run.steps() == [8]  # 512 / 64 optimiser steps

@@ -545,3 +545,73 @@ def test_neuron_edges_when_zoomed_in_and_render_command_matches_the_window(
     d = np.abs(png - view).max(axis=2)
     print(f"render vs window: max diff {d.max()}, {np.mean(d > 2):.5f} of pixels differ by > 2")
     assert np.mean(d > 2) < 1e-3
+
+
+def test_find_arrow_keys_and_minimap(run_dir: Path):
+    """The Find box flies to a layer and (Enter) to a cluster; the arrow keys walk to the next
+    cluster; zoomed in, a click in the minimap flies the view to that point."""
+    from imgui_bundle import imgui
+
+    from cnnvis_gl.layout.search import neighbour
+    from cnnvis_gl.ui.panels.minimap import MINIMAP_ID, minimap_box
+
+    app = make_app(run_dir)
+    seen: dict = {}
+
+    def settle(ctx) -> None:
+        ctx.yield_(2)
+        wait(ctx, lambda: not app.state.camera.animating, 10.0)
+
+    def test(ctx):
+        wait(ctx, ready(app))
+        ctx.yield_(2)
+        st = app.state
+        s = st.scene
+        rows = {s.rows[i].name: i for i in st.layer_rows()}
+        ctx.item_input_value("//Controls/##find", "conv3")
+        ctx.yield_(2)
+        ctx.item_click("//Controls/**/layer conv3##hit0")
+        settle(ctx)
+        seen["row_view"] = st.camera.current.visible_rect(st.camera.viewport)
+        r = s.rows[rows["conv3"]]
+        seen["row"] = (r.y, r.y + r.height)
+        ctx.item_input_value("//Controls/##find", "conv2 #2")  # typed, then Enter
+        settle(ctx)
+        seen["found"] = st.selection.cluster
+        seen["want"] = int(s.clusters.id[st.row_clusters(rows["conv2"])[1]])
+        # the arrow keys, over the view
+        ci = st.cluster_index(st.selection.cluster)
+        ctx.mouse_move_to_pos(imgui.ImVec2(*app.view.screen_pos(*centre(s.clusters.rect[ci]))))
+        ctx.key_press(imgui.Key.right_arrow)
+        ctx.yield_(2)
+        seen["right"] = (st.cluster_index(st.selection.cluster), neighbour(s, ci, "right"))
+        ctx.key_press(imgui.Key.down_arrow)
+        settle(ctx)
+        cur = st.cluster_index(st.selection.cluster)
+        seen["down"] = (cur, neighbour(s, seen["right"][1], "down"))
+        x, y, w, h = (float(v) for v in s.clusters.rect[cur])
+        cx, cy = st.camera.current.center
+        seen["centred"] = (cx - (x + w / 2), cy - (y + h / 2))
+        # the minimap: a click at the point standing for the first layer's middle
+        target = s.rows[rows["conv1"]]
+        tx = (s.bounds[0] + s.bounds[2]) / 2
+        ty = target.y + target.height / 2
+        vw, vh = st.camera.viewport
+        x0, y0, _x1, _y1, k = minimap_box(s.bounds, app.view.origin, (vw, vh))
+        seen["minimap_drawn"] = ctx.item_exists(f"//{'Network'}/{MINIMAP_ID}")
+        ctx.mouse_move_to_pos(imgui.ImVec2(x0 + (tx - s.bounds[0]) * k, y0 + (ty - s.bounds[1]) * k))
+        ctx.mouse_click(0)
+        settle(ctx)
+        seen["flown"] = (st.camera.current.center, (tx, ty), 1.0 / k)
+
+    drive(app, test, SIZE)
+    vx0, vy0, vx1, vy1 = seen["row_view"]
+    r0, r1 = seen["row"]
+    assert vy0 <= r0 and vy1 >= r1 and (vy1 - vy0) < 3 * (r1 - r0)  # framed on conv3
+    assert seen["found"] == seen["want"]
+    assert seen["right"][0] == seen["right"][1] is not None
+    assert seen["down"][0] == seen["down"][1] is not None
+    assert abs(seen["centred"][0]) < 1.0 and abs(seen["centred"][1]) < 1.0
+    assert seen["minimap_drawn"]
+    (cx, cy), (tx, ty), unit = seen["flown"]
+    assert abs(cx - tx) <= 2 * unit and abs(cy - ty) <= 2 * unit  # within two minimap pixels

@@ -240,3 +240,73 @@ def test_neuron_edge_lists_are_the_strongest_stored_weights(state) -> None:
     assert {u for (u, _c), _w in ins} == {s.rows[layer_rows[p - 1]].unit}
     first = int(np.flatnonzero(s.clusters.row[s.neurons.cluster] == layer_rows[0])[0])
     assert inspect.neuron_edges(first)[0] is None  # the first layer has no inputs
+
+
+# ---------------------------------------------------------------------------- finding the way
+
+
+def test_search_finds_layers_modules_neurons_clusters_and_classes(state) -> None:
+    from cnnvis_gl.layout.search import search
+
+    s, snap = state.scene, state.snapshot
+    groups = {g.name: list(g.units) for g in snap.graph.groups}
+    rows = {s.rows[i].name: i for i in state.layer_rows()}
+
+    def find(q):
+        return search(s, q, snap.classes, groups)
+
+    hits = find("conv")  # a prefix of every conv layer, in network order
+    assert [h.index for h in hits] == [rows[n] for n in ("conv1", "conv2", "conv3", "conv4")]
+    assert find("CONV3")[0].index == rows["conv3"]  # case-insensitive, exact first
+    conv2 = next(g for g in snap.graph.groups if g.name == "conv2")
+    inner = conv2.units[0]  # a module inside the collapsed group (its conv)
+    assert [(h.kind, h.index) for h in find(inner)][:1] == [("row", rows["conv2"])]
+    # a neuron by layer:channel, through the group name or the unit's module path
+    i = int(np.flatnonzero(s.neurons.unit == s.units.index(conv2.unit))[5])
+    ch = int(s.neurons.index[i])
+    assert [(h.kind, h.index) for h in find(f"conv2:{ch}")] == [("neuron", i)]
+    assert [(h.kind, h.index) for h in find(f"{conv2.unit} : {ch}")] == [("neuron", i)]
+    assert find("conv2:99999") == []
+    # the N-th cluster of a row, numbered as the Cluster panel names it
+    (hit,) = find("conv3 #2")
+    assert hit.kind == "cluster" and state.cluster_name(hit.index) == "conv3 #2"
+    assert find("conv3 #999") == []
+    # classes
+    assert [(h.kind, h.index) for h in find("cat")] == [("class", snap.classes.index("cat"))]
+    assert [h.label for h in find("auto")] == ["class automobile"]
+    assert find("   ") == [] and find("no such thing") == []
+
+
+def test_arrow_keys_walk_rows_and_layers(state) -> None:
+    from cnnvis_gl.layout.search import neighbour
+
+    s = state.scene
+    layer_rows = state.layer_rows()
+    row = state.row_clusters(layer_rows[2])
+    assert neighbour(s, int(row[0]), "left") is None
+    assert neighbour(s, int(row[0]), "right") == int(row[1])
+    assert neighbour(s, int(row[-1]), "right") is None
+    below = state.row_clusters(layer_rows[3])
+    ci = int(row[1])
+    cx = s.clusters.rect[:, 0] + s.clusters.rect[:, 2] / 2
+    nearest = int(below[np.argmin(np.abs(cx[below] - cx[ci]))])  # brute force
+    assert neighbour(s, ci, "down") == nearest
+    top = int(state.row_clusters(layer_rows[0])[0])
+    assert neighbour(s, top, "up") is None
+    with pytest.raises(ValueError, match="direction"):
+        neighbour(s, top, "sideways")
+
+
+def test_minimap_box_keeps_the_scene_aspect_in_a_corner() -> None:
+    from imgui_bundle import imgui
+
+    from cnnvis_gl.ui.panels.minimap import minimap_box
+
+    imgui.create_context()  # em sizes need a context
+    try:
+        x0, y0, x1, y1, k = minimap_box((0.0, 0.0, 400.0, 1000.0), (10.0, 20.0), (1000, 600))
+    finally:
+        imgui.destroy_context()
+    assert (x1 - x0) / (y1 - y0) == pytest.approx(0.4)  # the scene's aspect
+    assert y1 - y0 == pytest.approx(0.33 * 600)  # tall: a third of the view's height
+    assert x1 - x0 == pytest.approx(400 * k) and x0 >= 10 and y1 <= 620

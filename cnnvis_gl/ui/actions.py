@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from imgui_bundle import hello_imgui, imgui
 
+from ..layout.search import Hit, neighbour
 from ..render.camera import Camera
 from .state import NeuronKey
 
@@ -285,6 +286,52 @@ class Actions:
         row = self.inspect.flag_row(flag)
         if row is not None:
             self.zoom_to_row(row)
+
+    def center_on(self, x: float, y: float) -> None:
+        """Fly to scene point ``(x, y)`` at the same zoom (the minimap's click)."""
+        cam = self.app.state.camera
+        cam.go(Camera((float(x), float(y)), cam.target.zoom))
+        self.view.touch()
+
+    # ------------------------------------------------------------------ finding the way
+    def go_to(self, hit: Hit) -> None:
+        """Show a search result: frame its row or cluster (a neuron's cluster, selected), or
+        highlight a class."""
+        st = self.app.state
+        s = st.scene
+        if s is None:
+            return
+        if hit.kind == "row":
+            self.zoom_to_row(hit.index)
+        elif hit.kind == "cluster":
+            st.selection.neuron = None
+            self.select_cluster(int(s.clusters.id[hit.index]))
+            self.zoom_to_cluster(hit.index)
+        elif hit.kind == "neuron":
+            self.select_neuron(st.neuron_key(hit.index))
+            self.zoom_to_cluster(int(s.neurons.cluster[hit.index]))
+        elif hit.kind == "class":
+            self.select_classes({hit.index})
+
+    def step_selection(self, direction: str) -> None:
+        """The arrow keys: select the neighbouring cluster (left / right in the row, up / down
+        in the adjacent layer) and fly to it at the same zoom; with nothing selected, the
+        first cluster of the first layer."""
+        st = self.app.state
+        s = st.scene
+        if s is None or not len(s.clusters.id):
+            return
+        ci = st.cluster_index(st.selection.cluster)
+        if ci is None:
+            target: int | None = int(st.row_clusters(st.layer_rows()[0])[0])
+        else:
+            target = neighbour(s, ci, direction)
+        if target is None:
+            return
+        st.selection.neuron = None
+        self.select_cluster(int(s.clusters.id[target]))
+        x, y, w, h = (float(v) for v in s.clusters.rect[target])
+        self.center_on(x + w / 2, y + h / 2)
 
     # ------------------------------------------------------------------ the window
     def request_exit(self) -> None:

@@ -239,6 +239,8 @@ class PanelState:
     plotted
         Per plot of the Training panel, the lines it drew this frame
         (:class:`~cnnvis_gl.ui.training.Line`).
+    find
+        The text of the Find box.
     """
 
     move_choice: int | None = None
@@ -247,6 +249,7 @@ class PanelState:
     flag_badges: list[tuple[Any, tuple[float, float, float, float]]] = field(default_factory=list)
     flag_tooltip: str | None = None
     plotted: dict[str, list[Any]] = field(default_factory=dict)
+    find: str = ""
 
 
 @dataclass

@@ -16,6 +16,7 @@ from ..widgets import (
     hint,
     section,
 )
+from .find import find_box
 
 if TYPE_CHECKING:
     from ..actions import Actions
@@ -30,6 +31,7 @@ def controls_panel(st: AppState, act: Actions) -> None:
         hint(st.jobs.message or "Loading …")
         return
 
+    find_box(st, act)
     if section("View"):
         imgui.text("Facet of all clusters")
         for f, name in enumerate(FACETS):

@@ -8,7 +8,10 @@ renderer's view, so picking, zoom-to-cursor and drag-and-drop need no conversion
 Mouse: wheel zooms at the cursor (animated), a drag pans (left on empty space, or right /
 middle anywhere), a left drag that starts on a neuron moves it to the cluster it is dropped on
 (or into a new cluster when dropped on empty space of its row), a click selects, a
-double-click zooms to the cluster (or fits all on empty space).  ``F`` fits all.
+double-click zooms to the cluster (or fits all on empty space).  ``F`` fits all; the arrow keys
+select the next cluster left / right in its row, or the nearest one in the layer above / below,
+and fly there.  Zoomed in, a minimap in the bottom-left corner shows where the view is
+(:mod:`.minimap`).
 
 Over it:
 
@@ -32,6 +35,7 @@ from ..training import flag_rows, row_right_end, style_of
 from ..widgets import (
     em,
 )
+from .minimap import minimap
 
 if TYPE_CHECKING:
     from ..actions import Actions
@@ -59,6 +63,13 @@ ZOOM_STEP = 1.25  # per wheel notch
 
 
 DRAG_THRESHOLD = 4.0  # pixels before a press becomes a drag
+
+ARROWS = (
+    (imgui.Key.left_arrow, "left"),
+    (imgui.Key.right_arrow, "right"),
+    (imgui.Key.up_arrow, "up"),
+    (imgui.Key.down_arrow, "down"),
+)
 
 
 def network_view(st: AppState, act: Actions) -> None:
@@ -92,8 +103,9 @@ def _canvas(st: AppState, act: Actions) -> None:
             imgui.ImVec2(0, 1),
             imgui.ImVec2(1, 0),
         )
-    # flag badges first: their buttons then win the hover over the view's button
+    # flag badges and the minimap first: their buttons then win the hover over the view's
     badges = flag_badges(st, act, (origin.x, origin.y), (w, h))
+    minimap(st, act, (origin.x, origin.y), (w, h))
     imgui.set_cursor_screen_pos(origin)
     buttons = (
         imgui.ButtonFlags_.mouse_button_left
@@ -163,6 +175,9 @@ def _input(st: AppState, act: Actions, origin: tuple[float, float], size: tuple[
 
     if hovered and imgui.is_key_pressed(imgui.Key.f, False) and not io.want_text_input:
         act.fit_all()
+    for key, direction in ARROWS:  # the arrow keys walk the clusters
+        if hovered and imgui.is_key_pressed(key) and not io.want_text_input:
+            act.step_selection(direction)
 
     if hovered and imgui.is_mouse_released(imgui.MouseButton_.right) and not _moved(io, 1):
         act.view.click_at(mx, my)

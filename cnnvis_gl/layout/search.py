@@ -1,0 +1,170 @@
+"""Finding your way in a Scene: search by name, and the neighbours of a cluster.
+
+:func:`search` matches a query against what the view shows — layer rows (group names), module
+paths (every unit of a group, e.g. ``features.5``), cluster names (``conv2 #3``), neurons
+(``conv2:17`` or ``features.7:17``) and class names — and ranks exact matches before prefixes
+before substrings.  :func:`neighbour` is the cluster an arrow key goes to.  Plain Python and
+NumPy on the Scene: the viewer (the Find box, the arrow keys) and tests use them alike.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .scene import ROW_BETWEEN, ROW_GROUP, Scene
+
+__all__ = ["Hit", "neighbour", "search"]
+
+_NEURON = re.compile(r"^(.+?)\s*:\s*(\d+)$")  # conv2:17
+_CLUSTER = re.compile(r"^(.+?)\s*#\s*(\d+)$")  # conv2 #3
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result.
+
+    Attributes
+    ----------
+    kind
+        ``"row"``, ``"cluster"``, ``"neuron"`` or ``"class"``.
+    index
+        Into ``scene.rows``, ``scene.clusters``, ``scene.neurons``, or the snapshot's classes.
+    label
+        What the result list shows.
+    """
+
+    kind: str
+    index: int
+    label: str
+
+
+def _rank(text: str, q: str) -> int | None:
+    """0 exact, 1 prefix, 2 substring, ``None`` no match (case-insensitive)."""
+    t = text.lower()
+    if t == q:
+        return 0
+    if t.startswith(q):
+        return 1
+    return 2 if q in t else None
+
+
+def _layer_rows(scene: Scene) -> list[int]:
+    return [i for i, r in enumerate(scene.rows) if r.kind != ROW_BETWEEN]
+
+
+def _rows_of(scene: Scene, name: str, group_units: Mapping[str, Sequence[str]]) -> list[int]:
+    """Layer rows named ``name``, showing unit ``name``, or of the group holding unit ``name``."""
+    q = name.lower()
+    out = []
+    for i in _layer_rows(scene):
+        r = scene.rows[i]
+        units = [u.lower() for u in group_units.get(r.name.split("/")[0], ())]
+        if r.name.lower() == q or r.unit.lower() == q or (r.kind == ROW_GROUP and q in units):
+            out.append(i)
+    return out
+
+
+def search(
+    scene: Scene,
+    query: str,
+    classes: Sequence[str] = (),
+    group_units: Mapping[str, Sequence[str]] | None = None,
+    limit: int = 12,
+) -> list[Hit]:
+    """What ``query`` finds in ``scene``, best first (at most ``limit``).
+
+    Parameters
+    ----------
+    scene
+        The scene shown.
+    query
+        A layer or module name (or part of one), ``LAYER:CHANNEL`` for a neuron,
+        ``LAYER #N`` for the N-th cluster of a row (as the Cluster panel names it), or a
+        class name.
+    classes
+        The snapshot's class names (class hits index them).
+    group_units
+        Group name → the module paths of its layers (a collapsed group's row answers for
+        each of them).
+    """
+    q = " ".join(query.split()).lower()
+    if not q:
+        return []
+    units = group_units or {}
+    m = _NEURON.match(q)
+    if m:
+        return _neuron_hits(scene, m.group(1), int(m.group(2)), units)[:limit]
+    m = _CLUSTER.match(q)
+    if m:
+        return _cluster_hits(scene, m.group(1), int(m.group(2)), units)[:limit]
+    ranked: list[tuple[int, int, Hit]] = []
+    for i in _layer_rows(scene):
+        r = scene.rows[i]
+        names = [r.name, *units.get(r.name, ())]
+        best = min((k for k in (_rank(n, q) for n in names) if k is not None), default=None)
+        if best is not None:
+            ranked.append((best, len(ranked), Hit("row", i, f"layer {r.name}")))
+    for k, name in enumerate(classes):
+        rank = _rank(name, q)
+        if rank is not None:
+            ranked.append((rank, len(ranked), Hit("class", k, f"class {name}")))
+    ranked.sort(key=lambda t: (t[0], t[1]))
+    return [h for _, _, h in ranked[:limit]]
+
+
+def _neuron_hits(
+    scene: Scene, layer: str, ch: int, units: Mapping[str, Sequence[str]]
+) -> list[Hit]:
+    n = scene.neurons
+    out = []
+    for i in _rows_of(scene, layer, units):
+        u = scene.rows[i].unit
+        if u not in scene.units:
+            continue
+        hit = np.flatnonzero((n.unit == scene.units.index(u)) & (n.index == ch))
+        if len(hit):
+            out.append(Hit("neuron", int(hit[0]), f"neuron {ch} of {scene.rows[i].name} ({u})"))
+    return out
+
+
+def _cluster_hits(
+    scene: Scene, layer: str, pos: int, units: Mapping[str, Sequence[str]]
+) -> list[Hit]:
+    c = scene.clusters
+    out = []
+    for i in _rows_of(scene, layer, units):
+        idx = np.flatnonzero(c.row == i)
+        idx = idx[np.argsort(c.rect[idx, 0], kind="stable")]  # left to right, as numbered
+        if 1 <= pos <= len(idx):
+            name = scene.rows[i].name
+            ci = int(idx[pos - 1])
+            out.append(Hit("cluster", ci, f"cluster {name} #{pos} · {int(c.size[ci])} neurons"))
+    return out
+
+
+def neighbour(scene: Scene, ci: int, direction: str) -> int | None:
+    """The cluster an arrow key goes to from cluster ``ci``: ``"left"`` / ``"right"`` in its
+    row, ``"up"`` / ``"down"`` the cluster of the previous / next layer row nearest in x
+    (``None`` at an end)."""
+    c = scene.clusters
+    row = int(c.row[ci])
+    cx = c.rect[:, 0] + c.rect[:, 2] / 2
+    if direction in ("left", "right"):
+        idx = np.flatnonzero(c.row == row)
+        idx = idx[np.argsort(c.rect[idx, 0], kind="stable")]
+        k = int(np.flatnonzero(idx == ci)[0]) + (1 if direction == "right" else -1)
+        return int(idx[k]) if 0 <= k < len(idx) else None
+    if direction not in ("up", "down"):
+        raise ValueError(f"direction must be left, right, up or down, not {direction!r}")
+    rows = _layer_rows(scene)
+    p = rows.index(row) + (1 if direction == "down" else -1)
+    if not 0 <= p < len(rows):
+        return None
+    idx = np.flatnonzero(c.row == rows[p])
+    if not len(idx):
+        return None
+    return int(idx[np.argmin(np.abs(cx[idx] - cx[ci]))])

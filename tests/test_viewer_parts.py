@@ -310,3 +310,47 @@ def test_minimap_box_keeps_the_scene_aspect_in_a_corner() -> None:
     assert (x1 - x0) / (y1 - y0) == pytest.approx(0.4)  # the scene's aspect
     assert y1 - y0 == pytest.approx(0.33 * 600)  # tall: a third of the view's height
     assert x1 - x0 == pytest.approx(400 * k) and x0 >= 10 and y1 <= 620
+
+
+# ---------------------------------------------------------------------------- semantic zoom
+
+
+def test_mosaic_shows_each_clusters_most_central_neurons_inside_its_frame(state) -> None:
+    from cnnvis_gl.layout.mosaic import mosaic_tiles, representatives
+
+    s = state.scene
+    t = mosaic_tiles(s, max_tiles=9)
+    n, c = s.neurons, s.clusters
+    for ci in range(len(c.id)):
+        mine = t.cluster == ci
+        members = np.flatnonzero(n.cluster == ci)
+        assert mine.sum() == min(len(members), 9)
+        # brute force: the members nearest the cluster's mean class profile
+        X = n.activation[members].astype(np.float64)
+        d = np.sqrt(((X - X.mean(axis=0)) ** 2).sum(axis=1))
+        chosen = t.neuron[mine]
+        assert set(chosen) <= set(members)
+        worst_chosen = max(d[np.searchsorted(members, chosen)])
+        others = np.setdiff1d(members, chosen)
+        if len(others):
+            assert worst_chosen <= min(d[np.searchsorted(members, others)]) + 1e-9
+        # square tiles inside the frame, not overlapping
+        x, y, w, h = c.rect[ci]
+        r = t.rect[mine]
+        assert np.allclose(r[:, 2], r[:, 3])
+        assert (r[:, 0] >= x - 1e-3).all() and (r[:, 0] + r[:, 2] <= x + w + 1e-3).all()
+        assert (r[:, 1] >= y - 1e-3).all() and (r[:, 1] + r[:, 3] <= y + h + 1e-3).all()
+        for a in range(len(r)):
+            for b in range(a + 1, len(r)):
+                ox = min(r[a, 0] + r[a, 2], r[b, 0] + r[b, 2]) - max(r[a, 0], r[b, 0])
+                oy = min(r[a, 1] + r[a, 3], r[b, 1] + r[b, 3]) - max(r[a, 1], r[b, 1])
+                assert ox <= 1e-6 or oy <= 1e-6
+    # ties between equally central neurons go to the more important one
+    assert representatives(np.zeros((3, 2)), np.array([0.1, 0.9, 0.5]), 2).tolist() == [1, 2]
+
+
+def test_mosaic_and_patches_never_show_together() -> None:
+    for z in np.linspace(0.05, 1.0, 60):
+        lod = _lod(float(z))
+        assert lod["mosaic_alpha"] == 0.0 or lod["patches_drawn"] == 0.0
+    assert _lod(0.05)["mosaic_alpha"] == 1.0 and _lod(1.0)["patches_drawn"] == 1.0

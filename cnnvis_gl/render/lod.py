@@ -100,8 +100,9 @@ def level_of_detail(
     Returns
     -------
     dict
-        ``patch_alpha``, ``summary`` (patch and matrix summary mixes), ``matrix`` (rows
-        visible), ``segments``, ``edges`` (count drawn), ``neuron_edges`` (count drawn),
+        ``patch_alpha`` (how large patches are, 0..1), ``mosaic_alpha`` and
+        ``patches_drawn`` (the opacity of the clusters' mosaics and of their packed patches),
+        ``summary`` (patch and matrix summary mixes), ``matrix`` (rows visible), ``segments``, ``edges`` (count drawn), ``neuron_edges`` (count drawn),
         ``neuron_segments``.
     """
     z = camera.zoom
@@ -130,6 +131,9 @@ def level_of_detail(
         detail = min(int(detail_count), max(budget, 1))
     return {
         "patch_alpha": patch_alpha,
+        # semantic zoom: the mosaic fades out, then the packed patches fade in (never both)
+        "mosaic_alpha": 1.0 - _smoothstep(0.25, 0.5, patch_alpha),
+        "patches_drawn": _smoothstep(0.5, 0.75, patch_alpha),
         "summary": (1.0 - patch_alpha, 1.0 - matrix_alpha),
         "matrix": matrix_alpha > 0.0,
         "segments": segments,

@@ -55,7 +55,7 @@ class PatchesVisual(Visual):
     def render(self, p: Pass) -> None:
         alpha = float(p.lod["patch_alpha"])
         if not p.frame.pick:
-            self.draw(p.frame, alpha, p.hovered(PickKind.NEURON))
+            self.draw(p.frame, float(p.lod["patches_drawn"]), p.hovered(PickKind.NEURON))
         elif alpha >= 0.5:  # picked where they are more visible than the summary colour
             self.draw(p.frame, 1.0)
 

@@ -31,6 +31,7 @@ from .frames import FramesVisual, cluster_means
 from .gl import Uploads
 from .lod import LodSettings, level_of_detail
 from .matrix import MatrixVisual
+from .mosaic import MosaicVisual
 from .nodes import NodesVisual
 from .patches import PatchesVisual
 from .pick import PickKind
@@ -86,6 +87,7 @@ class SceneRenderer:
         self.shared = SharedState(ctx, self.uploads)
         self.atlas = PatchAtlas(ctx, cell=atlas_cell, uploads=self.uploads)
         self.patches = PatchesVisual(ctx, self.shared, self.atlas)
+        self.mosaic = MosaicVisual(ctx, self.shared, self.atlas)
         self.frames = FramesVisual(ctx, self.shared, self.shared.cmap_tex)
         self.matrix = MatrixVisual(ctx, self.shared, self.shared.cmap_tex)
         self.nodes = NodesVisual(ctx, self.shared)
@@ -104,6 +106,7 @@ class SceneRenderer:
             self.nodes,
             self.detail_nodes,
             self.frames,
+            self.mosaic,
             self.patches,
             self.matrix,
             self.text,
@@ -172,6 +175,7 @@ class SceneRenderer:
             summary = cluster_means(scene, scene.neurons.activation)
             self.shared.reset(c.facet, len(scene.neurons.cluster), len(scene.class_order), summary)
             self.patches.upload(scene, self.snapshot)
+            self.mosaic.upload(scene, self.snapshot)
             self.matrix.upload(scene)
             self.frames.upload(scene, self.patches.mean_colors)
             rects = scene.neurons.rect

@@ -1,0 +1,66 @@
+"""Semantic zoom, far out: each cluster's representative neurons as a mosaic of large patches
+(:func:`cnnvis_gl.layout.mosaic.mosaic_tiles`), cross-faded with the packed patches as they
+shrink below a few pixels.  Not pickable: far out, a pick finds the cluster's frame."""
+
+from __future__ import annotations
+
+import moderngl
+import numpy as np
+
+from ..layout.mosaic import mosaic_tiles
+from ..layout.scene import Scene
+from .atlas import PatchAtlas, PatchSource
+from .gl import set_uniform
+from .state import UNIT_MAIN, Frame, Pass, SharedState
+from .visual import Visual
+
+GEOMETRY = np.dtype([("rect", "f4", 4), ("uv", "f4", 4), ("layer", "f4"), ("cluster", "i4")])
+
+
+class MosaicVisual(Visual):
+    """One instance per mosaic tile: a representative neuron's patch from the atlas."""
+
+    VERT, FRAG = "mosaic.vert", "mosaic.frag"
+
+    def __init__(self, ctx: moderngl.Context, shared: SharedState, atlas: PatchAtlas) -> None:
+        super().__init__(ctx, shared)
+        self.atlas = atlas
+        self.geometry: moderngl.Buffer | None = None
+
+    def upload(self, scene: Scene, source: PatchSource | None) -> None:
+        """The tiles of ``scene`` (their patches are in the atlas once the patches are)."""
+        tiles = mosaic_tiles(scene)
+        n = scene.neurons
+        keys = np.stack([n.unit[tiles.neuron], n.index[tiles.neuron]], 1).reshape(-1, 2)
+        uv, layer = self.atlas.ensure(source, scene.units, keys)
+        data = np.zeros(len(keys), dtype=GEOMETRY)
+        data["rect"] = tiles.rect
+        data["uv"] = uv
+        data["layer"] = layer
+        data["cluster"] = tiles.cluster
+        self.count = len(data)
+        self.geometry = self.uploads.write(self.ctx, "mosaic.geometry", self.geometry, data)
+        self._build_vaos(
+            [
+                (self.shared.quad, "2f", "in_corner"),
+                (self.geometry, "4f 4f 1f 1i /i", "in_rect", "in_uv", "in_layer", "in_cluster"),
+            ]
+        )
+
+    def render(self, p: Pass) -> None:
+        if not p.frame.pick:
+            self.draw(p.frame, float(p.lod["mosaic_alpha"]))
+
+    def draw(self, frame: Frame, alpha: float) -> None:
+        if not self.count or alpha <= 0.0 or self.atlas.texture is None:
+            return
+        prog, vao = self.active(frame)
+        self.atlas.texture.use(UNIT_MAIN)
+        set_uniform(prog, "u_atlas", UNIT_MAIN)
+        set_uniform(prog, "u_alpha", float(alpha))
+        vao.render(moderngl.TRIANGLE_STRIP, vertices=4, instances=self.count)
+
+    def release(self) -> None:
+        super().release()
+        if self.geometry is not None:
+            self.geometry.release()

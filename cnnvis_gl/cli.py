@@ -90,8 +90,8 @@ def _add_window(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_theme(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--theme", choices=["dark", "light"], default="dark")
+def _add_theme(p: argparse.ArgumentParser, default: str | None = "dark") -> None:
+    p.add_argument("--theme", choices=["dark", "light"], default=default)
 
 
 def _analyze_parser(sub: Any) -> None:
@@ -182,15 +182,21 @@ def _render_parser(sub: Any) -> None:
     p.add_argument("--step", type=_step, help="snapshot step (default: the latest)")
     p.add_argument(
         "--size",
-        default="1920x1080",
-        help="WIDTHxHEIGHT in pixels, up to 16384 (default 1920x1080)",
+        help="WIDTHxHEIGHT in pixels, up to 16384 (default 1920x1080, or the bookmark's)",
     )
     p.add_argument(
         "--facet",
         choices=["features", "matrix"],
         help="facet of every cluster (default: the saved layout's facets, else features)",
     )
-    _add_theme(p)
+    _add_theme(p, default=None)
+    p.add_argument(
+        "--bookmark",
+        metavar="NAME",
+        help="draw a view saved in the viewer's Bookmarks panel (RUN/bookmarks.json): its "
+        "camera, size, theme, facet, edges, classes, expanded groups and selection; options "
+        "given as well override it",
+    )
     p.add_argument(
         "--classes", help="comma-separated class names to highlight (the rest is dimmed)"
     )
@@ -496,9 +502,10 @@ def cmd_render(a: argparse.Namespace) -> int:
     from .layout.scene import FACET_FEATURES, FACET_MATRIX
     from .ui.edits import LAYOUT_FILE, build_with_edits, load_edits
 
-    size = _size(a.size)
     run = open_run(a.run)
     snap = run.snapshot(a.step) if a.step is not None else run.latest()
+    mark = _apply_bookmark(a) if a.bookmark else None
+    size = _size(a.size or "1920x1080")
     groups = {g.name for g in snap.graph.groups}
     expand = {g for g in a.expand.split(",") if g}
     if expand - groups:
@@ -517,11 +524,13 @@ def cmd_render(a: argparse.Namespace) -> int:
     if a.edges is not None and not 0.0 < a.edges <= 1.0:
         raise CnnvisError(f"--edges {a.edges}: use a fraction in (0, 1]")
     edits = None
-    if not (a.fresh or a.k is not None or expand):
+    if not (a.fresh or a.k is not None or (expand and mark is None)):
         try:
             edits = load_edits(a.run)
         except ValueError as e:
             raise CnnvisError(f"{e} (use --fresh to ignore it)") from None
+    if edits is not None and mark is not None:
+        edits = replace(edits, expanded=frozenset(expand))
     t0 = time.perf_counter()
     if edits is not None:
         if a.edges is not None:
@@ -540,6 +549,8 @@ def cmd_render(a: argparse.Namespace) -> int:
         )
         scene = build_scene(snap, options)
     camera = _render_camera(a, scene, size)
+    if mark is not None:
+        selection = _bookmark_selection(mark, scene, selection)
     from .render.offscreen import render_png
 
     path = render_png(
@@ -548,7 +559,7 @@ def cmd_render(a: argparse.Namespace) -> int:
         a.out,
         size=size,
         camera=camera,
-        theme=a.theme,
+        theme=a.theme or "dark",
         selection=selection,
         msaa=a.msaa,
         neuron_edges=None if a.no_neuron_edges else fraction,
@@ -557,6 +568,50 @@ def cmd_render(a: argparse.Namespace) -> int:
         f"rendered {snap} ({len(scene.clusters.size)} clusters) to {path} in {time.perf_counter() - t0:.1f} s"
     )
     return 0
+
+
+def _apply_bookmark(a: argparse.Namespace) -> Any:
+    """``--bookmark NAME``: fill the options not given on the command line from the saved
+    view; the camera keeps the bookmark's view filling the picture."""
+    from .errors import CnnvisError
+    from .run.bookmarks import BOOKMARKS_FILE, load_bookmarks
+
+    marks = {b.name: b for b in load_bookmarks(a.run)}
+    mark = marks.get(a.bookmark)
+    if mark is None:
+        have = ", ".join(repr(n) for n in marks) or "none saved yet"
+        raise CnnvisError(f"--bookmark {a.bookmark!r}: no such bookmark in {a.run}/{BOOKMARKS_FILE} ({have})")
+    if a.camera or a.zoom_to:
+        raise CnnvisError("--bookmark sets the camera: leave out --camera and --zoom-to")
+    a.size = a.size or f"{mark.size[0]}x{mark.size[1]}"
+    w, h = _size(a.size)
+    cx, cy, zoom = mark.camera
+    zoom *= min(w / mark.size[0], h / mark.size[1])  # the same part of the scene, fitted
+    a.camera = f"{cx!r},{cy!r},{zoom!r}"
+    a.theme = a.theme or mark.theme
+    a.facet = a.facet or mark.facet
+    a.edges = mark.edge_fraction if a.edges is None else a.edges
+    a.classes = a.classes or ",".join(mark.classes)
+    a.expand = a.expand or ",".join(mark.expanded)
+    return mark
+
+
+def _bookmark_selection(mark: Any, scene: Any, selection: dict | None) -> dict | None:
+    """The bookmark's selected cluster and neuron as the renderer's indices (if still there)."""
+    import numpy as np
+
+    out = dict(selection or {})
+    if mark.cluster is not None:
+        hit = np.flatnonzero(np.asarray(scene.clusters.id) == mark.cluster)
+        if len(hit):
+            out["clusters"] = [int(hit[0])]
+    if mark.neuron is not None and mark.neuron[0] in scene.units:
+        n = scene.neurons
+        u = scene.units.index(mark.neuron[0])
+        hit = np.flatnonzero((n.unit == u) & (n.index == mark.neuron[1]))
+        if len(hit):
+            out["neurons"] = [int(hit[0])]
+    return out or None
 
 
 def _render_camera(a: argparse.Namespace, scene: object, size: tuple[int, int]) -> object:

@@ -615,3 +615,49 @@ def test_find_arrow_keys_and_minimap(run_dir: Path):
     assert seen["minimap_drawn"]
     (cx, cy), (tx, ty), unit = seen["flown"]
     assert abs(cx - tx) <= 2 * unit and abs(cy - ty) <= 2 * unit  # within two minimap pixels
+
+
+def test_bookmarks_panel_saves_and_recalls_a_view(run_dir: Path):
+    """Save the view (zoomed on a cluster, a class highlighted) as a bookmark, move away,
+    click the bookmark: the camera and the highlight come back; delete it."""
+    app = make_app(run_dir)
+    seen: dict = {}
+
+    def settle(ctx) -> None:
+        ctx.yield_(2)
+        wait(ctx, lambda: not app.state.camera.animating and not app.feed.pending, 10.0)
+
+    def test(ctx):
+        wait(ctx, ready(app))
+        ctx.yield_(2)
+        st = app.state
+        ctx.item_click("//Controls/**/cat##class3")
+        app.actions.zoom_to_cluster(2)
+        settle(ctx)
+        seen["camera"] = st.camera.target
+        ctx.window_focus("//Bookmarks")
+        ctx.yield_(2)
+        ctx.item_input_value("//Bookmarks/##bookmark_name", "close up")  # typed, then Enter
+        ctx.yield_(2)
+        seen["file"] = json.loads((run_dir / "bookmarks.json").read_text())
+        app.actions.select_classes(set())
+        app.actions.fit_all()
+        settle(ctx)
+        seen["moved"] = st.camera.target != seen["camera"]
+        ctx.item_click("//Bookmarks/close up##go0")
+        settle(ctx)
+        seen["back"] = (st.camera.target, set(st.selection.classes))
+        ctx.item_click("//Bookmarks/x##del0")
+        ctx.yield_(2)
+        seen["after_delete"] = json.loads((run_dir / "bookmarks.json").read_text())
+
+    drive(app, test, SIZE)
+    (mark,) = seen["file"]["bookmarks"]
+    cam = seen["camera"]
+    assert mark["name"] == "close up" and mark["classes"] == ["cat"]
+    assert mark["camera"] == pytest.approx([cam.center[0], cam.center[1], cam.zoom])
+    assert seen["moved"]
+    back, classes = seen["back"]
+    assert back.center == pytest.approx(cam.center) and back.zoom == pytest.approx(cam.zoom)
+    assert classes == {3}
+    assert seen["after_delete"]["bookmarks"] == []

@@ -139,6 +139,7 @@ class App:
         self.state.jobs.message = "Laying out the latest snapshot …"
         self.feed.submit("open the latest snapshot", lambda: self.session.open())
         self.actions.refresh_steps()  # the timeline, the Training panel and compare need them
+        self.actions.load_bookmarks()
         if self.state.follow:
             self.feed.start_follower()
 

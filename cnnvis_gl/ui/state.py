@@ -241,6 +241,8 @@ class PanelState:
         (:class:`~cnnvis_gl.ui.training.Line`).
     find
         The text of the Find box.
+    bookmark_name
+        The name typed in the Bookmarks panel.
     """
 
     move_choice: int | None = None
@@ -250,6 +252,7 @@ class PanelState:
     flag_tooltip: str | None = None
     plotted: dict[str, list[Any]] = field(default_factory=dict)
     find: str = ""
+    bookmark_name: str = ""
 
 
 @dataclass
@@ -287,6 +290,9 @@ class AppState:
         (kind: a :class:`~cnnvis_gl.render.pick.PickKind`).
     debug, panels
         The debugging view's choices and results; what panels keep between frames.
+    bookmarks, bookmarks_damaged
+        The run's saved views (:class:`~cnnvis_gl.run.bookmarks.Bookmark`); whether
+        ``bookmarks.json`` could not be read (then it is never overwritten).
     """
 
     run_dir: Path
@@ -310,6 +316,8 @@ class AppState:
     hover: tuple[str, int] = ("none", -1)
     drag: DragState | None = None
     debug: DebugState = field(default_factory=DebugState)
+    bookmarks: list[Any] = field(default_factory=list)
+    bookmarks_damaged: bool = False
     panels: PanelState = field(default_factory=PanelState)
     frame_ms: deque[float] = field(default_factory=lambda: deque(maxlen=120))
     render_ms: deque[float] = field(default_factory=lambda: deque(maxlen=120))

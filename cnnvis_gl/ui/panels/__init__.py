@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .bookmarks import bookmarks_panel
 from .chrome import menus, status_bar
 from .cluster import cluster_panel
 from .controls import controls_panel
@@ -64,4 +65,5 @@ PANELS = (
     Panel("Neuron", "NeuronSpace", neuron_panel),
     Panel("Snapshots", "TimelineSpace", snapshots_panel),
     Panel("Training", "TimelineSpace", training_panel, focus=True),
+    Panel("Bookmarks", "TimelineSpace", bookmarks_panel),
 )

@@ -354,3 +354,32 @@ def test_mosaic_and_patches_never_show_together() -> None:
         lod = _lod(float(z))
         assert lod["mosaic_alpha"] == 0.0 or lod["patches_drawn"] == 0.0
     assert _lod(0.05)["mosaic_alpha"] == 1.0 and _lod(1.0)["patches_drawn"] == 1.0
+
+
+def test_matrix_cell_hover_names_the_class_and_its_top_neurons(state) -> None:
+    from cnnvis_gl.layout.selection import class_top_neurons
+    from cnnvis_gl.ui.picks import PICKS
+
+    s, snap = state.scene, state.snapshot
+    act = SimpleNamespace(inspect=_Inspect(snap))
+    ci = int(np.argmax(s.clusters.size))
+    i = int(np.flatnonzero(s.neurons.cluster == ci)[0])
+    x0, _, w, _ = (float(v) for v in s.clusters.matrix_rect[ci])
+    col = 4
+    at = (x0 + (col + 0.5) * w / len(s.class_order), 0.0)  # the middle of column 4
+    k = int(s.class_order[col])
+    members = np.flatnonzero(s.neurons.cluster == ci)
+    brute = sorted(members, key=lambda n: (-float(s.neurons.activation[n, k]), n))[:3]
+    assert [n for n, _ in class_top_neurons(s, ci, k)] == brute
+    facet = s.clusters.facet.copy()
+    try:
+        s.clusters.facet[ci] = FACET_MATRIX
+        lines = PICKS[PickKind.NEURON].text(state, act, i, at)
+    finally:
+        s.clusters.facet[:] = facet
+    name = snap.classes[k]
+    assert f"{name}: {float(s.neurons.activation[i, k]):.2f} of the layer's max" in lines
+    want = ", ".join(str(int(s.neurons.index[n])) for n in brute)
+    assert f"{name} activates most here: neurons {want}" in lines
+    # in the features facet the pointer's column means nothing
+    assert not any("activates most" in x for x in PICKS[PickKind.NEURON].text(state, act, i, at))

@@ -15,7 +15,7 @@ import numpy as np
 
 from .scene import Bundles, Edges, Scene
 
-__all__ = ["Highlight", "bundle_emphasis", "highlight"]
+__all__ = ["Highlight", "bundle_emphasis", "class_top_neurons", "highlight"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +105,12 @@ def bundle_emphasis(
     out = np.zeros(B, dtype=np.float32)
     np.maximum.at(out, np.asarray(e.bundle)[m], val[m])
     return out
+
+
+def class_top_neurons(scene: Scene, cluster: int, klass: int, n: int = 3) -> list[tuple[int, float]]:
+    """The ``n`` neurons of cluster ``cluster`` that class ``klass`` (snapshot order) activates
+    most, as ``(index into scene.neurons, activation)``, strongest first (ties: lower index)."""
+    members = np.flatnonzero(scene.neurons.cluster == cluster)
+    a = np.asarray(scene.neurons.activation, np.float64)[members, int(klass)]
+    order = np.lexsort((members, -a))[: max(int(n), 0)]
+    return [(int(members[k]), float(a[k])) for k in order]

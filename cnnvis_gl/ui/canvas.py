@@ -124,8 +124,12 @@ class Canvas:
 
     def hover_text(self) -> list[str]:
         """Tooltip lines for what the pointer is over."""
-        pick, i = self._meaning(self.app.state.hover)
-        return pick.text(self.app.state, self.app.actions, i)
+        st = self.app.state
+        pick, i = self._meaning(st.hover)
+        at = None
+        if self._last_hover_pos is not None:  # the pointer, in scene units
+            at = st.camera.current.screen_to_scene(*self._last_hover_pos[:2], st.camera.viewport)
+        return pick.text(st, self.app.actions, i, at)
 
     def screen_pos(self, scene_x: float, scene_y: float) -> tuple[float, float]:
         """Window (screen) coordinates of a scene point in the network view."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..layout.selection import class_top_neurons
 from ..render.pick import PickKind
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["PICKS", "Pick"]
 
 Rect = tuple[float, float, float, float]  # scene x, y, w, h
+Point = tuple[float, float]  # scene x, y
 
 
 class Pick:
@@ -34,8 +36,8 @@ class Pick:
         """The scene rectangle outlined on hover (``None``: no outline)."""
         return None
 
-    def text(self, st: AppState, act: Actions, i: int) -> list[str]:
-        """Tooltip lines."""
+    def text(self, st: AppState, act: Actions, i: int, at: Point | None = None) -> list[str]:
+        """Tooltip lines (``at``: the pointer's scene position, when known)."""
         return []
 
     def cluster(self, st: AppState, i: int) -> int | None:
@@ -62,7 +64,7 @@ class _Cluster(Pick):
         x, y, w, h = (float(v) for v in st.scene.clusters.rect[i])  # type: ignore[union-attr]
         return (x, y, w, h)
 
-    def text(self, st: AppState, act: Actions, i: int) -> list[str]:
+    def text(self, st: AppState, act: Actions, i: int, at: Point | None = None) -> list[str]:
         s = st.scene
         row = s.rows[int(s.clusters.row[i])]  # type: ignore[union-attr]
         return [
@@ -99,7 +101,7 @@ class _Neuron(Pick):
         x, y, w, h = (float(v) for v in s.neurons.rect[i])
         return (x, y, w, h)
 
-    def text(self, st: AppState, act: Actions, i: int) -> list[str]:
+    def text(self, st: AppState, act: Actions, i: int, at: Point | None = None) -> list[str]:
         s = st.scene
         assert s is not None
         unit = s.units[int(s.neurons.unit[i])]
@@ -111,6 +113,8 @@ class _Neuron(Pick):
             top = np.argsort(-a)[:3]
             names = st.snapshot.classes
             lines.append("top classes: " + ", ".join(f"{names[k]} {a[k]:.3g}" for k in top))
+        if at is not None and int(s.clusters.facet[ci]) and st.snapshot is not None:
+            lines += _matrix_cell(st, act, i, ci, at[0])
         lines.append("drag onto another cluster to move it")
         return lines
 
@@ -122,6 +126,23 @@ class _Neuron(Pick):
 
     def double_click(self, st: AppState, act: Actions, i: int) -> None:
         act.zoom_to_cluster(int(st.scene.neurons.cluster[i]))  # type: ignore[union-attr]
+
+
+def _matrix_cell(st: AppState, act: Actions, i: int, ci: int, x: float) -> list[str]:
+    """The matrix cell under scene x in neuron ``i``'s row: its class, the neuron's value, and
+    the cluster's neurons that class activates most."""
+    s = st.scene
+    assert s is not None and st.snapshot is not None
+    x0, _, w, _ = (float(v) for v in s.clusters.matrix_rect[ci])
+    K = len(s.class_order)
+    col = int(np.clip(np.floor((x - x0) / max(w, 1e-9) * K), 0, K - 1))
+    k = int(s.class_order[col])
+    name = st.snapshot.classes[k]
+    top = ", ".join(f"{int(s.neurons.index[n])}" for n, _ in class_top_neurons(s, ci, k))
+    return [
+        f"{name}: {float(s.neurons.activation[i, k]):.2f} of the layer's max",
+        f"{name} activates most here: neurons {top}",
+    ]
 
 
 class _Inert(Pick):
@@ -140,7 +161,7 @@ class _Bundle(_Inert):
     def valid(self, st: AppState, i: int) -> bool:
         return st.scene is not None and 0 <= i < len(st.scene.bundles.pos)
 
-    def text(self, st: AppState, act: Actions, i: int) -> list[str]:
+    def text(self, st: AppState, act: Actions, i: int, at: Point | None = None) -> list[str]:
         b = st.scene.bundles  # type: ignore[union-attr]
         sign = "excitatory" if int(b.sign[i]) > 0 else "inhibitory"
         return [f"bundle ({sign})", f"{int(b.n_in[i])} inputs × {int(b.n_out[i])} outputs"]
@@ -152,7 +173,7 @@ class _Edge(_Inert):
     def valid(self, st: AppState, i: int) -> bool:
         return st.scene is not None and 0 <= i < len(st.scene.edges.weight)
 
-    def text(self, st: AppState, act: Actions, i: int) -> list[str]:
+    def text(self, st: AppState, act: Actions, i: int, at: Point | None = None) -> list[str]:
         e = st.scene.edges  # type: ignore[union-attr]
         parts = []
         if int(e.src[i]) >= 0:

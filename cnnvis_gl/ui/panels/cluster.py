@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from imgui_bundle import imgui
 
+from ...layout.selection import class_top_neurons
 from ...render.theme import colormap
 from ..widgets import (
     FACETS,
@@ -132,9 +133,14 @@ def _matrix(st: AppState, act: Actions, ci: int) -> None:
         r = int((m.y - y0) // ch)
         if 0 <= j < K and 0 <= r < len(rows):
             n = rows[r]
-            cls = st.snapshot.classes[int(s.class_order[j])]
+            k = int(s.class_order[j])
+            cls = st.snapshot.classes[k]
+            top = ", ".join(
+                f"{int(s.neurons.index[i])} ({a:.2f})" for i, a in class_top_neurons(s, ci, k)
+            )
             imgui.set_tooltip(
-                f"neuron {int(s.neurons.index[n])} · {cls}: {float(vals[r, j]):.2f} (of layer max)"
+                f"neuron {int(s.neurons.index[n])} · {cls}: {float(vals[r, j]):.2f} (of layer max)\n"
+                f"{cls} activates most here: neurons {top}"
             )
             if imgui.is_mouse_clicked(imgui.MouseButton_.left):
                 act.select_neuron(st.neuron_key(int(n)))

@@ -231,6 +231,37 @@ def _render_parser(sub: Any) -> None:
     p.add_argument("--msaa", type=_nonneg_int, default=4, help="multisampling (default 4)")
 
 
+def _ablate_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "ablate",
+        help="per-class accuracy with clusters or neurons of a run zeroed",
+        description="Zero channels of the model (forward hooks on the layer's module) and measure"
+        " the per-class accuracy and loss on the data against the unablated model, in the same"
+        " pass.  The clusters are the run's as the viewer shows them (RUN/layout.json if saved).",
+        epilog=EPILOG,
+    )
+    p.add_argument("run", metavar="RUN_DIR", help="the analysed run (its clusters)")
+    p.add_argument("--model", required=True, help="zoo model name or path/to/file.py:factory")
+    p.add_argument("--weights", help="state dict (.pt) of the model the run was made of")
+    p.add_argument("--data", required=True, metavar="SPEC", help="dataset spec (see below)")
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--limit", type=_count, help="use the first N images")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "--neurons",
+        metavar="SPEC,…",
+        help="what to zero, comma-separated: a cluster 'conv3 #2' (as the viewer names it), a"
+        " neuron 'conv3:17', or a whole layer 'conv3'",
+    )
+    what.add_argument(
+        "--each-cluster", metavar="GROUP", help="zero each cluster of a layer in turn: a table"
+    )
+    p.add_argument("--step", type=_step, help="snapshot step of the clusters (default: latest)")
+    _add_input(p)
+    _add_device(p)
+    p.add_argument("--batch-size", type=_count, default=256, help="batch size (default 256)")
+
+
 def _info_parser(sub: Any) -> None:
     p = sub.add_parser("info", help="print a model's layer groups, or a run's snapshots")
     p.add_argument("target", help="zoo model name, path/to/file.py:factory, or a run directory")
@@ -493,6 +524,123 @@ def cmd_view(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ablate(a: argparse.Namespace) -> int:
+    from . import open_run
+    from .data import open_data
+    from .data.inputs import fit_to_model, parse_input_size, parse_normalize
+    from .models import load_model
+    from .stats.ablation import ablate
+
+    run = open_run(a.run)
+    snap = run.snapshot(a.step) if a.step is not None else run.latest()
+    scene = _run_scene(a.run, snap)
+    if a.each_cluster:
+        sets, labels = _each_cluster(scene, a.each_cluster)
+    else:
+        sets, labels = [_ablation_set(scene, snap, a.neurons)], [a.neurons]
+    data = open_data(a.data, a.split)
+    if a.limit:
+        data = data.subset(a.limit)
+    size_hw = parse_input_size(a.input_size, "--input-size")
+    data = fit_to_model(data, size_hw, parse_normalize(a.normalize, "--normalize"))
+    model = load_model(a.model, a.weights, num_classes=len(data.classes)).to(_device(a.device))
+    t0 = time.perf_counter()
+    try:
+        results = ablate(model, data.batches(a.batch_size), sets, len(data.classes))
+    except ValueError as e:
+        from .errors import CnnvisError
+
+        raise CnnvisError(f"ablate: {e}") from None
+    print(f"{len(data)} images of {a.data}, {len(sets)} ablation(s) in {time.perf_counter() - t0:.1f} s")
+    print(_ablation_table(data.classes, results, labels, sets))
+    return 0
+
+
+def _run_scene(run_dir: str, snap: Any) -> Any:
+    """The scene the viewer shows for ``snap``: with RUN/layout.json's edits if saved."""
+    from .layout import build_scene
+    from .ui.edits import build_with_edits, load_edits
+
+    try:
+        edits = load_edits(run_dir)
+    except ValueError:
+        edits = None
+    return build_with_edits(snap, edits).scene if edits is not None else build_scene(snap)
+
+
+def _ablation_set(scene: Any, snap: Any, spec: str) -> dict[str, list[int]]:
+    """``--neurons``: module path → channels, from clusters, neurons and whole layers."""
+    import numpy as np
+
+    from .errors import CnnvisError
+    from .layout.search import search
+
+    groups = {g.name: list(g.units) for g in snap.graph.groups}
+    out: dict[str, set[int]] = {}
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        hits = search(scene, part, (), groups, limit=1)
+        if not hits or (hits[0].kind == "row" and hits[0].label != f"layer {part}"):
+            raise CnnvisError(f"--neurons: {part!r} is no cluster, neuron or layer of the run")
+        hit = hits[0]
+        n = scene.neurons
+        if hit.kind == "row":
+            members = np.flatnonzero(scene.clusters.row[n.cluster] == hit.index)
+        elif hit.kind == "cluster":
+            members = np.flatnonzero(n.cluster == hit.index)
+        else:
+            members = np.array([hit.index])
+        for i in members:
+            out.setdefault(scene.units[int(n.unit[i])], set()).add(int(n.index[i]))
+    if not out:
+        raise CnnvisError("--neurons: nothing to zero")
+    return {u: sorted(c) for u, c in out.items()}
+
+
+def _each_cluster(scene: Any, group: str) -> tuple[list[dict[str, list[int]]], list[str]]:
+    import numpy as np
+
+    from .errors import CnnvisError
+
+    rows = [k for k, r in enumerate(scene.rows) if r.name == group]
+    if not rows:
+        names = [r.name for r in scene.rows if not r.name.startswith("between:")]
+        raise CnnvisError(f"--each-cluster: no layer {group!r} (layers: {', '.join(names)})")
+    c, n = scene.clusters, scene.neurons
+    idx = np.flatnonzero(c.row == rows[0])
+    idx = idx[np.argsort(c.rect[idx, 0], kind="stable")]
+    unit = scene.rows[rows[0]].unit
+    sets = [{unit: sorted(int(v) for v in n.index[n.cluster == ci])} for ci in idx]
+    labels = [f"{group} #{k + 1} ({int(c.size[ci])})" for k, ci in enumerate(idx)]
+    return sets, labels
+
+
+def _ablation_table(classes: list[str], results: list[Any], labels: list[str], sets: list) -> str:
+    """One result: class × (accuracy, ablated, drop); several: set × class accuracy drop."""
+    if len(results) == 1:
+        r = results[0]
+        zeroed = ", ".join(f"{u}: {len(c)} channel(s)" for u, c in sets[0].items())
+        lines = [f"zeroed {zeroed}", f"{'class':<14}{'images':>7}{'accuracy':>10}{'ablated':>9}{'drop':>8}"]
+        for k, name in enumerate(classes):
+            lines.append(
+                f"{name:<14}{int(r.count[k]):>7}{r.accuracy_base[k]:>10.1%}{r.accuracy[k]:>9.1%}"
+                f"{r.drop[k]:>+8.1%}"
+            )
+        b, ab = r.overall
+        lines.append(f"{'all':<14}{int(r.count.sum()):>7}{b:>10.1%}{ab:>9.1%}{b - ab:>+8.1%}")
+        return "\n".join(lines)
+    short = [c[:6] for c in classes]
+    width = max(len(x) for x in labels) + 2
+    lines = ["accuracy drop per class (percentage points) with each cluster zeroed",
+             f"{'cluster':<{width}}" + "".join(f"{c:>7}" for c in short) + f"{'all':>7}"]  # fmt: skip
+    for label, r in zip(labels, results, strict=True):
+        b, ab = r.overall
+        cells = "".join(f"{100 * d:>+7.1f}" for d in r.drop)
+        lines.append(f"{label:<{width}}{cells}{100 * (b - ab):>+7.1f}")
+    return "\n".join(lines)
+
+
 def cmd_render(a: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -734,6 +882,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
     "view": (_view_parser, cmd_view),
     "render": (_render_parser, cmd_render),
     "info": (_info_parser, cmd_info),
+    "ablate": (_ablate_parser, cmd_ablate),
     "demo": (_demo_parser, cmd_demo),
 }
 

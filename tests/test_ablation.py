@@ -1,0 +1,112 @@
+"""Ablation (``stats.ablation.ablate`` and ``cnnvis ablate``) against independent oracles:
+zeroing a conv's output channels by hooks equals zeroing its weights; zeroing a whole hidden
+layer leaves the classifier's bias to decide every image."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from test_cli import cnnvis
+
+from cnnvis_gl.stats.ablation import ablate
+
+
+@pytest.fixture(scope="module")
+def setup(cifar_dir: Path):
+    from cnnvis_gl.data import open_data
+    from cnnvis_gl.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("basecnn-x0.25").eval()
+    with torch.no_grad():  # BatchNorm statistics that are not the identity
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    data = open_data(f"cifar10:{cifar_dir}", "test").subset(96)
+    return model, data
+
+
+def _per_class(model, data, K=10):
+    """Accuracy and summed loss per class by a plain loop (the oracle)."""
+    right, loss, count = np.zeros(K), np.zeros(K), np.zeros(K)
+    with torch.no_grad():
+        for x, y, _ in data.batches(32):
+            logits = model(x)
+            for k in range(K):
+                m = y == k
+                count[k] += int(m.sum())
+                right[k] += int((logits[m].argmax(1) == k).sum())
+                loss[k] += float(F.cross_entropy(logits[m], y[m], reduction="sum")) if m.any() else 0
+    return right, loss, count
+
+
+def test_zeroing_channels_by_hooks_equals_zeroing_their_weights(setup) -> None:
+    model, data = setup
+    chans = [1, 5, 17, 40]
+    (res,) = ablate(model, data.batches(40), [{"features.30": chans}], 10)
+    zeroed = copy.deepcopy(model)
+    with torch.no_grad():
+        zeroed.features[30].weight[chans] = 0  # the conv has no bias
+    right, loss, count = _per_class(zeroed, data)
+    right0, loss0, _ = _per_class(model, data)
+    assert res.count.tolist() == count.tolist()
+    assert res.correct.tolist() == right.tolist() and res.correct_base.tolist() == right0.tolist()
+    assert np.allclose(res.loss, loss, rtol=1e-5) and np.allclose(res.loss_base, loss0, rtol=1e-5)
+    assert not model.training  # left as it was
+
+
+def test_a_dead_hidden_layer_leaves_the_bias_to_decide(setup) -> None:
+    model, data = setup
+    everything = {"classifier.1": list(range(model.classifier[1].out_features))}
+    none, dead = ablate(model, data.batches(64), [{"classifier.1": []}, everything], 10)
+    assert none.correct.tolist() == none.correct_base.tolist()  # nothing zeroed: no change
+    winner = int(model.classifier[3].bias.argmax())
+    want = np.where(np.arange(10) == winner, dead.count, 0)
+    assert dead.correct.tolist() == want.tolist()
+    assert dead.drop[winner] <= 0 and (dead.drop[np.arange(10) != winner] >= 0).all()
+
+
+def test_bad_module_and_channel_are_clear(setup) -> None:
+    model, data = setup
+    with pytest.raises(ValueError, match="'features.99' is not a module"):
+        ablate(model, data.batches(64), [{"features.99": [0]}], 10)
+    with pytest.raises(ValueError, match="channel 500 of an output with 128"):
+        ablate(model, data.batches(64), [{"features.30": [500]}], 10)
+
+
+def test_cnnvis_ablate_clusters_and_each_cluster(cifar_dir: Path, tmp_path: Path) -> None:
+    from cnnvis_gl import open_run
+    from cnnvis_gl.layout import build_scene
+
+    run = tmp_path / "run"
+    data = f"cifar10:{cifar_dir}"
+    r = cnnvis("analyze", "basecnn-x0.25", "--data", data, "--limit", "64", "-q", "-o", run)
+    assert r.returncode == 0, r.stderr
+    common = ["--model", "basecnn-x0.25", "--data", data, "--limit", "64"]
+    r = cnnvis("ablate", run, *common, "--neurons", "conv3 #1, conv2:3")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    scene = build_scene(open_run(run).latest())
+    rows = {s.name: k for k, s in enumerate(scene.rows)}
+    first = int(np.argmin(np.where(scene.clusters.row == rows["conv3"], scene.clusters.rect[:, 0], np.inf)))
+    n3 = int(scene.clusters.size[first])
+    assert f"{scene.rows[rows['conv3']].unit}: {n3} channel(s)" in lines[1]
+    assert f"{scene.rows[rows['conv2']].unit}: 1 channel(s)" in lines[1]
+    table = [x for x in lines if x.split() and x.split()[0] in ("airplane", "truck", "all")]
+    assert len(table) == 3 and table[-1].split()[1] == "64"
+    r = cnnvis("ablate", run, *common, "--each-cluster", "conv2")
+    assert r.returncode == 0, r.stderr
+    n_clusters = int((scene.clusters.row == rows["conv2"]).sum())
+    assert sum(x.startswith("conv2 #") for x in r.stdout.splitlines()) == n_clusters
+    for bad, needle in (
+        (["--neurons", "conv9"], "conv9"),
+        (["--each-cluster", "conv9"], "no layer 'conv9'"),
+    ):
+        r = cnnvis("ablate", run, *common, *bad)
+        assert r.returncode == 2 and needle in r.stderr, r.stderr

@@ -11,10 +11,9 @@ from ..layout.mosaic import mosaic_tiles
 from ..layout.scene import Scene
 from .atlas import PatchAtlas, PatchSource
 from .gl import set_uniform
+from .patches import write_quads  # the same instanced quads as the packed patches
 from .state import UNIT_MAIN, Frame, Pass, SharedState
 from .visual import Visual
-
-GEOMETRY = np.dtype([("rect", "f4", 4), ("uv", "f4", 4), ("layer", "f4"), ("cluster", "i4")])
 
 
 class MosaicVisual(Visual):
@@ -32,20 +31,7 @@ class MosaicVisual(Visual):
         tiles = mosaic_tiles(scene)
         n = scene.neurons
         keys = np.stack([n.unit[tiles.neuron], n.index[tiles.neuron]], 1).reshape(-1, 2)
-        uv, layer = self.atlas.ensure(source, scene.units, keys)
-        data = np.zeros(len(keys), dtype=GEOMETRY)
-        data["rect"] = tiles.rect
-        data["uv"] = uv
-        data["layer"] = layer
-        data["cluster"] = tiles.cluster
-        self.count = len(data)
-        self.geometry = self.uploads.write(self.ctx, "mosaic.geometry", self.geometry, data)
-        self._build_vaos(
-            [
-                (self.shared.quad, "2f", "in_corner"),
-                (self.geometry, "4f 4f 1f 1i /i", "in_rect", "in_uv", "in_layer", "in_cluster"),
-            ]
-        )
+        write_quads(self, "mosaic.geometry", source, scene.units, keys, tiles.rect, tiles.cluster)
 
     def render(self, p: Pass) -> None:
         if not p.frame.pick:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import moderngl
 import numpy as np
 
@@ -13,6 +16,29 @@ from .state import UNIT_MAIN, Frame, Pass, SharedState
 from .visual import Visual
 
 GEOMETRY = np.dtype([("rect", "f4", 4), ("uv", "f4", 4), ("layer", "f4"), ("cluster", "i4")])
+
+
+def write_quads(
+    v: Any, name: str, source: PatchSource | None, units: Any, keys: np.ndarray,
+    rects: np.ndarray, clusters: np.ndarray, extra: Sequence[Any] = (),
+) -> None:  # fmt: skip
+    """Upload instanced quads showing atlas patches (``keys``: unit, channel) at ``rects`` into
+    visual ``v``'s ``geometry`` buffer (counted as ``name``) and build its vertex arrays."""
+    uv, layer = v.atlas.ensure(source, units, keys)
+    data = np.zeros(len(keys), dtype=GEOMETRY)
+    data["rect"] = rects
+    data["uv"] = uv
+    data["layer"] = layer
+    data["cluster"] = clusters
+    v.count = len(data)
+    v.geometry = v.uploads.write(v.ctx, name, v.geometry, data)
+    v._build_vaos(
+        [
+            (v.shared.quad, "2f", "in_corner"),
+            (v.geometry, "4f 4f 1f 1i /i", "in_rect", "in_uv", "in_layer", "in_cluster"),
+            *extra,
+        ]
+    )
 
 
 class PatchesVisual(Visual):
@@ -35,22 +61,9 @@ class PatchesVisual(Visual):
         """Write the instance geometry (fills the atlas with any missing patches first)."""
         n = scene.neurons
         keys = np.stack([n.unit, n.index], 1) if len(n.unit) else np.zeros((0, 2), np.int64)
-        uv, layer = self.atlas.ensure(source, scene.units, keys)
+        write_quads(self, "patches.geometry", source, scene.units, keys, n.rect, n.cluster,
+                    [(self.shared.neuron_buf, "2f /i", "in_state")])  # fmt: skip
         self.mean_colors = self.atlas.mean_colors(keys)
-        data = np.zeros(len(keys), dtype=GEOMETRY)
-        data["rect"] = n.rect
-        data["uv"] = uv
-        data["layer"] = layer
-        data["cluster"] = n.cluster
-        self.count = len(data)
-        self.geometry = self.uploads.write(self.ctx, "patches.geometry", self.geometry, data)
-        self._build_vaos(
-            [
-                (self.shared.quad, "2f", "in_corner"),
-                (self.geometry, "4f 4f 1f 1i /i", "in_rect", "in_uv", "in_layer", "in_cluster"),
-                (self.shared.neuron_buf, "2f /i", "in_state"),
-            ]
-        )
 
     def render(self, p: Pass) -> None:
         alpha = float(p.lod["patch_alpha"])

@@ -10,17 +10,14 @@ write by hand, every field checked on reading with an error naming the file and 
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import SnapshotError
-from .store import loads_json
+from .store import loads_json, write_json_atomic
 
 __all__ = ["BOOKMARKS_FILE", "Bookmark", "load_bookmarks", "save_bookmarks"]
 
@@ -170,20 +167,5 @@ def load_bookmarks(run_dir: str | Path) -> list[Bookmark]:
 
 def save_bookmarks(run_dir: str | Path, marks: list[Bookmark]) -> Path:
     """Write ``RUN/bookmarks.json`` atomically (a temporary file, then a rename)."""
-    run_dir = Path(run_dir)
-    path = run_dir / BOOKMARKS_FILE
     doc = {"format": FORMAT, "version": VERSION, "bookmarks": [b.to_json() for b in marks]}
-    fd, tmp = tempfile.mkstemp(prefix=".bookmarks-", suffix=".json.tmp", dir=run_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(doc, indent=1))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return write_json_atomic(Path(run_dir) / BOOKMARKS_FILE, doc, prefix=".bookmarks-")

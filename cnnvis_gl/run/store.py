@@ -38,6 +38,7 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 import threading
 import time
 import zlib
@@ -147,6 +148,26 @@ def _write_file_durably(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+
+
+def write_json_atomic(path: str | os.PathLike[str], doc: Any, prefix: str = ".tmp-") -> Path:
+    """Write ``doc`` as indented JSON to ``path`` atomically: a temporary file beside it,
+    fsynced, then renamed over it (readers see the old file or the new one, never a part)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".json.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(doc, indent=1))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:

@@ -18,9 +18,6 @@ No imgui or OpenGL here.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,7 +32,7 @@ from ..layout.edit import Changed, recompose
 from ..layout.options import GroupClustering
 from ..layout.scene import Scene
 from ..layout.state import blas_threads, row_specs
-from ..run.store import loads_json
+from ..run.store import loads_json, write_json_atomic
 
 if TYPE_CHECKING:
     from ..run.snapshot import Snapshot
@@ -320,23 +317,7 @@ def build_with_edits(
 
 def save_edits(run_dir: str | Path, edits: LayoutEdits) -> Path:
     """Write ``RUN/layout.json`` atomically (temporary file + rename); returns its path."""
-    run_dir = Path(run_dir)
-    path = run_dir / LAYOUT_FILE
-    text = json.dumps(edits.to_json(), indent=1, sort_keys=False)
-    fd, tmp = tempfile.mkstemp(prefix=".layout-", suffix=".json.tmp", dir=run_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return write_json_atomic(Path(run_dir) / LAYOUT_FILE, edits.to_json(), prefix=".layout-")
 
 
 def load_edits(run_dir: str | Path) -> LayoutEdits | None:

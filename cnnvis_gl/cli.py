@@ -563,7 +563,8 @@ def _run_scene(run_dir: str, snap: Any) -> Any:
 
     try:
         edits = load_edits(run_dir)
-    except ValueError:
+    except ValueError as e:  # the clusters are still the snapshot's own
+        print(f"{e}: ignored, clustered afresh", file=sys.stderr)
         edits = None
     return build_with_edits(snap, edits).scene if edits is not None else build_scene(snap)
 

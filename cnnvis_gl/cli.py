@@ -221,7 +221,8 @@ def _render_parser(sub: Any) -> None:
     p.add_argument(
         "--zoom-to",
         metavar="GROUP[:N]",
-        help="frame a layer row, or its N-th cluster from the left (0-based)",
+        help="frame a layer row, or its N-th cluster from the left (0-based); also 'GROUP #N',"
+        " the cluster as the viewer names it (1-based)",
     )
     p.add_argument(
         "--no-neuron-edges",
@@ -786,7 +787,16 @@ def _render_camera(a: argparse.Namespace, scene: object, size: tuple[int, int]) 
     name, _, n = a.zoom_to.partition(":")
     rows = {r.name: k for k, r in enumerate(scene.rows) if r.kind != ROW_BETWEEN}
     if name not in rows:
-        raise CnnvisError(f"--zoom-to: no row {name!r} (rows: {', '.join(rows)})")
+        from .layout.search import search
+
+        hits = [h for h in search(scene, a.zoom_to, limit=1) if h.kind == "cluster"]
+        if not hits:  # (a cluster as the viewer and the Find box name it: 'conv3 #2')
+            raise CnnvisError(
+                f"--zoom-to: no row {name!r} (rows: {', '.join(rows)}; or a cluster as the"
+                " viewer names it, e.g. 'conv3 #2')"
+            )
+        x, y, w, h = (float(v) for v in scene.clusters.rect[hits[0].index])
+        return Camera().zoom_to_rect((x, y, x + w, y + h), size, 0.12)
     idx = np.flatnonzero(np.asarray(scene.clusters.row) == rows[name])
     idx = idx[np.argsort(np.asarray(scene.clusters.rect)[idx, 0], kind="stable")]
     rects = np.asarray(scene.clusters.rect, dtype=np.float64)[idx]

@@ -248,6 +248,11 @@ def test_render_a_real_run_headless(small_run, tmp_path):
     r = cnnvis("render", small_run, "-o", out, "--size", "640x400", "--zoom-to", "conv3:0")
     assert r.returncode == 0, r.stderr
     assert np.asarray(Image.open(out)).std() > 10
+    # the same cluster as the viewer names it (1-based): the same picture
+    same = tmp_path / "same.png"
+    r = cnnvis("render", small_run, "-o", same, "--size", "640x400", "--zoom-to", "conv3 #1")
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(same)))
 
 
 @pytest.mark.gui

@@ -601,17 +601,16 @@ def _ablation_set(scene: Any, snap: Any, spec: str) -> dict[str, list[int]]:
 
 
 def _each_cluster(scene: Any, group: str) -> tuple[list[dict[str, list[int]]], list[str]]:
-    import numpy as np
 
     from .errors import CnnvisError
+    from .layout.search import row_clusters
 
     rows = [k for k, r in enumerate(scene.rows) if r.name == group]
     if not rows:
         names = [r.name for r in scene.rows if not r.name.startswith("between:")]
         raise CnnvisError(f"--each-cluster: no layer {group!r} (layers: {', '.join(names)})")
     c, n = scene.clusters, scene.neurons
-    idx = np.flatnonzero(c.row == rows[0])
-    idx = idx[np.argsort(c.rect[idx, 0], kind="stable")]
+    idx = row_clusters(scene, rows[0])
     unit = scene.rows[rows[0]].unit
     sets = [{unit: sorted(int(v) for v in n.index[n.cluster == ci])} for ci in idx]
     labels = [f"{group} #{k + 1} ({int(c.size[ci])})" for k, ci in enumerate(idx)]
@@ -734,9 +733,7 @@ def _apply_bookmark(a: argparse.Namespace) -> Any:
     if a.camera or a.zoom_to:
         raise CnnvisError("--bookmark sets the camera: leave out --camera and --zoom-to")
     a.size = a.size or f"{mark.size[0]}x{mark.size[1]}"
-    w, h = _size(a.size)
-    cx, cy, zoom = mark.camera
-    zoom *= min(w / mark.size[0], h / mark.size[1])  # the same part of the scene, fitted
+    cx, cy, zoom = mark.camera_for(_size(a.size))  # the same part of the scene, fitted
     a.camera = f"{cx!r},{cy!r},{zoom!r}"
     a.theme = a.theme or mark.theme
     a.facet = a.facet or mark.facet
@@ -770,6 +767,7 @@ def _render_camera(a: argparse.Namespace, scene: object, size: tuple[int, int]) 
 
     from .errors import CnnvisError
     from .layout.scene import ROW_BETWEEN
+    from .layout.search import row_clusters
     from .render.camera import Camera
 
     if a.camera and a.zoom_to:
@@ -797,8 +795,7 @@ def _render_camera(a: argparse.Namespace, scene: object, size: tuple[int, int]) 
             )
         x, y, w, h = (float(v) for v in scene.clusters.rect[hits[0].index])
         return Camera().zoom_to_rect((x, y, x + w, y + h), size, 0.12)
-    idx = np.flatnonzero(np.asarray(scene.clusters.row) == rows[name])
-    idx = idx[np.argsort(np.asarray(scene.clusters.rect)[idx, 0], kind="stable")]
+    idx = row_clusters(scene, rows[name])
     rects = np.asarray(scene.clusters.rect, dtype=np.float64)[idx]
     if n:
         if not n.isdigit() or int(n) >= len(idx):

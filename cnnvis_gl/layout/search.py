@@ -17,7 +17,7 @@ import numpy as np
 
 from .scene import ROW_BETWEEN, ROW_GROUP, Scene
 
-__all__ = ["Hit", "neighbour", "search"]
+__all__ = ["Hit", "matrix_class_at", "neighbour", "row_clusters", "search"]
 
 _NEURON = re.compile(r"^(.+?)\s*:\s*(\d+)$")  # conv2:17
 _CLUSTER = re.compile(r"^(.+?)\s*#\s*(\d+)$")  # conv2 #3
@@ -40,6 +40,22 @@ class Hit:
     kind: str
     index: int
     label: str
+
+
+def row_clusters(scene: Scene, row: int) -> np.ndarray:
+    """Indices of the clusters of scene row ``row``, left to right (``conv3 #1`` is the first)."""
+    c = scene.clusters
+    idx = np.flatnonzero(c.row == row)
+    return idx[np.argsort(c.rect[idx, 0], kind="stable")]
+
+
+def matrix_class_at(scene: Scene, neuron: int, x: float) -> int:
+    """The class (snapshot index) of the matrix column under scene x in ``neuron``'s row."""
+    ci = int(scene.neurons.cluster[neuron])
+    x0, _, w, _ = (float(v) for v in scene.clusters.matrix_rect[ci])
+    k = len(scene.class_order)
+    col = int(np.clip(np.floor((x - x0) / max(w, 1e-9) * k), 0, k - 1))
+    return int(scene.class_order[col])
 
 
 def _rank(text: str, q: str) -> int | None:
@@ -137,8 +153,7 @@ def _cluster_hits(
     c = scene.clusters
     out = []
     for i in _rows_of(scene, layer, units):
-        idx = np.flatnonzero(c.row == i)
-        idx = idx[np.argsort(c.rect[idx, 0], kind="stable")]  # left to right, as numbered
+        idx = row_clusters(scene, i)  # left to right, as numbered
         if 1 <= pos <= len(idx):
             name = scene.rows[i].name
             ci = int(idx[pos - 1])
@@ -154,8 +169,7 @@ def neighbour(scene: Scene, ci: int, direction: str) -> int | None:
     row = int(c.row[ci])
     cx = c.rect[:, 0] + c.rect[:, 2] / 2
     if direction in ("left", "right"):
-        idx = np.flatnonzero(c.row == row)
-        idx = idx[np.argsort(c.rect[idx, 0], kind="stable")]
+        idx = row_clusters(scene, row)
         k = int(np.flatnonzero(idx == ci)[0]) + (1 if direction == "right" else -1)
         return int(idx[k]) if 0 <= k < len(idx) else None
     if direction not in ("up", "down"):

@@ -22,6 +22,7 @@ import moderngl
 import numpy as np
 
 from ..layout.scene import FACET_FEATURES, FACET_MATRIX, Scene
+from ..layout.search import matrix_class_at
 from ..layout.selection import bundle_emphasis, highlight
 from .atlas import PatchAtlas, PatchSource
 from .camera import Camera, Viewport
@@ -504,12 +505,7 @@ class SceneRenderer:
 
     def matrix_class_at(self, scene_x: float, neuron: int) -> int:
         """Class index under scene x-coordinate ``scene_x`` in ``neuron``'s matrix row."""
-        scene = self.scene
-        c = int(scene.neurons.cluster[neuron])
-        x0, _, w, _ = (float(v) for v in scene.clusters.matrix_rect[c])
-        k = len(scene.class_order)
-        col = int(np.clip(np.floor((scene_x - x0) / max(w, 1e-9) * k), 0, k - 1))
-        return int(scene.class_order[col])
+        return matrix_class_at(self.scene, neuron, scene_x)
 
     # ------------------------------------------------------------------ cleanup
     def release(self) -> None:

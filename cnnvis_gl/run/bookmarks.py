@@ -42,6 +42,12 @@ class Bookmark:
     neuron: tuple[str, int] | None = None  # selected neuron (unit, channel)
     extra: Mapping[str, Any] = field(default_factory=dict)  # unknown keys, kept as they were
 
+    def camera_for(self, size: tuple[int, int]) -> tuple[float, float, float]:
+        """``(centre x, centre y, zoom)`` showing the same part of the scene in a view of
+        ``size`` pixels (the saved view fitted into it)."""
+        cx, cy, zoom = self.camera
+        return cx, cy, zoom * min(size[0] / self.size[0], size[1] / self.size[1])
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "name": self.name,

@@ -414,9 +414,7 @@ class Actions:
         else:
             st.selection.neuron = None
             self.select_cluster(mark.cluster if st.cluster_index(mark.cluster) is not None else None)
-        cx, cy, zoom = mark.camera
-        w, h = st.camera.viewport
-        zoom *= min(w / mark.size[0], h / mark.size[1])
+        cx, cy, zoom = mark.camera_for(st.camera.viewport)
         st.camera.go(Camera((cx, cy), zoom))
         self.view.touch()
 

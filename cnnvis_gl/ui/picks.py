@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..layout.search import matrix_class_at
 from ..layout.selection import class_top_neurons
 from ..render.pick import PickKind
 
@@ -133,10 +134,7 @@ def _matrix_cell(st: AppState, act: Actions, i: int, ci: int, x: float) -> list[
     the cluster's neurons that class activates most."""
     s = st.scene
     assert s is not None and st.snapshot is not None
-    x0, _, w, _ = (float(v) for v in s.clusters.matrix_rect[ci])
-    K = len(s.class_order)
-    col = int(np.clip(np.floor((x - x0) / max(w, 1e-9) * K), 0, K - 1))
-    k = int(s.class_order[col])
+    k = matrix_class_at(s, i, x)
     name = st.snapshot.classes[k]
     top = ", ".join(f"{int(s.neurons.index[n])}" for n, _ in class_top_neurons(s, ci, k))
     return [

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..layout.scene import FACET_FEATURES, ROW_BETWEEN, Scene
+from ..layout.search import row_clusters
 from ..render.camera import Camera
 from .edits import LayoutEdits
 
@@ -356,10 +357,8 @@ class AppState:
 
     def row_clusters(self, row: int) -> np.ndarray:
         """Indices of the clusters of a scene row, left to right."""
-        s = self.scene
-        assert s is not None
-        idx = np.flatnonzero(s.clusters.row == row)
-        return idx[np.argsort(s.clusters.rect[idx, 0], kind="stable")]
+        assert self.scene is not None
+        return row_clusters(self.scene, row)
 
     def layer_rows(self) -> list[int]:
         """Indices of the scene's layer rows (not the in-between rows), top to bottom."""

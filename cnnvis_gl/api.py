@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -52,12 +53,18 @@ def make_snapshot(
 ) -> Snapshot:
     """Assemble statistics, weights and metadata into a snapshot of the probe's current state."""
     arrays = dict(acc_arrays)
+
+    def owned(mat: torch.Tensor) -> np.ndarray:
+        # a copy: a weight matrix may be the parameter itself, which training updates in place
+        # while the Recorder's writer thread writes the snapshot
+        return mat.detach().to(device="cpu", dtype=torch.float32, copy=True).numpy()
+
     for dst, srcs in group_weights(probe.traced).items():
         for src, mat in srcs.items():
-            arrays[f"weights/group/{dst}/{src}"] = mat.float().cpu().numpy()
+            arrays[f"weights/group/{dst}/{src}"] = owned(mat)
     for dst, srcs in unit_weights(probe.traced).items():
         for src, mat in srcs.items():
-            arrays[f"weights/unit/{dst}/{src}"] = mat.float().cpu().numpy()
+            arrays[f"weights/unit/{dst}/{src}"] = owned(mat)
     meta = {
         **acc_meta,
         "weights": weight_stats(probe.traced),

@@ -232,6 +232,40 @@ def _render_parser(sub: Any) -> None:
     p.add_argument("--msaa", type=_nonneg_int, default=4, help="multisampling (default 4)")
 
 
+def _video_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "video",
+        help="render a guided tour of a run's bookmarks, or a time-lapse of its training, to MP4/GIF",
+        description="Render a video headless (no display needed): --tour plays a tour of the "
+        "bookmarks (RUN/tours/NAME.json, edited in the viewer's Bookmarks panel or by hand; see "
+        "docs/FORMAT.md); --timelapse shows every snapshot of the run in turn, clusters keeping "
+        "their identity, with the learning curves. The format follows the suffix of -o: .mp4 "
+        "(H.264) or .gif (short loops).",
+    )
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("-o", "--out", required=True, metavar="FILE.mp4|FILE.gif")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--tour", metavar="NAME|FILE.json", help="a tour saved in RUN/tours/, or a tour file")
+    what.add_argument("--timelapse", action="store_true", help="every snapshot in turn")
+    p.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT in pixels (default 1280x720)")
+    p.add_argument("--fps", type=_positive, default=30.0, help="frames per second (default 30)")
+    p.add_argument("--step", type=_step, help="--tour: the snapshot shown (default: the latest)")
+    p.add_argument(
+        "--fresh", action="store_true",
+        help="--tour: ignore the clustering the viewer saved in RUN/layout.json",
+    )  # fmt: skip
+    p.add_argument(
+        "--steps", help="--timelapse: comma-separated snapshot steps (default: all of them)"
+    )
+    p.add_argument("--hold", type=_nonneg, help="--timelapse: seconds on each snapshot (default 1)")
+    p.add_argument("--morph", type=_nonneg, help="--timelapse: seconds of each cross-fade (default 0.75)")
+    p.add_argument("--facet", choices=["features", "matrix"], help="--timelapse: every cluster's facet (default features)")
+    p.add_argument("--edges", type=float, help="--timelapse: fraction of strongest edges kept (default 0.25)")
+    _add_theme(p)
+    p.add_argument("--msaa", type=_nonneg_int, default=4, help="multisampling (default 4)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 def _ablate_parser(sub: Any) -> None:
     p = sub.add_parser(
         "ablate",
@@ -745,20 +779,10 @@ def _apply_bookmark(a: argparse.Namespace) -> Any:
 
 def _bookmark_selection(mark: Any, scene: Any, selection: dict | None) -> dict | None:
     """The bookmark's selected cluster and neuron as the renderer's indices (if still there)."""
-    import numpy as np
+    from .layout.selection import saved_selection
 
-    out = dict(selection or {})
-    if mark.cluster is not None:
-        hit = np.flatnonzero(np.asarray(scene.clusters.id) == mark.cluster)
-        if len(hit):
-            out["clusters"] = [int(hit[0])]
-    if mark.neuron is not None and mark.neuron[0] in scene.units:
-        n = scene.neurons
-        u = scene.units.index(mark.neuron[0])
-        hit = np.flatnonzero((n.unit == u) & (n.index == mark.neuron[1]))
-        if len(hit):
-            out["neurons"] = [int(hit[0])]
-    return out or None
+    out = saved_selection(scene, (), mark.cluster, mark.neuron) or {}
+    return {**(selection or {}), **out} or None
 
 
 def _render_camera(a: argparse.Namespace, scene: object, size: tuple[int, int]) -> object:
@@ -806,6 +830,39 @@ def _render_camera(a: argparse.Namespace, scene: object, size: tuple[int, int]) 
     x0, y0 = rects[:, 0].min(), rects[:, 1].min()
     x1, y1 = (rects[:, 0] + rects[:, 2]).max(), (rects[:, 1] + rects[:, 3]).max()
     return Camera().zoom_to_rect((x0, y0, x1, y1), size, 0.12)
+
+
+def cmd_video(a: argparse.Namespace) -> int:
+    from .errors import CnnvisError
+    from .video import check_video_args, timelapse_video, tour_video
+
+    size = _size(a.size)
+    check_video_args(size, a.fps)
+    if a.tour:
+        for flag in ("steps", "facet", "edges", "hold", "morph"):
+            if getattr(a, flag) is not None:
+                raise CnnvisError(f"--{flag} belongs to --timelapse (a tour takes its looks from its bookmarks)")
+        res = tour_video(a.run, a.tour, a.out, size=size, fps=a.fps, msaa=a.msaa, step=a.step,
+                         fresh=a.fresh, progress=not a.quiet)  # fmt: skip
+    else:
+        if a.step is not None or a.fresh:
+            raise CnnvisError("--step and --fresh belong to --tour (a time-lapse shows every step)")
+        edges = 0.25 if a.edges is None else a.edges
+        if not 0.0 < edges <= 1.0:
+            raise CnnvisError(f"--edges {a.edges}: use a fraction in (0, 1]")
+        steps = None
+        if a.steps:
+            try:
+                steps = [int(v) for v in a.steps.split(",") if v.strip()]
+            except ValueError:
+                raise CnnvisError(f"--steps {a.steps!r}: use comma-separated steps, e.g. 0,100,200") from None
+        res = timelapse_video(
+            a.run, a.out, size=size, fps=a.fps, theme=a.theme, facet=a.facet or "features",
+            hold=1.0 if a.hold is None else a.hold, morph=0.75 if a.morph is None else a.morph,
+            edge_fraction=edges, steps=steps, msaa=a.msaa, progress=not a.quiet,
+        )  # fmt: skip
+    print(f"wrote {res}")
+    return 0
 
 
 def cmd_info(a: argparse.Namespace) -> int:
@@ -891,6 +948,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
     "render": (_render_parser, cmd_render),
     "info": (_info_parser, cmd_info),
     "ablate": (_ablate_parser, cmd_ablate),
+    "video": (_video_parser, cmd_video),
     "demo": (_demo_parser, cmd_demo),
 }
 

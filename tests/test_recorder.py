@@ -86,3 +86,15 @@ def test_recorder_refuses_another_models_run(data, tmp_path):
     cv.Recorder(build_model("basecnn-x0.25"), probe, tmp_path, every=10).close()
     with pytest.raises(SnapshotError, match="different model"):
         cv.Recorder(build_model("resnet20"), probe, tmp_path, every=10)
+
+
+def test_a_snapshot_owns_its_weights_while_training_goes_on(data):
+    """The Recorder's writer thread writes a snapshot while the training loop updates the weights
+    in place: no array of a snapshot may share memory with a parameter, or the file's checksum
+    and its bytes disagree (it happened: 'CRC-32 mismatch' on a fully connected layer's weights)."""
+    _, probe = data
+    model = build_model("basecnn-x0.25")
+    snap = cv.analyze(model, probe.subset(16), k=3, progress=False)
+    params = [p.detach().numpy() for p in model.parameters()]
+    shared = [k for k in snap.keys() for p in params if np.shares_memory(np.asarray(snap[k]), p)]
+    assert shared == []

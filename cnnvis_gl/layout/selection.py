@@ -15,7 +15,7 @@ import numpy as np
 
 from .scene import Bundles, Edges, Scene
 
-__all__ = ["Highlight", "bundle_emphasis", "class_top_neurons", "highlight"]
+__all__ = ["Highlight", "bundle_emphasis", "class_top_neurons", "highlight", "saved_selection"]
 
 
 @dataclass(frozen=True)
@@ -114,3 +114,29 @@ def class_top_neurons(scene: Scene, cluster: int, klass: int, n: int = 3) -> lis
     a = np.asarray(scene.neurons.activation, np.float64)[members, int(klass)]
     order = np.lexsort((members, -a))[: max(int(n), 0)]
     return [(int(members[k]), float(a[k])) for k in order]
+
+
+def saved_selection(
+    scene: Scene,
+    classes: Iterable[int] = (),
+    cluster_id: int | None = None,
+    neuron: tuple[str, int] | None = None,
+) -> dict[str, list[int]] | None:
+    """A saved view's selection (a bookmark's) as :meth:`SceneRenderer.set_selection`'s
+    arguments for ``scene``: the class indices, the cluster of id ``cluster_id`` and the neuron
+    ``(unit, channel)`` as indices into the scene (each left out when the scene lacks it);
+    ``None`` when nothing is selected."""
+    out: dict[str, list[int]] = {}
+    if classes:
+        out["classes"] = [int(c) for c in classes]
+    if cluster_id is not None:
+        hit = np.flatnonzero(np.asarray(scene.clusters.id) == cluster_id)
+        if len(hit):
+            out["clusters"] = [int(hit[0])]
+    if neuron is not None and neuron[0] in scene.units:
+        n = scene.neurons
+        u = scene.units.index(neuron[0])
+        hit = np.flatnonzero((n.unit == u) & (n.index == neuron[1]))
+        if len(hit):
+            out["neurons"] = [int(hit[0])]
+    return out or None

@@ -1,0 +1,336 @@
+"""Videos of a run, rendered headless: a guided tour of its bookmarks, or a time-lapse of training.
+
+``cnnvis video RUN --tour NAME -o talk.mp4`` plays a tour (``RUN/tours/NAME.json``, see
+:mod:`cnnvis_gl.run.tours`) through its :class:`~cnnvis_gl.render.flight.Timeline`: every frame
+is the bookmark's view as ``cnnvis render --bookmark`` draws it (the same layout, colours and
+selection), the camera flying between stops, looks cross-fading and captions drawn over it.
+``cnnvis video RUN --timelapse -o learn.mp4`` shows every snapshot in turn, laid out so that
+clusters keep their identity (id, colour, order) from step to step, each cross-fading into the
+next, with the step and the learning curves drawn over it.
+
+Frames that repeat (a held stop, a held snapshot) are drawn once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import CnnvisError
+
+__all__ = ["VideoResult", "timelapse_video", "tour_video"]
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """What was written: the file, its frames, their size and rate, and the seconds it took."""
+
+    path: Path
+    frames: int
+    size: tuple[int, int]
+    fps: float
+    seconds: float
+    drawn: int  # frames rendered by OpenGL (the rest repeat a drawn one)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.path}: {self.frames} frames ({self.frames / self.fps:.1f} s at {self.fps:g} fps),"
+            f" {self.size[0]}x{self.size[1]}, in {self.seconds:.1f} s"
+        )
+
+
+def _progress(total: int, label: str, show: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit="frame", disable=not show, leave=False)
+
+
+class _Looks:
+    """The scenes, renderers and selections of the bookmarks a tour visits (one GL context)."""
+
+    def __init__(self, snap: Any, edits: Any, size: tuple[int, int], msaa: int) -> None:
+        from .render.offscreen import create_context
+
+        self.snap, self.edits, self.size, self.msaa = snap, edits, size, msaa
+        self.ctx = create_context()
+        self._scenes: dict[tuple, Any] = {}
+        self._renderers: dict[tuple, Any] = {}
+        self._detail: dict[tuple, Any] = {}  # neuron-level edges by (look, clusters in view)
+        self.drawn = 0
+
+    def scene(self, mark: Any) -> Any:
+        from .layout import LayoutOptions, build_scene
+        from .layout.scene import FACET_FEATURES, FACET_MATRIX
+        from .ui.edits import build_with_edits
+
+        key = (tuple(sorted(mark.expanded)), mark.facet, mark.edge_fraction)
+        if key not in self._scenes:
+            facet = FACET_MATRIX if mark.facet == "matrix" else FACET_FEATURES
+            expanded = frozenset(mark.expanded) & {g.name for g in self.snap.graph.groups}
+            if self.edits is not None:  # as `cnnvis render --bookmark`: the viewer's layout
+                e = replace(self.edits, expanded=expanded, edge_fraction=mark.edge_fraction,
+                            facet=facet, facets={})  # fmt: skip
+                self._scenes[key] = build_with_edits(self.snap, e).scene
+            else:
+                options = LayoutOptions(expanded=expanded, facet=facet, edge_fraction=mark.edge_fraction)
+                self._scenes[key] = build_scene(self.snap, options)
+        return key, self._scenes[key]
+
+    def draw(self, mark: Any, camera: Any) -> np.ndarray:
+        """The bookmark's look through ``camera`` (RGB)."""
+        from .layout.selection import saved_selection
+        from .render.offscreen import EXPORT_LOD, render_image
+        from .render.renderer import SceneRenderer
+
+        key, scene = self.scene(mark)
+        r = self._renderers.get(key)
+        if r is None:
+            r = SceneRenderer(self.ctx, self.snap, theme=mark.theme, msaa=self.msaa, lod=EXPORT_LOD)
+            r.set_scene(scene)
+            self._renderers[key] = r
+        names = list(self.snap.classes)
+        classes = [names.index(c) for c in mark.classes if c in names]
+        r.set_selection(**(saved_selection(scene, classes, mark.cluster, mark.neuron) or {}))
+        r.set_neuron_edges(self._neuron_edges(key, scene, r, camera, mark.edge_fraction))
+        r.set_hover()
+        self.drawn += 1
+        image = render_image(self.snap, scene, self.size, camera, theme=mark.theme, msaa=self.msaa,
+                             renderer=r, neuron_edges=None)  # fmt: skip
+        return image[..., :3]
+
+    def _neuron_edges(self, key: tuple, scene: Any, r: Any, camera: Any, fraction: float) -> Any:
+        """Zoomed in, the neuron-level edges of the clusters in view, as ``cnnvis render``
+        draws them; bundled once per set of clusters (a flight crosses few such sets)."""
+        from .layout.detail import clusters_for_view, neuron_edges
+
+        if not r.wants_neuron_edges(camera):
+            return None
+        cl = clusters_for_view(scene, camera.visible_rect(self.size))
+        k = (key, tuple(cl.tolist()))
+        if k not in self._detail:
+            self._detail[k] = neuron_edges(self.snap, scene, cl, fraction=float(fraction))
+        return self._detail[k]
+
+    def release(self) -> None:
+        for r in self._renderers.values():
+            r.release()
+        self.ctx.release()
+
+
+def _open_tour(run_dir: Path, tour: str) -> tuple[Any, dict[str, Any], Path]:
+    from .run.bookmarks import load_bookmarks
+    from .run.tours import check_stops, load_tour, tour_path
+
+    path = tour_path(run_dir, tour)
+    t = load_tour(path)
+    marks = {b.name: b for b in load_bookmarks(run_dir)}
+    check_stops(t, marks, path)
+    return t, marks, path
+
+
+def tour_video(
+    run_dir: str | Path,
+    tour: str,
+    out: str | Path,
+    size: tuple[int, int] = (1280, 720),
+    fps: float = 30.0,
+    msaa: int = 4,
+    step: int | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+) -> VideoResult:
+    """Render tour ``tour`` (a name in ``RUN/tours/`` or a path) of run ``run_dir`` to ``out``
+    (``.mp4`` or ``.gif``) at ``size`` and ``fps``, on snapshot ``step`` (default the latest),
+    with the viewer's layout (``RUN/layout.json``) unless ``fresh``.
+
+    Raises
+    ------
+    CnnvisError
+        A damaged or missing tour, bookmarks or layout file; a stop naming no bookmark; a bad
+        size, rate or output format.
+    """
+    from . import open_run
+    from .render.encode import VideoWriter
+    from .render.flight import Timeline
+    from .render.overlay import blend, draw_caption
+    from .ui.edits import load_edits
+
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir)
+    tour_doc, marks, _ = _open_tour(run_dir, tour)
+    run = open_run(run_dir)
+    snap = run.snapshot(step) if step is not None else run.latest()
+    edits = None
+    if not fresh:
+        try:
+            edits = load_edits(run_dir)
+        except ValueError as e:
+            raise CnnvisError(f"{e} (use --fresh to ignore it)") from None
+    timeline = Timeline(tour_doc, marks, size)
+    times = timeline.times(fps)
+    try:
+        writer = VideoWriter(out, size, fps)
+    except ValueError as e:
+        raise CnnvisError(str(e)) from None
+    looks = _Looks(snap, edits, size, msaa)
+    last: tuple[Any, np.ndarray] | None = None
+    try:
+        with writer, _progress(len(times), "tour", progress) as bar:
+            for t in times:
+                f = timeline.at(t)
+                key = (f.a, f.b, round(f.mix, 6), f.camera, f.camera_b, f.caption, round(f.caption_alpha, 4))
+                if last is None or last[0] != key:
+                    image = looks.draw(timeline.marks[f.a], f.camera)
+                    if f.b != f.a and f.mix > 0.0:
+                        image = blend(image, looks.draw(timeline.marks[f.b], f.camera_b), f.mix)
+                    last = (key, draw_caption(image, f.caption, f.caption_alpha))
+                writer.write(last[1])
+                bar.update()
+    finally:
+        looks.release()
+    return VideoResult(writer.path, writer.frames, size, fps, time.perf_counter() - t0, looks.drawn)
+
+
+def _curves(run_dir: Path) -> dict[str, tuple[list[float], list[float]]]:
+    """Up to three learning curves of ``scalars.jsonl`` (losses first, then error rates)."""
+    from .run.recorder import read_scalars
+
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for rec in read_scalars(run_dir):
+        for k, v in rec.items():
+            if k != "step" and isinstance(v, int | float) and not isinstance(v, bool):
+                xs, ys = series.setdefault(k, ([], []))
+                xs.append(float(rec["step"]))
+                ys.append(float(v))
+    order = sorted(series, key=lambda k: ("loss" not in k, "error" not in k, k))
+    return {k.replace("_", " "): series[k] for k in order[:3]}
+
+
+def _snapshots(run: Any, steps: Sequence[int] | None) -> list[int]:
+    have = run.steps()
+    if steps is None:
+        return have
+    missing = [s for s in steps if s not in have]
+    if missing:
+        raise CnnvisError(f"--steps: no snapshot at step {missing[0]} (steps: {', '.join(map(str, have))})")
+    return list(steps)
+
+
+def timelapse_video(
+    run_dir: str | Path,
+    out: str | Path,
+    size: tuple[int, int] = (1280, 720),
+    fps: float = 30.0,
+    hold: float = 1.0,
+    morph: float = 0.75,
+    theme: str = "dark",
+    facet: str = "features",
+    edge_fraction: float = 0.25,
+    steps: Sequence[int] | None = None,
+    msaa: int = 4,
+    progress: bool = True,
+) -> VideoResult:
+    """Render the run's snapshots (``steps``, default all) to ``out``: each held ``hold``
+    seconds, then cross-faded into the next over ``morph`` seconds; clusters keep their identity
+    from step to step; one camera shows every step's whole network; the step and the learning
+    curves (``scalars.jsonl``) are drawn over each frame.
+
+    Raises
+    ------
+    CnnvisError
+        No snapshot, a missing step, a bad size, rate, duration or output format.
+    """
+    from . import open_run
+    from .layout import LayoutOptions, build_scene
+    from .layout.scene import FACET_FEATURES, FACET_MATRIX
+    from .render.camera import Camera
+    from .render.encode import VideoWriter
+    from .render.flight import ease
+    from .render.offscreen import EXPORT_LOD, create_context, render_image
+    from .render.overlay import blend, draw_curves, draw_label
+    from .render.renderer import SceneRenderer
+
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir)
+    if not (0 <= hold <= 600 and 0 <= morph <= 600 and hold + morph > 0):
+        raise CnnvisError(f"--hold {hold} / --morph {morph}: use 0 to 600 seconds, not both 0")
+    run = open_run(run_dir)
+    chosen = _snapshots(run, steps)
+    if not chosen:
+        raise CnnvisError(f"{run_dir}: the run has no snapshot yet")
+    options = LayoutOptions(facet=FACET_MATRIX if facet == "matrix" else FACET_FEATURES,
+                            edge_fraction=edge_fraction)  # fmt: skip
+    scenes, snaps, previous = [], [], None
+    for s in _with_progress(chosen, "layout", progress):
+        snap = run.snapshot(s)
+        previous = build_scene(snap, options, previous=previous)  # ids follow the clusters
+        scenes.append(previous)
+        snaps.append(snap)
+    bounds = np.array([sc.bounds for sc in scenes], dtype=np.float64)
+    union = (*bounds[:, :2].min(axis=0), *bounds[:, 2:].max(axis=0))
+    camera = Camera().fit(union, size)
+    curves = _curves(run_dir)
+    hold_n, morph_n = int(round(hold * fps)), int(round(morph * fps))
+    total = len(chosen) * hold_n + (len(chosen) - 1) * morph_n
+    try:
+        writer = VideoWriter(out, size, fps)
+    except ValueError as e:
+        raise CnnvisError(str(e)) from None
+    ctx = create_context()
+    drawn = 0
+
+    def draw(k: int) -> np.ndarray:
+        nonlocal drawn
+        r = SceneRenderer(ctx, snaps[k], theme=theme, msaa=msaa, lod=EXPORT_LOD)
+        try:
+            r.set_scene(scenes[k])
+            drawn += 1
+            return render_image(snaps[k], scenes[k], size, camera, theme=theme, msaa=msaa,
+                                renderer=r, neuron_edges=None)[..., :3]  # fmt: skip
+        finally:
+            r.release()
+
+    def dress(image: np.ndarray, at: float, label: str) -> np.ndarray:
+        return draw_curves(draw_label(image, label), curves, at, title="learning curves")
+
+    try:
+        with writer, _progress(total, "time-lapse", progress) as bar:
+            cur = draw(0)
+            for k, s in enumerate(chosen):
+                held = dress(cur, s, f"step {s}  ·  snapshot {k + 1} of {len(chosen)}")
+                for _ in range(hold_n):
+                    writer.write(held)
+                    bar.update()
+                if k + 1 == len(chosen):
+                    break
+                nxt = draw(k + 1)
+                for i in range(morph_n):
+                    p = ease((i + 1) / (morph_n + 1))
+                    at = s + (chosen[k + 1] - s) * p
+                    writer.write(dress(blend(cur, nxt, p), at, f"step {s} → {chosen[k + 1]}"))
+                    bar.update()
+                cur = nxt
+    finally:
+        ctx.release()
+    return VideoResult(writer.path, writer.frames, size, fps, time.perf_counter() - t0, drawn)
+
+
+def _with_progress(items: Iterable[Any], label: str, show: bool) -> Iterable[Any]:
+    from tqdm import tqdm
+
+    items = list(items)
+    return tqdm(items, desc=label, unit="step", disable=not show, leave=False)
+
+
+def check_video_args(size: tuple[int, int], fps: float) -> None:
+    """Raise a CnnvisError for a size or rate no video can have."""
+    if not 0 < fps <= 240:
+        raise CnnvisError(f"--fps {fps}: use 1 to 240 frames per second")
+    if size[0] > 8192 or size[1] > 8192:
+        raise CnnvisError(f"--size {size[0]}x{size[1]}: a video is at most 8192 pixels a side")
+

@@ -115,7 +115,7 @@ FLOORS = (
     {"layout"},
     {"render"},
     {"ui"},
-    {"demo", "cli", "__init__"},
+    {"demo", "video", "cli", "__init__"},
 )
 
 

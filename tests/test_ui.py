@@ -661,3 +661,86 @@ def test_bookmarks_panel_saves_and_recalls_a_view(run_dir: Path):
     assert back.center == pytest.approx(cam.center) and back.zoom == pytest.approx(cam.zoom)
     assert classes == {3}
     assert seen["after_delete"]["bookmarks"] == []
+
+
+def test_tour_panel_builds_a_tour_and_presents_it_full_screen(run_dir: Path, tmp_path: Path):
+    """Build a tour of two bookmarks in the Tour panel (the file follows every edit), present it
+    (F5): the view covers the window, the caption is drawn in it, → flies to the next stop and
+    applies its look, ← goes back, Esc leaves; the tour survives reopening the run."""
+    from imgui_bundle import imgui
+    from imgui_bundle.immapp import testing
+    from PIL import Image
+
+    from cnnvis_gl import open_run
+    from cnnvis_gl.layout import build_scene
+    from cnnvis_gl.run.bookmarks import Bookmark, save_bookmarks
+    from cnnvis_gl.run.tours import load_tour, tour_path
+
+    scene = build_scene(open_run(run_dir).latest())
+    x0, y0, x1, y1 = scene.bounds
+    x, y, w, h = (float(v) for v in scene.clusters.rect[2])
+    save_bookmarks(run_dir, [
+        Bookmark("all", ((x0 + x1) / 2, (y0 + y1) / 2, 0.3), size=SIZE),
+        Bookmark("close", (x + w / 2, y + h / 2, 2.5), size=SIZE, classes=("cat",), facet="matrix"),
+    ])  # fmt: skip
+    app = make_app(run_dir)
+    seen: dict = {}
+
+    def test(ctx):
+        wait(ctx, ready(app))
+        st = app.state
+        ctx.window_focus("//Tour")
+        ctx.yield_(2)
+        for name in ("all", "close"):  # the "+ add a stop" combo
+            ctx.item_click("//Tour/##add_stop")
+            ctx.item_click(f"//$FOCUSED/{name}")
+        ctx.item_input_value("//Tour/**/stop0/##caption", "The whole network")
+        ctx.item_input_value("//Tour/**/stop1/##caption", "One cluster, cat highlighted")
+        ctx.yield_(2)
+        seen["file"] = load_tour(tour_path(run_dir, "tour"))
+        ctx.key_press(imgui.Key.f5)
+        ctx.yield_(3)
+        wait(ctx, lambda: not app.feed.pending, 30.0)
+        ctx.yield_(3)
+        p = st.tour.present
+        seen["first"] = (p.stop, st.camera.current, st.camera.viewport, st.facet)
+        testing.capture(ctx, str(tmp_path / "present0.png"))
+        ctx.key_press(imgui.Key.right_arrow)
+        ctx.yield_(2)
+        seen["moving"] = (p.stop, p.moving, st.facet, set(st.selection.classes))
+        wait(ctx, lambda: not p.moving and not app.feed.pending, 30.0)
+        ctx.yield_(3)
+        seen["second"] = st.camera.current
+        testing.capture(ctx, str(tmp_path / "present1.png"))
+        ctx.key_press(imgui.Key.left_arrow)
+        ctx.yield_(2)
+        seen["back"] = (p.stop, st.camera.current)
+        ctx.key_press(imgui.Key.escape)
+        ctx.yield_(2)
+        seen["left"] = st.tour.present is None
+
+    drive(app, test, SIZE)
+    print(f"present mode: {tmp_path / 'present0.png'}, {tmp_path / 'present1.png'}")
+    tour = seen["file"]
+    assert [s.bookmark for s in tour.stops] == ["all", "close"]
+    assert [s.caption for s in tour.stops] == ["The whole network", "One cluster, cat highlighted"]
+    stop, cam, viewport, facet = seen["first"]
+    assert stop == 0 and viewport == SIZE  # the view fills the whole window
+    assert cam.zoom == pytest.approx(0.3) and cam.center == pytest.approx(((x0 + x1) / 2, (y0 + y1) / 2))
+    stop, moving, facet, classes = seen["moving"]
+    assert stop == 1 and moving and facet == 1 and classes == {3}  # the look at once, then the flight
+    assert seen["second"].zoom == pytest.approx(2.5) and seen["second"].center == pytest.approx((x + w / 2, y + h / 2))
+    assert seen["back"][0] == 0 and seen["back"][1].zoom == pytest.approx(0.3)
+    assert seen["left"]
+    # the screenshots: no panel or menu over the view; the caption box at the bottom centre
+    shot = np.asarray(Image.open(tmp_path / "present0.png").convert("RGB")).astype(int)
+    assert shot.shape[:2] == (SIZE[1], SIZE[0])
+    menu = shot[:20, :400]  # where the menu bar was: the view's background now
+    bg = np.array([19, 21, 25])
+    assert np.abs(menu - bg).max() <= 12, np.abs(menu - bg).max()
+    band = shot[int(SIZE[1] * 0.8) : int(SIZE[1] * 0.94), SIZE[0] // 3 : 2 * SIZE[0] // 3]
+    assert (band.min(axis=2) > 200).mean() > 0.01  # light caption text on the dark box
+    # reopening the run: the tour is there
+    app2 = make_app(run_dir)
+    app2.tours.load()
+    assert [s.bookmark for s in app2.state.tour.tour.stops] == ["all", "close"]

@@ -6,9 +6,10 @@ an undoable edit is one :class:`~cnnvis_gl.ui.state.HistoryEntry` (its layout ed
 after), moved between the undo and redo stacks only once the layout job succeeded.  Appearance
 commands (facets, selection, theme, the threshold preview) reach the renderer at once.
 
-Besides the commands, :class:`Actions` hands panels the three helpers they draw with:
+Besides the commands, :class:`Actions` hands panels the helpers they draw with:
 :attr:`~Actions.view` (the network view's canvas), :attr:`~Actions.inspect` (data and pictures
-of the inspectors) and :attr:`~Actions.shots` (screenshots, the render command).
+of the inspectors), :attr:`~Actions.shots` (screenshots, the render command) and
+:attr:`~Actions.tours` (the tour editor and present mode).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from .canvas import Canvas
     from .inspect import Inspector
     from .shots import Screenshots
+    from .tours import Tours
 
 __all__ = ["Actions", "apply_imgui_theme"]
 
@@ -53,6 +55,10 @@ class Actions:
     @property
     def shots(self) -> Screenshots:
         return self.app.shots
+
+    @property
+    def tours(self) -> Tours:
+        return self.app.tours
 
     @property
     def edit_pending(self) -> bool:
@@ -394,6 +400,17 @@ class Actions:
         """Show a saved view: its layout choices (re-laid out in the background), colours,
         classes and selection at once, the camera flying to it (fitted to this view's size)."""
         st = self.app.state
+        if st.scene is None:
+            return
+        self.apply_look(mark)
+        cx, cy, zoom = mark.camera_for(st.camera.viewport)
+        st.camera.go(Camera((cx, cy), zoom))
+        self.view.touch()
+
+    def apply_look(self, mark: Bookmark) -> None:
+        """A saved view's theme, facet, edge fraction, expanded groups, classes and selection
+        (not its camera)."""
+        st = self.app.state
         s = st.scene
         if s is None:
             return
@@ -414,9 +431,6 @@ class Actions:
         else:
             st.selection.neuron = None
             self.select_cluster(mark.cluster if st.cluster_index(mark.cluster) is not None else None)
-        cx, cy, zoom = mark.camera_for(st.camera.viewport)
-        st.camera.go(Camera((cx, cy), zoom))
-        self.view.touch()
 
     # ------------------------------------------------------------------ the window
     def request_exit(self) -> None:

@@ -9,7 +9,8 @@ background workers and the parts, each in its own module:
 * :attr:`App.view` — :class:`~cnnvis_gl.ui.canvas.Canvas`, the network view's drawing and mouse;
 * :attr:`App.inspect` — :class:`~cnnvis_gl.ui.inspect.Inspector`, inspector data and pictures;
 * :attr:`App.shots` — :class:`~cnnvis_gl.ui.shots.Screenshots`;
-* :attr:`App.loaders` — :class:`~cnnvis_gl.ui.loaders.Loaders`, the debugging view's loads.
+* :attr:`App.loaders` — :class:`~cnnvis_gl.ui.loaders.Loaders`, the debugging view's loads;
+* :attr:`App.tours` — :class:`~cnnvis_gl.ui.tours.Tours`, the tour editor and present mode.
 
 Panels (:mod:`.panels`, one module each) are functions of ``(state, actions)``.  Each frame
 starts with :meth:`App.begin_frame`, which applies what the background threads finished (new
@@ -39,9 +40,10 @@ from .headless import has_display, init_headless
 from .inspect import Inspector
 from .jobs import LayoutSession, Worker
 from .loaders import Loaders
-from .panels import DOCK_SPLITS, PANELS, menus, status_bar
+from .panels import DOCK_SPLITS, PANELS, menus, present_view, status_bar
 from .shots import Screenshots
 from .state import AppState
+from .tours import Tours
 
 __all__ = ["App", "run_app", "runner_params"]
 
@@ -111,6 +113,7 @@ class App:
         self.inspect = Inspector(self)
         self.shots = Screenshots(self, screenshot_dir)
         self.loaders = Loaders(self)
+        self.tours = Tours(self)
         self._settled_frames = 0
         self._last_time = time.perf_counter()
 
@@ -140,6 +143,7 @@ class App:
         self.feed.submit("open the latest snapshot", lambda: self.session.open())
         self.actions.refresh_steps()  # the timeline, the Training panel and compare need them
         self.actions.load_bookmarks()
+        self.tours.load()
         if self.state.follow:
             self.feed.start_follower()
 
@@ -199,9 +203,11 @@ class App:
         st.jobs.pending = self.worker.pending if self.worker else []
         self.loaders.tick(now)
         st.camera.step(dt)
+        self.tours.tick(dt)
         self._shortcuts()
         # idle at a low frame rate only when nothing moves and nothing runs
-        busy = st.camera.animating or bool(st.jobs.pending) or st.drag is not None
+        presenting = st.tour.present is not None and st.tour.present.moving
+        busy = st.camera.animating or bool(st.jobs.pending) or st.drag is not None or presenting
         hello_imgui.get_runner_params().fps_idling.enable_idling = not busy and not st.headless
         for hook in list(self.on_frame):
             hook(self)
@@ -244,6 +250,8 @@ class App:
             imgui.Key.mod_ctrl | imgui.Key.y
         ):
             self.actions.redo()
+        elif imgui.is_key_pressed(imgui.Key.f5, False) and self.state.tour.present is None:
+            self.tours.present()
 
     @property
     def settled(self) -> bool:
@@ -333,6 +341,7 @@ def runner_params(app: App, size: tuple[int, int] = (1600, 1000)) -> tuple[Any, 
     rp.callbacks.before_swap = app.before_swap
     rp.callbacks.after_swap = app.after_swap
     rp.callbacks.show_gui = app.guarded("frame", app.begin_frame)
+    rp.callbacks.post_render_dockable_windows = app.guarded("present", lambda: present_view(app.state, app.actions))
     rp.callbacks.show_status = app.guarded("status bar", lambda: status_bar(app.state, app.actions))
     rp.callbacks.show_menus = app.guarded("menus", lambda: menus(app.state, app.actions))
     rp.callbacks.default_icon_font = hello_imgui.DefaultIconFont.font_awesome6

@@ -62,7 +62,8 @@ class Canvas:
             st.camera.viewport = size
             if st.scene is not None and (not st.camera.fitted or old == (1, 1)):
                 app.actions.fit_all(animate=False)
-        moving = st.camera.animating or st.camera.panning
+        present = st.tour.present
+        moving = st.camera.animating or st.camera.panning or (present is not None and present.moving)
         key = (st.camera.current, size, self._version, st.scene_version)
         if key == self.drawn_key:
             return

@@ -242,8 +242,8 @@ class PanelState:
         (:class:`~cnnvis_gl.ui.training.Line`).
     find
         The text of the Find box.
-    bookmark_name
-        The name typed in the Bookmarks panel.
+    bookmark_name, tour_name
+        The names typed in the Bookmarks panel and the Tour panel.
     """
 
     move_choice: int | None = None
@@ -254,6 +254,56 @@ class PanelState:
     plotted: dict[str, list[Any]] = field(default_factory=dict)
     find: str = ""
     bookmark_name: str = ""
+    tour_name: str = ""
+
+
+@dataclass
+class Presenting:
+    """Present mode: the tour played full screen, one stop at a time.
+
+    Attributes
+    ----------
+    timeline
+        The tour laid out in time for the view's size (:class:`~cnnvis_gl.render.flight.Timeline`).
+    stop
+        The stop shown or being moved to.
+    t, until
+        The timeline's time now, and where it stops advancing (the arrival at ``stop``).
+    """
+
+    timeline: Any
+    stop: int = 0
+    t: float = 0.0
+    until: float = 0.0
+
+    @property
+    def moving(self) -> bool:
+        return self.t < self.until
+
+
+@dataclass
+class TourState:
+    """The tour being edited in the Bookmarks panel, and present mode.
+
+    Attributes
+    ----------
+    name
+        Its name (``RUN/tours/NAME.json``).
+    tour
+        Its stops (:class:`~cnnvis_gl.run.tours.Tour`).
+    names
+        The tours saved in the run.
+    damaged
+        Its file could not be read (then it is never overwritten).
+    present
+        Present mode, when on.
+    """
+
+    name: str = "tour"
+    tour: Any = None
+    names: list[str] = field(default_factory=list)
+    damaged: bool = False
+    present: Presenting | None = None
 
 
 @dataclass
@@ -294,6 +344,8 @@ class AppState:
     bookmarks, bookmarks_damaged
         The run's saved views (:class:`~cnnvis_gl.run.bookmarks.Bookmark`); whether
         ``bookmarks.json`` could not be read (then it is never overwritten).
+    tour
+        The tour being edited, and present mode (:class:`TourState`).
     """
 
     run_dir: Path
@@ -319,6 +371,7 @@ class AppState:
     debug: DebugState = field(default_factory=DebugState)
     bookmarks: list[Any] = field(default_factory=list)
     bookmarks_damaged: bool = False
+    tour: TourState = field(default_factory=TourState)
     panels: PanelState = field(default_factory=PanelState)
     frame_ms: deque[float] = field(default_factory=lambda: deque(maxlen=120))
     render_ms: deque[float] = field(default_factory=lambda: deque(maxlen=120))

@@ -18,14 +18,16 @@ from .cluster import cluster_panel
 from .controls import controls_panel
 from .network import WINDOW, network_view
 from .neuron import neuron_panel
+from .present import present_view
 from .snapshots import snapshots_panel
+from .tour import tour_panel
 from .training import training_panel
 
 if TYPE_CHECKING:
     from ..actions import Actions
     from ..state import AppState
 
-__all__ = ["DOCK_SPLITS", "PANELS", "Panel", "Split", "menus", "status_bar"]
+__all__ = ["DOCK_SPLITS", "PANELS", "Panel", "Split", "menus", "present_view", "status_bar"]
 
 
 @dataclass(frozen=True)
@@ -66,4 +68,5 @@ PANELS = (
     Panel("Snapshots", "TimelineSpace", snapshots_panel),
     Panel("Training", "TimelineSpace", training_panel, focus=True),
     Panel("Bookmarks", "TimelineSpace", bookmarks_panel),
+    Panel("Tour", "TimelineSpace", tour_panel),
 )

@@ -82,7 +82,7 @@ def network_view(st: AppState, act: Actions) -> None:
     )
     visible = imgui.begin(WINDOW, None, flags)[0]
     imgui.pop_style_var()
-    if visible:
+    if visible and st.tour.present is None:  # (present mode draws the view full screen)
         _canvas(st, act)
     imgui.end()
 

@@ -175,10 +175,16 @@ def _view_parser(sub: Any) -> None:
 
 def _render_parser(sub: Any) -> None:
     p = sub.add_parser(
-        "render", help="render a run's network view to a PNG (headless, no display needed)"
+        "render",
+        help="render a run's network view to PNG, SVG or PDF (headless, no display needed)",
+        description="Render the network view headless. The format follows the suffix of -o: "
+        ".png (OpenGL, EGL), or .svg / .pdf (vector: rows and frames as shapes, labels as text, "
+        "edges as paths, patches as embedded images; the same view, sharp at any zoom, editable "
+        "in Inkscape or Illustrator; zoomed in, the vector file keeps cluster edges where the PNG "
+        "draws the neurons' edges).",
     )
     p.add_argument("run", metavar="RUN_DIR")
-    p.add_argument("-o", "--out", required=True, metavar="FILE.png")
+    p.add_argument("-o", "--out", required=True, metavar="FILE.png|.svg|.pdf")
     p.add_argument("--step", type=_step, help="snapshot step (default: the latest)")
     p.add_argument(
         "--size",
@@ -734,19 +740,27 @@ def cmd_render(a: argparse.Namespace) -> int:
     camera = _render_camera(a, scene, size)
     if mark is not None:
         selection = _bookmark_selection(mark, scene, selection)
-    from .render.offscreen import render_png
+    if Path(a.out).suffix.lower() in (".svg", ".pdf"):  # vector: text, paths, embedded patches
+        from .render.vector import write_vector
 
-    path = render_png(
-        snap,
-        scene,
-        a.out,
-        size=size,
-        camera=camera,
-        theme=a.theme or "dark",
-        selection=selection,
-        msaa=a.msaa,
-        neuron_edges=None if a.no_neuron_edges else fraction,
-    )
+        try:
+            path = write_vector(snap, scene, a.out, size, camera, a.theme or "dark", selection)
+        except ValueError as e:
+            raise CnnvisError(str(e)) from None
+    else:
+        from .render.offscreen import render_png
+
+        path = render_png(
+            snap,
+            scene,
+            a.out,
+            size=size,
+            camera=camera,
+            theme=a.theme or "dark",
+            selection=selection,
+            msaa=a.msaa,
+            neuron_edges=None if a.no_neuron_edges else fraction,
+        )
     print(
         f"rendered {snap} ({len(scene.clusters.size)} clusters) to {path} in {time.perf_counter() - t0:.1f} s"
     )

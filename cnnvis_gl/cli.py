@@ -235,6 +235,10 @@ def _render_parser(sub: Any) -> None:
         action="store_true",
         help="zoomed in, keep cluster edges instead of drawing the neurons' edges",
     )
+    p.add_argument(
+        "--no-annotations", action="store_true",
+        help="leave out the callouts of RUN/annotations.json (the viewer's Notes panel)",
+    )  # fmt: skip
     p.add_argument("--msaa", type=_nonneg_int, default=4, help="multisampling (default 4)")
 
 
@@ -268,6 +272,10 @@ def _video_parser(sub: Any) -> None:
     p.add_argument("--facet", choices=["features", "matrix"], help="--timelapse: every cluster's facet (default features)")
     p.add_argument("--edges", type=float, help="--timelapse: fraction of strongest edges kept (default 0.25)")
     _add_theme(p)
+    p.add_argument(
+        "--no-annotations", action="store_true",
+        help="leave out the callouts of RUN/annotations.json (the viewer's Notes panel)",
+    )  # fmt: skip
     p.add_argument("--msaa", type=_nonneg_int, default=4, help="multisampling (default 4)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -740,11 +748,14 @@ def cmd_render(a: argparse.Namespace) -> int:
     camera = _render_camera(a, scene, size)
     if mark is not None:
         selection = _bookmark_selection(mark, scene, selection)
+    from .run.annotations import load_annotations
+
+    notes = [] if a.no_annotations else load_annotations(a.run)
     if Path(a.out).suffix.lower() in (".svg", ".pdf"):  # vector: text, paths, embedded patches
         from .render.vector import write_vector
 
         try:
-            path = write_vector(snap, scene, a.out, size, camera, a.theme or "dark", selection)
+            path = write_vector(snap, scene, a.out, size, camera, a.theme or "dark", selection, notes)
         except ValueError as e:
             raise CnnvisError(str(e)) from None
     else:
@@ -759,6 +770,7 @@ def cmd_render(a: argparse.Namespace) -> int:
             theme=a.theme or "dark",
             selection=selection,
             msaa=a.msaa,
+            annotations=notes,
             neuron_edges=None if a.no_neuron_edges else fraction,
         )
     print(
@@ -857,7 +869,7 @@ def cmd_video(a: argparse.Namespace) -> int:
             if getattr(a, flag) is not None:
                 raise CnnvisError(f"--{flag} belongs to --timelapse (a tour takes its looks from its bookmarks)")
         res = tour_video(a.run, a.tour, a.out, size=size, fps=a.fps, msaa=a.msaa, step=a.step,
-                         fresh=a.fresh, progress=not a.quiet)  # fmt: skip
+                         fresh=a.fresh, progress=not a.quiet, annotations=not a.no_annotations)  # fmt: skip
     else:
         if a.step is not None or a.fresh:
             raise CnnvisError("--step and --fresh belong to --tour (a time-lapse shows every step)")
@@ -874,6 +886,7 @@ def cmd_video(a: argparse.Namespace) -> int:
             a.run, a.out, size=size, fps=a.fps, theme=a.theme, facet=a.facet or "features",
             hold=1.0 if a.hold is None else a.hold, morph=0.75 if a.morph is None else a.morph,
             edge_fraction=edges, steps=steps, msaa=a.msaa, progress=not a.quiet,
+            annotations=not a.no_annotations,
         )  # fmt: skip
     print(f"wrote {res}")
     return 0

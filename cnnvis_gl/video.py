@@ -143,10 +143,12 @@ def tour_video(
     step: int | None = None,
     fresh: bool = False,
     progress: bool = True,
+    annotations: bool = True,
 ) -> VideoResult:
     """Render tour ``tour`` (a name in ``RUN/tours/`` or a path) of run ``run_dir`` to ``out``
     (``.mp4`` or ``.gif``) at ``size`` and ``fps``, on snapshot ``step`` (default the latest),
-    with the viewer's layout (``RUN/layout.json``) unless ``fresh``.
+    with the viewer's layout (``RUN/layout.json``) unless ``fresh``, and the callouts of
+    ``RUN/annotations.json`` unless not ``annotations``.
 
     Raises
     ------
@@ -155,9 +157,11 @@ def tour_video(
         size, rate or output format.
     """
     from . import open_run
+    from .render.callouts import place
     from .render.encode import VideoWriter
     from .render.flight import Timeline
-    from .render.overlay import blend, draw_caption
+    from .render.overlay import blend, draw_callouts, draw_caption
+    from .run.annotations import load_annotations
     from .ui.edits import load_edits
 
     t0 = time.perf_counter()
@@ -171,6 +175,7 @@ def tour_video(
             edits = load_edits(run_dir)
         except ValueError as e:
             raise CnnvisError(f"{e} (use --fresh to ignore it)") from None
+    notes = [] if not annotations else load_annotations(run_dir)
     timeline = Timeline(tour_doc, marks, size)
     times = timeline.times(fps)
     try:
@@ -188,6 +193,9 @@ def tour_video(
                     image = looks.draw(timeline.marks[f.a], f.camera)
                     if f.b != f.a and f.mix > 0.0:
                         image = blend(image, looks.draw(timeline.marks[f.b], f.camera_b), f.mix)
+                    if notes:  # the callouts of the look that dominates
+                        mark, cam = (timeline.marks[f.a], f.camera) if f.mix < 0.5 else (timeline.marks[f.b], f.camera_b)
+                        image = draw_callouts(image, place(looks.scene(mark)[1], notes, cam, size))
                     last = (key, draw_caption(image, f.caption, f.caption_alpha))
                 writer.write(last[1])
                 bar.update()
@@ -234,11 +242,13 @@ def timelapse_video(
     steps: Sequence[int] | None = None,
     msaa: int = 4,
     progress: bool = True,
+    annotations: bool = True,
 ) -> VideoResult:
     """Render the run's snapshots (``steps``, default all) to ``out``: each held ``hold``
     seconds, then cross-faded into the next over ``morph`` seconds; clusters keep their identity
     from step to step; one camera shows every step's whole network; the step and the learning
-    curves (``scalars.jsonl``) are drawn over each frame.
+    curves (``scalars.jsonl``) are drawn over each frame, and the callouts of
+    ``RUN/annotations.json`` (unless not ``annotations``) follow their clusters.
 
     Raises
     ------
@@ -248,12 +258,14 @@ def timelapse_video(
     from . import open_run
     from .layout import LayoutOptions, build_scene
     from .layout.scene import FACET_FEATURES, FACET_MATRIX
+    from .render.callouts import place
     from .render.camera import Camera
     from .render.encode import VideoWriter
     from .render.flight import ease
     from .render.offscreen import EXPORT_LOD, create_context, render_image
-    from .render.overlay import blend, draw_curves, draw_label
+    from .render.overlay import blend, draw_callouts, draw_curves, draw_label
     from .render.renderer import SceneRenderer
+    from .run.annotations import load_annotations
 
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
@@ -284,16 +296,19 @@ def timelapse_video(
     ctx = create_context()
     drawn = 0
 
+    notes = load_annotations(run_dir) if annotations else []
+
     def draw(k: int) -> np.ndarray:
         nonlocal drawn
         r = SceneRenderer(ctx, snaps[k], theme=theme, msaa=msaa, lod=EXPORT_LOD)
         try:
             r.set_scene(scenes[k])
             drawn += 1
-            return render_image(snaps[k], scenes[k], size, camera, theme=theme, msaa=msaa,
-                                renderer=r, neuron_edges=None)[..., :3]  # fmt: skip
+            image = render_image(snaps[k], scenes[k], size, camera, theme=theme, msaa=msaa,
+                                 renderer=r, neuron_edges=None)[..., :3]  # fmt: skip
         finally:
             r.release()
+        return draw_callouts(image, place(scenes[k], notes, camera, size))
 
     def dress(image: np.ndarray, at: float, label: str) -> np.ndarray:
         return draw_curves(draw_label(image, label), curves, at, title="learning curves")

@@ -744,3 +744,57 @@ def test_tour_panel_builds_a_tour_and_presents_it_full_screen(run_dir: Path, tmp
     app2 = make_app(run_dir)
     app2.tours.load()
     assert [s.bookmark for s in app2.state.tour.tour.stops] == ["all", "close"]
+
+
+def test_notes_added_from_the_view_edited_drawn_and_kept(run_dir: Path, tmp_path: Path):
+    """Right-click a cluster, "Add a note": the Notes panel shows it, its text is typed there,
+    the callout is drawn over the view pointing at the cluster (in the screenshot's pixels),
+    the file follows, and reopening the run brings it back."""
+    from imgui_bundle import imgui
+    from imgui_bundle.immapp import testing
+    from PIL import Image
+
+    from cnnvis_gl.run.annotations import load_annotations
+
+    app = make_app(run_dir)
+    seen: dict = {}
+
+    def test(ctx):
+        wait(ctx, ready(app))
+        ctx.yield_(2)
+        s = app.state.scene
+        ci = int(np.argmax(s.clusters.size))
+        x, y, w, h = (float(v) for v in s.clusters.rect[ci])
+        ctx.mouse_move_to_pos(imgui.ImVec2(*app.view.screen_pos(x + w / 2, y + 2)))  # its frame
+        ctx.yield_(2)
+        ctx.mouse_click(1)  # right: select it and open the context menu
+        ctx.yield_(2)
+        ctx.item_click("//$FOCUSED/Add a note")
+        ctx.yield_(3)
+        seen["added"] = list(app.state.notes)
+        seen["cid"] = int(s.clusters.id[ci])
+        ctx.item_input_value("//Notes/**/note0/##text", "dogs and cats")
+        ctx.yield_(3)
+        seen["file"] = load_annotations(run_dir)
+        seen["callouts"] = list(app.state.panels.callouts)
+        seen["origin"] = app.view.origin
+        testing.capture(ctx, str(tmp_path / "notes.png"))
+        print(f"notes screenshot: {tmp_path / 'notes.png'}")
+
+    drive(app, test, SIZE)
+    (note,) = seen["added"]
+    assert note.kind == "cluster" and note.target == seen["cid"]
+    (saved,) = seen["file"]
+    assert saved.text == "dogs and cats" and saved.target == seen["cid"]
+    (c,) = seen["callouts"]
+    assert c.text == "dogs and cats"
+    shot = np.asarray(Image.open(tmp_path / "notes.png").convert("RGB")).astype(int)
+    yellow = (shot[..., 0] > 220) & (shot[..., 1] > 170) & (shot[..., 2] < 100)
+    ox, oy = seen["origin"]
+    tx, ty = int(ox + c.tip[0]), int(oy + c.tip[1])
+    cx, cy = int(ox + c.center[0]), int(oy + c.center[1])
+    assert yellow[ty - 8 : ty + 9, tx - 8 : tx + 9].any()  # the arrow reaches the cluster
+    assert yellow[cy - 40 : cy + 41, cx - 120 : cx + 121].sum() > 50  # the box's border
+    app2 = make_app(run_dir)
+    app2.notes.load()
+    assert [n.text for n in app2.state.notes] == ["dogs and cats"]

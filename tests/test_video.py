@@ -300,11 +300,20 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, cifar_dir: Path) -> Pa
 @pytest.mark.gl
 @pytest.mark.slow
 def test_timelapse_shows_each_snapshot_with_its_step(trained_run: Path, tmp_path: Path) -> None:
+    from cnnvis_gl.run.annotations import ANNOTATIONS_FILE, Annotation, save_annotations
+
     out = tmp_path / "learn.mp4"
-    r = cnnvis("video", trained_run, "--timelapse", "-o", out, "--size", "320x200", "--fps", "10",
-               "--hold", "0.5", "--morph", "0.3", "-q")  # fmt: skip
+    save_annotations(trained_run, [Annotation("the first layer", "row", "conv1", (-60.0, 40.0))])
+    try:
+        r = cnnvis("video", trained_run, "--timelapse", "-o", out, "--size", "320x200", "--fps",
+                   "10", "--hold", "0.5", "--morph", "0.3", "-q")  # fmt: skip
+    finally:
+        (trained_run / ANNOTATIONS_FILE).unlink()
     assert r.returncode == 0, r.stderr
     codec, frames = _decode(out)
+    for f in frames:  # the note's callout (yellow) in every frame
+        f = f.astype(int)
+        assert ((f[..., 0] > 200) & (f[..., 1] > 150) & (f[..., 2] < 110)).sum() > 20
     assert codec == "h264" and len(frames) == 3 * 5 + 2 * 3 and frames[0].shape == (200, 320, 3)
     holds = [frames[0:5], frames[8:13], frames[16:21]]
     for held in holds:  # a snapshot held still

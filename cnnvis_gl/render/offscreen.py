@@ -7,7 +7,7 @@ rendered in tiles with the same camera, so any size up to 8K and beyond works.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..layout.scene import FACET_FEATURES, FACET_MATRIX, Scene
+from ..run.annotations import Annotation
 from .atlas import PatchSource
 from .camera import Camera
 from .lod import LodSettings
@@ -191,16 +192,25 @@ def render_png(
     facet: int | str | None = None,
     selection: Mapping[str, Any] | None = None,
     msaa: int = 0,
+    annotations: Sequence[Annotation] = (),
     **kw: Any,
 ) -> Path:
-    """Render ``scene`` to a PNG file (RGB); see :func:`render_image` for the parameters.
+    """Render ``scene`` to a PNG file (RGB); see :func:`render_image` for the parameters;
+    ``annotations``' callouts are drawn over it.
 
     Returns
     -------
     Path
         The written file.
     """
+    if camera is None or camera == "fit":
+        camera = Camera().fit(scene.bounds, (int(size[0]), int(size[1])))
     image = render_image(snapshot, scene, size, camera, theme, facet, selection, msaa, **kw)
+    if annotations:
+        from .callouts import place
+        from .overlay import draw_callouts
+
+        image = draw_callouts(image[..., :3], place(scene, annotations, camera, size))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.ascontiguousarray(image[..., :3])).save(path, optimize=False)

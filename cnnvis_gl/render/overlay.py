@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..resources import asset_dir
 
-__all__ = ["blend", "draw_caption", "draw_curves", "draw_label"]
+__all__ = ["blend", "draw_callouts", "draw_caption", "draw_curves", "draw_label"]
 
 CURVE_COLORS = ((0.36, 0.68, 1.0), (1.0, 0.62, 0.25), (0.45, 0.85, 0.45), (0.85, 0.45, 0.85))
 
@@ -150,3 +150,46 @@ def draw_curves(
         d.line([(cx, gy0), (cx, gy1)], fill=(245, 246, 250, 160), width=1)
 
     return _over(frame, paint)
+
+
+CALLOUT_ACCENT = (255, 204, 46)  # the selection yellow: a callout reads on both themes
+
+
+def draw_callouts(frame: np.ndarray, callouts: Sequence) -> np.ndarray:
+    """Annotations' callouts (:func:`cnnvis_gl.render.callouts.place`): a dark box with the
+    text, and an arrow from its border to the target's."""
+    if not callouts:
+        return frame
+    from .callouts import edge_point
+
+    def paint(d: ImageDraw.ImageDraw, w: int, h: int) -> None:
+        font = _font(max(12, min(h / 48, w / 80)))
+        asc, desc = font.getmetrics()
+        lh = (asc + desc) * 1.1
+        pad = lh * 0.45
+        for c in callouts:
+            lines = _wrap(d, c.text, font, 22 * lh)
+            tw = max(d.textlength(line, font=font) for line in lines)
+            bw, bh = tw + 2 * pad, lh * len(lines) + 1.2 * pad
+            box = (c.center[0] - bw / 2, c.center[1] - bh / 2, c.center[0] + bw / 2, c.center[1] + bh / 2)
+            tip = c.tip
+            start = edge_point(box, tip)
+            width = max(2, int(lh / 9))
+            d.line([start, tip], fill=(*CALLOUT_ACCENT, 255), width=width)
+            _arrowhead(d, start, tip, 3.5 * width)
+            d.rounded_rectangle(box, radius=pad * 0.7, fill=(12, 14, 18, 225), outline=(*CALLOUT_ACCENT, 255),
+                                width=max(1, width // 2))  # fmt: skip
+            for k, line in enumerate(lines):
+                d.text((box[0] + pad, box[1] + 0.6 * pad + k * lh), line, font=font, fill=(245, 246, 250, 255))
+
+    return _over(frame, paint)
+
+
+def _arrowhead(d: ImageDraw.ImageDraw, start: tuple[float, float], tip: tuple[float, float], size: float) -> None:
+    dx, dy = tip[0] - start[0], tip[1] - start[1]
+    length = float(np.hypot(dx, dy))
+    if length < 1e-6:
+        return
+    ux, uy = dx / length, dy / length
+    bx, by = tip[0] - ux * size * 1.6, tip[1] - uy * size * 1.6
+    d.polygon([tip, (bx - uy * size, by + ux * size), (bx + uy * size, by - ux * size)], fill=(*CALLOUT_ACCENT, 255))

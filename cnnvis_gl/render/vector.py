@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -28,6 +29,8 @@ from PIL import Image
 
 from ..layout.scene import FACET_MATRIX, ROW_BETWEEN, Scene
 from ..layout.selection import Highlight, highlight
+from ..run.annotations import Annotation
+from .callouts import edge_point, place
 from .camera import Camera
 from .text import HIDE_PX, KINDS, MIN_PX
 from .theme import Theme, colormap, get_theme
@@ -69,12 +72,13 @@ def scene_svg(
     camera: Camera | str | None = "fit",
     theme: str | Theme = "dark",
     selection: dict[str, Any] | None = None,
+    annotations: Sequence[Annotation] = (),
 ) -> str:
     """The SVG document of ``scene`` seen through ``camera`` in a ``size``-pixel view.
 
     ``snapshot`` supplies the neurons' image patches (``None``: grey patches); ``selection``
     holds :func:`~cnnvis_gl.layout.selection.highlight`'s arguments (``classes``, ``neurons``,
-    ``clusters``), as ``render_image``'s.
+    ``clusters``), as ``render_image``'s; ``annotations``' callouts are drawn on top.
     """
     t = get_theme(theme) if isinstance(theme, str) else theme
     w, h = int(size[0]), int(size[1])
@@ -100,6 +104,7 @@ def scene_svg(
     out += _frames(scene, t, view, px, hl)
     out += _contents(snapshot, scene, t, view, hl, px)
     out += _labels(scene, t, view, camera.zoom)
+    out += _callouts(scene, annotations, camera, (w, h))
     out.append("</svg>")
     return "\n".join(out)
 
@@ -289,6 +294,66 @@ def _labels(scene: Scene, t: Theme, view: tuple, zoom: float) -> list[str]:
     return out
 
 
+def _callouts(scene: Scene, notes: Sequence[Annotation], camera: Camera, size: tuple[int, int]) -> list[str]:
+    """Annotations as the PNG draws them (render/overlay.py): box, text, arrow; sizes in
+    pixels of the view, written in scene units."""
+    callouts = place(scene, notes, camera, size)
+    if not callouts:
+        return []
+    w, h = size
+    z = camera.zoom
+    font_px = max(12.0, min(h / 48, w / 80))
+    lh, em_w = font_px * 1.16 * 1.1, 0.6 * font_px  # DejaVu Sans: ~0.6 em per character
+    pad = lh * 0.45
+    accent = "#ffcc2e"
+
+    def sc(p: tuple[float, float]) -> tuple[float, float]:
+        return camera.screen_to_scene(p[0], p[1], size)
+
+    out = ['<g id="annotations" font-family="DejaVu Sans, Verdana, sans-serif" xml:space="preserve">']
+    for c in callouts:
+        lines = _wrap_chars(c.text, int(22 * lh / em_w))  # as the PNG wraps, at ~22 lines high
+        bw = max(len(line) for line in lines) * em_w + 2 * pad
+        bh = lh * len(lines) + 1.2 * pad
+        box = (c.center[0] - bw / 2, c.center[1] - bh / 2, c.center[0] + bw / 2, c.center[1] + bh / 2)
+        (x0, y0), (tx, ty) = sc(edge_point(box, c.tip)), sc(c.tip)
+        stroke = max(2.0, lh / 9) / z
+        out.append(f'<line x1="{_f(x0)}" y1="{_f(y0)}" x2="{_f(tx)}" y2="{_f(ty)}" stroke="{accent}" '
+                   f'stroke-width="{_f(stroke)}"/>')  # fmt: skip
+        dx, dy = tx - x0, ty - y0
+        length = float(np.hypot(dx, dy))
+        if length > 0:
+            ux, uy, a = dx / length, dy / length, 3.5 * stroke
+            bx, by = tx - ux * a * 1.6, ty - uy * a * 1.6
+            pts = [(tx, ty), (bx - uy * a, by + ux * a), (bx + uy * a, by - ux * a)]
+            out.append(f'<polygon points="{" ".join(f"{_f(px)},{_f(py)}" for px, py in pts)}" fill="{accent}"/>')
+        bx0, by0 = sc((box[0], box[1]))
+        out.append(f'<rect x="{_f(bx0)}" y="{_f(by0)}" width="{_f(bw / z)}" height="{_f(bh / z)}" '
+                   f'rx="{_f(pad * 0.7 / z)}" fill="#0c0e12" fill-opacity="0.88" stroke="{accent}" '
+                   f'stroke-width="{_f(stroke / 2)}"/>')  # fmt: skip
+        for k, line in enumerate(lines):
+            lx, ly = sc((box[0] + pad, box[1] + 0.6 * pad + k * lh + font_px * 0.95))
+            out.append(f'<text x="{_f(lx)}" y="{_f(ly)}" font-size="{_f(font_px / z)}" fill="#f5f6fa">'
+                       f"{escape(line)}</text>")  # fmt: skip
+    out.append("</g>")
+    return out
+
+
+def _wrap_chars(text: str, width: int) -> list[str]:
+    lines: list[str] = []
+    for para in text.splitlines() or [""]:
+        line = ""
+        for word in para.split():
+            trial = f"{line} {word}".strip()
+            if line and len(trial) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = trial
+        lines.append(line)
+    return lines
+
+
 def write_vector(
     snapshot: Any,
     scene: Scene,
@@ -297,6 +362,7 @@ def write_vector(
     camera: Camera | str | None = "fit",
     theme: str | Theme = "dark",
     selection: dict[str, Any] | None = None,
+    annotations: Sequence[Annotation] = (),
 ) -> Path:
     """Write the view as ``.svg``, or ``.pdf`` (the SVG converted by CairoSVG, vector too).
 
@@ -309,7 +375,7 @@ def write_vector(
     kind = path.suffix.lower()
     if kind not in VECTOR_FORMATS:
         raise ValueError(f"{path}: a vector file is .svg or .pdf")
-    svg = scene_svg(snapshot, scene, size, camera, theme, selection)
+    svg = scene_svg(snapshot, scene, size, camera, theme, selection, annotations)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial{kind}")
     try:

@@ -9,7 +9,8 @@ commands (facets, selection, theme, the threshold preview) reach the renderer at
 Besides the commands, :class:`Actions` hands panels the helpers they draw with:
 :attr:`~Actions.view` (the network view's canvas), :attr:`~Actions.inspect` (data and pictures
 of the inspectors), :attr:`~Actions.shots` (screenshots, the render command) and
-:attr:`~Actions.tours` (the tour editor and present mode).
+:attr:`~Actions.tours` (the tour editor and present mode) and :attr:`~Actions.notes` (the
+annotations).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from .app import App
     from .canvas import Canvas
     from .inspect import Inspector
+    from .notes import Notes
     from .shots import Screenshots
     from .tours import Tours
 
@@ -59,6 +61,10 @@ class Actions:
     @property
     def tours(self) -> Tours:
         return self.app.tours
+
+    @property
+    def notes(self) -> Notes:
+        return self.app.notes
 
     @property
     def edit_pending(self) -> bool:
@@ -433,6 +439,17 @@ class Actions:
             self.select_cluster(mark.cluster if st.cluster_index(mark.cluster) is not None else None)
 
     # ------------------------------------------------------------------ the window
+    def show_panel(self, title: str) -> None:
+        """Bring dockable panel ``title`` to the front of its dock space (next frame)."""
+        try:
+            windows = hello_imgui.get_runner_params().docking_params.dockable_windows
+        except Exception:  # noqa: BLE001 - no runner (tests of the commands alone)
+            return
+        for w in windows:
+            if w.label == title:
+                w.is_visible = True
+                w.focus_window_at_next_frame = True
+
     def request_exit(self) -> None:
         """Leave the loop after this frame (the window closes; ``run_app`` returns)."""
         hello_imgui.get_runner_params().app_shall_exit = True

@@ -10,7 +10,8 @@ background workers and the parts, each in its own module:
 * :attr:`App.inspect` — :class:`~cnnvis_gl.ui.inspect.Inspector`, inspector data and pictures;
 * :attr:`App.shots` — :class:`~cnnvis_gl.ui.shots.Screenshots`;
 * :attr:`App.loaders` — :class:`~cnnvis_gl.ui.loaders.Loaders`, the debugging view's loads;
-* :attr:`App.tours` — :class:`~cnnvis_gl.ui.tours.Tours`, the tour editor and present mode.
+* :attr:`App.tours` — :class:`~cnnvis_gl.ui.tours.Tours`, the tour editor and present mode;
+* :attr:`App.notes` — :class:`~cnnvis_gl.ui.notes.Notes`, the annotations.
 
 Panels (:mod:`.panels`, one module each) are functions of ``(state, actions)``.  Each frame
 starts with :meth:`App.begin_frame`, which applies what the background threads finished (new
@@ -40,6 +41,7 @@ from .headless import has_display, init_headless
 from .inspect import Inspector
 from .jobs import LayoutSession, Worker
 from .loaders import Loaders
+from .notes import Notes
 from .panels import DOCK_SPLITS, PANELS, menus, present_view, status_bar
 from .shots import Screenshots
 from .state import AppState
@@ -114,6 +116,7 @@ class App:
         self.shots = Screenshots(self, screenshot_dir)
         self.loaders = Loaders(self)
         self.tours = Tours(self)
+        self.notes = Notes(self)
         self._settled_frames = 0
         self._last_time = time.perf_counter()
 
@@ -144,6 +147,7 @@ class App:
         self.actions.refresh_steps()  # the timeline, the Training panel and compare need them
         self.actions.load_bookmarks()
         self.tours.load()
+        self.notes.load()
         if self.state.follow:
             self.feed.start_follower()
 

@@ -244,6 +244,10 @@ class PanelState:
         The text of the Find box.
     bookmark_name, tour_name
         The names typed in the Bookmarks panel and the Tour panel.
+    note_focus
+        A note just added: the Notes panel shows it and puts the cursor in its text.
+    callouts
+        The annotations' callouts drawn over the network view this frame.
     """
 
     move_choice: int | None = None
@@ -255,6 +259,8 @@ class PanelState:
     find: str = ""
     bookmark_name: str = ""
     tour_name: str = ""
+    note_focus: int | None = None
+    callouts: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -346,6 +352,9 @@ class AppState:
         ``bookmarks.json`` could not be read (then it is never overwritten).
     tour
         The tour being edited, and present mode (:class:`TourState`).
+    notes, notes_damaged
+        The run's annotations (:class:`~cnnvis_gl.run.annotations.Annotation`); whether
+        ``annotations.json`` could not be read (then it is never overwritten).
     """
 
     run_dir: Path
@@ -372,6 +381,8 @@ class AppState:
     bookmarks: list[Any] = field(default_factory=list)
     bookmarks_damaged: bool = False
     tour: TourState = field(default_factory=TourState)
+    notes: list[Any] = field(default_factory=list)
+    notes_damaged: bool = False
     panels: PanelState = field(default_factory=PanelState)
     frame_ms: deque[float] = field(default_factory=lambda: deque(maxlen=120))
     render_ms: deque[float] = field(default_factory=lambda: deque(maxlen=120))

@@ -18,6 +18,7 @@ from .cluster import cluster_panel
 from .controls import controls_panel
 from .network import WINDOW, network_view
 from .neuron import neuron_panel
+from .notes import notes_panel
 from .present import present_view
 from .snapshots import snapshots_panel
 from .tour import tour_panel
@@ -69,4 +70,5 @@ PANELS = (
     Panel("Training", "TimelineSpace", training_panel, focus=True),
     Panel("Bookmarks", "TimelineSpace", bookmarks_panel),
     Panel("Tour", "TimelineSpace", tour_panel),
+    Panel("Notes", "TimelineSpace", notes_panel),
 )

@@ -35,6 +35,7 @@ from ..training import flag_rows, row_right_end, style_of
 from ..widgets import (
     em,
 )
+from .callouts import draw_callouts
 from .minimap import minimap
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ def _canvas(st: AppState, act: Actions) -> None:
     if st.scene is not None:
         _input(st, act, (origin.x, origin.y), (w, h))
     draw_flag_badges(st, act, badges)
+    st.panels.callouts = draw_callouts(st, (origin.x, origin.y), (w, h))
     compare_legend(st, act, (origin.x, origin.y), (w, h))
     _overlay(st, act, (origin.x, origin.y), (w, h))
 
@@ -259,11 +261,15 @@ def _context_menu(st: AppState, act: Actions) -> None:
         label = "Show learned features" if facet else "Show activation matrix"
         if imgui.menu_item(label, "", False)[0]:
             act.set_facet(1 - facet, [int(st.scene.clusters.id[ci])])
+        if ni is None and imgui.menu_item("Add a note", "", False)[0]:
+            act.notes.add("cluster", int(st.scene.clusters.id[ci]))
     if ni is not None and st.selection.neuron is not None:
         imgui.separator()
         imgui.text_disabled(f"neuron {st.selection.neuron[1]} of {st.selection.neuron[0]}")
         if imgui.menu_item("Move to a new cluster", "", False)[0]:
             act.move_neuron(st.selection.neuron, None)
+        if imgui.menu_item("Add a note", "", False)[0]:
+            act.notes.add("neuron", (str(st.selection.neuron[0]), int(st.selection.neuron[1])))
     imgui.separator()
     if imgui.menu_item("Fit all", "F", False)[0]:
         act.fit_all()

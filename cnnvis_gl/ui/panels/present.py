@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from imgui_bundle import imgui
 
+from .callouts import draw_callouts
+
 if TYPE_CHECKING:
     from ..actions import Actions
     from ..state import AppState
@@ -49,6 +51,7 @@ def present_view(st: AppState, act: Actions) -> None:
     if act.view.texture:
         imgui.image(imgui.ImTextureRef(act.view.texture), imgui.ImVec2(w, h), imgui.ImVec2(0, 1),
                     imgui.ImVec2(1, 0))  # fmt: skip
+    draw_callouts(st, (origin.x, origin.y), (w, h))
     frame = act.tours.frame()
     if frame is not None:
         _caption(frame.caption, frame.caption_alpha, (origin.x, origin.y), (w, h))

@@ -5,8 +5,10 @@
 is the bookmark's view as ``cnnvis render --bookmark`` draws it (the same layout, colours and
 selection), the camera flying between stops, looks cross-fading and captions drawn over it.
 ``cnnvis video RUN --timelapse -o learn.mp4`` shows every snapshot in turn, laid out so that
-clusters keep their identity (id, colour, order) from step to step, each cross-fading into the
-next, with the step and the learning curves drawn over it.
+clusters keep their identity (id, colour, order) from step to step, each morphing into the next
+(neurons fly to their new clusters, frames and rows move and resize:
+:func:`cnnvis_gl.layout.morph.morph`; edges fade out and back in), with the step and the
+learning curves drawn over it.
 
 Frames that repeat (a held stop, a held snapshot) are drawn once.
 """
@@ -245,7 +247,7 @@ def timelapse_video(
     annotations: bool = True,
 ) -> VideoResult:
     """Render the run's snapshots (``steps``, default all) to ``out``: each held ``hold``
-    seconds, then cross-faded into the next over ``morph`` seconds; clusters keep their identity
+    seconds, then morphed into the next over ``morph`` seconds; clusters keep their identity
     from step to step; one camera shows every step's whole network; the step and the learning
     curves (``scalars.jsonl``) are drawn over each frame, and the callouts of
     ``RUN/annotations.json`` (unless not ``annotations``) follow their clusters.
@@ -257,13 +259,14 @@ def timelapse_video(
     """
     from . import open_run
     from .layout import LayoutOptions, build_scene
+    from .layout.morph import morph as between
     from .layout.scene import FACET_FEATURES, FACET_MATRIX
     from .render.callouts import place
     from .render.camera import Camera
     from .render.encode import VideoWriter
     from .render.flight import ease
     from .render.offscreen import EXPORT_LOD, create_context, render_image
-    from .render.overlay import blend, draw_callouts, draw_curves, draw_label
+    from .render.overlay import draw_callouts, draw_curves, draw_label
     from .render.renderer import SceneRenderer
     from .run.annotations import load_annotations
 
@@ -297,42 +300,66 @@ def timelapse_video(
     drawn = 0
 
     notes = load_annotations(run_dir) if annotations else []
+    held: dict[str, Any] = {"k": None, "r": None}  # one renderer at a time, for snapshot k
 
-    def draw(k: int) -> np.ndarray:
+    def renderer(k: int) -> Any:
+        if held["k"] != k:
+            if held["r"] is not None:
+                held["r"].release()
+            held["r"], held["k"] = SceneRenderer(ctx, snaps[k], theme=theme, msaa=msaa, lod=EXPORT_LOD), k
+        return held["r"]
+
+    def draw(k: int, scene: Any) -> np.ndarray:
+        """Snapshot ``k``'s patches in ``scene`` (its own, or a morph towards it)."""
         nonlocal drawn
-        r = SceneRenderer(ctx, snaps[k], theme=theme, msaa=msaa, lod=EXPORT_LOD)
-        try:
-            r.set_scene(scenes[k])
-            drawn += 1
-            image = render_image(snaps[k], scenes[k], size, camera, theme=theme, msaa=msaa,
-                                 renderer=r, neuron_edges=None)[..., :3]  # fmt: skip
-        finally:
-            r.release()
-        return draw_callouts(image, place(scenes[k], notes, camera, size))
+        r = renderer(k)
+        r.set_scene(scene)
+        drawn += 1
+        image = render_image(snaps[k], scene, size, camera, theme=theme, msaa=msaa, renderer=r,
+                             neuron_edges=None)[..., :3]  # fmt: skip
+        return draw_callouts(image, place(scene, notes, camera, size))
 
     def dress(image: np.ndarray, at: float, label: str) -> np.ndarray:
         return draw_curves(draw_label(image, label), curves, at, title="learning curves")
 
     try:
         with writer, _progress(total, "time-lapse", progress) as bar:
-            cur = draw(0)
+            cur = draw(0, scenes[0])
             for k, s in enumerate(chosen):
-                held = dress(cur, s, f"step {s}  ·  snapshot {k + 1} of {len(chosen)}")
+                still = dress(cur, s, f"step {s}  ·  snapshot {k + 1} of {len(chosen)}")
                 for _ in range(hold_n):
-                    writer.write(held)
+                    writer.write(still)
                     bar.update()
                 if k + 1 == len(chosen):
                     break
-                nxt = draw(k + 1)
+                nxt = draw(k + 1, scenes[k + 1])
                 for i in range(morph_n):
-                    p = ease((i + 1) / (morph_n + 1))
-                    at = s + (chosen[k + 1] - s) * p
-                    writer.write(dress(blend(cur, nxt, p), at, f"step {s} → {chosen[k + 1]}"))
+                    p = (i + 1) / (morph_n + 1)
+                    image = _morph_frame(cur, nxt, p, lambda e, k=k: draw(k + 1, between(scenes[k], scenes[k + 1], e)))
+                    at = s + (chosen[k + 1] - s) * ease(p)
+                    writer.write(dress(image, at, f"step {s} → {chosen[k + 1]}"))
                     bar.update()
                 cur = nxt
     finally:
+        if held["r"] is not None:
+            held["r"].release()
         ctx.release()
     return VideoResult(writer.path, writer.frames, size, fps, time.perf_counter() - t0, drawn)
+
+
+def _morph_frame(cur: np.ndarray, nxt: np.ndarray, p: float, drawn_at: Any) -> np.ndarray:
+    """A time-lapse frame ``p`` of the way from snapshot image ``cur`` to ``nxt``: the neurons
+    and frames move (``drawn_at(eased p)`` draws the morphed scene, without edges); the edges
+    fade out over the first quarter and back in over the last."""
+    from .render.flight import ease
+    from .render.overlay import blend
+
+    moving = drawn_at(ease(p))
+    if p < 0.25:
+        return blend(cur, moving, ease(p / 0.25))
+    if p > 0.75:
+        return blend(moving, nxt, ease((p - 0.75) / 0.25))
+    return moving
 
 
 def _with_progress(items: Iterable[Any], label: str, show: bool) -> Iterable[Any]:

@@ -321,7 +321,10 @@ def test_timelapse_shows_each_snapshot_with_its_step(trained_run: Path, tmp_path
     # the snapshots differ (the network learned), and so do the morph frames between them
     a, b = holds[0][0].astype(float), holds[1][0].astype(float)
     assert np.abs(a - b).mean() > 1.0
-    assert 0.2 < np.abs(frames[6] - a).mean() / np.abs(b - a).mean() < 0.8
+    # the morph (frames 5-7) leaves a and arrives at b: each step closer to b, none a copy
+    da = [np.abs(frames[i] - a).mean() for i in (5, 6, 7)]
+    db = [np.abs(frames[i] - b).mean() for i in (5, 6, 7)]
+    assert da[0] < da[2] and db[2] < db[0] and min(da + db) > 1.0
     # the overlay: the step label (bottom left) and the curves' step marker (top right) move
     label = (slice(160, 200), slice(0, 120))
     assert np.abs(holds[0][0][label].astype(float) - holds[2][0][label]).mean() > 2.0
@@ -332,3 +335,30 @@ def test_timelapse_shows_each_snapshot_with_its_step(trained_run: Path, tmp_path
                "--size", "160x100", "--fps", "5", "--hold", "0.4", "--morph", "0.2", "-q")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert _gif_frames(tmp_path / "two.gif") == ((160, 100), 2 * 2 + 1)
+
+
+def test_morph_moves_each_neuron_from_its_old_place_to_its_new_one(trained_run: Path) -> None:
+    from cnnvis_gl import open_run
+    from cnnvis_gl.layout import build_scene
+    from cnnvis_gl.layout.morph import morph
+
+    run = open_run(trained_run)
+    a = build_scene(run.snapshot(0))
+    b = build_scene(run.snapshot(6), previous=a)  # identities follow, as in the time-lapse
+    old = {(a.units[u], int(i)): a.neurons.rect[k] for k, (u, i) in enumerate(zip(a.neurons.unit, a.neurons.index, strict=True))}
+    start = np.array([old[(b.units[u], int(i))] for u, i in zip(b.neurons.unit, b.neurons.index, strict=True)])
+    m0, mh, m1 = morph(a, b, 0.0), morph(a, b, 0.5), morph(a, b, 1.0)
+    np.testing.assert_allclose(m0.neurons.rect, start, atol=1e-4)  # where each neuron was
+    np.testing.assert_allclose(m1.neurons.rect, b.neurons.rect, atol=1e-4)  # where it is now
+    np.testing.assert_allclose(mh.neurons.rect, (start + b.neurons.rect) / 2, atol=1e-3)
+    np.testing.assert_allclose(m1.clusters.rect, b.clusters.rect, atol=1e-4)
+    np.testing.assert_allclose(m1.clusters.features_rect, b.clusters.features_rect, atol=1e-3)
+    kept = [k for k, c in enumerate(b.clusters.id) if c in set(a.clusters.id.tolist())]
+    assert kept  # some clusters kept their id from step 0 to 6
+    for k in kept:  # a cluster that kept its id starts from its old frame
+        j = int(np.flatnonzero(a.clusters.id == b.clusters.id[k])[0])
+        np.testing.assert_allclose(m0.clusters.rect[k], a.clusters.rect[j], atol=1e-4)
+    assert len(mh.edges.weight) == 0 and len(mh.bundles.pos) == 0  # the edges fade instead
+    for r0, rh, r1 in zip(a.rows, mh.rows, b.rows, strict=True):
+        assert rh.name == r1.name and rh.y == pytest.approx((r0.y + r1.y) / 2)
+    assert m1.bounds == pytest.approx(b.bounds) and m0.bounds == pytest.approx(a.bounds)

@@ -710,11 +710,34 @@ def test_tour_panel_builds_a_tour_and_presents_it_full_screen(run_dir: Path, tmp
         seen["moving"] = (p.stop, p.moving, st.facet, set(st.selection.classes))
         wait(ctx, lambda: not p.moving and not app.feed.pending, 30.0)
         ctx.yield_(3)
-        seen["second"] = st.camera.current
+        seen["second"] = (st.camera.current, st.facet, set(st.selection.classes))
         testing.capture(ctx, str(tmp_path / "present1.png"))
+        # a third stop: a fade back to the whole network (keys drive it: GL work happens on
+        # the GUI thread, in the frame)
+        app.tours.add_stop("all")
+        app.tours.set_stop(2, transition="fade", move=1.5)
+        ctx.key_press(imgui.Key.escape)
+        ctx.yield_(2)
+        ctx.key_press(imgui.Key.f5)
+        ctx.yield_(2)
+        p2 = st.tour.present
+        ctx.key_press(imgui.Key.right_arrow)
+        ctx.yield_(1)
+        ctx.key_press(imgui.Key.right_arrow)  # a second press finishes the move at once
+        ctx.yield_(2)
+        seen["finished"] = (p2.stop, p2.moving)
+        wait(ctx, lambda: not app.feed.pending, 30.0)
+        ctx.key_press(imgui.Key.right_arrow)
+        ctx.yield_(2)
+        seen["fade"] = (p2.stop, p2.fading, app.view.frozen_texture != 0, st.facet, st.camera.current)
+        wait(ctx, lambda: not p2.moving, 30.0)
+        ctx.yield_(2)
+        seen["faded"] = p2.fading
+        ctx.key_press(imgui.Key.left_arrow)
+        ctx.yield_(1)
         ctx.key_press(imgui.Key.left_arrow)
         ctx.yield_(2)
-        seen["back"] = (p.stop, st.camera.current)
+        seen["back"] = (p2.stop, st.camera.current)
         ctx.key_press(imgui.Key.escape)
         ctx.yield_(2)
         seen["left"] = st.tour.present is None
@@ -728,8 +751,14 @@ def test_tour_panel_builds_a_tour_and_presents_it_full_screen(run_dir: Path, tmp
     assert stop == 0 and viewport == SIZE  # the view fills the whole window
     assert cam.zoom == pytest.approx(0.3) and cam.center == pytest.approx(((x0 + x1) / 2, (y0 + y1) / 2))
     stop, moving, facet, classes = seen["moving"]
-    assert stop == 1 and moving and facet == 1 and classes == {3}  # the look at once, then the flight
-    assert seen["second"].zoom == pytest.approx(2.5) and seen["second"].center == pytest.approx((x + w / 2, y + h / 2))
+    assert stop == 1 and moving and facet == 0 and classes == set()  # flying: the look half way
+    cam, facet, classes = seen["second"]
+    assert facet == 1 and classes == {3}  # arrived: the stop's look
+    assert cam.zoom == pytest.approx(2.5) and cam.center == pytest.approx((x + w / 2, y + h / 2))
+    stop, fading, frozen, facet, cam = seen["fade"]
+    assert stop == 2 and fading and frozen  # the view before fades out over the next one
+    assert facet == 0 and cam.zoom == pytest.approx(0.3)  # which is shown at once
+    assert not seen["faded"] and seen["finished"] == (1, False)
     assert seen["back"][0] == 0 and seen["back"][1].zoom == pytest.approx(0.3)
     assert seen["left"]
     # the screenshots: no panel or menu over the view; the caption box at the bottom centre
@@ -743,7 +772,8 @@ def test_tour_panel_builds_a_tour_and_presents_it_full_screen(run_dir: Path, tmp
     # reopening the run: the tour is there
     app2 = make_app(run_dir)
     app2.tours.load()
-    assert [s.bookmark for s in app2.state.tour.tour.stops] == ["all", "close"]
+    assert [s.bookmark for s in app2.state.tour.tour.stops] == ["all", "close", "all"]
+    assert app2.state.tour.tour.stops[2].transition == "fade"
 
 
 def test_notes_added_from_the_view_edited_drawn_and_kept(run_dir: Path, tmp_path: Path):

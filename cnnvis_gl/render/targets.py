@@ -48,6 +48,13 @@ class ViewTarget:
     def glo(self) -> int:
         return 0 if self.texture is None else int(self.texture.glo)
 
+    def copy_to(self, other: ViewTarget, park: Any = None) -> None:
+        """Copy the pixels into ``other`` (made this size), e.g. to cross-fade from them."""
+        if self.fbo is None:
+            return
+        other.ensure(self.size, park=park)
+        self.ctx.copy_framebuffer(other.fbo, self.fbo)
+
     def read(self) -> np.ndarray:
         """The pixels as uint8 ``[h, w, 4]``, top row first."""
         assert self.fbo is not None

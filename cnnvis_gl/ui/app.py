@@ -103,6 +103,7 @@ class App:
         self.ctx: Any = None
         self.renderer: Any = None
         self.target: Any = None
+        self.frozen: Any = None  # a copy of the view to cross-fade from (present mode)
         self.exit_when_settled = False  # headless `cnnvis view` without follow: one picture
         self.frame_period = 1.0 / 60.0  # frame-rate cap while background work runs (and headless)
         self.idle_period = 0.5  # headless and idle (see `_pace`)
@@ -136,6 +137,7 @@ class App:
         imgui.get_io().config_error_recovery_enable_assert = False
         self.renderer = SceneRenderer(self.ctx, None, theme=self.state.theme, msaa=self.msaa)
         self.target = ViewTarget(self.ctx)
+        self.frozen = ViewTarget(self.ctx)
         self.session.patch_size = self.renderer.atlas.patch_size
         apply_imgui_theme(self.state.theme)
         self.worker = Worker("cnnvis-layout")
@@ -162,10 +164,13 @@ class App:
             self.renderer.park()
         if self.target is not None:
             self.target.release()
+        if self.frozen is not None:
+            self.frozen.release()
         if self.renderer is not None:
             self.renderer.release()
         self.renderer = None
         self.target = None
+        self.frozen = None
 
     def guarded(self, name: str, panel: Callable[[], None]) -> Callable[[], None]:
         """``panel`` made safe: an exception is reported (once per message) and ImGui's

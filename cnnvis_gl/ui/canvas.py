@@ -43,6 +43,19 @@ class Canvas:
         target = self.app.target
         return int(target.glo) if target is not None and target.glo else 0
 
+    def freeze(self) -> None:
+        """Keep a copy of the view as drawn now (:attr:`frozen_texture`), to fade from."""
+        app = self.app
+        if app.target is not None and app.frozen is not None and app.renderer is not None:
+            app.target.copy_to(app.frozen, park=app.renderer.park)
+            app.ctx.screen.use()
+
+    @property
+    def frozen_texture(self) -> int:
+        """The GL name of the frozen copy (0: none)."""
+        frozen = self.app.frozen
+        return int(frozen.glo) if frozen is not None and frozen.glo else 0
+
     @property
     def drawn(self) -> bool:
         """The view shows the current scene (it has been drawn since it arrived)."""

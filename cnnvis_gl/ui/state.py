@@ -275,12 +275,17 @@ class Presenting:
         The stop shown or being moved to.
     t, until
         The timeline's time now, and where it stops advancing (the arrival at ``stop``).
+    look, fading
+        The stop whose look is applied (a flight switches looks half way, where the view is
+        farthest out); whether the previous view fades out over this one.
     """
 
     timeline: Any
     stop: int = 0
     t: float = 0.0
     until: float = 0.0
+    look: int = 0  # the stop whose look (theme, facet, classes …) is applied
+    fading: bool = False  # a "fade": the view as it was is drawn over the new one, fading out
 
     @property
     def moving(self) -> bool:

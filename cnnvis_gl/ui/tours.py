@@ -152,7 +152,12 @@ class Tours:
             p.stop += 1
             p.t = p.timeline.starts[p.stop]
             p.until = p.timeline.arrival(p.stop)
-            self.app.actions.apply_look(p.timeline.marks[p.stop])
+            transition = p.timeline.tour.stops[p.stop].transition
+            p.fading = transition == "fade" and p.moving
+            if p.fading:  # the view as it is now fades out over the next one
+                self.app.view.freeze()
+            if transition != "fly" or not p.moving:
+                self._look(p.stop)
             self._follow()
 
     def previous(self) -> None:
@@ -166,8 +171,15 @@ class Tours:
         assert p is not None
         p.stop = k
         p.t = p.until = p.timeline.arrival(k)
-        self.app.actions.apply_look(p.timeline.marks[k])
+        p.fading = False
+        self._look(k)
         self._follow()
+
+    def _look(self, k: int) -> None:
+        p = self.app.state.tour.present
+        assert p is not None
+        p.look = k
+        self.app.actions.apply_look(p.timeline.marks[k])
 
     def tick(self, dt: float) -> None:
         """Advance a move by ``dt`` seconds (each frame); refit the timeline to the view."""
@@ -188,10 +200,16 @@ class Tours:
         return None if p is None else p.timeline.at(p.t)
 
     def _follow(self) -> None:
-        """Put the camera where the timeline is (a fade swaps views half way)."""
+        """Put the camera where the timeline is; a flight takes the next stop's look half way;
+        a fade shows the next view at once (the previous one fades out over it)."""
+        p = self.app.state.tour.present
         f = self.frame()
-        if f is None:
+        if f is None or p is None:
             return
-        cam: Camera = f.camera if f.mix < 0.5 else f.camera_b
+        if f.mix >= 0.5 and p.look != p.stop:
+            self._look(p.stop)
+        if not p.moving:
+            p.fading = False
+        cam: Camera = f.camera_b if p.fading or not p.moving else f.camera
         self.app.state.camera.jump(cam)
         self.app.view.touch()

@@ -1,5 +1,8 @@
 """Present mode: the network view over the whole window, the tour's caption drawn in the scene.
 
+A flight switches to the next stop's look half way (where the view is farthest out); a fade
+draws the view as it was over the next one, fading it out.
+
 A borderless window covers the main viewport (menus, panels and status bar hidden under it)
 while ``st.tour.present`` is set.  Keys: → / space / Page Down / Enter the next stop (a second
 press finishes a move at once), ← / Page Up / Backspace the stop before, Esc leaves.
@@ -51,8 +54,13 @@ def present_view(st: AppState, act: Actions) -> None:
     if act.view.texture:
         imgui.image(imgui.ImTextureRef(act.view.texture), imgui.ImVec2(w, h), imgui.ImVec2(0, 1),
                     imgui.ImVec2(1, 0))  # fmt: skip
-    draw_callouts(st, (origin.x, origin.y), (w, h))
     frame = act.tours.frame()
+    if p.fading and frame is not None and act.view.frozen_texture:  # the view before, fading
+        imgui.set_cursor_screen_pos(origin)
+        imgui.image_with_bg(imgui.ImTextureRef(act.view.frozen_texture), imgui.ImVec2(w, h),
+                            imgui.ImVec2(0, 1), imgui.ImVec2(1, 0), imgui.ImVec4(0, 0, 0, 0),
+                            imgui.ImVec4(1, 1, 1, 1.0 - frame.mix))  # fmt: skip
+    draw_callouts(st, (origin.x, origin.y), (w, h))
     if frame is not None:
         _caption(frame.caption, frame.caption_alpha, (origin.x, origin.y), (w, h))
         _counter(f"{p.stop + 1} / {len(p.timeline.marks)}", (origin.x, origin.y), (w, h))

@@ -259,6 +259,7 @@ def _video_parser(sub: Any) -> None:
     what.add_argument("--timelapse", action="store_true", help="every snapshot in turn")
     p.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT in pixels (default 1280x720)")
     p.add_argument("--fps", type=_positive, default=30.0, help="frames per second (default 30)")
+    p.add_argument("--gif", action="store_true", help="also write a GIF of it beside (talk.mp4 → talk.gif), for short loops")
     p.add_argument("--step", type=_step, help="--tour: the snapshot shown (default: the latest)")
     p.add_argument(
         "--fresh", action="store_true",
@@ -869,7 +870,7 @@ def cmd_video(a: argparse.Namespace) -> int:
             if getattr(a, flag) is not None:
                 raise CnnvisError(f"--{flag} belongs to --timelapse (a tour takes its looks from its bookmarks)")
         res = tour_video(a.run, a.tour, a.out, size=size, fps=a.fps, msaa=a.msaa, step=a.step,
-                         fresh=a.fresh, progress=not a.quiet, annotations=not a.no_annotations)  # fmt: skip
+                         fresh=a.fresh, progress=not a.quiet, annotations=not a.no_annotations, gif=a.gif)  # fmt: skip
     else:
         if a.step is not None or a.fresh:
             raise CnnvisError("--step and --fresh belong to --tour (a time-lapse shows every step)")
@@ -886,7 +887,7 @@ def cmd_video(a: argparse.Namespace) -> int:
             a.run, a.out, size=size, fps=a.fps, theme=a.theme, facet=a.facet or "features",
             hold=1.0 if a.hold is None else a.hold, morph=0.75 if a.morph is None else a.morph,
             edge_fraction=edges, steps=steps, msaa=a.msaa, progress=not a.quiet,
-            annotations=not a.no_annotations,
+            annotations=not a.no_annotations, gif=a.gif,
         )  # fmt: skip
     print(f"wrote {res}")
     return 0

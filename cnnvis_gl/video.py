@@ -38,12 +38,29 @@ class VideoResult:
     fps: float
     seconds: float
     drawn: int  # frames rendered by OpenGL (the rest repeat a drawn one)
+    also: tuple[Path, ...] = ()  # the same video in other files (--gif)
 
     def __str__(self) -> str:
+        also = "".join(f" (and {p})" for p in self.also)
         return (
-            f"{self.path}: {self.frames} frames ({self.frames / self.fps:.1f} s at {self.fps:g} fps),"
-            f" {self.size[0]}x{self.size[1]}, in {self.seconds:.1f} s"
+            f"{self.path}{also}: {self.frames} frames ({self.frames / self.fps:.1f} s at"
+            f" {self.fps:g} fps), {self.size[0]}x{self.size[1]}, in {self.seconds:.1f} s"
         )
+
+
+def _writers(out: str | Path, size: tuple[int, int], fps: float, gif: bool) -> Any:
+    """The video file, and with ``gif`` a GIF of it beside (``talk.mp4`` → ``talk.gif``)."""
+    from .render.encode import VideoWriters
+
+    paths = [Path(out)]
+    if gif:
+        if paths[0].suffix.lower() == ".gif":
+            raise CnnvisError(f"--gif: {out} is a GIF already (--gif adds one beside an .mp4)")
+        paths.append(paths[0].with_suffix(".gif"))
+    try:
+        return VideoWriters(paths, size, fps)
+    except ValueError as e:
+        raise CnnvisError(str(e)) from None
 
 
 def _progress(total: int, label: str, show: bool) -> Any:
@@ -146,11 +163,12 @@ def tour_video(
     fresh: bool = False,
     progress: bool = True,
     annotations: bool = True,
+    gif: bool = False,
 ) -> VideoResult:
     """Render tour ``tour`` (a name in ``RUN/tours/`` or a path) of run ``run_dir`` to ``out``
     (``.mp4`` or ``.gif``) at ``size`` and ``fps``, on snapshot ``step`` (default the latest),
     with the viewer's layout (``RUN/layout.json``) unless ``fresh``, and the callouts of
-    ``RUN/annotations.json`` unless not ``annotations``.
+    ``RUN/annotations.json`` unless not ``annotations``; with ``gif`` also a GIF beside it.
 
     Raises
     ------
@@ -160,7 +178,6 @@ def tour_video(
     """
     from . import open_run
     from .render.callouts import place
-    from .render.encode import VideoWriter
     from .render.flight import Timeline
     from .render.overlay import blend, draw_callouts, draw_caption
     from .run.annotations import load_annotations
@@ -180,10 +197,7 @@ def tour_video(
     notes = [] if not annotations else load_annotations(run_dir)
     timeline = Timeline(tour_doc, marks, size)
     times = timeline.times(fps)
-    try:
-        writer = VideoWriter(out, size, fps)
-    except ValueError as e:
-        raise CnnvisError(str(e)) from None
+    writer = _writers(out, size, fps, gif)
     looks = _Looks(snap, edits, size, msaa)
     last: tuple[Any, np.ndarray] | None = None
     try:
@@ -203,7 +217,8 @@ def tour_video(
                 bar.update()
     finally:
         looks.release()
-    return VideoResult(writer.path, writer.frames, size, fps, time.perf_counter() - t0, looks.drawn)
+    return VideoResult(writer.path, writer.frames, size, fps, time.perf_counter() - t0, looks.drawn,
+                       tuple(writer.paths[1:]))  # fmt: skip
 
 
 def _curves(run_dir: Path) -> dict[str, tuple[list[float], list[float]]]:
@@ -245,12 +260,14 @@ def timelapse_video(
     msaa: int = 4,
     progress: bool = True,
     annotations: bool = True,
+    gif: bool = False,
 ) -> VideoResult:
     """Render the run's snapshots (``steps``, default all) to ``out``: each held ``hold``
     seconds, then morphed into the next over ``morph`` seconds; clusters keep their identity
     from step to step; one camera shows every step's whole network; the step and the learning
     curves (``scalars.jsonl``) are drawn over each frame, and the callouts of
-    ``RUN/annotations.json`` (unless not ``annotations``) follow their clusters.
+    ``RUN/annotations.json`` (unless not ``annotations``) follow their clusters; with ``gif``
+    also a GIF beside it.
 
     Raises
     ------
@@ -263,7 +280,6 @@ def timelapse_video(
     from .layout.scene import FACET_FEATURES, FACET_MATRIX
     from .render.callouts import place
     from .render.camera import Camera
-    from .render.encode import VideoWriter
     from .render.flight import ease
     from .render.offscreen import EXPORT_LOD, create_context, render_image
     from .render.overlay import draw_callouts, draw_curves, draw_label
@@ -292,10 +308,7 @@ def timelapse_video(
     curves = _curves(run_dir)
     hold_n, morph_n = int(round(hold * fps)), int(round(morph * fps))
     total = len(chosen) * hold_n + (len(chosen) - 1) * morph_n
-    try:
-        writer = VideoWriter(out, size, fps)
-    except ValueError as e:
-        raise CnnvisError(str(e)) from None
+    writer = _writers(out, size, fps, gif)
     ctx = create_context()
     drawn = 0
 
@@ -344,7 +357,8 @@ def timelapse_video(
         if held["r"] is not None:
             held["r"].release()
         ctx.release()
-    return VideoResult(writer.path, writer.frames, size, fps, time.perf_counter() - t0, drawn)
+    return VideoResult(writer.path, writer.frames, size, fps, time.perf_counter() - t0, drawn,
+                       tuple(writer.paths[1:]))  # fmt: skip
 
 
 def _morph_frame(cur: np.ndarray, nxt: np.ndarray, p: float, drawn_at: Any) -> np.ndarray:

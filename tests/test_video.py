@@ -204,9 +204,11 @@ def test_video_of_a_tour_reads_back(toured_run: Path, tmp_path: Path) -> None:
     from PIL import Image
 
     out = tmp_path / "talk.mp4"
-    r = cnnvis("video", toured_run, "--tour", "talk", "-o", out, "--size", "320x200", "--fps", "10", "-q")
+    r = cnnvis("video", toured_run, "--tour", "talk", "-o", out, "--size", "320x200", "--fps", "10",
+               "--gif", "-q")  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert "26 frames" in r.stdout
+    assert "26 frames" in r.stdout and "talk.gif" in r.stdout
+    assert _gif_frames(tmp_path / "talk.gif") == ((320, 200), 26)  # --gif: the same frames
     codec, frames = _decode(out)
     assert codec == "h264" and len(frames) == 26 and frames[0].shape == (200, 320, 3)
     # the first frame is the first bookmark as `cnnvis render` draws it, plus the caption
@@ -224,8 +226,8 @@ def test_video_of_a_tour_reads_back(toured_run: Path, tmp_path: Path) -> None:
     assert max(step[:4]) < 1.0  # the first stop's hold (5 frames)
     assert min(step[5:14]) > 1.0  # flying: frames 5..15 all differ
     assert frames[-1].mean() > frames[0].mean() + 60  # light theme at the end
-    # a GIF of the same tour, read back
-    gif = tmp_path / "talk.gif"
+    # a GIF alone, smaller, of the tour file given by its path
+    gif = tmp_path / "small.gif"
     r = cnnvis("video", toured_run, "--tour", str(tour_path(toured_run, "talk")), "-o", gif,
                "--size", "160x100", "--fps", "5", "-q")  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -257,6 +259,8 @@ def test_video_errors_name_the_fault_and_keep_the_old_file(toured_run: Path, tmp
         (["--timelapse", "--steps", "0,5"], "no snapshot at step 5"),
         (["--tour", "talk", "--fps", "500"], "--fps 500.0"),
     ]
+    r = cnnvis("video", toured_run, "-o", tmp_path / "a.gif", "--tour", "talk", "--gif")
+    assert r.returncode == 2 and "is a GIF already" in r.stderr
     for args, needle in cases:
         r = cnnvis("video", toured_run, "-o", out, "--size", "320x200", *args)
         assert r.returncode == 2 and needle in r.stderr, (args, r.stderr)

@@ -8,7 +8,7 @@ from types import TracebackType
 
 import numpy as np
 
-__all__ = ["FORMATS", "MAX_GIF_FRAMES", "VideoWriter"]
+__all__ = ["FORMATS", "MAX_GIF_FRAMES", "VideoWriter", "VideoWriters"]
 
 FORMATS = (".mp4", ".gif")
 MAX_GIF_FRAMES = 1800  # a minute at 30 fps; GIF frames are held in memory until the end
@@ -115,5 +115,52 @@ class VideoWriter:
     def __exit__(self, et: type | None, e: BaseException | None, tb: TracebackType | None) -> None:
         if et is None:
             self.close()
+        else:
+            self.abort()
+
+
+class VideoWriters:
+    """The same frames to several files (an MP4 and a GIF of it); closed or aborted together."""
+
+    def __init__(self, paths: list[str | Path], size: tuple[int, int], fps: float) -> None:
+        self.writers: list[VideoWriter] = []
+        try:
+            for p in paths:
+                self.writers.append(VideoWriter(p, size, fps))
+        except BaseException:
+            self.abort()
+            raise
+
+    @property
+    def path(self) -> Path:
+        return self.writers[0].path
+
+    @property
+    def paths(self) -> list[Path]:
+        return [w.path for w in self.writers]
+
+    @property
+    def frames(self) -> int:
+        return self.writers[0].frames
+
+    def write(self, frame: np.ndarray) -> None:
+        for w in self.writers:
+            w.write(frame)
+
+    def abort(self) -> None:
+        for w in self.writers:
+            w.abort()
+
+    def __enter__(self) -> VideoWriters:
+        return self
+
+    def __exit__(self, et: type | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        if et is None:
+            try:
+                for w in self.writers:
+                    w.close()
+            except BaseException:
+                self.abort()
+                raise
         else:
             self.abort()

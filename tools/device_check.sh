@@ -25,3 +25,5 @@ echo "== bench_recorder (cuda)"
 python3 tools/bench_recorder.py --device cuda --repeat 3 2>&1 | tail -9
 echo "== bench_render (EGL on the GPU)"
 timeout 240 python3 tools/bench_render.py --full --budget 0.5 2>&1 | tail -16
+echo "== bench_video (1080p tour frames on the GPU's EGL; render only where PyAV is not carried)"
+timeout 240 python3 tools/bench_video.py --size 1920x1080 2>&1 | tail -7

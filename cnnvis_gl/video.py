@@ -197,8 +197,12 @@ def tour_video(
     notes = [] if not annotations else load_annotations(run_dir)
     timeline = Timeline(tour_doc, marks, size)
     times = timeline.times(fps)
-    writer = _writers(out, size, fps, gif)
     looks = _Looks(snap, edits, size, msaa)
+    try:
+        writer = _writers(out, size, fps, gif)
+    except BaseException:
+        looks.release()
+        raise
     last: tuple[Any, np.ndarray] | None = None
     try:
         with writer, _progress(len(times), "tour", progress) as bar:
@@ -275,15 +279,10 @@ def timelapse_video(
         No snapshot, a missing step, a bad size, rate, duration or output format.
     """
     from . import open_run
-    from .layout import LayoutOptions, build_scene
-    from .layout.morph import morph as between
+    from .layout import LayoutOptions
     from .layout.scene import FACET_FEATURES, FACET_MATRIX
-    from .render.callouts import place
-    from .render.camera import Camera
     from .render.flight import ease
-    from .render.offscreen import EXPORT_LOD, create_context, render_image
-    from .render.overlay import draw_callouts, draw_curves, draw_label
-    from .render.renderer import SceneRenderer
+    from .render.overlay import draw_curves, draw_label
     from .run.annotations import load_annotations
 
     t0 = time.perf_counter()
@@ -296,48 +295,23 @@ def timelapse_video(
         raise CnnvisError(f"{run_dir}: the run has no snapshot yet")
     options = LayoutOptions(facet=FACET_MATRIX if facet == "matrix" else FACET_FEATURES,
                             edge_fraction=edge_fraction)  # fmt: skip
-    scenes, snaps, previous = [], [], None
-    for s in _with_progress(chosen, "layout", progress):
-        snap = run.snapshot(s)
-        previous = build_scene(snap, options, previous=previous)  # ids follow the clusters
-        scenes.append(previous)
-        snaps.append(snap)
-    bounds = np.array([sc.bounds for sc in scenes], dtype=np.float64)
-    union = (*bounds[:, :2].min(axis=0), *bounds[:, 2:].max(axis=0))
-    camera = Camera().fit(union, size)
     curves = _curves(run_dir)
     hold_n, morph_n = int(round(hold * fps)), int(round(morph * fps))
     total = len(chosen) * hold_n + (len(chosen) - 1) * morph_n
-    writer = _writers(out, size, fps, gif)
-    ctx = create_context()
-    drawn = 0
-
     notes = load_annotations(run_dir) if annotations else []
-    held: dict[str, Any] = {"k": None, "r": None}  # one renderer at a time, for snapshot k
-
-    def renderer(k: int) -> Any:
-        if held["k"] != k:
-            if held["r"] is not None:
-                held["r"].release()
-            held["r"], held["k"] = SceneRenderer(ctx, snaps[k], theme=theme, msaa=msaa, lod=EXPORT_LOD), k
-        return held["r"]
-
-    def draw(k: int, scene: Any) -> np.ndarray:
-        """Snapshot ``k``'s patches in ``scene`` (its own, or a morph towards it)."""
-        nonlocal drawn
-        r = renderer(k)
-        r.set_scene(scene)
-        drawn += 1
-        image = render_image(snaps[k], scene, size, camera, theme=theme, msaa=msaa, renderer=r,
-                             neuron_edges=None)[..., :3]  # fmt: skip
-        return draw_callouts(image, place(scene, notes, camera, size))
+    lapse = _Lapse([run.snapshot(s) for s in chosen], options, size, theme, msaa, notes, progress)
+    try:
+        writer = _writers(out, size, fps, gif)
+    except BaseException:
+        lapse.release()
+        raise
 
     def dress(image: np.ndarray, at: float, label: str) -> np.ndarray:
         return draw_curves(draw_label(image, label), curves, at, title="learning curves")
 
     try:
         with writer, _progress(total, "time-lapse", progress) as bar:
-            cur = draw(0, scenes[0])
+            cur = lapse.draw(0)
             for k, s in enumerate(chosen):
                 still = dress(cur, s, f"step {s}  ·  snapshot {k + 1} of {len(chosen)}")
                 for _ in range(hold_n):
@@ -345,20 +319,71 @@ def timelapse_video(
                     bar.update()
                 if k + 1 == len(chosen):
                     break
-                nxt = draw(k + 1, scenes[k + 1])
+                nxt = lapse.draw(k + 1)
                 for i in range(morph_n):
                     p = (i + 1) / (morph_n + 1)
-                    image = _morph_frame(cur, nxt, p, lambda e, k=k: draw(k + 1, between(scenes[k], scenes[k + 1], e)))
+                    image = _morph_frame(cur, nxt, p, lambda e, k=k: lapse.draw(k + 1, e))
                     at = s + (chosen[k + 1] - s) * ease(p)
                     writer.write(dress(image, at, f"step {s} → {chosen[k + 1]}"))
                     bar.update()
                 cur = nxt
     finally:
-        if held["r"] is not None:
-            held["r"].release()
-        ctx.release()
-    return VideoResult(writer.path, writer.frames, size, fps, time.perf_counter() - t0, drawn,
-                       tuple(writer.paths[1:]))  # fmt: skip
+        lapse.release()
+    return VideoResult(writer.path, writer.frames, size, fps, time.perf_counter() - t0,
+                       lapse.drawn, tuple(writer.paths[1:]))  # fmt: skip
+
+
+class _Lapse:
+    """The snapshots of a time-lapse laid out with their identities followed (each scene built
+    with the one before as ``previous``), one camera over them all, and their drawing (one GL
+    context; one renderer at a time, for the snapshot whose patches are shown)."""
+
+    def __init__(self, snaps: list, options: Any, size: tuple[int, int], theme: str, msaa: int,
+                 notes: list, progress: bool) -> None:  # fmt: skip
+        from .layout import build_scene
+        from .render.camera import Camera
+        from .render.offscreen import create_context
+
+        self.snaps, self.size, self.theme, self.msaa, self.notes = snaps, size, theme, msaa, notes
+        self.scenes, previous = [], None
+        for snap in _with_progress(snaps, "layout", progress):
+            previous = build_scene(snap, options, previous=previous)  # ids follow the clusters
+            self.scenes.append(previous)
+        bounds = np.array([sc.bounds for sc in self.scenes], dtype=np.float64)
+        self.camera = Camera().fit((*bounds[:, :2].min(axis=0), *bounds[:, 2:].max(axis=0)), size)
+        self.ctx = create_context()
+        self._renderer: tuple[int, Any] | None = None
+        self.drawn = 0
+
+    def draw(self, k: int, towards: float | None = None) -> np.ndarray:
+        """Snapshot ``k`` as laid out, or (``towards`` = t) the morph from snapshot ``k - 1``'s
+        layout ``t`` of the way to it, with ``k``'s patches (RGB, callouts drawn)."""
+        from .layout.morph import morph
+        from .render.callouts import place
+        from .render.offscreen import EXPORT_LOD, render_image
+        from .render.overlay import draw_callouts
+        from .render.renderer import SceneRenderer
+
+        scene = self.scenes[k] if towards is None else morph(self.scenes[k - 1], self.scenes[k], towards)
+        if self._renderer is None or self._renderer[0] != k:
+            self.release_renderer()
+            r = SceneRenderer(self.ctx, self.snaps[k], theme=self.theme, msaa=self.msaa, lod=EXPORT_LOD)
+            self._renderer = (k, r)
+        r = self._renderer[1]
+        r.set_scene(scene)
+        self.drawn += 1
+        image = render_image(self.snaps[k], scene, self.size, self.camera, theme=self.theme,
+                             msaa=self.msaa, renderer=r, neuron_edges=None)[..., :3]  # fmt: skip
+        return draw_callouts(image, place(scene, self.notes, self.camera, self.size))
+
+    def release_renderer(self) -> None:
+        if self._renderer is not None:
+            self._renderer[1].release()
+            self._renderer = None
+
+    def release(self) -> None:
+        self.release_renderer()
+        self.ctx.release()
 
 
 def _morph_frame(cur: np.ndarray, nxt: np.ndarray, p: float, drawn_at: Any) -> np.ndarray:

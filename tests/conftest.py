@@ -69,3 +69,19 @@ def headless_gl() -> None:
     """Skips the test where the machine has no headless OpenGL (EGL) at all (fails it under
     ``CNNVIS_REQUIRE_ALL=1``)."""
     gl_context_or_missing().release()
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory: pytest.TempPathFactory, cifar_dir: Path) -> Path:
+    """A real run directory: one snapshot of BaseCNN×¼ (random init, seed 0) on 60 CIFAR-10
+    test images.  Shared by the session: copy it (``shutil.copytree``) before writing into it."""
+    import torch
+
+    import cnnvis_gl
+    from cnnvis_gl.models import build_model
+
+    torch.manual_seed(0)
+    run = tmp_path_factory.mktemp("small") / "run"
+    model = build_model("basecnn-x0.25")
+    cnnvis_gl.analyze(model, f"cifar10:{cifar_dir}", limit=60, progress=False).save(run, 0)
+    return run

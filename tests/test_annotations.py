@@ -79,13 +79,11 @@ def test_edge_point_and_tip_on_the_border() -> None:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory, cifar_dir: Path) -> Path:
+def run(tmp_path_factory: pytest.TempPathFactory, small_run: Path) -> Path:
+    import shutil
+
     run = tmp_path_factory.mktemp("notes") / "run"
-    r = cnnvis(
-        "analyze", "basecnn-x0.25", "--data", f"cifar10:{cifar_dir}", "--limit", "60", "-q",
-        "-o", run,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
+    shutil.copytree(small_run, run)
     return run
 
 

@@ -126,16 +126,16 @@ def test_render_bookmark_draws_the_saved_view(cifar_dir, tmp_path: Path) -> None
 def test_the_viewer_never_overwrites_a_damaged_file(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from cnnvis_gl.ui.actions import Actions
+    from cnnvis_gl.ui.bookmarks import Bookmarks
     from cnnvis_gl.ui.state import AppState
 
     path = tmp_path / BOOKMARKS_FILE
     path.write_text('{"format": "cnnvis-bookmarks", "version": 1, "bookmarks": [{"name": 3}]}')
     st = AppState(run_dir=tmp_path)
-    act = Actions(SimpleNamespace(state=st))
-    act.load_bookmarks()
+    marks = Bookmarks(SimpleNamespace(state=st))
+    marks.load()
     assert st.bookmarks == [] and st.bookmarks_damaged
     assert "bookmark 1: 'name'" in st.jobs.error and str(path) in st.jobs.error
     before = path.read_bytes()
-    act.delete_bookmark("anything")
+    marks.delete("anything")
     assert path.read_bytes() == before and "damaged" in st.jobs.error

@@ -1,6 +1,7 @@
 """Make the README's presentation pictures with the tool itself: record a short real training run
 (BaseCNN×¼ on CIFAR-10, six snapshots), save bookmarks, a tour and a note, render the tour and
-the time-lapse with ``cnnvis video``, and lay frames of each out as contact sheets.
+the time-lapse with ``cnnvis video``, and lay frames of each out as contact sheets (and the tour
+as a small GIF).
 
     python tools/make_presentation_images.py [--data ../shared/data/cifar10] [--out docs/images]
 
@@ -124,6 +125,9 @@ def main() -> None:
         frames = video(run, Path(tmp) / "talk.mp4", "--tour", "talk", "--size", "1280x720", "--fps", str(fps))
         t = [0.5, 2.1, 2.8, 4.2, 5.5, 6.8]
         sheet(frames, [int(s * fps) for s in t], [f"t = {s:.1f} s" for s in t], out / "tour.png")
+        gif = out / "tour.gif"  # the same tour as a small looping GIF
+        video(run, gif, "--tour", "talk", "--size", "480x270", "--fps", "8", "--msaa", "0")
+        print(f"wrote {gif} ({gif.stat().st_size / 1e6:.1f} MB)")
         frames = video(run, Path(tmp) / "learn.mp4", "--timelapse", "--size", "1280x720", "--fps", str(fps),
                        "--hold", "1", "--morph", "1.2", "--steps", "0,60")  # fmt: skip
         picks = [5, 12, 15, 18, 21, 27]

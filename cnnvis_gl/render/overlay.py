@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..resources import asset_dir
+from .text import wrap_words
 
 __all__ = ["blend", "draw_callouts", "draw_caption", "draw_curves", "draw_label"]
 
@@ -34,21 +35,6 @@ def blend(a: np.ndarray, b: np.ndarray, mix: float) -> np.ndarray:
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def _wrap(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont, width: float) -> list[str]:
-    lines: list[str] = []
-    for para in text.splitlines() or [""]:
-        words, line = para.split(), ""
-        for w in words:
-            trial = f"{line} {w}".strip()
-            if line and draw.textlength(trial, font=font) > width:
-                lines.append(line)
-                line = w
-            else:
-                line = trial
-        lines.append(line)
-    return lines
-
-
 def _over(frame: np.ndarray, paint) -> np.ndarray:
     """Draw with ``paint(draw, width, height)`` on a transparent layer over ``frame``."""
     h, w = frame.shape[:2]
@@ -65,7 +51,7 @@ def draw_caption(frame: np.ndarray, text: str, alpha: float = 1.0) -> np.ndarray
 
     def paint(d: ImageDraw.ImageDraw, w: int, h: int) -> None:
         font = _font(max(14, min(h / 22, w / 40)))
-        lines = _wrap(d, text, font, 0.7 * w)
+        lines = wrap_words(text, 0.7 * w, lambda t: d.textlength(t, font=font))
         asc, desc = font.getmetrics()
         lh = int((asc + desc) * 1.15)
         tw = max(d.textlength(line, font=font) for line in lines)
@@ -168,7 +154,7 @@ def draw_callouts(frame: np.ndarray, callouts: Sequence) -> np.ndarray:
         lh = (asc + desc) * 1.1
         pad = lh * 0.45
         for c in callouts:
-            lines = _wrap(d, c.text, font, 22 * lh)
+            lines = wrap_words(c.text, 22 * lh, lambda t: d.textlength(t, font=font))
             tw = max(d.textlength(line, font=font) for line in lines)
             bw, bh = tw + 2 * pad, lh * len(lines) + 1.2 * pad
             box = (c.center[0] - bw / 2, c.center[1] - bh / 2, c.center[0] + bw / 2, c.center[1] + bh / 2)

@@ -9,6 +9,8 @@ with it, and class labels (matrix column headers) show only while it is in the m
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import moderngl
 import numpy as np
 
@@ -121,3 +123,21 @@ class TextVisual(Visual):
         for obj in (self.geometry, self.font_tex):
             if obj is not None:
                 obj.release()
+
+
+def wrap_words(text: str, width: float, measure: Callable[[str], float] = len) -> list[str]:
+    """``text`` broken into lines at most ``width`` wide as ``measure`` measures a line
+    (characters by default; pixels with a font's measure), at spaces and at its line breaks;
+    a single word wider than ``width`` gets a line of its own."""
+    lines: list[str] = []
+    for para in text.splitlines() or [""]:
+        line = ""
+        for word in para.split():
+            trial = f"{line} {word}".strip()
+            if line and measure(trial) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = trial
+        lines.append(line)
+    return lines

@@ -32,7 +32,7 @@ from ..layout.selection import Highlight, highlight
 from ..run.annotations import Annotation
 from .callouts import edge_point, place
 from .camera import Camera
-from .text import HIDE_PX, KINDS, MIN_PX
+from .text import HIDE_PX, KINDS, MIN_PX, wrap_words
 from .theme import Theme, colormap, get_theme
 
 __all__ = ["VECTOR_FORMATS", "scene_svg", "write_vector"]
@@ -312,7 +312,7 @@ def _callouts(scene: Scene, notes: Sequence[Annotation], camera: Camera, size: t
 
     out = ['<g id="annotations" font-family="DejaVu Sans, Verdana, sans-serif" xml:space="preserve">']
     for c in callouts:
-        lines = _wrap_chars(c.text, int(22 * lh / em_w))  # as the PNG wraps, at ~22 lines high
+        lines = wrap_words(c.text, 22 * lh / em_w)  # as the PNG wraps, at ~22 lines high
         bw = max(len(line) for line in lines) * em_w + 2 * pad
         bh = lh * len(lines) + 1.2 * pad
         box = (c.center[0] - bw / 2, c.center[1] - bh / 2, c.center[0] + bw / 2, c.center[1] + bh / 2)
@@ -337,21 +337,6 @@ def _callouts(scene: Scene, notes: Sequence[Annotation], camera: Camera, size: t
                        f"{escape(line)}</text>")  # fmt: skip
     out.append("</g>")
     return out
-
-
-def _wrap_chars(text: str, width: int) -> list[str]:
-    lines: list[str] = []
-    for para in text.splitlines() or [""]:
-        line = ""
-        for word in para.split():
-            trial = f"{line} {word}".strip()
-            if line and len(trial) > width:
-                lines.append(line)
-                line = word
-            else:
-                line = trial
-        lines.append(line)
-    return lines
 
 
 def write_vector(

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SnapshotError
-from .store import loads_json, write_json_atomic
+from .store import read_document, write_json_atomic
 
 __all__ = ["ANNOTATIONS_FILE", "Annotation", "load_annotations", "save_annotations"]
 
@@ -99,23 +98,14 @@ def load_annotations(run_dir: str | Path) -> list[Annotation]:
         The file is damaged or a field is wrong; the message names the file and the field.
     """
     path = Path(run_dir) / ANNOTATIONS_FILE
-    if not path.exists():
-        return []
-    try:
-        doc = loads_json(path.read_bytes(), path, ANNOTATIONS_FILE)
-    except OSError as e:
-        raise SnapshotError(f"cannot read {path}: {e.strerror or e}") from None
-    try:
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise ValueError(f"not an annotations file (expected \"format\": \"{FORMAT}\")")
-        if doc.get("version") != VERSION:
-            raise ValueError(f"version {doc.get('version')!r} (this cnnvis reads {VERSION})")
-        items = doc.get("annotations")
-        if not isinstance(items, list):
-            raise ValueError("'annotations' must be a list")
-        return [_parse(d, k) for k, d in enumerate(items)]
-    except ValueError as e:
-        raise SnapshotError(f"{path}: {e}") from None
+    return read_document(path, FORMAT, VERSION, _parse_all, "an annotations file") if path.exists() else []
+
+
+def _parse_all(doc: dict[str, Any]) -> list[Annotation]:
+    items = doc.get("annotations")
+    if not isinstance(items, list):
+        raise ValueError("'annotations' must be a list")
+    return [_parse(d, k) for k, d in enumerate(items)]
 
 
 def save_annotations(run_dir: str | Path, notes: list[Annotation]) -> Path:

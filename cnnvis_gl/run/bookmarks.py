@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SnapshotError
-from .store import loads_json, write_json_atomic
+from .store import read_document, write_json_atomic
 
 __all__ = ["BOOKMARKS_FILE", "Bookmark", "load_bookmarks", "save_bookmarks"]
 
@@ -147,27 +146,18 @@ def load_bookmarks(run_dir: str | Path) -> list[Bookmark]:
         The file is damaged or a field is wrong; the message names the file and the field.
     """
     path = Path(run_dir) / BOOKMARKS_FILE
-    if not path.exists():
-        return []
-    try:
-        doc = loads_json(path.read_bytes(), path, BOOKMARKS_FILE)
-    except OSError as e:
-        raise SnapshotError(f"cannot read {path}: {e.strerror or e}") from None
-    try:
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise ValueError(f"not a bookmarks file (expected \"format\": \"{FORMAT}\")")
-        if doc.get("version") != VERSION:
-            raise ValueError(f"version {doc.get('version')!r} (this cnnvis reads {VERSION})")
-        items = doc.get("bookmarks")
-        if not isinstance(items, list):
-            raise ValueError("'bookmarks' must be a list")
-        marks = [_parse(d, k) for k, d in enumerate(items)]
-        names = [b.name for b in marks]
-        dup = next((n for n in names if names.count(n) > 1), None)
-        if dup is not None:
-            raise ValueError(f"two bookmarks are named {dup!r}")
-    except ValueError as e:
-        raise SnapshotError(f"{path}: {e}") from None
+    return read_document(path, FORMAT, VERSION, _parse_all, "a bookmarks file") if path.exists() else []
+
+
+def _parse_all(doc: dict[str, Any]) -> list[Bookmark]:
+    items = doc.get("bookmarks")
+    if not isinstance(items, list):
+        raise ValueError("'bookmarks' must be a list")
+    marks = [_parse(d, k) for k, d in enumerate(items)]
+    names = [b.name for b in marks]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise ValueError(f"two bookmarks are named {dup!r}")
     return marks
 
 

@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +168,36 @@ def write_json_atomic(path: str | os.PathLike[str], doc: Any, prefix: str = ".tm
             pass
         raise
     return path
+
+
+def read_document(
+    path: str | os.PathLike[str],
+    fmt: str,
+    version: int,
+    parse: Callable[[dict[str, Any]], Any],
+    what: str,
+) -> Any:
+    """Read a hand-editable file of a run (bookmarks, tours, annotations): JSON with
+    ``"format": fmt`` and ``"version": version``, then ``parse(doc)``; ``what`` names such a
+    file in messages ("a tour").  Anything wrong —
+    unreadable, damaged, another format or version, or a ``ValueError`` from ``parse`` — is a
+    :class:`SnapshotError` that names the file (and what ``parse`` said)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SnapshotError(f"{path}: no such file") from None
+    except OSError as e:
+        raise SnapshotError(f"cannot read {path}: {e.strerror or e}") from None
+    doc = loads_json(raw, path, what.split(" ", 1)[1])
+    try:
+        if not isinstance(doc, dict) or doc.get("format") != fmt:
+            raise ValueError(f"not {what} (expected \"format\": \"{fmt}\")")
+        if doc.get("version") != version:
+            raise ValueError(f"version {doc.get('version')!r} (this cnnvis reads {version})")
+        return parse(doc)
+    except ValueError as e:
+        raise SnapshotError(f"{path}: {e}") from None
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SnapshotError
-from .store import loads_json, write_json_atomic
+from .store import read_document, write_json_atomic
 
 __all__ = [
     "TOURS_DIR",
@@ -116,12 +116,9 @@ def _parse_stop(d: Any, k: int) -> TourStop:
     )
 
 
-def parse_tour(doc: Any) -> Tour:
-    """A tour from its JSON document (``ValueError`` naming the stop and field at fault)."""
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ValueError(f"not a tour (expected \"format\": \"{FORMAT}\")")
-    if doc.get("version") != VERSION:
-        raise ValueError(f"version {doc.get('version')!r} (this cnnvis reads {VERSION})")
+def parse_tour(doc: dict[str, Any]) -> Tour:
+    """A tour from its JSON document, format and version checked (``ValueError`` naming the
+    stop and field at fault)."""
     title = doc.get("title", "")
     if not isinstance(title, str):
         raise ValueError("'title' must be text")
@@ -184,17 +181,9 @@ def load_tour(path: str | Path) -> Tour:
         the field.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise SnapshotError(f"no tour at {path}") from None
-    except OSError as e:
-        raise SnapshotError(f"cannot read {path}: {e.strerror or e}") from None
-    doc = loads_json(raw, path, "tour")
-    try:
-        return parse_tour(doc)
-    except ValueError as e:
-        raise SnapshotError(f"{path}: {e}") from None
+    if not path.exists():
+        raise SnapshotError(f"no tour at {path}")
+    return read_document(path, FORMAT, VERSION, parse_tour, "a tour")
 
 
 def save_tour(path: str | Path, tour: Tour) -> Path:

@@ -10,6 +10,7 @@ background workers and the parts, each in its own module:
 * :attr:`App.inspect` — :class:`~cnnvis_gl.ui.inspect.Inspector`, inspector data and pictures;
 * :attr:`App.shots` — :class:`~cnnvis_gl.ui.shots.Screenshots`;
 * :attr:`App.loaders` — :class:`~cnnvis_gl.ui.loaders.Loaders`, the debugging view's loads;
+* :attr:`App.bookmarks` — :class:`~cnnvis_gl.ui.bookmarks.Bookmarks`, saved views;
 * :attr:`App.tours` — :class:`~cnnvis_gl.ui.tours.Tours`, the tour editor and present mode;
 * :attr:`App.notes` — :class:`~cnnvis_gl.ui.notes.Notes`, the annotations.
 
@@ -34,6 +35,7 @@ from imgui_bundle import hello_imgui, imgui, immapp
 
 from ..layout import LayoutOptions
 from .actions import Actions, apply_imgui_theme
+from .bookmarks import Bookmarks
 from .canvas import Canvas
 from .edits import LAYOUT_FILE
 from .feed import SceneFeed
@@ -116,6 +118,7 @@ class App:
         self.inspect = Inspector(self)
         self.shots = Screenshots(self, screenshot_dir)
         self.loaders = Loaders(self)
+        self.bookmarks = Bookmarks(self)
         self.tours = Tours(self)
         self.notes = Notes(self)
         self._settled_frames = 0
@@ -147,7 +150,7 @@ class App:
         self.state.jobs.message = "Laying out the latest snapshot …"
         self.feed.submit("open the latest snapshot", lambda: self.session.open())
         self.actions.refresh_steps()  # the timeline, the Training panel and compare need them
-        self.actions.load_bookmarks()
+        self.bookmarks.load()
         self.tours.load()
         self.notes.load()
         if self.state.follow:

@@ -179,7 +179,7 @@ class Tours:
         p = self.app.state.tour.present
         assert p is not None
         p.look = k
-        self.app.actions.apply_look(p.timeline.marks[k])
+        self.app.bookmarks.apply_look(p.timeline.marks[k])
 
     def tick(self, dt: float) -> None:
         """Advance a move by ``dt`` seconds (each frame); refit the timeline to the view."""

@@ -38,7 +38,7 @@ def bookmarks_panel(st: AppState, act: Actions) -> None:
     imgui.same_line()
     imgui.begin_disabled(not p.bookmark_name.strip() or st.scene is None)
     if (imgui.button("Save") or entered) and p.bookmark_name.strip():
-        if act.add_bookmark(p.bookmark_name) is not None:
+        if act.bookmarks.add(p.bookmark_name) is not None:
             p.bookmark_name = ""
     imgui.end_disabled()
     if st.bookmarks_damaged:
@@ -49,7 +49,7 @@ def bookmarks_panel(st: AppState, act: Actions) -> None:
         return
     for k, mark in enumerate(st.bookmarks):
         if imgui.small_button(f"x##del{k}"):
-            act.delete_bookmark(mark.name)
+            act.bookmarks.delete(mark.name)
         if imgui.is_item_hovered():
             imgui.set_tooltip("delete this bookmark")
         imgui.same_line()
@@ -60,7 +60,7 @@ def bookmarks_panel(st: AppState, act: Actions) -> None:
             imgui.set_tooltip(f"copy the command that renders it:\n{render_command(st, mark.name)}")
         imgui.same_line()
         if imgui.selectable(f"{mark.name}##go{k}", False)[0]:
-            act.go_to_bookmark(mark)
+            act.bookmarks.go(mark)
         if imgui.is_item_hovered():
             what = [mark.facet, mark.theme, f"top {mark.edge_fraction:.0%} edges"]
             if mark.classes:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from imgui_bundle import imgui
 
+from ...render.text import wrap_words
 from .callouts import draw_callouts
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def _caption(text: str, alpha: float, origin: tuple[float, float], size: tuple[i
     font = imgui.get_font()
     px = max(16.0, min(h / 22.0, w / 40.0))
     scale = px / imgui.get_font_size()  # text is measured at the current size, then scaled
-    lines = _wrap(text, 0.7 * w / scale)
+    lines = wrap_words(text, 0.7 * w / scale, lambda t: imgui.calc_text_size(t).x)
     th = len(lines) * px * 1.15
     tw = max(imgui.calc_text_size(line).x * scale for line in lines)
     pad = px * 0.6
@@ -97,22 +98,6 @@ def _caption(text: str, alpha: float, origin: tuple[float, float], size: tuple[i
         lw = imgui.calc_text_size(line).x * scale
         pos = imgui.ImVec2(origin[0] + (w - lw) / 2, y0 + 0.6 * pad + k * px * 1.15)
         dl.add_text(font, px, pos, col, line)
-
-
-def _wrap(text: str, width: float) -> list[str]:
-    """Words of ``text`` in lines at most ``width`` wide (at the current font size)."""
-    lines: list[str] = []
-    for para in text.splitlines() or [""]:
-        line = ""
-        for word in para.split():
-            trial = f"{line} {word}".strip()
-            if line and imgui.calc_text_size(trial).x > width:
-                lines.append(line)
-                line = word
-            else:
-                line = trial
-        lines.append(line)
-    return lines
 
 
 def _counter(text: str, origin: tuple[float, float], size: tuple[int, int]) -> None:

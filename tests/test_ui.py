@@ -708,6 +708,9 @@ def test_tour_panel_builds_a_tour_and_presents_it_full_screen(run_dir: Path, tmp
         ctx.key_press(imgui.Key.right_arrow)
         ctx.yield_(2)
         seen["moving"] = (p.stop, p.moving, st.facet, set(st.selection.classes))
+        wait(ctx, lambda: p.look == p.stop, 30.0)  # half way: the next look
+        ctx.yield_(1)
+        seen["mid"] = (p.moving, app.tours.fade(), st.camera.viewport)
         wait(ctx, lambda: not p.moving and not app.feed.pending, 30.0)
         ctx.yield_(3)
         seen["second"] = (st.camera.current, st.facet, set(st.selection.classes))
@@ -752,6 +755,11 @@ def test_tour_panel_builds_a_tour_and_presents_it_full_screen(run_dir: Path, tmp
     assert cam.zoom == pytest.approx(0.3) and cam.center == pytest.approx(((x0 + x1) / 2, (y0 + y1) / 2))
     stop, moving, facet, classes = seen["moving"]
     assert stop == 1 and moving and facet == 0 and classes == set()  # flying: the look half way
+    moving, fade, (vw, vh) = seen["mid"]
+    if moving:  # (a slow frame may have ended the flight already)
+        alpha, rect = fade
+        assert 0.0 < alpha <= 1.0  # the last frame before the switch, fading out …
+        assert rect != pytest.approx((0.0, 0.0, vw, vh))  # … carried along with the camera
     cam, facet, classes = seen["second"]
     assert facet == 1 and classes == {3}  # arrived: the stop's look
     assert cam.zoom == pytest.approx(2.5) and cam.center == pytest.approx((x + w / 2, y + h / 2))

@@ -275,9 +275,11 @@ class Presenting:
         The stop shown or being moved to.
     t, until
         The timeline's time now, and where it stops advancing (the arrival at ``stop``).
-    look, fading
+    look, fading, frozen_camera
         The stop whose look is applied (a flight switches looks half way, where the view is
-        farthest out); whether the previous view fades out over this one.
+        farthest out); whether the view as it was fades out over the new one (a fade: over
+        the whole move; a flight: from half way, carried along with the camera from
+        ``frozen_camera``).
     """
 
     timeline: Any
@@ -285,7 +287,8 @@ class Presenting:
     t: float = 0.0
     until: float = 0.0
     look: int = 0  # the stop whose look (theme, facet, classes …) is applied
-    fading: bool = False  # a "fade": the view as it was is drawn over the new one, fading out
+    fading: bool = False  # the view as it was is drawn over the new one, fading out
+    frozen_camera: Any = None  # a flight's: the camera of that view (it moves with the flight)
 
     @property
     def moving(self) -> bool:

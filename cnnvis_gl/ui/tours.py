@@ -156,6 +156,7 @@ class Tours:
             p.fading = transition == "fade" and p.moving
             if p.fading:  # the view as it is now fades out over the next one
                 self.app.view.freeze()
+                p.frozen_camera = None
             if transition != "fly" or not p.moving:
                 self._look(p.stop)
             self._follow()
@@ -199,6 +200,21 @@ class Tours:
         p = self.app.state.tour.present
         return None if p is None else p.timeline.at(p.t)
 
+    def fade(self) -> tuple[float, tuple[float, float, float, float]] | None:
+        """How the frozen view is drawn now: its opacity and its rectangle on the view
+        (``x0, y0, x1, y1`` pixels; a flight's moves and scales with the camera); ``None``
+        when nothing fades."""
+        p, f = self.app.state.tour.present, self.frame()
+        if p is None or f is None or not p.fading:
+            return None
+        w, h = self.app.state.camera.viewport
+        if p.frozen_camera is None:  # a fade: over the whole move, in place
+            return 1.0 - f.mix, (0.0, 0.0, float(w), float(h))
+        c0, c1 = p.frozen_camera, self.app.state.camera.current
+        x0, y0 = c1.scene_to_screen(*c0.screen_to_scene(0.0, 0.0, (w, h)), (w, h))
+        x1, y1 = c1.scene_to_screen(*c0.screen_to_scene(float(w), float(h), (w, h)), (w, h))
+        return min(max(2.0 * (1.0 - f.mix), 0.0), 1.0), (x0, y0, x1, y1)
+
     def _follow(self) -> None:
         """Put the camera where the timeline is; a flight takes the next stop's look half way;
         a fade shows the next view at once (the previous one fades out over it)."""
@@ -206,10 +222,13 @@ class Tours:
         f = self.frame()
         if f is None or p is None:
             return
-        if f.mix >= 0.5 and p.look != p.stop:
+        if f.mix >= 0.5 and p.look != p.stop:  # half way through a flight: the next look,
+            self.app.view.freeze()  # the last frame fading out over it, moving along
+            p.fading, p.frozen_camera = True, self.app.state.camera.current
             self._look(p.stop)
         if not p.moving:
             p.fading = False
-        cam: Camera = f.camera_b if p.fading or not p.moving else f.camera
+        fade = p.fading and p.frozen_camera is None
+        cam: Camera = f.camera_b if fade or not p.moving else f.camera
         self.app.state.camera.jump(cam)
         self.app.view.touch()

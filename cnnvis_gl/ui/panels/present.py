@@ -1,6 +1,7 @@
 """Present mode: the network view over the whole window, the tour's caption drawn in the scene.
 
-A flight switches to the next stop's look half way (where the view is farthest out); a fade
+A flight switches to the next stop's look half way (where the view is farthest out), the last
+frame before fading out over the new look while it moves and scales with the camera; a fade
 draws the view as it was over the next one, fading it out.
 
 A borderless window covers the main viewport (menus, panels and status bar hidden under it)
@@ -56,11 +57,14 @@ def present_view(st: AppState, act: Actions) -> None:
         imgui.image(imgui.ImTextureRef(act.view.texture), imgui.ImVec2(w, h), imgui.ImVec2(0, 1),
                     imgui.ImVec2(1, 0))  # fmt: skip
     frame = act.tours.frame()
-    if p.fading and frame is not None and act.view.frozen_texture:  # the view before, fading
-        imgui.set_cursor_screen_pos(origin)
-        imgui.image_with_bg(imgui.ImTextureRef(act.view.frozen_texture), imgui.ImVec2(w, h),
-                            imgui.ImVec2(0, 1), imgui.ImVec2(1, 0), imgui.ImVec4(0, 0, 0, 0),
-                            imgui.ImVec4(1, 1, 1, 1.0 - frame.mix))  # fmt: skip
+    fade = act.tours.fade()
+    if fade is not None and act.view.frozen_texture:  # the view before, fading out
+        alpha, (x0, y0, x1, y1) = fade
+        dl = imgui.get_window_draw_list()
+        dl.add_image(imgui.ImTextureRef(act.view.frozen_texture),
+                     imgui.ImVec2(origin.x + x0, origin.y + y0), imgui.ImVec2(origin.x + x1, origin.y + y1),
+                     imgui.ImVec2(0, 1), imgui.ImVec2(1, 0),
+                     imgui.get_color_u32(imgui.ImVec4(1, 1, 1, alpha)))  # fmt: skip
     draw_callouts(st, (origin.x, origin.y), (w, h))
     if frame is not None:
         _caption(frame.caption, frame.caption_alpha, (origin.x, origin.y), (w, h))

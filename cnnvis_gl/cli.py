@@ -247,9 +247,9 @@ def _video_parser(sub: Any) -> None:
         "video",
         help="render a guided tour of a run's bookmarks, or a time-lapse of its training, to MP4/GIF",
         description="Render a video headless (no display needed): --tour plays a tour of the "
-        "bookmarks (RUN/tours/NAME.json, edited in the viewer's Bookmarks panel or by hand; see "
+        "bookmarks (RUN/tours/NAME.json, edited in the viewer's Tour panel or by hand; see "
         "docs/FORMAT.md); --timelapse shows every snapshot of the run in turn, clusters keeping "
-        "their identity, with the learning curves. The format follows the suffix of -o: .mp4 "
+        "their identity and morphing into the next step's, with the learning curves. The format follows the suffix of -o: .mp4 "
         "(H.264) or .gif (short loops).",
     )
     p.add_argument("run", metavar="RUN_DIR")
@@ -269,7 +269,7 @@ def _video_parser(sub: Any) -> None:
         "--steps", help="--timelapse: comma-separated snapshot steps (default: all of them)"
     )
     p.add_argument("--hold", type=_nonneg, help="--timelapse: seconds on each snapshot (default 1)")
-    p.add_argument("--morph", type=_nonneg, help="--timelapse: seconds of each cross-fade (default 0.75)")
+    p.add_argument("--morph", type=_nonneg, help="--timelapse: seconds of each morph to the next step (default 0.75)")
     p.add_argument("--facet", choices=["features", "matrix"], help="--timelapse: every cluster's facet (default features)")
     p.add_argument("--edges", type=float, help="--timelapse: fraction of strongest edges kept (default 0.25)")
     _add_theme(p)

@@ -92,7 +92,7 @@ def draw_curves(
     title: str = "",
 ) -> np.ndarray:
     """A small plot in the top-right corner: each curve (steps, values) scaled to its own range
-    (its name, first and last values in the legend), and a vertical line at step ``at``; the
+    (its name and its last value up to ``at`` in the legend), and a vertical line at step ``at``; the
     points up to ``at`` are drawn solid, the rest faint."""
     curves = {k: (np.asarray(x, float), np.asarray(y, float)) for k, (x, y) in curves.items()}
     curves = {k: (x, y) for k, (x, y) in curves.items() if len(x) and np.isfinite(y).any()}

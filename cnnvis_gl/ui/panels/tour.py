@@ -1,7 +1,8 @@
 """The Tour panel: an ordered walk through the bookmarks, edited here and presented full screen.
 
 Each stop names a bookmark, how long it is held, how the view gets there (fly, fade, cut) and in
-how many seconds, and a caption.  Every edit is saved to ``RUN/tours/NAME.json`` at once.
+how many seconds, and a caption.  Every edit is saved to ``RUN/tours/NAME.json`` at once (a drag
+or a text field when it ends).
 Present (F5) shows the tour full screen: → / space / Page Down step forward, ← / Page Up back,
 Esc leaves.  The clipboard button copies the ``cnnvis video`` command that renders it to MP4.
 """

@@ -17,7 +17,7 @@ import numpy as np
 
 from .scene import ROW_BETWEEN, ROW_GROUP, Scene
 
-__all__ = ["Hit", "matrix_class_at", "neighbour", "row_clusters", "search"]
+__all__ = ["Hit", "cluster_at", "matrix_class_at", "neighbour", "neuron_at", "row_clusters", "search"]
 
 _NEURON = re.compile(r"^(.+?)\s*:\s*(\d+)$")  # conv2:17
 _CLUSTER = re.compile(r"^(.+?)\s*#\s*(\d+)$")  # conv2 #3
@@ -47,6 +47,22 @@ def row_clusters(scene: Scene, row: int) -> np.ndarray:
     c = scene.clusters
     idx = np.flatnonzero(c.row == row)
     return idx[np.argsort(c.rect[idx, 0], kind="stable")]
+
+
+def neuron_at(scene: Scene, unit: str, channel: int) -> int | None:
+    """Index into ``scene.neurons`` of channel ``channel`` of layer ``unit`` (``None`` when the
+    scene does not show it)."""
+    if unit not in scene.units:
+        return None
+    n = scene.neurons
+    hit = np.flatnonzero((n.unit == scene.units.index(unit)) & (n.index == int(channel)))
+    return int(hit[0]) if len(hit) else None
+
+
+def cluster_at(scene: Scene, cid: int) -> int | None:
+    """Index into ``scene.clusters`` of the cluster of id ``cid`` (``None`` when absent)."""
+    hit = np.flatnonzero(np.asarray(scene.clusters.id) == int(cid))
+    return int(hit[0]) if len(hit) else None
 
 
 def matrix_class_at(scene: Scene, neuron: int, x: float) -> int:
@@ -135,15 +151,12 @@ def search(
 def _neuron_hits(
     scene: Scene, layer: str, ch: int, units: Mapping[str, Sequence[str]]
 ) -> list[Hit]:
-    n = scene.neurons
     out = []
     for i in _rows_of(scene, layer, units):
         u = scene.rows[i].unit
-        if u not in scene.units:
-            continue
-        hit = np.flatnonzero((n.unit == scene.units.index(u)) & (n.index == ch))
-        if len(hit):
-            out.append(Hit("neuron", int(hit[0]), f"neuron {ch} of {scene.rows[i].name} ({u})"))
+        k = neuron_at(scene, u, ch)
+        if k is not None:
+            out.append(Hit("neuron", k, f"neuron {ch} of {scene.rows[i].name} ({u})"))
     return out
 
 

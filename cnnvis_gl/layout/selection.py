@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .scene import Bundles, Edges, Scene
+from .search import cluster_at, neuron_at
 
 __all__ = ["Highlight", "bundle_emphasis", "class_top_neurons", "highlight", "saved_selection"]
 
@@ -129,14 +130,10 @@ def saved_selection(
     out: dict[str, list[int]] = {}
     if classes:
         out["classes"] = [int(c) for c in classes]
-    if cluster_id is not None:
-        hit = np.flatnonzero(np.asarray(scene.clusters.id) == cluster_id)
-        if len(hit):
-            out["clusters"] = [int(hit[0])]
-    if neuron is not None and neuron[0] in scene.units:
-        n = scene.neurons
-        u = scene.units.index(neuron[0])
-        hit = np.flatnonzero((n.unit == u) & (n.index == neuron[1]))
-        if len(hit):
-            out["neurons"] = [int(hit[0])]
+    ci = cluster_at(scene, cluster_id) if cluster_id is not None else None
+    if ci is not None:
+        out["clusters"] = [ci]
+    ni = neuron_at(scene, *neuron) if neuron is not None else None
+    if ni is not None:
+        out["neurons"] = [ni]
     return out or None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..layout.scene import ROW_BETWEEN, Scene
+from ..layout.search import cluster_at, neuron_at
 from ..run.annotations import Annotation
 from .camera import Camera
 
@@ -60,16 +61,12 @@ def target_rect(scene: Scene, note: Annotation) -> tuple[float, float, float, fl
     is not in the scene (a cluster split away, a layer not shown, a row collapsed)."""
     c, n = scene.clusters, scene.neurons
     if note.kind == "cluster":
-        hit = np.flatnonzero(np.asarray(c.id) == note.target)
-        return tuple(float(v) for v in c.rect[hit[0]]) if len(hit) else None
+        k = cluster_at(scene, note.target)
+        return None if k is None else tuple(float(v) for v in c.rect[k])
     if note.kind == "neuron":
-        unit, channel = note.target
-        if unit not in scene.units:
+        i = neuron_at(scene, *note.target)
+        if i is None:
             return None
-        hit = np.flatnonzero((n.unit == scene.units.index(unit)) & (n.index == channel))
-        if not len(hit):
-            return None
-        i = int(hit[0])
         k = int(n.cluster[i])
         if int(c.facet[k]):  # matrix facet: the neuron's row of the matrix
             x, y, w, h = (float(v) for v in c.matrix_rect[k])

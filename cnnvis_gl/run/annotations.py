@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .store import read_document, write_json_atomic
+from .store import read_items, write_json_atomic
 
 __all__ = ["ANNOTATIONS_FILE", "Annotation", "load_annotations", "save_annotations"]
 
@@ -98,14 +98,7 @@ def load_annotations(run_dir: str | Path) -> list[Annotation]:
         The file is damaged or a field is wrong; the message names the file and the field.
     """
     path = Path(run_dir) / ANNOTATIONS_FILE
-    return read_document(path, FORMAT, VERSION, _parse_all, "an annotations file") if path.exists() else []
-
-
-def _parse_all(doc: dict[str, Any]) -> list[Annotation]:
-    items = doc.get("annotations")
-    if not isinstance(items, list):
-        raise ValueError("'annotations' must be a list")
-    return [_parse(d, k) for k, d in enumerate(items)]
+    return read_items(path, FORMAT, VERSION, "annotations", _parse, "an annotations file")
 
 
 def save_annotations(run_dir: str | Path, notes: list[Annotation]) -> Path:

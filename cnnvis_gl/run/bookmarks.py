@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .store import read_document, write_json_atomic
+from ..errors import SnapshotError
+from .store import read_items, write_json_atomic
 
 __all__ = ["BOOKMARKS_FILE", "Bookmark", "load_bookmarks", "save_bookmarks"]
 
@@ -145,19 +146,11 @@ def load_bookmarks(run_dir: str | Path) -> list[Bookmark]:
     SnapshotError
         The file is damaged or a field is wrong; the message names the file and the field.
     """
-    path = Path(run_dir) / BOOKMARKS_FILE
-    return read_document(path, FORMAT, VERSION, _parse_all, "a bookmarks file") if path.exists() else []
-
-
-def _parse_all(doc: dict[str, Any]) -> list[Bookmark]:
-    items = doc.get("bookmarks")
-    if not isinstance(items, list):
-        raise ValueError("'bookmarks' must be a list")
-    marks = [_parse(d, k) for k, d in enumerate(items)]
+    marks = read_items(Path(run_dir) / BOOKMARKS_FILE, FORMAT, VERSION, "bookmarks", _parse, "a bookmarks file")
     names = [b.name for b in marks]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup is not None:
-        raise ValueError(f"two bookmarks are named {dup!r}")
+        raise SnapshotError(f"{Path(run_dir) / BOOKMARKS_FILE}: two bookmarks are named {dup!r}")
     return marks
 
 

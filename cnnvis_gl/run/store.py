@@ -183,21 +183,35 @@ def read_document(
     unreadable, damaged, another format or version, or a ``ValueError`` from ``parse`` — is a
     :class:`SnapshotError` that names the file (and what ``parse`` said)."""
     path = Path(path)
+    doc = _read_json(path, what.split(" ", 1)[1])
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise SnapshotError(f"{path}: no such file") from None
-    except OSError as e:
-        raise SnapshotError(f"cannot read {path}: {e.strerror or e}") from None
-    doc = loads_json(raw, path, what.split(" ", 1)[1])
-    try:
-        if not isinstance(doc, dict) or doc.get("format") != fmt:
+        if doc.get("format") != fmt:
             raise ValueError(f"not {what} (expected \"format\": \"{fmt}\")")
         if doc.get("version") != version:
             raise ValueError(f"version {doc.get('version')!r} (this cnnvis reads {version})")
         return parse(doc)
     except ValueError as e:
         raise SnapshotError(f"{path}: {e}") from None
+
+
+def read_items(
+    path: str | os.PathLike[str],
+    fmt: str,
+    version: int,
+    key: str,
+    parse_item: Callable[[Any, int], Any],
+    what: str,
+) -> list[Any]:
+    """:func:`read_document` of a file holding a list under ``key`` (bookmarks, annotations),
+    each item parsed by ``parse_item(item, index)``; ``[]`` when there is no such file."""
+
+    def parse(doc: dict[str, Any]) -> list[Any]:
+        items = doc.get(key)
+        if not isinstance(items, list):
+            raise ValueError(f"'{key}' must be a list")
+        return [parse_item(d, k) for k, d in enumerate(items)]
+
+    return read_document(path, fmt, version, parse, what) if Path(path).exists() else []
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:

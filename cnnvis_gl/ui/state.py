@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..layout.scene import FACET_FEATURES, ROW_BETWEEN, Scene
-from ..layout.search import row_clusters
+from ..layout.search import cluster_at, neuron_at, row_clusters
 from ..render.camera import Camera
 from .edits import LayoutEdits
 
@@ -399,12 +399,9 @@ class AppState:
     # ------------------------------------------------------------------ scene look-ups
     def neuron_index(self, key: NeuronKey | None) -> int | None:
         """Index into ``scene.neurons`` of a neuron key (None when not shown)."""
-        s = self.scene
-        if key is None or s is None or key[0] not in s.units:
+        if key is None or self.scene is None:
             return None
-        u = s.units.index(key[0])
-        hit = np.flatnonzero((s.neurons.unit == u) & (s.neurons.index == int(key[1])))
-        return int(hit[0]) if len(hit) else None
+        return neuron_at(self.scene, key[0], int(key[1]))
 
     def neuron_key(self, index: int) -> NeuronKey:
         """``(unit, channel)`` of ``scene.neurons[index]``."""
@@ -414,11 +411,9 @@ class AppState:
 
     def cluster_index(self, cid: int | None) -> int | None:
         """Index into ``scene.clusters`` of a cluster id (None when absent)."""
-        s = self.scene
-        if cid is None or s is None:
+        if cid is None or self.scene is None:
             return None
-        hit = np.flatnonzero(s.clusters.id == int(cid))
-        return int(hit[0]) if len(hit) else None
+        return cluster_at(self.scene, cid)
 
     def cluster_neurons(self, ci: int) -> np.ndarray:
         """Indices into ``scene.neurons`` of cluster ``ci``, in matrix-row order."""

@@ -16,16 +16,20 @@ from .data.inputs import fit_to_model, parse_input_size, parse_normalize
 from .errors import CnnvisError
 from .model.weights import group_weights, unit_weights, weight_stats
 from .run.snapshot import Snapshot
+from .stats.distributed import merge_ranks, rank_world, shard_of, sync_model
 from .stats.probe import Batch, Probe, loader_batches
 
 
-def image_batches(data: ImageData, batch_size: int, device: Any) -> Iterator[Batch]:
+def image_batches(
+    data: ImageData, batch_size: int, device: Any, indices: Any = None
+) -> Iterator[Batch]:
     """Probe batches of an :class:`ImageData` in dataset order (display pixels are the raw ones).
 
     ``x`` equals what ``data.batches(batch_size)`` yields; each batch's raw pixels are fetched
-    (decoded, resized) once and kept for the display pixels of its top-k images.
+    (decoded, resized) once and kept for the display pixels of its top-k images.  ``indices``:
+    only these images (one rank's shard).
     """
-    for raw, y, idx in data.raw_batches(batch_size):
+    for raw, y, idx in data.raw_batches(batch_size, indices):
         x = data.normalize(raw.to(device, non_blocking=True))
         y = y.to(device, non_blocking=True)
         yield x, y, idx, (lambda pos, raw=raw: raw.index_select(0, pos.cpu()))
@@ -88,8 +92,15 @@ def analyze(
     scalars: dict[str, float] | None = None,
     input_size: int | tuple[int, int] | str | None = None,
     normalize: str | tuple[Sequence[float], Sequence[float]] | None = None,
-) -> Snapshot:
+) -> Snapshot | None:
     """Compute the statistics of ``model`` on ``data`` (SPEC §3–4).
+
+    Inside an initialised ``torch.distributed`` process group of several ranks (``torchrun``),
+    every rank must call it with the same arguments: each runs its shard of the images
+    (``rank, rank + W, …``) on its own device, the statistics are merged with collectives
+    (:mod:`cnnvis_gl.stats.distributed`), and rank 0 returns the snapshot of its model (its
+    parameters are broadcast to the others first) — equal to one
+    process's over all images — while the other ranks return ``None``.
 
     Parameters
     ----------
@@ -120,8 +131,9 @@ def analyze(
 
     Returns
     -------
-    Snapshot
-        Not yet saved; call :meth:`Snapshot.save`.
+    Snapshot or None
+        Not yet saved; call :meth:`Snapshot.save`.  ``None`` on the ranks other than 0 of a
+        process group.
 
     Raises
     ------
@@ -138,39 +150,75 @@ def analyze(
     if device is not None:
         model = model.to(device)
     dev = next((p.device for p in model.parameters()), torch.device("cpu"))
-    if isinstance(src, ImageData):
-        if limit is not None:
-            src = src.subset(limit)
-        src = fit_to_model(src, size_hw, stats)
-        names = list(classes) if classes is not None else list(src.classes)
-        input_shape = tuple(src.image_shape)
-        batches: Any = image_batches(src, batch_size, dev)
-        total: int | None = len(src)
-        dataset_name = src.name
-    else:
-        if classes is None:
-            raise CnnvisError("analyze() needs classes=[...] for a DataLoader")
-        names = list(classes)
-        first = next(iter(src))
-        input_shape = tuple(first[0].shape[1:])
-        batches = loader_batches(src, dev)
-        if limit is not None:
-            batches = _limit(batches, limit)
-        total = limit
-        dataset_name = type(src.dataset).__name__
+    rank, world = rank_world()
+    src_batches = _ProbeBatches(src, classes, limit, size_hw, stats, batch_size, dev)
+    names, input_shape, total = src_batches.names, src_batches.input_shape, src_batches.total
     if len(names) < 2:
         raise CnnvisError("at least two classes are needed")
     probe = Probe(model, input_shape)
-    acc = probe.collect(batches, len(names), k=k, total=total, progress=progress)
+    sync_model(model)  # one model on every rank: rank 0's
+    batches = src_batches.batches()
+    acc = probe.collect(batches, len(names), k=k, total=total, progress=progress and rank == 0)
+    merge_ranks(acc)
     if acc.n_images == 0:
         raise CnnvisError("the dataset yielded no images")
+    if rank != 0:
+        return None
     arrays, meta = acc.finalize(probe.graph)
     extra = {
-        "dataset": dataset_name,
+        "dataset": src_batches.dataset_name,
         "model": model_name or type(model).__name__,
         "scalars": dict(scalars or {}),
     }
+    if world > 1:
+        extra["ranks"] = world
     return make_snapshot(probe, arrays, meta, names, extra)
+
+
+class _ProbeBatches:
+    """:func:`analyze`'s images as probe batches, this rank's share of them where several ranks
+    analyse together (an ``ImageData``: a shard of its indices; a ``DataLoader``, which every
+    rank reads: every ``world``-th batch)."""
+
+    def __init__(
+        self,
+        src: ImageData | DataLoader,
+        classes: Sequence[str] | None,
+        limit: int | None,
+        size_hw: tuple[int, int] | None,
+        stats: Any,
+        batch_size: int,
+        device: torch.device,
+    ) -> None:
+        self.device, self.batch_size, self.limit = device, batch_size, limit
+        self.rank, self.world = rank_world()
+        if isinstance(src, ImageData):
+            if limit is not None:
+                src = src.subset(limit)
+            src = fit_to_model(src, size_hw, stats)
+            self.names = list(classes) if classes is not None else list(src.classes)
+            self.input_shape = tuple(src.image_shape)
+            self.mine = shard_of(len(src), self.rank, self.world) if self.world > 1 else None
+            self.total: int | None = len(src) if self.mine is None else len(self.mine)
+            self.dataset_name = src.name
+        else:
+            if classes is None:
+                raise CnnvisError("analyze() needs classes=[...] for a DataLoader")
+            self.names = list(classes)
+            self.input_shape = tuple(next(iter(src))[0].shape[1:])
+            self.total = limit
+            self.dataset_name = type(src.dataset).__name__
+        self.src = src
+
+    def batches(self) -> Iterator[Batch]:
+        if isinstance(self.src, ImageData):
+            return image_batches(self.src, self.batch_size, self.device, self.mine)
+        batches = loader_batches(self.src, self.device)
+        if self.limit is not None:
+            batches = _limit(batches, self.limit)
+        if self.world > 1:
+            batches = (b for i, b in enumerate(batches) if i % self.world == self.rank)
+        return batches
 
 
 def _limit(batches: Iterator[Batch], limit: int) -> Iterator[Batch]:

@@ -98,6 +98,11 @@ def _analyze_parser(sub: Any) -> None:
     p = sub.add_parser(
         "analyze",
         help="compute a snapshot of a model on a dataset",
+        description="Compute a snapshot of a model on a dataset.\n\n"
+        "On several processes or GPUs:\n"
+        "  torchrun --nproc-per-node N $(which cnnvis) analyze ...\n"
+        "each rank analyses a shard of the images on its own device, the statistics are\n"
+        "merged (the same snapshot as one process), rank 0 writes.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -379,10 +384,26 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_analyze(a: argparse.Namespace) -> int:
+    """Under ``torchrun``: joins its process group; each rank analyses a shard of the images and
+    rank 0 writes the snapshot."""
+    from .stats.distributed import init_from_env
+
+    joined = init_from_env()
+    try:
+        return _analyze(a)
+    finally:
+        if joined:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _analyze(a: argparse.Namespace) -> int:
     from . import analyze
     from .data import open_data
     from .data.inputs import parse_input_size, parse_normalize
     from .models import load_model
+    from .stats.distributed import is_writer, rank_device, rank_world
 
     size_hw = parse_input_size(a.input_size, "--input-size")
     stats = parse_normalize(a.normalize, "--normalize")
@@ -392,13 +413,14 @@ def cmd_analyze(a: argparse.Namespace) -> int:
         nat = natural(a.model.partition(":")[2])
         if size_hw is None:
             size_hw = (nat["input_size"], nat["input_size"])
-            print(
-                f"input size {nat['input_size']} px (the architecture's own; --input-size to change)"
-            )
+            if is_writer():
+                print(f"input size {nat['input_size']} px (the architecture's own; --input-size to change)")
         if stats is None:
             stats = (tuple(nat["mean"]), tuple(nat["std"]))
     data = open_data(a.data, a.split)
-    model = load_model(a.model, a.weights, num_classes=len(data.classes)).to(_device(a.device))
+    world = rank_world()[1]
+    device = rank_device() if world > 1 and a.device is None else _device(a.device)
+    model = load_model(a.model, a.weights, num_classes=len(data.classes)).to(device)
     t0 = time.perf_counter()
     snap = analyze(
         model,
@@ -411,9 +433,11 @@ def cmd_analyze(a: argparse.Namespace) -> int:
         input_size=size_hw,
         normalize=stats,
     )
-    path = snap.save(a.out, a.step)
-    print(f"{snap} in {time.perf_counter() - t0:.1f} s")
-    print(f"wrote {path}")
+    if snap is not None:  # rank 0 (or the only process)
+        path = snap.save(a.out, a.step)
+        ranks = f" on {world} ranks" if world > 1 else ""
+        print(f"{snap} in {time.perf_counter() - t0:.1f} s{ranks}")
+        print(f"wrote {path}")
     return 0
 
 

@@ -110,7 +110,7 @@ FLOORS = (
     {"errors", "xp", "resources"},
     {"data", "model", "models", "train"},
     {"stats"},
-    {"run", "api"},  # api builds snapshots; the Recorder (run/) calls it
+    {"run", "api", "integrations"},  # api builds snapshots; the Recorder (run/) calls it
     {"analysis"},
     {"layout"},
     {"render"},

@@ -27,3 +27,5 @@ echo "== bench_render (EGL on the GPU)"
 timeout 240 python3 tools/bench_render.py --full --budget 0.5 2>&1 | tail -16
 echo "== bench_video (1080p tour frames on the GPU's EGL; render only where PyAV is not carried)"
 timeout 240 python3 tools/bench_video.py --size 1920x1080 2>&1 | tail -7
+echo "== bench_distributed (1 rank vs 2 ranks sharing the GPU through Gloo; NCCL needs a GPU per rank)"
+timeout 240 python3 tools/bench_distributed.py --model resnet20 --images 5000 --ranks 1,2 2>&1 | tail -8

@@ -466,16 +466,20 @@ class ImageData:
         )
 
     def raw_batches(
-        self, batch_size: int
+        self, batch_size: int, indices: Any = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """The images in dataset order, as raw pixels: ``(uint8 [B, 3, H, W], int64 [B] labels,
-        int64 [B] indices)``, all on the CPU, each batch fetched (decoded, resized) once."""
+        int64 [B] indices)``, all on the CPU, each batch fetched (decoded, resized) once.
+        ``indices``: only these dataset indices, in this order (e.g. one rank's shard)."""
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         batch_size, n = int(batch_size), len(self)
+        order = torch.arange(n, dtype=torch.int64)
+        if indices is not None:
+            order = torch.from_numpy(_as_index_array(indices, n))
         labels = torch.from_numpy(np.ascontiguousarray(self.labels(), dtype=np.int64))
-        for start in range(0, n, batch_size):
-            idx = torch.arange(start, min(n, start + batch_size), dtype=torch.int64)
+        for start in range(0, int(order.numel()), batch_size):
+            idx = order[start : start + batch_size]
             yield self._fetch(idx.numpy()), labels.index_select(0, idx), idx
 
     def _batches(

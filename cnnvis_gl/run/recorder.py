@@ -14,6 +14,12 @@ rate, …) are buffered and appended to ``scalars.jsonl`` (one JSON object per l
 
 A recorder opened on an existing run directory of the same model resumes it: ``start_step`` is
 one past the last recorded step, and new snapshots join the old ones.
+
+Under ``torch.distributed`` (DDP training; every rank creates a Recorder with the same
+arguments and calls :meth:`Recorder.step` at the same steps) each rank runs its shard of the probe
+set, the statistics are merged with collectives (:mod:`cnnvis_gl.stats.distributed`), and rank 0
+alone writes snapshots and scalars (its own ``train_loss`` etc.).  A DDP-wrapped model is
+unwrapped for the layer graph.
 """
 
 from __future__ import annotations
@@ -33,6 +39,14 @@ from torch import nn
 
 from ..data import ImageData
 from ..errors import CnnvisError, SnapshotError
+from ..stats.distributed import (
+    from_rank0,
+    is_writer,
+    merge_ranks,
+    rank_world,
+    shard_of,
+    sync_model,
+)
 from ..stats.probe import Probe
 from . import store
 from .snapshot import ensure_manifest
@@ -115,6 +129,7 @@ class Recorder:
             data = ImageData.from_torch(data, list(classes or []))
         data = fit_to_model(data.subset(min(max_images, len(data))), size_hw, stats)
         self.classes = list(classes) if classes is not None else list(data.classes)
+        model = unwrap(model)
         self.model = model
         self.every = int(every)
         self.k = k
@@ -124,8 +139,10 @@ class Recorder:
         dev = self.probe.device
         # The fixed probe set lives on the model's device as uint8 pixels, fetched (decoded,
         # resized) once; each recording normalises them there.
+        rank, world = rank_world()
+        mine = shard_of(len(data), rank, world) if world > 1 else None  # this rank's images
         self._batches = [
-            (raw.to(dev), y.to(dev), idx) for raw, y, idx in data.raw_batches(batch_size)
+            (raw.to(dev), y.to(dev), idx) for raw, y, idx in data.raw_batches(batch_size, mine)
         ]
         self._data = data
         self._weighted = {
@@ -133,12 +150,16 @@ class Recorder:
             for name, mod in self.probe.traced.module_of.items()
             if self.probe.graph.layer(name).weighted
         }
-        ensure_manifest(self.run_dir, self.probe.graph, self.classes, model=self.model_name)
-        steps = store.list_steps(self.run_dir)
-        scal = read_scalars(self.run_dir)
-        last = max([*steps, *(r["step"] for r in scal), -1])
-        #: The step a resumed training loop should continue from.
-        self.start_step = last + 1
+        #: True on the rank that writes (rank 0, or the only process).
+        self.writer = is_writer()
+        last = -1
+        if self.writer:
+            ensure_manifest(self.run_dir, self.probe.graph, self.classes, model=self.model_name)
+            steps = store.list_steps(self.run_dir)
+            scal = read_scalars(self.run_dir)
+            last = max([*steps, *(r["step"] for r in scal), -1])
+        #: The step a resumed training loop should continue from (rank 0's, on every rank).
+        self.start_step = from_rank0(last) + 1
         self._pending: list[dict[str, Any]] = []
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
@@ -166,15 +187,18 @@ class Recorder:
         self._pending.append({"step": int(step), **{k: float(v) for k, v in scalars.items()}})
 
     @torch.no_grad()
-    def record(self, step: int, scalars: dict[str, float] | None = None) -> None:
-        """Record a snapshot of the model's current state now."""
+    def record(
+        self,
+        step: int,
+        scalars: dict[str, float] | None = None,
+        grad_norms: dict[str, float] | None = None,
+    ) -> None:
+        """Record a snapshot of the model's current state now.  ``grad_norms``: the layers'
+        gradient norms taken earlier (:meth:`grad_norms`), for loops that clear the gradients
+        before the recorder is called; by default they are read now."""
         self._check()
         t0 = time.perf_counter()
-        grads = {
-            name: torch.linalg.vector_norm(mod.weight.grad.detach())
-            for name, mod in self._weighted.items()
-            if mod.weight.grad is not None
-        }
+        grads = self.grad_norms() if grad_norms is None else dict(grad_norms)
         data = self._data
         batches = (
             (
@@ -185,17 +209,36 @@ class Recorder:
             )
             for raw, y, idx in self._batches
         )
+        # several ranks: every rank measures rank 0's model (DDP shares parameters but each rank
+        # keeps its own BatchNorm running statistics until the next training forward)
+        sync_model(self.model, parameters=False)
         acc = self.probe.collect(batches, len(self.classes), k=self.k, progress=False)
+        merge_ranks(acc)  # (several ranks: every rank's shard; rank 0 gets the images)
+        if not self.writer:
+            self._pending = []
+            self.record_seconds.append(time.perf_counter() - t0)
+            return
         # Summaries leave the device here; weights are copied so training may go on.
         arrays, meta = acc.finalize(self.probe.graph)
         from ..api import make_snapshot
 
         extra = {"dataset": data.name, "model": self.model_name, "scalars": dict(scalars or {})}
         snap = make_snapshot(self.probe, arrays, meta, self.classes, extra)
-        snap.meta["grad_norms"] = {k: float(v) for k, v in grads.items()}
+        snap.meta["grad_norms"] = grads
         self._flush_scalars()
         self.record_seconds.append(time.perf_counter() - t0)
         self._queue.put((int(step), snap))
+
+    @torch.no_grad()
+    def grad_norms(self) -> dict[str, float]:
+        """The L2 norm of every weighted layer's weight gradient now (layers without one left
+        out)."""
+        norms = {
+            name: torch.linalg.vector_norm(mod.weight.grad.detach())
+            for name, mod in self._weighted.items()
+            if mod.weight.grad is not None
+        }
+        return {k: float(v) for k, v in norms.items()}
 
     def close(self) -> None:
         """Flush scalars and wait until every snapshot is on disk."""
@@ -215,7 +258,8 @@ class Recorder:
 
     # ------------------------------------------------------------------ writer side
     def _flush_scalars(self) -> None:
-        if not self._pending:
+        if not self._pending or not self.writer:
+            self._pending = []
             return
         lines = "".join(json.dumps(r) + "\n" for r in self._pending)
         self._pending = []
@@ -242,3 +286,22 @@ class Recorder:
             if isinstance(err, (CnnvisError, SnapshotError)):
                 raise err
             raise CnnvisError(f"writing a snapshot to {self.run_dir} failed: {err}") from err
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user's module inside a ``DistributedDataParallel`` / ``DataParallel`` wrapper.
+
+    A model whose weights are sharded over ranks (FSDP) is refused: each rank holds only a slice
+    of every weight, and the snapshots' weights and edges need whole ones."""
+    wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
+    while isinstance(model, wrappers):
+        model = model.module
+    sharded = "FullyShardedDataParallel" in type(model).__name__ or any(
+        type(p).__name__ in ("DTensor", "FlatParameter") for p in model.parameters()
+    )
+    if sharded:
+        raise CnnvisError(
+            "the model's weights are sharded over ranks (FSDP): the Recorder needs whole weights; "
+            "record with DDP, or analyse saved full weights with cnnvis analyze"
+        )
+    return model

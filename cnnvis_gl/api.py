@@ -16,7 +16,7 @@ from .data.inputs import fit_to_model, parse_input_size, parse_normalize
 from .errors import CnnvisError
 from .model.weights import group_weights, unit_weights, weight_stats
 from .run.snapshot import Snapshot
-from .stats.distributed import merge_ranks, rank_world, shard_of, sync_model
+from .stats.distributed import merge_ranks, rank_world, refuse_sharded, shard_of, sync_model
 from .stats.probe import Batch, Probe, loader_batches
 
 
@@ -147,6 +147,7 @@ def analyze(
         if classes is None:
             raise CnnvisError("analyze() needs classes=[...] for a DataLoader")
         src = ImageData.from_torch(src, list(classes))
+    refuse_sharded(model)
     if device is not None:
         model = model.to(device)
     dev = next((p.device for p in model.parameters()), torch.device("cpu"))

@@ -188,10 +188,12 @@ from cnnvis_gl.models import build_model
 dist.init_process_group("gloo", rank=0, world_size=1, init_method="tcp://127.0.0.1:" + sys.argv[2])
 model = build_model("basecnn-x0.25")
 fully_shard(model)
-try:
-    cv.Recorder(model, open_data("cifar10:" + sys.argv[1], "test").subset(8), sys.argv[3])
-except CnnvisError as e:
-    print("REFUSED", e)
+probe = open_data("cifar10:" + sys.argv[1], "test").subset(8)
+for attempt in (lambda: cv.Recorder(model, probe, sys.argv[3]), lambda: cv.analyze(model, probe)):
+    try:
+        attempt()
+    except CnnvisError as e:
+        print("REFUSED", e)
 """
 
 
@@ -203,5 +205,6 @@ def test_sharded_weights_are_refused_with_a_clear_error(cifar_dir, tmp_path):
         text=True,
         timeout=300,
     )
-    assert "REFUSED the model's weights are sharded over ranks (FSDP)" in res.stdout, res.stderr
+    refused = "REFUSED the model's weights are sharded over ranks (FSDP): cnnvis needs whole weights"
+    assert res.stdout.count(refused) == 2, res.stdout + res.stderr  # Recorder and analyze
     assert not (tmp_path / "run").exists()  # nothing written

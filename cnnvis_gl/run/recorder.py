@@ -44,6 +44,7 @@ from ..stats.distributed import (
     is_writer,
     merge_ranks,
     rank_world,
+    refuse_sharded,
     shard_of,
     sync_model,
 )
@@ -296,12 +297,5 @@ def unwrap(model: nn.Module) -> nn.Module:
     wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
     while isinstance(model, wrappers):
         model = model.module
-    sharded = "FullyShardedDataParallel" in type(model).__name__ or any(
-        type(p).__name__ in ("DTensor", "FlatParameter") for p in model.parameters()
-    )
-    if sharded:
-        raise CnnvisError(
-            "the model's weights are sharded over ranks (FSDP): the Recorder needs whole weights; "
-            "record with DDP, or analyse saved full weights with cnnvis analyze"
-        )
+    refuse_sharded(model)
     return model

@@ -104,6 +104,20 @@ def rank_device() -> torch.device:
     return torch.device("cpu")
 
 
+def refuse_sharded(model: torch.nn.Module) -> None:
+    """A one-line error for a model whose weights are sharded over ranks (FSDP): each rank holds
+    a slice of every weight, and snapshots need whole weights (and a forward with no
+    collectives inside, as ranks run different numbers of probe batches)."""
+    sharded = "FullyShardedDataParallel" in type(model).__name__ or any(
+        type(p).__name__ in ("DTensor", "FlatParameter") for p in model.parameters()
+    )
+    if sharded:
+        raise CnnvisError(
+            "the model's weights are sharded over ranks (FSDP): cnnvis needs whole weights; "
+            "record with DDP, or save the full weights and analyse them with cnnvis analyze"
+        )
+
+
 def comm_device(group: Any = None) -> torch.device:
     """Where the tensors of a collective must be: the current CUDA device for NCCL, else cpu."""
     import torch.distributed as dist

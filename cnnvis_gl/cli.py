@@ -324,6 +324,12 @@ def _info_parser(sub: Any) -> None:
         "--input-shape",
         help="C,H,W (default 3,32,32; a torchvision model's own size, e.g. 3,224,224)",
     )
+    p.add_argument(
+        "--lineage",
+        metavar="GROUP",
+        help="a run: how GROUP's clusters persist, split, merge, appear and dissolve from "
+        "snapshot to snapshot (each snapshot clustered afresh, as the viewer does by default)",
+    )
 
 
 def _demo_parser(sub: Any) -> None:
@@ -917,12 +923,25 @@ def cmd_video(a: argparse.Namespace) -> int:
     return 0
 
 
+def _print_lineage(run: Any, group: str) -> int:
+    from .errors import CnnvisError
+    from .layout.lineage import cluster_lineage
+
+    names = [g.name for g in run.graph.groups]
+    if group not in names:
+        raise CnnvisError(f"--lineage {group!r}: no such layer group (groups: {', '.join(names)})")
+    print(cluster_lineage(run, group).text())
+    return 0
+
+
 def cmd_info(a: argparse.Namespace) -> int:
     target = Path(a.target)
     if target.is_dir():
         from . import open_run
 
         run = open_run(target)
+        if a.lineage:
+            return _print_lineage(run, a.lineage)
         print(run)
         print(run.graph.summary())
         print(_capture_text(run.graph.capture))
@@ -941,6 +960,8 @@ def cmd_info(a: argparse.Namespace) -> int:
     from .model import build_graph
     from .models import build_model
 
+    if a.lineage:
+        raise CnnvisError(f"--lineage needs a run directory; {a.target!r} is not one")
     if a.input_shape:
         try:
             shape = tuple(int(s) for s in a.input_shape.split(","))

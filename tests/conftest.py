@@ -85,3 +85,31 @@ def small_run(tmp_path_factory: pytest.TempPathFactory, cifar_dir: Path) -> Path
     model = build_model("basecnn-x0.25")
     cnnvis_gl.analyze(model, f"cifar10:{cifar_dir}", limit=60, progress=False).save(run, 0)
     return run
+
+
+@pytest.fixture(scope="session")
+def recorded_run(tmp_path_factory: pytest.TempPathFactory, cifar_dir: Path) -> Path:
+    """A real recorded training run: BaseCNN×¼ (seed 0) trained for 13 SGD steps of 32 CIFAR-10
+    training images, snapshots at steps 0, 4, 8 and 12 on 100 test images.  Shared by the
+    session: copy it before writing into it."""
+    import torch
+    import torch.nn.functional as F
+
+    import cnnvis_gl
+    from cnnvis_gl.data import open_data
+    from cnnvis_gl.models import build_model
+
+    torch.manual_seed(0)
+    run = tmp_path_factory.mktemp("recorded") / "run"
+    model = build_model("basecnn-x0.25")
+    train = open_data(f"cifar10:{cifar_dir}", "train").subset(416)
+    probe = open_data(f"cifar10:{cifar_dir}", "test").subset(100)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    with cnnvis_gl.Recorder(model, probe, run, every=4, k=4) as rec:
+        for step, (x, y, _) in enumerate(train.batches(32, shuffle=True)):
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            rec.step(step, train_loss=loss.item())
+    return run

@@ -87,6 +87,32 @@ class Actions:
             return
         self._edit(f"open step {step}", lambda: self._session.open(int(step)))
 
+    def show_lineage(self, group: str | None) -> None:
+        """Ask for ``group``'s cluster lineage over the run (computed in the background; the
+        Lineage panel shows it)."""
+        self.app.state.debug.lineage_group = group
+
+    def go_to_cluster_at(self, step: int, group: str, members: np.ndarray) -> None:
+        """Show snapshot ``step`` and select and frame the cluster of ``group``'s row that
+        shares the most neurons with ``members`` (a cluster of the lineage at that step)."""
+        from ..layout.state import previous_clusters
+
+        def select() -> None:
+            scene = self.app.state.scene
+            if scene is None or group not in {r.name for r in scene.rows}:
+                return
+            _, ids, clusters = previous_clusters(scene)[group]
+            wanted = set(np.asarray(members).tolist())
+            shared = [len(wanted & set(m.tolist())) for m in clusters]
+            cid = ids[int(np.argmax(shared))]
+            self.select_cluster(cid)
+            self.zoom_to_cluster(int(np.flatnonzero(scene.clusters.id == cid)[0]))
+
+        if step == self.app.state.step:
+            select()
+        else:
+            self._edit(f"open step {step}", lambda: self._session.open(int(step)), select)
+
     def refresh_steps(self) -> None:
         """Re-read the run's list of snapshots (in the background)."""
         assert self.app.worker is not None

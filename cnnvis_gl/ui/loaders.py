@@ -9,7 +9,8 @@ go into :class:`~cnnvis_gl.ui.state.DebugState` (``app.state.debug``), where pan
 * :class:`Flags` — ``diagnose()`` of the snapshot shown;
 * :class:`Training` — learning curves and per-layer statistics over the run;
 * :class:`Compare` — the class-mean difference to another step (compare mode);
-* :class:`NeuronEdges` — the neuron-level edges of the clusters in view, zoomed in.
+* :class:`NeuronEdges` — the neuron-level edges of the clusters in view, zoomed in;
+* :class:`Lineage` — a group's cluster lineage over the run's snapshots (Lineage panel).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .training import activation_difference, load_training, scalars_signature
 if TYPE_CHECKING:
     from .app import App
 
-__all__ = ["Compare", "Flags", "Loader", "Loaders", "NeuronEdges", "Training"]
+__all__ = ["Compare", "Flags", "Lineage", "Loader", "Loaders", "NeuronEdges", "Training"]
 
 
 class Loader:
@@ -252,6 +253,46 @@ class NeuronEdges(Loader):
         self.app.state.debug.neuron_edges_info = ""
 
 
+class Lineage(Loader):
+    """The cluster lineage of the group the Lineage panel asks for, over the run's snapshots."""
+
+    label = "cluster lineage"
+
+    def _key(self) -> tuple | None:
+        st = self.app.state
+        group = st.debug.lineage_group
+        if group is None or st.run_dir is None or len(st.steps) < 2:
+            return None
+        return group, tuple(st.steps)
+
+    def due(self, now: float) -> tuple[Hashable, Callable[[], Any]] | None:
+        st = self.app.state
+        key = self._key()
+        if key is None or key == st.debug.lineage_key:
+            return None
+        group, steps, run_dir = key[0], key[1], st.run_dir
+
+        def load() -> Any:
+            from ..layout.lineage import cluster_lineage
+            from ..run.snapshot import open_run
+
+            def progress(done: int, total: int) -> None:
+                st.debug.lineage_progress = done / total
+
+            return cluster_lineage(open_run(run_dir), group, steps=steps, progress=progress)
+
+        st.debug.lineage_progress = 0.0
+        return key, load
+
+    def done(self, key: tuple, result: Any) -> None:
+        st = self.app.state
+        st.debug.lineage, st.debug.lineage_key = result, key
+
+    def failed(self, key: tuple, error: Exception) -> None:
+        st = self.app.state
+        st.debug.lineage, st.debug.lineage_key = None, key  # not asked again for this key
+
+
 class Loaders:
     """One loader of each kind, ticked in this order each frame."""
 
@@ -260,7 +301,14 @@ class Loaders:
         self.training = Training(app)
         self.compare = Compare(app)
         self.neuron_edges = NeuronEdges(app)
-        self.all: tuple[Loader, ...] = (self.flags, self.training, self.compare, self.neuron_edges)
+        self.lineage = Lineage(app)
+        self.all: tuple[Loader, ...] = (
+            self.flags,
+            self.training,
+            self.compare,
+            self.neuron_edges,
+            self.lineage,
+        )
 
     def tick(self, now: float) -> None:
         for loader in self.all:

@@ -206,6 +206,10 @@ class DebugState:
         ``[N, K]`` current − compared class means scaled to [-1, 1], and its summary.
     neuron_edges_info
         What the neuron-level edges on the view show (Controls panel).
+    lineage_group, lineage, lineage_key, lineage_progress
+        The group the Lineage panel shows; its :class:`~cnnvis_gl.layout.lineage.Lineage`
+        (``None``: not computed yet), the ``(group, steps)`` it was computed for, and the
+        fraction of snapshots clustered so far.
     """
 
     stat: str = "act_mean"
@@ -219,6 +223,10 @@ class DebugState:
     compare_diff: np.ndarray | None = None
     compare_info: dict[str, Any] = field(default_factory=dict)
     neuron_edges_info: str = ""
+    lineage_group: str | None = None
+    lineage: Any = None
+    lineage_key: tuple | None = None
+    lineage_progress: float = 0.0
 
 
 @dataclass
@@ -248,6 +256,8 @@ class PanelState:
         A note just added: the Notes panel shows it and puts the cursor in its text.
     callouts
         The annotations' callouts drawn over the network view this frame.
+    lineage_bars
+        The Lineage panel's cluster bars drawn this frame: ``(step, name, screen rect)``.
     """
 
     move_choice: int | None = None
@@ -261,6 +271,7 @@ class PanelState:
     tour_name: str = ""
     note_focus: int | None = None
     callouts: list[Any] = field(default_factory=list)
+    lineage_bars: list[Any] = field(default_factory=list)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from .bookmarks import bookmarks_panel
 from .chrome import menus, status_bar
 from .cluster import cluster_panel
 from .controls import controls_panel
+from .lineage import lineage_panel
 from .network import WINDOW, network_view
 from .neuron import neuron_panel
 from .notes import notes_panel
@@ -71,4 +72,5 @@ PANELS = (
     Panel("Bookmarks", "TimelineSpace", bookmarks_panel),
     Panel("Tour", "TimelineSpace", tour_panel),
     Panel("Notes", "TimelineSpace", notes_panel),
+    Panel("Lineage", "TimelineSpace", lineage_panel),
 )

@@ -477,6 +477,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         json.dumps(
             {
                 "model": a.model,
+                "no_norm": bool(a.no_norm),
                 "data": a.data,
                 "input_size": list(test_data.image_shape[1:]),
                 "normalize": {"mean": list(test_data.mean), "std": list(test_data.std)},
@@ -991,6 +992,68 @@ def _capture_text(capture: str) -> str:
     return "captured with torch.fx (an older cnnvis_gl)" if not capture else f"capture: {capture}"
 
 
+def _compare_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="compare two runs group by group: redundancy, inhibition, clusters, CKA",
+        description="Compare the latest snapshots of two runs (two models on the same data): "
+        "matched layer groups (same name, else relative depth), their neurons and clusters, the "
+        "share of neurons with a near-duplicate class profile (redundant), the share of "
+        "positive weights among the strongest edges into the group (positive edges; ~100%%: no "
+        "inhibition), and linear CKA between the two models' responses to the same probe "
+        "images (needs runs made by cnnvis train, which record how to rebuild their model).",
+    )
+    p.add_argument("run_a", metavar="RUN_A")
+    p.add_argument("run_b", metavar="RUN_B")
+    p.add_argument("--data", metavar="SPEC", help="probe images for CKA (default: run A's "
+                   "training data spec, test split)")  # fmt: skip
+    p.add_argument("--limit", type=_count, default=500, help="probe images for CKA (default 500)")
+    p.add_argument("--no-cka", action="store_true", help="skip CKA (no models are run)")
+    _add_device(p)
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    from . import open_run
+    from .compare import compare_runs, rebuild_model, table
+    from .data import open_data
+    from .data.inputs import fit_to_model
+
+    runs = (open_run(a.run_a), open_run(a.run_b))
+    models: list[Any] = [None, None]
+    data = None
+    if not a.no_cka:
+        why = []
+        for k, path in enumerate((a.run_a, a.run_b)):
+            models[k], reason = rebuild_model(path)
+            if reason:
+                why.append(reason)
+        train = _train_json(a.run_a)
+        spec = a.data or train.get("data")
+        if why or not spec:
+            print("no CKA: " + ("; ".join(why) or "give the probe images with --data"))
+            models = [None, None]
+        else:  # the images as run A's model was trained on them: size, normalisation
+            size, norm = train.get("input_size"), train.get("normalize") or {}
+            stats = (norm["mean"], norm["std"]) if "mean" in norm and "std" in norm else None
+            data = open_data(spec, "test").subset(a.limit)
+            data = fit_to_model(data, tuple(size) if size else None, stats)
+            models = [m.to(_device(a.device)) for m in models]
+    rows = compare_runs(runs[0], runs[1], data=data, models=(models[0], models[1]))
+    print(table(rows, str(a.run_a), str(a.run_b)))
+    if data is not None:
+        print(f"CKA: linear, on each neuron's spatial-max response to {len(data)} images of {data.name}")
+    return 0
+
+
+def _train_json(run_dir: str) -> dict:
+    """What ``cnnvis train`` recorded about a run (``{}`` if nothing)."""
+    try:
+        doc = json.loads((Path(run_dir) / "train.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     from .demo import DemoConfig, run_demo
 
@@ -1021,6 +1084,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
     "render": (_render_parser, cmd_render),
     "info": (_info_parser, cmd_info),
     "ablate": (_ablate_parser, cmd_ablate),
+    "compare": (_compare_parser, cmd_compare),
     "video": (_video_parser, cmd_video),
     "demo": (_demo_parser, cmd_demo),
 }

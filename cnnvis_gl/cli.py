@@ -296,9 +296,15 @@ def _ablate_parser(sub: Any) -> None:
         epilog=EPILOG,
     )
     p.add_argument("run", metavar="RUN_DIR", help="the analysed run (its clusters)")
-    p.add_argument("--model", required=True, help="zoo model name or path/to/file.py:factory")
+    p.add_argument(
+        "--model",
+        help="zoo model name or path/to/file.py:factory (default: what RUN_DIR/train.json of "
+        "cnnvis train says, with RUN_DIR/weights.pt)",
+    )
     p.add_argument("--weights", help="state dict (.pt) of the model the run was made of")
-    p.add_argument("--data", required=True, metavar="SPEC", help="dataset spec (see below)")
+    p.add_argument(
+        "--data", metavar="SPEC", help="dataset spec (see below; default: RUN_DIR/train.json's)"
+    )
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--limit", type=_count, help="use the first N images")
     what = p.add_mutually_exclusive_group(required=True)
@@ -607,9 +613,6 @@ def cmd_view(a: argparse.Namespace) -> int:
 
 def cmd_ablate(a: argparse.Namespace) -> int:
     from . import open_run
-    from .data import open_data
-    from .data.inputs import fit_to_model, parse_input_size, parse_normalize
-    from .models import load_model
     from .stats.ablation import ablate
 
     run = open_run(a.run)
@@ -619,12 +622,8 @@ def cmd_ablate(a: argparse.Namespace) -> int:
         sets, labels = _each_cluster(scene, a.each_cluster)
     else:
         sets, labels = [_ablation_set(scene, snap, a.neurons)], [a.neurons]
-    data = open_data(a.data, a.split)
-    if a.limit:
-        data = data.subset(a.limit)
-    size_hw = parse_input_size(a.input_size, "--input-size")
-    data = fit_to_model(data, size_hw, parse_normalize(a.normalize, "--normalize"))
-    model = load_model(a.model, a.weights, num_classes=len(data.classes)).to(_device(a.device))
+    model, data = _ablation_model_and_data(a, run)
+    model = model.to(_device(a.device))
     t0 = time.perf_counter()
     try:
         results = ablate(model, data.batches(a.batch_size), sets, len(data.classes))
@@ -632,9 +631,40 @@ def cmd_ablate(a: argparse.Namespace) -> int:
         from .errors import CnnvisError
 
         raise CnnvisError(f"ablate: {e}") from None
-    print(f"{len(data)} images of {a.data}, {len(sets)} ablation(s) in {time.perf_counter() - t0:.1f} s")
+    print(f"{len(data)} images of {data.name}, {len(sets)} ablation(s) in {time.perf_counter() - t0:.1f} s")
     print(_ablation_table(data.classes, results, labels, sets))
     return 0
+
+
+def _ablation_model_and_data(a: argparse.Namespace, run: Any) -> tuple[Any, Any]:
+    """``cnnvis ablate``'s model and images: as given, else as the run's train.json says."""
+    from .data import open_data
+    from .data.inputs import fit_to_model, parse_input_size, parse_normalize
+    from .errors import CnnvisError
+    from .models import load_model
+    from .run.rebuild import rebuild_model, train_record
+
+    rec = train_record(a.run)
+    spec = a.data or rec.get("data")
+    if not isinstance(spec, str):
+        raise CnnvisError(f"--data is needed: {a.run} does not name its data (no train.json)")
+    data = open_data(spec, a.split)
+    if a.limit:
+        data = data.subset(a.limit)
+    size_hw = parse_input_size(a.input_size, "--input-size")
+    stats = parse_normalize(a.normalize, "--normalize")
+    if a.model is None:
+        model, why = rebuild_model(a.run, len(run.classes))
+        if model is None:
+            raise CnnvisError(f"--model is needed: {why}")
+        norm = rec.get("normalize") or {}
+        if size_hw is None and rec.get("input_size"):
+            size_hw = tuple(rec["input_size"])
+        if stats is None and "mean" in norm and "std" in norm:
+            stats = (tuple(norm["mean"]), tuple(norm["std"]))
+    else:
+        model = load_model(a.model, a.weights, num_classes=len(data.classes))
+    return model, fit_to_model(data, size_hw, stats)
 
 
 def _run_scene(run_dir: str, snap: Any) -> Any:
@@ -1014,9 +1044,8 @@ def _compare_parser(sub: Any) -> None:
 
 def cmd_compare(a: argparse.Namespace) -> int:
     from . import open_run
-    from .compare import compare_runs, rebuild_model, table
-    from .data import open_data
-    from .data.inputs import fit_to_model
+    from .compare import compare_runs, table
+    from .run.rebuild import rebuild_model, rebuild_probe
 
     runs = (open_run(a.run_a), open_run(a.run_b))
     models: list[Any] = [None, None]
@@ -1024,34 +1053,21 @@ def cmd_compare(a: argparse.Namespace) -> int:
     if not a.no_cka:
         why = []
         for k, path in enumerate((a.run_a, a.run_b)):
-            models[k], reason = rebuild_model(path)
+            models[k], reason = rebuild_model(path, len(runs[k].classes))
             if reason:
                 why.append(reason)
-        train = _train_json(a.run_a)
-        spec = a.data or train.get("data")
-        if why or not spec:
+        # the images as run A's model was trained on them: size, normalisation
+        data = None if why else rebuild_probe(a.run_a, a.limit, a.data)
+        if data is None:
             print("no CKA: " + ("; ".join(why) or "give the probe images with --data"))
             models = [None, None]
-        else:  # the images as run A's model was trained on them: size, normalisation
-            size, norm = train.get("input_size"), train.get("normalize") or {}
-            stats = (norm["mean"], norm["std"]) if "mean" in norm and "std" in norm else None
-            data = open_data(spec, "test").subset(a.limit)
-            data = fit_to_model(data, tuple(size) if size else None, stats)
+        else:
             models = [m.to(_device(a.device)) for m in models]
     rows = compare_runs(runs[0], runs[1], data=data, models=(models[0], models[1]))
     print(table(rows, str(a.run_a), str(a.run_b)))
     if data is not None:
         print(f"CKA: linear, on each neuron's spatial-max response to {len(data)} images of {data.name}")
     return 0
-
-
-def _train_json(run_dir: str) -> dict:
-    """What ``cnnvis train`` recorded about a run (``{}`` if nothing)."""
-    try:
-        doc = json.loads((Path(run_dir) / "train.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
 
 
 def cmd_demo(a: argparse.Namespace) -> int:

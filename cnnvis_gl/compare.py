@@ -18,21 +18,18 @@ similar their representations are (``cnnvis compare RUN_A RUN_B``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from .analysis.diagnose import positive_fraction, redundancy
-from .errors import CnnvisError
 from .layout.lineage import group_clusters
-from .run.snapshot import Run, Snapshot, open_run
+from .run.snapshot import Run, Snapshot
 from .stats.probe import Probe
 
-__all__ = ["GroupComparison", "compare_runs", "linear_cka", "match_groups", "rebuild_model", "unit_responses"]
+__all__ = ["GroupComparison", "compare_runs", "linear_cka", "match_groups", "unit_responses"]
 
 
 def linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
@@ -93,27 +90,6 @@ def match_groups(names_a: list[str], names_b: list[str]) -> list[tuple[str, str]
         pairs[a] = b
         free.remove(b)
     return [(a, pairs[a]) for a in names_a if a in pairs]
-
-
-def rebuild_model(run_dir: str | Path) -> tuple[torch.nn.Module | None, str]:
-    """The model of a run made by ``cnnvis train`` (``train.json`` + ``weights.pt``), or
-    ``(None, why not)``."""
-    from .models import build_model, load_weights
-
-    run_dir = Path(run_dir)
-    spec_file, weights = run_dir / "train.json", run_dir / "weights.pt"
-    if not spec_file.is_file() or not weights.is_file():
-        return None, f"{run_dir} has no train.json + weights.pt (only cnnvis train writes them)"
-    try:
-        spec = json.loads(spec_file.read_text(encoding="utf-8"))
-        name = spec["model"]
-        classes = len(open_run(run_dir).classes)
-        kw = {"norm": False} if spec.get("no_norm") else {}
-        model = build_model(name, num_classes=classes, **kw)
-    except (ValueError, KeyError, TypeError) as e:
-        raise CnnvisError(f"{spec_file}: cannot read the model spec ({e})") from None
-    load_weights(model, weights)
-    return model, ""
 
 
 @dataclass

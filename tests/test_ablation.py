@@ -110,3 +110,9 @@ def test_cnnvis_ablate_clusters_and_each_cluster(cifar_dir: Path, tmp_path: Path
     ):
         r = cnnvis("ablate", run, *common, *bad)
         assert r.returncode == 2 and needle in r.stderr, r.stderr
+    # a run of cnnvis analyze does not say how to rebuild its model: one line each
+    r = cnnvis("ablate", run, "--each-cluster", "conv2")
+    assert r.returncode == 2 and "--data is needed:" in r.stderr, r.stderr
+    r = cnnvis("ablate", run, "--data", data, "--each-cluster", "conv2")
+    assert r.returncode == 2 and "--model is needed:" in r.stderr, r.stderr
+    assert "does not say how to rebuild its model" in r.stderr

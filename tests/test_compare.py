@@ -78,5 +78,5 @@ def test_cnnvis_compare_prints_the_table(two_runs, small_run, tmp_path, capsys):
     shutil.copytree(small_run, other)
     assert main(["compare", str(narrow), str(other)]) == 0
     out = capsys.readouterr().out
-    assert f"no CKA: {other} has no train.json + weights.pt" in out
+    assert f"no CKA: {other} does not say how to rebuild its model" in out
     assert out.splitlines()[-1].split()[-1] == "—"

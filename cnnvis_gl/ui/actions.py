@@ -92,6 +92,18 @@ class Actions:
         Lineage panel shows it)."""
         self.app.state.debug.lineage_group = group
 
+    def ablate_cluster(self, ci: int) -> None:
+        """Ask for the per-class accuracy with cluster ``ci``'s channels zeroed (computed in the
+        background on the run's rebuilt model; the Cluster panel shows it)."""
+        st = self.app.state
+        s = st.scene
+        if s is None:
+            return
+        rows = st.cluster_neurons(ci)
+        unit = s.units[int(s.neurons.unit[rows[0]])]
+        channels = tuple(sorted(int(v) for v in s.neurons.index[rows]))
+        st.debug.ablation_want = (st.step, unit, channels)
+
     def go_to_cluster_at(self, step: int, group: str, members: np.ndarray) -> None:
         """Show snapshot ``step`` and select and frame the cluster of ``group``'s row that
         shares the most neurons with ``members`` (a cluster of the lineage at that step)."""

@@ -10,7 +10,8 @@ go into :class:`~cnnvis_gl.ui.state.DebugState` (``app.state.debug``), where pan
 * :class:`Training` — learning curves and per-layer statistics over the run;
 * :class:`Compare` — the class-mean difference to another step (compare mode);
 * :class:`NeuronEdges` — the neuron-level edges of the clusters in view, zoomed in;
-* :class:`Lineage` — a group's cluster lineage over the run's snapshots (Lineage panel).
+* :class:`Lineage` — a group's cluster lineage over the run's snapshots (Lineage panel);
+* :class:`Ablations` — per-class accuracy with a cluster's channels zeroed (Cluster panel).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from .training import activation_difference, load_training, scalars_signature
 if TYPE_CHECKING:
     from .app import App
 
-__all__ = ["Compare", "Flags", "Lineage", "Loader", "Loaders", "NeuronEdges", "Training"]
+__all__ = [
+    "Ablations", "Compare", "Flags", "Lineage", "Loader", "Loaders", "NeuronEdges", "Training"
+]  # fmt: skip
 
 
 class Loader:
@@ -293,6 +296,49 @@ class Lineage(Loader):
         st.debug.lineage, st.debug.lineage_key = None, key  # not asked again for this key
 
 
+class Ablations(Loader):
+    """Runs the ablation the Cluster panel asks for on the run's rebuilt model (its saved
+    weights) over ``PROBE`` test images of its training data; results are kept per channel set."""
+
+    label = "ablation"
+    PROBE = 1000
+
+    def __init__(self, app: App) -> None:
+        super().__init__(app)
+        self._model: tuple[Any, Any, str] | None = None  # (model, probe images, why not)
+
+    def due(self, now: float) -> tuple[Hashable, Callable[[], Any]] | None:
+        st = self.app.state
+        want = st.debug.ablation_want
+        if want is None or want in st.debug.ablations or st.run_dir is None:
+            return None
+        run_dir, classes = st.run_dir, len(st.snapshot.classes) if st.snapshot else 0
+        _, unit, channels = want
+
+        def run() -> Any:
+            from ..run.rebuild import rebuild_model, rebuild_probe
+            from ..stats.ablation import ablate
+
+            if self._model is None:
+                model, why = rebuild_model(run_dir, classes)
+                data = rebuild_probe(run_dir, self.PROBE) if model is not None else None
+                if model is not None and data is None:
+                    why = f"the run does not name its data ({run_dir}/train.json)"
+                self._model = (model, data, why)
+            model, data, why = self._model
+            if model is None or data is None:
+                return why
+            return ablate(model, data.batches(250), [{unit: list(channels)}], classes)[0]
+
+        return want, run
+
+    def done(self, key: tuple, result: Any) -> None:
+        self.app.state.debug.ablations[key] = result
+
+    def failed(self, key: tuple, error: Exception) -> None:
+        self.app.state.debug.ablations[key] = f"the ablation failed: {type(error).__name__}: {error}"
+
+
 class Loaders:
     """One loader of each kind, ticked in this order each frame."""
 
@@ -302,7 +348,9 @@ class Loaders:
         self.compare = Compare(app)
         self.neuron_edges = NeuronEdges(app)
         self.lineage = Lineage(app)
+        self.ablations = Ablations(app)
         self.all: tuple[Loader, ...] = (
+            self.ablations,
             self.flags,
             self.training,
             self.compare,

@@ -210,6 +210,10 @@ class DebugState:
         The group the Lineage panel shows; its :class:`~cnnvis_gl.layout.lineage.Lineage`
         (``None``: not computed yet), the ``(group, steps)`` it was computed for, and the
         fraction of snapshots clustered so far.
+    ablation_want, ablations
+        The ablation the Cluster panel asks for, as ``(step, unit, channels)``; the results by
+        that key: an :class:`~cnnvis_gl.stats.ablation.Ablation`, or the reason there is none
+        (a string).
     """
 
     stat: str = "act_mean"
@@ -227,6 +231,8 @@ class DebugState:
     lineage: Any = None
     lineage_key: tuple | None = None
     lineage_progress: float = 0.0
+    ablation_want: tuple | None = None
+    ablations: dict[tuple, Any] = field(default_factory=dict)
 
 
 @dataclass

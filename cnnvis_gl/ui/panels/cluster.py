@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from imgui_bundle import imgui
+from imgui_bundle import imgui, implot
 
 from ...layout.selection import class_top_neurons
 from ...render.theme import colormap
@@ -68,6 +68,9 @@ def cluster_panel(st: AppState, act: Actions) -> None:
             imgui.end_tab_item()
         if imgui.begin_tab_item("Neurons")[0]:
             _neuron_table(st, act, ci)
+            imgui.end_tab_item()
+        if imgui.begin_tab_item("Ablate")[0]:
+            _ablation(st, act, ci)
             imgui.end_tab_item()
         imgui.end_tab_bar()
 
@@ -181,3 +184,54 @@ def _neuron_table(st: AppState, act: Actions, ci: int) -> None:
             imgui.text(st.snapshot.classes[top] if top >= 0 else "–")
     clipper.end()
     imgui.end_table()
+
+
+def _ablation(st: AppState, act: Actions, ci: int) -> None:
+    """Zero the cluster's channels in the real model and show what each class loses."""
+    s = st.scene
+    assert s is not None and st.snapshot is not None
+    latest = st.steps[-1] if st.steps else st.step
+    if st.step != latest:
+        hint(f"The run's saved weights are those of its last snapshot (step {latest}): open it to "
+             "ablate.")  # fmt: skip
+        return
+    rows = st.cluster_neurons(ci)
+    unit = s.units[int(s.neurons.unit[rows[0]])]
+    key = (st.step, unit, tuple(sorted(int(v) for v in s.neurons.index[rows])))
+    row = s.rows[int(s.clusters.row[ci])].name
+    label = unit if row == unit else f"{row} ({unit})"
+    if imgui.button(f"Zero its {len(rows)} channels of {label}###ablate"):
+        act.ablate_cluster(ci)
+    if imgui.is_item_hovered():
+        imgui.set_tooltip("per-class accuracy of the model with these channels zeroed (forward "
+                          "hooks), against the unablated model on the same images")  # fmt: skip
+    result = st.debug.ablations.get(key)
+    if result is None:
+        if st.debug.ablation_want == key:
+            imgui.text_disabled("running the model on the probe images …")
+        else:
+            hint("Does this cluster matter, and for which classes? The run's model (rebuilt from "
+                 "train.json + weights.pt) runs on its test images with and without it.")  # fmt: skip
+        return
+    if isinstance(result, str):
+        hint(f"cannot ablate: {result}")
+        return
+    names = st.snapshot.classes
+    K = len(names)
+    drop = 100.0 * result.drop.astype(np.float64)
+    base, ablated = result.overall
+    imgui.text(f"accuracy {base:.1%} → {ablated:.1%} ({100 * (base - ablated):+.1f} points lost)")
+    h = max(min(em(1.25) * K + em(1.6), em(15)), em(7))
+    flags = implot.Flags_.no_legend | implot.Flags_.no_menus | implot.Flags_.no_box_select
+    if implot.begin_plot("##ablation_bars", imgui.ImVec2(-1, h), flags):
+        implot.setup_axes("accuracy lost (points)", "", 0, implot.AxisFlags_.invert)
+        implot.setup_axis_ticks(implot.ImAxis_.y1, [float(k) for k in range(K)], list(names))
+        implot.setup_axis_limits(implot.ImAxis_.y1, -0.6, K - 0.4, imgui.Cond_.always)
+        lo, hi = min(0.0, float(drop.min())), max(float(drop.max()), 1.0)
+        implot.setup_axis_limits(implot.ImAxis_.x1, lo - 1, hi * 1.08, imgui.Cond_.always)
+        spec = implot.Spec(
+            flags=implot.BarsFlags_.horizontal, fill_color=imgui.ImVec4(0.95, 0.45, 0.38, 1.0)
+        )
+        implot.plot_bars("lost", drop, np.arange(K, dtype=np.float64), 0.7, spec)
+        implot.end_plot()
+    hint(f"{int(result.count.sum())} test images; bars: accuracy lost per class (negative: gained)")

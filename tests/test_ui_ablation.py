@@ -1,0 +1,149 @@
+"""Ablation from the viewer (headless, ImGui Test Engine) on a real run of ``cnnvis train``:
+select a cluster, open the Cluster panel's Ablate tab, zero it; the bars are the real model's
+per-class accuracy lost, equal to :func:`cnnvis_gl.stats.ablation.ablate` run directly."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ui_driver import drive, wait
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(autouse=True)
+def _needs_egl(headless_gl) -> None:
+    """The real viewer on headless OpenGL."""
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, cifar_dir) -> Path:
+    from cnnvis_gl.cli import main
+
+    out = tmp_path_factory.mktemp("ablate") / "run"
+    args = ["train", "basecnn-x0.25", "--data", f"cifar10:{cifar_dir}", "--epochs", "1"]
+    args += [
+        "--limit",
+        "512",
+        "--test-limit",
+        "100",
+        "--analyze-limit",
+        "200",
+        "-q",
+        "-o",
+        str(out),
+    ]
+    assert main(args) == 0
+    return out
+
+
+def test_ablate_a_cluster_from_the_cluster_panel(trained_run: Path, tmp_path: Path):
+    from imgui_bundle import imgui
+    from imgui_bundle.immapp import testing
+
+    from cnnvis_gl import open_run
+    from cnnvis_gl.run.rebuild import rebuild_model, rebuild_probe
+    from cnnvis_gl.stats.ablation import ablate
+    from cnnvis_gl.ui import App
+    from cnnvis_gl.ui.loaders import Ablations
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir)
+    app = App(run_dir, headless=True)
+    seen: dict = {}
+
+    def test(ctx):
+        wait(ctx, lambda: app.state.scene is not None and not app.feed.pending)
+        ctx.yield_(2)
+        s = app.state.scene
+        row = next(k for k, r in enumerate(s.rows) if r.name == "conv4")
+        ci = max(np.flatnonzero(s.clusters.row == row), key=lambda c: int(s.clusters.size[c]))
+        x, y, w, h = (float(v) for v in s.clusters.rect[ci])
+        ctx.mouse_move_to_pos(imgui.ImVec2(*app.view.screen_pos(x + w / 2, y + 2)))  # its frame
+        ctx.yield_(2)
+        ctx.mouse_click(0)
+        ctx.yield_(3)
+        seen["selected"] = app.state.selection.cluster
+        seen["cid"] = int(s.clusters.id[ci])
+        n = s.neurons
+        seen["expected"] = (
+            s.units[int(n.unit[n.cluster == ci][0])],
+            sorted(int(v) for v in n.index[n.cluster == ci]),
+        )
+        ctx.item_click("//Cluster/cluster_tabs/Ablate")
+        ctx.yield_(2)
+        ctx.item_click("//Cluster/**/###ablate")
+        ctx.yield_(2)
+        want = app.state.debug.ablation_want
+        seen["want"] = want
+        wait(ctx, lambda: want in app.state.debug.ablations, timeout=300)
+        ctx.yield_(3)
+        seen["result"] = app.state.debug.ablations[want]
+        testing.capture(ctx, str(tmp_path / "ablation.png"))
+        print(f"ablation screenshot: {tmp_path / 'ablation.png'}")
+
+    drive(app, test, (1280, 860))
+    assert seen["selected"] == seen["cid"]
+    step, unit, channels = seen["want"]
+    assert (unit, list(channels)) == seen["expected"]  # the selected cluster's channels
+    assert step == max(open_run(run_dir).steps())
+    got = seen["result"]
+    assert not isinstance(got, str), got
+    # the same numbers from the library, on the same model, images and channels
+    model, why = rebuild_model(run_dir, 10)
+    data = rebuild_probe(run_dir, Ablations.PROBE)
+    (direct,) = ablate(model, data.batches(250), [{unit: list(channels)}], 10)
+    assert int(got.count.sum()) == min(Ablations.PROBE, 10000)
+    np.testing.assert_array_equal(got.correct, direct.correct)
+    np.testing.assert_array_equal(got.correct_base, direct.correct_base)
+    np.testing.assert_allclose(got.loss, direct.loss, rtol=1e-6)
+
+
+def test_a_run_without_its_model_says_why(small_run: Path, tmp_path: Path):
+    from imgui_bundle import imgui
+
+    from cnnvis_gl.ui import App
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(small_run, run_dir)
+    app = App(run_dir, headless=True)
+    seen: dict = {}
+
+    def test(ctx):
+        wait(ctx, lambda: app.state.scene is not None and not app.feed.pending)
+        ctx.yield_(2)
+        ci = int(np.argmax(app.state.scene.clusters.size))
+        x, y, w, h = (float(v) for v in app.state.scene.clusters.rect[ci])
+        ctx.mouse_move_to_pos(imgui.ImVec2(*app.view.screen_pos(x + w / 2, y + 2)))  # its frame
+        ctx.yield_(2)
+        ctx.mouse_click(0)
+        ctx.yield_(3)
+        ctx.item_click("//Cluster/cluster_tabs/Ablate")
+        ctx.yield_(2)
+        ctx.item_click("//Cluster/**/###ablate")
+        wait(ctx, lambda: app.state.debug.ablation_want in app.state.debug.ablations)
+        seen["result"] = app.state.debug.ablations[app.state.debug.ablation_want]
+
+    drive(app, test, (1280, 860))
+    assert isinstance(seen["result"], str)
+    assert "does not say how to rebuild its model (no train.json + weights.pt" in seen["result"]
+
+
+def test_cnnvis_ablate_rebuilds_the_model_of_a_train_run(trained_run: Path, capsys):
+    """No --model, --weights or --data: the run's train.json and weights.pt say them."""
+    from cnnvis_gl.cli import main
+    from cnnvis_gl.run.rebuild import rebuild_model, rebuild_probe
+    from cnnvis_gl.stats.ablation import ablate
+
+    assert main(["ablate", str(trained_run), "--neurons", "conv4", "--limit", "300"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("300 images of cifar10-test, 1 ablation(s)")
+    model, _ = rebuild_model(trained_run, 10)
+    data = rebuild_probe(trained_run, 300)
+    unit = out[1].split("zeroed ")[1].split(":")[0]
+    (r,) = ablate(model, data.batches(256), [{unit: list(range(128))}], 10)
+    b, ab = r.overall
+    assert out[-1].split() == ["all", "300", f"{b:.1%}", f"{ab:.1%}", f"{b - ab:+.1%}"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -458,6 +457,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     from . import analyze
     from .models import build_model
+    from .run.rebuild import write_train_record
     from .train import TrainConfig
 
     train_data, test_data, size_hw = _train_data(a)
@@ -479,19 +479,17 @@ def cmd_train(a: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     hist = _train_recorded(a, model, train_data, test_data, cfg)
     torch.save(model.state_dict(), out / "weights.pt")
-    (out / "train.json").write_text(
-        json.dumps(
-            {
-                "model": a.model,
-                "no_norm": bool(a.no_norm),
-                "data": a.data,
-                "input_size": list(test_data.image_shape[1:]),
-                "normalize": {"mean": list(test_data.mean), "std": list(test_data.std)},
-                "config": vars(cfg),
-                "epochs": hist.epochs,
-            },
-            indent=1,
-        )
+    write_train_record(
+        out,
+        {
+            "model": a.model,
+            "no_norm": bool(a.no_norm),
+            "data": a.data,
+            "input_size": list(test_data.image_shape[1:]),
+            "normalize": {"mean": list(test_data.mean), "std": list(test_data.std)},
+            "config": vars(cfg),
+            "epochs": hist.epochs,
+        },
     )
     last = hist.epochs[-1] if hist.epochs else {}
     names = ("train_loss", "train_error", "test_loss", "test_error")

@@ -510,6 +510,19 @@ def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], Any] | None = N
     if trainer.hist is not None and trainer.hist.epochs:
         result.test_error = trainer.hist.epochs[-1].get("test_error")
     torch.save(model.state_dict(), cfg.out / "weights.pt")
+    from .run.rebuild import write_train_record
+
+    # how to rebuild the model (the viewer's Ablate tab, cnnvis ablate / compare): the weights
+    # are those of the last snapshot; the digits fallback is no data spec
+    write_train_record(
+        cfg.out,
+        {
+            "model": MODEL,
+            "data": None if fallback else cfg.data,
+            "input_size": list(test_data.image_shape[1:]),
+            "normalize": {"mean": list(test_data.mean), "std": list(test_data.std)},
+        },
+    )
     from .run.snapshot import open_run
 
     result.snapshots = open_run(cfg.out).steps()

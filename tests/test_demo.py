@@ -46,6 +46,12 @@ def test_demo_headless_end_to_end(cifar_dir: Path, tmp_path: Path, headless_gl):
     assert (out / "scalars.jsonl").stat().st_size > 0
     assert (out / "weights.pt").is_file()
     assert json.loads((out / "demo.json").read_text())["data"] == "cifar10"
+    # the run says how to rebuild its model: the viewer can ablate it
+    from cnnvis_gl.run.rebuild import rebuild_model, rebuild_probe
+
+    model, why = rebuild_model(out, 10)
+    assert model is not None, why
+    assert len(rebuild_probe(out, 50)) == 50
     shots = sorted((out / "screenshots").glob("*.png"))
     assert len(shots) >= 2, text
     assert any(p.name.startswith("final-step000012") for p in shots)

@@ -7,6 +7,7 @@
 
 Each is imported on its own, so that neither library is needed by the rest of the package.
 """
+
 from __future__ import annotations
 
 import importlib

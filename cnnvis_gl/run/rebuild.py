@@ -11,7 +11,10 @@ from typing import Any
 
 from ..errors import CnnvisError
 
-__all__ = ["TRAIN_FILE", "WEIGHTS_FILE", "rebuild_model", "rebuild_probe", "train_record"]
+__all__ = [
+    "TRAIN_FILE", "WEIGHTS_FILE", "rebuild_model", "rebuild_probe", "train_record",
+    "write_train_record",
+]  # fmt: skip
 
 TRAIN_FILE = "train.json"
 WEIGHTS_FILE = "weights.pt"
@@ -24,6 +27,17 @@ def train_record(run_dir: str | Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return doc if isinstance(doc, dict) else {}
+
+
+def write_train_record(run_dir: str | Path, record: dict[str, Any]) -> Path:
+    """Write ``RUN/train.json`` (atomically: a temporary file renamed into place).  ``record``
+    holds ``model`` (a zoo name or ``file.py:factory``) and, where known, ``data`` (a data spec),
+    ``input_size`` ``[H, W]``, ``normalize`` ``{"mean", "std"}`` and ``no_norm``."""
+    path = Path(run_dir) / TRAIN_FILE
+    tmp = path.with_name(f".{TRAIN_FILE}.tmp")
+    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    tmp.replace(path)
+    return path
 
 
 def rebuild_model(run_dir: str | Path, num_classes: int) -> tuple[Any, str]:

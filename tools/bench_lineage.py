@@ -22,26 +22,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 from make_presentation_images import record  # noqa: E402
+from viewer_driver import drive, open_app, wait  # noqa: E402
 
 
 def measure(run: Path, frames: int) -> dict:
     from imgui_bundle import imgui
-    from imgui_bundle.immapp import testing
 
-    from cnnvis_gl.ui import App
-    from cnnvis_gl.ui.app import runner_params
-    from cnnvis_gl.ui.headless import init_headless
-
-    app = App(run, headless=True)
-    app.frame_period = 0.0
+    app = open_app(run)
     out: dict = {}
-
-    def wait(ctx, cond) -> None:
-        end = time.monotonic() + 600
-        while not cond():
-            if time.monotonic() > end:
-                raise SystemExit("timed out waiting for the viewer")
-            ctx.yield_()
 
     def sweep(ctx, x0: float, x1: float, y: float) -> list[float]:
         app.state.frame_ms.clear()
@@ -66,11 +54,7 @@ def measure(run: Path, frames: int) -> dict:
         ys = [(b[2][1] + b[2][3]) / 2 for b in bars]
         out["lineage"] = sweep(ctx, min(xs), max(xs), float(np.median(ys)))
 
-    init_headless()
-    rp, addons = runner_params(app, (1600, 1000))
-    testing.run(test_function=test, runner_params=rp, add_ons_params=addons)
-    if app.panel_errors:
-        raise SystemExit(f"a panel failed: {app.panel_errors}")
+    drive(app, test, (1600, 1000))
     return out
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,26 +18,17 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+from viewer_driver import drive, open_app, wait  # noqa: E402
 
 
 def shoot(run: Path, cid: int, png: Path) -> None:
     from imgui_bundle import imgui
     from imgui_bundle.immapp import testing
 
-    from cnnvis_gl.ui import App
-    from cnnvis_gl.ui.app import runner_params
-    from cnnvis_gl.ui.headless import init_headless
-
-    app = App(run, headless=True)
-    app.frame_period = 0.0
+    app = open_app(run)
     box: dict = {}
-
-    def wait(ctx, cond) -> None:
-        end = time.monotonic() + 600
-        while not cond():
-            if time.monotonic() > end:
-                raise SystemExit("timed out waiting for the viewer")
-            ctx.yield_()
 
     def test(ctx) -> None:
         wait(ctx, lambda: app.state.scene is not None and not app.feed.pending)
@@ -56,11 +46,7 @@ def shoot(run: Path, cid: int, png: Path) -> None:
         box["ci"] = ci
         testing.capture(ctx, str(png))
 
-    init_headless()
-    rp, addons = runner_params(app, (1400, 900))
-    testing.run(test_function=test, runner_params=rp, add_ons_params=addons)
-    if app.panel_errors:
-        raise SystemExit(f"a panel failed: {app.panel_errors}")
+    drive(app, test, (1400, 900))
     im = Image.open(png).convert("RGB")
     w, h = im.size
     im.crop((int(w * 0.737), 20, w, int(h * 0.47))).save(png)  # the Cluster panel

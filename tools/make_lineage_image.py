@@ -12,7 +12,6 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from PIL import Image
@@ -22,25 +21,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 from make_presentation_images import record  # noqa: E402
+from viewer_driver import drive, open_app, wait  # noqa: E402
 
 
 def shoot(run: Path, group: str, png: Path) -> None:
     from imgui_bundle import imgui
     from imgui_bundle.immapp import testing
 
-    from cnnvis_gl.ui import App
-    from cnnvis_gl.ui.app import runner_params
-    from cnnvis_gl.ui.headless import init_headless
-
-    app = App(run, headless=True)
-    app.frame_period = 0.0
-
-    def wait(ctx, cond) -> None:
-        end = time.monotonic() + 300
-        while not cond():
-            if time.monotonic() > end:
-                raise SystemExit("timed out waiting for the viewer")
-            ctx.yield_()
+    app = open_app(run)
 
     def test(ctx) -> None:
         wait(ctx, lambda: app.state.scene is not None and not app.feed.pending)
@@ -55,11 +43,7 @@ def shoot(run: Path, group: str, png: Path) -> None:
         ctx.yield_(3)
         testing.capture(ctx, str(png))
 
-    init_headless()
-    rp, addons = runner_params(app, (1400, 900))
-    testing.run(test_function=test, runner_params=rp, add_ons_params=addons)
-    if app.panel_errors:
-        raise SystemExit(f"a panel failed: {app.panel_errors}")
+    drive(app, test, (1400, 900))
     # the bottom dock (Snapshots … Lineage): crop to it
     bars = app.state.panels.lineage_bars
     top = min(b[2][1] for b in bars) - 70

@@ -218,6 +218,12 @@ def _render_parser(sub: Any) -> None:
     p.add_argument("-k", type=_count, help="clusters per group (default: chosen by silhouette)")
     p.add_argument("--expand", default="", help="comma-separated groups shown one row per layer")
     p.add_argument(
+        "--one-column",
+        action="store_true",
+        help="one row under the other, however long the network (default: a long network wraps"
+        " into columns, read top-to-bottom, left-to-right, when that fills the picture better)",
+    )
+    p.add_argument(
         "--fresh",
         action="store_true",
         help="ignore the clustering the viewer saved in RUN/layout.json (implied by -k/--expand)",
@@ -788,6 +794,10 @@ def cmd_render(a: argparse.Namespace) -> int:
             raise CnnvisError(f"{e} (use --fresh to ignore it)") from None
     if edits is not None and mark is not None:
         edits = replace(edits, expanded=frozenset(expand))
+    # a long network wraps into columns filling the picture; --one-column keeps the chain
+    # (a bookmark's camera is in the layout of the view it was taken in)
+    shape = mark.size if mark is not None else size
+    view = None if a.one_column else (int(shape[0]), int(shape[1]))
     t0 = time.perf_counter()
     if edits is not None:
         if a.edges is not None:
@@ -796,13 +806,17 @@ def cmd_render(a: argparse.Namespace) -> int:
         if a.facet is not None:
             facet = FACET_MATRIX if a.facet == "matrix" else FACET_FEATURES
             edits = replace(edits, facet=facet, facets={})
-        scene = build_with_edits(snap, edits).scene
+        scene = build_with_edits(snap, edits, LayoutOptions(view_size=view)).scene
         print(f"using the viewer's layout {Path(a.run) / LAYOUT_FILE} (--fresh to ignore it)")
     else:
         fraction = 0.25 if a.edges is None else a.edges
         facet = FACET_MATRIX if a.facet == "matrix" else FACET_FEATURES
         options = LayoutOptions(
-            k=a.k, expanded=frozenset(expand), facet=facet, edge_fraction=fraction
+            k=a.k,
+            expanded=frozenset(expand),
+            facet=facet,
+            edge_fraction=fraction,
+            view_size=view,
         )
         scene = build_scene(snap, options)
     camera = _render_camera(a, scene, size)

@@ -87,16 +87,19 @@ class _Looks:
         from .layout.scene import FACET_FEATURES, FACET_MATRIX
         from .ui.edits import build_with_edits
 
-        key = (tuple(sorted(mark.expanded)), mark.facet, mark.edge_fraction)
+        # laid out for the view the bookmark was taken in (its camera is in that layout)
+        view = (int(mark.size[0]), int(mark.size[1]))
+        key = (tuple(sorted(mark.expanded)), mark.facet, mark.edge_fraction, view)
         if key not in self._scenes:
             facet = FACET_MATRIX if mark.facet == "matrix" else FACET_FEATURES
             expanded = frozenset(mark.expanded) & {g.name for g in self.snap.graph.groups}
             if self.edits is not None:  # as `cnnvis render --bookmark`: the viewer's layout
                 e = replace(self.edits, expanded=expanded, edge_fraction=mark.edge_fraction,
                             facet=facet, facets={})  # fmt: skip
-                self._scenes[key] = build_with_edits(self.snap, e).scene
+                self._scenes[key] = build_with_edits(self.snap, e, LayoutOptions(view_size=view)).scene
             else:
-                options = LayoutOptions(expanded=expanded, facet=facet, edge_fraction=mark.edge_fraction)
+                options = LayoutOptions(expanded=expanded, facet=facet,
+                                        edge_fraction=mark.edge_fraction, view_size=view)  # fmt: skip
                 self._scenes[key] = build_scene(self.snap, options)
         return key, self._scenes[key]
 
@@ -294,7 +297,7 @@ def timelapse_video(
     if not chosen:
         raise CnnvisError(f"{run_dir}: the run has no snapshot yet")
     options = LayoutOptions(facet=FACET_MATRIX if facet == "matrix" else FACET_FEATURES,
-                            edge_fraction=edge_fraction)  # fmt: skip
+                            edge_fraction=edge_fraction, view_size=size)  # fmt: skip
     curves = _curves(run_dir)
     hold_n, morph_n = int(round(hold * fps)), int(round(morph * fps))
     total = len(chosen) * hold_n + (len(chosen) - 1) * morph_n

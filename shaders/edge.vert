@@ -6,13 +6,15 @@
 layout(location = 0) in vec4 in_p01;         // p0.xy, p1.xy (scene)
 layout(location = 1) in vec4 in_p23;         // p2.xy, p3.xy
 layout(location = 2) in float in_w;          // signed weight / max |w| of the scene
-layout(location = 3) in int in_src;          // source cluster (-1: a bundle node)
-layout(location = 4) in int in_dst;          // destination cluster (-1: a bundle node)
-layout(location = 5) in int in_id;           // index into Scene.edges
+layout(location = 3) in float in_w_row;      // |weight| / max |w| of its pair of rows
+layout(location = 4) in int in_src;          // source cluster (-1: a bundle node)
+layout(location = 5) in int in_dst;          // destination cluster (-1: a bundle node)
+layout(location = 6) in int in_id;           // index into Scene.edges
 
 uniform int u_segments;
 uniform float u_width_scene;                 // width at |w| = max, scene units
 uniform float u_min_px;
+uniform float u_floor_px;                  // a pair of rows' strongest edge is at least this wide (pixels)
 uniform float u_max_px;
 uniform float u_any_selection;
 
@@ -43,7 +45,7 @@ void main() {
     // to pixels (y up, as clip space): the linear part of the view, scaled by the viewport
     vec2 tan_px = (mat2(u_view) * tan_s) * u_viewport;
     vec2 n = normalize(vec2(-tan_px.y, tan_px.x) + vec2(1e-9, 0.0));
-    float w = abs(in_w) * u_width_scene * u_zoom;
+    float w = max(abs(in_w) * u_width_scene * u_zoom, in_w_row * u_floor_px);
     float w_px = clamp(w, u_min_px, u_max_px);
     float off = 0.5 * w_px + 1.0;
     vec4 clip = to_clip(p);

@@ -122,9 +122,10 @@ def test_render_draws_the_callouts_in_png_and_svg(run: Path, tmp_path: Path) -> 
     from PIL import Image
 
     from cnnvis_gl import open_run
-    from cnnvis_gl.layout import build_scene
+    from cnnvis_gl.layout import LayoutOptions, build_scene
 
-    scene = build_scene(open_run(run).latest())
+    # laid out as `cnnvis render --size 800x500` lays it out (for that view)
+    scene = build_scene(open_run(run).latest(), LayoutOptions(view_size=(800, 500)))
     cid = int(scene.clusters.id[int(np.argmax(scene.clusters.size))])
     save_annotations(run, [Annotation("planes and birds", "cluster", cid, (160.0, -30.0))])
     try:

@@ -13,6 +13,11 @@ Choices made here (SPEC leaves them open):
   a frame holds a label band and the larger of its two facets, so a facet switch moves
   nothing.  Row heights are rounded up to ``row_quantum`` so most edits leave the rows below
   in place.  Each row is centred on ``x = 0``.
+* **Columns**: given the view's size (``LayoutOptions.view_size``), a long chain of rows wraps
+  into columns read top-to-bottom, left-to-right (:mod:`.columns`) when that draws the network
+  at least 1.25× larger; the in-between row of a pair split across columns sits at the top of
+  the next column, its edges starting at the upper clusters' x mapped into it.  The columns leave
+  room for the row labels as drawn when the whole is fitted (never under 11 px).
 * **Edges** leave a frame at its bottom centre and enter at its top centre, so they run only
   through the in-between row.  A bundled edge is drawn as *shared* pieces (one per input ×
   bundle, one per bundle × output: ``dst = -1`` / ``src = -1``), a leftover edge as one piece;
@@ -42,6 +47,7 @@ from .edit import (
     set_expanded,
     set_facet,
     set_threshold,
+    set_view_size,
 )
 from .options import GroupClustering, LayoutOptions
 from .scene import FACET_FEATURES, FACET_MATRIX, ROW_BETWEEN, ROW_GROUP, ROW_LAYER, Scene
@@ -66,4 +72,5 @@ __all__ = [
     "set_expanded",
     "set_facet",
     "set_threshold",
+    "set_view_size",
 ]

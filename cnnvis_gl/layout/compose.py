@@ -8,20 +8,35 @@ milliseconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..analysis import Bundling, bundle_edges, ink_and_crossings
+from .columns import ColumnPlan, plan_columns
 from .edges import RowSpec, SceneEdgesBuilder, edge_pieces, edge_threshold
 from .ids import id_color
-from .scene import CHAR_WIDTH, ROW_BETWEEN, Bundles, ClustersBuilder, Edges, Label, Row, Scene
+from .scene import (
+    CHAR_WIDTH,
+    ROW_BETWEEN,
+    ROW_LABEL,
+    Bundles,
+    ClustersBuilder,
+    Edges,
+    Label,
+    Row,
+    Scene,
+)
 
 if TYPE_CHECKING:
     from .state import LayoutState
 
 __all__ = ["compose_scene"]
+
+#: The renderer never draws a row label under this many pixels (``render.text.MIN_PX``): the
+#: columns leave fitted labels that room.
+LABEL_FLOOR_PX = 11.0
 
 
 def _bundle(
@@ -34,7 +49,13 @@ def _bundle(
     out_x: np.ndarray,
     in_y: float,
     out_y: float,
-) -> tuple[Bundling, dict[str, float]]:
+) -> tuple[Bundling, dict[str, float], tuple]:
+    """The bundling of a pair of rows, cached by its ends' positions relative to the lower
+    row's first port (moving both rows together, as wrapping into columns does, hits the
+    cache); the Bundling returned is in those relative coordinates: its nodes are at
+    ``nodes + origin``.  Also its ink figures and its cache key."""
+    x0 = float(out_x[0]) if len(out_x) else 0.0
+    in_x, out_x, out_y, in_y = in_x - x0, out_x - x0, out_y - in_y, 0.0
     key = (
         upper.name,
         lower.name,
@@ -51,7 +72,7 @@ def _bundle(
         b = bundle_edges(M, thr, in_x, out_x, in_y, out_y)
         hit = (b, ink_and_crossings(b))
         state.bundling_cache[key] = hit
-    return hit
+    return hit[0], hit[1], key
 
 
 @dataclass
@@ -65,7 +86,6 @@ class _Assembly:
     ports_out: list[np.ndarray] = field(default_factory=list)
     ports_in: list[np.ndarray] = field(default_factory=list)
     centres: dict[str, np.ndarray] = field(default_factory=dict)
-    y: float = 0.0
     x_min: float = 0.0
     x_max: float = 0.0
     scores: np.ndarray = field(default_factory=lambda: np.zeros(3))  # order: ours, greedy, random
@@ -83,21 +103,26 @@ def compose_scene(state: LayoutState) -> Scene:
             c = state.content(r, state.members[r.name][cid])
             items.append((cid, c, state.geometry(c)))
         per_row.append(items)
+    plan, label_room = _plan(state, per_row)
     asm = _Assembly()
     built = ClustersBuilder(len(classes))
     for i, (r, items) in enumerate(zip(state.rows, per_row, strict=True)):
+        span = plan.spans[int(plan.column[i])] if plan.columns > 1 else (0.0, 0.0)
         if i > 0:
             name = f"between:{state.rows[i - 1].name}|{r.name}"
             asm.row_index[name] = len(asm.rows)
-            asm.rows.append(Row(name, ROW_BETWEEN, asm.y, o.between_height, -1, ""))
-            asm.y += o.between_height
-        _add_row(state, r, items, asm, built, classes)
+            y = float(plan.between_y[i - 1])
+            asm.rows.append(
+                Row(name, ROW_BETWEEN, y, o.between_height, -1, "", span[0], span[1] - span[0])
+            )
+            if plan.starts_column(i):
+                prev = asm.rows[asm.row_index[state.rows[i - 1].name]]
+                asm.labels += _continuation_labels(prev, r.name, span[0], y, label_room)
+        _add_row(state, r, items, asm, built, classes, plan, i, span)
     asm.first_cluster.append(len(built))
 
     with state.timed("edges"):
-        edges, bundles, ink = _edges(
-            state, asm.rows, asm.row_index, asm.first_cluster, asm.ports_out, asm.ports_in
-        )
+        edges, bundles, ink = _edges(state, asm, plan)
     clusters, neurons = built.build()
     C = len(clusters.id)
     dens = clusters.density.astype(np.float64)
@@ -107,6 +132,7 @@ def compose_scene(state: LayoutState) -> Scene:
     area_box = float(sum(c.fw * c.fh for it in per_row for _, c, _ in it))
     stats = {
         "rows": float(len(state.rows)),
+        "columns": float(plan.columns),
         "clusters": float(C),
         "neurons": float(len(neurons.unit)),
         "pieces": float(len(edges.weight)),
@@ -131,10 +157,77 @@ def compose_scene(state: LayoutState) -> Scene:
         classes=[classes[int(k)] for k in state.class_order],
         class_order=state.class_order.astype(np.int32),
         units=list(state.unit_names),
-        bounds=(asm.x_min - margin, -margin, asm.x_max + margin, asm.y + margin),
+        bounds=(
+            min(asm.x_min, plan.spans[0][0] if plan.spans else 0.0) - margin,
+            -margin,
+            asm.x_max + margin,
+            plan.height + margin,
+        ),
         step=snap.step,
         stats=stats,
     )
+
+
+def _row_height(state: LayoutState, items: list[tuple[int, Any, Any]]) -> tuple[float, float]:
+    """``(frame height, row height)`` of a layer row."""
+    o = state.options
+    hmax = max((g.h for _, _, g in items), default=0.0)
+    # All frames of a row share its height (as in the paper's figures): edges leave every
+    # frame at one y and never cross a neighbouring frame inside the row.
+    frame_h = float(np.ceil(hmax / o.row_quantum) * o.row_quantum)
+    return frame_h, frame_h + 2 * o.row_padding
+
+
+def _row_label(state: LayoutState, r: Any, left: float, y: float) -> Label:
+    """The row's name and size, right-aligned left of its first cluster."""
+    n_neur = state.snapshot.graph.unit(r.unit).channels
+    return Label(f"{r.name}  {n_neur} neurons", left - ROW_LABEL, y, ROW_LABEL, "right")
+
+
+def _plan(state: LayoutState, per_row: list[list[tuple[int, Any, Any]]]) -> tuple[ColumnPlan, float]:
+    """Where the rows go (one column, or columns filling ``options.view_size``) and the height
+    the row labels take on screen when the whole network is fitted to that view, in scene units
+    (the renderer never draws them under ``LABEL_FLOOR_PX`` pixels: fitted, a label is larger
+    than its ``ROW_LABEL`` units, and the columns leave it that room)."""
+    o = state.options
+    n = len(state.rows)
+    heights, rights, anchors = np.zeros(n), np.zeros(n), np.zeros(n)
+    chars = np.zeros(n)
+    for i, (r, items) in enumerate(zip(state.rows, per_row, strict=True)):
+        heights[i] = _row_height(state, items)[1]
+        xs, ws = state.row_extent(r)
+        if len(xs):
+            lab = _row_label(state, r, float(xs[0]), 0.0)
+            anchors[i], chars[i], rights[i] = lab.x, len(lab.text), float(xs[-1] + ws[-1])
+    aspect = o.view_size[0] / o.view_size[1] if o.view_size else None
+    room = ROW_LABEL
+    for _ in range(4):
+        lefts = anchors - CHAR_WIDTH * room * chars
+        plan = plan_columns(
+            heights, lefts, rights, o.between_height, aspect, continue_height=2.5 * room
+        )
+        if not o.view_size:
+            break
+        width = plan.spans[-1][1] - plan.spans[0][0] if plan.spans else 1.0
+        zoom = min(o.view_size[0] / max(width, 1.0), o.view_size[1] / max(plan.height, 1.0))
+        need = LABEL_FLOOR_PX / max(0.88 * zoom, 1e-6)  # fitted with the scene's and view's margins
+        if need <= room * 1.02:
+            break
+        room = need
+    return plan, room
+
+
+def _continuation_labels(prev: Row, lower: str, x: float, y: float, room: float) -> list[Label]:
+    """Where the chain wraps: "continues" under the column's last row ``prev``, "from" over the
+    in-between row at ``(x, y)``, the top of the next column (its edges start at ``prev``'s
+    clusters, mapped into this column).  ``room``: the row labels' height on screen."""
+    x_prev = prev.x if prev.width > 0 else 0.0
+    size = ROW_LABEL * 0.8
+    return [
+        Label(f"{lower}: continued at the top of the next column →", x_prev,
+              prev.y + prev.height + room, size, "left"),
+        Label(f"from {prev.name}", x, y + room, size, "left"),
+    ]  # fmt: skip
 
 
 def _add_row(
@@ -144,19 +237,20 @@ def _add_row(
     asm: _Assembly,
     built: ClustersBuilder,
     classes: list[str],
+    plan: ColumnPlan,
+    i: int,
+    span: tuple[float, float],
 ) -> None:
-    """One layer row: its band, its clusters with their neurons and labels, its edge ports."""
+    """Layer row ``i``: its band, its clusters with their neurons and labels, its edge ports."""
     o = state.options
-    hmax = max((g.h for _, _, g in items), default=0.0)
-    # All frames of a row share its height (as in the paper's figures): edges leave every
-    # frame at one y and never cross a neighbouring frame inside the row.
-    frame_h = float(np.ceil(hmax / o.row_quantum) * o.row_quantum)
-    height = frame_h + 2 * o.row_padding
+    frame_h, height = _row_height(state, items)
+    y = float(plan.y[i])
     ri = len(asm.rows)
     asm.row_index[r.name] = ri
-    asm.rows.append(Row(r.name, r.kind, asm.y, float(height), r.group, r.unit))
-    top = asm.y + o.row_padding
+    asm.rows.append(Row(r.name, r.kind, y, height, r.group, r.unit, span[0], span[1] - span[0]))
+    top = y + o.row_padding
     xs, ws = state.row_extent(r)
+    xs = xs + float(plan.dx[i])
     asm.centres[r.name] = xs + ws / 2
     asm.first_cluster.append(len(built))
     outs, ins = [], []
@@ -207,15 +301,13 @@ def _add_row(
             asm.labels += _class_labels(state, cid, mat, g.cell_w, classes)
     asm.ports_out.append(np.asarray(outs, dtype=np.float64).reshape(-1, 2))
     asm.ports_in.append(np.asarray(ins, dtype=np.float64).reshape(-1, 2))
-    n_neur = state.snapshot.graph.unit(r.unit).channels
     left = float(xs[0]) if len(xs) else 0.0
     if len(xs):
         asm.x_min = min(asm.x_min, left)
         asm.x_max = max(asm.x_max, float(xs[-1] + items[-1][2].w))
-    row_label = Label(f"{r.name}  {n_neur} neurons", left - 16.0, asm.y + height / 2, 16.0, "right")
+    row_label = _row_label(state, r, left, y + height / 2)
     asm.labels.append(row_label)
     asm.x_min = min(asm.x_min, row_label.left)
-    asm.y += float(height)
 
 
 def _class_labels(
@@ -244,12 +336,7 @@ def _class_labels(
 
 
 def _edges(
-    state: LayoutState,
-    rows: list[Row],
-    row_index: dict[str, int],
-    first: list[int],
-    ports_out: list[np.ndarray],
-    ports_in: list[np.ndarray],
+    state: LayoutState, asm: _Assembly, plan: ColumnPlan
 ) -> tuple[Edges, Bundles, dict[str, float]]:
     builder = SceneEdgesBuilder()
     ink = {
@@ -259,26 +346,34 @@ def _edges(
         "crossings_direct": 0.0,
         "edges": 0.0,
     }
+    first, ports_in = asm.first_cluster, asm.ports_in
     for i in range(len(state.rows) - 1):
         up, lo = state.rows[i], state.rows[i + 1]
         M = state.cluster_matrix(up, lo)
         if M is None or M.size == 0:
             continue
         thr = edge_threshold(M, state.options)
-        ru, rl = rows[row_index[up.name]], rows[row_index[lo.name]]
-        in_y, out_y = ru.y + ru.height, rl.y
-        b, figures = _bundle(
-            state, up, lo, M, thr, ports_out[i][:, 0], ports_in[i + 1][:, 0], in_y, out_y
+        between = asm.row_index[f"between:{up.name}|{lo.name}"]
+        rb = asm.rows[between]
+        in_y, out_y = rb.y, rb.y + rb.height
+        ports_out = asm.ports_out[i]
+        if plan.starts_column(i + 1):  # the edges start at the upper clusters' x, in lo's column
+            ports_out = np.stack(
+                [plan.continued_ports(ports_out[:, 0], i + 1), np.full(len(ports_out), in_y)], 1
+            )
+        b, figures, bkey = _bundle(
+            state, up, lo, M, thr, ports_out[:, 0], ports_in[i + 1][:, 0], in_y, out_y
         )
         for k, v in figures.items():
             ink[k] += v
         ink["edges"] += float(len(b.curve_edges) + len(b.direct_edges))
-        pkey = (id(b), ports_out[i].tobytes(), ports_in[i + 1].tobytes())
+        pkey = (bkey, ports_out.tobytes(), ports_in[i + 1].tobytes())
         p = state.pieces_cache.get(pkey)
         if p is None:
-            p = edge_pieces(b, M, ports_out[i], ports_in[i + 1])
+            origin = np.array([ports_in[i + 1][0, 0] if len(ports_in[i + 1]) else 0.0, in_y])
+            placed = replace(b, nodes=np.asarray(b.nodes, dtype=np.float64).reshape(-1, 2) + origin)
+            p = edge_pieces(placed, M, ports_out, ports_in[i + 1])
             state.pieces_cache[pkey] = p
-        between = row_index[f"between:{up.name}|{lo.name}"]
         m, n = M.shape
         builder.add(p, np.arange(m) + first[i], np.arange(n) + first[i + 1], between)
     edges, bundles = builder.build()

@@ -411,6 +411,16 @@ def set_threshold(
         return recompose(state)
 
 
+def set_view_size(state: LayoutState, size: tuple[int, int] | None) -> tuple[Scene, Changed]:
+    """Lay the rows out for a view of ``size`` pixels (see ``LayoutOptions.view_size``): a long
+    network wraps into columns filling it.  Geometry only: clusters, orders and bundles are
+    cached, so this costs a re-composition (plus re-bundling the pairs of rows that wrap)."""
+    state.timings = {}
+    state.replace_options(view_size=None if size is None else (int(size[0]), int(size[1])))
+    with blas_threads(state.options.blas_threads):
+        return recompose(state)
+
+
 def set_facet(
     state: LayoutState, facet: int, clusters: list[int] | None = None
 ) -> tuple[Scene, Changed]:

@@ -55,6 +55,12 @@ class LayoutOptions:
         Side range of a neuron's patch (scene units), grown with the neuron's importance.
     aspect
         Target width / height of a cluster's packed patches.
+    view_size
+        ``(width, height)`` in pixels of the view the network is shown in (the viewer's canvas,
+        the render's picture).  A long chain of rows then wraps into columns (top-to-bottom,
+        left-to-right) when that draws the network at least 1.25× larger fitted to such a view
+        (:func:`cnnvis_gl.layout.columns.plan_columns`), leaving the row labels the room they
+        take at that fit (never drawn under 11 px).  ``None``: always one column.
     seed
         Seed of the clustering (the rest is deterministic).
     exact_max, refine_max
@@ -96,6 +102,7 @@ class LayoutOptions:
     patch_min: int = 16
     patch_max: int = 48
     aspect: float = 1.6
+    view_size: tuple[int, int] | None = None
     seed: int = 0
     exact_max: int = 16
     move_exact_max: int = 12

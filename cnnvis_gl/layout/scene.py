@@ -30,6 +30,9 @@ ROW_BETWEEN = 2  # in-between row of bicluster nodes
 #: for how wide a label is: layout bounds, class-name truncation, the view's row framing).
 CHAR_WIDTH = 0.6
 
+#: Text height of a row's label (scene units).
+ROW_LABEL = 16.0
+
 
 @dataclass(frozen=True)
 class Row:
@@ -41,6 +44,14 @@ class Row:
     height: float
     group: int  # index in NeuronGraph.groups (-1 for between rows)
     unit: str  # the unit whose neurons the row shows ("" for between rows)
+    x: float = 0.0  # left of the band, when the rows wrap into columns (``width > 0``) …
+    width: float = 0.0  # … else the band spans the scene's width (0)
+
+    def span(self, bounds: tuple[float, float, float, float]) -> tuple[float, float]:
+        """``(x0, x1)`` of the row's band: its column's, or the scene's ``bounds``."""
+        if self.width > 0:
+            return self.x, self.x + self.width
+        return float(bounds[0]), float(bounds[2])
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,7 @@ _EDIT_OPTIONS = {
     "k",
     "k_range",
     "seed",
+    "view_size",  # where the rows go: contents and bundlings (cached by relative position) stay
 }
 
 

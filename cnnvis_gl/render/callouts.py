@@ -75,7 +75,7 @@ def target_rect(scene: Scene, note: Annotation) -> tuple[float, float, float, fl
         return tuple(float(v) for v in n.rect[i])
     for r in scene.rows:
         if r.kind != ROW_BETWEEN and (r.name == note.target or r.name.split("/")[-1] == note.target):
-            x0, _, x1, _ = scene.bounds
+            x0, x1 = r.span(scene.bounds)
             return x0, r.y, x1 - x0, r.height
     return None
 

@@ -17,8 +17,29 @@ from .state import Frame, Pass, SharedState
 from .visual import Visual
 
 GEOMETRY = np.dtype(
-    [("p01", "f4", 4), ("p23", "f4", 4), ("w", "f4"), ("src", "i4"), ("dst", "i4"), ("id", "i4")]
+    [
+        ("p01", "f4", 4),
+        ("p23", "f4", 4),
+        ("w", "f4"),
+        ("w_row", "f4"),
+        ("src", "i4"),
+        ("dst", "i4"),
+        ("id", "i4"),
+    ]
 )
+
+
+def row_relative(weight: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """``|w|`` over the largest ``|w|`` of the same in-between row (pair of layer rows): the
+    width floor makes each pair's strongest bundle readable, however weak that pair is against
+    the scene's strongest (weights' scales differ across layers)."""
+    a = np.abs(np.asarray(weight, dtype=np.float64))
+    row = np.asarray(row, dtype=np.int64)
+    if len(row) != len(a) or not len(a):
+        return (a / a.max() if len(a) and a.max() > 0 else a).astype(np.float32)
+    peak = np.zeros(int(row.max()) + 1)
+    np.maximum.at(peak, row, a)
+    return (a / np.maximum(peak[row], 1e-30)).astype(np.float32)
 
 
 class EdgesVisual(Visual):
@@ -59,6 +80,7 @@ class EdgesVisual(Visual):
         data["p23"] = ctrl[:, 2:].reshape(-1, 4)
         sign = np.where(np.asarray(e.sign)[order] < 0, -1.0, 1.0)
         data["w"] = sign * np.maximum(np.abs(w[order]) / self.w_max, 1e-6)
+        data["w_row"] = row_relative(w, getattr(e, "row", np.zeros(0)))[order]
         data["src"] = np.asarray(e.src if src is None else src)[order]
         data["dst"] = np.asarray(e.dst if dst is None else dst)[order]
         data["id"] = order
@@ -70,10 +92,11 @@ class EdgesVisual(Visual):
             [
                 (
                     self.geometry,
-                    "4f 4f 1f 1i 1i 1i /i",
+                    "4f 4f 1f 1f 1i 1i 1i /i",
                     "in_p01",
                     "in_p23",
                     "in_w",
+                    "in_w_row",
                     "in_src",
                     "in_dst",
                     "in_id",
@@ -97,13 +120,14 @@ class EdgesVisual(Visual):
         return n if cap is None else min(n, int(cap))
 
     def render(self, p: Pass) -> None:
-        width, lo, hi, context_alpha = p.edge_style
+        width, lo, hi, context_alpha, floor = p.edge_style
         if self.detail:
             if not p.frame.pick and p.neuron_edges:
-                self.draw(p.frame, p.lod["neuron_edges"], p.lod["neuron_segments"], width, lo, hi)
+                n, seg = p.lod["neuron_edges"], p.lod["neuron_segments"]
+                self.draw(p.frame, n, seg, width, lo, hi, floor_px=floor)
             return
         alpha = context_alpha if p.neuron_edges and not p.frame.pick else 1.0
-        self.draw(p.frame, p.lod["edges"], p.lod["segments"], width, lo, hi, alpha)
+        self.draw(p.frame, p.lod["edges"], p.lod["segments"], width, lo, hi, alpha, floor)
 
     def draw(
         self,
@@ -114,7 +138,10 @@ class EdgesVisual(Visual):
         min_px: float = 0.8,
         max_px: float = 24.0,
         alpha: float = 1.0,
+        floor_px: float = 0.0,
     ) -> None:
+        """``floor_px``: the strongest edge of each pair of rows is never thinner than this many
+        pixels, the others in proportion (zoomed out, the strongest bundles stay readable)."""
         if count <= 0:
             return
         prog, vao = self.active(frame)
@@ -123,6 +150,7 @@ class EdgesVisual(Visual):
         set_uniform(prog, "u_width_scene", float(width_scene))
         set_uniform(prog, "u_min_px", float(max(min_px, 5.0) if frame.pick else min_px))
         set_uniform(prog, "u_max_px", float(max_px))
+        set_uniform(prog, "u_floor_px", float(floor_px))
         set_uniform(prog, "u_any_selection", 1.0 if self.shared.any_cluster_selected else 0.0)
         set_uniform(prog, "u_pos", t.positive)
         set_uniform(prog, "u_neg", t.negative)

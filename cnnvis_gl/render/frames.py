@@ -56,10 +56,10 @@ class FramesVisual(Visual):
 
     def upload(self, scene: Scene, mean_colors: np.ndarray) -> None:
         """Write row bands and frames; ``mean_colors`` are the neurons' mean patch colours."""
-        x0, _, x1, _ = scene.bounds
         rows = np.zeros(len(scene.rows), dtype=GEOMETRY)
         parity = 0
         for i, r in enumerate(scene.rows):
+            x0, x1 = r.span(scene.bounds)
             rows[i]["rect"] = (x0, r.y, x1 - x0, r.height)
             if r.kind == ROW_BETWEEN:
                 rows[i]["kind"] = KIND_BETWEEN

@@ -45,6 +45,9 @@ class LodSettings:
         Budget of ribbon vertices per redraw of the edge layer (tessellation cost).
     edge_width
         Ribbon width at the largest ``|w|``, in scene units (clamped to ``edge_px``).
+    edge_floor_px
+        …but never below this many pixels: zoomed out, widths keep their proportions from this
+        floor, so the strongest bundles stay readable at every zoom (others thinner by weight).
     neuron_edges_px
         Zoomed in so that a patch is at least this many pixels, the neuron-level edges (when
         set, :meth:`SceneRenderer.set_neuron_edges`) replace the cluster edges, which stay as
@@ -62,6 +65,7 @@ class LodSettings:
     edge_vertices: int = 400_000
     edge_width: float = 5.0
     edge_px: tuple[float, float] = (0.8, 22.0)
+    edge_floor_px: float = 5.0
     neuron_edges_px: float = 10.0
     context_edge_alpha: float = 0.3
 

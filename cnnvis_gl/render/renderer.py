@@ -437,7 +437,9 @@ class SceneRenderer:
 
     def _pass(self, frame: Frame, lod: dict[str, Any], hover: Any = ("none", -1)) -> Pass:
         lo, hi = self.lod.edge_px
-        style = (self.lod.edge_width, lo, hi, self.lod.context_edge_alpha)
+        style = (
+            self.lod.edge_width, lo, hi, self.lod.context_edge_alpha, self.lod.edge_floor_px
+        )
         return Pass(frame, lod, hover, self.shared.cmap_v(self.theme, self.matrix_diverging), style)
 
     def _draw_layer(self, layer: str, frame: Frame, lod: dict[str, Any], hover: Any = None) -> None:

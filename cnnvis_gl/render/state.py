@@ -55,15 +55,16 @@ class Pass:
     cmap_v
         Row of the colormap texture the matrices and summaries use.
     edge_style
-        Ribbon width at the largest ``|w|`` (scene units), its min and max in pixels, and the
-        opacity of the cluster edges under neuron-level edges.
+        Ribbon width at the largest ``|w|`` (scene units), its min and max in pixels, the
+        opacity of the cluster edges under neuron-level edges, and the floor of the width at
+        the largest ``|w|`` in pixels (see ``LodSettings.edge_floor_px``).
     """
 
     frame: Frame
     lod: dict[str, Any]
     hover: tuple[str, int] = ("none", -1)
     cmap_v: float = 0.0
-    edge_style: tuple[float, float, float, float] = (5.0, 0.8, 22.0, 0.3)
+    edge_style: tuple[float, float, float, float, float] = (5.0, 0.8, 22.0, 0.3, 5.0)
 
     def hovered(self, kind: str) -> int:
         """Index of the hovered thing if it is of ``kind``, else -1."""

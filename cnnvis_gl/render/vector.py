@@ -32,6 +32,7 @@ from ..layout.selection import Highlight, highlight
 from ..run.annotations import Annotation
 from .callouts import edge_point, place
 from .camera import Camera
+from .edges import row_relative
 from .text import HIDE_PX, KINDS, MIN_PX, wrap_words
 from .theme import Theme, colormap, get_theme
 
@@ -39,6 +40,7 @@ __all__ = ["VECTOR_FORMATS", "scene_svg", "write_vector"]
 
 VECTOR_FORMATS = (".svg", ".pdf")
 EDGE_WIDTH_SCENE, EDGE_MIN_PX, EDGE_MAX_PX = 6.0, 0.8, 24.0  # as render/edges.py
+EDGE_FLOOR_PX = 5.0  # as LodSettings.edge_floor_px: each row pair's strongest edge's width
 NODE_MIN_PX = 2.5  # as render/nodes.py
 FRAME_RADIUS_PX, FRAME_BORDER_PX = 4.0, 1.25  # as render/frames.py
 
@@ -110,9 +112,9 @@ def scene_svg(
 
 
 def _rows(scene: Scene, t: Theme, view: tuple) -> list[str]:
-    x0, _, x1, _ = scene.bounds
     out, parity = ['<g id="rows">'], 0
     for r in scene.rows:
+        x0, x1 = r.span(scene.bounds)
         if r.kind == ROW_BETWEEN:
             fill = t.between_fill
         else:
@@ -152,9 +154,10 @@ def _edges(scene: Scene, t: Theme, view: tuple, zoom: float, hl: Highlight) -> l
     inside = (lo[:, 0] <= view[2]) & (hi[:, 0] >= view[0]) & (lo[:, 1] <= view[3]) & (hi[:, 1] >= view[1])
     wmax = float(np.abs(e.weight).max()) or 1.0
     emphasis = _edge_emphasis(scene, hl, t.dim)
+    w_row = row_relative(e.weight, e.row)
     out = ['<g id="edges" fill="none" stroke-linecap="butt">']
     for k in np.flatnonzero(inside):
-        w_px = abs(float(e.weight[k])) / wmax * EDGE_WIDTH_SCENE * zoom
+        w_px = max(abs(float(e.weight[k])) / wmax * EDGE_WIDTH_SCENE * zoom, w_row[k] * EDGE_FLOOR_PX)
         width = min(max(w_px, EDGE_MIN_PX), EDGE_MAX_PX) / zoom
         color = t.positive if e.sign[k] >= 0 else t.negative
         alpha = color[3] * t.edge_alpha * emphasis[k] * min(max(w_px / EDGE_MIN_PX, 0.35), 1.0)

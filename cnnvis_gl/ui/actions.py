@@ -327,9 +327,10 @@ class Actions:
             rect = s.clusters.rect[idx]
             x0, x1 = float(rect[:, 0].min()), float((rect[:, 0] + rect[:, 2]).max())
         else:
-            x0, x1 = float(s.bounds[0]), float(s.bounds[2])
-        for lab in s.labels:  # the row's name, left of its clusters
-            if lab.kind == "row" and r.y <= lab.y <= r.y + r.height:
+            x0, x1 = r.span(s.bounds)
+        band = r.span(s.bounds)
+        for lab in s.labels:  # the row's name, left of its clusters (in the row's column)
+            if lab.kind == "row" and r.y <= lab.y <= r.y + r.height and band[0] <= lab.x <= band[1]:
                 x0 = min(x0, lab.left)
         pad = max(r.height * 0.15, 4.0)
         rect = (x0 - pad, r.y - pad, x1 + pad * 6, r.y + r.height + pad)

@@ -148,7 +148,7 @@ class App:
         if self.session.load_error:
             self.state.jobs.error = f"{LAYOUT_FILE} ignored: {self.session.load_error}"
         self.state.jobs.message = "Laying out the latest snapshot …"
-        self.feed.submit("open the latest snapshot", lambda: self.session.open())
+        self.feed.open_when_sized = True  # once the canvas has a size, laid out for it
         self.actions.refresh_steps()  # the timeline, the Training panel and compare need them
         self.bookmarks.load()
         self.tours.load()
@@ -212,6 +212,7 @@ class App:
                 if done.then is not None:
                     done.then(done)
         self.feed.poll_follower()
+        self.feed.fit_rows_to_canvas(now)
         st.jobs.pending = self.worker.pending if self.worker else []
         self.loaders.tick(now)
         st.camera.step(dt)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +34,9 @@ class SceneFeed:
         self.last_update: SceneUpdate | None = None  # the last layout result applied
         self.shown_facets: np.ndarray | None = None  # per cluster, as drawn (set_facet is instant)
         self._jobs: set[int] = set()  # layout commands in flight
+        self._canvas: tuple[tuple[int, int], float] = ((1, 1), 0.0)  # size, since when
+        self._view_asked: tuple[int, int] | None = None  # the last canvas size laid out for
+        self.open_when_sized = False  # open the latest snapshot once the canvas has a size
 
     @property
     def pending(self) -> bool:
@@ -50,6 +54,40 @@ class SceneFeed:
         assert worker is not None
         self._jobs.add(worker.submit(label, fn, then=lambda done: self.finish(done, on_success)))
         self.app.state.jobs.pending = worker.pending
+
+    def fit_rows_to_canvas(self, now: float) -> None:
+        """Once the canvas has kept its size for 0.4 s and its shape differs from the one the
+        layout was made for, lay the rows out for it (a long network wraps into columns that
+        fill it; the camera, if it showed the whole network, shows the new whole)."""
+        st, session = self.app.state, self.app.session
+        size = st.camera.viewport
+        if self.open_when_sized and size != (1, 1):  # the first layout: for this canvas at once
+            self.open_when_sized = False
+            self._view_asked = size
+            session.base = replace(session.base, view_size=size)
+            self.submit("open the latest snapshot", lambda: session.open())
+            return
+        if size != self._canvas[0]:
+            self._canvas = (size, now)
+            return
+        if size == (1, 1) or st.scene is None or self.pending or now - self._canvas[1] < 0.4:
+            return
+        if size == self._view_asked or not _view_differs(session.base.view_size, size):
+            return
+        self._view_asked = size
+        from ..render.camera import Camera
+
+        whole = Camera().fit(st.scene.bounds, size, margin=0.03)
+        cur = st.camera.current
+        was_whole = abs(cur.zoom / whole.zoom - 1) < 0.02 and all(
+            abs(a - b) * cur.zoom < 4 for a, b in zip(cur.center, whole.center, strict=True)
+        )
+
+        def refit() -> None:
+            if was_whole:
+                self.app.actions.fit_all(animate=False)
+
+        self.submit("fit the rows to the window", lambda: session.set_view_size(size), refit)
 
     def finish(self, done: Done, on_success: Callable[[], None] | None = None) -> None:
         """A job of the layout worker finished (on the UI thread)."""
@@ -221,3 +259,13 @@ class SceneFeed:
                 f"show step {snap.step}",
                 lambda: session.open(snapshot=snap, prepared=prepared),
             )
+
+
+def _view_differs(laid_out: tuple[int, int] | None, size: tuple[int, int]) -> bool:
+    """Whether a canvas of ``size`` wants another layout than one made for ``laid_out``: its
+    shape (aspect) changed by more than 10 % or its size by more than 25 %."""
+    if laid_out is None:
+        return True
+    a0, a1 = laid_out[0] / laid_out[1], size[0] / size[1]
+    s0, s1 = laid_out[1], size[1]
+    return abs(a1 / a0 - 1) > 0.10 or abs(s1 / s0 - 1) > 0.25

@@ -358,6 +358,8 @@ class LayoutSession:
             state, patches = self.prepare(snapshot)
         cur = capture(state, pinned=self._pinned())
         want = self.edits
+        if state.options.view_size != self.base.view_size:  # laid out for another window size
+            layout_edit.set_view_size(state, self.base.view_size)
         if _differs(cur, want):
             restore(state, want)
         self._adopt(step, state, patches)
@@ -394,6 +396,14 @@ class LayoutSession:
         state = self._need()
         scene, changed = layout_edit.set_threshold(state, fraction=float(fraction))
         return self._update(f"edges: keep top {fraction:.0%}", scene, changed, None)
+
+    def set_view_size(self, size: tuple[int, int]) -> SceneUpdate:
+        """Lay the rows out for a canvas of ``size`` pixels (long networks wrap into columns);
+        later snapshots are laid out for it too.  A view setting: not undoable, not saved."""
+        self.base = replace(self.base, view_size=(int(size[0]), int(size[1])))
+        state = self._need()
+        scene, changed = layout_edit.set_view_size(state, self.base.view_size)
+        return self._update(f"fit the rows to {size[0]}×{size[1]}", scene, changed, None)
 
     def set_facet(self, facet: int, clusters: list[int] | None = None) -> SceneUpdate:
         """Switch the facet of some clusters (ids) or of all (not undoable: a view setting)."""

@@ -331,7 +331,7 @@ def row_right_end(scene: Scene, row: int) -> tuple[float, float, float]:
         rect = scene.clusters.rect[idx]
         x = float((rect[:, 0] + rect[:, 2]).max())
     else:
-        x = float(scene.bounds[2])
+        x = r.span(scene.bounds)[1]
     return x, float(r.y), float(r.y + r.height)
 
 

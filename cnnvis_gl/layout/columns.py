@@ -1,0 +1,180 @@
+"""Wrapping a long chain of rows into columns that fill a view (issue 11's screen-filling layout).
+
+A deep network laid out one row per group is a tall thin column: fitted to a 16:10 screen it
+covers a fifth of the width and every cluster is a few pixels tall.  :func:`plan_columns` cuts
+the chain of layer rows into contiguous columns read top-to-bottom, left-to-right, choosing the
+number of columns that lets the whole network be drawn largest in a view of the given aspect
+(width / height).  A network that a single column already shows well keeps one column (the cut
+must enlarge the fitted picture by ``min_gain``, and the chain have ``min_rows`` rows), so small
+networks keep their look.
+
+Where the chain continues in the next column, the in-between row of that pair of rows moves to
+the top of the next column (its edges start at the upper row's clusters' x positions, mapped
+into the new column), and ``continue_height`` of room is kept under the last row of a column
+for a "continues" label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["ColumnPlan", "plan_columns"]
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """Where every layer row goes.
+
+    ``column[i]``, ``dx[i]`` (added to the row's x, rows being centred on ``x = 0``) and
+    ``y[i]`` (top) of layer row ``i``; ``between_y[i]`` the top of the in-between row before
+    row ``i + 1`` (at the top of row ``i + 1``'s column when ``i + 1`` starts a column);
+    ``spans[c]`` the ``(x0, x1)`` of column ``c``; ``height`` of the tallest column.
+    """
+
+    column: np.ndarray
+    dx: np.ndarray
+    y: np.ndarray
+    between_y: np.ndarray
+    spans: list[tuple[float, float]]
+    height: float
+
+    @property
+    def columns(self) -> int:
+        return len(self.spans)
+
+    def continued_ports(self, x: np.ndarray, i: int, pad: float = 24.0) -> np.ndarray:
+        """The x of upper row ``i - 1``'s ports ``x`` where its edges restart at the top of
+        row ``i``'s column: shifted with the column, squeezed into the column if wider."""
+        x = np.asarray(x, dtype=np.float64) + (self.dx[i] - self.dx[i - 1])
+        lo, hi = self.spans[int(self.column[i])]
+        lo, hi = lo + pad, hi - pad
+        if len(x) and (x.min() < lo or x.max() > hi) and hi > lo:
+            a, b = float(x.min()), float(x.max())
+            mid = (lo + hi) / 2
+            k = min(1.0, (hi - lo) / max(b - a, 1e-9))
+            x = mid + (x - (a + b) / 2) * k
+        return x
+
+    def starts_column(self, i: int) -> bool:
+        """Whether layer row ``i`` (> 0) is the first row of a column after the first."""
+        return i > 0 and int(self.column[i]) != int(self.column[i - 1])
+
+
+def _greedy(heights: np.ndarray, between: float, extra: float, limit: float) -> np.ndarray:
+    """Column of each row, filling each column up to ``limit`` (a row taller than the limit
+    gets a column of its own)."""
+    col = np.zeros(len(heights), dtype=np.int64)
+    c, h = 0, float(heights[0]) if len(heights) else 0.0
+    for i in range(1, len(heights)):
+        add = between + float(heights[i])
+        if h + add + extra > limit:
+            c, h = c + 1, between + float(heights[i])
+        else:
+            h += add
+        col[i] = c
+    if c > 0 and h < 0.35 * limit:  # a short last column joins the one before (balance)
+        col[col == c] = c - 1
+    return col
+
+
+def _place(
+    column: np.ndarray,
+    heights: np.ndarray,
+    lefts: np.ndarray,
+    rights: np.ndarray,
+    between: float,
+    gap: float,
+    extra: float,
+) -> ColumnPlan:
+    n = len(heights)
+    y = np.zeros(n)
+    between_y = np.zeros(max(n - 1, 0))
+    dx = np.zeros(n)
+    spans: list[tuple[float, float]] = []
+    height, x = 0.0, 0.0
+    for c in range(int(column.max()) + 1 if n else 0):
+        idx = np.flatnonzero(column == c)
+        lo, hi = float(lefts[idx].min()), float(rights[idx].max())
+        shift = 0.0 if c == 0 else x - lo  # the first column keeps its x (a one-column plan moves nothing)
+        top = 0.0
+        for i in idx:
+            if i > 0:
+                between_y[i - 1] = top
+                top += between
+            y[i] = top
+            top += float(heights[i])
+        dx[idx] = shift
+        spans.append((lo + shift, hi + shift))
+        x = hi + shift + gap
+        height = max(height, top + (extra if c < column.max() else 0.0))
+    return ColumnPlan(column, dx, y, between_y, spans, height)
+
+
+def plan_columns(
+    heights: np.ndarray,
+    lefts: np.ndarray,
+    rights: np.ndarray,
+    between: float,
+    view_aspect: float | None,
+    gap: float = 120.0,
+    continue_height: float = 40.0,
+    min_gain: float = 1.25,
+    min_rows: int = 8,
+    tries: int = 64,
+) -> ColumnPlan:
+    """Cut the chain of layer rows into columns filling a view of ``view_aspect``.
+
+    Parameters
+    ----------
+    heights : ndarray[R]
+        Height of every layer row, top to bottom.
+    lefts, rights : ndarray[R]
+        Each row's x extent, labels included (rows centred on ``x = 0``).
+    between : float
+        Height of an in-between row.
+    view_aspect : float or None
+        Width / height of the view to fill; ``None`` (or ``<= 0``): one column.
+    gap : float
+        Space between columns.
+    continue_height : float
+        Room under the last row of a column (for the "continues" label).
+    min_gain : float
+        Wrap only when it draws the network at least this many times larger than one column.
+    min_rows : int
+        …and only chains of at least this many rows (a network of a few rows reads as the
+        paper draws it: one column).
+    tries : int
+        Column-height limits tried (geometric from the tallest row to the whole chain).
+
+    Returns
+    -------
+    ColumnPlan
+    """
+    heights = np.asarray(heights, dtype=np.float64)
+    lefts, rights = np.asarray(lefts, np.float64), np.asarray(rights, np.float64)
+    single = _place(np.zeros(len(heights), np.int64), heights, lefts, rights, between, gap, 0.0)
+    if not view_aspect or view_aspect <= 0 or len(heights) < max(min_rows, 2):
+        return single
+
+    def scale(p: ColumnPlan) -> float:  # fitted zoom for a view of height 1
+        w = p.spans[-1][1] - p.spans[0][0]
+        return min(view_aspect / max(w, 1e-9), 1.0 / max(p.height, 1e-9))
+
+    best, best_s = single, scale(single)
+    total, tallest = single.height, float(heights.max())
+    if total <= tallest * 1.01:
+        return single
+    seen: set[bytes] = set()
+    for limit in np.geomspace(tallest + continue_height, total, tries):
+        col = _greedy(heights, between, continue_height, float(limit))
+        key = col.tobytes()
+        if key in seen or col.max() == 0:
+            continue
+        seen.add(key)
+        p = _place(col, heights, lefts, rights, between, gap, continue_height)
+        s = scale(p)
+        if s > best_s:
+            best, best_s = p, s
+    return best if best_s >= min_gain * scale(single) else single

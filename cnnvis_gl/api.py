@@ -86,6 +86,7 @@ def analyze(
     limit: int | None = None,
     batch_size: int = 256,
     k: int = 9,
+    class_k: int = 3,
     device: str | torch.device | None = None,
     progress: bool = True,
     model_name: str | None = None,
@@ -113,6 +114,9 @@ def analyze(
         Class names (taken from ``data`` when it knows them).
     limit:
         Use only the first ``limit`` images.
+    k, class_k:
+        Top images kept per neuron, and per neuron *and class* (the matrix drill-down; 0:
+        none; not kept for more than 100 classes).
     device:
         Where to run (default: the model's device).  Only summaries leave it.
     scalars:
@@ -159,20 +163,17 @@ def analyze(
     probe = Probe(model, input_shape)
     sync_model(model)  # one model on every rank: rank 0's
     batches = src_batches.batches()
-    acc = probe.collect(batches, len(names), k=k, total=total, progress=progress and rank == 0)
+    acc = probe.collect(
+        batches, len(names), k=k, class_k=class_k, total=total, progress=progress and rank == 0
+    )
     merge_ranks(acc)
     if acc.n_images == 0:
         raise CnnvisError("the dataset yielded no images")
     if rank != 0:
         return None
     arrays, meta = acc.finalize(probe.graph)
-    extra = {
-        "dataset": src_batches.dataset_name,
-        "model": model_name or type(model).__name__,
-        "scalars": dict(scalars or {}),
-    }
-    if world > 1:
-        extra["ranks"] = world
+    extra = {"dataset": src_batches.dataset_name, "model": model_name or type(model).__name__,
+             "scalars": dict(scalars or {}), **({"ranks": world} if world > 1 else {})}  # fmt: skip
     return make_snapshot(probe, arrays, meta, names, extra)
 
 

@@ -15,7 +15,8 @@ data specs:
   cifar10:DIR   CIFAR-10 (DIR holds cifar-10-batches-py or -bin, or is it)
   cifar10       CIFAR-10 under $CNNVIS_DATA (downloaded there when absent)
   folder:DIR    one sub-folder of images per class
-models: basecnn, shallowcnn, deepcnn, basecnn-x0.25 … basecnn-x4, resnet20,
+models: basecnn, shallowcnn, deepcnn, their widths basecnn-x0.125 … basecnn-x4
+        (also shallowcnn-x0.5, deepcnn-x2 …), resnet20,
         torchvision:NAME (any torchvision CNN classifier, e.g. torchvision:resnet50;
         random init, needs torchvision), or path/to/file.py:factory (a function
         returning an nn.Module)
@@ -341,6 +342,20 @@ def _info_parser(sub: Any) -> None:
         help="a run: how GROUP's clusters persist, split, merge, appear and dissolve from "
         "snapshot to snapshot (each snapshot clustered afresh, as the viewer does by default)",
     )
+    p.add_argument(
+        "--neuron",
+        metavar="LAYER:N",
+        help="a run: neuron N of a layer group or layer (e.g. conv3:17): its class means and, per "
+        "class, the images of that class that activate it most (the matrix drill-down)",
+    )
+    p.add_argument("--class", dest="klass", metavar="NAME", help="with --neuron: one class only")
+    p.add_argument(
+        "--step", type=_step, help="with --neuron: the snapshot (default: the latest)"
+    )
+    p.add_argument(
+        "-o", "--out", metavar="FILE.png",
+        help="with --neuron: also save the crops, one row per class, strongest first",
+    )  # fmt: skip
 
 
 def _demo_parser(sub: Any) -> None:
@@ -459,11 +474,9 @@ def _analyze(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    import torch
-
     from . import analyze
     from .models import build_model
-    from .run.rebuild import write_train_record
+    from .run.rebuild import save_trained
     from .train import TrainConfig
 
     train_data, test_data, size_hw = _train_data(a)
@@ -484,9 +497,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     hist = _train_recorded(a, model, train_data, test_data, cfg)
-    torch.save(model.state_dict(), out / "weights.pt")
-    write_train_record(
+    save_trained(
         out,
+        model,
         {
             "model": a.model,
             "no_norm": bool(a.no_norm),
@@ -891,7 +904,7 @@ def _render_camera(a: argparse.Namespace, scene: object, size: tuple[int, int]) 
 
     from .errors import CnnvisError
     from .layout.scene import ROW_BETWEEN
-    from .layout.search import row_clusters
+    from .layout.search import row_clusters, row_frame
     from .render.camera import Camera
 
     if a.camera and a.zoom_to:
@@ -919,17 +932,13 @@ def _render_camera(a: argparse.Namespace, scene: object, size: tuple[int, int]) 
             )
         x, y, w, h = (float(v) for v in scene.clusters.rect[hits[0].index])
         return Camera().zoom_to_rect((x, y, x + w, y + h), size, 0.12)
+    if not n:  # the row with its name, as the viewer frames it
+        return Camera().zoom_to_rect(row_frame(scene, rows[name]), size, 0.04)
     idx = row_clusters(scene, rows[name])
-    rects = np.asarray(scene.clusters.rect, dtype=np.float64)[idx]
-    if n:
-        if not n.isdigit() or int(n) >= len(idx):
-            raise CnnvisError(
-                f"--zoom-to {a.zoom_to!r}: row {name!r} has clusters 0…{len(idx) - 1}"
-            )
-        rects = rects[int(n) : int(n) + 1]
-    x0, y0 = rects[:, 0].min(), rects[:, 1].min()
-    x1, y1 = (rects[:, 0] + rects[:, 2]).max(), (rects[:, 1] + rects[:, 3]).max()
-    return Camera().zoom_to_rect((x0, y0, x1, y1), size, 0.12)
+    if not n.isdigit() or int(n) >= len(idx):
+        raise CnnvisError(f"--zoom-to {a.zoom_to!r}: row {name!r} has clusters 0…{len(idx) - 1}")
+    x, y, w, h = (float(v) for v in scene.clusters.rect[idx[int(n)]])
+    return Camera().zoom_to_rect((x, y, x + w, y + h), size, 0.12)
 
 
 def cmd_video(a: argparse.Namespace) -> int:
@@ -977,6 +986,56 @@ def _print_lineage(run: Any, group: str) -> int:
     return 0
 
 
+def _print_neuron(run: Any, a: argparse.Namespace) -> int:
+    """``cnnvis info RUN --neuron LAYER:N [--class NAME] [-o crops.png]``."""
+    from .errors import CnnvisError
+
+    snap = run.snapshot(a.step) if a.step is not None else run.latest()
+    layer, _, n = a.neuron.rpartition(":")
+    names = [g.name for g in snap.graph.groups] + [u.name for u in snap.graph.units]
+    if layer not in names or not n.isdigit():
+        raise CnnvisError(
+            f"--neuron {a.neuron!r}: use LAYER:N with a layer group or layer of the run "
+            f"({', '.join(g.name for g in snap.graph.groups)}) and a neuron number"
+        )
+    unit = snap._unit(layer)
+    channels = snap.graph.unit(unit).channels
+    if int(n) >= channels:
+        raise CnnvisError(f"--neuron {a.neuron!r}: {layer} has neurons 0…{channels - 1}")
+    classes = list(range(len(snap.classes)))
+    if a.klass is not None:
+        if a.klass not in snap.classes:
+            raise CnnvisError(f"--class {a.klass!r}: the classes are {', '.join(snap.classes)}")
+        classes = [snap.classes.index(a.klass)]
+    means = snap.activations(unit)[int(n)]
+    print(f"neuron {n} of {layer} ({unit}) at step {snap.step}, {snap.n_images} probe images")
+    if not snap.has_class_topk(unit):
+        print("  this snapshot keeps no per-class top images (analyse the model again)")
+    rows = []
+    for c in classes:
+        line = f"  {snap.classes[c]:<12} mean {float(means[c]):9.4g}"
+        if snap.has_class_topk(unit):
+            crops, values, index = snap.class_patches(unit, int(n), c, size=64)
+            line += "   top: " + ", ".join(
+                f"image {int(i)} ({float(v):.4g})" for i, v in zip(index, values, strict=True)
+            )
+            rows.append(crops)
+        print(line)
+    if a.out and rows:
+        import numpy as np
+        from PIL import Image
+
+        from .ui.pictures import image_grid
+
+        k = max(len(r) for r in rows)
+        pix = np.zeros((len(rows) * k, 64, 64, 3), np.uint8)
+        for j, r in enumerate(rows):
+            pix[j * k : j * k + len(r)] = r
+        Image.fromarray(image_grid(pix, 64, 4, (255, 255, 255), cols=k)).save(a.out)
+        print(f"wrote {a.out} (one row per class: {', '.join(snap.classes[c] for c in classes)})")
+    return 0
+
+
 def cmd_info(a: argparse.Namespace) -> int:
     target = Path(a.target)
     if target.is_dir():
@@ -985,6 +1044,8 @@ def cmd_info(a: argparse.Namespace) -> int:
         run = open_run(target)
         if a.lineage:
             return _print_lineage(run, a.lineage)
+        if a.neuron:
+            return _print_neuron(run, a)
         print(run)
         print(run.graph.summary())
         print(_capture_text(run.graph.capture))
@@ -1003,8 +1064,9 @@ def cmd_info(a: argparse.Namespace) -> int:
     from .model import build_graph
     from .models import build_model
 
-    if a.lineage:
-        raise CnnvisError(f"--lineage needs a run directory; {a.target!r} is not one")
+    for flag, given in (("--lineage", a.lineage), ("--neuron", a.neuron)):
+        if given:
+            raise CnnvisError(f"{flag} needs a run directory; {a.target!r} is not one")
     if a.input_shape:
         try:
             shape = tuple(int(s) for s in a.input_shape.split(","))
@@ -1082,6 +1144,70 @@ def cmd_compare(a: argparse.Namespace) -> int:
     return 0
 
 
+def _study_parser(sub: Any) -> None:
+    from .study import PROFILES
+
+    lines = []
+    for study, profiles in PROFILES.items():
+        for name, r in profiles.items():
+            lines.append(
+                f"  {study:<6} {name:<5} {', '.join(r.variants)}; {r.limit or 'all'} training images,"
+                f" {r.epochs} epochs{'' if r.augment else ', no augmentation'}"
+            )
+    p = sub.add_parser(
+        "study",
+        help="reproduce the paper's case studies: depth (Shallow/Base/DeepCNN) or width (BaseCNN×w)",
+        description="Train the variants of one of the paper's case studies with the same recipe, "
+        "then measure and draw them: OUT/MODEL is each variant's run (open it with cnnvis view), "
+        "OUT/results.md the table (train/test error, clusters, redundancy per group, positive "
+        "share of the strongest edges per layer pair) with the findings stated from the numbers, "
+        "OUT/figures the pictures. Stopped and started again, a study keeps the variants it "
+        "already trained with the same recipe. See docs/CASES.md.",
+        epilog="profiles:\n" + "\n".join(lines) + "\n(cpu: about half an hour each on 2 cores;"
+        " full: for a CUDA machine)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("study", choices=list(PROFILES), help="which study")
+    p.add_argument("--data", required=True, metavar="SPEC", help="CIFAR-10 spec, e.g. cifar10:DIR")
+    p.add_argument("--profile", default="cpu", choices=["cpu", "full"], help="default cpu")
+    p.add_argument("--variants", metavar="M1,M2,…", help="zoo models instead of the profile's")
+    p.add_argument("--epochs", type=_count, help="instead of the profile's")
+    p.add_argument("--limit", type=_count, help="training images (instead of the profile's)")
+    p.add_argument("--test-limit", type=_count, help="test images (instead of the profile's)")
+    p.add_argument("--probe-size", type=_count, help="test images in each variant's snapshot")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--no-figures", action="store_true", help="tables only (no rendering)")
+    _add_device(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-o", "--out", required=True, metavar="DIR")
+
+
+def cmd_study(a: argparse.Namespace) -> int:
+    from .errors import CnnvisError
+    from .models import model_names
+    from .study import run_study
+
+    over: dict[str, Any] = {}
+    if a.variants:
+        names = tuple(v.strip() for v in a.variants.split(",") if v.strip())
+        unknown = [v for v in names if v not in model_names()]
+        if unknown or not names:
+            raise CnnvisError(
+                f"--variants: unknown model {unknown[0] if unknown else a.variants!r} "
+                f"(zoo: {', '.join(model_names())})"
+            )
+        over["variants"] = names
+    for field, value in (("epochs", a.epochs), ("limit", a.limit), ("test_limit", a.test_limit),
+                         ("probe", a.probe_size), ("seed", a.seed)):  # fmt: skip
+        if value is not None:
+            over[field] = value
+    run_study(
+        a.study, a.out, a.data, profile=a.profile, overrides=over, device=_device(a.device),
+        figures=not a.no_figures, progress=not a.quiet,
+    )  # fmt: skip
+    return 0
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     from .demo import DemoConfig, run_demo
 
@@ -1113,6 +1239,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
     "info": (_info_parser, cmd_info),
     "ablate": (_ablate_parser, cmd_ablate),
     "compare": (_compare_parser, cmd_compare),
+    "study": (_study_parser, cmd_study),
     "video": (_video_parser, cmd_video),
     "demo": (_demo_parser, cmd_demo),
 }

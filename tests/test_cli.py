@@ -255,6 +255,29 @@ def test_render_a_real_run_headless(small_run, tmp_path):
     assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(same)))
 
 
+def test_zoom_to_a_row_frames_its_name_and_clusters(small_run):
+    """``--zoom-to ROW`` and the viewer's zoom-to-row frame the same box: the row's clusters,
+    its height and its name on the left (the name used to be cut off by --zoom-to)."""
+    from cnnvis_gl import open_run
+    from cnnvis_gl.layout import build_scene
+    from cnnvis_gl.layout.scene import ROW_BETWEEN
+    from cnnvis_gl.layout.search import row_frame
+
+    scene = build_scene(open_run(small_run).latest())
+    framed = 0
+    for k, r in enumerate(scene.rows):
+        if r.kind == ROW_BETWEEN:
+            continue
+        x0, y0, x1, y1 = row_frame(scene, k)
+        rect = scene.clusters.rect[scene.clusters.row == k]
+        assert x0 < rect[:, 0].min() and x1 > (rect[:, 0] + rect[:, 2]).max()
+        assert y0 < r.y and y1 > r.y + r.height
+        names = [lab for lab in scene.labels if lab.kind == "row" and r.y <= lab.y <= r.y + r.height]
+        assert names and x0 < min(lab.left for lab in names)
+        framed += 1
+    assert framed == len([r for r in scene.rows if r.kind != ROW_BETWEEN]) >= 5
+
+
 @pytest.mark.gui
 def test_view_headless_writes_a_screenshot(small_run, tmp_path):
     from PIL import Image
@@ -274,3 +297,32 @@ def test_view_headless_writes_a_screenshot(small_run, tmp_path):
     assert len(shots) == 1 and Image.open(shots[0]).size == (1000, 700)
     r = cnnvis("view", tmp_path / "missing", "--headless")
     assert r.returncode == 2 and "missing" in r.stderr
+
+
+def test_info_neuron_prints_the_matrix_drill_down(small_run, tmp_path):
+    """``cnnvis info RUN --neuron conv3:5 --class cat``: the neuron's top images of that class
+    (dataset indices and responses, as the snapshot keeps them) and their crops as a PNG."""
+    from PIL import Image
+
+    from cnnvis_gl import open_run
+
+    snap = open_run(small_run).latest()
+    unit = snap.graph.groups[2].unit
+    values, index = snap.class_topk("conv3", 5, 3)
+    out = tmp_path / "cat.png"
+    r = cnnvis("info", small_run, "--neuron", "conv3:5", "--class", "cat", "-o", out)
+    assert r.returncode == 0, r.stderr
+    line = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith("cat"))
+    want = ", ".join(f"image {int(i)} ({float(v):.4g})" for i, v in zip(index, values, strict=True))
+    assert line.endswith(want) and len(index) == 3
+    assert f"{float(snap.activations(unit)[5, 3]):.4g}" in line
+    img = np.asarray(Image.open(out))
+    assert img.shape == (64, 3 * 64 + 2 * 4, 3)
+    np.testing.assert_array_equal(img[:, :64], snap.class_patches("conv3", 5, 3, size=64)[0][0])
+    # every class: one line each
+    r = cnnvis("info", small_run, "--neuron", "features.3:0")
+    assert r.returncode == 0 and sum(ln.startswith("  ") for ln in r.stdout.splitlines()) == 10
+    for bad, needle in ((["--neuron", "conv9:1"], "conv9"), (["--neuron", "conv3:9999"], "0…"),
+                        (["--neuron", "conv3:1", "--class", "unicorn"], "unicorn")):  # fmt: skip
+        r = cnnvis("info", small_run, *bad)
+        assert r.returncode == 2 and needle in r.stderr

@@ -169,10 +169,13 @@ def test_state_does_not_grow_with_the_dataset(model, cifar):
     probe = Probe(model, (3, 32, 32))
     small = probe.collect(image_batches(cifar.subset(100), 50, "cpu"), 10, progress=False)
     big = probe.collect(image_batches(cifar, 50, "cpu"), 10, progress=False)
-    for f in ("sum_max", "top_val", "top_id", "max_resp", "active", "act_sq"):
+    for f in ("sum_max", "top_val", "top_id", "cls_key", "max_resp", "active", "act_sq"):
         assert getattr(small, f).shape == getattr(big, f).shape
-    # only images in some top-k list are kept
+    # only images in some top-k list (overall or of a class) are kept
+    from cnnvis_gl.stats.accumulator import key_ids
+
     referenced = {int(i) for i in big.top_id.flatten() if i >= 0}
+    referenced |= {int(i) for i in key_ids(big.cls_key).flatten() if i >= 0}
     assert set(big.images) == referenced
 
 
@@ -288,3 +291,51 @@ def test_module_hooks_see_a_block_skipped_after_the_first_batch(cifar):
     batches = image_batches(cifar.subset(40), 10, "cpu")
     with pytest.raises(ModelError, match="different path.*_Conv module called 0 times instead of 1"):
         probe.collect(batches, 10, progress=False)
+
+
+def test_per_class_top_images_match_direct_computation(direct, cifar, snap):
+    """The matrix drill-down's lists: for every neuron and class, the top-3 images *of that
+    class* by response, ties by dataset index; their crops are the receptive field at the arg
+    max, like the overall top-k's."""
+    graph, taps = direct
+    labels = cifar.labels()
+    img_index = snap["image_index"]
+    assert snap.meta["class_k"] == 3
+    for u in graph.units:
+        t = taps[u.name]
+        resp = (t.flatten(2).max(2).values if t.dim() == 4 else t).numpy()
+        rows = snap[f"units/{u.name}/class_topk_image"]
+        values = snap[f"units/{u.name}/class_topk_value"]
+        assert rows.shape == values.shape == (u.channels, 10, 3)
+        for n in range(0, u.channels, max(1, u.channels // 4)):
+            for c in range(10):
+                members = np.flatnonzero(labels == c)
+                order = members[np.lexsort((members, -resp[members, n]))[:3]]
+                np.testing.assert_array_equal(img_index[rows[n, c]], order)
+                np.testing.assert_allclose(values[n, c], resp[order, n], rtol=1e-6)
+                assert (snap["image_label"][rows[n, c]] == c).all()
+        # where a class's best image is the neuron's best overall, the crop is the same box
+        top = snap[f"units/{u.name}/topk_image"][:, 0]
+        best_class = labels[img_index[top]]
+        same = rows[np.arange(u.channels), best_class, 0] == top
+        assert same.all()
+        np.testing.assert_array_equal(
+            snap[f"units/{u.name}/class_topk_box"][np.arange(u.channels), best_class, 0],
+            snap[f"units/{u.name}/topk_box"][:, 0],
+        )
+    crops, vals, idx = snap.class_patches("conv2", 5, 3, size=16)
+    unit = snap.graph.groups[1].unit
+    assert crops.shape == (3, 16, 16, 3) and crops.std() > 0
+    np.testing.assert_array_equal(idx, img_index[snap[f"units/{unit}/class_topk_image"][5, 3]])
+    assert (cifar.labels()[idx] == 3).all() and list(vals) == sorted(vals, reverse=True)
+
+
+def test_per_class_lists_with_few_images_of_a_class(model, cifar):
+    """A class seen fewer than class_k times keeps empty slots (no image, no crash)."""
+    probe = Probe(model, (3, 32, 32))
+    small = cifar.subset(12)  # some classes appear once or not at all
+    acc = probe.collect(image_batches(small, 5, "cpu"), 10, progress=False)
+    arrays, _ = acc.finalize(probe.graph)
+    counts = np.bincount(small.labels(), minlength=10)
+    rows = arrays["units/features.0/class_topk_image"]
+    np.testing.assert_array_equal((rows >= 0).sum(2), np.minimum(counts, 3)[None, :].repeat(16, 0))

@@ -836,3 +836,54 @@ def test_notes_added_from_the_view_edited_drawn_and_kept(run_dir: Path, tmp_path
     app2 = make_app(run_dir)
     app2.notes.load()
     assert [n.text for n in app2.state.notes] == ["dogs and cats"]
+
+
+def test_a_matrix_cell_click_shows_the_neurons_top_images_of_that_class(run_dir: Path, tmp_path: Path):
+    """The matrix drill-down: a click on a cell (neuron × class) selects the neuron and shows
+    its top images of that class in the Neuron panel; the class can be changed there."""
+    from imgui_bundle import imgui
+    from imgui_bundle.immapp import testing
+
+    from cnnvis_gl.layout.search import matrix_class_at
+
+    app = make_app(run_dir)
+    seen: dict = {}
+
+    def test(ctx):
+        wait(ctx, ready(app))
+        ctx.item_click("//Controls/**/Activation matrix")
+        wait(ctx, ready(app))
+        s = app.state.scene
+        ci = int(np.argmax(s.clusters.size))  # the largest cluster, framed
+        app.actions.zoom_to_cluster(ci)
+        ctx.yield_(2)
+        wait(ctx, lambda: not app.state.camera.animating, 10.0)
+        i = int(np.flatnonzero(s.neurons.cluster == ci)[0])
+        x, y, w, h = (float(v) for v in s.clusters.matrix_rect[ci])
+        rh = h / int(s.clusters.size[ci])
+        col = 3
+        cx = x + (col + 0.5) * w / len(s.class_order)
+        cy = y + rh * (int(s.neurons.matrix_row[i]) + 0.5)
+        ctx.mouse_move_to_pos(imgui.ImVec2(*app.view.screen_pos(cx, cy)))
+        ctx.yield_(2)
+        ctx.mouse_click(0)
+        ctx.yield_(2)
+        seen["picked"] = (app.state.selection.neuron, app.state.selection.neuron_class)
+        seen["expected"] = (app.state.neuron_key(i), matrix_class_at(s, i, cx))
+        seen["class_order"] = int(s.class_order[col])
+        key = app.state.selection.neuron
+        wait(ctx, lambda: app.inspect.class_topk_picture(key, seen["expected"][1]) is not None)
+        ctx.yield_(2)
+        seen["texture"] = app.inspect.class_topk_picture(key, seen["expected"][1]).size
+        testing.capture(ctx, str(tmp_path / "drill.png"))
+        # another class, chosen in the panel
+        ctx.item_click("//Neuron/##drillclass")
+        ctx.item_click("//$FOCUSED/frog")
+        ctx.yield_(2)
+        seen["chosen"] = app.state.selection.neuron_class
+
+    drive(app, test, SIZE)
+    assert seen["picked"] == seen["expected"]
+    assert seen["expected"][1] == seen["class_order"]  # the column's class, in the scene's order
+    assert tuple(seen["texture"]) == (3 * 64 + 2 * 4, 64)  # three crops in a row
+    assert seen["chosen"] == 6  # CIFAR-10's frog

@@ -49,6 +49,24 @@ def row_clusters(scene: Scene, row: int) -> np.ndarray:
     return idx[np.argsort(c.rect[idx, 0], kind="stable")]
 
 
+def row_frame(scene: Scene, row: int) -> tuple[float, float, float, float]:
+    """``(x0, y0, x1, y1)``: what framing scene row ``row`` shows — its clusters and its name
+    on the left, the row's height, a margin (the viewer's zoom-to-row and ``--zoom-to``)."""
+    r = scene.rows[row]
+    band = r.span(scene.bounds)
+    idx = np.flatnonzero(scene.clusters.row == row)
+    if len(idx):
+        rect = scene.clusters.rect[idx]
+        x0, x1 = float(rect[:, 0].min()), float((rect[:, 0] + rect[:, 2]).max())
+    else:
+        x0, x1 = band
+    for lab in scene.labels:  # the row's name, left of its clusters (in the row's column)
+        if lab.kind == "row" and r.y <= lab.y <= r.y + r.height and band[0] <= lab.x <= band[1]:
+            x0 = min(x0, lab.left)
+    pad = max(r.height * 0.15, 4.0)
+    return (x0 - pad, r.y - pad, x1 + pad * 6, r.y + r.height + pad)
+
+
 def neuron_at(scene: Scene, unit: str, channel: int) -> int | None:
     """Index into ``scene.neurons`` of channel ``channel`` of layer ``unit`` (``None`` when the
     scene does not show it)."""

@@ -69,22 +69,29 @@ class VGGLike(nn.Module):
         return self.classifier(self.features(x))
 
 
+def _widths(width: float, stages: int = 4) -> tuple[int, ...]:
+    return tuple(max(4, int(round(w * width))) for w in BASE_WIDTHS[:stages])
+
+
 def basecnn(width: float = 1.0, num_classes: int = 10, norm: bool = True, **kw) -> VGGLike:
     """BaseCNN: 10 conv layers (2-2-3-3), 4 pooling layers, 2 linear layers."""
-    widths = tuple(max(4, int(round(w * width))) for w in BASE_WIDTHS)
     return VGGLike(
-        widths, (2, 2, 3, 3), num_classes, hidden=max(32, int(512 * width)), norm=norm, **kw
+        _widths(width), (2, 2, 3, 3), num_classes, hidden=max(32, int(512 * width)), norm=norm, **kw
     )
 
 
-def shallowcnn(num_classes: int = 10, norm: bool = True, **kw) -> VGGLike:
+def shallowcnn(width: float = 1.0, num_classes: int = 10, norm: bool = True, **kw) -> VGGLike:
     """ShallowCNN: BaseCNN with 3 conv layers and 1 pooling layer fewer (7 conv, 3 pool)."""
-    return VGGLike(BASE_WIDTHS[:3], (2, 2, 3), num_classes, norm=norm, **kw)
+    return VGGLike(
+        _widths(width, 3), (2, 2, 3), num_classes, hidden=max(32, int(512 * width)), norm=norm, **kw
+    )
 
 
-def deepcnn(num_classes: int = 10, norm: bool = True, **kw) -> VGGLike:
+def deepcnn(width: float = 1.0, num_classes: int = 10, norm: bool = True, **kw) -> VGGLike:
     """DeepCNN: twice the conv layers of BaseCNN (4-4-6-6 = 20 conv layers)."""
-    return VGGLike(BASE_WIDTHS, (4, 4, 6, 6), num_classes, norm=norm, **kw)
+    return VGGLike(
+        _widths(width), (4, 4, 6, 6), num_classes, hidden=max(32, int(512 * width)), norm=norm, **kw
+    )
 
 
 class BasicBlock(nn.Module):
@@ -146,9 +153,12 @@ ZOO: dict[str, Callable[..., nn.Module]] = {
     "deepcnn": deepcnn,
     "resnet20": resnet20,
 }
-WIDTHS = {"x0.25": 0.25, "x0.5": 0.5, "x1": 1.0, "x2": 2.0, "x4": 4.0}
+#: width variants of the VGG-like models: ``basecnn-x4``, ``deepcnn-x0.5`` … (the paper's ¼ … 4,
+#: and ⅛ for the CPU-scale case studies)
+WIDTHS = {"x0.125": 0.125, "x0.25": 0.25, "x0.5": 0.5, "x1": 1.0, "x2": 2.0, "x4": 4.0}
 for _suffix, _w in WIDTHS.items():
-    ZOO[f"basecnn-{_suffix}"] = lambda w=_w, **kw: basecnn(width=w, **kw)
+    for _name, _f in (("basecnn", basecnn), ("shallowcnn", shallowcnn), ("deepcnn", deepcnn)):
+        ZOO[f"{_name}-{_suffix}"] = lambda w=_w, f=_f, **kw: f(width=w, **kw)
 
 
 def model_names() -> list[str]:

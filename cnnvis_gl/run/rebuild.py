@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import CnnvisError
 
 __all__ = [
-    "TRAIN_FILE", "WEIGHTS_FILE", "rebuild_model", "rebuild_probe", "train_record",
+    "TRAIN_FILE", "WEIGHTS_FILE", "rebuild_model", "rebuild_probe", "save_trained", "train_record",
     "write_train_record",
 ]  # fmt: skip
 
@@ -38,6 +38,19 @@ def write_train_record(run_dir: str | Path, record: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def save_trained(run_dir: str | Path, model: Any, record: dict[str, Any]) -> None:
+    """Write a trained model's ``RUN/weights.pt`` (its state dict) and ``RUN/train.json``
+    (``record``, see :func:`write_train_record`), each atomically."""
+    import torch
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / f".{WEIGHTS_FILE}.tmp"
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(run_dir / WEIGHTS_FILE)
+    write_train_record(run_dir, record)
 
 
 def rebuild_model(run_dir: str | Path, num_classes: int) -> tuple[Any, str]:

@@ -98,6 +98,43 @@ class Snapshot:
         boxes = np.asarray(self[f"units/{u}/topk_box"])[:, :k]
         if neurons is not None:
             img_row, boxes = img_row[neurons], boxes[neurons]
+        return self._crops(img_row, boxes, size)
+
+    def has_class_topk(self, name: str) -> bool:
+        """Whether the snapshot keeps per-class top images for this unit (or group): snapshots
+        written before the matrix drill-down, and of models with more than 100 classes, do
+        not."""
+        return f"units/{self._unit(name)}/class_topk_image" in self.arrays
+
+    def class_topk(self, name: str, neuron: int, cls: int) -> tuple[np.ndarray, np.ndarray]:
+        """One neuron's top images *of one class*: ``(responses float32 [j], dataset indices
+        int64 [j])``, strongest first, ``j ≤ class_k`` (fewer when the probe set has fewer
+        images of the class)."""
+        rows, _, values = self._class_lists(name, neuron, cls)
+        return values, np.asarray(self["image_index"])[rows].astype(np.int64)
+
+    def class_patches(
+        self, name: str, neuron: int, cls: int, size: int = 32
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The matrix drill-down: :meth:`class_topk` with the images' receptive-field crops,
+        ``(crops uint8 [j, size, size, 3], responses, dataset indices)``."""
+        rows, boxes, values = self._class_lists(name, neuron, cls)
+        index = np.asarray(self["image_index"])[rows].astype(np.int64)
+        return self._crops(rows, boxes, size), values, index
+
+    def _class_lists(self, name: str, neuron: int, cls: int) -> tuple[np.ndarray, ...]:
+        u = self._unit(name)
+        if not self.has_class_topk(u):
+            raise KeyError(f"{u}: this snapshot keeps no per-class top images")
+        rows = np.asarray(self[f"units/{u}/class_topk_image"][neuron, cls])
+        keep = rows >= 0
+        boxes = np.asarray(self[f"units/{u}/class_topk_box"][neuron, cls])[keep]
+        values = np.asarray(self[f"units/{u}/class_topk_value"][neuron, cls])[keep]
+        return rows[keep], boxes, values.astype(np.float32)
+
+    def _crops(self, img_row: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+        """The receptive-field crops (``boxes`` [..., 4]) of the rows ``img_row`` of ``images``,
+        resized to ``size``²; black where the row is -1."""
         images = self["images"]
         out = np.zeros((*img_row.shape, size, size, 3), dtype=np.uint8)
         flat_rows, flat_boxes = img_row.reshape(-1), boxes.reshape(-1, 4)

@@ -159,6 +159,11 @@ def check_array(
     if what in ("topk_value", "topk_image", "topk_box"):
         if arr.ndim < 2 or arr.shape[0] != c or (what == "topk_box") != (arr.ndim == 3):
             fail(f"has shape {list(arr.shape)}, expected [{c}, k{', 4' * (what == 'topk_box')}]")
+    if what in ("class_topk_value", "class_topk_image", "class_topk_box"):
+        box = what == "class_topk_box"
+        if arr.shape[:2] != (c, n_classes) or arr.ndim != 3 + box:
+            fail(f"has shape {list(arr.shape)}, expected [{c}, {n_classes}, k{', 4' * box}]")
+        what = what[len("class_"):]  # rows and boxes: checked as the top-k's
     if what == "topk_image":
         m = images_shape[0]
         if arr.dtype.kind not in "iu":
@@ -167,7 +172,7 @@ def check_array(
             fail(f"refers to image rows {arr.min()}…{arr.max()}, but 'images' has {m}")
     if what == "topk_box":
         h, w = images_shape[1:3]
-        if arr.shape[2] != 4 or arr.dtype.kind not in "iu":
+        if arr.shape[-1] != 4 or arr.dtype.kind not in "iu":
             fail(f"is {arr.dtype}{list(arr.shape)}, expected integer boxes [{c}, k, 4]")
         y0, x0, y1, x1 = (arr[..., i].astype(np.int64) for i in range(4))
         if arr.size and ((y0 < 0) | (x0 < 0) | (y1 > h) | (x1 > w) | (y1 <= y0) | (x1 <= x0)).any():

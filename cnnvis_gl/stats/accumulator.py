@@ -2,9 +2,10 @@
 
 For every unit (the neurons of one weighted layer, measured at its tap) and every class, the
 accumulator keeps sums and counts, a running top-k of the images with the largest response
-(with the arg-max location) and per-neuron activity counts.  Memory does not grow with the
-dataset: the state is O(neurons × (classes + k)) plus the pixels of the images currently in
-some neuron's top-k.  Everything is computed on the model's device; only the summaries (and the
+(with the arg-max location), a shorter top-``class_k`` per class (the images of that class
+with the largest response: the matrix drill-down) and per-neuron activity counts.  Memory does
+not grow with the dataset: the state is O(neurons × (classes × class_k + k)) plus the pixels
+of the images currently in some top list.  Everything is computed on the model's device; only the summaries (and the
 few top-k images) leave it.  Two accumulators over disjoint parts of a dataset merge into the
 one over the whole (:meth:`StatsAccumulator.merge`): sums add, top-k lists merge with the same
 deterministic order (value descending, then dataset index ascending).
@@ -33,6 +34,10 @@ RESPONSES = ("max", "mean")
 #: Neurons × (k + batch) elements per top-k merge step (bounds the merge's temporaries).
 _MERGE_CHUNK = 1 << 22
 
+
+#: Per-class top lists are kept for up to this many classes (beyond it, their state of
+#: neurons × classes × class_k would dwarf everything else: ImageNet's 1000 classes).
+MAX_CLASS_TOPK_CLASSES = 100
 
 #: Key of an empty top-k slot (below every real key).
 _EMPTY = torch.iinfo(torch.int64).min
@@ -81,6 +86,9 @@ class StatsAccumulator:
         Number of classes of the labels.
     k:
         Length of each neuron's top-k image list.
+    class_k:
+        Length of each neuron's per-class top lists (0: none; also none for more than
+        :data:`MAX_CLASS_TOPK_CLASSES` classes).
     device:
         Where the state lives (the model's device).
 
@@ -92,6 +100,8 @@ class StatsAccumulator:
         ``[N, k]`` the top-k as keys (:func:`topk_keys`; properties ``top_val`` and ``top_id``
         read the responses, descending, and their dataset indices, -1: empty) and the flat
         arg-max position in the tap's feature map.
+    cls_key, cls_loc:
+        ``[N, K, class_k]`` the same per class: the images of class ``c`` only.
     max_resp, active, saturated:
         ``[N]`` largest response; images with response > 0; images with mean |activation| ≥
         95 % of the unit's bound.
@@ -100,11 +110,17 @@ class StatsAccumulator:
     """
 
     def __init__(
-        self, units: list[Unit], num_classes: int, k: int = 9, device: Any = "cpu"
+        self,
+        units: list[Unit],
+        num_classes: int,
+        k: int = 9,
+        device: Any = "cpu",
+        class_k: int = 3,
     ) -> None:
         self.units = list(units)
         self.num_classes = int(num_classes)
         self.k = int(k)
+        self.class_k = int(class_k) if num_classes <= MAX_CLASS_TOPK_CLASSES else 0
         self.device = dev = torch.device(device)
         self.start = np.concatenate([[0], np.cumsum([u.channels for u in self.units])]).astype(int)
         n, kk = int(self.start[-1]), num_classes
@@ -121,6 +137,8 @@ class StatsAccumulator:
         self.sum_mean = torch.zeros(n, kk, dtype=f64, device=dev)
         self.top_key = torch.full((n, self.k), _EMPTY, dtype=torch.int64, device=dev)
         self.top_loc = torch.zeros(n, self.k, dtype=torch.int64, device=dev)
+        self.cls_key = torch.full((n, kk, self.class_k), _EMPTY, dtype=torch.int64, device=dev)
+        self.cls_loc = torch.zeros(n, kk, self.class_k, dtype=torch.int64, device=dev)
         self.max_resp = torch.full((n,), -math.inf, device=dev)
         self.active = torch.zeros(n, dtype=torch.int64, device=dev)
         self.saturated = torch.zeros(n, dtype=torch.int64, device=dev)
@@ -186,6 +204,8 @@ class StatsAccumulator:
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= _LOW):
             raise ValueError(f"dataset indices must lie in [0, {_LOW}), got {ids.min()}..{ids.max()}")
         self._ids_dev = ids.to(dev)
+        if self.class_k:
+            self._by_class = _class_positions(labels.cpu(), dev)
         b = int(y.shape[0])
         self.class_count.index_add_(0, y, torch.ones(b, dtype=torch.float64, device=dev))
         self.n_images += b
@@ -244,6 +264,8 @@ class StatsAccumulator:
                 k,
             )
             entered.index_fill_(0, torch.where(order >= k, order - k, b).flatten(), True)
+        if self.class_k:
+            self._merge_classes(r_max, loc, entered)
         del self._parts
         # Which of the batch's images entered some top-k list is read on the host one batch
         # late, so that the host prepares the next batch while the device still works on this
@@ -260,6 +282,31 @@ class StatsAccumulator:
         self._batches += 1
         if self._batches % 16 == 0:
             self.compact()
+
+    def _merge_classes(self, r_max: torch.Tensor, loc: torch.Tensor, entered: torch.Tensor) -> None:
+        """Fold the batch into the per-class top lists: the batch's images of each class present
+        (padded to the largest class) against that class's list, for every neuron at once."""
+        present, pos = self._by_class  # [P] classes, [P, m] batch positions (-1: padding)
+        n, kc, b = int(self.start[-1]), self.class_k, int(r_max.shape[0])
+        p, m = pos.shape
+        valid = pos >= 0
+        safe = pos.clamp(min=0).flatten()
+        id_keys = self._ids_dev[safe].view(p, m)
+        step = max(1, _MERGE_CHUNK // (p * (kc + m)))
+        for lo in range(0, n, step):
+            s = slice(lo, min(n, lo + step))
+            ns = s.stop - s.start
+            cand = topk_keys(r_max[:, s].T[:, safe].view(ns, p, m), id_keys.expand(ns, p, m))
+            cand = cand.masked_fill(~valid, _EMPTY)
+            keys = torch.cat([self.cls_key[s][:, present], cand], dim=2).view(ns * p, kc + m)
+            locs = torch.cat([self.cls_loc[s][:, present], loc[:, s].T[:, safe].view(ns, p, m)], 2)
+            top, top_loc, order = _merge_topk(keys, locs.view(ns * p, kc + m), kc)
+            self.cls_key[s, present] = top.view(ns, p, kc)
+            self.cls_loc[s, present] = top_loc.view(ns, p, kc)
+            order = order.view(ns, p, kc)
+            came = pos.unsqueeze(0).expand(ns, p, m).gather(2, (order - kc).clamp(min=0))
+            got = torch.where((order >= kc) & (came >= 0), came, b)  # (padding: none)
+            entered.index_fill_(0, got.flatten(), True)
 
     def _flush(self) -> None:
         """Keep the pixels (H × W × 3) of the pending batch's images that entered some top-k."""
@@ -280,8 +327,8 @@ class StatsAccumulator:
                 self.labels[int(ids[p])] = int(labels[p])
 
     def _referenced_ids(self) -> set[int]:
-        ref = torch.unique(self.top_id).cpu().tolist()
-        return {i for i in ref if i >= 0}
+        ref = torch.unique(torch.cat([self.top_id.flatten(), key_ids(self.cls_key).flatten()]))
+        return {i for i in ref.cpu().tolist() if i >= 0}
 
     def compact(self) -> None:
         """Keep the pending batch's images, then drop the pixels of images no longer in any
@@ -298,6 +345,8 @@ class StatsAccumulator:
         """Fold ``other`` (statistics of other images of the same dataset) into ``self``."""
         if [u.name for u in other.units] != [u.name for u in self.units] or other.k != self.k:
             raise ValueError("cannot merge statistics of different models or k")
+        if other.class_k != self.class_k:
+            raise ValueError("cannot merge statistics with different per-class top-k lengths")
         if other.num_classes != self.num_classes:
             raise ValueError("cannot merge statistics with different class counts")
         dev = self.device
@@ -316,10 +365,24 @@ class StatsAccumulator:
             torch.cat([self.top_loc, other.top_loc.to(dev)], 1),
             self.k,
         )
+        self.merge_class_lists(other.cls_key.to(dev), other.cls_loc.to(dev))
         self.images.update(other.images)
         self.labels.update(other.labels)
         self.compact()
         return self
+
+    def merge_class_lists(self, keys: torch.Tensor, locs: torch.Tensor) -> None:
+        """Merge other per-class top lists (``[N, K, j·class_k]``, e.g. several concatenated)
+        into this one's."""
+        n, kk, kc = self.cls_key.shape
+        if kc == 0:
+            return
+        top, loc, _ = _merge_topk(
+            torch.cat([self.cls_key, keys], 2).view(n * kk, -1),
+            torch.cat([self.cls_loc, locs], 2).view(n * kk, -1),
+            kc,
+        )
+        self.cls_key, self.cls_loc = top.view(n, kk, kc), loc.view(n, kk, kc)
 
     # ------------------------------------------------------------------ results
     @torch.no_grad()
@@ -329,7 +392,9 @@ class StatsAccumulator:
         Arrays (per unit ``u``): ``units/u/A_max``, ``units/u/A_mean`` [C, K] class means of the
         response; ``units/u/topk_value`` [C, k]; ``units/u/topk_image`` [C, k] int32 row in
         ``images`` (-1: none); ``units/u/topk_box`` [C, k, 4] int16 receptive-field crop
-        (y0, x0, y1, x1), end-exclusive; ``units/u/max_response`` [C];
+        (y0, x0, y1, x1), end-exclusive; ``units/u/class_topk_value`` [C, K, class_k],
+        ``class_topk_image`` [C, K, class_k], ``class_topk_box`` [C, K, class_k, 4]: the same
+        per class (when kept); ``units/u/max_response`` [C];
         ``units/u/active_fraction`` [C].  Shared: ``images`` [M, H, W, 3] uint8,
         ``image_index`` [M] dataset indices, ``image_label`` [M], ``class_count`` [K].
         """
@@ -357,6 +422,9 @@ class StatsAccumulator:
         top_val = self.top_val.cpu().numpy().astype(np.float32)
         top_img = _rows(ids_sorted, self.top_id.cpu().numpy())
         top_loc = self.top_loc.cpu().numpy()
+        cls_val = key_values(self.cls_key).cpu().numpy().astype(np.float32)
+        cls_img = _rows(ids_sorted, key_ids(self.cls_key).cpu().numpy())
+        cls_loc = self.cls_loc.cpu().numpy()
         max_resp = self.max_resp.cpu().numpy().astype(np.float32)
         active = self.active.cpu().numpy()
         saturated = self.saturated.cpu().numpy()
@@ -369,6 +437,10 @@ class StatsAccumulator:
             arrays[p + "topk_value"] = top_val[r]
             arrays[p + "topk_image"] = top_img[r]
             arrays[p + "topk_box"] = _boxes(graph, unit, top_loc[r], h_img, w_img)
+            if self.class_k:
+                arrays[p + "class_topk_value"] = cls_val[r]
+                arrays[p + "class_topk_image"] = cls_img[r]
+                arrays[p + "class_topk_box"] = _boxes(graph, unit, cls_loc[r], h_img, w_img)
             arrays[p + "max_response"] = max_resp[r]
             arrays[p + "active_fraction"] = (active[r] / n).astype(np.float32)
             count = max(self.act_n[i], 1)
@@ -386,11 +458,26 @@ class StatsAccumulator:
         meta = {
             "n_images": self.n_images,
             "k": self.k,
+            "class_k": self.class_k,
             "units": unit_meta,
             "probe_loss": loss / self.n_scored if self.n_scored else None,
             "probe_error": 1.0 - correct / self.n_scored if self.n_scored else None,
         }
         return arrays, meta
+
+
+def _class_positions(labels: torch.Tensor, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The classes present in a batch (``[P]``) and each one's batch positions, padded with -1
+    to the largest class (``[P, m]``), on ``dev``."""
+    y = labels.to(torch.int64).flatten()
+    order = torch.argsort(y, stable=True)
+    present, counts = torch.unique_consecutive(y[order], return_counts=True)
+    m = int(counts.max()) if len(counts) else 0
+    pos = torch.full((len(present), m), -1, dtype=torch.int64)
+    starts = torch.cumsum(counts, 0) - counts
+    col = torch.arange(len(y)) - torch.repeat_interleave(starts, counts)
+    pos[torch.repeat_interleave(torch.arange(len(present)), counts), col] = order
+    return present.to(dev), pos.to(dev)
 
 
 def _rows(ids_sorted: np.ndarray, top_id: np.ndarray) -> np.ndarray:

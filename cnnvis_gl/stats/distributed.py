@@ -189,12 +189,14 @@ def merge_ranks(acc: StatsAccumulator, *, dst: int = 0, group: Any = None) -> St
     world = dist.get_world_size(group)
 
     # -- shapes first: a rank with another model or k must not hang the others in a collective
-    shape = torch.tensor([len(acc.units), int(acc.start[-1]), acc.num_classes, acc.k], device=dev)
+    shape = torch.tensor(
+        [len(acc.units), int(acc.start[-1]), acc.num_classes, acc.k, acc.class_k], device=dev
+    )
     shapes = [torch.empty_like(shape) for _ in range(world)]
     collective("checking the models", dist.all_gather, shapes, shape, group=group)
     if any(not torch.equal(s, shapes[0]) for s in shapes):
         raise CnnvisError(
-            "ranks disagree on (units, neurons, classes, k): "
+            "ranks disagree on (units, neurons, classes, k, class_k): "
             + ", ".join(str(s.tolist()) for s in shapes)
         )
 
@@ -235,6 +237,14 @@ def merge_ranks(acc: StatsAccumulator, *, dst: int = 0, group: Any = None) -> St
     collective("gathering the top-k positions", dist.all_gather, all_locs, locs, group=group)
     top_key, top_loc, _ = _merge_topk(torch.cat(all_keys, 1), torch.cat(all_locs, 1), acc.k)
     acc.top_key, acc.top_loc = top_key.to(home), top_loc.to(home)
+    if acc.class_k and world > 1:  # the per-class lists the same way
+        keys, locs = acc.cls_key.to(dev), acc.cls_loc.to(dev)
+        all_keys = [torch.empty_like(keys) for _ in range(world)]
+        all_locs = [torch.empty_like(locs) for _ in range(world)]
+        collective("gathering the per-class lists", dist.all_gather, all_keys, keys, group=group)
+        collective("gathering the per-class positions", dist.all_gather, all_locs, locs, group=group)
+        acc.cls_key, acc.cls_loc = all_keys[0].to(home), all_locs[0].to(home)
+        acc.merge_class_lists(torch.cat(all_keys[1:], 2).to(home), torch.cat(all_locs[1:], 2).to(home))
 
     _gather_images(acc, dst, group, dev)
     return acc
@@ -246,6 +256,7 @@ def _gather_images(acc: StatsAccumulator, dst: int, group: Any, dev: torch.devic
 
     world, me = dist.get_world_size(group), dist.get_rank(group)
     needed = set(torch.unique(key_ids(acc.top_key)).cpu().tolist())
+    needed |= set(torch.unique(key_ids(acc.cls_key)).cpu().tolist())
     acc.compact()  # drops the pixels of images no longer in any list
     mine = sorted(i for i in acc.images if i in needed)
     shape = next(iter(acc.images.values())).shape if acc.images else None

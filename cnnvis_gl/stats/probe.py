@@ -66,6 +66,7 @@ class Probe:
         num_classes: int,
         *,
         k: int = 9,
+        class_k: int = 3,
         total: int | None = None,
         progress: bool = True,
         desc: str = "analyze",
@@ -73,7 +74,9 @@ class Probe:
     ) -> StatsAccumulator:
         """Run every batch in eval mode and accumulate; the model's train/eval mode is restored.
         ``numbered``: see :meth:`session`."""
-        acc = StatsAccumulator(self.graph.units, num_classes, k=k, device=self.device)
+        acc = StatsAccumulator(
+            self.graph.units, num_classes, k=k, device=self.device, class_k=class_k
+        )
         was_training = self.model.training
         self.model.eval()
         try:

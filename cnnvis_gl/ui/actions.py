@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from imgui_bundle import hello_imgui, imgui
 
-from ..layout.search import Hit, neighbour
+from ..layout.search import Hit, neighbour, row_frame
 from ..render.camera import Camera
 from .state import NeuronKey
 
@@ -232,10 +232,14 @@ class Actions:
             sel.quantile = float(quantile)
         self.push_selection()
 
-    def select_neuron(self, key: NeuronKey | None, keep_cluster: bool = False) -> None:
-        """Show a neuron in the neuron inspector (its cluster in the cluster inspector)."""
+    def select_neuron(
+        self, key: NeuronKey | None, keep_cluster: bool = False, cls: int | None = None
+    ) -> None:
+        """Show a neuron in the neuron inspector (its cluster in the cluster inspector); with
+        ``cls``, also its top images of that class (the matrix drill-down)."""
         st = self.app.state
         st.selection.neuron = key
+        st.selection.neuron_class = cls
         i = st.neuron_index(key)
         if i is not None and st.scene is not None and not keep_cluster:
             st.selection.cluster = int(st.scene.clusters.id[st.scene.neurons.cluster[i]])
@@ -321,19 +325,7 @@ class Actions:
         s = st.scene
         if s is None or not 0 <= row < len(s.rows):
             return
-        r = s.rows[row]
-        idx = np.flatnonzero(s.clusters.row == row)
-        if len(idx):
-            rect = s.clusters.rect[idx]
-            x0, x1 = float(rect[:, 0].min()), float((rect[:, 0] + rect[:, 2]).max())
-        else:
-            x0, x1 = r.span(s.bounds)
-        band = r.span(s.bounds)
-        for lab in s.labels:  # the row's name, left of its clusters (in the row's column)
-            if lab.kind == "row" and r.y <= lab.y <= r.y + r.height and band[0] <= lab.x <= band[1]:
-                x0 = min(x0, lab.left)
-        pad = max(r.height * 0.15, 4.0)
-        rect = (x0 - pad, r.y - pad, x1 + pad * 6, r.y + r.height + pad)
+        rect = row_frame(s, row)
         st.camera.go(st.camera.current.zoom_to_rect(rect, st.camera.viewport, 0.04))
         self.view.touch()
 

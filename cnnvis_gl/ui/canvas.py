@@ -160,8 +160,10 @@ class Canvas:
 
     def click_at(self, x: float, y: float) -> None:
         """Select what is under the pointer (nothing: clear the selection)."""
+        st = self.app.state
         pick, i = self._meaning(self.pick(x, y))
-        pick.click(self.app.state, self.app.actions, i)
+        at = st.camera.current.screen_to_scene(x, y, st.camera.viewport)  # (as hover_text)
+        pick.click(st, self.app.actions, i, at)
 
     def double_click_at(self, x: float, y: float) -> None:
         """Zoom to the cluster under the pointer, or fit all on empty space."""

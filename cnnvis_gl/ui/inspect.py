@@ -15,7 +15,7 @@ import numpy as np
 from ..layout.edges import RowSpec, row_weights
 from ..layout.scene import ROW_BETWEEN
 from .jobs import Done, PatchCache
-from .pictures import packing_image, topk_grid
+from .pictures import image_grid, packing_image, topk_grid
 from .state import NeuronKey
 from .textures import TextureCache
 
@@ -147,6 +147,22 @@ class Inspector:
             ("topk", st.step, unit, int(ch), bg),
             lambda: topk_grid(snap, unit, int(ch), k=k, size=64, background=bg),
         )
+
+    def class_topk_picture(self, key: NeuronKey, cls: int) -> Any:
+        """The neuron's top images of class ``cls`` (receptive-field crops, strongest first)
+        as a texture; ``None`` while being made or when the snapshot keeps no per-class lists."""
+        st = self.app.state
+        snap = st.snapshot
+        unit, ch = key
+        if snap is None or not snap.has_class_topk(unit):
+            return None
+        bg = self._background()
+
+        def make() -> np.ndarray:
+            crops = snap.class_patches(unit, int(ch), int(cls), size=64)[0]
+            return image_grid(crops, 64, background=bg, cols=max(len(crops), 1))
+
+        return self._picture(("class_topk", st.step, unit, int(ch), int(cls), bg), make)
 
     def packing_picture(self, ci: int) -> Any:
         """The cluster's learned-features packing as a texture (``None`` while being made)."""

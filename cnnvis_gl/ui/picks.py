@@ -45,8 +45,9 @@ class Pick:
         """Index of the cluster it belongs to (zoom, drop target); ``None``: none."""
         return None
 
-    def click(self, st: AppState, act: Actions, i: int) -> None:
-        """Select it (a click on nothing clears the selection)."""
+    def click(self, st: AppState, act: Actions, i: int, at: Point | None = None) -> None:
+        """Select it (a click on nothing clears the selection; ``at``: the pointer's scene
+        position)."""
         st.selection.neuron = None
         act.select_cluster(None)
 
@@ -77,7 +78,7 @@ class _Cluster(Pick):
     def cluster(self, st: AppState, i: int) -> int | None:
         return i
 
-    def click(self, st: AppState, act: Actions, i: int) -> None:
+    def click(self, st: AppState, act: Actions, i: int, at: Point | None = None) -> None:
         st.selection.neuron = None
         act.select_cluster(int(st.scene.clusters.id[i]))  # type: ignore[union-attr]
 
@@ -122,8 +123,12 @@ class _Neuron(Pick):
     def cluster(self, st: AppState, i: int) -> int | None:
         return int(st.scene.neurons.cluster[i])  # type: ignore[union-attr]
 
-    def click(self, st: AppState, act: Actions, i: int) -> None:
-        act.select_neuron(st.neuron_key(i))
+    def click(self, st: AppState, act: Actions, i: int, at: Point | None = None) -> None:
+        # a matrix cell: the neuron, and its top images of that cell's class (drill-down)
+        s = st.scene
+        assert s is not None
+        matrix = at is not None and int(s.clusters.facet[int(s.neurons.cluster[i])])
+        act.select_neuron(st.neuron_key(i), cls=matrix_class_at(s, i, at[0]) if matrix else None)
 
     def double_click(self, st: AppState, act: Actions, i: int) -> None:
         act.zoom_to_cluster(int(st.scene.neurons.cluster[i]))  # type: ignore[union-attr]
@@ -146,7 +151,7 @@ def _matrix_cell(st: AppState, act: Actions, i: int, ci: int, x: float) -> list[
 class _Inert(Pick):
     """Edges and bundle nodes: described on hover; clicks leave the selection as it is."""
 
-    def click(self, st: AppState, act: Actions, i: int) -> None:
+    def click(self, st: AppState, act: Actions, i: int, at: Point | None = None) -> None:
         pass
 
     def double_click(self, st: AppState, act: Actions, i: int) -> None:

@@ -31,9 +31,21 @@ def topk_grid(
     ``source`` is a Snapshot (anything with ``patches(unit, k, size, neurons)``).
     """
     pix = np.asarray(source.patches(unit, k, size, neurons=[int(neuron)]))[0]  # [k, s, s, 3]
+    return image_grid(pix, size, gap, background)
+
+
+def image_grid(
+    pix: np.ndarray,
+    size: int,
+    gap: int = 4,
+    background: tuple[int, int, int] = (40, 42, 48),
+    cols: int | None = None,
+) -> np.ndarray:
+    """Square pictures ``[k, size, size, 3]`` as one RGB image: ``cols`` per row (default: a
+    near-square grid), ``gap`` pixels of ``background`` between them."""
     k = len(pix)
-    cols = math.ceil(math.sqrt(k))
-    rows = math.ceil(k / cols)
+    cols = cols or max(math.ceil(math.sqrt(k)), 1)
+    rows = max(math.ceil(k / cols), 1)
     out = np.empty((rows * size + (rows - 1) * gap, cols * size + (cols - 1) * gap, 3), np.uint8)
     out[:] = background
     for i in range(k):

@@ -55,12 +55,15 @@ class Selection:
         The neuron in the neuron inspector, as ``(unit, channel)``.
     cluster
         Id of the cluster in the cluster inspector.
+    neuron_class
+        The class whose top images the neuron inspector shows (a clicked matrix cell).
     """
 
     classes: set[int] = field(default_factory=set)
     quantile: float = 0.2
     neuron: NeuronKey | None = None
     cluster: int | None = None
+    neuron_class: int | None = None
 
 
 @dataclass

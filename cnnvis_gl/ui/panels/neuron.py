@@ -55,9 +55,54 @@ def neuron_panel(st: AppState, act: Actions) -> None:
         _class_bars(st, act, unit, ch, max(avail * 0.5, em(10)))
         imgui.end_table()
 
+    _class_drill_down(st, act, key)
     _edge_lists(st, act, i)
     imgui.separator()
     _move_controls(st, act, i, ci)
+
+
+def _class_drill_down(st: AppState, act: Actions, key: tuple[str, int]) -> None:
+    """The neuron's top images of one class (a clicked matrix cell, or the class chosen here)."""
+    snap = st.snapshot
+    assert snap is not None
+    unit, ch = key
+    names = snap.classes
+    cls = st.selection.neuron_class
+    imgui.align_text_to_frame_padding()
+    imgui.text("Top images of class")
+    imgui.same_line()
+    imgui.set_next_item_width(em(9))
+    current = names[cls] if cls is not None and 0 <= cls < len(names) else "(choose)"
+    if imgui.begin_combo("##drillclass", current):
+        for k, name in enumerate(names):
+            if imgui.selectable(name, k == cls)[0]:
+                st.selection.neuron_class = k
+        imgui.end_combo()
+    if cls is None or not 0 <= cls < len(names):
+        hint("click a cell of an activation matrix, or choose a class")
+        return
+    if not snap.has_class_topk(unit):
+        hint("this snapshot keeps no per-class top images (analysed before cnnvis_gl kept them,"
+             " or more than 100 classes); analyse the model again")  # fmt: skip
+        return
+    values, index = snap.class_topk(unit, int(ch), int(cls))
+    if len(values) == 0:
+        hint(f"no image of class {names[cls]} among the probe images")
+        return
+    tex = act.inspect.class_topk_picture(key, int(cls))
+    if tex is None:
+        imgui.text_disabled("loading …")
+    else:
+        image_fit(tex.glo, tex.size, imgui.get_content_region_avail().x, em(6))
+        if imgui.is_item_hovered():
+            imgui.set_tooltip(
+                f"the receptive fields of the {names[cls]} images that activate it most"
+            )
+    mean = float(act.inspect.class_means(unit)[ch][cls])
+    hint(
+        "responses " + ", ".join(f"{v:.3g}" for v in values)
+        + f" (images {', '.join(str(int(j)) for j in index)}); {names[cls]} mean {mean:.3g}"
+    )  # fmt: skip
 
 
 def _class_bars(st: AppState, act: Actions, unit: str, ch: int, width: float) -> None:

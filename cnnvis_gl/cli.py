@@ -238,8 +238,10 @@ def _render_parser(sub: Any) -> None:
     p.add_argument(
         "--zoom-to",
         metavar="GROUP[:N]",
-        help="frame a layer row, or its N-th cluster from the left (0-based); also 'GROUP #N',"
-        " the cluster as the viewer names it (1-based)",
+        help="frame a layer row, or its N-th cluster from the left (0-based); or what the"
+        " viewer's Find box finds: a module path (layer3.1.conv2, layer3), 'GROUP #N' (the"
+        " cluster as the viewer names it, 1-based), a neuron's cluster (LAYER:CHANNEL with a"
+        " module path)",
     )
     p.add_argument(
         "--no-neuron-edges",
@@ -832,7 +834,7 @@ def cmd_render(a: argparse.Namespace) -> int:
             view_size=view,
         )
         scene = build_scene(snap, options)
-    camera = _render_camera(a, scene, size)
+    camera = _render_camera(a, scene, size, {g.name: list(g.units) for g in snap.graph.groups})
     if mark is not None:
         selection = _bookmark_selection(mark, scene, selection)
     from .run.annotations import load_annotations
@@ -898,8 +900,11 @@ def _bookmark_selection(mark: Any, scene: Any, selection: dict | None) -> dict |
     return {**(selection or {}), **out} or None
 
 
-def _render_camera(a: argparse.Namespace, scene: object, size: tuple[int, int]) -> object:
-    """The camera of ``--camera`` / ``--zoom-to`` (``"fit"`` without them)."""
+def _render_camera(
+    a: argparse.Namespace, scene: Any, size: tuple[int, int], groups: dict[str, list[str]]
+) -> object:
+    """The camera of ``--camera`` / ``--zoom-to`` (``"fit"`` without them; ``groups``: each
+    group's module paths, for ``--zoom-to`` a module path)."""
     import numpy as np
 
     from .errors import CnnvisError
@@ -921,16 +926,19 @@ def _render_camera(a: argparse.Namespace, scene: object, size: tuple[int, int]) 
         return "fit"
     name, _, n = a.zoom_to.partition(":")
     rows = {r.name: k for k, r in enumerate(scene.rows) if r.kind != ROW_BETWEEN}
-    if name not in rows:
+    if name not in rows:  # what the viewer's Find box finds: a module path, 'conv3 #2', …
         from .layout.search import search
 
-        hits = [h for h in search(scene, a.zoom_to, limit=1) if h.kind == "cluster"]
-        if not hits:  # (a cluster as the viewer and the Find box name it: 'conv3 #2')
+        hit = next((h for h in search(scene, a.zoom_to, (), groups) if h.kind != "class"), None)
+        if hit is None:
             raise CnnvisError(
-                f"--zoom-to: no row {name!r} (rows: {', '.join(rows)}; or a cluster as the"
-                " viewer names it, e.g. 'conv3 #2')"
+                f"--zoom-to: no row {name!r} (rows: {', '.join(rows)}; or a module path, a"
+                " cluster as the viewer names it, e.g. 'conv3 #2', or a neuron, e.g. conv3:17)"
             )
-        x, y, w, h = (float(v) for v in scene.clusters.rect[hits[0].index])
+        if hit.kind == "row":
+            return Camera().zoom_to_rect(row_frame(scene, hit.index), size, 0.04)
+        ci = hit.index if hit.kind == "cluster" else int(scene.neurons.cluster[hit.index])
+        x, y, w, h = (float(v) for v in scene.clusters.rect[ci])  # a neuron: its cluster
         return Camera().zoom_to_rect((x, y, x + w, y + h), size, 0.12)
     if not n:  # the row with its name, as the viewer frames it
         return Camera().zoom_to_rect(row_frame(scene, rows[name]), size, 0.04)

@@ -253,6 +253,27 @@ def test_render_a_real_run_headless(small_run, tmp_path):
     r = cnnvis("render", small_run, "-o", same, "--size", "640x400", "--zoom-to", "conv3 #1")
     assert r.returncode == 0, r.stderr
     assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(same)))
+    # what the Find box finds: a module path frames its group's row, a neuron its cluster
+    pictures = {}
+    for name, target in (("row", "conv2"), ("path", "features.10"), ("cluster", "conv2 #1"),
+                         ("neuron", "features.10:0")):  # fmt: skip
+        pictures[name] = tmp_path / f"{name}.png"
+        r = cnnvis("render", small_run, "-o", pictures[name], "--size", "640x400", "--zoom-to", target)
+        assert r.returncode == 0, r.stderr
+    def pixels(name):
+        return np.asarray(Image.open(pictures[name]))
+
+    assert np.array_equal(pixels("row"), pixels("path"))
+    from cnnvis_gl import open_run
+    from cnnvis_gl.layout import build_scene
+    from cnnvis_gl.layout.search import neuron_at, row_clusters
+
+    scene = build_scene(open_run(small_run).latest())
+    row = next(k for k, r in enumerate(scene.rows) if r.name == "conv2")
+    ci = int(scene.neurons.cluster[neuron_at(scene, "features.10", 0)])
+    k = int(np.flatnonzero(row_clusters(scene, row) == ci)[0])
+    r = cnnvis("render", small_run, "-o", tmp_path / "k.png", "--size", "640x400", "--zoom-to", f"conv2:{k}")
+    assert r.returncode == 0 and np.array_equal(pixels("neuron"), np.asarray(Image.open(tmp_path / "k.png")))
 
 
 def test_zoom_to_a_row_frames_its_name_and_clusters(small_run):

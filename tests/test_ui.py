@@ -303,6 +303,8 @@ def test_select_in_view_move_from_inspector_zoom_and_screenshot(run_dir: Path, t
         y = imgui.get_io().mouse_pos.y
         r = int((y - box.min.y) / ((box.max.y - box.min.y) / len(rows)))
         seen["matrix_pick"] = (app.state.selection.neuron, app.state.neuron_key(int(rows[r])))
+        j = int((imgui.get_io().mouse_pos.x - box.min.x) / ((box.max.x - box.min.x) / 10))
+        seen["matrix_class"] = (app.state.selection.neuron_class, int(app.state.scene.class_order[j]))
         ctx.item_click("//Cluster/**/Neurons")
         ctx.yield_(2)
         second = app.state.neuron_key(int(rows[1]))
@@ -339,6 +341,7 @@ def test_select_in_view_move_from_inspector_zoom_and_screenshot(run_dir: Path, t
     assert seen["tooltip"] and "layer" in seen["tooltip"][0]
     assert seen["selected"] is not None and seen["cluster_selected"]
     assert seen["matrix_pick"][0] == seen["matrix_pick"][1]
+    assert seen["matrix_class"][0] == seen["matrix_class"][1]  # the cell's class: drill-down
     assert seen["table_pick"][0] == seen["table_pick"][1]
     assert seen["row_clusters1"] == seen["row_clusters0"] + 1
     assert seen["still_selected"]

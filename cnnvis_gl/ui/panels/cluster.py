@@ -145,8 +145,8 @@ def _matrix(st: AppState, act: Actions, ci: int) -> None:
                 f"neuron {int(s.neurons.index[n])} · {cls}: {float(vals[r, j]):.2f} (of layer max)\n"
                 f"{cls} activates most here: neurons {top}"
             )
-            if imgui.is_mouse_clicked(imgui.MouseButton_.left):
-                act.select_neuron(st.neuron_key(int(n)))
+            if imgui.is_mouse_clicked(imgui.MouseButton_.left):  # the cell: drill down
+                act.select_neuron(st.neuron_key(int(n)), cls=k)
 
 
 def _neuron_table(st: AppState, act: Actions, ci: int) -> None:

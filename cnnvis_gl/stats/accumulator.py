@@ -284,27 +284,34 @@ class StatsAccumulator:
             self.compact()
 
     def _merge_classes(self, r_max: torch.Tensor, loc: torch.Tensor, entered: torch.Tensor) -> None:
-        """Fold the batch into the per-class top lists: the batch's images of each class present
-        (padded to the largest class) against that class's list, for every neuron at once."""
+        """Fold the batch into the per-class top lists: for every neuron, the batch's images of
+        each class present (padded to the largest class) against that class's list.  Only the
+        (neuron, class) lists that some image beats are merged: after the first batches, few."""
         present, pos = self._by_class  # [P] classes, [P, m] batch positions (-1: padding)
         n, kc, b = int(self.start[-1]), self.class_k, int(r_max.shape[0])
         p, m = pos.shape
-        valid = pos >= 0
         safe = pos.clamp(min=0).flatten()
-        id_keys = self._ids_dev[safe].view(p, m)
+        pad = (pos < 0).view(p, m, 1)
+        id_keys = self._ids_dev[safe].view(p, m, 1)
         step = max(1, _MERGE_CHUNK // (p * (kc + m)))
         for lo in range(0, n, step):
-            s = slice(lo, min(n, lo + step))
-            ns = s.stop - s.start
-            cand = topk_keys(r_max[:, s].T[:, safe].view(ns, p, m), id_keys.expand(ns, p, m))
-            cand = cand.masked_fill(~valid, _EMPTY)
-            keys = torch.cat([self.cls_key[s][:, present], cand], dim=2).view(ns * p, kc + m)
-            locs = torch.cat([self.cls_loc[s][:, present], loc[:, s].T[:, safe].view(ns, p, m)], 2)
-            top, top_loc, order = _merge_topk(keys, locs.view(ns * p, kc + m), kc)
-            self.cls_key[s, present] = top.view(ns, p, kc)
-            self.cls_loc[s, present] = top_loc.view(ns, p, kc)
-            order = order.view(ns, p, kc)
-            came = pos.unsqueeze(0).expand(ns, p, m).gather(2, (order - kc).clamp(min=0))
+            hi = min(n, lo + step)
+            # candidates, class-major: [P, m, neurons]
+            cand = topk_keys(r_max[:, lo:hi].index_select(0, safe).view(p, m, -1), id_keys)
+            cand = cand.masked_fill(pad, _EMPTY)
+            worst = self.cls_key[lo:hi, :, kc - 1].T.index_select(0, present)  # [P, neurons]
+            need = (cand.amax(1) > worst).nonzero()  # (class row, neuron) lists to merge
+            if not len(need):
+                continue
+            c, nn = need[:, 0], need[:, 1] + lo
+            cls = present[c]
+            keys = torch.cat([self.cls_key[nn, cls], cand[c, :, nn - lo]], dim=1)
+            cand_loc = loc[:, lo:hi].index_select(0, safe).view(p, m, -1)[c, :, nn - lo]
+            locs = torch.cat([self.cls_loc[nn, cls], cand_loc], dim=1)
+            top, top_loc, order = _merge_topk(keys, locs, kc)
+            self.cls_key[nn, cls] = top
+            self.cls_loc[nn, cls] = top_loc
+            came = pos[c].gather(1, (order - kc).clamp(min=0))
             got = torch.where((order >= kc) & (came >= 0), came, b)  # (padding: none)
             entered.index_fill_(0, got.flatten(), True)
 

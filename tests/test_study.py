@@ -55,6 +55,7 @@ def test_findings_state_what_the_numbers_show():
              _row("D", 0.2, 0.3, top=0.97, layers=20)]  # fmt: skip
     text = " ".join(findings("depth", depth))
     assert "As in the paper" in text and "97%" in text and "nearly no inhibition" in text
+    assert "near-duplicate class profile: S 10%, B 10%, D 10%" in text
     depth[2]["top_positive"] = 0.55
     assert "Unlike the paper" in " ".join(findings("depth", depth))
     # one variant: nothing to compare, no claim
@@ -109,24 +110,25 @@ def test_study_table_is_the_saved_models_measured(tiny_study, cifar_dir):
         assert v["top_positive"] == pytest.approx(np.mean(conv[-3:]))
     md = (out / "results.md").read_text()
     assert "| BaseCNN×⅛ | 10 |" in md and "## Findings" in md
-    assert "![width_conv4_matrices](figures/width_conv4_matrices.png)" in md
+    assert "![width_matrices](figures/width_matrices.png)" in md
 
 
 def test_study_figure_shows_each_variant(tiny_study):
     from PIL import Image
 
     out, _ = tiny_study
-    sheet = np.asarray(Image.open(out / "figures" / "width_conv4_matrices.png").convert("RGB"))
+    sheet = np.asarray(Image.open(out / "figures" / "width_matrices.png").convert("RGB"))
     panels = [np.asarray(Image.open(out / "figures" / f"basecnn-x{w}_conv4_matrix.png").convert("RGB"))
               for w in ("0.125", "0.25")]  # fmt: skip
-    # two panels, one under the other, each under its caption, on white; each is the render,
-    # pasted unchanged
+    # two panels side by side, each under its caption, on white; each is the render, pasted
+    # unchanged
     h, w = panels[0].shape[:2]
-    assert sheet.shape[0] == sum(p.shape[0] for p in panels) + 2 * (44 + 12)
+    assert sheet.shape[1] == sum(p.shape[1] for p in panels) + 3 * 12
+    assert sheet.shape[0] == max(p.shape[0] for p in panels) + 44 + 12
     assert np.array_equal(sheet[44 : 44 + h, 12 : 12 + w], panels[0])
-    y1 = 44 + h + 12
-    assert np.array_equal(sheet[y1 + 44 : y1 + 44 + h, 12 : 12 + w], panels[1])
-    for caption in (sheet[:44, 12 : 12 + w], sheet[y1 : y1 + 44, 12 : 12 + w]):
+    x1 = 12 + w + 12
+    assert np.array_equal(sheet[44 : 44 + h, x1 : x1 + panels[1].shape[1]], panels[1])
+    for caption in (sheet[:44, 12 : 12 + w], sheet[:44, x1 : x1 + panels[1].shape[1]]):
         assert (caption < 100).any() and (caption == 255).mean() > 0.8  # dark text on white
     # the render is a matrix (many distinct colours of the colormap), not an empty frame
     assert len(np.unique(panels[1].reshape(-1, 3), axis=0)) > 50

@@ -15,7 +15,7 @@ from ..errors import CnnvisError
 
 FIGURES = "figures"
 PANEL = (760, 980)  # one variant's network (depth), pixels
-MATRIX_PANEL = (1300, 560)  # one variant's matrix row (width)
+MATRIX_PANEL = (760, 640)  # one cluster's activation matrix
 CAPTION, PAD = 44, 12
 
 
@@ -46,6 +46,11 @@ def findings(study: str, rows: list[dict[str, Any]]) -> list[str]:
             "Positive share of the strongest edges between the top three conv layer pairs: "
             + ", ".join(f"{n} {_pct(t)} (bottom three: {_pct(b)})"
                         for n, t, b in zip(lab, top, bottom, strict=True)) + "."
+        )  # fmt: skip
+        red = [_group(r, _last_conv(r))["redundancy"] for r in rows]
+        out.append(
+            "Neurons of the top conv group with a near-duplicate class profile: "
+            + ", ".join(f"{n} {_pct(v)}" for n, v in zip(lab, red, strict=True)) + "."
         )  # fmt: skip
         deep = int(np.argmax([r["conv_layers"] for r in rows]))
         others = [t for i, t in enumerate(top) if i != deep]
@@ -185,57 +190,72 @@ def _render(run_dir: Path, png: Path, args: list[str]) -> None:
 def write_figures(
     study: str, out: Path, rows: list[dict[str, Any]], log: Callable[[str], Any] = print
 ) -> list[Path]:
-    """Draw the study's figure(s) into ``out/figures``; returns their paths."""
+    """Draw the study's figures into ``out/figures``; returns their paths.  Depth: each
+    network with its top conv group one row per layer (the layer pairs of the positive-edge
+    finding), then the top conv group's matrices; width: the last conv group's matrices of
+    the narrowest, a middle and the widest model."""
     figs = out / FIGURES
     figs.mkdir(exist_ok=True)
-    size = f"{PANEL[0]}x{PANEL[1]}"
-    panels = []
+    paths = []
     if study == "depth":
+        panels = []
         for r in rows:
             png = figs / f"{r['model']}.png"
-            # the top conv group one row per layer: the layer pairs the finding is about
-            _render(out / r["model"], png, ["--size", size, "--expand", _last_conv(r)])
+            _render(out / r["model"], png, ["--size", "{}x{}".format(*PANEL), "--expand", _last_conv(r)])
             panels.append((png, f"{r['label']}: top conv pairs {_pct(r['top_positive'])} positive"))
-        name = "depth_edges.png"
+        paths.append(figs / "depth_edges.png")
+        sheet(panels, paths[-1])
+        picks = list(range(len(rows)))
     else:
         picks = sorted({0, (len(rows) - 1) // 2, len(rows) - 1})
-        last = _last_conv(rows[0])
-        for i in picks:
-            r = rows[i]
-            png = figs / f"{r['model']}_{last}_matrix.png"
-            _render(out / r["model"], png, ["--size", "{}x{}".format(*MATRIX_PANEL), "--facet",
-                                            "matrix", "--zoom-to", last, "--no-neuron-edges"])  # fmt: skip
-            red = _group(r, last)["redundancy"]
-            panels.append((png, f"{r['label']} {last}: {_pct(red)} near-duplicate rows"))
-        name = f"width_{last}_matrices.png"
-    path = figs / name
-    sheet(panels, path, vertical=study == "width")
-    log(f"wrote {path}")
-    return [path]
+    panels = []
+    for i in picks:  # the top conv group's largest cluster as a matrix, big enough to read
+        r = rows[i]
+        last = _last_conv(r)
+        n, size = _largest_cluster(out / r["model"], last)
+        png = figs / f"{r['model']}_{last}_matrix.png"
+        _render(out / r["model"], png, ["--size", "{}x{}".format(*MATRIX_PANEL), "--facet",
+                                        "matrix", "--zoom-to", f"{last} #{n}", "--no-neuron-edges"])  # fmt: skip
+        red = _group(r, last)["redundancy"]
+        panels.append((png, f"{r['label']} {last} #{n} ({size} of {_group(r, last)['neurons']});"
+                            f" {last}: {_pct(red)} near-duplicates"))  # fmt: skip
+    paths.append(figs / f"{study}_matrices.png")
+    sheet(panels, paths[-1])
+    for path in paths:
+        log(f"wrote {path}")
+    return paths
 
 
-def sheet(panels: list[tuple[Path, str]], path: Path, vertical: bool = False) -> None:
-    """Pictures side by side (or one under the other), each under its caption, on white."""
+def _largest_cluster(run_dir: Path, group: str) -> tuple[int, int]:
+    """``(N, neurons)`` of the group's largest cluster in the matrix view ``cnnvis render
+    --fresh --facet matrix`` lays out, ``N`` as the viewer names it (1-based, left to right)."""
+    from ..layout import LayoutOptions, build_scene
+    from ..layout.scene import FACET_MATRIX
+    from ..layout.search import row_clusters
+    from ..run.snapshot import open_run
+
+    options = LayoutOptions(facet=FACET_MATRIX, edge_fraction=0.25, view_size=MATRIX_PANEL)
+    scene = build_scene(open_run(run_dir).latest(), options)
+    row = next(k for k, r in enumerate(scene.rows) if r.name == group)
+    sizes = [int(scene.clusters.size[c]) for c in row_clusters(scene, row)]
+    k = int(np.argmax(sizes))
+    return k + 1, sizes[k]
+
+
+def sheet(panels: list[tuple[Path, str]], path: Path) -> None:
+    """Pictures side by side, each under its caption, on white."""
     from PIL import Image, ImageDraw, ImageFont
 
     from ..resources import asset_dir
 
     font = ImageFont.truetype(str(asset_dir() / "DejaVuSans.ttf"), 22)
     ims = [Image.open(p).convert("RGB") for p, _ in panels]
-    n = len(ims)
-    if vertical:
-        size = (max(im.width for im in ims) + 2 * PAD, sum(im.height for im in ims) + n * (CAPTION + PAD))
-    else:
-        size = (sum(im.width for im in ims) + PAD * (n + 1), max(im.height for im in ims) + CAPTION + PAD)
-    out = Image.new("RGB", size, "white")
+    width = sum(im.width for im in ims) + PAD * (len(ims) + 1)
+    out = Image.new("RGB", (width, max(im.height for im in ims) + CAPTION + PAD), "white")
     draw = ImageDraw.Draw(out)
-    x, y = PAD, 0
+    x = PAD
     for im, (_, text) in zip(ims, panels, strict=True):
-        top = y if vertical else 0
-        draw.text((x + 4, top + 10), text, fill=(20, 20, 20), font=font)
-        out.paste(im, (x, top + CAPTION))
-        if vertical:
-            y += CAPTION + im.height + PAD
-        else:
-            x += im.width + PAD
+        draw.text((x + 4, 10), text, fill=(20, 20, 20), font=font)
+        out.paste(im, (x, CAPTION))
+        x += im.width + PAD
     out.save(path)

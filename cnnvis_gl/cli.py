@@ -644,14 +644,20 @@ def cmd_ablate(a: argparse.Namespace) -> int:
     model, data = _ablation_model_and_data(a, run)
     model = model.to(_device(a.device))
     t0 = time.perf_counter()
+    watch = {u.name: u.tap for u in snap.graph.units}
     try:
-        results = ablate(model, data.batches(a.batch_size), sets, len(data.classes))
+        results = ablate(model, data.batches(a.batch_size), sets, len(data.classes), watch=watch)
     except ValueError as e:
         from .errors import CnnvisError
 
         raise CnnvisError(f"ablate: {e}") from None
     print(f"{len(data)} images of {data.name}, {len(sets)} ablation(s) in {time.perf_counter() - t0:.1f} s")
     print(_ablation_table(data.classes, results, labels, sets))
+    if len(results) == 1 and results[0].change:  # how far the effect reaches
+        moved = [(u.name, float(results[0].change[u.name].mean())) for u in snap.graph.units
+                 if u.name in results[0].change]  # fmt: skip
+        print("responses moved (mean |change| / the layer's mean response): "
+              + ", ".join(f"{u} {v:.1%}" for u, v in moved if v > 0))  # fmt: skip
     return 0
 
 

@@ -116,3 +116,45 @@ def test_cnnvis_ablate_clusters_and_each_cluster(cifar_dir: Path, tmp_path: Path
     r = cnnvis("ablate", run, "--data", data, "--each-cluster", "conv2")
     assert r.returncode == 2 and "--model is needed:" in r.stderr, r.stderr
     assert "does not say how to rebuild its model" in r.stderr
+
+
+def test_downstream_change_equals_two_plain_forward_passes(setup) -> None:
+    """``Ablation.change``: each watched unit's response (spatial max at its tap) with and
+    without the zeroed channels, |Δ| averaged over the images and scaled by the unit's mean
+    |response| — checked against the zeroed-weights copy run by plain hooks; units before the
+    ablated layer do not move at all."""
+    import cnnvis_gl as cv
+
+    model, data = setup
+    graph = cv.build_graph(model)
+    watch = {u.name: u.tap for u in graph.units}
+    chans = [0, 3]
+    (res,) = ablate(model, data.batches(40), [{"features.10": chans}], 10, watch=watch)
+    zeroed = copy.deepcopy(model)
+    with torch.no_grad():
+        zeroed.features[10].weight[chans] = 0
+
+    def responses(m):
+        mods, out = dict(m.named_modules()), {}
+        hooks = [mods[t].register_forward_hook(
+            lambda _m, _i, o, u=u: out.setdefault(u, []).append(
+                o.detach().flatten(2).amax(2) if o.dim() == 4 else o.detach())) for u, t in watch.items()]  # fmt: skip
+        with torch.no_grad():
+            for x, _, _ in data.batches(40):
+                m(x)
+        for h in hooks:
+            h.remove()
+        return {u: torch.cat(v) for u, v in out.items()}
+
+    base, abl = responses(model), responses(zeroed)
+    assert set(res.change) == set(watch)
+    for u in watch:
+        want = (abl[u] - base[u]).abs().sum(0) / base[u].abs().sum(0).mean()
+        np.testing.assert_allclose(res.change[u], want.numpy(), rtol=1e-4, atol=1e-6, err_msg=u)
+    for u in ("features.0", "features.3", "features.7"):  # upstream: untouched
+        assert not res.change[u].any()
+    own = res.change["features.10"]  # only the zeroed channels of the layer itself move
+    assert own[chans].max() > 0 and not np.delete(own, chans).any()
+    assert res.change["features.14"].mean() > 0  # and what comes after them
+    (plain,) = ablate(model, data.batches(40), [{"features.10": chans}], 10)
+    assert plain.change == {} and plain.correct.tolist() == res.correct.tolist()

@@ -84,6 +84,15 @@ def test_ablate_a_cluster_from_the_cluster_panel(trained_run: Path, tmp_path: Pa
         seen["result"] = app.state.debug.ablations[want]
         testing.capture(ctx, str(tmp_path / "ablation.png"))
         print(f"ablation screenshot: {tmp_path / 'ablation.png'}")
+        # the downstream cluster whose responses moved most: listed; a click goes there
+        from cnnvis_gl.layout.selection import downstream_clusters
+
+        moved = downstream_clusters(s, seen["result"].change, seen["expected"][0])
+        seen["moved"] = moved
+        top = moved[0][0]
+        ctx.item_click(f"//Cluster/**/{app.state.cluster_name(top)}: {moved[0][1]:.0%}##moved{top}")
+        ctx.yield_(2)
+        seen["went"] = (app.state.selection.cluster, int(s.clusters.id[top]), s.rows[int(s.clusters.row[top])].name)
 
     drive(app, test, (1280, 860))
     assert seen["selected"] == seen["cid"]
@@ -100,6 +109,10 @@ def test_ablate_a_cluster_from_the_cluster_panel(trained_run: Path, tmp_path: Pa
     np.testing.assert_array_equal(got.correct, direct.correct)
     np.testing.assert_array_equal(got.correct_base, direct.correct_base)
     np.testing.assert_allclose(got.loss, direct.loss, rtol=1e-6)
+    # downstream: only the layers after conv4 (fc1, fc2), most moved first, then selected
+    assert seen["moved"] and [v for _, v in seen["moved"]] == sorted((v for _, v in seen["moved"]), reverse=True)
+    selected, top_id, top_row = seen["went"]
+    assert selected == top_id and top_row in ("fc1", "fc2")
 
 
 def test_a_run_without_its_model_says_why(small_run: Path, tmp_path: Path):
@@ -146,4 +159,7 @@ def test_cnnvis_ablate_rebuilds_the_model_of_a_train_run(trained_run: Path, caps
     unit = out[1].split("zeroed ")[1].split(":")[0]
     (r,) = ablate(model, data.batches(256), [{unit: list(range(128))}], 10)
     b, ab = r.overall
-    assert out[-1].split() == ["all", "300", f"{b:.1%}", f"{ab:.1%}", f"{b - ab:+.1%}"]
+    assert out[-2].split() == ["all", "300", f"{b:.1%}", f"{ab:.1%}", f"{b - ab:+.1%}"]
+    # how far it reaches: the zeroed layer and the ones after it, nothing before
+    moved = dict(part.rsplit(" ", 1) for part in out[-1].split(": ", 1)[1].split(", "))
+    assert unit == "features.30" and set(moved) == {"features.30", "classifier.1", "classifier.3"}

@@ -16,7 +16,10 @@ import numpy as np
 from .scene import Bundles, Edges, Scene
 from .search import cluster_at, neuron_at
 
-__all__ = ["Highlight", "bundle_emphasis", "class_top_neurons", "highlight", "saved_selection"]
+__all__ = [
+    "Highlight", "bundle_emphasis", "class_top_neurons", "downstream_clusters", "highlight",
+    "saved_selection",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -137,3 +140,20 @@ def saved_selection(
     if ni is not None:
         out["neurons"] = [ni]
     return out or None
+
+
+def downstream_clusters(scene: Scene, change: dict[str, np.ndarray], unit: str) -> list[tuple[int, float]]:
+    """``(cluster index, mean change)`` of the clusters of the layers after ``unit`` (an
+    ablated layer), most moved first; ``change`` is :attr:`~cnnvis_gl.stats.ablation.
+    Ablation.change` (per unit, per neuron).  Clusters of unwatched layers are left out."""
+    n = scene.neurons
+    after = scene.units[scene.units.index(unit) + 1 :] if unit in scene.units else []
+    out = []
+    for ci in range(len(scene.clusters.id)):
+        members = np.flatnonzero(n.cluster == ci)
+        if not len(members):
+            continue
+        u = scene.units[int(n.unit[members[0]])]
+        if u in after and u in change:
+            out.append((ci, float(np.asarray(change[u])[n.index[members]].mean())))
+    return sorted(out, key=lambda t: -t[1])

@@ -10,7 +10,7 @@ compared with the same baseline in one pass over the data.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,10 @@ class Ablation:
         ``[K]`` correctly classified images, unablated and ablated.
     loss_base, loss
         ``[K]`` summed cross-entropy, unablated and ablated.
+    change
+        Per watched unit, ``[C]``: how much each neuron's response (spatial max) moved, the
+        mean over the images of ``|ablated − unablated|`` divided by the unit's mean
+        ``|unablated|`` response (0: untouched).
     """
 
     count: np.ndarray
@@ -41,6 +45,7 @@ class Ablation:
     correct: np.ndarray
     loss_base: np.ndarray
     loss: np.ndarray
+    change: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def accuracy_base(self) -> np.ndarray:
@@ -83,6 +88,7 @@ def ablate(
     sets: Sequence[ChannelSet],
     num_classes: int,
     device: str | torch.device | None = None,
+    watch: Mapping[str, str] | None = None,
 ) -> list[Ablation]:
     """Per-class accuracy and loss of ``model`` with each channel set of ``sets`` zeroed.
 
@@ -99,6 +105,10 @@ def ablate(
         ``K``.
     device
         Where to run (default: the model's parameters' device).
+    watch
+        Units whose responses to follow (:attr:`Ablation.change`): unit name → the module
+        whose output is its tap (``NeuronGraph.units``' ``tap``); units whose tap is not a
+        module are left out.
 
     Raises
     ------
@@ -117,6 +127,11 @@ def ablate(
     count = torch.zeros(K, dtype=torch.float64, device=dev)
     base = torch.zeros(2, K, dtype=torch.float64, device=dev)  # correct, loss
     per = torch.zeros(len(sets), 2, K, dtype=torch.float64, device=dev)
+    taps = {u: t for u, t in (watch or {}).items() if t in modules}
+    seen: dict[str, torch.Tensor] = {}  # this pass's responses of the watched units
+    moved = [dict.fromkeys(taps, 0.0) for _ in sets]  # summed |Δ| per neuron
+    level: dict[str, Any] = dict.fromkeys(taps, 0.0)  # summed |unablated| per neuron
+    watchers = [modules[t].register_forward_hook(_recording(u, seen)) for u, t in taps.items()]
     was_training = model.training
     model.eval()
     try:
@@ -125,6 +140,9 @@ def ablate(
                 x, y = x.to(dev), y.to(dev).long()
                 count += torch.bincount(y, minlength=K).double()
                 _accumulate(model(x), y, base, K)
+                before = dict(seen)
+                for u, r in before.items():
+                    level[u] = level[u] + r.abs().sum(0)
                 for j, s in enumerate(sets):
                     handles = [modules[n].register_forward_hook(_zeroing(c)) for n, c in s.items()]
                     try:
@@ -132,12 +150,32 @@ def ablate(
                     finally:
                         for h in handles:
                             h.remove()
+                    for u, r in seen.items():
+                        moved[j][u] = moved[j][u] + (r - before[u]).abs().sum(0)
     finally:
         model.train(was_training)
+        for h in watchers:
+            h.remove()
     c, b = count.cpu().numpy(), base.cpu().numpy()
-    return [
-        Ablation(c, b[0], p[0], b[1], p[1]) for p in (per[j].cpu().numpy() for j in range(len(sets)))
-    ]
+    out = []
+    for j in range(len(sets)):
+        p = per[j].cpu().numpy()
+        change = {}
+        for u, total in level.items():
+            if isinstance(total, torch.Tensor):  # (a unit the passes never reached: left out)
+                scale = float(total.mean()) or 1.0
+                change[u] = (moved[j][u] / scale).cpu().numpy().astype(np.float32)
+        out.append(Ablation(c, b[0], p[0], b[1], p[1], change))
+    return out
+
+
+def _recording(unit: str, seen: dict[str, torch.Tensor]) -> Any:
+    def hook(_module: torch.nn.Module, _inputs: Any, out: Any) -> None:
+        if isinstance(out, torch.Tensor) and out.dim() >= 2:
+            t = out.detach().float()
+            seen[unit] = t.flatten(2).amax(2) if t.dim() > 2 else t
+
+    return hook
 
 
 def _accumulate(logits: torch.Tensor, y: torch.Tensor, acc: torch.Tensor, K: int) -> None:

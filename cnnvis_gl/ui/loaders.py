@@ -314,6 +314,7 @@ class Ablations(Loader):
             return None
         run_dir, classes = st.run_dir, len(st.snapshot.classes) if st.snapshot else 0
         _, unit, channels = want
+        watch = {u.name: u.tap for u in st.snapshot.graph.units} if st.snapshot else {}
 
         def run() -> Any:
             from ..run.rebuild import rebuild_model, rebuild_probe
@@ -328,7 +329,8 @@ class Ablations(Loader):
             model, data, why = self._model
             if model is None or data is None:
                 return why
-            return ablate(model, data.batches(250), [{unit: list(channels)}], classes)[0]
+            sets = [{unit: list(channels)}]
+            return ablate(model, data.batches(250), sets, classes, watch=watch)[0]
 
         return want, run
 

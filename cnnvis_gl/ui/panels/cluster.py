@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from imgui_bundle import imgui, implot
 
-from ...layout.selection import class_top_neurons
+from ...layout.selection import class_top_neurons, downstream_clusters
 from ...render.theme import colormap
 from ..widgets import (
     FACETS,
@@ -235,3 +235,17 @@ def _ablation(st: AppState, act: Actions, ci: int) -> None:
         implot.plot_bars("lost", drop, np.arange(K, dtype=np.float64), 0.7, spec)
         implot.end_plot()
     hint(f"{int(result.count.sum())} test images; bars: accuracy lost per class (negative: gained)")
+    _downstream(st, act, result, unit)
+
+
+def _downstream(st: AppState, act: Actions, result: Any, unit: str) -> None:
+    """The clusters after the ablated layer whose responses moved most (click: go there)."""
+    moved = downstream_clusters(st.scene, result.change, unit)[:5]
+    if not moved:
+        return
+    imgui.text("Responses moved most downstream")
+    for ci, v in moved:
+        if imgui.selectable(f"{st.cluster_name(ci)}: {v:.0%}##moved{ci}", False)[0]:
+            act.select_cluster(int(st.scene.clusters.id[ci]))
+            act.zoom_to_cluster(ci)
+    hint("mean |change| of the neurons' responses, against the layer's mean response")

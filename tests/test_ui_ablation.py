@@ -82,6 +82,10 @@ def test_ablate_a_cluster_from_the_cluster_panel(trained_run: Path, tmp_path: Pa
         wait(ctx, lambda: want in app.state.debug.ablations, timeout=300)
         ctx.yield_(3)
         seen["result"] = app.state.debug.ablations[want]
+        # the network tinted by it: the renderer's per-cluster emphasis
+        from cnnvis_gl.render.state import EMPHASIS
+
+        seen["tint"] = app.renderer.shared.cluster[:, EMPHASIS].copy()
         testing.capture(ctx, str(tmp_path / "ablation.png"))
         print(f"ablation screenshot: {tmp_path / 'ablation.png'}")
         # the downstream cluster whose responses moved most: listed; a click goes there
@@ -93,6 +97,7 @@ def test_ablate_a_cluster_from_the_cluster_panel(trained_run: Path, tmp_path: Pa
         ctx.item_click(f"//Cluster/**/{app.state.cluster_name(top)}: {moved[0][1]:.0%}##moved{top}")
         ctx.yield_(2)
         seen["went"] = (app.state.selection.cluster, int(s.clusters.id[top]), s.rows[int(s.clusters.row[top])].name)
+        seen["untinted"] = app.renderer.shared.cluster[:, EMPHASIS].copy()  # (another cluster)
 
     drive(app, test, (1280, 860))
     assert seen["selected"] == seen["cid"]
@@ -113,6 +118,16 @@ def test_ablate_a_cluster_from_the_cluster_panel(trained_run: Path, tmp_path: Pa
     assert seen["moved"] and [v for _, v in seen["moved"]] == sorted((v for _, v in seen["moved"]), reverse=True)
     selected, top_id, top_row = seen["went"]
     assert selected == top_id and top_row in ("fc1", "fc2")
+    # the tint: the ablated cluster full, the moved ones by how much, every other dim
+    from cnnvis_gl.ui.panels.cluster import ablation_tint
+
+    tint = seen["tint"]
+    ci = int(np.flatnonzero(app.state.scene.clusters.id == seen["cid"])[0])
+    np.testing.assert_allclose(tint, ablation_tint(app.state.scene, seen["moved"], seen["cid"]), atol=1e-6)
+    assert tint[ci] == 1.0 and tint[seen["moved"][0][0]] == pytest.approx(1.0)
+    moved = {c for c, _ in seen["moved"]}
+    assert all(tint[c] == 0 for c in range(len(tint)) if c not in moved and c != ci)
+    assert (seen["untinted"] == 1.0).all()  # another cluster selected: the usual look
 
 
 def test_a_run_without_its_model_says_why(small_run: Path, tmp_path: Path):

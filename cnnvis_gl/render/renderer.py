@@ -224,6 +224,7 @@ class SceneRenderer:
         neurons: Iterable[int] | None = None,
         clusters: Iterable[int] | None = None,
         quantile: float = 0.2,
+        emphasis: np.ndarray | None = None,
     ) -> None:
         """Highlight classes, neurons and clusters (``None`` / empty clears each).
 
@@ -242,6 +243,9 @@ class SceneRenderer:
             Cluster indices outlined as selected; edges not touching them are dimmed.
         quantile
             Fraction of each unit's neurons kept bright by a class selection.
+        emphasis
+            ``[C]`` in [0, 1]: how bright each cluster is drawn, instead of the class rule's
+            (e.g. how much an ablation moved it; 0 is as dim as an unselected class).
 
         Uploads the per-neuron, per-cluster, per-class and per-bundle state only.
         """
@@ -253,6 +257,8 @@ class SceneRenderer:
         sh.neuron[:, 0] = h.neuron_bright
         sh.neuron[:, 1] = h.neuron_selected
         emph, csel = h.cluster_emphasis, h.cluster_selected
+        if emphasis is not None:
+            emph = np.clip(np.asarray(emphasis, dtype=np.float32), 0.0, 1.0)
         sh.cluster[:, EMPHASIS] = emph
         sh.cluster[:, SELECTED] = csel
         sh.klass = h.class_column

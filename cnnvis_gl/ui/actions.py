@@ -246,8 +246,9 @@ class Actions:
         self.push_selection()
 
     def select_cluster(self, cid: int | None) -> None:
-        """Show a cluster in the cluster inspector."""
+        """Show a cluster in the cluster inspector (an ablation's tint goes: it was another's)."""
         self.app.state.selection.cluster = cid
+        self.app.state.debug.tint_key = self.app.state.debug.tint = None
         self.push_selection()
 
     def push_selection(self) -> None:
@@ -255,7 +256,7 @@ class Actions:
         st, r = self.app.state, self.app.renderer
         if r is None or st.scene is None:
             return
-        sel = st.selection
+        sel, tint = st.selection, st.debug.tint  # (a tint of another scene's clusters: not)
         ni = st.neuron_index(sel.neuron)
         ci = st.cluster_index(sel.cluster)
         r.set_selection(
@@ -263,8 +264,18 @@ class Actions:
             neurons=None if ni is None else [ni],
             clusters=None if ci is None else [ci],
             quantile=sel.quantile,
+            emphasis=tint if tint is not None and len(tint) == len(st.scene.clusters.id) else None,
         )
         self.view.touch()
+
+    def set_tint(self, key: tuple | None, emphasis: np.ndarray | None) -> None:
+        """Draw the clusters as bright as ``emphasis`` (``None``: the usual rule); ``key``
+        says what it shows, so that it is sent once."""
+        dbg = self.app.state.debug
+        if key == dbg.tint_key:
+            return
+        dbg.tint_key, dbg.tint = key, emphasis
+        self.push_selection()
 
     # ------------------------------------------------------------------ appearance
     def set_theme(self, name: str) -> None:

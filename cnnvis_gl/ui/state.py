@@ -236,6 +236,9 @@ class DebugState:
     lineage_progress: float = 0.0
     ablation_want: tuple | None = None
     ablations: dict[tuple, Any] = field(default_factory=dict)
+    ablation_tint: bool = True  # the Ablate tab tints the network by what the ablation moved
+    tint: np.ndarray | None = None  # per-cluster emphasis drawn instead of the class rule's
+    tint_key: tuple | None = None
 
 
 @dataclass

@@ -72,6 +72,8 @@ def cluster_panel(st: AppState, act: Actions) -> None:
         if imgui.begin_tab_item("Ablate")[0]:
             _ablation(st, act, ci)
             imgui.end_tab_item()
+        else:
+            act.set_tint(None, None)  # the tint belongs to the Ablate tab
         imgui.end_tab_bar()
 
 
@@ -240,12 +242,35 @@ def _ablation(st: AppState, act: Actions, ci: int) -> None:
 
 def _downstream(st: AppState, act: Actions, result: Any, unit: str) -> None:
     """The clusters after the ablated layer whose responses moved most (click: go there)."""
-    moved = downstream_clusters(st.scene, result.change, unit)[:5]
+    s = st.scene
+    assert s is not None
+    everything = downstream_clusters(s, result.change, unit)
+    moved = everything[:5]
     if not moved:
         return
+    _, st.debug.ablation_tint = imgui.checkbox("Tint the network by it", st.debug.ablation_tint)
+    if imgui.is_item_hovered():
+        imgui.set_tooltip("the ablated cluster and the clusters after it as bright as their\n"
+                          "responses moved; the rest dimmed")  # fmt: skip
+    if st.debug.ablation_tint:
+        act.set_tint((st.scene_version, id(result)), ablation_tint(s, everything, st.selection.cluster))
+    else:
+        act.set_tint(None, None)
     imgui.text("Responses moved most downstream")
     for ci, v in moved:
         if imgui.selectable(f"{st.cluster_name(ci)}: {v:.0%}##moved{ci}", False)[0]:
             act.select_cluster(int(st.scene.clusters.id[ci]))
             act.zoom_to_cluster(ci)
     hint("mean |change| of the neurons' responses, against the layer's mean response")
+
+
+def ablation_tint(scene: Any, moved: list[tuple[int, float]], ablated: int | None) -> np.ndarray:
+    """Per-cluster emphasis: the ablated cluster full, the ones after it as bright as they
+    moved (against the most moved), the rest dim."""
+    emph = np.zeros(len(scene.clusters.id), np.float32)
+    top = max((v for _, v in moved), default=0.0)
+    for ci, v in moved:
+        emph[ci] = 0.15 + 0.85 * v / top if top > 0 else 0.0
+    idx = np.flatnonzero(scene.clusters.id == ablated) if ablated is not None else []
+    emph[idx] = 1.0
+    return emph

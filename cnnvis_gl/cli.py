@@ -1127,6 +1127,13 @@ def _compare_parser(sub: Any) -> None:
                    "training data spec, test split)")  # fmt: skip
     p.add_argument("--limit", type=_count, default=500, help="probe images for CKA (default 500)")
     p.add_argument("--no-cka", action="store_true", help="skip CKA (no models are run)")
+    p.add_argument(
+        "--figure", metavar="FILE.png",
+        help="also draw the two networks side by side, each matched pair of layer rows next to "
+        "each other under its numbers, both at one scale (headless)",
+    )  # fmt: skip
+    p.add_argument("--width", type=_count, default=1800, help="--figure's width (default 1800)")
+    _add_theme(p, default="light")
     _add_device(p)
 
 
@@ -1155,7 +1162,35 @@ def cmd_compare(a: argparse.Namespace) -> int:
     print(table(rows, str(a.run_a), str(a.run_b)))
     if data is not None:
         print(f"CKA: linear, on each neuron's spatial-max response to {len(data)} images of {data.name}")
+    if a.figure:
+        print(f"wrote {_compare_figure(a, runs, rows)}")
     return 0
+
+
+def _compare_figure(a: argparse.Namespace, runs: Any, rows: Any) -> Path:
+    """``cnnvis compare --figure``: both networks (one column, clustered afresh) side by side."""
+    from .layout import build_scene
+    from .render.comparison import compare_figure
+
+    snaps = [r.latest() for r in runs]
+    scenes = [build_scene(s) for s in snaps]
+
+    def pct(v: float | None) -> str:
+        return "—" if v is None else f"{v:.0%}"
+
+    captions = [
+        f"{r.a} ↔ {r.b}:  neurons {r.neurons[0]} / {r.neurons[1]} · clusters {r.clusters[0]} / "
+        f"{r.clusters[1]} · near-duplicates {pct(r.redundancy[0])} / {pct(r.redundancy[1])} · "
+        f"positive edges {pct(r.positive[0])} / {pct(r.positive[1])}"
+        + ("" if r.cka is None else f" · CKA {r.cka:.2f}")
+        for r in rows
+    ]
+    titles = []
+    for k, (path, snap) in enumerate(zip((a.run_a, a.run_b), snaps, strict=True)):
+        name, model = Path(path).name, str(snap.meta.get("model", "?"))
+        titles.append(f"{'AB'[k]}: {name}" + ("" if model == name else f" ({model})"))
+    return compare_figure(snaps, scenes, [(r.a, r.b) for r in rows], titles, captions, a.figure,
+                          width=a.width, theme=a.theme)  # fmt: skip
 
 
 def _study_parser(sub: Any) -> None:

@@ -80,3 +80,42 @@ def test_cnnvis_compare_prints_the_table(two_runs, small_run, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"no CKA: {other} does not say how to rebuild its model" in out
     assert out.splitlines()[-1].split()[-1] == "—"
+
+
+@pytest.mark.gui
+def test_compare_figure_sets_matched_rows_side_by_side(two_runs, tmp_path, capsys, headless_gl):
+    """``--figure``: both networks at one scale, each matched pair of rows next to each other
+    under its numbers; a wider layer is drawn wider."""
+    from PIL import Image
+
+    from cnnvis_gl import open_run
+    from cnnvis_gl.cli import main
+    from cnnvis_gl.layout import build_scene
+    from cnnvis_gl.render.comparison import CAPTION, HEAD, PAD
+
+    narrow, wide = two_runs
+    out = tmp_path / "side.png"
+    assert main(["compare", str(narrow), str(wide), "--no-cka", "--figure", str(out), "--width", "1400"]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    img = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert img.shape[1] == 1400
+    scenes = [build_scene(open_run(r).latest()) for r in (narrow, wide)]
+    half = (1400 - 3 * PAD) // 2
+    zoom = min(half / (s.bounds[2] - s.bounds[0]) for s in scenes)
+    heights = []
+    for name in ("conv1", "conv2", "conv3", "conv4", "fc1", "fc2"):
+        rows = [next(r for r in s.rows if r.name == name) for s in scenes]
+        heights.append(max(r.height for r in rows) * zoom)
+    want = HEAD + sum(CAPTION + h + PAD for h in heights)
+    assert abs(img.shape[0] - want) <= 6 * len(heights)  # (2 px margins, rounding, per band)
+    # the last band (fc2, 10 neurons each): both sides drawn; the first band's conv1 of the wide
+    # model spans more columns than the narrow one's (same scale)
+    y = HEAD
+    spans = []
+    for h in heights:
+        band = img[y + CAPTION : y + CAPTION + int(h), :]
+        left, right = band[:, PAD : PAD + half], band[:, 2 * PAD + half :]
+        spans.append([int((np.abs(np.diff(side, axis=1)).sum(2) > 60).any(0).sum()) for side in (left, right)])
+        y += CAPTION + int(round(h)) + PAD
+    assert all(a > 0 and b > 0 for a, b in spans)
+    assert spans[0][1] > spans[0][0]  # conv1: 16 vs 8 neurons

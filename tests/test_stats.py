@@ -339,3 +339,28 @@ def test_per_class_lists_with_few_images_of_a_class(model, cifar):
     counts = np.bincount(small.labels(), minlength=10)
     rows = arrays["units/features.0/class_topk_image"]
     np.testing.assert_array_equal((rows >= 0).sum(2), np.minimum(counts, 3)[None, :].repeat(16, 0))
+
+
+def test_per_class_merge_without_host_sync_equals_the_filtered_one():
+    """On a GPU the per-class merge takes every (neuron, class) list (finding the few that
+    change would wait for the device); on a CPU only the lists some image beats.  Same lists."""
+    from types import SimpleNamespace
+
+    from cnnvis_gl.model.graph import Unit
+    from cnnvis_gl.stats.accumulator import StatsAccumulator, _class_positions
+
+    def run(device_type):
+        torch.manual_seed(0)
+        acc = StatsAccumulator([Unit("u", ["u"], "u", 300, [], 0)], 10, class_k=3)
+        acc.device = SimpleNamespace(type=device_type)  # (only the branch reads it)
+        for it in range(6):
+            y = torch.randint(0, 10, (64,))
+            acc._ids_dev = torch.arange(it * 64, (it + 1) * 64)
+            acc._by_class = _class_positions(y, torch.device("cpu"))
+            entered = torch.zeros(65, dtype=torch.bool)
+            acc._merge_classes(torch.randn(64, 300), torch.randint(0, 50, (64, 300)), entered)
+        return acc.cls_key, acc.cls_loc
+
+    (k1, l1), (k2, l2) = run("cpu"), run("cuda")
+    assert torch.equal(k1, k2) and torch.equal(l1, l2)
+    assert (k1 != torch.iinfo(torch.int64).min).all()  # 6 batches of 64: every list full

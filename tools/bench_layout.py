@@ -10,9 +10,10 @@ Two inputs:
 Usage::
 
     .venv/bin/python tools/bench_layout.py [--cifar DIR] [--limit 500] [--classes 100]
-        [--only basecnn|resnet50] [--moves 20]
+        [--only basecnn|resnet50|huge] [--huge] [--moves 20]
 
-Targets on the 2-core CPU machine: BaseCNN build <= 2 s, 26k neurons <= 30 s, a move <= 100 ms.
+Targets on the 2-core CPU machine: BaseCNN build <= 2 s, 26k neurons <= 30 s, a move <= 100 ms;
+the synthetic 100k-neuron / 150-row network (``--huge``) <= 30 s.
 Timings are wall-clock on a shared machine: compare ratios within one run.
 """
 
@@ -52,6 +53,18 @@ def resnet50_channels() -> list[int]:
             if b == 0:
                 ch.append(4 * width)  # the shortcut projection
     return ch
+
+
+def huge_channels(rows: int = 150, neurons: int = 100_000) -> list[int]:
+    """ResNet-152's conv widths (its first ``rows``), scaled to ``neurons`` in all: the issue's
+    100k-neuron, 150-row network."""
+    ch = [64]
+    for width, blocks in ((64, 3), (128, 8), (256, 36), (512, 3)):
+        for b in range(blocks):
+            ch += [width, width, 4 * width] + ([4 * width] if b == 0 else [])
+    ch = ch[:rows]
+    scale = neurons / sum(ch)
+    return [max(4, round(c * scale)) for c in ch]
 
 
 def synthetic_snapshot(
@@ -160,6 +173,7 @@ def bench(name: str, snapshot: Snapshot, options: LayoutOptions, moves: int) -> 
         res["expand_ms"] = 1000 * (time.perf_counter() - t)
     for k in (
         "clusters",
+        "columns",
         "density_mean",
         "density_area",
         "order_score",
@@ -187,7 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=500)
     p.add_argument("--classes", type=int, default=100, help="classes of the synthetic snapshot")
     p.add_argument("--moves", type=int, default=20)
-    p.add_argument("--only", choices=("basecnn", "resnet50"))
+    p.add_argument("--only", choices=("basecnn", "resnet50", "huge"))
+    p.add_argument(
+        "--huge", action="store_true",
+        help="also the synthetic 100k-neuron, 150-row network (laid out for a 1600x1000 view)",
+    )  # fmt: skip
     a = p.parse_args(argv)
     results: dict[str, dict[str, float]] = {}
     if a.only in (None, "basecnn"):
@@ -197,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.only in (None, "resnet50"):
         snap = synthetic_snapshot(resnet50_channels(), a.classes)
         results["ResNet-50 synth"] = bench("resnet50", snap, LayoutOptions(), a.moves)
+    if a.only == "huge" or a.huge:
+        snap = synthetic_snapshot(huge_channels(), a.classes)
+        results["100k/150 synth"] = bench("huge", snap, LayoutOptions(view_size=(1600, 1000)), a.moves)
     names = list(results)
     keys = list(next(iter(results.values())).keys())
     print(f"{'':24}" + "".join(f"{n:>18}" for n in names))

@@ -5,8 +5,8 @@ accumulator keeps sums and counts, a running top-k of the images with the larges
 (with the arg-max location), a shorter top-``class_k`` per class (the images of that class
 with the largest response: the matrix drill-down) and per-neuron activity counts.  Memory does
 not grow with the dataset: the state is O(neurons × (classes × class_k + k)) plus the pixels
-of the images currently in some top list.  Everything is computed on the model's device; only the summaries (and the
-few top-k images) leave it.  Two accumulators over disjoint parts of a dataset merge into the
+of the images currently in some top list.  Everything is computed on the model's device; only
+the summaries (and the few top-k images) leave it.  Two accumulators over disjoint parts of a dataset merge into the
 one over the whole (:meth:`StatsAccumulator.merge`): sums add, top-k lists merge with the same
 deterministic order (value descending, then dataset index ascending).
 
@@ -299,11 +299,16 @@ class StatsAccumulator:
             # candidates, class-major: [P, m, neurons]
             cand = topk_keys(r_max[:, lo:hi].index_select(0, safe).view(p, m, -1), id_keys)
             cand = cand.masked_fill(pad, _EMPTY)
-            worst = self.cls_key[lo:hi, :, kc - 1].T.index_select(0, present)  # [P, neurons]
-            need = (cand.amax(1) > worst).nonzero()  # (class row, neuron) lists to merge
-            if not len(need):
-                continue
-            c, nn = need[:, 0], need[:, 1] + lo
+            if self.device.type == "cpu":  # only the (class row, neuron) lists some image beats
+                worst = self.cls_key[lo:hi, :, kc - 1].T.index_select(0, present)  # [P, neurons]
+                need = (cand.amax(1) > worst).nonzero()
+                if not len(need):
+                    continue
+                c, nn = need[:, 0], need[:, 1] + lo
+            else:  # every list: finding the few would wait for the device (a host sync)
+                dev = r_max.device
+                c = torch.arange(p, device=dev).repeat_interleave(hi - lo)
+                nn = torch.arange(lo, hi, device=dev).repeat(p)
             cls = present[c]
             keys = torch.cat([self.cls_key[nn, cls], cand[c, :, nn - lo]], dim=1)
             cand_loc = loc[:, lo:hi].index_select(0, safe).view(p, m, -1)[c, :, nn - lo]

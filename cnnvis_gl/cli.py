@@ -27,6 +27,10 @@ def _device(name: str | None) -> str:
     import torch
 
     if name:
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            from .errors import CnnvisError
+
+            raise CnnvisError(f"--device {name}: this torch ({torch.__version__}) sees no CUDA device")
         return name
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -1212,7 +1216,7 @@ def _study_parser(sub: Any) -> None:
         "share of the strongest edges per layer pair) with the findings stated from the numbers, "
         "OUT/figures the pictures. Stopped and started again, a study keeps the variants it "
         "already trained with the same recipe. See docs/CASES.md.",
-        epilog="profiles:\n" + "\n".join(lines) + "\n(cpu: about half an hour each on 2 cores;"
+        epilog="profiles:\n" + "\n".join(lines) + "\n(cpu: 30-50 minutes each on 2 cores;"
         " full: for a CUDA machine)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

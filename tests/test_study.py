@@ -159,3 +159,8 @@ def test_study_arguments_are_checked(tmp_path, capsys):
     assert "--variants: unknown model 'vgg99'" in err and "basecnn-x0.125" in err
     with pytest.raises(SystemExit):
         main(["study", "height", "--data", "cifar10:x", "-o", str(tmp_path)])
+    import torch
+
+    if not torch.cuda.is_available():  # a device that is not there: one line, before any work
+        assert main(["study", "width", "--data", "cifar10:x", "--device", "cuda", "-o", str(tmp_path)]) == 2
+        assert "--device cuda: this torch" in capsys.readouterr().err

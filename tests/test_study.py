@@ -55,7 +55,9 @@ def test_findings_state_what_the_numbers_show():
              _row("D", 0.2, 0.3, top=0.97, layers=20)]  # fmt: skip
     text = " ".join(findings("depth", depth))
     assert "As in the paper" in text and "97%" in text and "nearly no inhibition" in text
-    assert "near-duplicate class profile: S 10%, B 10%, D 10%" in text
+    assert "near-duplicate class profile: S 10%, B 10%, D 10%." in text  # a tie: no verdict
+    depth[2]["groups"][0]["redundancy"] = 0.7
+    assert "D 70%: the deepest model is the most redundant" in " ".join(findings("depth", depth))
     depth[2]["top_positive"] = 0.55
     assert "Unlike the paper" in " ".join(findings("depth", depth))
     # one variant: nothing to compare, no claim

@@ -47,12 +47,15 @@ def findings(study: str, rows: list[dict[str, Any]]) -> list[str]:
             + ", ".join(f"{n} {_pct(t)} (bottom three: {_pct(b)})"
                         for n, t, b in zip(lab, top, bottom, strict=True)) + "."
         )  # fmt: skip
+        deep = int(np.argmax([r["conv_layers"] for r in rows]))
         red = [_group(r, _last_conv(r))["redundancy"] for r in rows]
+        most = red[deep] > max(v for i, v in enumerate(red) if i != deep)
         out.append(
             "Neurons of the top conv group with a near-duplicate class profile: "
-            + ", ".join(f"{n} {_pct(v)}" for n, v in zip(lab, red, strict=True)) + "."
+            + ", ".join(f"{n} {_pct(v)}" for n, v in zip(lab, red, strict=True))
+            + (": the deepest model is the most redundant, the paper's reading of its edges."
+               if most else ".")
         )  # fmt: skip
-        deep = int(np.argmax([r["conv_layers"] for r in rows]))
         others = [t for i, t in enumerate(top) if i != deep]
         if top[deep] >= max(others):
             out.append(

@@ -115,7 +115,7 @@ FLOORS = (
     {"layout"},
     {"render"},
     {"ui"},
-    {"demo", "video", "compare", "cli", "__init__"},
+    {"demo", "video", "compare", "study", "cli", "__init__"},
 )
 
 

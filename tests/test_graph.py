@@ -41,6 +41,7 @@ def test_zoo_layer_counts():
         if n.startswith("basecnn-")
     }
     assert widths == {
+        "basecnn-x0.125": 8,
         "basecnn-x0.25": 16,
         "basecnn-x0.5": 32,
         "basecnn-x1": 64,

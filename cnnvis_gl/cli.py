@@ -1216,7 +1216,7 @@ def _study_parser(sub: Any) -> None:
         "share of the strongest edges per layer pair) with the findings stated from the numbers, "
         "OUT/figures the pictures. Stopped and started again, a study keeps the variants it "
         "already trained with the same recipe. See docs/CASES.md.",
-        epilog="profiles:\n" + "\n".join(lines) + "\n(cpu: 30-50 minutes each on 2 cores;"
+        epilog="profiles:\n" + "\n".join(lines) + "\n(cpu: about an hour each on 2 cores;"
         " full: for a CUDA machine)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -15,7 +15,7 @@ width`` trains BaseCNN×w over a range of widths.  Each variant becomes an ordin
   network's rows with their green/red edges; width: the last conv group's activation matrix of
   the narrowest, a middle and the widest model).
 
-Profiles: ``cpu`` (about half an hour per study on a 2-core CPU: narrower models, a subset of
+Profiles: ``cpu`` (about an hour per study on a 2-core CPU: narrower models, a subset of
 CIFAR-10) and ``full`` (the paper's widths, all of CIFAR-10: for a CUDA machine).  A stopped study
 continues where it stopped: a variant whose run directory holds results for the same recipe is
 not trained again.

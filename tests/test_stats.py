@@ -347,7 +347,7 @@ def test_per_class_merge_without_host_sync_equals_the_filtered_one():
     from types import SimpleNamespace
 
     from cnnvis_gl.model.graph import Unit
-    from cnnvis_gl.stats.accumulator import StatsAccumulator, _class_positions
+    from cnnvis_gl.stats.accumulator import StatsAccumulator, _class_positions, _merge_classes
 
     def run(device_type):
         torch.manual_seed(0)
@@ -358,7 +358,7 @@ def test_per_class_merge_without_host_sync_equals_the_filtered_one():
             acc._ids_dev = torch.arange(it * 64, (it + 1) * 64)
             acc._by_class = _class_positions(y, torch.device("cpu"))
             entered = torch.zeros(65, dtype=torch.bool)
-            acc._merge_classes(torch.randn(64, 300), torch.randint(0, 50, (64, 300)), entered)
+            _merge_classes(acc, torch.randn(64, 300), torch.randint(0, 50, (64, 300)), entered)
         return acc.cls_key, acc.cls_loc
 
     (k1, l1), (k2, l2) = run("cpu"), run("cuda")

@@ -265,7 +265,7 @@ class StatsAccumulator:
             )
             entered.index_fill_(0, torch.where(order >= k, order - k, b).flatten(), True)
         if self.class_k:
-            self._merge_classes(r_max, loc, entered)
+            _merge_classes(self, r_max, loc, entered)
         del self._parts
         # Which of the batch's images entered some top-k list is read on the host one batch
         # late, so that the host prepares the next batch while the device still works on this
@@ -282,43 +282,6 @@ class StatsAccumulator:
         self._batches += 1
         if self._batches % 16 == 0:
             self.compact()
-
-    def _merge_classes(self, r_max: torch.Tensor, loc: torch.Tensor, entered: torch.Tensor) -> None:
-        """Fold the batch into the per-class top lists: for every neuron, the batch's images of
-        each class present (padded to the largest class) against that class's list.  Only the
-        (neuron, class) lists that some image beats are merged: after the first batches, few."""
-        present, pos = self._by_class  # [P] classes, [P, m] batch positions (-1: padding)
-        n, kc, b = int(self.start[-1]), self.class_k, int(r_max.shape[0])
-        p, m = pos.shape
-        safe = pos.clamp(min=0).flatten()
-        pad = (pos < 0).view(p, m, 1)
-        id_keys = self._ids_dev[safe].view(p, m, 1)
-        step = max(1, _MERGE_CHUNK // (p * (kc + m)))
-        for lo in range(0, n, step):
-            hi = min(n, lo + step)
-            # candidates, class-major: [P, m, neurons]
-            cand = topk_keys(r_max[:, lo:hi].index_select(0, safe).view(p, m, -1), id_keys)
-            cand = cand.masked_fill(pad, _EMPTY)
-            if self.device.type == "cpu":  # only the (class row, neuron) lists some image beats
-                worst = self.cls_key[lo:hi, :, kc - 1].T.index_select(0, present)  # [P, neurons]
-                need = (cand.amax(1) > worst).nonzero()
-                if not len(need):
-                    continue
-                c, nn = need[:, 0], need[:, 1] + lo
-            else:  # every list: finding the few would wait for the device (a host sync)
-                dev = r_max.device
-                c = torch.arange(p, device=dev).repeat_interleave(hi - lo)
-                nn = torch.arange(lo, hi, device=dev).repeat(p)
-            cls = present[c]
-            keys = torch.cat([self.cls_key[nn, cls], cand[c, :, nn - lo]], dim=1)
-            cand_loc = loc[:, lo:hi].index_select(0, safe).view(p, m, -1)[c, :, nn - lo]
-            locs = torch.cat([self.cls_loc[nn, cls], cand_loc], dim=1)
-            top, top_loc, order = _merge_topk(keys, locs, kc)
-            self.cls_key[nn, cls] = top
-            self.cls_loc[nn, cls] = top_loc
-            came = pos[c].gather(1, (order - kc).clamp(min=0))
-            got = torch.where((order >= kc) & (came >= 0), came, b)  # (padding: none)
-            entered.index_fill_(0, got.flatten(), True)
 
     def _flush(self) -> None:
         """Keep the pixels (H × W × 3) of the pending batch's images that entered some top-k."""
@@ -477,6 +440,46 @@ class StatsAccumulator:
             "probe_error": 1.0 - correct / self.n_scored if self.n_scored else None,
         }
         return arrays, meta
+
+
+def _merge_classes(
+    acc: StatsAccumulator, r_max: torch.Tensor, loc: torch.Tensor, entered: torch.Tensor
+) -> None:
+    """Fold the batch into the per-class top lists: for every neuron, the batch's images of
+    each class present (padded to the largest class) against that class's list.  Only the
+    (neuron, class) lists that some image beats are merged: after the first batches, few."""
+    present, pos = acc._by_class  # [P] classes, [P, m] batch positions (-1: padding)
+    n, kc, b = int(acc.start[-1]), acc.class_k, int(r_max.shape[0])
+    p, m = pos.shape
+    safe = pos.clamp(min=0).flatten()
+    pad = (pos < 0).view(p, m, 1)
+    id_keys = acc._ids_dev[safe].view(p, m, 1)
+    step = max(1, _MERGE_CHUNK // (p * (kc + m)))
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        # candidates, class-major: [P, m, neurons]
+        cand = topk_keys(r_max[:, lo:hi].index_select(0, safe).view(p, m, -1), id_keys)
+        cand = cand.masked_fill(pad, _EMPTY)
+        if acc.device.type == "cpu":  # only the (class row, neuron) lists some image beats
+            worst = acc.cls_key[lo:hi, :, kc - 1].T.index_select(0, present)  # [P, neurons]
+            need = (cand.amax(1) > worst).nonzero()
+            if not len(need):
+                continue
+            c, nn = need[:, 0], need[:, 1] + lo
+        else:  # every list: finding the few would wait for the device (a host sync)
+            dev = r_max.device
+            c = torch.arange(p, device=dev).repeat_interleave(hi - lo)
+            nn = torch.arange(lo, hi, device=dev).repeat(p)
+        cls = present[c]
+        keys = torch.cat([acc.cls_key[nn, cls], cand[c, :, nn - lo]], dim=1)
+        cand_loc = loc[:, lo:hi].index_select(0, safe).view(p, m, -1)[c, :, nn - lo]
+        locs = torch.cat([acc.cls_loc[nn, cls], cand_loc], dim=1)
+        top, top_loc, order = _merge_topk(keys, locs, kc)
+        acc.cls_key[nn, cls] = top
+        acc.cls_loc[nn, cls] = top_loc
+        came = pos[c].gather(1, (order - kc).clamp(min=0))
+        got = torch.where((order >= kc) & (came >= 0), came, b)  # (padding: none)
+        entered.index_fill_(0, got.flatten(), True)
 
 
 def _class_positions(labels: torch.Tensor, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

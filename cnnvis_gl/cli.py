@@ -1016,7 +1016,7 @@ def _print_neuron(run: Any, a: argparse.Namespace) -> int:
             f"--neuron {a.neuron!r}: use LAYER:N with a layer group or layer of the run "
             f"({', '.join(g.name for g in snap.graph.groups)}) and a neuron number"
         )
-    unit = snap._unit(layer)
+    unit = snap.unit_name(layer)
     channels = snap.graph.unit(unit).channels
     if int(n) >= channels:
         raise CnnvisError(f"--neuron {a.neuron!r}: {layer} has neurons 0…{channels - 1}")

@@ -64,6 +64,10 @@ class Snapshot:
     def keys(self) -> list[str]:
         return list(self.arrays.keys())
 
+    def unit_name(self, name: str) -> str:
+        """A unit name from a unit or group name (``KeyError`` when it is neither)."""
+        return self._unit(name)
+
     def _unit(self, name: str) -> str:
         """A unit name from a unit or group name."""
         for g in self.graph.groups:

@@ -171,6 +171,12 @@ def _view_parser(sub: Any) -> None:
     p = sub.add_parser("view", help="open the interactive viewer on a run directory")
     p.add_argument("run", metavar="RUN_DIR")
     p.add_argument("--follow", action="store_true", help="follow the run as new snapshots land")
+    p.add_argument(
+        "--compare", metavar="RUN_B",
+        help="open a second run beside it (two models on the same data): run B's network, "
+        "framing the layers the view shows, and the two compared group by group (neurons, "
+        "clusters, near-duplicates, positive edges, CKA), as cnnvis compare prints them",
+    )  # fmt: skip
     _add_window(p)
     p.add_argument(
         "--msaa", type=_nonneg_int, default=0, help="multisampling (default 0: shaders anti-alias)"
@@ -630,6 +636,7 @@ def cmd_view(a: argparse.Namespace) -> int:
         screenshot_dir=a.screenshot_dir,
         max_frames=a.frames,
         theme=a.theme,
+        compare=a.compare,
     )
     return 0
 
@@ -921,6 +928,7 @@ def _render_camera(
     from .layout.scene import ROW_BETWEEN
     from .layout.search import row_clusters, row_frame
     from .render.camera import Camera
+    from .render.text import frame_with_labels
 
     if a.camera and a.zoom_to:
         raise CnnvisError("--camera and --zoom-to: give one of them")
@@ -946,12 +954,12 @@ def _render_camera(
                 " cluster as the viewer names it, e.g. 'conv3 #2', or a neuron, e.g. conv3:17)"
             )
         if hit.kind == "row":
-            return Camera().zoom_to_rect(row_frame(scene, hit.index), size, 0.04)
+            return frame_with_labels(scene.labels, row_frame(scene, hit.index), size, 0.04)
         ci = hit.index if hit.kind == "cluster" else int(scene.neurons.cluster[hit.index])
         x, y, w, h = (float(v) for v in scene.clusters.rect[ci])  # a neuron: its cluster
         return Camera().zoom_to_rect((x, y, x + w, y + h), size, 0.12)
     if not n:  # the row with its name, as the viewer frames it
-        return Camera().zoom_to_rect(row_frame(scene, rows[name]), size, 0.04)
+        return frame_with_labels(scene.labels, row_frame(scene, rows[name]), size, 0.04)
     idx = row_clusters(scene, rows[name])
     if not n.isdigit() or int(n) >= len(idx):
         raise CnnvisError(f"--zoom-to {a.zoom_to!r}: row {name!r} has clusters 0…{len(idx) - 1}")

@@ -318,6 +318,8 @@ def test_view_headless_writes_a_screenshot(small_run, tmp_path):
     assert len(shots) == 1 and Image.open(shots[0]).size == (1000, 700)
     r = cnnvis("view", tmp_path / "missing", "--headless")
     assert r.returncode == 2 and "missing" in r.stderr
+    r = cnnvis("view", small_run, "--compare", tmp_path / "other", "--headless")
+    assert r.returncode == 2 and "--compare" in r.stderr and "other" in r.stderr
 
 
 def test_info_neuron_prints_the_matrix_drill_down(small_run, tmp_path):

@@ -119,3 +119,111 @@ def test_compare_figure_sets_matched_rows_side_by_side(two_runs, tmp_path, capsy
         y += CAPTION + int(round(h)) + PAD
     assert all(a > 0 and b > 0 for a, b in spans)
     assert spans[0][1] > spans[0][0]  # conv1: 16 vs 8 neurons
+
+
+@pytest.mark.gui
+def test_viewer_shows_a_second_run_beside_following_the_view(two_runs, tmp_path, headless_gl):
+    """``cnnvis view NARROW --compare WIDE``: the Two runs panel holds the comparison of
+    ``compare_runs`` (CKA on the same probe images as ``cnnvis compare``); the view on conv4's
+    row, run B's view frames its conv4 row, drawn as a standalone render of it draws it; its
+    hover names run B's cluster; a click on a table row frames that group in the network view."""
+    from imgui_bundle import imgui
+    from ui_driver import drive, wait
+
+    from cnnvis_gl import open_run
+    from cnnvis_gl.compare import compare_runs
+    from cnnvis_gl.layout.search import groups_frame, row_frame
+    from cnnvis_gl.render.camera import Camera
+    from cnnvis_gl.render.offscreen import render_image
+    from cnnvis_gl.run.rebuild import rebuild_model, rebuild_probe
+    from cnnvis_gl.ui import App
+    from cnnvis_gl.ui.other import CKA_PROBE
+
+    narrow, wide = two_runs
+    app = App(narrow, headless=True, compare=wide)
+    seen: dict = {}
+
+    def on_gl(ctx, fn):  # GL calls belong on the GUI thread (the test runs in a coroutine)
+        box: list = []
+        hook = lambda a: box.append(fn()) if not box else None  # noqa: E731
+        app.on_frame.append(hook)
+        ctx.yield_(2)
+        app.on_frame.remove(hook)
+        return box[0]
+
+    def settle(ctx):
+        ctx.yield_(3)
+        wait(ctx, lambda: not app.state.camera.animating and not app.other.camera.animating)
+        ctx.yield_(3)
+
+    def test(ctx):
+        wait(ctx, lambda: app.state.scene is not None and not app.feed.pending)
+        wait(ctx, lambda: app.other.run is not None and app.other.run.cka is not None, 300)
+        wait(ctx, lambda: not app.feed.pending)  # (laid out again for the docked view's size)
+        run = app.other.run
+        seen["run"] = run
+        # the view on conv4's row (its height and a tenth above and below): B frames its conv4
+        s = app.state.scene
+        r4 = next(r for r in s.rows if r.name == "conv4")
+        zoom = app.state.camera.viewport[1] / (1.2 * r4.height)
+        app.state.camera.go(Camera((float(s.clusters.rect[0][0]), r4.y + r4.height / 2), zoom))
+        settle(ctx)
+        seen["shown"] = list(app.other.shown)
+        cam, size = app.other.camera.current, app.other.camera.viewport
+        seen["b_view"] = (cam.visible_rect(size), size)
+        seen["pixels"] = on_gl(ctx, app.other.target.read)
+        seen["camera"] = cam
+        # hover the middle of B's largest conv4 cluster
+        b = run.scene
+        brow = next(k for k, r in enumerate(b.rows) if r.name == "conv4")
+        bci = max(np.flatnonzero(b.clusters.row == brow), key=lambda c: int(b.clusters.size[c]))
+        x, y, w, h = (float(v) for v in b.clusters.rect[bci])
+        px, py = cam.scene_to_screen(x + w / 2, y + h / 2, size)
+        ox, oy, _, _ = app.state.panels.other_view
+        ctx.mouse_move_to_pos(imgui.ImVec2(ox + px, oy + py))
+        ctx.yield_(2)
+        seen["hover"] = (
+            on_gl(ctx, lambda: app.other.cluster_at(px, py)),
+            bci,
+            app.other.cluster_text(bci),
+        )
+        # a click on the table's fc1 row frames fc1 in the network view (and B follows)
+        ctx.item_click("**/fc1##pair_fc1")
+        settle(ctx)
+        seen["a_rect"] = app.state.camera.current.visible_rect(app.state.camera.viewport)
+        seen["fc1"] = groups_frame(s, [g.name for g in app.state.snapshot.graph.groups], ["fc1"])
+        seen["shown_after"] = list(app.other.shown)
+
+    drive(app, test, (1600, 1000))
+    run = seen["run"]
+    # the table: compare_runs of the two runs; CKA on cnnvis compare's probe images
+    models = [rebuild_model(r, 10)[0] for r in (narrow, wide)]
+    data = rebuild_probe(narrow, CKA_PROBE)
+    want = compare_runs(open_run(narrow), open_run(wide), data=data, models=(models[0], models[1]))
+    assert [(r.a, r.b, r.neurons, r.clusters, r.redundancy, r.positive) for r in run.rows] == [
+        (r.a, r.b, r.neurons, r.clusters, r.redundancy, r.positive) for r in want
+    ]
+    assert run.cka == pytest.approx({r.a: r.cka for r in want}, abs=1e-9)
+    # run B's view frames conv4's row, and conv1's row lies outside
+    assert seen["shown"] == ["conv4"]
+    (vx0, vy0, vx1, vy1), size = seen["b_view"]
+    b = run.scene
+    conv4 = row_frame(b, next(k for k, r in enumerate(b.rows) if r.name == "conv4"))
+    conv1 = next(r for r in b.rows if r.name == "conv1")
+    assert vx0 <= conv4[0] and vy0 <= conv4[1] and conv4[2] <= vx1 and conv4[3] <= vy1
+    assert conv1.y + conv1.height < vy0
+    # what the panel shows is run B drawn with that camera (a standalone render of its scene)
+    alone = render_image(run.patches, b, size, seen["camera"], "dark", neuron_edges=None)
+    diff = np.abs(seen["pixels"][..., :3].astype(int) - alone[..., :3].astype(int))
+    assert diff.mean() < 2.0, diff.mean()
+    assert seen["pixels"][..., :3].std() > 20  # patches, not an empty view
+    got, bci, text = seen["hover"]
+    assert got == bci and text[0].startswith(
+        f"conv4: a cluster of {int(b.clusters.size[bci])} neurons"
+    )
+    # the table's fc1 row: fc1 framed in the network view, and B frames fc1 (with what the
+    # view's shape lets in around it)
+    ax0, ay0, ax1, ay1 = seen["a_rect"]
+    fx0, fy0, fx1, fy1 = seen["fc1"]
+    assert ax0 <= fx0 and ay0 <= fy0 and fx1 <= ax1 and fy1 <= ay1
+    assert "fc1" in seen["shown_after"]

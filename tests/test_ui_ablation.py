@@ -101,7 +101,7 @@ def test_ablate_a_cluster_from_the_cluster_panel(trained_run: Path, tmp_path: Pa
 
     drive(app, test, (1280, 860))
     assert seen["selected"] == seen["cid"]
-    step, unit, channels = seen["want"]
+    step, ((unit, channels),) = seen["want"]
     assert (unit, list(channels)) == seen["expected"]  # the selected cluster's channels
     assert step == max(open_run(run_dir).steps())
     got = seen["result"]
@@ -123,11 +123,88 @@ def test_ablate_a_cluster_from_the_cluster_panel(trained_run: Path, tmp_path: Pa
 
     tint = seen["tint"]
     ci = int(np.flatnonzero(app.state.scene.clusters.id == seen["cid"])[0])
-    np.testing.assert_allclose(tint, ablation_tint(app.state.scene, seen["moved"], seen["cid"]), atol=1e-6)
+    np.testing.assert_allclose(tint, ablation_tint(app.state.scene, seen["moved"], [ci]), atol=1e-6)
     assert tint[ci] == 1.0 and tint[seen["moved"][0][0]] == pytest.approx(1.0)
     moved = {c for c, _ in seen["moved"]}
     assert all(tint[c] == 0 for c in range(len(tint)) if c not in moved and c != ci)
     assert (seen["untinted"] == 1.0).all()  # another cluster selected: the usual look
+
+
+def test_ablate_a_set_of_clusters_of_two_layers(trained_run: Path, tmp_path: Path):
+    """Two clusters (conv3's and conv4's largest) added to the set and zeroed together: one
+    ablation of both layers' channels, equal to the library's; both tinted as ablated."""
+    from cnnvis_gl.render.state import EMPHASIS
+    from cnnvis_gl.run.rebuild import rebuild_model, rebuild_probe
+    from cnnvis_gl.stats.ablation import ablate
+    from cnnvis_gl.ui import App
+    from cnnvis_gl.ui.loaders import Ablations
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir)
+    app = App(run_dir, headless=True)
+    seen: dict = {}
+
+    def test(ctx):
+        wait(ctx, lambda: app.state.scene is not None and not app.feed.pending)
+        ctx.yield_(2)
+        s = app.state.scene
+        picked = []
+        for name in ("conv3", "conv4"):
+            row = next(k for k, r in enumerate(s.rows) if r.name == name)
+            ci = max(np.flatnonzero(s.clusters.row == row), key=lambda c: int(s.clusters.size[c]))
+            picked.append(ci)
+            app.actions.select_cluster(int(s.clusters.id[ci]))
+            ctx.yield_(2)
+            ctx.item_click("//Cluster/cluster_tabs/Ablate")
+            ctx.yield_(2)
+            ctx.item_click("//Cluster/**/###ablate_set")  # "Add it to the set"
+            ctx.yield_(2)
+        seen["set"] = list(app.state.debug.ablation_set)
+        ctx.item_click("//Cluster/**/###ablate")  # zero the set (conv4's cluster selected)
+        want = app.state.debug.ablation_want
+        seen["want"] = want
+        wait(ctx, lambda: want in app.state.debug.ablations, timeout=300)
+        ctx.yield_(3)
+        seen["result"] = app.state.debug.ablations[want]
+        seen["tint"] = app.renderer.shared.cluster[:, EMPHASIS].copy()
+        n = s.neurons
+        seen["parts"] = [
+            (
+                s.units[int(n.unit[n.cluster == ci][0])],
+                sorted(int(v) for v in n.index[n.cluster == ci]),
+            )
+            for ci in picked
+        ]
+        seen["picked"] = picked
+        # the first of the set, selected: the tab is about the set too (same result shown)
+        app.actions.select_cluster(int(s.clusters.id[picked[0]]))
+        ctx.yield_(3)
+        seen["same_key"] = app.state.ablation_key(app.state.ablation_set()) == want
+        ctx.item_click("//Cluster/**/###ablate_set")  # "Remove it from the set"
+        ctx.yield_(2)
+        seen["after_remove"] = list(app.state.debug.ablation_set)
+
+    drive(app, test, (1280, 860))
+    s_ids = [int(app.state.scene.clusters.id[c]) for c in seen["picked"]]
+    assert seen["set"] == s_ids
+    step, parts = seen["want"]
+    assert [(u, list(ch)) for u, ch in parts] == seen["parts"]  # conv3's, then conv4's
+    assert seen["same_key"] and seen["after_remove"] == s_ids[1:]
+    got = seen["result"]
+    assert not isinstance(got, str), got
+    model, _ = rebuild_model(run_dir, 10)
+    data = rebuild_probe(run_dir, Ablations.PROBE)
+    (direct,) = ablate(model, data.batches(250), [dict(seen["parts"])], 10)
+    np.testing.assert_array_equal(got.correct, direct.correct)
+    np.testing.assert_allclose(got.loss, direct.loss, rtol=1e-6)
+    # both layers were zeroed: conv3's responses moved (they do not with conv4's cluster alone)
+    conv3 = seen["parts"][0][0]
+    assert float(np.asarray(got.change[conv3]).max()) > 0
+    watch = {conv3: conv3}
+    (alone,) = ablate(model, data.batches(250), [dict(seen["parts"][1:])], 10, watch=watch)
+    assert float(np.asarray(alone.change[conv3]).max()) == 0
+    tint = seen["tint"]
+    assert all(tint[c] == 1.0 for c in seen["picked"])
 
 
 def test_a_run_without_its_model_says_why(small_run: Path, tmp_path: Path):

@@ -3,7 +3,9 @@
 :func:`search` matches a query against what the view shows — layer rows (group names), module
 paths (every unit of a group, e.g. ``features.5``), cluster names (``conv2 #3``), neurons
 (``conv2:17`` or ``features.7:17``) and class names — and ranks exact matches before prefixes
-before substrings.  :func:`neighbour` is the cluster an arrow key goes to.  Plain Python and
+before substrings.  :func:`neighbour` is the cluster an arrow key goes to; :func:`shown_groups`
+and :func:`groups_frame` say which layer groups a view shows and frame groups (a second run
+follows the first with them).  Plain Python and
 NumPy on the Scene: the viewer (the Find box, the arrow keys) and tests use them alike.
 """
 
@@ -17,7 +19,10 @@ import numpy as np
 
 from .scene import ROW_BETWEEN, ROW_GROUP, Scene
 
-__all__ = ["Hit", "cluster_at", "matrix_class_at", "neighbour", "neuron_at", "row_clusters", "search"]
+__all__ = [
+    "Hit", "cluster_at", "groups_frame", "matrix_class_at", "neighbour", "neuron_at", "row_clusters",
+    "search", "shown_groups",
+]  # fmt: skip
 
 _NEURON = re.compile(r"^(.+?)\s*:\s*(\d+)$")  # conv2:17
 _CLUSTER = re.compile(r"^(.+?)\s*#\s*(\d+)$")  # conv2 #3
@@ -65,6 +70,41 @@ def row_frame(scene: Scene, row: int) -> tuple[float, float, float, float]:
             x0 = min(x0, lab.left)
     pad = max(r.height * 0.15, 4.0)
     return (x0 - pad, r.y - pad, x1 + pad * 6, r.y + r.height + pad)
+
+
+def shown_groups(
+    scene: Scene, groups: list[str], visible: tuple[float, float, float, float]
+) -> list[str]:
+    """Names of the groups a view of ``visible`` (x0, y0, x1, y1) shows: a layer row whose band
+    meets the view and of which at least half the height is in it (or which fills at least
+    half the view's height) — rows merely peeking in at an edge do not count."""
+    x0, y0, x1, y1 = visible
+    out: list[str] = []
+    for r in scene.rows:
+        if r.kind == ROW_BETWEEN or not 0 <= r.group < len(groups):
+            continue
+        bx0, bx1 = r.span(scene.bounds)
+        inside = min(r.y + r.height, y1) - max(r.y, y0)
+        if bx0 < x1 and bx1 > x0 and inside > 0.5 * min(r.height, y1 - y0):
+            name = groups[r.group]
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def groups_frame(
+    scene: Scene, groups: list[str], names: list[str]
+) -> tuple[float, float, float, float] | None:
+    """The rectangle of ``scene`` framing the rows of the groups ``names`` (``None``: none)."""
+    rects = [
+        row_frame(scene, k)
+        for k, r in enumerate(scene.rows)
+        if r.kind != ROW_BETWEEN and 0 <= r.group < len(groups) and groups[r.group] in names
+    ]
+    if not rects:
+        return None
+    a = np.asarray(rects, dtype=np.float64)
+    return (float(a[:, 0].min()), float(a[:, 1].min()), float(a[:, 2].max()), float(a[:, 3].max()))
 
 
 def neuron_at(scene: Scene, unit: str, channel: int) -> int | None:

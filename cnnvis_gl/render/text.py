@@ -15,6 +15,7 @@ import moderngl
 import numpy as np
 
 from ..layout.scene import Label
+from .camera import Camera
 from .font import BASE_CHARS, GlyphAtlas, build_glyph_atlas
 from .gl import set_uniform
 from .state import UNIT_MAIN, Frame, Pass, SharedState
@@ -141,3 +142,30 @@ def wrap_words(text: str, width: float, measure: Callable[[str], float] = len) -
                 line = trial
         lines.append(line)
     return lines
+
+
+def frame_with_labels(
+    labels: list[Label],
+    rect: tuple[float, float, float, float],
+    viewport: tuple[int, int],
+    margin: float = 0.04,
+) -> Camera:
+    """The camera framing scene rectangle ``rect`` with its row labels inside as *drawn*: a row
+    label shown larger than its scene size (never under ``MIN_PX``) reaches further out from
+    its anchor, so the rectangle grows by that until the zoom settles."""
+    x0, y0, x1, y1 = (float(v) for v in rect)
+    rows = [
+        lab
+        for lab in labels
+        if lab.kind == "row" and y0 <= lab.y <= y1 and x0 - 1e-6 <= lab.left <= x1
+    ]
+    cam = Camera().zoom_to_rect((x0, y0, x1, y1), viewport, margin)
+    for _ in range(4):
+        left, right = x0, x1
+        for lab in rows:
+            grow = max(1.0, MIN_PX[KINDS["row"]] / max(lab.size * cam.zoom, 1e-9))
+            w = lab.width * grow
+            start = lab.x - {"right": w, "center": w / 2}.get(lab.anchor, 0.0)
+            left, right = min(left, start), max(right, start + w)
+        cam = Camera().zoom_to_rect((left, y0, right, y1), viewport, margin)
+    return cam

@@ -9,8 +9,8 @@ commands (facets, selection, theme, the threshold preview) reach the renderer at
 Besides the commands, :class:`Actions` hands panels the helpers they draw with:
 :attr:`~Actions.view` (the network view's canvas), :attr:`~Actions.inspect` (data and pictures
 of the inspectors), :attr:`~Actions.shots` (screenshots, the render command) and
-:attr:`~Actions.tours` (the tour editor and present mode) and :attr:`~Actions.notes` (the
-annotations).
+:attr:`~Actions.tours` (the tour editor and present mode), :attr:`~Actions.notes` (the
+annotations) and :attr:`~Actions.other` (a second run to compare with).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from imgui_bundle import hello_imgui, imgui
 
-from ..layout.search import Hit, neighbour, row_frame
+from ..layout.search import Hit, groups_frame, neighbour, row_frame
 from ..render.camera import Camera
+from ..render.text import frame_with_labels
 from .state import NeuronKey
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from .canvas import Canvas
     from .inspect import Inspector
     from .notes import Notes
+    from .other import OtherView
     from .shots import Screenshots
     from .tours import Tours
 
@@ -69,6 +71,10 @@ class Actions:
         return self.app.notes
 
     @property
+    def other(self) -> OtherView:
+        return self.app.other
+
+    @property
     def edit_pending(self) -> bool:
         """A layout command is queued or running (edits wait for it)."""
         return self.app.feed.pending
@@ -92,17 +98,21 @@ class Actions:
         Lineage panel shows it)."""
         self.app.state.debug.lineage_group = group
 
-    def ablate_cluster(self, ci: int) -> None:
-        """Ask for the per-class accuracy with cluster ``ci``'s channels zeroed (computed in the
-        background on the run's rebuilt model; the Cluster panel shows it)."""
+    def ablate(self, clusters: list[int]) -> None:
+        """Ask for the per-class accuracy with these clusters' (indices) channels zeroed
+        together (computed in the background on the run's rebuilt model; the Cluster panel
+        shows it)."""
         st = self.app.state
-        s = st.scene
-        if s is None:
-            return
-        rows = st.cluster_neurons(ci)
-        unit = s.units[int(s.neurons.unit[rows[0]])]
-        channels = tuple(sorted(int(v) for v in s.neurons.index[rows]))
-        st.debug.ablation_want = (st.step, unit, channels)
+        if st.scene is not None and clusters:
+            st.debug.ablation_want = st.ablation_key(clusters)
+
+    def toggle_ablation_set(self, cid: int) -> None:
+        """Add cluster ``cid`` to the set of clusters zeroed together, or take it out."""
+        chosen = self.app.state.debug.ablation_set
+        if cid in chosen:
+            chosen.remove(cid)
+        else:
+            chosen.append(cid)
 
     def go_to_cluster_at(self, step: int, group: str, members: np.ndarray) -> None:
         """Show snapshot ``step`` and select and frame the cluster of ``group``'s row that
@@ -336,9 +346,18 @@ class Actions:
         s = st.scene
         if s is None or not 0 <= row < len(s.rows):
             return
-        rect = row_frame(s, row)
-        st.camera.go(st.camera.current.zoom_to_rect(rect, st.camera.viewport, 0.04))
+        st.camera.go(frame_with_labels(s.labels, row_frame(s, row), st.camera.viewport, 0.04))
         self.view.touch()
+
+    def zoom_to_group(self, name: str) -> None:
+        """Frame the rows of layer group ``name`` (animated)."""
+        st = self.app.state
+        if st.scene is None or st.snapshot is None:
+            return
+        rect = groups_frame(st.scene, [g.name for g in st.snapshot.graph.groups], [name])
+        if rect is not None:
+            st.camera.go(frame_with_labels(st.scene.labels, rect, st.camera.viewport, 0.04))
+            self.view.touch()
 
     def zoom_to_flag(self, flag: Any) -> None:
         """Zoom the network view to the row of a flag."""

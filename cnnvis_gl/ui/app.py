@@ -12,7 +12,8 @@ background workers and the parts, each in its own module:
 * :attr:`App.loaders` — :class:`~cnnvis_gl.ui.loaders.Loaders`, the debugging view's loads;
 * :attr:`App.bookmarks` — :class:`~cnnvis_gl.ui.bookmarks.Bookmarks`, saved views;
 * :attr:`App.tours` — :class:`~cnnvis_gl.ui.tours.Tours`, the tour editor and present mode;
-* :attr:`App.notes` — :class:`~cnnvis_gl.ui.notes.Notes`, the annotations.
+* :attr:`App.notes` — :class:`~cnnvis_gl.ui.notes.Notes`, the annotations;
+* :attr:`App.other` — :class:`~cnnvis_gl.ui.other.OtherView`, a second run beside this one.
 
 Panels (:mod:`.panels`, one module each) are functions of ``(state, actions)``.  Each frame
 starts with :meth:`App.begin_frame`, which applies what the background threads finished (new
@@ -44,7 +45,8 @@ from .inspect import Inspector
 from .jobs import LayoutSession, Worker
 from .loaders import Loaders
 from .notes import Notes
-from .panels import DOCK_SPLITS, PANELS, menus, present_view, status_bar
+from .other import OtherView
+from .panels import DOCK_SPLITS, PANELS, RUNS, SIDE_BY_SIDE, menus, present_view, status_bar
 from .shots import Screenshots
 from .state import AppState
 from .tours import Tours
@@ -79,6 +81,8 @@ class App:
         Base layout options.
     save_layout
         Write the edited clustering to ``RUN/layout.json`` after each edit.
+    compare
+        A second run to compare with (the Two runs panel).
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class App:
         theme: str = "dark",
         options: LayoutOptions | None = None,
         save_layout: bool = True,
+        compare: str | Path | None = None,
     ) -> None:
         self.state = AppState(run_dir=Path(run_dir), follow=follow, headless=headless, theme=theme)
         self.msaa = int(msaa)
@@ -121,6 +126,8 @@ class App:
         self.bookmarks = Bookmarks(self)
         self.tours = Tours(self)
         self.notes = Notes(self)
+        self.other = OtherView(self)
+        self.other.want = None if compare is None else Path(compare)
         self._settled_frames = 0
         self._last_time = time.perf_counter()
 
@@ -153,6 +160,8 @@ class App:
         self.bookmarks.load()
         self.tours.load()
         self.notes.load()
+        if self.other.want is not None:
+            self.other.open(self.other.want)
         if self.state.follow:
             self.feed.start_follower()
 
@@ -163,6 +172,7 @@ class App:
             if w is not None:
                 w.stop()
         self.inspect.textures.clear()
+        self.other.release()
         if self.renderer is not None:
             self.renderer.park()
         if self.target is not None:
@@ -276,6 +286,7 @@ class App:
             and not st.camera.animating
             and self.view.drawn_key is not None
             and not self.loaders.loading  # the Training panel and the flags have loaded
+            and not self.other.loading  # a second run to compare with has been laid out
             and (st.debug.training is not None or len(st.steps) == 0)
         )
 
@@ -335,13 +346,16 @@ def runner_params(app: App, size: tuple[int, int] = (1600, 1000)) -> tuple[Any, 
         "up": imgui.Dir.up,
         "down": imgui.Dir.down,
     }
+    beside = app.other.want is not None  # a second run: its panel beside the network view
+    splits = [*DOCK_SPLITS, SIDE_BY_SIDE] if beside else DOCK_SPLITS
     rp.docking_params.docking_splits = [
-        hello_imgui.DockingSplit(s.initial, s.new, dirs[s.direction], s.ratio) for s in DOCK_SPLITS
+        hello_imgui.DockingSplit(s.initial, s.new, dirs[s.direction], s.ratio) for s in splits
     ]
     windows = []
     for p in PANELS:
         draw = app.guarded(p.title, lambda draw=p.draw: draw(app.state, app.actions))
-        dw = hello_imgui.DockableWindow(p.title, p.space, draw)
+        space = SIDE_BY_SIDE.new if beside and p.title == RUNS else p.space
+        dw = hello_imgui.DockableWindow(p.title, space, draw)
         dw.call_begin_end = not p.own_begin
         dw.can_be_closed = p.closable
         dw.focus_window_at_next_frame = p.focus
@@ -362,6 +376,22 @@ def runner_params(app: App, size: tuple[int, int] = (1600, 1000)) -> tuple[Any, 
     return rp, addons
 
 
+def _check_runs(run_dir: Path, follow: bool, compare: str | Path | None) -> None:
+    """Fail early, with the store's clear message, before any window opens."""
+    from ..errors import SnapshotError
+    from ..run.snapshot import open_run
+
+    if not follow and not open_run(run_dir).steps():
+        raise SnapshotError(f"run directory {run_dir} holds no snapshot yet (use --follow)")
+    if compare is not None:
+        try:
+            steps = open_run(compare).steps()
+        except SnapshotError as e:
+            raise SnapshotError(f"--compare: {e}") from None
+        if not steps:
+            raise SnapshotError(f"--compare: run directory {compare} holds no snapshot")
+
+
 def run_app(
     run_dir: str | Path,
     follow: bool = False,
@@ -372,6 +402,7 @@ def run_app(
     max_frames: int | None = None,
     theme: str = "dark",
     on_frame: Callable[[App], None] | None = None,
+    compare: str | Path | None = None,
 ) -> App:
     """Open the viewer on a run directory; returns the app when the window closes.
 
@@ -399,6 +430,8 @@ def run_app(
     on_frame
         Called with the app at the start of every frame (on the GUI thread), e.g. to take
         screenshots (``app.shots.when_settled()``) or to stop the loop.
+    compare
+        A second run to open beside it (``cnnvis view RUN --compare RUN_B``).
 
     Raises
     ------
@@ -406,13 +439,7 @@ def run_app(
         ``run_dir`` is not a run directory or holds no snapshot (without ``follow``).
     """
     run_dir = Path(run_dir)
-    if not follow:  # fail early, with the store's clear message, before any window opens
-        from ..run.snapshot import open_run
-
-        if not open_run(run_dir).steps():
-            from ..errors import SnapshotError
-
-            raise SnapshotError(f"run directory {run_dir} holds no snapshot yet (use --follow)")
+    _check_runs(run_dir, follow, compare)
     if headless is None:
         headless = not has_display()
     app = App(
@@ -423,6 +450,7 @@ def run_app(
         screenshot_dir=screenshot_dir,
         max_frames=max_frames,
         theme=theme,
+        compare=compare,
     )
     app.exit_when_settled = headless and not follow and max_frames is None and on_frame is None
     if on_frame is not None:

@@ -313,7 +313,7 @@ class Ablations(Loader):
         if want is None or want in st.debug.ablations or st.run_dir is None:
             return None
         run_dir, classes = st.run_dir, len(st.snapshot.classes) if st.snapshot else 0
-        _, unit, channels = want
+        _, parts = want
         watch = {u.name: u.tap for u in st.snapshot.graph.units} if st.snapshot else {}
 
         def run() -> Any:
@@ -329,7 +329,7 @@ class Ablations(Loader):
             model, data, why = self._model
             if model is None or data is None:
                 return why
-            sets = [{unit: list(channels)}]
+            sets = [{unit: list(channels) for unit, channels in parts}]
             return ablate(model, data.batches(250), sets, classes, watch=watch)[0]
 
         return want, run

@@ -214,9 +214,11 @@ class DebugState:
         (``None``: not computed yet), the ``(group, steps)`` it was computed for, and the
         fraction of snapshots clustered so far.
     ablation_want, ablations
-        The ablation the Cluster panel asks for, as ``(step, unit, channels)``; the results by
-        that key: an :class:`~cnnvis_gl.stats.ablation.Ablation`, or the reason there is none
-        (a string).
+        The ablation the Cluster panel asks for, as ``(step, ((unit, channels), ...))`` (one
+        entry per zeroed layer); the results by that key: an
+        :class:`~cnnvis_gl.stats.ablation.Ablation`, or the reason there is none (a string).
+    ablation_set
+        Cluster ids to zero together (the Ablate tab's "Add to the set").
     """
 
     stat: str = "act_mean"
@@ -236,6 +238,7 @@ class DebugState:
     lineage_progress: float = 0.0
     ablation_want: tuple | None = None
     ablations: dict[tuple, Any] = field(default_factory=dict)
+    ablation_set: list[int] = field(default_factory=list)
     ablation_tint: bool = True  # the Ablate tab tints the network by what the ablation moved
     tint: np.ndarray | None = None  # per-cluster emphasis drawn instead of the class rule's
     tint_key: tuple | None = None
@@ -270,6 +273,10 @@ class PanelState:
         The annotations' callouts drawn over the network view this frame.
     lineage_bars
         The Lineage panel's cluster bars drawn this frame: ``(step, name, screen rect)``.
+    other_path
+        The run directory typed in the Two runs panel.
+    other_view
+        Where the Two runs panel drew run B's network this frame: ``(x, y, w, h)`` on screen.
     """
 
     move_choice: int | None = None
@@ -284,6 +291,8 @@ class PanelState:
     note_focus: int | None = None
     callouts: list[Any] = field(default_factory=list)
     lineage_bars: list[Any] = field(default_factory=list)
+    other_path: str = ""
+    other_view: tuple[float, float, float, float] | None = None
 
 
 @dataclass
@@ -444,6 +453,25 @@ class AppState:
         assert s is not None
         idx = np.flatnonzero(s.neurons.cluster == ci)
         return idx[np.argsort(s.neurons.matrix_row[idx], kind="stable")]
+
+    def ablation_key(self, clusters: list[int]) -> tuple:
+        """What zeroing clusters (indices) asks of the model: ``(step, ((unit, channels), …))``,
+        the units in network order (the key of :attr:`DebugState.ablations`)."""
+        s = self.scene
+        assert s is not None
+        parts: dict[str, set[int]] = {}
+        for ci in clusters:
+            rows = np.flatnonzero(s.neurons.cluster == ci)
+            if len(rows):
+                unit = s.units[int(s.neurons.unit[rows[0]])]
+                parts.setdefault(unit, set()).update(int(v) for v in s.neurons.index[rows])
+        order = sorted(parts, key=s.units.index)
+        return (self.step, tuple((u, tuple(sorted(parts[u]))) for u in order))
+
+    def ablation_set(self) -> list[int]:
+        """Indices of the clusters in the ablation set that this scene has, in set order."""
+        found = (self.cluster_index(cid) for cid in self.debug.ablation_set)
+        return [ci for ci in found if ci is not None]
 
     def row_clusters(self, row: int) -> np.ndarray:
         """Indices of the clusters of a scene row, left to right."""

@@ -21,6 +21,8 @@ from .network import WINDOW, network_view
 from .neuron import neuron_panel
 from .notes import notes_panel
 from .present import present_view
+from .runs import TITLE as RUNS
+from .runs import runs_panel
 from .snapshots import snapshots_panel
 from .tour import tour_panel
 from .training import training_panel
@@ -29,7 +31,9 @@ if TYPE_CHECKING:
     from ..actions import Actions
     from ..state import AppState
 
-__all__ = ["DOCK_SPLITS", "PANELS", "Panel", "Split", "menus", "present_view", "status_bar"]
+__all__ = [
+    "DOCK_SPLITS", "PANELS", "RUNS", "SIDE_BY_SIDE", "Panel", "Split", "menus", "present_view", "status_bar"
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -73,4 +77,7 @@ PANELS = (
     Panel("Tour", "TimelineSpace", tour_panel),
     Panel("Notes", "TimelineSpace", notes_panel),
     Panel("Lineage", "TimelineSpace", lineage_panel),
+    Panel(RUNS, "InspectorSpace", runs_panel),
 )
+#: With a second run to compare with, its panel takes the right half of the view's space.
+SIDE_BY_SIDE = Split("MainDockSpace", "OtherRunSpace", "right", 0.5)

@@ -189,7 +189,8 @@ def _neuron_table(st: AppState, act: Actions, ci: int) -> None:
 
 
 def _ablation(st: AppState, act: Actions, ci: int) -> None:
-    """Zero the cluster's channels in the real model and show what each class loses."""
+    """Zero the cluster's channels (or the set of clusters it belongs to) in the real model
+    and show what each class loses."""
     s = st.scene
     assert s is not None and st.snapshot is not None
     latest = st.steps[-1] if st.steps else st.step
@@ -197,16 +198,22 @@ def _ablation(st: AppState, act: Actions, ci: int) -> None:
         hint(f"The run's saved weights are those of its last snapshot (step {latest}): open it to "
              "ablate.")  # fmt: skip
         return
-    rows = st.cluster_neurons(ci)
-    unit = s.units[int(s.neurons.unit[rows[0]])]
-    key = (st.step, unit, tuple(sorted(int(v) for v in s.neurons.index[rows])))
-    row = s.rows[int(s.clusters.row[ci])].name
-    label = unit if row == unit else f"{row} ({unit})"
-    if imgui.button(f"Zero its {len(rows)} channels of {label}###ablate"):
-        act.ablate_cluster(ci)
+    chosen = st.ablation_set()
+    clusters = chosen if ci in chosen else [ci]
+    key = st.ablation_key(clusters)
+    channels = sum(len(ch) for _, ch in key[1])
+    if len(clusters) == 1:
+        row = s.rows[int(s.clusters.row[ci])].name
+        unit = key[1][0][0]
+        what = f"its {channels} channels of {unit if row == unit else f'{row} ({unit})'}"
+    else:
+        what = f"the set's {len(clusters)} clusters ({channels} channels)"
+    if imgui.button(f"Zero {what}###ablate"):
+        act.ablate(clusters)
     if imgui.is_item_hovered():
         imgui.set_tooltip("per-class accuracy of the model with these channels zeroed (forward "
                           "hooks), against the unablated model on the same images")  # fmt: skip
+    _ablation_set(st, act, ci, chosen)
     result = st.debug.ablations.get(key)
     if result is None:
         if st.debug.ablation_want == key:
@@ -237,14 +244,41 @@ def _ablation(st: AppState, act: Actions, ci: int) -> None:
         implot.plot_bars("lost", drop, np.arange(K, dtype=np.float64), 0.7, spec)
         implot.end_plot()
     hint(f"{int(result.count.sum())} test images; bars: accuracy lost per class (negative: gained)")
-    _downstream(st, act, result, unit)
+    _downstream(st, act, result, key[1][0][0], clusters)
 
 
-def _downstream(st: AppState, act: Actions, result: Any, unit: str) -> None:
-    """The clusters after the ablated layer whose responses moved most (click: go there)."""
+def _ablation_set(st: AppState, act: Actions, ci: int, chosen: list[int]) -> None:
+    """The set of clusters zeroed together: add or remove this one, list the others."""
+    cid = int(st.scene.clusters.id[ci])
+    inside = ci in chosen
+    if imgui.small_button(("Remove it from" if inside else "Add it to") + " the set###ablate_set"):
+        act.toggle_ablation_set(cid)
+    if imgui.is_item_hovered():
+        imgui.set_tooltip("clusters in the set are zeroed together: select any of them to\n"
+                          "ablate the whole set (clusters of several layers may join)")  # fmt: skip
+    if not chosen:
+        return
+    imgui.same_line()
+    if imgui.small_button("Clear the set"):
+        st.debug.ablation_set.clear()
+    imgui.text_disabled("set:")
+    for k, other in enumerate(chosen):
+        imgui.same_line()
+        label = st.cluster_name(other) + ("" if k == len(chosen) - 1 else ",")
+        if other == ci:
+            imgui.text(label)
+        elif imgui.small_button(f"{label}##set{other}"):
+            act.select_cluster(int(st.scene.clusters.id[other]))
+
+
+def _downstream(st: AppState, act: Actions, result: Any, unit: str, ablated: list[int]) -> None:
+    """The clusters after the (first) ablated layer whose responses moved most, the ablated
+    ones left out (click: go there)."""
     s = st.scene
     assert s is not None
-    everything = downstream_clusters(s, result.change, unit)
+    everything = [
+        (c, v) for c, v in downstream_clusters(s, result.change, unit) if c not in ablated
+    ]
     moved = everything[:5]
     if not moved:
         return
@@ -253,7 +287,7 @@ def _downstream(st: AppState, act: Actions, result: Any, unit: str) -> None:
         imgui.set_tooltip("the ablated cluster and the clusters after it as bright as their\n"
                           "responses moved; the rest dimmed")  # fmt: skip
     if st.debug.ablation_tint:
-        act.set_tint((st.scene_version, id(result)), ablation_tint(s, everything, st.selection.cluster))
+        act.set_tint((st.scene_version, id(result)), ablation_tint(s, everything, ablated))
     else:
         act.set_tint(None, None)
     imgui.text("Responses moved most downstream")
@@ -264,13 +298,12 @@ def _downstream(st: AppState, act: Actions, result: Any, unit: str) -> None:
     hint("mean |change| of the neurons' responses, against the layer's mean response")
 
 
-def ablation_tint(scene: Any, moved: list[tuple[int, float]], ablated: int | None) -> np.ndarray:
-    """Per-cluster emphasis: the ablated cluster full, the ones after it as bright as they
-    moved (against the most moved), the rest dim."""
+def ablation_tint(scene: Any, moved: list[tuple[int, float]], ablated: list[int]) -> np.ndarray:
+    """Per-cluster emphasis: the ablated clusters (indices) full, the ones after them as
+    bright as they moved (against the most moved), the rest dim."""
     emph = np.zeros(len(scene.clusters.id), np.float32)
     top = max((v for _, v in moved), default=0.0)
     for ci, v in moved:
         emph[ci] = 0.15 + 0.85 * v / top if top > 0 else 0.0
-    idx = np.flatnonzero(scene.clusters.id == ablated) if ablated is not None else []
-    emph[idx] = 1.0
+    emph[list(ablated)] = 1.0
     return emph

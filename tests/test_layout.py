@@ -289,3 +289,50 @@ def test_layout_imports_without_torch_or_gl() -> None:
         "assert callable(L.build_scene) and callable(L.move_neuron)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_draft_labels_and_content_by_hand() -> None:
+    """The draft layout's pieces on hand-made class profiles."""
+    from cnnvis_gl.layout.content import draft_content, draft_labels, unit_data
+
+    A = np.array(
+        [[5, 1, 0], [4, 0, 1], [0, 3, 1], [1, 0, 2], [0, 2, 1], [6, 0, 0], [0, 0, 9]], float
+    )
+    # strongest classes 0,0,1,2,1,0,2: three groups; capped at two clusters the smallest
+    # groups (classes 1 and 2, two neurons each; class 1 kept first by the stable sort) pool
+    assert draft_labels(A, 8).tolist() == [0, 0, 1, 2, 1, 0, 2]
+    assert draft_labels(A, 2).tolist() == [0, 0, 1, 1, 1, 0, 1]
+    data = unit_data(A)
+    members = np.array([0, 1, 5, 3, 6])
+    c = draft_content(data, members, LayoutOptions(patch_min=10, patch_max=20, aspect=1.0))
+    assert c.members.tolist() == [0, 1, 3, 5, 6]
+    # sides by importance (largest class mean, normalised over the unit): 9 → 20, 2 → 10
+    sides = c.rects[:, 2]
+    assert np.array_equal(c.rects[:, 2], c.rects[:, 3])
+    assert sides[c.members.tolist().index(6)] == 20 and sides[c.members.tolist().index(3)] == 10
+    assert not _overlap(c.rects, c.rects)[~np.eye(5, dtype=bool)].any()
+    assert (c.rects[:, 0] + c.rects[:, 2]).max() == pytest.approx(c.fw)
+    assert (c.rects[:, 1] + c.rects[:, 3]).max() == pytest.approx(c.fh)
+    # matrix rows: by strongest class (0: neurons 0, 1, 5 — strongest first; 2: neurons 6, 3)
+    order = c.members[np.argsort(c.matrix_row)]
+    assert order.tolist() == [5, 0, 1, 6, 3]
+
+
+def test_draft_layout_of_a_real_network(snapshot: Snapshot) -> None:
+    """``draft=True``: every neuron once, rows as the real layout's, clusters of neurons that
+    share their strongest class (but one pool per row of the rarer classes), edges unbundled."""
+    draft = build_scene(snapshot, LayoutOptions(draft=True))
+    full = build_scene(snapshot, LayoutOptions())
+    check_scene(draft, snapshot)
+    assert [r.name for r in draft.rows] == [r.name for r in full.rows]
+    assert len(draft.bundles.pos) == 0 and len(draft.edges.weight) > 0
+    n = draft.neurons
+    mixed = np.zeros(len(draft.rows), dtype=int)
+    for ci in range(len(draft.clusters.id)):
+        idx = np.flatnonzero(n.cluster == ci)
+        unit = draft.units[int(n.unit[idx[0]])]
+        top = np.asarray(snapshot.activations(unit))[n.index[idx]].argmax(1)
+        mixed[int(draft.clusters.row[ci])] += len(np.unique(top)) > 1
+    assert mixed.max() <= 1
+    per_row = np.bincount(draft.clusters.row, minlength=len(draft.rows))
+    assert per_row.max() <= LayoutOptions().k_range[1]

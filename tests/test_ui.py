@@ -890,3 +890,48 @@ def test_a_matrix_cell_click_shows_the_neurons_top_images_of_that_class(run_dir:
     assert seen["expected"][1] == seen["class_order"]  # the column's class, in the scene's order
     assert tuple(seen["texture"]) == (3 * 64 + 2 * 4, 64)  # three crops in a row
     assert seen["chosen"] == 6  # CIFAR-10's frog
+
+
+def test_a_big_network_opens_with_a_draft_then_the_real_layout(run_dir: Path, monkeypatch):
+    """Progressive opening: above ``DRAFT_NEURONS`` (lowered here to this run's size) the
+    first scene on screen is the draft (clusters by strongest class, no bundles) with a status
+    saying the real layout is on its way; then the real layout replaces it — the same scene as
+    opening without a draft."""
+    from cnnvis_gl.layout import LayoutOptions
+    from cnnvis_gl.ui import App, jobs
+
+    monkeypatch.setattr(jobs, "DRAFT_NEURONS", 100)
+    app = App(run_dir, headless=True)
+    applied: list[tuple[str, int]] = []  # every layout result, as it reaches the screen
+    status: list[str] = []
+    apply = app.feed.apply
+
+    def record(update) -> None:
+        applied.append((update.label, len(update.scene.bundles.pos)))
+        apply(update)
+
+    app.feed.apply = record
+
+    def watch(a) -> None:  # the status line while the draft is on screen
+        if applied and applied[-1][0].startswith("draft"):
+            status.append(a.state.jobs.message)
+
+    app.on_frame.append(watch)
+
+    def test(ctx):
+        wait(ctx, lambda: len(applied) >= 2 and not app.feed.pending)
+        ctx.yield_(2)
+
+    drive(app, test, SIZE)
+    n = int(app.state.scene.stats["neurons"])
+    (draft, bundles), (real, _) = applied[:2]
+    assert draft == f"draft layout of {n:,} neurons" and bundles == 0
+    assert any("laying it out for real in the background" in m for m in status)
+    assert real == "open step 0"
+    # the real layout: what opening without a draft lays out for the same canvas
+    session = jobs.LayoutSession(run_dir, LayoutOptions(view_size=app.state.camera.viewport))
+    ref = session.open().scene
+    got = app.state.scene
+    assert np.array_equal(got.clusters.id, ref.clusters.id)
+    assert np.array_equal(got.neurons.cluster, ref.neurons.cluster)
+    assert len(got.bundles.pos) == len(ref.bundles.pos)

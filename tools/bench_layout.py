@@ -68,13 +68,19 @@ def huge_channels(rows: int = 150, neurons: int = 100_000) -> list[int]:
 
 
 def synthetic_snapshot(
-    channels: list[int], n_classes: int = 100, seed: int = 0, prototypes: int = 8
+    channels: list[int],
+    n_classes: int = 100,
+    seed: int = 0,
+    prototypes: int = 8,
+    images: int = 0,
 ) -> Snapshot:
     """A Snapshot with a chain of conv groups of the given widths and structured random arrays.
 
     Each group has ``prototypes`` class profiles; a neuron's class means are a noisy, positive
     scaling of its prototype's profile.  The weight from neuron i (prototype a) to neuron j
     (prototype b) of the next group is ``B[a, b]`` plus noise, with ``B`` a signed coupling.
+    ``images > 0``: also that many 32×32 images (coloured gratings) and every array a run
+    directory holds (top-k images and crops, responses), so that it can be saved and viewed.
     """
     rng = np.random.default_rng(seed)
     layers = [Layer("input", "input", "input", [], [3, 224, 224])]
@@ -98,9 +104,43 @@ def synthetic_snapshot(
             W = B[prev_proto][:, proto].T + rng.normal(0.0, 0.8, size=(c, prev_proto.size))
             arrays[f"weights/group/{name}/{groups[gi - 1].name}"] = (0.05 * W).astype(np.float32)
         prev_proto, prev_name = proto, name
+        if images:
+            arrays.update(_viewable_unit(rng, name, c, images))
+    if images:
+        arrays.update(_viewable_images(rng, images, n_classes))
     graph = NeuronGraph([3, 224, 224], layers, units, groups)
     classes = [f"class{i}" for i in range(n_classes)]
     return Snapshot(graph, classes, arrays, {"n_images": 0, "model": "synthetic-resnet50"}, step=0)
+
+
+def _viewable_images(rng: np.random.Generator, m: int, n_classes: int) -> dict[str, np.ndarray]:
+    yy, xx = np.mgrid[0:32, 0:32] / 32.0
+    f = rng.uniform(1.0, 6.0, size=(m, 1, 1, 3))
+    phase = rng.uniform(0, 2 * np.pi, size=(m, 1, 1, 3))
+    angle = rng.uniform(0, np.pi, size=(m, 1, 1, 1))
+    t = np.cos(angle) * xx[None, :, :, None] + np.sin(angle) * yy[None, :, :, None]
+    img = (127.5 + 127.5 * np.sin(2 * np.pi * f * t + phase)).astype(np.uint8)
+    label = rng.integers(0, n_classes, size=m)
+    return {
+        "images": img,
+        "image_index": np.arange(m, dtype=np.int64),
+        "image_label": label.astype(np.int64),
+        "class_count": np.bincount(label, minlength=n_classes).astype(np.int64),
+    }
+
+
+def _viewable_unit(rng: np.random.Generator, name: str, c: int, m: int, k: int = 3) -> dict[str, np.ndarray]:
+    p = f"units/{name}/"
+    side = rng.integers(8, 33, size=(c, k))
+    y0 = rng.integers(0, 33 - side)
+    x0 = rng.integers(0, 33 - side)
+    return {
+        p + "topk_value": -np.sort(-rng.gamma(2.0, 1.0, size=(c, k)), axis=1).astype(np.float32),
+        p + "topk_image": rng.integers(0, m, size=(c, k)).astype(np.int32),
+        p + "topk_box": np.stack([y0, x0, y0 + side, x0 + side], axis=-1).astype(np.int16),
+        p + "max_response": rng.gamma(2.0, 1.0, size=c).astype(np.float32),
+        p + "active_fraction": rng.uniform(0.1, 0.9, size=c).astype(np.float32),
+    }
 
 
 def basecnn_snapshot(cifar: str, limit: int) -> Snapshot:

@@ -313,6 +313,7 @@ def bundle_edges(
     in_y: float,
     out_y: float,
     min_size: int = 2,
+    bundle: bool = True,
 ) -> Bundling:
     """Bundle the kept edges between an input row and an output row through bicluster nodes.
 
@@ -326,6 +327,8 @@ def bundle_edges(
         x of the inputs (on ``y = in_y``) and of the outputs (on ``y = out_y``).
     min_size : int
         Passed to :func:`find_biclusters`.
+    bundle : bool
+        ``False``: no biclusters, every kept edge direct (a draft layout).
 
     Returns
     -------
@@ -337,7 +340,7 @@ def bundle_edges(
     m, n = W.shape
     if in_x.size != m or out_x.size != n:
         raise ValueError(f"positions ({in_x.size}, {out_x.size}) do not match weights {W.shape}")
-    bics = find_biclusters(weights, threshold, min_size=min_size)
+    bics = find_biclusters(weights, threshold, min_size=min_size) if bundle else []
     node_y = 0.5 * (in_y + out_y)
     nodes = np.zeros((len(bics), 2))
     covered = np.zeros((m, n), dtype=bool)

@@ -69,7 +69,7 @@ def _bundle(
     )
     hit = state.bundling_cache.get(key)
     if hit is None:
-        b = bundle_edges(M, thr, in_x, out_x, in_y, out_y)
+        b = bundle_edges(M, thr, in_x, out_x, in_y, out_y, bundle=not state.options.draft)
         hit = (b, ink_and_crossings(b))
         state.bundling_cache[key] = hit
     return hit[0], hit[1], key

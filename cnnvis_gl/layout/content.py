@@ -22,6 +22,8 @@ __all__ = [
     "ClusterContent",
     "unit_data",
     "cluster_content",
+    "draft_content",
+    "draft_labels",
     "remove_neuron",
     "insert_neuron",
 ]
@@ -165,6 +167,55 @@ def cluster_content(
         score_greedy=greedy,
         score_random=rand,
     )
+
+
+def draft_content(data: UnitData, members: np.ndarray, options: LayoutOptions) -> ClusterContent:
+    """A quick content (the draft layout of a big network, shown while the real one is made):
+    the patches, sized by importance as :func:`cluster_content` sizes them, on shelves
+    strongest first; the matrix rows by strongest class, then by response.  No similarity
+    matrix, no ordering search: O(n log n)."""
+    members = np.sort(np.asarray(members, dtype=np.int64))
+    n = members.size
+    sides = image_sides(data.importance[members], options.patch_min, options.patch_max, (0.0, 1.0))
+    rects = np.zeros((n, 4), dtype=np.float64)
+    width = float(np.sqrt((sides.astype(np.float64) ** 2).sum() * options.aspect)) if n else 0.0
+    by_size = np.argsort(-sides, kind="stable")
+    s_sorted = sides[by_size].astype(np.float64)
+    y, i = 0.0, 0
+    while i < n:  # one shelf at a time: as many as fit the width (at least one)
+        ends = np.cumsum(s_sorted[i:])
+        j = i + max(int(np.searchsorted(ends, width, side="right")), 1)
+        idx = by_size[i:j]
+        rects[idx, 0] = np.concatenate([[0.0], ends[: j - i - 1]])
+        rects[idx, 1] = y
+        rects[idx, 2] = rects[idx, 3] = s_sorted[i:j]
+        y += float(s_sorted[i])  # the shelf's tallest (the first: sorted)
+        i = j
+    A = data.A[members]
+    order = np.lexsort((-A.max(axis=1), A.argmax(axis=1))) if n and A.shape[1] else np.arange(n)
+    matrix_row = np.empty(n, dtype=np.int32)
+    matrix_row[order] = np.arange(n, dtype=np.int32)
+    fw = float((rects[:, 0] + rects[:, 2]).max()) if n else 0.0
+    fh = float((rects[:, 1] + rects[:, 3]).max()) if n else 0.0
+    density = float((rects[:, 2] * rects[:, 3]).sum() / max(fw * fh, _EPS)) if n else 0.0
+    return ClusterContent(members, rects, fw, fh, matrix_row, density, 0.0, 0.0, 0.0)
+
+
+def draft_labels(A: np.ndarray, most: int) -> np.ndarray:
+    """Quick cluster labels (the draft layout): each neuron by its strongest class, the
+    ``most - 1`` largest such groups kept and the rest pooled into one."""
+    n = A.shape[0]
+    if n == 0 or A.shape[1] == 0:
+        return np.zeros(n, dtype=np.int64)
+    top = A.argmax(axis=1)
+    counts = np.bincount(top, minlength=A.shape[1])
+    keep = np.argsort(-counts, kind="stable")[: max(most - 1, 1)]
+    keep = keep[counts[keep] > 0]
+    label = np.full(A.shape[1], len(keep), dtype=np.int64)
+    label[keep] = np.arange(len(keep))
+    out = label[top]
+    _, canon = np.unique(out, return_inverse=True)
+    return canon.ravel().astype(np.int64)
 
 
 def _finish(

@@ -86,6 +86,11 @@ class LayoutOptions:
         Matrix cell width range (it follows the features' width; at least ``labelled_cell``
         when class names are shown, i.e. at most ``max_class_labels`` classes) and cell height
         range (it follows the features' height).
+    draft
+        A quick layout of a big network, shown while the real one is made (the viewer's
+        progressive opening): each row's neurons grouped by their strongest class (at most
+        ``k_range[1]`` clusters), patches on shelves, matrix rows by strongest class — no
+        clustering, packing or ordering search.
     blas_threads
         BLAS threads during layout (``None``: leave as is).  The matrices are small: on shared
         CPUs a multi-threaded BLAS is up to 20x *slower* here, so the default is 1.
@@ -110,6 +115,7 @@ class LayoutOptions:
     incremental_min: int = 32
     sweeps: int = 4
     blas_threads: int | None = 1
+    draft: bool = False
     # geometry (scene units)
     padding: float = 6.0
     cluster_label: float = 14.0

@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..analysis import Bundling, cluster_neurons, cosine_similarity, order_columns, path_score
-from .content import ClusterContent, UnitData, cluster_content, unit_data
+from .content import (
+    ClusterContent,
+    UnitData,
+    cluster_content,
+    draft_content,
+    draft_labels,
+    unit_data,
+)
 from .edges import EdgePieces, RowSpec, cluster_weights, row_weights
 from .ids import inherit_ids, unique_id
 from .options import LayoutOptions
@@ -241,7 +248,10 @@ class LayoutState:
         key = (row.unit, np.asarray(members, dtype=np.int64).tobytes())
         c = self._content.get(key)
         if c is None:
-            c = cluster_content(self.data(row.unit), members, self.options, self.timings)
+            if self.options.draft:
+                c = draft_content(self.data(row.unit), members, self.options)
+            else:
+                c = cluster_content(self.data(row.unit), members, self.options, self.timings)
             self._content[key] = c
         return c
 
@@ -272,9 +282,12 @@ class LayoutState:
         o = self.options
         g = self.snapshot.graph.groups[row.group]
         setting = o.clustering_for(g.name)
-        labels = cluster_neurons(
-            self.data(row.unit).A, setting.method, setting.k, o.k_range, seed=o.seed
-        )
+        if o.draft:
+            labels = draft_labels(self.data(row.unit).A, o.k_range[1])
+        else:
+            labels = cluster_neurons(
+                self.data(row.unit).A, setting.method, setting.k, o.k_range, seed=o.seed
+            )
         for cid in list(self.members.get(row.name, {})):
             self.facets.pop(cid, None)
         self.members[row.name] = {}

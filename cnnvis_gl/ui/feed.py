@@ -65,7 +65,9 @@ class SceneFeed:
             self.open_when_sized = False
             self._view_asked = size
             session.base = replace(session.base, view_size=size)
-            self.submit("open the latest snapshot", lambda: session.open())
+            # a big network: a draft at once, then the real layout (progressive opening)
+            self.submit("draft layout", session.draft, self._drafted)
+            self.submit("open the latest snapshot", lambda: session.open(snapshot=session.take_drafted()))
             return
         if size != self._canvas[0]:
             self._canvas = (size, now)
@@ -88,6 +90,14 @@ class SceneFeed:
                 self.app.actions.fit_all(animate=False)
 
         self.submit("fit the rows to the window", lambda: session.set_view_size(size), refit)
+
+    def _drafted(self) -> None:
+        st = self.app.state
+        if st.scene is not None and self.last_update is not None and self.last_update.label.startswith("draft"):
+            st.jobs.message = (
+                f"{self.last_update.label} (clusters by strongest class): laying it out for real in "
+                "the background …"
+            )
 
     def finish(self, done: Done, on_success: Callable[[], None] | None = None) -> None:
         """A job of the layout worker finished (on the UI thread)."""

@@ -221,6 +221,10 @@ class SceneUpdate:
     saved: str | None = None  # path of the written layout.json, or why it was not written
 
 
+#: Networks with at least this many neurons open with a draft layout first (progressive opening).
+DRAFT_NEURONS = 20_000
+
+
 class LayoutSession:
     """The layout of the run on screen; every method runs on the worker thread.
 
@@ -262,6 +266,7 @@ class LayoutSession:
         self.restored = self.edits.pinned
         self._states: OrderedDict[int | None, tuple[LayoutState, PatchCache]] = OrderedDict()
         self._cache = int(cache)
+        self.drafted: Snapshot | None = None  # loaded by `draft`, laid out for real by `open`
 
     # ------------------------------------------------------------------ helpers
     def _run(self) -> Run:
@@ -330,6 +335,33 @@ class LayoutSession:
         self.state, self.patches = state, patches
 
     # ------------------------------------------------------------------ commands
+    def draft(self) -> SceneUpdate | None:
+        """A quick layout of the latest snapshot of a big network (at least
+        :data:`DRAFT_NEURONS` neurons) to show at once while :meth:`open` lays it out for real
+        (progressive opening); ``None`` for a smaller one, or when the layout is pinned (the
+        user's saved clustering is what they expect to see).  Not adopted: edits wait for
+        :meth:`open`, which reuses the loaded snapshot (:meth:`take_drafted`)."""
+        t = time.perf_counter()
+        snapshot = self._run().latest()
+        self.drafted = snapshot
+        shown = {g.units[-1] for g in snapshot.graph.groups}  # a collapsed group shows its last
+        neurons = sum(u.channels for u in snapshot.graph.units if u.name in shown)
+        if neurons < DRAFT_NEURONS or self.edits.pinned:
+            return None
+        options = replace(self.edits.options(self.base), draft=True, sweeps=1)
+        state = build_state(snapshot, options)
+        assert state.scene is not None
+        patches = PatchCache(snapshot, self.patch_size)
+        patches.prefetch(state.scene.units[u] for u in np.unique(state.scene.neurons.unit))
+        timings = {**state.timings, "open": time.perf_counter() - t}
+        label = f"draft layout of {neurons:,} neurons"
+        return SceneUpdate(label, snapshot, patches, state.scene, None, self.edits, None, timings)
+
+    def take_drafted(self) -> Snapshot | None:
+        """The snapshot :meth:`draft` loaded (once)."""
+        snapshot, self.drafted = self.drafted, None
+        return snapshot
+
     def open(
         self,
         step: int | None = None,

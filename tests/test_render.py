@@ -420,3 +420,46 @@ def test_render_png_writes_file(ctx, scene, tmp_path):
     path = render_png(None, scene, tmp_path / "out" / "s.png", size=(200, 120), ctx=ctx)
     with Image.open(path) as im:
         assert im.size == (200, 120) and im.mode == "RGB"
+
+
+def test_a_big_scene_uploads_its_patches_when_first_drawn_large(ctx, scene, monkeypatch):
+    """Above ``PatchesVisual.lazy_above`` neurons (lowered here), set_scene puts only the
+    mosaic tiles' patches in the atlas (the frames' summary colour: their mean); far out the
+    picture is the mosaic as a renderer that uploads everything draws it; zoomed in, the
+    first frame that draws the patches uploads them all, and draws what the eager one draws."""
+    from cnnvis_gl.layout.mosaic import mosaic_tiles
+    from cnnvis_gl.render.patches import PatchesVisual
+
+    eager = SceneRenderer(ctx, SyntheticPatches())
+    eager.set_scene(scene)
+    monkeypatch.setattr(PatchesVisual, "lazy_above", 10)
+    lazy = SceneRenderer(ctx, SyntheticPatches())
+    lazy.set_scene(scene)
+    tiles = mosaic_tiles(scene)
+    n = scene.neurons
+    assert lazy.patches.pending is scene and lazy.patches.count == 0
+    assert len(lazy.atlas) == len({(int(n.unit[i]), int(n.index[i])) for i in tiles.neuron})
+    want = np.zeros((len(scene.clusters.id), 3))
+    for ci in range(len(want)):
+        keys = np.stack([n.unit, n.index], 1)[tiles.neuron[tiles.cluster == ci]]
+        want[ci] = eager.atlas.mean_colors(keys).mean(0)
+    np.testing.assert_allclose(lazy.mosaic.cluster_colors, want, atol=1e-6)
+    fbo = _target(ctx)
+    far = Camera().fit(scene.bounds, (W, H)).zoom_at(0.15, W / 2, H / 2, (W, H))
+    near = Camera((300, 270), 4.0)
+    pictures = []
+    for cam in (far, near):
+        for r in (eager, lazy):
+            assert r.level_of_detail(cam, (W, H))["patches_drawn"] == (cam is near)
+            r.draw(cam, (W, H), target=fbo)
+            pictures.append(np.frombuffer(fbo.read(components=3), np.uint8).astype(int))
+        if cam is far:
+            assert lazy.patches.pending is scene  # nothing drawn needed the patches yet
+    assert lazy.patches.pending is None and lazy.patches.count == len(n.unit) == len(lazy.atlas)
+    assert np.abs(pictures[2] - pictures[3]).max() == 0  # zoomed in: the same patches
+    # far out: the mosaics alike; the frames' summary colour is the tiles' mean (not every
+    # patch's), so the two differ by at most that
+    assert np.abs(pictures[0] - pictures[1]).mean() < 2.0
+    _release(lazy, fbo)
+    lazy.release()
+    eager.release()

@@ -11,7 +11,8 @@ no multisampling) and require each to fail.  On a mismatch the rendered image is
 the test's temporary directory for inspection.
 
 One golden is a real analysed scene (a seeded BaseCNN on 200 CIFAR-10 test images, laid out
-with a fixed k) drawn with its real patches.
+with a fixed k) drawn with its real patches; three are a big synthetic network (12,000 neurons in
+48 layers, laid out for the picture: three columns) fitted, at 4× and framing one cluster.
 
 Regenerate the references (then *look* at every PNG in ``tests/golden/``) with::
 
@@ -69,6 +70,7 @@ VIEWS: dict[str, dict] = {
     "lod_far_dark": dict(size=(360, 240), camera=Camera((_BX / 2, 268.0), 0.2)),
 }
 REAL = "real_basecnn_dark"  # the real analysed scene (its own test)
+BIG = ("big_far_dark", "big_mid_dark", "big_near_dark")  # a big network at three zooms
 
 
 @pytest.fixture(scope="module")
@@ -206,10 +208,40 @@ def test_golden_real_scene(cifar_dir: Path, renderer: SceneRenderer, tmp_path: P
     check_golden(REAL, image, regions(scene, {}), tmp_path)
 
 
+@pytest.mark.gl
+def test_golden_big_network_at_three_zooms(renderer: SceneRenderer, tmp_path: Path) -> None:
+    """A big network (``cnnvis_gl.run.synthetic``: 12,000 neurons in 48 conv layers, class
+    profiles from a few prototypes per layer, grating images) laid out for the picture's shape
+    with k = 4: fitted (the rows wrap into columns; every cluster a mosaic of its
+    representatives, edges at least 5 px), at 4× about the centre (packed patches), and framing
+    one cluster (its patches, large)."""
+    from cnnvis_gl.layout import LayoutOptions, build_scene
+    from cnnvis_gl.run.synthetic import huge_channels, synthetic_snapshot
+
+    snap = synthetic_snapshot(huge_channels(48, 12_000), 10, images=200)
+    scene = build_scene(snap, LayoutOptions(view_size=SIZE, k=4))
+    assert scene.stats["neurons"] >= 11_900 and scene.stats["columns"] >= 2
+    fit = Camera().fit(scene.bounds, SIZE)
+    x, y, w, h = (float(v) for v in scene.clusters.rect[len(scene.clusters.id) // 2])
+    cameras = {
+        "big_far_dark": fit,
+        "big_mid_dark": fit.zoom_at(4.0, SIZE[0] / 2, SIZE[1] / 2, SIZE),
+        "big_near_dark": Camera().zoom_to_rect((x, y, x + w, y + h), SIZE, 0.1),
+    }
+    r = SceneRenderer(renderer.ctx, snap)  # (one renderer: the patches are fetched once)
+    r.set_scene(scene)
+    try:
+        for name in BIG:
+            image = render_image(snap, scene, size=SIZE, camera=cameras[name], renderer=r)[..., :3]
+            check_golden(name, image, regions(scene, {"camera": cameras[name]}), tmp_path)
+    finally:
+        r.release()
+
+
 def test_golden_files_are_all_used() -> None:
     """No stale references: every PNG in tests/golden/ belongs to a view."""
     assert GOLDEN.is_dir(), f"{GOLDEN} is missing; regenerate with CNNVIS_REGEN_GOLDEN=1"
-    stale = {p.stem for p in GOLDEN.glob("*.png")} - set(VIEWS) - {REAL}
+    stale = {p.stem for p in GOLDEN.glob("*.png")} - set(VIEWS) - {REAL, *BIG}
     assert not stale, f"golden images without a view: {sorted(stale)}"
 
 

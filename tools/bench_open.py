@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from bench_layout import huge_channels, synthetic_snapshot  # noqa: E402
 from viewer_bench import run_viewer  # noqa: E402
+
+from cnnvis_gl.run.synthetic import huge_channels, synthetic_snapshot  # noqa: E402
 
 
 def main() -> None:

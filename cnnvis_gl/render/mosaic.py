@@ -25,6 +25,7 @@ class MosaicVisual(Visual):
         super().__init__(ctx, shared)
         self.atlas = atlas
         self.geometry: moderngl.Buffer | None = None
+        self.cluster_colors = np.zeros((0, 3), dtype=np.float32)  # mean of each cluster's tiles
 
     def upload(self, scene: Scene, source: PatchSource | None) -> None:
         """The tiles of ``scene`` (their patches are in the atlas once the patches are)."""
@@ -32,6 +33,11 @@ class MosaicVisual(Visual):
         n = scene.neurons
         keys = np.stack([n.unit[tiles.neuron], n.index[tiles.neuron]], 1).reshape(-1, 2)
         write_quads(self, "mosaic.geometry", source, scene.units, keys, tiles.rect, tiles.cluster)
+        C = len(scene.clusters.id)
+        sums = np.zeros((C, 3))
+        np.add.at(sums, tiles.cluster, self.atlas.mean_colors(keys))
+        counts = np.maximum(np.bincount(tiles.cluster, minlength=C), 1)[:, None]
+        self.cluster_colors = (sums / counts).astype(np.float32)
 
     def render(self, p: Pass) -> None:
         if not p.frame.pick:

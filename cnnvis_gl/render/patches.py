@@ -45,28 +45,50 @@ class PatchesVisual(Visual):
     """One instance per neuron: its rectangle and its patch from :class:`PatchAtlas`.
 
     Hidden (culled in the vertex shader) for clusters showing their matrix; dimmed per neuron
-    by the class selection (shared neuron state), outlined when selected or hovered.
+    by the class selection (shared neuron state), outlined when selected or hovered.  A scene
+    of at least :attr:`lazy_above` neurons fills the atlas only when its patches are first
+    drawn (zoomed in far enough): fitted, a big network shows its clusters' mosaics, and
+    opening it need not fetch and upload every patch first.
     """
 
     VERT, FRAG = "patch.vert", "patch.frag"
     pick_kind = PickKind.NEURON
+    lazy_above = 20_000
 
     def __init__(self, ctx: moderngl.Context, shared: SharedState, atlas: PatchAtlas) -> None:
         super().__init__(ctx, shared)
         self.atlas = atlas
         self.geometry: moderngl.Buffer | None = None
         self.mean_colors = np.zeros((0, 3), dtype=np.float32)
+        self.pending: Scene | None = None  # a big scene whose patches are not uploaded yet
+        self.source: PatchSource | None = None
 
     def upload(self, scene: Scene, source: PatchSource | None) -> None:
-        """Write the instance geometry (fills the atlas with any missing patches first)."""
+        """Write the instance geometry (fills the atlas with any missing patches first);
+        deferred to the first frame that draws the patches for a big scene."""
+        self.source = source
+        if len(scene.neurons.unit) >= self.lazy_above:
+            self.pending, self.count = scene, 0
+            self.mean_colors = np.zeros((0, 3), dtype=np.float32)  # not known yet
+            return
+        self.pending = None
+        self._write(scene)
+
+    def _write(self, scene: Scene) -> None:
         n = scene.neurons
         keys = np.stack([n.unit, n.index], 1) if len(n.unit) else np.zeros((0, 2), np.int64)
-        write_quads(self, "patches.geometry", source, scene.units, keys, n.rect, n.cluster,
+        write_quads(self, "patches.geometry", self.source, scene.units, keys, n.rect, n.cluster,
                     [(self.shared.neuron_buf, "2f /i", "in_state")])  # fmt: skip
         self.mean_colors = self.atlas.mean_colors(keys)
 
     def render(self, p: Pass) -> None:
         alpha = float(p.lod["patch_alpha"])
+        shown = float(p.lod["patches_drawn"]) > 0.0 or (p.frame.pick and alpha >= 0.5)
+        if self.pending is not None and shown:  # zoomed in on a big scene: upload them now
+            scene, self.pending = self.pending, None
+            prev = self.ctx.fbo
+            self._write(scene)
+            prev.use()
         if not p.frame.pick:
             self.draw(p.frame, float(p.lod["patches_drawn"]), p.hovered(PickKind.NEURON))
         elif alpha >= 0.5:  # picked where they are more visible than the summary colour

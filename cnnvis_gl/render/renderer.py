@@ -132,6 +132,11 @@ class SceneRenderer:
         return self.uploads
 
     # ------------------------------------------------------------------ data
+    def set_patch_source(self, source: PatchSource | None) -> None:
+        """The same patch pixels from another source (e.g. one that has fetched more of them):
+        the atlas is kept."""
+        self.snapshot = self.patches.source = source
+
     def set_snapshot(self, snapshot: PatchSource | None) -> None:
         """New patch pixels (another training step): the atlas is refilled on the next scene."""
         self.snapshot = snapshot
@@ -178,7 +183,10 @@ class SceneRenderer:
             self.patches.upload(scene, self.snapshot)
             self.mosaic.upload(scene, self.snapshot)
             self.matrix.upload(scene)
-            self.frames.upload(scene, self.patches.mean_colors)
+            mean = self.patches.mean_colors  # (a big scene's patches wait: its tiles' colours)
+            if len(mean) != len(scene.neurons.cluster):
+                mean = self.mosaic.cluster_colors[scene.neurons.cluster]
+            self.frames.upload(scene, mean)
             rects = scene.neurons.rect
             self.patch_side = float(np.median(rects[:, 2])) if len(rects) else 0.0
             nodes = True  # node emphasis is derived from the (reset) cluster state

@@ -154,6 +154,8 @@ class SceneFeed:
             app.inspect.new_snapshot()
             if r is not None:
                 r.set_snapshot(update.patches)
+        elif r is not None and update.patches is not r.snapshot:  # e.g. after a draft: more patches
+            r.set_patch_source(update.patches)
         parts = self._renderer_parts(update, new_snapshot)
         old, new = st.scene, update.scene
         reset = parts is None and (

@@ -30,6 +30,7 @@ import numpy as np
 from ..layout import LayoutOptions, LayoutState, build_state
 from ..layout import edit as layout_edit
 from ..layout.edit import Changed
+from ..layout.mosaic import mosaic_tiles
 from ..layout.scene import Scene
 from ..layout.state import blas_threads
 from ..run.snapshot import Run, Snapshot
@@ -165,7 +166,15 @@ class PatchCache:
         self.snapshot = snapshot
         self.size = int(size)
         self._units: dict[str, np.ndarray] = {}
+        self._some: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # unit: (neurons, pixels)
         self._lock = threading.Lock()
+
+    def prefetch_neurons(self, unit: str, neurons: np.ndarray) -> None:
+        """Compute the patches of some neurons of ``unit`` (e.g. a draft's mosaic tiles)."""
+        idx = np.unique(np.asarray(neurons, dtype=np.int64))
+        pix = np.asarray(self.snapshot.patches(unit, 1, self.size, neurons=idx))[:, 0]
+        with self._lock:
+            self._some[unit] = (idx, pix)
 
     def prefetch(self, units: Iterable[str]) -> None:
         for u in units:
@@ -177,7 +186,12 @@ class PatchCache:
 
     def patches(self, name: str, k: int = 1, size: int = 32, neurons: Any = None) -> np.ndarray:
         with self._lock:
-            pix = self._units.get(name)
+            pix, some = self._units.get(name), self._some.get(name)
+        if pix is None and some is not None and neurons is not None and k == 1 and size == self.size:
+            have, want = some[0], np.asarray(neurons, dtype=np.int64)
+            at = np.minimum(np.searchsorted(have, want), max(len(have) - 1, 0))
+            if len(have) and (have[at] == want).all():  # all of them fetched
+                return some[1][at][:, None]
         if pix is None or k != 1 or size != self.size:
             return self.snapshot.patches(name, k, size, neurons)
         sel = pix if neurons is None else pix[np.asarray(neurons, dtype=np.int64)]
@@ -351,8 +365,10 @@ class LayoutSession:
         options = replace(self.edits.options(self.base), draft=True, sweeps=1)
         state = build_state(snapshot, options)
         assert state.scene is not None
-        patches = PatchCache(snapshot, self.patch_size)
-        patches.prefetch(state.scene.units[u] for u in np.unique(state.scene.neurons.unit))
+        patches = PatchCache(snapshot, self.patch_size)  # the mosaics' (the rest: when zoomed in)
+        n, tiles = state.scene.neurons, mosaic_tiles(state.scene).neuron
+        for u in np.unique(n.unit[tiles]):
+            patches.prefetch_neurons(state.scene.units[u], n.index[tiles[n.unit[tiles] == u]])
         timings = {**state.timings, "open": time.perf_counter() - t}
         label = f"draft layout of {neurons:,} neurons"
         return SceneUpdate(label, snapshot, patches, state.scene, None, self.edits, None, timings)

@@ -336,3 +336,41 @@ def test_draft_layout_of_a_real_network(snapshot: Snapshot) -> None:
     assert mixed.max() <= 1
     per_row = np.bincount(draft.clusters.row, minlength=len(draft.rows))
     assert per_row.max() <= LayoutOptions().k_range[1]
+
+
+def test_a_big_network_is_laid_out_alike_on_several_processes() -> None:
+    """``workers=2`` (clustering and packing/ordering in two spawned processes) gives the
+    scene one process gives; a script without a main guard is not run again in the workers
+    (this test's module is imported by pytest's main, which the workers must not import)."""
+    from cnnvis_gl.layout import build_state
+    from cnnvis_gl.run.synthetic import huge_channels, synthetic_snapshot
+
+    snap = synthetic_snapshot(huge_channels(12, 1500), 10)
+    one = build_state(snap, LayoutOptions(workers=1)).scene
+    two = build_state(snap, LayoutOptions(workers=2))
+    assert two.timings["pack"] > 0 and two.timings["order"] > 0  # (summed over the workers)
+    for part in ("clusters", "neurons"):
+        a, b = getattr(one, part), getattr(two.scene, part)
+        for f in fields(a):
+            assert np.array_equal(getattr(a, f.name), getattr(b, f.name)), (part, f.name)
+    assert one.bounds == two.scene.bounds and one.stats == two.scene.stats
+
+
+def test_parallel_workers_start_without_the_main_module(tmp_path: Path) -> None:
+    """A user's script that lays out a big network at top level, without ``if __name__ ==
+    "__main__"``: the spawned workers do not run it again (it would print twice, or fail)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text(
+        "from cnnvis_gl.layout import LayoutOptions, build_scene\n"
+        "from cnnvis_gl.run.synthetic import huge_channels, synthetic_snapshot\n"
+        "print('top level ran')\n"
+        "snap = synthetic_snapshot(huge_channels(6, 600), 10)\n"
+        "scene = build_scene(snap, LayoutOptions(workers=2))\n"
+        "print('clusters', len(scene.clusters.id))\n"
+    )
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("top level ran") == 1 and "clusters" in r.stdout

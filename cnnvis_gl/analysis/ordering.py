@@ -188,13 +188,13 @@ def _held_karp_groups(W: Any, groups: np.ndarray) -> list[int]:
     ks = np.arange(K)
     dp[xp.asarray(1 << groups), xp.asarray(ks)] = 0.0
     layers = _layers_on(g, xp)
+    members = [xp.asarray(np.flatnonzero(groups == j)) for j in range(g)]  # each group's states
     for layer in layers:
-        for k in range(K):
-            sel = layer[int(groups[k])]
-            prev = sel ^ (1 << int(groups[k]))
-            cand = dp[prev] + W[:, k][None, :]
-            dp[sel, k] = cand.max(axis=1)
-            parent[sel, k] = cand.argmax(axis=1).astype(xp.int16)
+        for j in range(g):  # all states of group j at once: [subsets, from, to]
+            sel, ks = layer[j], members[j]
+            cand = dp[sel ^ (1 << j)][:, :, None] + W[:, ks][None, :, :]
+            dp[sel[:, None], ks[None, :]] = cand.max(axis=1)
+            parent[sel[:, None], ks[None, :]] = cand.argmax(axis=1).astype(xp.int16)
     last = to_numpy(dp[full])
     par = to_numpy(parent)
     k = int(np.argmax(last))

@@ -91,6 +91,12 @@ class LayoutOptions:
         progressive opening): each row's neurons grouped by their strongest class (at most
         ``k_range[1]`` clusters), patches on shelves, matrix rows by strongest class — no
         clustering, packing or ordering search.
+    workers
+        Processes that cluster the rows and pack and order the clusters
+        (:mod:`cnnvis_gl.layout.parallel`; the same scene on any number): ``1`` this process,
+        ``k > 1`` that many; ``None``: every core for a network of at least 20,000 neurons,
+        ``-n``: all cores but ``n - 1`` for such a network (the viewer uses ``-2``, keeping a
+        core for its window), this process for a smaller one.
     blas_threads
         BLAS threads during layout (``None``: leave as is).  The matrices are small: on shared
         CPUs a multi-threaded BLAS is up to 20x *slower* here, so the default is 1.
@@ -116,6 +122,7 @@ class LayoutOptions:
     sweeps: int = 4
     blas_threads: int | None = 1
     draft: bool = False
+    workers: int | None = None
     # geometry (scene units)
     padding: float = 6.0
     cluster_label: float = 14.0

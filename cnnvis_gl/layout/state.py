@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..analysis import Bundling, cluster_neurons, cosine_similarity, order_columns, path_score
+from . import parallel
 from .content import (
     ClusterContent,
     UnitData,
@@ -277,17 +278,21 @@ class LayoutState:
     def all_ids(self) -> set[int]:
         return {c for m in self.members.values() for c in m}
 
-    def cluster_row(self, row: RowSpec) -> None:
-        """Cluster a row's neurons (by its group's setting) into fresh clusters."""
+    def _cluster_job(self, row: RowSpec) -> tuple[np.ndarray, str, int | None, tuple[int, int], int]:
+        """The arguments of ``cluster_neurons`` for a row (by its group's setting)."""
         o = self.options
-        g = self.snapshot.graph.groups[row.group]
-        setting = o.clustering_for(g.name)
-        if o.draft:
+        setting = o.clustering_for(self.snapshot.graph.groups[row.group].name)
+        return self.data(row.unit).A, setting.method, setting.k, o.k_range, o.seed
+
+    def cluster_row(self, row: RowSpec, labels: np.ndarray | None = None) -> None:
+        """Cluster a row's neurons (by its group's setting) into fresh clusters (``labels``:
+        computed already, e.g. by a worker process)."""
+        o = self.options
+        if labels is None and o.draft:
             labels = draft_labels(self.data(row.unit).A, o.k_range[1])
-        else:
-            labels = cluster_neurons(
-                self.data(row.unit).A, setting.method, setting.k, o.k_range, seed=o.seed
-            )
+        elif labels is None:
+            A, method, k, k_range, seed = self._cluster_job(row)
+            labels = cluster_neurons(A, method, k, k_range, seed=seed)
         for cid in list(self.members.get(row.name, {})):
             self.facets.pop(cid, None)
         self.members[row.name] = {}
@@ -558,13 +563,20 @@ class LayoutState:
             self.rows = row_specs(self.snapshot, self.options.expanded)
             with self.timed("class_order"):
                 self.compute_class_order(class_order)
+            neurons = sum(self.snapshot.graph.unit(r.unit).channels for r in self.rows)
+            workers = 0 if self.options.draft else parallel.workers_for(self.options, neurons)
             with self.timed("cluster"):
-                for r in self.rows:
-                    self.cluster_row(r)
+                labels = [None] * len(self.rows)
+                if workers:
+                    labels = parallel.cluster_rows([self._cluster_job(r) for r in self.rows], workers)
+                for r, lab in zip(self.rows, labels, strict=True):
+                    self.cluster_row(r, lab)
             if previous is not None:
                 with self.timed("identity"):
                     self.inherit(previous)
             with self.timed("content"):
+                if workers:
+                    self._contents_in_parallel(workers)
                 for r in self.rows:
                     for cid in self.order[r.name]:
                         self.content(r, self.members[r.name][cid])
@@ -581,6 +593,21 @@ class LayoutState:
             with self.timed("compose"):
                 self.scene = self.compose()
         return self.scene
+
+    def _contents_in_parallel(self, workers: int) -> None:
+        """Pack and order every cluster not cached yet on ``workers`` processes."""
+        todo = []
+        for r in self.rows:
+            members = [m for m in (self.members[r.name][c] for c in self.order[r.name])
+                       if not self.has_content(r, m)]  # fmt: skip
+            if members:
+                todo.append((r, members))
+        jobs = [(self.data(r.unit).A, members, self.options) for r, members in todo]
+        for (r, _), (found, timings) in zip(todo, parallel.contents(jobs, workers), strict=True):
+            for c in found:
+                self.put_content(r, c)
+            for k, v in timings.items():  # (seconds of work, summed over the processes)
+                self.timings[k] = self.timings.get(k, 0.0) + v
 
     def replace_options(self, **changes: object) -> None:
         """Swap in options with ``changes`` (the caller re-composes what they affect).

@@ -247,7 +247,8 @@ class LayoutSession:
     run_dir
         The run directory (``layout.json`` is read from and written to it).
     options
-        Base layout options (the saved edits override the editable ones).
+        Base layout options (the saved edits override the editable ones; default: a big
+        network laid out on worker processes, on all cores but one).
     patch_size
         Side of the patches the renderer's atlas asks for.
     save
@@ -265,7 +266,8 @@ class LayoutSession:
         cache: int = 4,
     ) -> None:
         self.run_dir = Path(run_dir)
-        self.base = options or LayoutOptions()
+        # a big network is laid out on worker processes, all cores but the window's
+        self.base = options or LayoutOptions(workers=-2)
         self.patch_size = int(patch_size)
         self.save = save
         self.run: Run | None = None

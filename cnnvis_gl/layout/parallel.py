@@ -1,0 +1,117 @@
+"""Laying out a big network on several CPU cores.
+
+Clustering a row and packing and ordering a cluster depend on nothing but that row's class
+means, so :meth:`~cnnvis_gl.layout.state.LayoutState.build` hands them to worker processes when
+a network is big (:func:`workers_for`): the same functions on the same inputs, so the same scene
+as on one core.  Processes rather than threads: the work is Python-heavy (the GIL), and the
+viewer's window keeps its own core while a layout runs in the background.  The pool starts its
+workers with ``spawn`` (forking a process that holds a GL context and threads is unsafe), with
+the ``__main__`` module hidden from them: a user's script without an ``if __name__ ==
+"__main__"`` guard is not run again in each worker.  The pool is kept for the next layout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from .content import ClusterContent, cluster_content, unit_data
+from .options import LayoutOptions
+
+__all__ = ["PARALLEL_NEURONS", "cluster_rows", "contents", "workers_for"]
+
+#: Networks with at least this many neurons are laid out on every core (``workers=None``).
+PARALLEL_NEURONS = 20_000
+
+_pool: ProcessPoolExecutor | None = None
+_pool_size = 0
+
+
+def workers_for(options: LayoutOptions, neurons: int) -> int:
+    """How a network of ``neurons`` is laid out: ``0`` in this process, ``k`` on ``k`` worker
+    processes.  ``options.workers``: ``1`` this process, ``k > 1`` that many; ``None`` every
+    core for a big network (at least :data:`PARALLEL_NEURONS`), ``-n`` all cores but ``n - 1``
+    (as joblib counts; the viewer keeps one for its window), and this process otherwise."""
+    w = options.workers
+    if w is not None and w > 0:
+        return 0 if w == 1 else int(w)
+    cores = os.cpu_count() or 1
+    if neurons < PARALLEL_NEURONS or (w is None and cores == 1):
+        return 0
+    return max(1, min(cores if w is None else cores + 1 + int(w), 16))
+
+
+@contextlib.contextmanager
+def _main_hidden() -> Iterator[None]:
+    """While processes start: ``spawn`` finds no main module to import in them."""
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main and k in main.__dict__}
+    try:
+        for k in saved:
+            setattr(main, k, None)
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(main, k, v)
+
+
+def _ready(_: int) -> int:
+    return os.getpid()
+
+
+def _executor(workers: int) -> ProcessPoolExecutor:
+    global _pool, _pool_size
+    if _pool is None or _pool_size != workers:
+        if _pool is not None:
+            _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        _pool_size = workers
+        with _main_hidden():  # every worker starts now (one per submitted job, up to the size)
+            list(_pool.map(_ready, range(workers)))
+    return _pool
+
+
+def _cluster_job(job: tuple[np.ndarray, str, int | None, tuple[int, int], int]) -> np.ndarray:
+    from ..analysis import cluster_neurons
+
+    A, method, k, k_range, seed = job
+    return cluster_neurons(A, method, k, k_range, seed=seed)
+
+
+def cluster_rows(jobs: list[tuple[np.ndarray, str, int | None, tuple[int, int], int]], workers: int) -> list[np.ndarray]:
+    """``cluster_neurons(A, method, k, k_range, seed=seed)`` of each job, on ``workers``
+    processes; the largest rows are sent first."""
+    order = sorted(range(len(jobs)), key=lambda i: -jobs[i][0].shape[0])
+    out = list(_executor(workers).map(_cluster_job, [jobs[i] for i in order]))
+    labels: list[np.ndarray] = [np.zeros(0)] * len(jobs)
+    for i, lab in zip(order, out, strict=True):
+        labels[i] = lab
+    return labels
+
+
+def _content_job(job: tuple[np.ndarray, list[np.ndarray], LayoutOptions]) -> tuple[list[ClusterContent], dict[str, float]]:
+    A, members, options = job
+    data = unit_data(A)
+    timings: dict[str, float] = {}
+    return [cluster_content(data, m, options, timings) for m in members], timings
+
+
+def contents(
+    jobs: list[tuple[np.ndarray, list[np.ndarray], LayoutOptions]], workers: int
+) -> list[tuple[list[ClusterContent], dict[str, float]]]:
+    """``cluster_content`` of every member set of each job (a row: its unit's class means, its
+    clusters' members), on ``workers`` processes, with the seconds each stage took in all."""
+    size = [sum(len(m) ** 2 for m in job[1]) for job in jobs]  # (ordering is ~quadratic)
+    order = sorted(range(len(jobs)), key=lambda i: -size[i])
+    out = list(_executor(workers).map(_content_job, [jobs[i] for i in order]))
+    result: list[Any] = [None] * len(jobs)
+    for i, r in zip(order, out, strict=True):
+        result[i] = r
+    return result

@@ -935,3 +935,53 @@ def test_a_big_network_opens_with_a_draft_then_the_real_layout(run_dir: Path, mo
     assert np.array_equal(got.clusters.id, ref.clusters.id)
     assert np.array_equal(got.neurons.cluster, ref.neurons.cluster)
     assert len(got.bundles.pos) == len(ref.bundles.pos)
+
+
+def test_breadcrumbs_say_where_the_view_is_and_go_up(run_dir: Path):
+    """On conv3's row, the breadcrumbs read model › features › conv3 (BaseCNN's conv groups
+    live in its ``features`` module); a click on "features" frames conv1–conv4; Backspace goes
+    up to the whole network."""
+    from imgui_bundle import imgui
+
+    from cnnvis_gl.layout.search import groups_frame
+    from cnnvis_gl.render.camera import Camera
+
+    app = make_app(run_dir)
+    seen: dict = {}
+
+    def settle(ctx) -> None:
+        ctx.yield_(2)
+        wait(ctx, lambda: not app.state.camera.animating, 10.0)
+        ctx.yield_(2)
+
+    def test(ctx):
+        wait(ctx, ready(app))
+        ctx.yield_(2)
+        st = app.state
+        seen["fitted"] = list(st.panels.crumbs)
+        r3 = next(r for r in st.scene.rows if r.name == "conv3")  # conv3's row fills the height
+        cx = (st.scene.bounds[0] + st.scene.bounds[2]) / 2
+        st.camera.go(Camera((cx, r3.y + r3.height / 2), st.camera.viewport[1] / (1.2 * r3.height)))
+        settle(ctx)
+        seen["conv3"] = list(st.panels.crumbs)
+        ctx.item_click("//Network/features##crumb1")
+        settle(ctx)
+        seen["features"] = (list(st.panels.crumbs), st.camera.current.visible_rect(st.camera.viewport))
+        groups = [g.name for g in st.snapshot.graph.groups]
+        seen["frame"] = groups_frame(st.scene, groups, ["conv1", "conv2", "conv3", "conv4"])
+        vx0, vy0, vx1, vy1 = seen["features"][1]
+        ctx.mouse_move_to_pos(imgui.ImVec2(*app.view.screen_pos((vx0 + vx1) / 2, (vy0 + vy1) / 2)))
+        ctx.key_press(imgui.Key.backspace)
+        settle(ctx)
+        seen["up"] = list(st.panels.crumbs)
+        seen["model"] = str(st.snapshot.meta.get("model"))
+
+    drive(app, test, SIZE)
+    model = seen["model"]
+    assert seen["fitted"] == [model]
+    assert seen["conv3"] == [model, "features", "conv3"]
+    crumbs, (vx0, vy0, vx1, vy1) = seen["features"]
+    fx0, fy0, fx1, fy1 = seen["frame"]
+    assert vy0 <= fy0 and fy1 <= vy1 and vx0 <= fx0 and fx1 <= vx1  # conv1–conv4 framed
+    assert crumbs[:2] == [model, "features"]
+    assert seen["up"] == [model]

@@ -5,7 +5,7 @@ paths (every unit of a group, e.g. ``features.5``), cluster names (``conv2 #3``)
 (``conv2:17`` or ``features.7:17``) and class names — and ranks exact matches before prefixes
 before substrings.  :func:`neighbour` is the cluster an arrow key goes to; :func:`shown_groups`
 and :func:`groups_frame` say which layer groups a view shows and frame groups (a second run
-follows the first with them).  Plain Python and
+follows the first with them); :func:`breadcrumbs` says where a view is in the module tree.  Plain Python and
 NumPy on the Scene: the viewer (the Find box, the arrow keys) and tests use them alike.
 """
 
@@ -20,8 +20,8 @@ import numpy as np
 from .scene import ROW_BETWEEN, ROW_GROUP, Scene
 
 __all__ = [
-    "Hit", "cluster_at", "groups_frame", "matrix_class_at", "neighbour", "neuron_at", "row_clusters",
-    "search", "shown_groups",
+    "Crumb", "Hit", "breadcrumbs", "cluster_at", "groups_frame", "matrix_class_at", "module_prefix",
+    "neighbour", "neuron_at", "row_clusters", "search", "shown_groups",
 ]  # fmt: skip
 
 _NEURON = re.compile(r"^(.+?)\s*:\s*(\d+)$")  # conv2:17
@@ -105,6 +105,61 @@ def groups_frame(
         return None
     a = np.asarray(rects, dtype=np.float64)
     return (float(a[:, 0].min()), float(a[:, 1].min()), float(a[:, 2].max()), float(a[:, 3].max()))
+
+
+@dataclass(frozen=True)
+class Crumb:
+    """One step of the breadcrumbs: its label and the layer groups it covers."""
+
+    label: str
+    groups: tuple[str, ...]
+
+
+def module_prefix(units: Sequence[str]) -> tuple[str, ...]:
+    """The module path shared by all of a group's units, as components: ``layer3.1.conv1`` and
+    ``layer3.1.conv3`` share ``("layer3", "1")``; a group of one unit is that unit's path."""
+    paths = [u.split(".") for u in units]
+    if not paths:
+        return ()
+    if len(paths) == 1:
+        return tuple(paths[0])
+    out = []
+    for parts in zip(*paths, strict=False):
+        if len(set(parts)) != 1:
+            break
+        out.append(parts[0])
+    return tuple(out)
+
+
+def breadcrumbs(model: str, groups: Mapping[str, Sequence[str]], shown: Sequence[str]) -> list[Crumb]:
+    """Where a view showing the layer groups ``shown`` is in the network's module tree: the
+    model (every group), then each module that holds all the shown groups and fewer groups than
+    the crumb before (e.g. ``layer3`` of a ResNet, then ``layer3.1``), then the group itself when
+    one is shown.  ``groups``: every group's units (module paths), in network order."""
+    names = list(groups)
+    out = [Crumb(model, tuple(names))]
+    shown = [g for g in names if g in set(shown)]
+    if not shown or len(shown) == len(names):
+        return out
+    paths = {g: module_prefix(groups[g]) for g in names}
+    common = list(paths[shown[0]])
+    for g in shown[1:]:
+        p = paths[g]
+        n = 0
+        while n < min(len(common), len(p)) and common[n] == p[n]:
+            n += 1
+        common = common[:n]
+    for depth in range(1, len(common) + 1):
+        prefix = tuple(common[:depth])
+        inside = tuple(g for g in names if paths[g][:depth] == prefix)
+        if len(inside) < len(out[-1].groups):
+            out.append(Crumb(".".join(prefix), inside))
+    if len(shown) == 1:  # the group, named with its module when that says more
+        g, path = shown[0], ".".join(paths[shown[0]])
+        plain = path in ("", g) or (len(out) > 1 and out[-1].groups != (g,) and path == out[-1].label)
+        crumb = Crumb(g if plain else f"{g} ({path})", (g,))
+        out[-1:] = [crumb] if out[-1].groups == (g,) else [out[-1], crumb]
+    return out
 
 
 def neuron_at(scene: Scene, unit: str, channel: int) -> int | None:

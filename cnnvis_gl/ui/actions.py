@@ -351,10 +351,14 @@ class Actions:
 
     def zoom_to_group(self, name: str) -> None:
         """Frame the rows of layer group ``name`` (animated)."""
+        self.zoom_to_groups([name])
+
+    def zoom_to_groups(self, names: list[str]) -> None:
+        """Frame the rows of these layer groups (animated), e.g. a stage of a ResNet."""
         st = self.app.state
         if st.scene is None or st.snapshot is None:
             return
-        rect = groups_frame(st.scene, [g.name for g in st.snapshot.graph.groups], [name])
+        rect = groups_frame(st.scene, [g.name for g in st.snapshot.graph.groups], list(names))
         if rect is not None:
             st.camera.go(frame_with_labels(st.scene.labels, rect, st.camera.viewport, 0.04))
             self.view.touch()

@@ -277,6 +277,8 @@ class PanelState:
         The run directory typed in the Two runs panel.
     other_view
         Where the Two runs panel drew run B's network this frame: ``(x, y, w, h)`` on screen.
+    crumbs
+        The breadcrumbs drawn over the network view this frame (their labels).
     """
 
     move_choice: int | None = None
@@ -293,6 +295,7 @@ class PanelState:
     lineage_bars: list[Any] = field(default_factory=list)
     other_path: str = ""
     other_view: tuple[float, float, float, float] | None = None
+    crumbs: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -36,6 +36,7 @@ from ..widgets import (
     em,
 )
 from .callouts import draw_callouts
+from .crumbs import crumbs_bar, go, view_crumbs
 from .minimap import minimap
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ def _canvas(st: AppState, act: Actions) -> None:
     # flag badges and the minimap first: their buttons then win the hover over the view's
     badges = flag_badges(st, act, (origin.x, origin.y), (w, h))
     minimap(st, act, (origin.x, origin.y), (w, h))
+    top = crumbs_bar(st, act, (origin.x, origin.y)) if st.scene is not None else 0.0
     imgui.set_cursor_screen_pos(origin)
     buttons = (
         imgui.ButtonFlags_.mouse_button_left
@@ -119,7 +121,7 @@ def _canvas(st: AppState, act: Actions) -> None:
     draw_flag_badges(st, act, badges)
     st.panels.callouts = draw_callouts(st, (origin.x, origin.y), (w, h))
     compare_legend(st, act, (origin.x, origin.y), (w, h))
-    _overlay(st, act, (origin.x, origin.y), (w, h))
+    _overlay(st, act, (origin.x, origin.y + top), (w, h))
 
 
 def _input(st: AppState, act: Actions, origin: tuple[float, float], size: tuple[int, int]) -> None:
@@ -177,6 +179,10 @@ def _input(st: AppState, act: Actions, origin: tuple[float, float], size: tuple[
 
     if hovered and imgui.is_key_pressed(imgui.Key.f, False) and not io.want_text_input:
         act.fit_all()
+    if hovered and imgui.is_key_pressed(imgui.Key.backspace, False) and not io.want_text_input:
+        crumbs = view_crumbs(st)  # up one step of the module tree
+        if len(crumbs) >= 2:
+            go(act, crumbs, len(crumbs) - 2)
     for key, direction in ARROWS:  # the arrow keys walk the clusters
         if hovered and imgui.is_key_pressed(key) and not io.want_text_input:
             act.step_selection(direction)

@@ -248,8 +248,9 @@ def _render_parser(sub: Any) -> None:
     p.add_argument(
         "--zoom-to",
         metavar="GROUP[:N]",
-        help="frame a layer row, or its N-th cluster from the left (0-based); or what the"
-        " viewer's Find box finds: a module path (layer3.1.conv2, layer3), 'GROUP #N' (the"
+        help="frame a layer row, or its N-th cluster from the left (0-based); a module holding"
+        " several groups (layer3 of a ResNet: as its breadcrumb in the viewer); or what the"
+        " viewer's Find box finds: a module path (layer3.1.conv2), 'GROUP #N' (the"
         " cluster as the viewer names it, 1-based), a neuron's cluster (LAYER:CHANNEL with a"
         " module path)",
     )
@@ -926,7 +927,7 @@ def _render_camera(
 
     from .errors import CnnvisError
     from .layout.scene import ROW_BETWEEN
-    from .layout.search import row_clusters, row_frame
+    from .layout.search import groups_frame, groups_under, row_clusters, row_frame
     from .render.camera import Camera
     from .render.text import frame_with_labels
 
@@ -944,6 +945,9 @@ def _render_camera(
         return "fit"
     name, _, n = a.zoom_to.partition(":")
     rows = {r.name: k for k, r in enumerate(scene.rows) if r.kind != ROW_BETWEEN}
+    stage = groups_under(groups, a.zoom_to) if not n and "#" not in name else []
+    if name not in rows and len(stage) > 1:  # a module holding several groups, as its breadcrumb
+        return frame_with_labels(scene.labels, groups_frame(scene, list(groups), stage), size, 0.04)
     if name not in rows:  # what the viewer's Find box finds: a module path, 'conv3 #2', …
         from .layout.search import search
 

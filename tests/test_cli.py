@@ -276,6 +276,34 @@ def test_render_a_real_run_headless(small_run, tmp_path):
     assert r.returncode == 0 and np.array_equal(pixels("neuron"), np.asarray(Image.open(tmp_path / "k.png")))
 
 
+def test_zoom_to_a_module_frames_its_groups_as_the_breadcrumb_does(small_run, tmp_path):
+    """``--zoom-to features`` (BaseCNN's module holding conv1–conv4) frames those four groups'
+    rows, as the viewer's breadcrumb "features" does."""
+    import argparse
+
+    from cnnvis_gl import open_run
+    from cnnvis_gl.cli import _render_camera
+    from cnnvis_gl.layout import LayoutOptions, build_scene
+    from cnnvis_gl.layout.search import groups_frame, groups_under
+    from cnnvis_gl.render.text import frame_with_labels
+
+    snap = open_run(small_run).latest()
+    groups = {g.name: list(g.units) for g in snap.graph.groups}
+    assert groups_under(groups, "features") == ["conv1", "conv2", "conv3", "conv4"]
+    assert groups_under(groups, "classifier") == ["fc1", "fc2"]
+    scene = build_scene(snap, LayoutOptions(view_size=(640, 400)))
+    a = argparse.Namespace(camera=None, zoom_to="features")
+    cam = _render_camera(a, scene, (640, 400), groups)
+    box = groups_frame(scene, list(groups), ["conv1", "conv2", "conv3", "conv4"])
+    assert cam == frame_with_labels(scene.labels, box, (640, 400), 0.04)
+    vx0, vy0, vx1, vy1 = cam.visible_rect((640, 400))
+    assert vx0 <= box[0] and vy0 <= box[1] and box[2] <= vx1 and box[3] <= vy1
+    fc2 = next(r for r in scene.rows if r.name == "fc2")
+    assert fc2.y >= vy1 or fc2.x >= vx1  # the classifier's last row is not in the picture
+    r = cnnvis("render", small_run, "-o", tmp_path / "f.png", "--size", "640x400", "--zoom-to", "features")
+    assert r.returncode == 0, r.stderr
+
+
 def test_zoom_to_a_row_frames_its_name_and_clusters(small_run):
     """``--zoom-to ROW`` and the viewer's zoom-to-row frame the same box: the row's clusters,
     its height and its name on the left (the name used to be cut off by --zoom-to)."""

@@ -20,7 +20,7 @@ import numpy as np
 from .scene import ROW_BETWEEN, ROW_GROUP, Scene
 
 __all__ = [
-    "Crumb", "Hit", "breadcrumbs", "cluster_at", "groups_frame", "matrix_class_at", "module_prefix",
+    "Crumb", "Hit", "breadcrumbs", "cluster_at", "groups_frame", "groups_under", "matrix_class_at", "module_prefix",
     "neighbour", "neuron_at", "row_clusters", "search", "shown_groups",
 ]  # fmt: skip
 
@@ -129,6 +129,15 @@ def module_prefix(units: Sequence[str]) -> tuple[str, ...]:
             break
         out.append(parts[0])
     return tuple(out)
+
+
+def groups_under(groups: Mapping[str, Sequence[str]], path: str) -> list[str]:
+    """The groups whose units all live under module ``path`` (e.g. ``layer3`` of a ResNet: its
+    blocks), in network order — what a breadcrumb of that module frames."""
+    want = tuple(p for p in path.strip().split(".") if p)
+    if not want:
+        return []
+    return [g for g, units in groups.items() if module_prefix(units)[: len(want)] == want]
 
 
 def breadcrumbs(model: str, groups: Mapping[str, Sequence[str]], shown: Sequence[str]) -> list[Crumb]:

@@ -48,11 +48,9 @@ class TextVisual(Visual):
         self.font_tex: moderngl.Texture | None = None
 
     def _ensure_font(self, labels: list[Label]) -> GlyphAtlas:
-        needed = set("".join(lab.text for lab in labels))
-        have = set(self.font.advance) if self.font is not None else set()
-        if self.font is None or not needed <= have:
-            extra = "".join(sorted(needed - set(BASE_CHARS)))
-            self.font = build_glyph_atlas(BASE_CHARS + extra)
+        chars = glyphs_for(labels)
+        if self.font is None or not set(chars) <= set(self.font.advance):
+            self.font = build_glyph_atlas(chars)
             img = self.font.image
             if self.font_tex is not None:
                 self.font_tex.release()
@@ -65,22 +63,29 @@ class TextVisual(Visual):
         """Lay out and upload ``labels``; ``cluster_ids`` (``Clusters.id``) maps label clusters."""
         font = self._ensure_font(labels)
         index = {int(c): i for i, c in enumerate(cluster_ids if cluster_ids is not None else ())}
-        parts = []
-        for lab in labels:
-            boxes, uvs, width = font.layout(lab.text)
-            if not len(boxes):
-                continue
-            dx = {"left": 0.0, "center": -0.5 * width, "right": -width}.get(lab.anchor, 0.0)
-            boxes = boxes + np.array([dx, font.cap_height / 2, dx, font.cap_height / 2], "f4")
-            g = np.zeros(len(boxes), dtype=GEOMETRY)
-            g["anchor"] = (lab.x, lab.y)
-            g["box"] = boxes
-            g["uv"] = uvs
-            g["size"] = lab.size
-            g["kind"] = KINDS.get(lab.kind, 3)
-            g["cluster"] = index.get(int(getattr(lab, "cluster", -1)), -1)
-            parts.append(g)
-        data = np.concatenate(parts) if parts else np.zeros(0, dtype=GEOMETRY)
+        laid: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}  # (many labels repeat)
+        boxes, uvs, owner = [], [], []
+        for k, lab in enumerate(labels):
+            key = (lab.text, lab.anchor)
+            if key not in laid:
+                b, uv, width = font.layout(lab.text)
+                dx = {"left": 0.0, "center": -0.5 * width, "right": -width}.get(lab.anchor, 0.0)
+                laid[key] = (b + np.array([dx, font.cap_height / 2, dx, font.cap_height / 2], "f4"), uv)
+            b, uv = laid[key]
+            if len(b):
+                boxes.append(b)
+                uvs.append(uv)
+                owner.append(np.full(len(b), k, dtype=np.int64))
+        idx = np.concatenate(owner) if owner else np.zeros(0, dtype=np.int64)
+        data = np.zeros(len(idx), dtype=GEOMETRY)
+        if len(idx):
+            data["box"] = np.concatenate(boxes)
+            data["uv"] = np.concatenate(uvs)
+            data["anchor"] = np.array([(lab.x, lab.y) for lab in labels], "f4")[idx]
+            data["size"] = np.array([lab.size for lab in labels], "f4")[idx]
+            data["kind"] = np.array([KINDS.get(lab.kind, 3) for lab in labels], "i4")[idx]
+            cl = [index.get(int(getattr(lab, "cluster", -1)), -1) for lab in labels]
+            data["cluster"] = np.array(cl, "i4")[idx]
         self.count = len(data)
         self.geometry = self.uploads.write(self.ctx, "labels.geometry", self.geometry, data)
         self._build_vaos(
@@ -142,6 +147,13 @@ def wrap_words(text: str, width: float, measure: Callable[[str], float] = len) -
                 line = trial
         lines.append(line)
     return lines
+
+
+def glyphs_for(labels: list[Label]) -> str:
+    """The characters the glyph atlas of ``labels`` holds (:func:`build_glyph_atlas`'s
+    argument: the base set and any other character the labels use)."""
+    needed = set("".join(lab.text for lab in labels))
+    return BASE_CHARS + "".join(sorted(needed - set(BASE_CHARS)))
 
 
 def frame_with_labels(

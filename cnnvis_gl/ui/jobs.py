@@ -235,6 +235,15 @@ class SceneUpdate:
     saved: str | None = None  # path of the written layout.json, or why it was not written
 
 
+def _warm_glyphs(scene: Scene) -> None:
+    """Rasterise the glyphs of ``scene``'s labels here, off the UI thread (the renderer's
+    text finds them cached instead of building them while the window waits)."""
+    from ..render.font import build_glyph_atlas
+    from ..render.text import glyphs_for
+
+    build_glyph_atlas(glyphs_for(scene.labels))
+
+
 #: Networks with at least this many neurons open with a draft layout first (progressive opening).
 DRAFT_NEURONS = 20_000
 
@@ -340,6 +349,7 @@ class LayoutSession:
         patches = PatchCache(snapshot, self.patch_size)
         assert state.scene is not None
         patches.prefetch(state.scene.units[u] for u in np.unique(state.scene.neurons.unit))
+        _warm_glyphs(state.scene)
         return state, patches
 
     def _adopt(self, step: int | None, state: LayoutState, patches: PatchCache) -> None:
@@ -371,6 +381,7 @@ class LayoutSession:
         n, tiles = state.scene.neurons, mosaic_tiles(state.scene).neuron
         for u in np.unique(n.unit[tiles]):
             patches.prefetch_neurons(state.scene.units[u], n.index[tiles[n.unit[tiles] == u]])
+        _warm_glyphs(state.scene)
         timings = {**state.timings, "open": time.perf_counter() - t}
         label = f"draft layout of {neurons:,} neurons"
         return SceneUpdate(label, snapshot, patches, state.scene, None, self.edits, None, timings)

@@ -18,14 +18,18 @@ import os
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .content import ClusterContent, cluster_content, unit_data
 from .options import LayoutOptions
 
-__all__ = ["PARALLEL_NEURONS", "cluster_rows", "contents", "workers_for"]
+if TYPE_CHECKING:
+    from .edges import RowSpec
+    from .state import LayoutState
+
+__all__ = ["PARALLEL_NEURONS", "cluster_job", "cluster_rows", "contents", "fill_contents", "workers_for"]
 
 #: Networks with at least this many neurons are laid out on every core (``workers=None``).
 PARALLEL_NEURONS = 20_000
@@ -115,3 +119,27 @@ def contents(
     for i, r in zip(order, out, strict=True):
         result[i] = r
     return result
+
+
+def cluster_job(state: LayoutState, row: RowSpec) -> tuple[np.ndarray, str, int | None, tuple[int, int], int]:
+    """The arguments of ``cluster_neurons`` for a row of ``state`` (by its group's setting)."""
+    o = state.options
+    setting = o.clustering_for(state.snapshot.graph.groups[row.group].name)
+    return state.data(row.unit).A, setting.method, setting.k, o.k_range, o.seed
+
+
+def fill_contents(state: LayoutState, workers: int) -> None:
+    """Pack and order every cluster of ``state`` not cached yet, on ``workers`` processes; the
+    seconds of each stage, summed over the processes, go to ``state.timings``."""
+    todo = []
+    for r in state.rows:
+        members = [m for m in (state.members[r.name][c] for c in state.order[r.name])
+                   if not state.has_content(r, m)]  # fmt: skip
+        if members:
+            todo.append((r, members))
+    jobs = [(state.data(r.unit).A, members, state.options) for r, members in todo]
+    for (r, _), (found, timings) in zip(todo, contents(jobs, workers), strict=True):
+        for c in found:
+            state.put_content(r, c)
+        for k, v in timings.items():
+            state.timings[k] = state.timings.get(k, 0.0) + v

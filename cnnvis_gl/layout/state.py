@@ -278,12 +278,6 @@ class LayoutState:
     def all_ids(self) -> set[int]:
         return {c for m in self.members.values() for c in m}
 
-    def _cluster_job(self, row: RowSpec) -> tuple[np.ndarray, str, int | None, tuple[int, int], int]:
-        """The arguments of ``cluster_neurons`` for a row (by its group's setting)."""
-        o = self.options
-        setting = o.clustering_for(self.snapshot.graph.groups[row.group].name)
-        return self.data(row.unit).A, setting.method, setting.k, o.k_range, o.seed
-
     def cluster_row(self, row: RowSpec, labels: np.ndarray | None = None) -> None:
         """Cluster a row's neurons (by its group's setting) into fresh clusters (``labels``:
         computed already, e.g. by a worker process)."""
@@ -291,7 +285,7 @@ class LayoutState:
         if labels is None and o.draft:
             labels = draft_labels(self.data(row.unit).A, o.k_range[1])
         elif labels is None:
-            A, method, k, k_range, seed = self._cluster_job(row)
+            A, method, k, k_range, seed = parallel.cluster_job(self, row)
             labels = cluster_neurons(A, method, k, k_range, seed=seed)
         for cid in list(self.members.get(row.name, {})):
             self.facets.pop(cid, None)
@@ -568,7 +562,7 @@ class LayoutState:
             with self.timed("cluster"):
                 labels = [None] * len(self.rows)
                 if workers:
-                    labels = parallel.cluster_rows([self._cluster_job(r) for r in self.rows], workers)
+                    labels = parallel.cluster_rows([parallel.cluster_job(self, r) for r in self.rows], workers)
                 for r, lab in zip(self.rows, labels, strict=True):
                     self.cluster_row(r, lab)
             if previous is not None:
@@ -576,7 +570,7 @@ class LayoutState:
                     self.inherit(previous)
             with self.timed("content"):
                 if workers:
-                    self._contents_in_parallel(workers)
+                    parallel.fill_contents(self, workers)
                 for r in self.rows:
                     for cid in self.order[r.name]:
                         self.content(r, self.members[r.name][cid])
@@ -593,21 +587,6 @@ class LayoutState:
             with self.timed("compose"):
                 self.scene = self.compose()
         return self.scene
-
-    def _contents_in_parallel(self, workers: int) -> None:
-        """Pack and order every cluster not cached yet on ``workers`` processes."""
-        todo = []
-        for r in self.rows:
-            members = [m for m in (self.members[r.name][c] for c in self.order[r.name])
-                       if not self.has_content(r, m)]  # fmt: skip
-            if members:
-                todo.append((r, members))
-        jobs = [(self.data(r.unit).A, members, self.options) for r, members in todo]
-        for (r, _), (found, timings) in zip(todo, parallel.contents(jobs, workers), strict=True):
-            for c in found:
-                self.put_content(r, c)
-            for k, v in timings.items():  # (seconds of work, summed over the processes)
-                self.timings[k] = self.timings.get(k, 0.0) + v
 
     def replace_options(self, **changes: object) -> None:
         """Swap in options with ``changes`` (the caller re-composes what they affect).

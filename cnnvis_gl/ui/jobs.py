@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import SnapshotError
 from ..layout import LayoutOptions, LayoutState, build_state
 from ..layout import edit as layout_edit
 from ..layout.edit import Changed
@@ -368,7 +369,10 @@ class LayoutSession:
         user's saved clustering is what they expect to see).  Not adopted: edits wait for
         :meth:`open`, which reuses the loaded snapshot (:meth:`take_drafted`)."""
         t = time.perf_counter()
-        snapshot = self._run().latest()
+        try:
+            snapshot = self._run().latest()
+        except SnapshotError:  # no snapshot yet, or a damaged one: `open` says which
+            return None
         self.drafted = snapshot
         shown = {g.units[-1] for g in snapshot.graph.groups}  # a collapsed group shows its last
         neurons = sum(u.channels for u in snapshot.graph.units if u.name in shown)

@@ -29,3 +29,5 @@ echo "== bench_video (1080p tour frames on the GPU's EGL; render only where PyAV
 timeout 240 python3 tools/bench_video.py --size 1920x1080 2>&1 | tail -7
 echo "== bench_distributed (1 rank vs 2 ranks sharing the GPU through Gloo; NCCL needs a GPU per rank)"
 timeout 240 python3 tools/bench_distributed.py --model resnet20 --images 5000 --ranks 1,2 2>&1 | tail -8
+echo "== bench_ablation (cuda; issue 13's target <= 1.5 forward passes per ablated cluster)"
+timeout 120 python3 tools/bench_ablation.py --device cuda --images 1000 2>&1 | tail -6

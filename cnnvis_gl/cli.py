@@ -927,7 +927,7 @@ def _render_camera(
 
     from .errors import CnnvisError
     from .layout.scene import ROW_BETWEEN
-    from .layout.search import groups_frame, groups_under, row_clusters, row_frame
+    from .layout.search import groups_frame, row_clusters, row_frame
     from .render.camera import Camera
     from .render.text import frame_with_labels
 
@@ -945,9 +945,6 @@ def _render_camera(
         return "fit"
     name, _, n = a.zoom_to.partition(":")
     rows = {r.name: k for k, r in enumerate(scene.rows) if r.kind != ROW_BETWEEN}
-    stage = groups_under(groups, a.zoom_to) if not n and "#" not in name else []
-    if name not in rows and len(stage) > 1:  # a module holding several groups, as its breadcrumb
-        return frame_with_labels(scene.labels, groups_frame(scene, list(groups), stage), size, 0.04)
     if name not in rows:  # what the viewer's Find box finds: a module path, 'conv3 #2', …
         from .layout.search import search
 
@@ -957,6 +954,9 @@ def _render_camera(
                 f"--zoom-to: no row {name!r} (rows: {', '.join(rows)}; or a module path, a"
                 " cluster as the viewer names it, e.g. 'conv3 #2', or a neuron, e.g. conv3:17)"
             )
+        if hit.kind == "module":  # a module holding several groups, as its breadcrumb frames it
+            box = groups_frame(scene, list(groups), list(hit.groups))
+            return frame_with_labels(scene.labels, box, size, 0.04)
         if hit.kind == "row":
             return frame_with_labels(scene.labels, row_frame(scene, hit.index), size, 0.04)
         ci = hit.index if hit.kind == "cluster" else int(scene.neurons.cluster[hit.index])

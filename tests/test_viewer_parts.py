@@ -275,6 +275,38 @@ def test_search_finds_layers_modules_neurons_clusters_and_classes(state) -> None
     assert [(h.kind, h.index) for h in find("cat")] == [("class", snap.classes.index("cat"))]
     assert [h.label for h in find("auto")] == ["class automobile"]
     assert find("   ") == [] and find("no such thing") == []
+    # a module holding several groups (BaseCNN's conv groups live in ``features``): first, and
+    # holding them all; a module of one group is that group's row
+    top = find("features")[0]
+    assert top.kind == "module" and top.groups == ("conv1", "conv2", "conv3", "conv4")
+    assert top.index == rows["conv1"] and top.label == "module features: conv1 … conv4 (4 groups)"
+    assert all(h.kind != "module" for h in find("conv2")) and all(h.kind != "module" for h in find(inner))
+
+
+def test_breadcrumbs_follow_the_module_tree() -> None:
+    """A ResNet-50's groups (blocks of ``layerN.M`` units): the crumbs of one block, of several
+    blocks of a stage, of the stem, and of everything; a group of units without a shared module."""
+    from cnnvis_gl.layout.search import breadcrumbs, groups_under, module_prefix
+
+    stages = [(1, 3), (2, 4), (3, 6), (4, 3)]
+    groups = {"conv1": ["conv1"]}
+    k = 1
+    for stage, blocks in stages:
+        for b in range(blocks):
+            groups[f"block{k}"] = [f"layer{stage}.{b}.conv{i}" for i in (1, 2, 3)]
+            k += 1
+    groups["fc1"] = ["fc"]
+
+    def crumbs(shown):
+        return [(c.label, len(c.groups)) for c in breadcrumbs("resnet50", groups, shown)]
+
+    assert module_prefix(groups["block9"]) == ("layer3", "1") and module_prefix(["a.x", "b.y"]) == ()
+    assert groups_under(groups, "layer3") == [f"block{k}" for k in range(8, 14)]
+    assert crumbs(["block9"]) == [("resnet50", 18), ("layer3", 6), ("block9 (layer3.1)", 1)]
+    assert crumbs(["block8", "block9", "block10"]) == [("resnet50", 18), ("layer3", 6)]
+    assert crumbs(["block3", "block4"]) == [("resnet50", 18)]  # two stages: only the model
+    assert crumbs(["conv1"]) == [("resnet50", 18), ("conv1", 1)]
+    assert crumbs(list(groups)) == crumbs([]) == [("resnet50", 18)]
 
 
 def test_arrow_keys_walk_rows_and_layers(state) -> None:

@@ -35,16 +35,21 @@ class Hit:
     Attributes
     ----------
     kind
+        ``"module"`` (a module holding several layer groups, e.g. ``layer3`` of a ResNet),
         ``"row"``, ``"cluster"``, ``"neuron"`` or ``"class"``.
     index
-        Into ``scene.rows``, ``scene.clusters``, ``scene.neurons``, or the snapshot's classes.
+        Into ``scene.rows`` (a module: its first group's row), ``scene.clusters``,
+        ``scene.neurons``, or the snapshot's classes.
     label
         What the result list shows.
+    groups
+        A module's layer groups.
     """
 
     kind: str
     index: int
     label: str
+    groups: tuple[str, ...] = ()
 
 
 def row_clusters(scene: Scene, row: int) -> np.ndarray:
@@ -256,6 +261,12 @@ def search(
     if m:
         return _cluster_hits(scene, m.group(1), int(m.group(2)), units)[:limit]
     ranked: list[tuple[int, int, Hit]] = []
+    path = query.strip()
+    stage = groups_under(units, path) if path not in units else []
+    if len(stage) > 1:  # a module holding several groups: frame them all, as its breadcrumb
+        first = next((i for i in _layer_rows(scene) if scene.rows[i].name == stage[0]), 0)
+        label = f"module {path}: {stage[0]} … {stage[-1]} ({len(stage)} groups)"
+        ranked.append((-1, 0, Hit("module", first, label, tuple(stage))))
     for i in _layer_rows(scene):
         r = scene.rows[i]
         names = [r.name, *units.get(r.name, ())]

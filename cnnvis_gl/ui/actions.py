@@ -383,7 +383,9 @@ class Actions:
         s = st.scene
         if s is None:
             return
-        if hit.kind == "row":
+        if hit.kind == "module":
+            self.zoom_to_groups(list(hit.groups))
+        elif hit.kind == "row":
             self.zoom_to_row(hit.index)
         elif hit.kind == "cluster":
             st.selection.neuron = None

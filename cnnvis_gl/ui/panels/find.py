@@ -45,8 +45,9 @@ def find_box(st: AppState, act: Actions) -> None:
     )
     if imgui.is_item_hovered():
         imgui.set_tooltip(
-            "a layer or module path (features.5), a neuron (conv2:17), the N-th cluster of a\n"
-            "layer (conv2 #3) or a class; Enter goes to the first result (Ctrl+F: here)"
+            "a layer or module path (features.5; a module of several layers, e.g. layer3,\n"
+            "frames them all), a neuron (conv2:17), the N-th cluster of a layer (conv2 #3) or a\n"
+            "class; Enter goes to the first result (Ctrl+F: here)"
         )
     if not p.find.strip():
         return

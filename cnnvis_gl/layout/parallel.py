@@ -16,6 +16,7 @@ import contextlib
 import multiprocessing
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ PARALLEL_NEURONS = 20_000
 
 _pool: ProcessPoolExecutor | None = None
 _pool_size = 0
+_pool_lock = threading.Lock()  # (layouts may run on several threads: one pool)
 
 
 def workers_for(options: LayoutOptions, neurons: int) -> int:
@@ -71,6 +73,11 @@ def _ready(_: int) -> int:
 
 
 def _executor(workers: int) -> ProcessPoolExecutor:
+    with _pool_lock:
+        return _start(workers)
+
+
+def _start(workers: int) -> ProcessPoolExecutor:
     global _pool, _pool_size
     if _pool is None or _pool_size != workers:
         if _pool is not None:

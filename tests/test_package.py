@@ -112,10 +112,10 @@ FLOORS = (
     {"stats"},
     {"run", "api", "integrations"},  # api builds snapshots; the Recorder (run/) calls it
     {"analysis"},
-    {"layout"},
+    {"layout", "compare"},  # compare: two runs group by group (the viewer shows it too)
     {"render"},
     {"ui"},
-    {"demo", "video", "compare", "study", "cli", "__init__"},
+    {"demo", "video", "study", "cli", "__init__"},
 )
 
 

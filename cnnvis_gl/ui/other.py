@@ -100,12 +100,14 @@ class OtherView:
         self.target: Any = None
         self._drawn: tuple | None = None
         self._scene_set: Scene | None = None
+        self._framed_for: tuple[int, int] = (0, 0)  # the view size B was framed for
 
     # ------------------------------------------------------------------ loading
     def open(self, path: str | Path | None) -> None:
         """Compare with run ``path`` (laid out in the background); ``None`` closes it."""
         self.want = None if path is None or not str(path).strip() else Path(str(path).strip())
         self.run, self.error, self._drawn = None, None, None
+        self.camera, self.shown = CameraState(), []  # (the next run is framed afresh)
         if self.want is None:
             return
         app = self.app
@@ -150,8 +152,10 @@ class OtherView:
         groups_a = [g.name for g in st.snapshot.graph.groups]
         visible = st.camera.current.visible_rect(st.camera.viewport)
         shown = shown_groups(st.scene, groups_a, visible)
-        if shown and shown != self.shown or not self.camera.fitted:
-            self.shown = shown or groups_a
+        resized = size != self._framed_for
+        if (shown and shown != self.shown) or resized or not self.camera.fitted:
+            self._framed_for = size
+            self.shown = shown or self.shown or groups_a
             names = [run.pairs[g] for g in self.shown if g in run.pairs]
             rect = groups_frame(run.scene, run.groups, names) if names else None
             if rect is None:

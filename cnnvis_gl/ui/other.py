@@ -66,14 +66,15 @@ def _load(path: Path, run_a: Path, patch_size: int) -> OtherRun:
     return OtherRun(path, name, snap, patches, scene, [g.name for g in snap.graph.groups], rows)
 
 
-def _cka(path: Path, run_a: Path, classes: tuple[int, int]) -> dict[str, float] | str:
+def _cka(path: Path, run_a: Path) -> dict[str, float] | str:
     """CKA between matched groups on run A's probe images, or why it cannot be computed."""
     from ..compare import compare_runs
     from ..run.rebuild import rebuild_model, rebuild_probe
     from ..run.snapshot import open_run
 
     models = []
-    for run, k in zip((run_a, path), classes, strict=True):
+    for run in (run_a, path):
+        k = len(open_run(run).classes)
         model, why = rebuild_model(run, k)
         if model is None:
             return why
@@ -131,16 +132,15 @@ class OtherView:
 
     def _ask_cka(self) -> None:
         run, app = self.run, self.app
-        if run is None or app.images is None or app.state.snapshot is None:
+        if run is None or app.images is None:
             return
-        classes = (len(app.state.snapshot.classes), len(run.snapshot.classes))
         path, run_a = run.path, app.state.run_dir
 
         def then(done: Any) -> None:
             if self.run is run:
                 run.cka = done.result if done.error is None else f"CKA failed: {done.error}"
 
-        app.images.submit("CKA of the two runs", lambda: _cka(path, run_a, classes), then)
+        app.images.submit("CKA of the two runs", lambda: _cka(path, run_a), then)
 
     # ------------------------------------------------------------------ following the view
     def follow(self, size: tuple[int, int], dt: float) -> None:
@@ -161,9 +161,9 @@ class OtherView:
             if rect is None:
                 rect = run.scene.bounds
             cam = frame_with_labels(run.scene.labels, rect, size, 0.03)
-            if self.camera.fitted:
+            if self.camera.fitted and not resized:
                 self.camera.go(cam)
-            else:
+            else:  # (a resized panel is framed at once)
                 self.camera.jump(cam)
                 self.camera.fitted = True
         self.camera.step(dt)

@@ -23,6 +23,20 @@ def hint(text: str) -> None:
     imgui.pop_text_wrap_pos()
 
 
+def entry(widget_id: str, hint_text: str, text: str, button: str, enabled: bool = True) -> tuple[str, bool]:
+    """A text box and its button on one line: ``(text, go)``, ``go`` when the button is
+    clicked or Enter pressed in the box with some text (the button is disabled without)."""
+    imgui.set_next_item_width(-em(5))
+    entered, text = imgui.input_text_with_hint(
+        widget_id, hint_text, text, imgui.InputTextFlags_.enter_returns_true
+    )
+    imgui.same_line()
+    imgui.begin_disabled(not text.strip() or not enabled)
+    go = (imgui.button(button) or entered) and bool(text.strip()) and enabled
+    imgui.end_disabled()
+    return text, go
+
+
 def columns(table_id: str, widths: list[tuple[str, float]]) -> bool:
     """Begin a resizable table of stretching columns (name, relative width) and enter its first
     cell; ``False``: nothing to draw (then no ``end_table``)."""

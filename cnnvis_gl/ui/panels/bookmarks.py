@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from imgui_bundle import imgui
 
 from ...run.bookmarks import BOOKMARKS_FILE
-from ..widgets import em, hint
+from ..widgets import entry, hint
 
 if TYPE_CHECKING:
     from ..actions import Actions
@@ -30,17 +30,11 @@ def render_command(st: AppState, name: str) -> str:
 
 def bookmarks_panel(st: AppState, act: Actions) -> None:
     p = st.panels
-    imgui.set_next_item_width(-em(5))
-    entered, p.bookmark_name = imgui.input_text_with_hint(
-        "##bookmark_name", "name of this view", p.bookmark_name,
-        imgui.InputTextFlags_.enter_returns_true,
-    )  # fmt: skip
-    imgui.same_line()
-    imgui.begin_disabled(not p.bookmark_name.strip() or st.scene is None)
-    if (imgui.button("Save") or entered) and p.bookmark_name.strip():
-        if act.bookmarks.add(p.bookmark_name) is not None:
-            p.bookmark_name = ""
-    imgui.end_disabled()
+    p.bookmark_name, save = entry(
+        "##bookmark_name", "name of this view", p.bookmark_name, "Save", st.scene is not None
+    )
+    if save and act.bookmarks.add(p.bookmark_name) is not None:
+        p.bookmark_name = ""
     if st.bookmarks_damaged:
         hint(f"{BOOKMARKS_FILE} could not be read (see the status bar); it is left as it is.")
     if not st.bookmarks:

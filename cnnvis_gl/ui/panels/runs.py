@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from imgui_bundle import imgui
 
-from ..widgets import em, hint
+from ..widgets import em, entry, hint
 
 if TYPE_CHECKING:
     from ..actions import Actions
@@ -61,16 +61,10 @@ def runs_panel(st: AppState, act: Actions) -> None:
 
 def _open_row(st: AppState, act: Actions) -> None:
     p = st.panels
-    imgui.set_next_item_width(-em(5))
-    entered, p.other_path = imgui.input_text_with_hint(
-        "##other_path", "run directory to compare with", p.other_path,
-        imgui.InputTextFlags_.enter_returns_true,
-    )  # fmt: skip
-    imgui.same_line()
-    imgui.begin_disabled(not p.other_path.strip())
-    if (imgui.button("Open###open_other") or entered) and p.other_path.strip():
+    p.other_path, go = entry("##other_path", "run directory to compare with", p.other_path,
+                             "Open###open_other")  # fmt: skip
+    if go:
         act.other.open(p.other_path)
-    imgui.end_disabled()
 
 
 def _view(st: AppState, act: Actions, w: int, h: int) -> None:

@@ -229,6 +229,11 @@ def _render_parser(sub: Any) -> None:
     p.add_argument("-k", type=_count, help="clusters per group (default: chosen by silhouette)")
     p.add_argument("--expand", default="", help="comma-separated groups shown one row per layer")
     p.add_argument(
+        "--collapse", default="", metavar="STAGES",
+        help="comma-separated stages (modules holding several groups, e.g. layer3) shown as one row: "
+        "their output, edges through them; 'all': every stage holding no other (`cnnvis info` lists them)",
+    )  # fmt: skip
+    p.add_argument(
         "--one-column",
         action="store_true",
         help="one row under the other, however long the network (default: a long network wraps"
@@ -808,6 +813,7 @@ def cmd_render(a: argparse.Namespace) -> int:
         raise CnnvisError(
             f"--expand: no group {sorted(expand - groups)[0]!r} (groups: {', '.join(sorted(groups))})"
         )
+    collapse = _collapse_arg(a.collapse, snap.graph)
     selection = None
     if a.classes:
         names = [c.strip() for c in a.classes.split(",") if c.strip()]
@@ -820,13 +826,13 @@ def cmd_render(a: argparse.Namespace) -> int:
     if a.edges is not None and not 0.0 < a.edges <= 1.0:
         raise CnnvisError(f"--edges {a.edges}: use a fraction in (0, 1]")
     edits = None
-    if not (a.fresh or a.k is not None or (expand and mark is None)):
+    if not (a.fresh or a.k is not None or ((expand or collapse) and mark is None)):
         try:
             edits = load_edits(a.run)
         except ValueError as e:
             raise CnnvisError(f"{e} (use --fresh to ignore it)") from None
     if edits is not None and mark is not None:
-        edits = replace(edits, expanded=frozenset(expand))
+        edits = replace(edits, expanded=frozenset(expand), collapsed=collapse)
     # a long network wraps into columns filling the picture; --one-column keeps the chain
     # (a bookmark's camera is in the layout of the view it was taken in)
     shape = mark.size if mark is not None else size
@@ -847,6 +853,7 @@ def cmd_render(a: argparse.Namespace) -> int:
         options = LayoutOptions(
             k=a.k,
             expanded=frozenset(expand),
+            collapsed=collapse,
             facet=facet,
             edge_fraction=fraction,
             view_size=view,
@@ -907,7 +914,24 @@ def _apply_bookmark(a: argparse.Namespace) -> Any:
     a.edges = mark.edge_fraction if a.edges is None else a.edges
     a.classes = a.classes or ",".join(mark.classes)
     a.expand = a.expand or ",".join(mark.expanded)
+    a.collapse = a.collapse or ",".join(mark.collapsed)
     return mark
+
+
+def _collapse_arg(text: str, graph: Any) -> frozenset[str]:
+    """``--collapse``'s stages (``all``: the innermost), or a clear error naming the stages."""
+    from .errors import CnnvisError
+    from .layout.hierarchy import innermost_stages, stages
+
+    want = {s.strip() for s in text.split(",") if s.strip()}
+    if want == {"all"}:
+        return frozenset(innermost_stages(graph))
+    known = stages(graph)
+    unknown = sorted(want - set(known))
+    if unknown:
+        listed = ", ".join(known) if known else "none: no module holds several groups"
+        raise CnnvisError(f"--collapse: no stage {unknown[0]!r} (stages: {listed})")
+    return frozenset(want)
 
 
 def _bookmark_selection(mark: Any, scene: Any, selection: dict | None) -> dict | None:
@@ -1078,6 +1102,7 @@ def cmd_info(a: argparse.Namespace) -> int:
             return _print_neuron(run, a)
         print(run)
         print(run.graph.summary())
+        print(_stages_text(run.graph))
         print(_capture_text(run.graph.capture))
         steps = run.steps()
         for step in steps:
@@ -1113,11 +1138,24 @@ def cmd_info(a: argparse.Namespace) -> int:
         shape = (3, 32, 32)
     graph = build_graph(build_model(a.target), shape)
     print(graph.summary())
+    print(_stages_text(graph))
     print(
         f"{len(graph.groups)} groups, {len(graph.units)} units, {graph.num_neurons} neurons; "
         f"input {'x'.join(map(str, shape))}; {_capture_text(graph.capture)}"
     )
     return 0
+
+
+def _stages_text(graph: Any) -> str:
+    """The stages (modules holding several groups) for ``render --collapse``, one line."""
+    from .layout.hierarchy import stages
+
+    found = stages(graph)
+    if not found:
+        return "stages: none (no module holds several groups)"
+    names = [g.name for g in graph.groups]
+    parts = [f"{p} ({names[i[0]]}–{names[i[-1]]})" for p, i in found.items()]
+    return "stages (render --collapse, the Controls panel): " + ", ".join(parts)
 
 
 def _capture_text(capture: str) -> str:

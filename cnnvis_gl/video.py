@@ -83,22 +83,23 @@ class _Looks:
         self.drawn = 0
 
     def scene(self, mark: Any) -> Any:
-        from .layout import LayoutOptions, build_scene
+        from .layout import LayoutOptions, build_scene, stages
         from .layout.scene import FACET_FEATURES, FACET_MATRIX
         from .ui.edits import build_with_edits
 
         # laid out for the view the bookmark was taken in (its camera is in that layout)
         view = (int(mark.size[0]), int(mark.size[1]))
-        key = (tuple(sorted(mark.expanded)), mark.facet, mark.edge_fraction, view)
+        key = (tuple(sorted(mark.expanded)), tuple(sorted(mark.collapsed)), mark.facet, mark.edge_fraction, view)
         if key not in self._scenes:
             facet = FACET_MATRIX if mark.facet == "matrix" else FACET_FEATURES
             expanded = frozenset(mark.expanded) & {g.name for g in self.snap.graph.groups}
+            collapsed = frozenset(mark.collapsed) & set(stages(self.snap.graph))
             if self.edits is not None:  # as `cnnvis render --bookmark`: the viewer's layout
-                e = replace(self.edits, expanded=expanded, edge_fraction=mark.edge_fraction,
+                e = replace(self.edits, expanded=expanded, collapsed=collapsed, edge_fraction=mark.edge_fraction,
                             facet=facet, facets={})  # fmt: skip
                 self._scenes[key] = build_with_edits(self.snap, e, LayoutOptions(view_size=view)).scene
             else:
-                options = LayoutOptions(expanded=expanded, facet=facet,
+                options = LayoutOptions(expanded=expanded, collapsed=collapsed, facet=facet,
                                         edge_fraction=mark.edge_fraction, view_size=view)  # fmt: skip
                 self._scenes[key] = build_scene(self.snap, options)
         return key, self._scenes[key]

@@ -470,6 +470,58 @@ def test_groups_k_method_expand_collapse_and_undo(run_dir: Path):
     assert seen["undone"] == seen["expanded"] and seen["checkbox"]
 
 
+def test_collapse_a_stage_animates_refits_saves_and_undoes(run_dir: Path):
+    """The Controls panel's stage line collapses ``features`` (conv1–conv4) into one row: the
+    view morphs into it (rows in between), the whole network stays fitted, layout.json keeps
+    it, the label says so; Ctrl+Z brings the groups back."""
+    from imgui_bundle import imgui
+
+    from cnnvis_gl.render.camera import Camera
+
+    app = make_app(run_dir)
+    seen: dict = {"drawn": []}
+
+    def rows() -> list[str]:
+        return [r.name for r in app.state.scene.rows if not r.name.startswith("between:")]
+
+    def watch(a) -> None:  # what the renderer draws during the morph
+        if a.feed.morphing is not None and a.renderer is not None:
+            seen["drawn"].append(next((r.y for r in a.renderer.scene.rows if r.name == "features"), None))
+
+    def test(ctx):
+        wait(ctx, ready(app))
+        ctx.yield_(3)
+        seen["before"] = rows()
+        conv4 = next(r for r in app.state.scene.rows if r.name == "conv4")
+        seen["conv4_y"] = conv4.y
+        app.on_frame.append(watch)
+        ctx.item_click("//Controls/**/stage:features/##stage")
+        wait(ctx, lambda: ready(app)() and app.feed.morphing is None and not app.state.camera.animating)
+        seen["collapsed"] = rows()
+        seen["labels"] = [lab.text for lab in app.state.scene.labels if lab.kind == "row"]
+        seen["drawn_final"] = app.renderer.scene is app.state.scene
+        cam, st = app.state.camera, app.state
+        whole = Camera().fit(st.scene.bounds, cam.viewport, margin=0.03)
+        seen["fitted"] = (cam.current.zoom / whole.zoom, cam.current.center, whole.center)
+        seen["saved"] = json.loads((run_dir / "layout.json").read_text())["options"]["collapsed"]
+        ctx.key_press(imgui.Key.mod_ctrl | imgui.Key.z)
+        wait(ctx, lambda: ready(app)() and app.feed.morphing is None)
+        seen["undone"] = rows()
+        seen["state"] = set(app.state.collapsed)
+
+    drive(app, test, SIZE)
+    assert seen["collapsed"][0] == "features" and not {"conv1", "conv2", "conv3", "conv4"} & set(seen["collapsed"])
+    assert any(t.startswith("features (4 groups)") for t in seen["labels"])
+    ys = [y for y in seen["drawn"] if y is not None]
+    assert len(ys) >= 2, "the morph drew frames in between"
+    assert any(0.0 < y < seen["conv4_y"] for y in ys), "the stage row moved from conv4's place towards the top"
+    assert seen["drawn_final"]
+    zoom, c, w = seen["fitted"]
+    assert zoom == pytest.approx(1.0, rel=0.02) and np.allclose(c, w, atol=2.0 / max(zoom, 1e-9))
+    assert seen["saved"] == ["features"]
+    assert seen["undone"] == seen["before"] and seen["state"] == set()
+
+
 def test_run_app_refuses_a_missing_run(tmp_path: Path):
     from cnnvis_gl.errors import SnapshotError
     from cnnvis_gl.ui import run_app

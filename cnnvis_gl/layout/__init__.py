@@ -44,13 +44,15 @@ from .edit import (
     diff_scenes,
     move_neuron,
     set_clustering,
+    set_collapsed,
     set_expanded,
     set_facet,
     set_threshold,
     set_view_size,
 )
+from .hierarchy import innermost_stages, stages
 from .options import GroupClustering, LayoutOptions
-from .scene import FACET_FEATURES, FACET_MATRIX, ROW_BETWEEN, ROW_GROUP, ROW_LAYER, Scene
+from .scene import FACET_FEATURES, FACET_MATRIX, ROW_BETWEEN, ROW_GROUP, ROW_LAYER, ROW_STAGE, Scene
 from .state import LayoutState
 
 __all__ = [
@@ -59,6 +61,7 @@ __all__ = [
     "ROW_BETWEEN",
     "ROW_GROUP",
     "ROW_LAYER",
+    "ROW_STAGE",
     "Changed",
     "GroupClustering",
     "LayoutOptions",
@@ -67,10 +70,13 @@ __all__ = [
     "build_scene",
     "build_state",
     "diff_scenes",
+    "innermost_stages",
     "move_neuron",
     "set_clustering",
+    "set_collapsed",
     "set_expanded",
     "set_facet",
     "set_threshold",
     "set_view_size",
+    "stages",
 ]

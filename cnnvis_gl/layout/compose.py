@@ -181,7 +181,8 @@ def _row_height(state: LayoutState, items: list[tuple[int, Any, Any]]) -> tuple[
 def _row_label(state: LayoutState, r: Any, left: float, y: float) -> Label:
     """The row's name and size, right-aligned left of its first cluster."""
     n_neur = state.snapshot.graph.unit(r.unit).channels
-    return Label(f"{r.name}  {n_neur} neurons", left - ROW_LABEL, y, ROW_LABEL, "right")
+    name = f"{r.name} ({len(r.groups)} groups)" if r.groups else r.name
+    return Label(f"{name}  {n_neur} neurons", left - ROW_LABEL, y, ROW_LABEL, "right")
 
 
 def _plan(state: LayoutState, per_row: list[list[tuple[int, Any, Any]]]) -> tuple[ColumnPlan, float]:
@@ -247,7 +248,7 @@ def _add_row(
     y = float(plan.y[i])
     ri = len(asm.rows)
     asm.row_index[r.name] = ri
-    asm.rows.append(Row(r.name, r.kind, y, height, r.group, r.unit, span[0], span[1] - span[0]))
+    asm.rows.append(Row(r.name, r.kind, y, height, r.group, r.unit, span[0], span[1] - span[0], r.groups))
     top = y + o.row_padding
     xs, ws = state.row_extent(r)
     xs = xs + float(plan.dx[i])

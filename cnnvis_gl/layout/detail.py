@@ -203,11 +203,7 @@ def neuron_edges(
         if not upper.size or not lower.size:
             continue
         ru, rl = scene.rows[up], scene.rows[lo]
-        W = row_weights(
-            snapshot,
-            RowSpec(ru.name, ru.kind, ru.group, ru.unit),
-            RowSpec(rl.name, rl.kind, rl.group, rl.unit),
-        )
+        W = row_weights(snapshot, RowSpec.of(ru), RowSpec.of(rl))
         if W is None:
             continue
         ch_u = np.asarray(scene.neurons.index, dtype=np.int64)[upper]

@@ -2,7 +2,7 @@
 
 * :func:`row_weights` — the signed neuron → neuron weights between two rows, from the snapshot
   (``group_weights`` between collapsed groups, ``unit_weights`` where a row is one unit of an
-  expanded group);
+  expanded group, group weights chained through a collapsed stage);
 * :func:`cluster_weights` — the cluster → cluster weight: the mean of the neuron weights
   between the two clusters;
 * :func:`edge_threshold` — the ``|w|`` threshold of the options (top fraction or absolute);
@@ -13,14 +13,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..analysis import Bundling, threshold_for_top
 from ..analysis.bicluster import CURVE_TENSION
+from .hierarchy import stage_weights
 from .options import LayoutOptions
-from .scene import ROW_GROUP, Bundles, Edges
+from .scene import ROW_GROUP, ROW_STAGE, Bundles, Edges
 
 if TYPE_CHECKING:  # torch-free at run time: the layout never needs torch
     from ..model.graph import NeuronGraph
@@ -47,17 +48,25 @@ PIECE_DIRECT = 2  # input cluster → output cluster (edge in no bicluster)
 
 @dataclass(frozen=True)
 class RowSpec:
-    """A layer row: a collapsed group (``kind == ROW_GROUP``) or one unit of an expanded group."""
+    """A layer row: a collapsed group (``kind == ROW_GROUP``), one unit of an expanded group
+    (``ROW_LAYER``) or a collapsed stage (``ROW_STAGE``: ``groups`` are the group indices it
+    stands for, ``group`` and ``unit`` its last group's)."""
 
     name: str
     kind: int
     group: int
     unit: str
+    groups: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, row: Any) -> RowSpec:
+        """The spec of a Scene :class:`~cnnvis_gl.layout.scene.Row`."""
+        return cls(row.name, row.kind, row.group, row.unit, tuple(row.groups))
 
 
 def _source_name(graph: NeuronGraph, upper: RowSpec, lower: RowSpec) -> str | None:
     """Name of ``upper`` as a source in ``lower``'s weight dictionary."""
-    if lower.kind == ROW_GROUP:
+    if lower.kind in (ROW_GROUP, ROW_STAGE):
         g = graph.groups[upper.group]
         # A group's neurons are its last unit: an upper unit row stands for its group only then.
         return g.name if upper.unit == g.unit else None
@@ -81,6 +90,8 @@ def row_weights(snapshot: Snapshot, upper: RowSpec, lower: RowSpec) -> np.ndarra
     src = _source_name(snapshot.graph, upper, lower)
     if src is None:
         return None
+    if lower.kind == ROW_STAGE:
+        return stage_weights(snapshot, src, lower.groups)
     if lower.kind == ROW_GROUP:
         key = f"weights/group/{snapshot.graph.groups[lower.group].name}/{src}"
     else:

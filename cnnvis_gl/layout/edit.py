@@ -24,6 +24,7 @@ import numpy as np
 
 from .content import ClusterContent, cluster_content, insert_neuron, remove_neuron
 from .edges import RowSpec
+from .hierarchy import stages
 from .ids import unique_id
 from .options import GroupClustering
 from .scene import ROW_BETWEEN, Scene
@@ -34,6 +35,7 @@ __all__ = [
     "diff_scenes",
     "move_neuron",
     "set_clustering",
+    "set_collapsed",
     "set_expanded",
     "set_threshold",
     "set_facet",
@@ -365,10 +367,36 @@ def set_expanded(
         assert state.scene is not None
         return state.scene, Changed()
     exp = state.options.expanded | {group} if want else state.options.expanded - {group}
-    state.replace_options(expanded=frozenset(exp))
+    return _set_rows(state, expanded=frozenset(exp))
+
+
+def set_collapsed(
+    state: LayoutState, stage: str, collapsed: bool | None = None
+) -> tuple[Scene, Changed]:
+    """Collapse a stage (a module holding several groups, :func:`~cnnvis_gl.layout.hierarchy.stages`)
+    into one row, or expand it back into its groups (``collapsed=None`` toggles).
+
+    As with :func:`set_expanded`, the rows that stay keep their clusters, and the stage's output
+    row keeps the clusters of its last group's row (and back).
+    """
+    state.timings = {}
+    if stage not in stages(state.snapshot.graph):
+        raise KeyError(f"no stage {stage!r}")
+    now = stage in state.options.collapsed
+    want = (not now) if collapsed is None else bool(collapsed)
+    if want == now:
+        assert state.scene is not None
+        return state.scene, Changed()
+    col = state.options.collapsed | {stage} if want else state.options.collapsed - {stage}
+    return _set_rows(state, collapsed=frozenset(col))
+
+
+def _set_rows(state: LayoutState, **changes: frozenset[str]) -> tuple[Scene, Changed]:
+    """New ``expanded`` / ``collapsed`` options: new rows, the others keep their clusters."""
+    state.replace_options(**changes)
     old_rows = {r.name: r for r in state.rows}
-    new_rows = row_specs(state.snapshot, state.options.expanded)
-    kept = {r.name for r in new_rows if r.name in old_rows}
+    new_rows = row_specs(state.snapshot, state.options.expanded, state.options.collapsed)
+    kept = {r.name for r in new_rows if r.name in old_rows and old_rows[r.name] == r}
     by_unit = {r.unit: r for r in state.rows if r.name not in kept}
     fresh = []
     with blas_threads(state.options.blas_threads):

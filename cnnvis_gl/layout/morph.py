@@ -82,9 +82,10 @@ def morph(a: Scene, b: Scene, t: float) -> Scene:
     )
     neurons = replace(nb, rect=_lerp(n_start, np.asarray(nb.rect, np.float64), t))
     rows_a = {r.name: r for r in a.rows}
+    units_a = {r.unit: r for r in a.rows if r.unit}  # a collapsed stage comes from its last group
     rows = []
     for r in b.rows:
-        old = rows_a.get(r.name, r)
+        old = rows_a.get(r.name) or units_a.get(r.unit, r)
         rows.append(replace(r, y=old.y + (r.y - old.y) * t, height=old.height + (r.height - old.height) * t))
     labels = _labels(b, rows, b_frames, frames)
     ax0, ay0, ax1, ay1 = a.bounds

@@ -43,6 +43,10 @@ class LayoutOptions:
         Range searched by the silhouette choice of k (inclusive).
     expanded
         Names of the groups shown as one row per unit (level of detail).
+    collapsed
+        Module paths of the stages shown as one row: the stage's output, its last group's
+        neurons (:mod:`~cnnvis_gl.layout.hierarchy`; a stage inside a collapsed one is hidden
+        with it, names that are no stage are ignored).
     facet
         Initial facet of every cluster (:data:`~cnnvis_gl.layout.scene.FACET_FEATURES` or
         :data:`~cnnvis_gl.layout.scene.FACET_MATRIX`); per-cluster facets are set by
@@ -107,6 +111,7 @@ class LayoutOptions:
     clustering: Mapping[str, GroupClustering] = field(default_factory=dict)
     k_range: tuple[int, int] = (2, 8)
     expanded: frozenset[str] = frozenset()
+    collapsed: frozenset[str] = frozenset()
     facet: int = FACET_FEATURES
     edge_fraction: float = 0.25
     edge_threshold: float | None = None
@@ -147,6 +152,7 @@ class LayoutOptions:
                 f"need 1 <= patch_min <= patch_max, got {self.patch_min}, {self.patch_max}"
             )
         object.__setattr__(self, "expanded", frozenset(self.expanded))
+        object.__setattr__(self, "collapsed", frozenset(self.collapsed))
         object.__setattr__(self, "clustering", dict(self.clustering))
 
     def clustering_for(self, group: str) -> GroupClustering:

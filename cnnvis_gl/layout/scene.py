@@ -25,6 +25,7 @@ FACET_MATRIX = 1
 ROW_GROUP = 0  # a collapsed layer group
 ROW_LAYER = 1  # one layer of an expanded group
 ROW_BETWEEN = 2  # in-between row of bicluster nodes
+ROW_STAGE = 3  # a collapsed stage: several groups shown as their output (the last group's neurons)
 
 #: Advance of one character of the label font, as a fraction of the text height (the one rule
 #: for how wide a label is: layout bounds, class-name truncation, the view's row framing).
@@ -38,14 +39,15 @@ ROW_LABEL = 16.0
 class Row:
     """A horizontal band of the DAG."""
 
-    name: str  # group name, "group/unit" for an expanded layer, "between:<upper>|<lower>"
-    kind: int  # ROW_GROUP | ROW_LAYER | ROW_BETWEEN
+    name: str  # group name, "group/unit" for an expanded layer, "between:<upper>|<lower>", a stage's module path
+    kind: int  # ROW_GROUP | ROW_LAYER | ROW_BETWEEN | ROW_STAGE
     y: float  # top
     height: float
     group: int  # index in NeuronGraph.groups (-1 for between rows)
     unit: str  # the unit whose neurons the row shows ("" for between rows)
     x: float = 0.0  # left of the band, when the rows wrap into columns (``width > 0``) …
     width: float = 0.0  # … else the band spans the scene's width (0)
+    groups: tuple[int, ...] = ()  # a collapsed stage: the groups it stands for (``group``: the last)
 
     def span(self, bounds: tuple[float, float, float, float]) -> tuple[float, float]:
         """``(x0, x1)`` of the row's band: its column's, or the scene's ``bounds``."""

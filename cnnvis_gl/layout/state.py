@@ -31,11 +31,13 @@ from .content import (
     unit_data,
 )
 from .edges import EdgePieces, RowSpec, cluster_weights, row_weights
+from .hierarchy import outermost
 from .ids import inherit_ids, unique_id
 from .options import LayoutOptions
 from .scene import (
     ROW_GROUP,
     ROW_LAYER,
+    ROW_STAGE,
     Scene,
 )
 
@@ -98,11 +100,22 @@ def previous_clusters(
     return out
 
 
-def row_specs(snapshot: Snapshot, expanded: frozenset[str]) -> list[RowSpec]:
-    """Layer rows from top (input side) to bottom: one per group, one per unit when expanded."""
+def row_specs(
+    snapshot: Snapshot, expanded: frozenset[str], collapsed: frozenset[str] = frozenset()
+) -> list[RowSpec]:
+    """Layer rows from top (input side) to bottom: one per group, one per unit when expanded,
+    one per collapsed stage (module path, see :mod:`~cnnvis_gl.layout.hierarchy`)."""
     rows: list[RowSpec] = []
+    hidden: dict[int, str] = {}
+    stages = outermost(snapshot.graph, collapsed) if collapsed else {}
+    for path, idx in stages.items():
+        hidden.update((gi, path) for gi in idx)
     for gi, g in enumerate(snapshot.graph.groups):
-        if g.name in expanded and len(g.units) > 1:
+        if gi in hidden:
+            idx = stages[hidden[gi]]
+            if gi == idx[-1]:
+                rows.append(RowSpec(hidden[gi], ROW_STAGE, gi, g.unit, idx))
+        elif g.name in expanded and len(g.units) > 1:
             rows += [RowSpec(f"{g.name}/{u}", ROW_LAYER, gi, u) for u in g.units]
         else:
             rows.append(RowSpec(g.name, ROW_GROUP, gi, g.unit))
@@ -141,6 +154,7 @@ _EDIT_OPTIONS = {
     "facet",
     "clustering",
     "expanded",
+    "collapsed",
     "incremental_min",
     "move_exact_max",
     "sweeps",
@@ -554,7 +568,7 @@ class LayoutState:
             class_order = previous.class_order
         self.timings = {}
         with blas_threads(self.options.blas_threads):
-            self.rows = row_specs(self.snapshot, self.options.expanded)
+            self.rows = row_specs(self.snapshot, self.options.expanded, self.options.collapsed)
             with self.timed("class_order"):
                 self.compute_class_order(class_order)
             neurons = sum(self.snapshot.graph.unit(r.unit).channels for r in self.rows)

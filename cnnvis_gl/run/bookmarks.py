@@ -37,6 +37,7 @@ class Bookmark:
     facet: str = "features"  # "features" | "matrix": every cluster's
     edge_fraction: float = 0.25
     expanded: tuple[str, ...] = ()
+    collapsed: tuple[str, ...] = ()  # stages shown as one row
     classes: tuple[str, ...] = ()
     cluster: int | None = None  # selected cluster id
     neuron: tuple[str, int] | None = None  # selected neuron (unit, channel)
@@ -59,6 +60,8 @@ class Bookmark:
             "expanded": list(self.expanded),
             "classes": list(self.classes),
         }
+        if self.collapsed:
+            out["collapsed"] = list(self.collapsed)
         if self.cluster is not None:
             out["cluster"] = self.cluster
         if self.neuron is not None:
@@ -66,8 +69,8 @@ class Bookmark:
         return {**self.extra, **out}
 
 
-_KNOWN = {"name", "camera", "size", "theme", "facet", "edge_fraction", "expanded", "classes",
-          "cluster", "neuron"}  # fmt: skip
+_KNOWN = {"name", "camera", "size", "theme", "facet", "edge_fraction", "expanded", "collapsed",
+          "classes", "cluster", "neuron"}  # fmt: skip
 
 
 def _number(v: Any, where: str, positive: bool = False) -> float:
@@ -131,6 +134,7 @@ def _parse(d: Any, k: int) -> Bookmark:
         facet=facet,
         edge_fraction=fraction,
         expanded=_strings(d.get("expanded", []), f"{where}: 'expanded'"),
+        collapsed=_strings(d.get("collapsed", []), f"{where}: 'collapsed'"),
         classes=_strings(d.get("classes", []), f"{where}: 'classes'"),
         cluster=cluster,
         neuron=neuron,

@@ -171,6 +171,13 @@ class Actions:
         verb = "expand" if expanded else "collapse"
         self._edit(f"{verb} {group}", lambda: self._session.set_expanded(group, expanded))
 
+    def set_collapsed(self, stage: str, collapsed: bool) -> None:
+        """Collapse a stage (a module holding several groups) into one row, or expand it."""
+        st = self.app.state
+        (st.collapsed.add if collapsed else st.collapsed.discard)(stage)
+        verb = "collapse" if collapsed else "expand"
+        self._edit(f"{verb} {stage}", lambda: self._session.set_collapsed(stage, collapsed))
+
     def preview_threshold(self, fraction: float) -> None:
         """While the slider moves: hide edges at once (no upload); the re-bundling follows."""
         st, r = self.app.state, self.app.renderer

@@ -223,6 +223,7 @@ class App:
                     done.then(done)
         self.feed.poll_follower()
         self.feed.fit_rows_to_canvas(now)
+        self.feed.tick(now)
         st.jobs.pending = self.worker.pending if self.worker else []
         self.loaders.tick(now)
         st.camera.step(dt)
@@ -230,7 +231,8 @@ class App:
         self._shortcuts()
         # idle at a low frame rate only when nothing moves and nothing runs
         presenting = st.tour.present is not None and st.tour.present.moving
-        busy = st.camera.animating or bool(st.jobs.pending) or st.drag is not None or presenting
+        morphing = self.feed.morphing is not None
+        busy = st.camera.animating or bool(st.jobs.pending) or st.drag is not None or presenting or morphing
         hello_imgui.get_runner_params().fps_idling.enable_idling = not busy and not st.headless
         for hook in list(self.on_frame):
             hook(self)
@@ -258,7 +260,7 @@ class App:
         elif st.headless:
             # nobody watches a headless window: idle at 2 fps, leaving the CPU (and the GIL)
             # to e.g. a training loop in this process (`cnnvis demo`: 10 fps cost it 30 %)
-            moving = st.camera.animating or st.drag is not None or bool(st.jobs.pending)
+            moving = st.camera.animating or st.drag is not None or bool(st.jobs.pending) or self.feed.morphing is not None
             idle = not moving and self.frame_period > 0  # 0: no cap at all (the GUI tests)
             period = max(self.frame_period, self.idle_period) if idle else self.frame_period
             time.sleep(max(period - elapsed, 0.0))
@@ -284,6 +286,7 @@ class App:
             st.scene is not None
             and not st.jobs.pending
             and not st.camera.animating
+            and self.feed.morphing is None
             and self.view.drawn_key is not None
             and not self.loaders.loading  # the Training panel and the flags have loaded
             and not self.other.loading  # a second run to compare with has been laid out

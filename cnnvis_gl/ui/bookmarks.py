@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import SnapshotError
+from ..layout.hierarchy import stages
 from ..layout.scene import FACET_FEATURES, FACET_MATRIX
 from ..render.camera import Camera
 from ..run.bookmarks import BOOKMARKS_FILE, Bookmark, load_bookmarks, save_bookmarks
@@ -66,6 +67,7 @@ class Bookmarks:
             facet="matrix" if st.facet == FACET_MATRIX else "features",
             edge_fraction=float(st.edge_fraction),
             expanded=tuple(sorted(st.edits.expanded)),
+            collapsed=tuple(sorted(st.edits.collapsed)),
             classes=tuple(names[c] for c in sorted(sel.classes)),
             cluster=sel.cluster,
             neuron=None if sel.neuron is None else (str(sel.neuron[0]), int(sel.neuron[1])),
@@ -108,6 +110,10 @@ class Bookmarks:
         for g in st.groups:
             if (g in mark.expanded) != st.groups[g].expanded:
                 act.set_expanded(g, g in mark.expanded)
+        if st.snapshot is not None:
+            for path in stages(st.snapshot.graph):
+                if (path in mark.collapsed) != (path in st.collapsed):
+                    act.set_collapsed(path, path in mark.collapsed)
         names = list(st.snapshot.classes) if st.snapshot is not None else list(s.classes)
         act.select_classes({names.index(c) for c in mark.classes if c in names})
         if mark.neuron is not None and st.neuron_index(mark.neuron) is not None:

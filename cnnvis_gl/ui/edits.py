@@ -67,6 +67,8 @@ class LayoutEdits:
         Per group name, ``(method, k)`` overrides.
     expanded : frozenset[str]
         Expanded group names.
+    collapsed : frozenset[str]
+        Collapsed stages (module paths, :mod:`cnnvis_gl.layout.hierarchy`).
     edge_fraction : float
         Fraction of the cluster edges kept per pair of rows.
     facet : int
@@ -83,6 +85,7 @@ class LayoutEdits:
     rows: Mapping[str, tuple[tuple[int, tuple[int, ...]], ...]] = field(default_factory=dict)
     clustering: Mapping[str, tuple[str, int | None]] = field(default_factory=dict)
     expanded: frozenset[str] = frozenset()
+    collapsed: frozenset[str] = frozenset()
     edge_fraction: float = 0.25
     facet: int = 0
     facets: Mapping[int, int] = field(default_factory=dict)
@@ -103,6 +106,7 @@ class LayoutEdits:
             base,
             clustering={g: GroupClustering(m, k) for g, (m, k) in self.clustering.items()},
             expanded=frozenset(self.expanded),
+            collapsed=frozenset(self.collapsed),
             edge_fraction=float(self.edge_fraction),
             edge_threshold=None,
             facet=int(self.facet),
@@ -130,6 +134,7 @@ class LayoutEdits:
                 "edge_fraction": float(self.edge_fraction),
                 "facet": int(self.facet),
                 "expanded": sorted(self.expanded),
+                "collapsed": sorted(self.collapsed),
                 "clustering": {g: {"method": m, "k": k} for g, (m, k) in self.clustering.items()},
             },
             "facets": {str(c): int(f) for c, f in self.facets.items()},
@@ -173,6 +178,7 @@ class LayoutEdits:
                 rows=rows,
                 clustering=clustering,
                 expanded=frozenset(str(g) for g in opts.get("expanded", [])),
+                collapsed=frozenset(str(g) for g in opts.get("collapsed", [])),
                 edge_fraction=fraction,
                 facet=int(opts.get("facet", 0)) & 1,
                 facets={int(c): int(f) & 1 for c, f in dict(data.get("facets", {})).items()},
@@ -200,6 +206,7 @@ def capture(state: LayoutState, pinned: bool = True) -> LayoutEdits:
         rows=rows,
         clustering={g: (c.method, c.k) for g, c in o.clustering.items()},
         expanded=frozenset(o.expanded),
+        collapsed=frozenset(o.collapsed),
         edge_fraction=float(o.edge_fraction),
         facet=int(o.facet),
         facets=dict(state.facets) if pinned else {},
@@ -253,12 +260,13 @@ def restore(state: LayoutState, edits: LayoutEdits) -> tuple[Scene, Changed]:
     state.replace_options(
         clustering=options.clustering,
         expanded=options.expanded,
+        collapsed=options.collapsed,
         edge_fraction=options.edge_fraction,
         edge_threshold=None,
         facet=options.facet,
     )
     with blas_threads(state.options.blas_threads):
-        new_rows = row_specs(state.snapshot, state.options.expanded)
+        new_rows = row_specs(state.snapshot, state.options.expanded, state.options.collapsed)
         for name in old_rows - {r.name for r in new_rows}:
             for cid in state.members.pop(name, {}):
                 state.facets.pop(cid, None)
@@ -301,7 +309,7 @@ def build_with_edits(
     state = LayoutState(snapshot, options)
     state.timings = {}
     with blas_threads(options.blas_threads):
-        state.rows = row_specs(snapshot, options.expanded)
+        state.rows = row_specs(snapshot, options.expanded, options.collapsed)
         with state.timed("class_order"):
             state.compute_class_order(class_order)
         fresh = _apply_rows(state, edits)

@@ -5,24 +5,33 @@ a :class:`~cnnvis_gl.ui.jobs.SceneUpdate`, is applied between frames (:meth:`Sce
 uploading to the renderer only the parts that changed.  An edit's ``on_success`` (undo / redo
 moving an entry between the history's stacks) runs only when its job succeeded.  Following a
 run, the follower lays out each new newest snapshot on its own thread (:meth:`_prepare`).
+When the rows change (a group expanded, a stage collapsed, or undone) the view morphs from the
+old scene into the new over :data:`MORPH_SECONDS` (:meth:`SceneFeed.tick`).
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..layout.morph import morph
 from .jobs import Done, SceneUpdate
 from .state import GroupSetting, HistoryEntry
 
 if TYPE_CHECKING:
     from .app import App
 
-__all__ = ["SceneFeed"]
+__all__ = ["MORPH_MAX", "MORPH_SECONDS", "SceneFeed"]
+
+#: A change of rows animates this long (seconds) …
+MORPH_SECONDS = 0.4
+#: … on scenes of up to this many neurons (each frame of the morph uploads the whole scene).
+MORPH_MAX = 20_000
 
 
 class SceneFeed:
@@ -37,6 +46,7 @@ class SceneFeed:
         self._canvas: tuple[tuple[int, int], float] = ((1, 1), 0.0)  # size, since when
         self._view_asked: tuple[int, int] | None = None  # the last canvas size laid out for
         self.open_when_sized = False  # open the latest snapshot once the canvas has a size
+        self.morphing: tuple[Any, Any, float] | None = None  # old scene, new scene, start time
 
     @property
     def pending(self) -> bool:
@@ -77,19 +87,26 @@ class SceneFeed:
         if size == self._view_asked or not _view_differs(session.base.view_size, size):
             return
         self._view_asked = size
-        from ..render.camera import Camera
-
-        whole = Camera().fit(st.scene.bounds, size, margin=0.03)
-        cur = st.camera.current
-        was_whole = abs(cur.zoom / whole.zoom - 1) < 0.02 and all(
-            abs(a - b) * cur.zoom < 4 for a, b in zip(cur.center, whole.center, strict=True)
-        )
+        was_whole = self._shows_whole(st.scene)
 
         def refit() -> None:
             if was_whole:
                 self.app.actions.fit_all(animate=False)
 
         self.submit("fit the rows to the window", lambda: session.set_view_size(size), refit)
+
+    def _shows_whole(self, scene: Any) -> bool:
+        """Whether the camera shows the whole of ``scene`` (as fitted)."""
+        from ..render.camera import Camera
+
+        st = self.app.state
+        if scene is None or st.camera.viewport == (1, 1):
+            return False
+        whole = Camera().fit(scene.bounds, st.camera.viewport, margin=0.03)
+        cur = st.camera.current
+        return abs(cur.zoom / whole.zoom - 1) < 0.02 and all(
+            abs(a - b) * cur.zoom < 4 for a, b in zip(cur.center, whole.center, strict=True)
+        )
 
     def _drafted(self) -> None:
         st = self.app.state
@@ -165,8 +182,15 @@ class SceneFeed:
             or new.bounds != old.bounds
             or new.class_order is not old.class_order
         )
-        if r is not None:
+        self.morphing = None
+        rows_changed = _rows_changed(old, new, new_snapshot)
+        refit = rows_changed and self._shows_whole(old)
+        if r is not None and rows_changed and len(new.neurons.index) <= MORPH_MAX:
+            self.morphing = (old, new, time.perf_counter())
+            r.set_scene(morph(old, new, 0.0))
+        elif r is not None:
             r.set_scene(new, changed=parts)
+        if r is not None:
             if r.edge_threshold != 0.0:
                 r.set_edge_threshold(0.0)
         self.shown_facets = np.asarray(new.clusters.facet).copy()
@@ -188,11 +212,31 @@ class SceneFeed:
             app.view.scene_changed()
         if not st.camera.fitted and st.camera.viewport != (1, 1):
             app.actions.fit_all(animate=False)
+        elif refit:  # the whole network was in view: it stays in view, shorter or taller
+            app.actions.fit_all()
         version = st.scene_version
         app.inspect.textures.drop(lambda k: k[0] == "pack" and k[1] != version)
         app.view.touch()
         if new_snapshot:
             self._new_snapshot_shown()
+
+    def tick(self, now: float) -> None:
+        """One frame of a morph between two row sets (eased); the new scene at its end."""
+        if self.morphing is None:
+            return
+        old, new, start = self.morphing
+        r, st = self.app.renderer, self.app.state
+        if r is None or st.scene is not new:
+            self.morphing = None
+            return
+        p = (now - start) / MORPH_SECONDS
+        if p >= 1.0:
+            self.morphing = None
+            r.set_scene(new)
+        else:
+            r.set_scene(morph(old, new, p * p * (3.0 - 2.0 * p)))
+        self.app.actions.push_selection()
+        self.app.view.touch()
 
     def _new_snapshot_shown(self) -> None:
         app, st = self.app, self.app.state
@@ -214,6 +258,7 @@ class SceneFeed:
             gs = st.groups.setdefault(g.name, GroupSetting())
             gs.method, gs.k = method, int(k or 0)
             gs.expanded = g.name in edits.expanded
+        st.collapsed = set(edits.collapsed)
 
     def _fix_selection(self) -> None:
         """Keep selections by key; a vanished cluster falls back to the selected neuron's."""
@@ -281,3 +326,10 @@ def _view_differs(laid_out: tuple[int, int] | None, size: tuple[int, int]) -> bo
     a0, a1 = laid_out[0] / laid_out[1], size[0] / size[1]
     s0, s1 = laid_out[1], size[1]
     return abs(a1 / a0 - 1) > 0.10 or abs(s1 / s0 - 1) > 0.25
+
+
+def _rows_changed(old: Any, new: Any, new_snapshot: bool) -> bool:
+    """Whether showing ``new`` after ``old`` changes the rows of one snapshot (other names)."""
+    if old is None or new_snapshot:
+        return False
+    return [r.name for r in old.rows] != [r.name for r in new.rows]

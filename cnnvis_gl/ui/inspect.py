@@ -59,10 +59,7 @@ class Inspector:
         assert s is not None and st.snapshot is not None
         key = (st.step, s.rows[upper].name, s.rows[lower].name)
         if key not in self._weights:
-            spec = [
-                RowSpec(r.name, r.kind, r.group, r.unit) for r in (s.rows[upper], s.rows[lower])
-            ]
-            W = row_weights(st.snapshot, *spec)
+            W = row_weights(st.snapshot, RowSpec.of(s.rows[upper]), RowSpec.of(s.rows[lower]))
             self._weights[key] = None if W is None else np.asarray(W, dtype=np.float32)
         return self._weights[key]
 

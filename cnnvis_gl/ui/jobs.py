@@ -456,6 +456,14 @@ class LayoutSession:
         verb = "expand" if expanded else "collapse"
         return self._update(f"{verb} {group}", scene, changed, before)
 
+    def set_collapsed(self, stage: str, collapsed: bool) -> SceneUpdate:
+        """Collapse a stage into one row, or expand it into its groups."""
+        state = self._need()
+        before = capture(state, pinned=True)
+        scene, changed = layout_edit.set_collapsed(state, stage, collapsed)
+        verb = "collapse" if collapsed else "expand"
+        return self._update(f"{verb} {stage}", scene, changed, before)
+
     def set_threshold(self, fraction: float) -> SceneUpdate:
         """Keep the top ``fraction`` of the cluster edges of each pair of rows (not undoable)."""
         state = self._need()
@@ -517,6 +525,7 @@ def _differs(a: LayoutEdits, b: LayoutEdits) -> bool:
         (b.pinned and dict(a.rows) != dict(b.rows))
         or dict(a.clustering) != dict(b.clustering)
         or a.expanded != b.expanded
+        or a.collapsed != b.collapsed
         or a.edge_fraction != b.edge_fraction
         or a.facet != b.facet
         or (b.pinned and dict(a.facets) != dict(b.facets))

@@ -379,6 +379,9 @@ class AppState:
         Zoomed in, show the edges between the neurons of the clusters in view.
     groups
         Clustering controls per group name.
+    collapsed
+        The stages the Controls panel shows collapsed (module paths; the edits say what the
+        layout shows, this follows them and a click).
     selection, camera, history, jobs
         See their classes.
     theme
@@ -411,6 +414,7 @@ class AppState:
     edge_fraction: float = 0.25
     neuron_edges: bool = True
     groups: dict[str, GroupSetting] = field(default_factory=dict)
+    collapsed: set[str] = field(default_factory=set)
     selection: Selection = field(default_factory=Selection)
     camera: CameraState = field(default_factory=CameraState)
     history: History = field(default_factory=History)

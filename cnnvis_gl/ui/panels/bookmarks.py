@@ -61,4 +61,6 @@ def bookmarks_panel(st: AppState, act: Actions) -> None:
                 what.append("classes " + ", ".join(mark.classes))
             if mark.expanded:
                 what.append("expanded " + ", ".join(mark.expanded))
+            if mark.collapsed:
+                what.append("collapsed " + ", ".join(mark.collapsed))
             imgui.set_tooltip("click: fly there\n" + " · ".join(what))

@@ -1,5 +1,5 @@
 """The Controls panel: facet for all, edge threshold, classes, clustering per layer group,
-expand / collapse, undo / redo, theme.
+expand / collapse (groups into layers, stages into one row), undo / redo, theme.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from imgui_bundle import imgui
 
+from ...layout.hierarchy import stages
 from ...layout.options import METHODS
 from ..widgets import (
     FACETS,
@@ -122,16 +123,23 @@ def _groups(st: AppState, act: Actions) -> None:
     imgui.table_setup_column("k", imgui.TableColumnFlags_.width_fixed, em(4.6))
     imgui.table_setup_column("Expand", imgui.TableColumnFlags_.width_fixed, em(3.4))
     imgui.table_headers_row()
-    for g in st.snapshot.graph.groups:
+    graph = st.snapshot.graph
+    tree = stages(graph)
+    hidden = {gi for p in st.collapsed if p in tree for gi in tree[p][:-1]}
+    for gi, g in enumerate(graph.groups):
+        for path, idx in tree.items():
+            if idx[0] == gi and not hidden.issuperset(idx):
+                _stage_row(st, act, path, idx, depth=_depth(tree, idx))
         gs = st.groups.get(g.name)
-        if gs is None:
+        if gs is None or gi in hidden:
             continue
         imgui.push_id(g.name)
         imgui.table_next_row()
         imgui.table_next_column()
         imgui.align_text_to_frame_padding()
-        n = st.snapshot.graph.unit(g.unit).channels
-        imgui.text(g.name)
+        n = graph.unit(g.unit).channels
+        depth = _depth(tree, (gi,))
+        imgui.text("  " * depth + g.name)
         if imgui.is_item_hovered():
             imgui.set_tooltip(f"{n} neurons · layers {', '.join(g.units)}")
         imgui.table_next_column()
@@ -156,7 +164,7 @@ def _groups(st: AppState, act: Actions) -> None:
             imgui.set_tooltip("number of clusters (auto: best silhouette)")
         imgui.end_disabled()
         imgui.table_next_column()
-        if len(g.units) > 1:
+        if len(g.units) > 1 and not any(gi in tree[p] for p in st.collapsed if p in tree):
             changed, on = imgui.checkbox("##expand", gs.expanded)
             if changed:
                 act.set_expanded(g.name, on)
@@ -167,6 +175,39 @@ def _groups(st: AppState, act: Actions) -> None:
         imgui.end_disabled()
         imgui.pop_id()
     imgui.end_table()
+
+
+def _depth(tree: dict[str, tuple[int, ...]], idx: tuple[int, ...]) -> int:
+    """How many stages hold all of ``idx`` (and more): the indent of its line."""
+    return sum(1 for j in tree.values() if set(idx) < set(j) or (len(idx) == 1 and idx[0] in j))
+
+
+def _stage_row(st: AppState, act: Actions, path: str, idx: tuple[int, ...], depth: int) -> None:
+    """A stage's line: its module path and an Expand box (unticked: one row, the stage's output)."""
+    imgui.push_id(f"stage:{path}")
+    imgui.table_next_row()
+    imgui.table_next_column()
+    imgui.align_text_to_frame_padding()
+    collapsed = path in st.collapsed
+    imgui.text("  " * depth + ("+ " if collapsed else "- ") + path)
+    groups = st.snapshot.graph.groups if st.snapshot is not None else []
+    tip = f"stage {path}: " + ", ".join(groups[i].name for i in idx) if groups else path
+    if imgui.is_item_hovered():
+        imgui.set_tooltip(tip)
+    imgui.table_next_column()
+    imgui.text_disabled(f"{len(idx)} groups")
+    if imgui.is_item_hovered():
+        imgui.set_tooltip(tip)
+    imgui.table_next_column()
+    imgui.table_next_column()
+    imgui.begin_disabled(act.edit_pending)
+    changed, on = imgui.checkbox("##stage", not collapsed)
+    if changed:
+        act.set_collapsed(path, not on)
+    if imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
+        imgui.set_tooltip("untick: the stage as one row (its output, edges through its groups)")
+    imgui.end_disabled()
+    imgui.pop_id()
 
 
 def _edits(st: AppState, act: Actions) -> None:

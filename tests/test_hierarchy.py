@@ -1,0 +1,142 @@
+"""Stages above layer groups (issue 11's hierarchy): which modules are stages, one row for a
+collapsed stage, weights composed through it, collapse / expand as an edit, saved and rendered."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_layout import OPTIONS, basecnn_snapshot, check_scene, scenes_equal
+
+from cnnvis_gl.layout import (
+    ROW_GROUP,
+    ROW_STAGE,
+    LayoutState,
+    build_state,
+    innermost_stages,
+    set_collapsed,
+    set_expanded,
+    stages,
+)
+from cnnvis_gl.layout.edges import row_weights
+from cnnvis_gl.layout.state import row_specs
+from cnnvis_gl.model.graph import Group, Layer, NeuronGraph, Unit
+from cnnvis_gl.run.snapshot import Snapshot
+
+
+def tiny(paths: list[str], weights: dict[tuple[str, str], np.ndarray], widths: list[int]) -> Snapshot:
+    """A chain of one-unit groups ``g0, g1, …`` whose units have the module ``paths``, with the
+    given group weights (``(into, from)``)."""
+    layers = [Layer("input", "input", "input", [], [3, 8, 8])]
+    units, groups, prev = [], [], "input"
+    for gi, (p, c) in enumerate(zip(paths, widths, strict=True)):
+        layers.append(Layer(p, "conv", "Conv2d", [prev], [c, 8, 8], group=gi))
+        units.append(Unit(p, [p], p, c, [8, 8], gi))
+        groups.append(Group(f"g{gi}", [p], [p], [gi - 1] if gi else []))
+        prev = p
+    rng = np.random.default_rng(0)
+    arrays = {f"units/{p}/A_max": rng.random((c, 3)).astype(np.float32) for p, c in zip(paths, widths, strict=True)}
+    arrays.update({f"weights/group/{a}/{b}": w.astype(np.float32) for (a, b), w in weights.items()})
+    graph = NeuronGraph([3, 8, 8], layers, units, groups)
+    return Snapshot(graph, ["a", "b", "c"], arrays, {"n_images": 0}, step=0)
+
+
+def test_stages_of_a_module_tree() -> None:
+    """Stages: modules holding ≥ 2 consecutive groups and not all; nested ones; no group names."""
+    snap = tiny(["stem", "body.s1.0", "body.s1.1", "body.s2.0", "body.s2.1", "body.s2.2", "head"],
+                {}, [2] * 7)  # fmt: skip
+    assert stages(snap.graph) == {"body": (1, 2, 3, 4, 5), "body.s1": (1, 2), "body.s2": (3, 4, 5)}
+    assert innermost_stages(snap.graph) == ["body.s1", "body.s2"]
+    # interleaved modules are no stage; one holding every group neither
+    odd = tiny(["a.0", "b.0", "a.1", "b.1"], {}, [2] * 4)
+    assert stages(odd.graph) == {}
+    assert stages(tiny(["net.0", "net.1"], {}, [2, 2]).graph) == {}
+
+
+def test_collapsed_stage_rows_and_composed_weights() -> None:
+    """A collapsed stage is one row (its last group's neurons); the weights into it chain its
+    groups' weights (with a skip path summed in), the weights out of it are its last group's."""
+    rng = np.random.default_rng(1)
+    W10, W21, W20, W32 = rng.normal(size=(3, 2)), rng.normal(size=(4, 3)), rng.normal(size=(4, 2)), rng.normal(size=(5, 4))
+    W43 = rng.normal(size=(2, 5))
+    snap = tiny(
+        ["stem", "stage.0", "stage.1", "stage.2", "head"],
+        {("g1", "g0"): W10, ("g2", "g1"): W21, ("g2", "g0"): W20, ("g3", "g2"): W32, ("g4", "g3"): W43},
+        [2, 3, 4, 5, 2],
+    )
+    rows = row_specs(snap, frozenset(), frozenset({"stage"}))
+    assert [(r.name, r.kind, r.group, r.unit, r.groups) for r in rows] == [
+        ("g0", ROW_GROUP, 0, "stem", ()),
+        ("stage", ROW_STAGE, 3, "stage.2", (1, 2, 3)),
+        ("g4", ROW_GROUP, 4, "head", ()),
+    ]
+    into = row_weights(snap, rows[0], rows[1])
+    np.testing.assert_allclose(into, W32 @ (W21 @ W10 + W20), rtol=1e-5)
+    np.testing.assert_allclose(row_weights(snap, rows[1], rows[2]), W43, rtol=1e-6)
+    # a name that is no stage changes nothing; a stage inside a collapsed one goes with it
+    assert [r.name for r in row_specs(snap, frozenset(), frozenset({"nope"}))] == ["g0", "g1", "g2", "g3", "g4"]
+
+
+def test_collapse_then_expand_a_stage_of_a_real_cnn(cifar_dir: Path) -> None:
+    """BaseCNN's ``features`` (conv1–conv4) collapses into one row carrying conv4's clusters
+    (same ids), edges from it into fc1; expanding it back restores the scene exactly."""
+    snap = basecnn_snapshot(cifar_dir)
+    state = build_state(snap, OPTIONS)
+    before = state.scene
+    assert "features" in stages(snap.graph)
+    conv4 = [r for r in before.rows if r.name == "conv4"][0]
+    ids4 = sorted(int(c) for c, r in zip(before.clusters.id, before.clusters.row, strict=True)
+                  if before.rows[r] is conv4)  # fmt: skip
+    scene, changed = set_collapsed(state, "features", True)
+    check_scene(scene, snap)
+    names = [r.name for r in scene.rows if not r.name.startswith("between:")]
+    assert names[0] == "features" and not {"conv1", "conv2", "conv3", "conv4"} & set(names)
+    k = [r.name for r in scene.rows].index("features")
+    assert scene.rows[k].kind == ROW_STAGE and len(scene.rows[k].groups) == 4
+    assert sorted(int(c) for c in scene.clusters.id[scene.clusters.row == k]) == ids4
+    label = next(lab.text for lab in scene.labels if lab.kind == "row" and lab.text.startswith("features"))
+    assert label.startswith("features (4 groups)")
+    src = np.asarray(scene.edges.src)
+    assert np.any(scene.clusters.row[src[src >= 0]] == k), "edges leave the collapsed stage"
+    assert changed.structure
+    back, _ = set_collapsed(state, "features", False)
+    assert scenes_equal(replace(back, stats={}), replace(before, stats={}))  # (stats: the sweeps' start)
+    with pytest.raises(KeyError, match="no stage"):
+        set_collapsed(state, "conv1", True)
+
+
+def test_expanded_group_inside_a_collapsed_stage_is_hidden(cifar_dir: Path) -> None:
+    snap = basecnn_snapshot(cifar_dir)
+    state: LayoutState = build_state(snap, OPTIONS)
+    set_expanded(state, "conv3", True)
+    scene, _ = set_collapsed(state, "features", True)
+    assert not any(r.name.startswith("conv3/") for r in scene.rows)
+    scene, _ = set_collapsed(state, "features", False)
+    assert any(r.name.startswith("conv3/") for r in scene.rows)  # its own setting comes back
+
+
+def test_render_collapse(small_run: Path, tmp_path: Path, headless_gl: None, capsys) -> None:
+    """``cnnvis render --collapse``: a stage as one row (``all``: the innermost stages), framed by
+    ``--zoom-to``; an unknown stage is one line naming the stages; ``info`` lists them."""
+    from PIL import Image
+
+    from cnnvis_gl.cli import main
+
+    def render(name: str, *extra: str) -> np.ndarray:
+        out = tmp_path / f"{name}.png"
+        assert main(["render", str(small_run), "-o", str(out), "--size", "800x500", "--msaa", "0", *extra]) == 0
+        return np.asarray(Image.open(out)).astype(np.int16)
+
+    plain, one = render("plain"), render("one", "--collapse", "features")
+    assert np.abs(plain - one).mean() > 5 and one.std() > 10
+    assert np.array_equal(render("all", "--collapse", "all"), render("both", "--collapse", "features,classifier"))
+    framed = render("framed", "--collapse", "features", "--zoom-to", "features")
+    assert np.abs(framed - one).mean() > 5
+    capsys.readouterr()
+    assert main(["render", str(small_run), "-o", str(tmp_path / "x.png"), "--collapse", "layer9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'layer9'" in err and "features" in err and "classifier" in err
+    assert main(["info", str(small_run)]) == 0
+    assert "stages (render --collapse, the Controls panel): features (conv1–conv4), classifier" in capsys.readouterr().out

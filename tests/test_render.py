@@ -463,3 +463,27 @@ def test_a_big_scene_uploads_its_patches_when_first_drawn_large(ctx, scene, monk
     _release(lazy, fbo)
     lazy.release()
     eager.release()
+
+
+def test_glyph_atlas_disk_cache(tmp_path, monkeypatch) -> None:
+    """The SDF glyph atlas is cached on disk: the cached atlas equals a fresh one; a damaged
+    cache file is rebuilt (and rewritten), an unwritable cache folder only costs the time."""
+    from cnnvis_gl.render import font
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    build = font.build_glyph_atlas.__wrapped__  # past the per-process cache
+    fresh = build("abc·×")
+    files = list((tmp_path / "cache" / "cnnvis_gl" / "glyphs").glob("*.npz"))
+    assert len(files) == 1
+
+    def same(a, b) -> bool:
+        fields = ("em", "spread", "ascent", "descent", "cap_height", "advance", "box", "uv", "kerning")
+        return np.array_equal(a.image, b.image) and all(getattr(a, f) == getattr(b, f) for f in fields)
+
+    assert same(build("abc·×"), fresh)
+    files[0].write_bytes(b"not a zip")
+    assert same(build("abc·×"), fresh)
+    assert np.load(files[0], allow_pickle=False)["image"].shape == fresh.image.shape  # rewritten
+    (tmp_path / "ro").write_text("a file where the cache folder would go")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "ro"))
+    assert same(build("abc·×"), fresh)

@@ -96,3 +96,15 @@ def test_corrupt_array_is_named(snap, tmp_path):
     with pytest.raises(SnapshotError, match=target.name):
         for key in back.keys():
             back[key]
+
+
+def test_top_patches_of_several_units_at_once(snap) -> None:
+    """``top_patches`` (a draft's mosaics: every unit's chosen neurons in one pass) equals each
+    unit's own ``patches(…, k=1)`` of those neurons."""
+    names = [g.name for g in snap.graph.groups][:3]
+    want = {n: np.arange(snap.graph.unit(snap.graph.groups[i].unit).channels)[::3] for i, n in enumerate(names)}
+    got = snap.top_patches(want, size=20)
+    assert list(got) == names
+    for n, idx in want.items():
+        assert np.array_equal(got[n], snap.patches(n, 1, 20, neurons=idx)[:, 0])
+    assert snap.top_patches({}) == {}

@@ -35,6 +35,8 @@ def main() -> None:
     ap.add_argument("--neurons", type=int, default=100_000)
     ap.add_argument("--frames", type=int, default=60, help="frames per panning phase")
     ap.add_argument("--size", default="1600x1000", help="window WIDTHxHEIGHT")
+    ap.add_argument("--first", action="store_true", help="stop at the first frame (with --profile: where it went)")
+    ap.add_argument("--profile", action="store_true", help="profile the UI thread up to the first frame")
     a = ap.parse_args()
 
     from cnnvis_gl.ui import App
@@ -78,6 +80,8 @@ def main() -> None:
                 marks["first"] = now - t0
                 marks["first_label"] = label()  # type: ignore[assignment]
                 marks["draft_timings"] = dict(app.feed.last_update.timings)  # type: ignore[assignment]
+                if a.first:
+                    app.actions.request_exit()
 
             return
         if "draft_pan" not in marks and label().startswith("draft"):
@@ -93,7 +97,16 @@ def main() -> None:
         if pan("pan, real layout", now):
             app.actions.request_exit()
 
+    if a.profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.enable()
     w, h = run_viewer(app, a.size, hook)
+    if a.profile:
+        prof.disable()
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
     n = int(app.state.scene.stats["neurons"]) if app.state.scene is not None else 0
     print(f"\nbench_open: synthetic network, {n:,} neurons in {a.rows} rows, viewer {w}x{h}, headless llvmpipe")
     dt = marks.get("draft_timings", {})

@@ -9,6 +9,7 @@ the real patches (:class:`cnnvis_gl.render.mosaic.MosaicVisual`).
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,10 +50,24 @@ def _grid(n: int, w: float, h: float) -> tuple[int, int, float]:
     return best
 
 
+#: The tiles of the last scene asked for (the layout worker makes them for a draft's patches,
+#: the renderer then asks again for the same scene).
+_last: list = [None, None, None]  # weak reference to the scene, arguments, tiles
+
+
 def mosaic_tiles(scene: Scene, max_tiles: int = 9, gap: float = 0.08) -> MosaicTiles:
     """Up to ``max_tiles`` representative neurons per cluster, as square tiles in a grid centred
     in the cluster's frame below its label (``gap``: the space between tiles, a fraction of a
-    tile)."""
+    tile).  The last scene's tiles are remembered."""
+    ref, args, tiles = _last
+    if ref is not None and ref() is scene and args == (max_tiles, gap):
+        return tiles
+    tiles = _tiles(scene, max_tiles, gap)
+    _last[:] = [weakref.ref(scene), (max_tiles, gap), tiles]
+    return tiles
+
+
+def _tiles(scene: Scene, max_tiles: int, gap: float) -> MosaicTiles:
     n, c = scene.neurons, scene.clusters
     order = np.argsort(n.cluster, kind="stable")
     starts = np.searchsorted(n.cluster[order], np.arange(len(c.id) + 1))

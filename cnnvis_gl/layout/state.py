@@ -470,9 +470,17 @@ class LayoutState:
         an upward one (by its lower neighbour); the order with the least weighted crossings
         wins.  Weights are ``w²`` of every cluster pair, independent of the edge threshold, so
         changing the threshold never moves a cluster.  Deterministic (ties keep the order).
+        A draft (``options.draft``) takes its sweeps without counting crossings (no stats).
         """
         rows = self.rows
         free = {r.name for r in rows} if free is None else set(free)
+        if self.options.draft:
+            for _ in range(max(0, self.options.sweeps)):
+                for i in range(1, len(rows)):
+                    if rows[i].name in free:
+                        self._reorder(rows[i], rows[i - 1], below=False)
+            self.ordering_stats = {}
+            return
         before = self.total_crossings()
         best, best_order = before, {k: list(v) for k, v in self.order.items()}
         for _ in range(max(0, self.options.sweeps)):
@@ -594,6 +602,7 @@ class LayoutState:
                 st = self.ordering_stats
                 if (
                     previous is not None
+                    and st
                     and st["crossings_ordered"] >= (1.0 - KEEP_ORDER_GAIN) * st["crossings_initial"]
                 ):
                     self.order = kept

@@ -8,7 +8,13 @@ texture is made by :mod:`cnnvis_gl.render.text`.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
 import string
+import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -88,7 +94,10 @@ def font_path(name: str = DEFAULT_FONT) -> Path:
 def build_glyph_atlas(
     chars: str = BASE_CHARS, font: str = DEFAULT_FONT, em: int = 48, spread: float = 6.0
 ) -> GlyphAtlas:
-    """Rasterise ``chars`` (plus ``?``) into an SDF atlas (cached per process).
+    """Rasterise ``chars`` (plus ``?``) into an SDF atlas (cached per process, and on disk in
+    ``$XDG_CACHE_HOME/cnnvis_gl/glyphs`` or ``~/.cache/cnnvis_gl/glyphs``: rasterising and
+    kerning take ~0.7 s, which a viewer opening a big network would wait for).  A cache file
+    that cannot be read or written is ignored (the atlas is built).
 
     Parameters
     ----------
@@ -101,8 +110,17 @@ def build_glyph_atlas(
     spread
         Distance range, in atlas pixels, encoded on each side of the outline.
     """
-    up = 4  # rasterise at 4× and down-sample the distance field
     path = font_path(font)
+    cache = _cache_file(path, chars, em, spread)
+    atlas = _read_cached(cache, path)
+    if atlas is None:
+        atlas = _rasterise(path, chars, em, spread)
+        _write_cached(cache, atlas)
+    return atlas
+
+
+def _rasterise(path: Path, chars: str, em: int, spread: float) -> GlyphAtlas:
+    up = 4  # rasterise at 4× and down-sample the distance field
     hi = ImageFont.truetype(str(path), em * up)
     chars = "".join(dict.fromkeys(chars + "?"))
     ascent, descent = hi.getmetrics()
@@ -178,3 +196,58 @@ def build_glyph_atlas(
             if abs(k) > 0.5:  # font units at size 1000
                 atlas.kerning[a + b] = k / 1000.0
     return atlas
+
+
+# ---------------------------------------------------------------------------- disk cache
+
+_CACHE_VERSION = 1
+
+
+def _cache_file(path: Path, chars: str, em: int, spread: float) -> Path | None:
+    """Where the atlas of these arguments is cached (keyed by the font file's bytes)."""
+    try:
+        digest = hashlib.sha1(path.read_bytes(), usedforsecurity=False).hexdigest()
+    except OSError:
+        return None
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    base = Path(xdg).expanduser() if xdg and Path(xdg).expanduser().is_absolute() else Path.home() / ".cache"
+    key = json.dumps([_CACHE_VERSION, digest, chars, em, spread])
+    return base / "cnnvis_gl" / "glyphs" / f"{hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()}.npz"
+
+
+def _read_cached(cache: Path | None, path: Path) -> GlyphAtlas | None:
+    if cache is None or not cache.is_file():
+        return None
+    try:
+        with np.load(cache, allow_pickle=False) as z:
+            image = np.array(z["image"], dtype=np.uint8)
+            meta = json.loads(str(z["meta"]))
+        return GlyphAtlas(
+            image=image, em=int(meta["em"]), spread=float(meta["spread"]), ascent=float(meta["ascent"]),
+            descent=float(meta["descent"]), cap_height=float(meta["cap_height"]),
+            advance={k: float(v) for k, v in meta["advance"].items()},
+            box={k: tuple(float(x) for x in v) for k, v in meta["box"].items()},  # type: ignore[misc]
+            uv={k: tuple(float(x) for x in v) for k, v in meta["uv"].items()},  # type: ignore[misc]
+            kerning={k: float(v) for k, v in meta["kerning"].items()}, font_path=path,
+        )  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile):
+        return None  # damaged or from elsewhere: build it again (and overwrite it)
+
+
+def _write_cached(cache: Path | None, atlas: GlyphAtlas) -> None:
+    if cache is None:
+        return
+    meta = {
+        "em": atlas.em, "spread": atlas.spread, "ascent": atlas.ascent, "descent": atlas.descent,
+        "cap_height": atlas.cap_height, "advance": atlas.advance, "box": atlas.box, "uv": atlas.uv,
+        "kerning": atlas.kerning,
+    }  # fmt: skip
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".glyphs-", suffix=".npz", dir=cache.parent)
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, image=atlas.image, meta=np.array(json.dumps(meta)))
+        os.replace(tmp, cache)
+    except OSError:
+        with contextlib.suppress(OSError, UnboundLocalError):
+            os.unlink(tmp)

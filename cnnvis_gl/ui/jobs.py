@@ -170,12 +170,13 @@ class PatchCache:
         self._some: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # unit: (neurons, pixels)
         self._lock = threading.Lock()
 
-    def prefetch_neurons(self, unit: str, neurons: np.ndarray) -> None:
-        """Compute the patches of some neurons of ``unit`` (e.g. a draft's mosaic tiles)."""
-        idx = np.unique(np.asarray(neurons, dtype=np.int64))
-        pix = np.asarray(self.snapshot.patches(unit, 1, self.size, neurons=idx))[:, 0]
+    def prefetch_neurons(self, neurons: dict[str, np.ndarray]) -> None:
+        """Compute the patches of some neurons of some units, ``{unit: neurons}`` (e.g. a
+        draft's mosaic tiles), all at once."""
+        idx = {u: np.unique(np.asarray(n, dtype=np.int64)) for u, n in neurons.items()}
+        pix = self.snapshot.top_patches(idx, self.size)
         with self._lock:
-            self._some[unit] = (idx, pix)
+            self._some.update({u: (idx[u], pix[u]) for u in idx})
 
     def prefetch(self, units: Iterable[str]) -> None:
         for u in units:
@@ -383,8 +384,9 @@ class LayoutSession:
         assert state.scene is not None
         patches = PatchCache(snapshot, self.patch_size)  # the mosaics' (the rest: when zoomed in)
         n, tiles = state.scene.neurons, mosaic_tiles(state.scene).neuron
-        for u in np.unique(n.unit[tiles]):
-            patches.prefetch_neurons(state.scene.units[u], n.index[tiles[n.unit[tiles] == u]])
+        patches.prefetch_neurons(
+            {state.scene.units[u]: n.index[tiles[n.unit[tiles] == u]] for u in np.unique(n.unit[tiles])}
+        )
         _warm_glyphs(state.scene)
         timings = {**state.timings, "open": time.perf_counter() - t}
         label = f"draft layout of {neurons:,} neurons"

@@ -140,3 +140,21 @@ def test_render_collapse(small_run: Path, tmp_path: Path, headless_gl: None, cap
     assert len(err.splitlines()) == 1 and "'layer9'" in err and "features" in err and "classifier" in err
     assert main(["info", str(small_run)]) == 0
     assert "stages (render --collapse, the Controls panel): features (conv1–conv4), classifier" in capsys.readouterr().out
+
+
+def test_a_collapsed_stage_in_the_breadcrumbs_and_find(cifar_dir: Path) -> None:
+    """Viewing a collapsed stage's row, the breadcrumbs say the stage (all its groups are
+    shown); framing any of its groups (Find, a second run following) frames that row."""
+    from cnnvis_gl.layout.search import breadcrumbs, groups_frame, row_frame, shown_groups
+
+    snap = basecnn_snapshot(cifar_dir)
+    state = build_state(snap, replace(OPTIONS, collapsed=frozenset({"features"})))
+    scene = state.scene
+    names = [g.name for g in snap.graph.groups]
+    k = [r.name for r in scene.rows].index("features")
+    view = row_frame(scene, k)
+    shown = shown_groups(scene, names, view)
+    assert shown == ["conv1", "conv2", "conv3", "conv4"]
+    units = {g.name: list(g.units) for g in snap.graph.groups}
+    assert [c.label for c in breadcrumbs("VGGLike", units, shown)] == ["VGGLike", "features"]
+    assert groups_frame(scene, names, ["conv2"]) == view

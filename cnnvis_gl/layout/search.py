@@ -82,7 +82,8 @@ def shown_groups(
 ) -> list[str]:
     """Names of the groups a view of ``visible`` (x0, y0, x1, y1) shows: a layer row whose band
     meets the view and of which at least half the height is in it (or which fills at least
-    half the view's height) — rows merely peeking in at an edge do not count."""
+    half the view's height) — rows merely peeking in at an edge do not count.  A collapsed
+    stage's row shows all of its groups."""
     x0, y0, x1, y1 = visible
     out: list[str] = []
     for r in scene.rows:
@@ -91,20 +92,23 @@ def shown_groups(
         bx0, bx1 = r.span(scene.bounds)
         inside = min(r.y + r.height, y1) - max(r.y, y0)
         if bx0 < x1 and bx1 > x0 and inside > 0.5 * min(r.height, y1 - y0):
-            name = groups[r.group]
-            if name not in out:
-                out.append(name)
+            for g in r.groups or (r.group,):
+                if groups[g] not in out:
+                    out.append(groups[g])
     return out
 
 
 def groups_frame(
     scene: Scene, groups: list[str], names: list[str]
 ) -> tuple[float, float, float, float] | None:
-    """The rectangle of ``scene`` framing the rows of the groups ``names`` (``None``: none)."""
+    """The rectangle of ``scene`` framing the rows of the groups ``names`` (``None``: none; a
+    collapsed stage's row stands for each of its groups)."""
     rects = [
         row_frame(scene, k)
         for k, r in enumerate(scene.rows)
-        if r.kind != ROW_BETWEEN and 0 <= r.group < len(groups) and groups[r.group] in names
+        if r.kind != ROW_BETWEEN
+        and 0 <= r.group < len(groups)
+        and any(groups[g] in names for g in r.groups or (r.group,))
     ]
     if not rects:
         return None

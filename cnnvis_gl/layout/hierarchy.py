@@ -27,13 +27,26 @@ if TYPE_CHECKING:
 __all__ = ["innermost_stages", "outermost", "stage_weights", "stages"]
 
 
+_last: list = [None, None]  # weak reference to the last graph asked about, its stages
+
+
 def stages(graph: NeuronGraph) -> dict[str, tuple[int, ...]]:
     """``{module path: indices of its groups}`` of every stage of ``graph``, in network order.
 
     A stage holds at least two groups and not all of them, consecutive in the network's order
     (a module whose groups are interleaved with others' is no stage), and its path is no group's
-    name (a row is named after either).
+    name (a row is named after either).  The last graph's stages are remembered (the viewer
+    asks every frame); do not change the dict returned.
     """
+    ref, found = _last
+    if ref is not None and ref() is graph:
+        return found
+    found = _stages(graph)
+    _last[:] = [weakref.ref(graph), found]
+    return found
+
+
+def _stages(graph: NeuronGraph) -> dict[str, tuple[int, ...]]:
     groups = graph.groups
     prefixes = [module_prefix(g.units) for g in groups]
     names = {g.name for g in groups}

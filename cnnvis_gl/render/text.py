@@ -46,6 +46,8 @@ class TextVisual(Visual):
         self.geometry: moderngl.Buffer | None = None
         self.font: GlyphAtlas | None = None
         self.font_tex: moderngl.Texture | None = None
+        # cluster, then class labels come last: (kind, first glyph, largest size in scene units)
+        self.tail: list[tuple[int, int, float]] = []
 
     def _ensure_font(self, labels: list[Label]) -> GlyphAtlas:
         chars = glyphs_for(labels)
@@ -78,6 +80,7 @@ class TextVisual(Visual):
                 owner.append(np.full(len(b), k, dtype=np.int64))
         idx = np.concatenate(owner) if owner else np.zeros(0, dtype=np.int64)
         data = np.zeros(len(idx), dtype=GEOMETRY)
+        self.tail = []
         if len(idx):
             data["box"] = np.concatenate(boxes)
             data["uv"] = np.concatenate(uvs)
@@ -86,6 +89,15 @@ class TextVisual(Visual):
             data["kind"] = np.array([KINDS.get(lab.kind, 3) for lab in labels], "i4")[idx]
             cl = [index.get(int(getattr(lab, "cluster", -1)), -1) for lab in labels]
             data["cluster"] = np.array(cl, "i4")[idx]
+            # cluster and class (matrix column) labels last: zoomed out they are hidden, and the
+            # draw then stops before them (most of a big network's glyphs: ~10 per cluster)
+            rank = np.select([data["kind"] == KINDS["cluster"], data["kind"] == KINDS["class"]], [1, 2], 0)
+            order = np.argsort(rank, kind="stable")
+            data, rank = data[order], rank[order]
+            for r, kind in ((1, KINDS["cluster"]), (2, KINDS["class"])):
+                at = np.flatnonzero(rank == r)
+                if len(at):
+                    self.tail.append((kind, int(at[0]), float(data["size"][at].max())))
         self.count = len(data)
         self.geometry = self.uploads.write(self.ctx, "labels.geometry", self.geometry, data)
         self._build_vaos(
@@ -122,7 +134,13 @@ class TextVisual(Visual):
         set_uniform(prog, "u_min_px", np.asarray(MIN_PX, np.float32).tobytes())
         set_uniform(prog, "u_hide_px", np.asarray(HIDE_PX, np.float32).tobytes())
         set_uniform(prog, "u_px_per_em_unit", 2.0 * self.font.spread / self.font.em)
-        vao.render(moderngl.TRIANGLE_STRIP, vertices=4, instances=self.count)
+        n = self.count
+        for kind, first, size in reversed(self.tail):  # labels too small to show: not drawn
+            if size * frame.camera.zoom >= 0.85 * HIDE_PX[kind]:
+                break
+            n = first
+        if n:
+            vao.render(moderngl.TRIANGLE_STRIP, vertices=4, instances=n)
 
     def release(self) -> None:
         super().release()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,16 +324,22 @@ def flag_rows(scene: Scene, group_names: list[str], flags: list[Any]) -> dict[in
     return out
 
 
+_ends: list = [None, None]  # weak reference to the last scene, its rows' right ends
+
+
 def row_right_end(scene: Scene, row: int) -> tuple[float, float, float]:
-    """``(x, y_top, y_bottom)`` in scene units: right end of a row's clusters and its band."""
+    """``(x, y_top, y_bottom)`` in scene units: right end of a row's clusters and its band
+    (every row's at once, remembered for the last scene: the badges ask every frame)."""
+    ref, ends = _ends
+    if ref is None or ref() is not scene:
+        c = scene.clusters
+        right = np.full(len(scene.rows), -np.inf)
+        np.maximum.at(right, np.asarray(c.row, dtype=np.int64), np.asarray(c.rect[:, 0] + c.rect[:, 2], np.float64))
+        band = np.array([r.span(scene.bounds)[1] for r in scene.rows], dtype=np.float64)
+        ends = np.where(np.isfinite(right), right, band)
+        _ends[:] = [weakref.ref(scene), ends]
     r = scene.rows[row]
-    idx = np.flatnonzero(scene.clusters.row == row)
-    if len(idx):
-        rect = scene.clusters.rect[idx]
-        x = float((rect[:, 0] + rect[:, 2]).max())
-    else:
-        x = r.span(scene.bounds)[1]
-    return x, float(r.y), float(r.y + r.height)
+    return float(ends[row]), float(r.y), float(r.y + r.height)
 
 
 # ---------------------------------------------------------------------------- compare two steps

@@ -4,6 +4,7 @@ expand / collapse (groups into layers, stages into one row), undo / redo, theme.
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
 from imgui_bundle import imgui
@@ -124,57 +125,91 @@ def _groups(st: AppState, act: Actions) -> None:
     imgui.table_setup_column("Expand", imgui.TableColumnFlags_.width_fixed, em(3.4))
     imgui.table_headers_row()
     graph = st.snapshot.graph
+    items = _table_lines(graph, frozenset(st.collapsed))
+    clipper = imgui.ListClipper()  # a 150-layer network: only the lines in view are submitted
+    clipper.begin(len(items))
+    while clipper.step():
+        for line in items[clipper.display_start : clipper.display_end]:
+            if line[0] == "stage":
+                _stage_row(st, act, *line[1:])
+            else:
+                _group_row(st, act, *line[1:], busy=busy)
+    clipper.end()
+    imgui.end_table()
+
+
+_lines_memo: list = [None, None, None]  # weak reference to the graph, collapsed stages, lines
+
+
+def _table_lines(graph, collapsed: frozenset[str]) -> list[tuple]:
+    """The table's lines in order: ``("stage", path, groups, depth)`` before a stage's first
+    group, ``("group", index, depth, in a collapsed stage)``; a collapsed stage's groups but
+    its last (whose clustering its row shows) are left out.  Remembered for the last graph."""
+    ref, key, lines = _lines_memo
+    if ref is not None and ref() is graph and key == collapsed:
+        return lines
     tree = stages(graph)
-    hidden = {gi for p in st.collapsed if p in tree for gi in tree[p][:-1]}
-    for gi, g in enumerate(graph.groups):
+    hidden = {gi for p in collapsed if p in tree for gi in tree[p][:-1]}
+    inside = {gi for p in collapsed if p in tree for gi in tree[p]}
+    lines = []
+    for gi in range(len(graph.groups)):
         for path, idx in tree.items():
             if idx[0] == gi and not hidden.issuperset(idx):
-                _stage_row(st, act, path, idx, depth=_depth(tree, idx))
-        gs = st.groups.get(g.name)
-        if gs is None or gi in hidden:
-            continue
-        imgui.push_id(g.name)
-        imgui.table_next_row()
-        imgui.table_next_column()
-        imgui.align_text_to_frame_padding()
-        n = graph.unit(g.unit).channels
-        depth = _depth(tree, (gi,))
-        imgui.text("  " * depth + g.name)
-        if imgui.is_item_hovered():
-            imgui.set_tooltip(f"{n} neurons · layers {', '.join(g.units)}")
-        imgui.table_next_column()
-        imgui.set_next_item_width(-1)
-        imgui.begin_disabled(busy)
-        if imgui.begin_combo("##method", "K-Means" if gs.method == "kmeans" else "MeanShift"):
-            for m in METHODS:
-                label = "K-Means" if m == "kmeans" else "MeanShift"
-                if imgui.selectable(label, m == gs.method)[0] and m != gs.method:
-                    gs.method = m
-                    act.set_clustering(g.name, gs.method, gs.k or None)
-            imgui.end_combo()
-        imgui.table_next_column()
-        imgui.set_next_item_width(-1)
-        imgui.begin_disabled(gs.method != "kmeans")
-        changed, k = imgui.slider_int("##k", gs.k, 0, min(n, 32), "auto" if gs.k == 0 else "%d")
+                lines.append(("stage", path, idx, _depth(tree, idx)))
+        if gi not in hidden:
+            lines.append(("group", gi, _depth(tree, (gi,)), gi in inside))
+    _lines_memo[:] = [weakref.ref(graph), collapsed, lines]
+    return lines
+
+
+def _group_row(st: AppState, act: Actions, gi: int, depth: int, in_collapsed: bool, busy: bool) -> None:
+    """A group's line: clustering method and k, and (several layers) its Expand box."""
+    assert st.snapshot is not None
+    graph = st.snapshot.graph
+    g = graph.groups[gi]
+    gs = st.groups.get(g.name)
+    if gs is None:
+        return
+    imgui.push_id(g.name)
+    imgui.table_next_row()
+    imgui.table_next_column()
+    imgui.align_text_to_frame_padding()
+    n = graph.unit(g.unit).channels
+    imgui.text("  " * depth + g.name)
+    if imgui.is_item_hovered():
+        imgui.set_tooltip(f"{n} neurons · layers {', '.join(g.units)}")
+    imgui.table_next_column()
+    imgui.set_next_item_width(-1)
+    imgui.begin_disabled(busy)
+    if imgui.begin_combo("##method", "K-Means" if gs.method == "kmeans" else "MeanShift"):
+        for m in METHODS:
+            label = "K-Means" if m == "kmeans" else "MeanShift"
+            if imgui.selectable(label, m == gs.method)[0] and m != gs.method:
+                gs.method = m
+                act.set_clustering(g.name, gs.method, gs.k or None)
+        imgui.end_combo()
+    imgui.table_next_column()
+    imgui.set_next_item_width(-1)
+    imgui.begin_disabled(gs.method != "kmeans")
+    changed, k = imgui.slider_int("##k", gs.k, 0, min(n, 32), "auto" if gs.k == 0 else "%d")
+    if changed:
+        gs.k = int(min(max(k, 0), max(n, 1)))
+    if imgui.is_item_deactivated_after_edit():
+        act.set_clustering(g.name, gs.method, gs.k or None)
+    if imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
+        imgui.set_tooltip("number of clusters (auto: best silhouette)")
+    imgui.end_disabled()
+    imgui.table_next_column()
+    if len(g.units) > 1 and not in_collapsed:
+        changed, on = imgui.checkbox("##expand", gs.expanded)
         if changed:
-            gs.k = int(min(max(k, 0), max(n, 1)))
-        if imgui.is_item_deactivated_after_edit():
-            act.set_clustering(g.name, gs.method, gs.k or None)
+            act.set_expanded(g.name, on)
         if imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
-            imgui.set_tooltip("number of clusters (auto: best silhouette)")
-        imgui.end_disabled()
-        imgui.table_next_column()
-        if len(g.units) > 1 and not any(gi in tree[p] for p in st.collapsed if p in tree):
-            changed, on = imgui.checkbox("##expand", gs.expanded)
-            if changed:
-                act.set_expanded(g.name, on)
-            if imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
-                imgui.set_tooltip("expand the group into one row per layer")
-        else:
-            imgui.text_disabled("–")
-        imgui.end_disabled()
-        imgui.pop_id()
-    imgui.end_table()
+            imgui.set_tooltip("expand the group into one row per layer")
+    else:
+        imgui.text_disabled("–")
+    imgui.end_disabled()
+    imgui.pop_id()
 
 
 def _depth(tree: dict[str, tuple[int, ...]], idx: tuple[int, ...]) -> int:

@@ -334,11 +334,14 @@ def _badges(
     x_lo, y_lo = origin
     x_hi, y_hi = origin[0] + size[0], origin[1] + size[1]
     out = []
+    _, top, _, bottom = st.camera.current.visible_rect(st.camera.viewport)  # rows out of view: no badge
     for row, flags in sorted(flag_rows(s, names, st.debug.flags).items()):
+        x, y0, y1 = row_right_end(s, row)
+        if (y0 + y1) / 2.0 < top or (y0 + y1) / 2.0 > bottom:
+            continue
         kinds: dict[str, list[Any]] = {}
         for f in flags:
             kinds.setdefault(f.kind, []).append(f)
-        x, y0, y1 = row_right_end(s, row)
         sx, sy0 = act.view.screen_pos(x, y0)
         _, sy1 = act.view.screen_pos(x, y1)
         cy = (sy0 + sy1) / 2.0

@@ -102,6 +102,7 @@ def _learning_curves(st: AppState, act: Actions) -> None:
     flags = implot.Flags_.no_menus | implot.Flags_.no_box_select | implot.Flags_.no_title
     if implot.begin_plot("##learning", imgui.ImVec2(-1, -1), flags):
         implot.setup_axes("step", "", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
+        _step_ticks(lines)
         if any(line.right for line in lines):
             implot.setup_axis(
                 implot.ImAxis_.y2, "", implot.AxisFlags_.auto_fit | implot.AxisFlags_.opposite
@@ -115,6 +116,16 @@ def _learning_curves(st: AppState, act: Actions) -> None:
         _step_markers(st, act)
         _click_selects_step(st, act, "learning")
         implot.end_plot()
+
+
+def _step_ticks(lines: list[Line]) -> None:
+    """Few steps (one snapshot): ticks at the steps themselves, not fractions of a step
+    (``311.8 312 312.2`` ran into each other)."""
+    xs = np.unique(np.concatenate([np.asarray(line.xs, dtype=np.float64) for line in lines] or [np.zeros(0)]))
+    xs = xs[np.isfinite(xs)]
+    if 0 < len(xs) and xs[-1] - xs[0] < 5:
+        ticks = xs[np.linspace(0, len(xs) - 1, min(len(xs), 4)).round().astype(int)]
+        implot.setup_axis_ticks(implot.ImAxis_.x1, [float(t) for t in ticks], [f"{t:g}" for t in ticks])
 
 
 def _plot(line: Line, marker_size: float) -> None:
@@ -160,6 +171,7 @@ def _layer_statistic(st: AppState, act: Actions) -> None:
     flags = implot.Flags_.no_menus | implot.Flags_.no_box_select | implot.Flags_.no_title
     if implot.begin_plot("##layerstat", imgui.ImVec2(-1, -1), flags):
         implot.setup_axes("step", "", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
+        _step_ticks(lines)
         if log:
             implot.setup_axis_scale(implot.ImAxis_.y1, implot.Scale_.log10)
         implot.setup_legend(implot.Location_.north_east, implot.LegendFlags_.outside)

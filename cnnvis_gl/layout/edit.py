@@ -361,13 +361,7 @@ def set_expanded(
     names = [g.name for g in state.snapshot.graph.groups]
     if group not in names:
         raise KeyError(f"no group {group!r}")
-    now = group in state.options.expanded
-    want = (not now) if expanded is None else bool(expanded)
-    if want == now:
-        assert state.scene is not None
-        return state.scene, Changed()
-    exp = state.options.expanded | {group} if want else state.options.expanded - {group}
-    return _set_rows(state, expanded=frozenset(exp))
+    return _toggle(state, "expanded", group, expanded)
 
 
 def set_collapsed(
@@ -382,18 +376,18 @@ def set_collapsed(
     state.timings = {}
     if stage not in stages(state.snapshot.graph):
         raise KeyError(f"no stage {stage!r}")
-    now = stage in state.options.collapsed
-    want = (not now) if collapsed is None else bool(collapsed)
-    if want == now:
+    return _toggle(state, "collapsed", stage, collapsed)
+
+
+def _toggle(state: LayoutState, option: str, name: str, on: bool | None) -> tuple[Scene, Changed]:
+    """Put ``name`` into the set option ``option`` (``expanded`` / ``collapsed``) or take it out
+    (``on=None``: toggle); the new rows are clustered, the others keep their clusters."""
+    now_set = getattr(state.options, option)
+    want = (name not in now_set) if on is None else bool(on)
+    if want == (name in now_set):
         assert state.scene is not None
         return state.scene, Changed()
-    col = state.options.collapsed | {stage} if want else state.options.collapsed - {stage}
-    return _set_rows(state, collapsed=frozenset(col))
-
-
-def _set_rows(state: LayoutState, **changes: frozenset[str]) -> tuple[Scene, Changed]:
-    """New ``expanded`` / ``collapsed`` options: new rows, the others keep their clusters."""
-    state.replace_options(**changes)
+    state.replace_options(**{option: frozenset(now_set | {name} if want else now_set - {name})})
     old_rows = {r.name: r for r in state.rows}
     new_rows = row_specs(state.snapshot, state.options.expanded, state.options.collapsed)
     kept = {r.name for r in new_rows if r.name in old_rows and old_rows[r.name] == r}
@@ -409,11 +403,11 @@ def _set_rows(state: LayoutState, **changes: frozenset[str]) -> tuple[Scene, Cha
                 state.order[r.name] = state.order.pop(prev.name)
                 continue
             fresh.append(r)
-        for name in set(old_rows) - kept:
-            if name in state.members:  # not transferred
-                for cid in state.members.pop(name):
+        for gone in set(old_rows) - kept:
+            if gone in state.members:  # not transferred
+                for cid in state.members.pop(gone):
                     state.facets.pop(cid, None)
-                state.order.pop(name, None)
+                state.order.pop(gone, None)
         state.rows = new_rows
         state.recluster(fresh)
         return recompose(state)

@@ -162,6 +162,9 @@ class SceneFeed:
         app, st = self.app, self.app.state
         r = app.renderer
         self.last_update = update
+        if self.morphing is not None and r is not None:  # a morph under way ends where it goes
+            r.set_scene(self.morphing[1])
+            self.morphing = None
         new_snapshot = update.snapshot is not st.snapshot
         if new_snapshot:
             st.snapshot = update.snapshot

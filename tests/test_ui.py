@@ -522,6 +522,50 @@ def test_collapse_a_stage_animates_refits_saves_and_undoes(run_dir: Path):
     assert seen["undone"] == seen["before"] and seen["state"] == set()
 
 
+def test_breadcrumb_collapses_and_expands_a_stage(run_dir: Path):
+    """A stage's breadcrumb has a − beside it: it collapses ``features`` into one row; on that
+    row the breadcrumbs say the stage, with a + that expands it again."""
+    from cnnvis_gl.render.camera import Camera
+
+    app = make_app(run_dir)
+    seen: dict = {}
+
+    def rows() -> list[str]:
+        return [r.name for r in app.state.scene.rows if not r.name.startswith("between:")]
+
+    def settle(ctx) -> None:
+        wait(ctx, lambda: ready(app)() and app.feed.morphing is None and not app.state.camera.animating)
+        ctx.yield_(3)
+
+    def test(ctx):
+        wait(ctx, ready(app))
+        ctx.yield_(2)
+        st = app.state
+        app.actions.zoom_to_groups(["conv1", "conv2", "conv3", "conv4"])
+        settle(ctx)
+        seen["before"] = (list(st.panels.crumbs), rows())
+        ctx.item_click("//Network/−##stage1")
+        settle(ctx)
+        seen["collapsed"] = rows()
+        row = next(r for r in st.scene.rows if r.name == "features")  # the stage row fills the height
+        cx = (st.scene.bounds[0] + st.scene.bounds[2]) / 2
+        st.camera.go(Camera((cx, row.y + row.height / 2), st.camera.viewport[1] / (1.2 * row.height)))
+        settle(ctx)
+        seen["on_stage"] = list(st.panels.crumbs)
+        ctx.item_click("//Network/+##stage1")
+        settle(ctx)
+        seen["back"] = rows()
+        seen["model"] = str(st.snapshot.meta.get("model"))
+
+    drive(app, test, SIZE)
+    model = seen["model"]
+    crumbs, before = seen["before"]
+    assert crumbs == [model, "features"]
+    assert seen["collapsed"][0] == "features" and "conv2" not in seen["collapsed"]
+    assert seen["on_stage"] == [model, "features"]
+    assert seen["back"] == before
+
+
 def test_run_app_refuses_a_missing_run(tmp_path: Path):
     from cnnvis_gl.errors import SnapshotError
     from cnnvis_gl.ui import run_app

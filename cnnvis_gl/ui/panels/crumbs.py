@@ -1,6 +1,7 @@
 """Breadcrumbs over the network view: where the view is in the network's module tree (the
 model › a stage such as ``layer3`` › a block), each a button that frames what it holds
-(:func:`cnnvis_gl.layout.search.breadcrumbs`); Backspace goes up one."""
+(:func:`cnnvis_gl.layout.search.breadcrumbs`); Backspace goes up one.  A stage's crumb has a
+small − (collapse it into one row) or + (expand it into its groups) beside it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from imgui_bundle import imgui
 
+from ...layout.hierarchy import stages
 from ...layout.search import Crumb, breadcrumbs, shown_groups
 from ..widgets import em
 
@@ -44,6 +46,7 @@ def crumbs_bar(st: AppState, act: Actions, origin: tuple[float, float]) -> float
     if not crumbs:
         return 0.0
     pad = em(0.4)
+    tree = stages(st.snapshot.graph) if st.snapshot is not None else {}
     imgui.set_cursor_screen_pos(imgui.ImVec2(origin[0] + pad, origin[1] + pad))
     for k, c in enumerate(crumbs):
         if k:
@@ -53,8 +56,19 @@ def crumbs_bar(st: AppState, act: Actions, origin: tuple[float, float]) -> float
         last = k == len(crumbs) - 1
         if imgui.small_button(f"{c.label}##crumb{k}") and not last:
             go(act, crumbs, k)
+        stage = c.label if c.label in tree else None
         if imgui.is_item_hovered():
             what = "the whole network" if k == 0 else f"{len(c.groups)} layer group(s)"
             imgui.set_tooltip(f"{what}: {', '.join(c.groups[:8])}{' …' if len(c.groups) > 8 else ''}"
                               + ("" if last else "\nclick: frame it · Backspace: up one"))  # fmt: skip
+        if stage is not None:
+            collapsed = stage in st.collapsed
+            imgui.same_line(0, em(0.15))
+            imgui.begin_disabled(act.edit_pending)
+            if imgui.small_button(f"{'+' if collapsed else '−'}##stage{k}"):
+                act.set_collapsed(stage, not collapsed)
+            imgui.end_disabled()
+            if imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
+                imgui.set_tooltip(f"expand {stage} into its groups" if collapsed else
+                                  f"collapse {stage} into one row (its output)")  # fmt: skip
     return imgui.get_frame_height() + pad

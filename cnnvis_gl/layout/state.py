@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..analysis import Bundling, cluster_neurons, cosine_similarity, order_columns, path_score
-from . import parallel
+from . import parallel, roworder
 from .content import (
     ClusterContent,
     UnitData,
@@ -406,52 +406,10 @@ class LayoutState:
         return x, w
 
     # ------------------------------------------------------------------ row order
-    def _crossing_cost(
-        self, upper: RowSpec, lower: RowSpec, xu: np.ndarray, xl: np.ndarray
-    ) -> float:
-        """Sum of ``w²·w'²`` (``w`` scaled by the pair's largest ``|w|``) over crossing pairs of
-        cluster edges drawn straight."""
-        M = self.cluster_matrix(upper, lower)
-        if M is None or M.size == 0:
-            return 0.0
-        peak = float(np.abs(M).max())
-        if peak <= 0:
-            return 0.0
-        w = ((M / peak) ** 2).ravel()  # scale-free: pairs of rows compare
-        a = np.repeat(xu, len(xl))
-        b = np.tile(xl, len(xu))
-        total = 0.0
-        for s in range(0, len(w), 512):  # chunks bound the pairwise temporaries
-            cross = ((a[s : s + 512, None] - a[None, :]) * (b[s : s + 512, None] - b[None, :])) < 0
-            total += float((w[s : s + 512, None] * w[None, :] * cross).sum())
-        return 0.5 * total
-
     def total_crossings(self, centres: dict[str, np.ndarray] | None = None) -> float:
-        """Weighted crossings of all cluster → cluster edges drawn straight (see ``_crossing_cost``)."""
-        total = 0.0
-        if centres is None:
-            centres = {}
-            for r in self.rows:
-                x, w = self.row_extent(r)
-                centres[r.name] = x + w / 2
-        for up, lo in zip(self.rows[:-1], self.rows[1:], strict=False):
-            total += self._crossing_cost(up, lo, centres[up.name], centres[lo.name])
-        return total
-
-    def _reorder(self, row: RowSpec, other: RowSpec, below: bool) -> None:
-        """Sort a row's clusters by the barycentre of their edges to ``other`` (weights w²)."""
-        M = self.cluster_matrix(row, other) if below else self.cluster_matrix(other, row)
-        if M is None or M.size == 0:
-            return
-        W = M * M if below else (M * M).T  # [clusters of row, clusters of other]
-        xo, wo = self.row_extent(other)
-        co = xo + wo / 2
-        x, w = self.row_extent(row)
-        cur = x + w / 2
-        s = W.sum(axis=1)
-        bary = np.where(s > 0, (W @ co) / np.where(s > 0, s, 1.0), cur)
-        perm = np.lexsort((np.arange(len(cur)), bary))
-        self.order[row.name] = [self.order[row.name][i] for i in perm]
+        """Weighted crossings of all cluster → cluster edges drawn straight
+        (:func:`~cnnvis_gl.layout.roworder.total_crossings`)."""
+        return roworder.total_crossings(self, centres)
 
     def recluster(self, rows: Iterable[RowSpec]) -> None:
         """Cluster ``rows`` afresh and order their clusters (barycentre sweeps), timed."""
@@ -464,37 +422,9 @@ class LayoutState:
                 self.barycentre_order({r.name for r in rows})
 
     def barycentre_order(self, free: set[str] | None = None) -> None:
-        """Order the clusters of the ``free`` rows (all by default) to reduce crossings.
-
-        ``options.sweeps`` times: a downward sweep (each free row by its upper neighbour), then
-        an upward one (by its lower neighbour); the order with the least weighted crossings
-        wins.  Weights are ``w²`` of every cluster pair, independent of the edge threshold, so
-        changing the threshold never moves a cluster.  Deterministic (ties keep the order).
-        A draft (``options.draft``) takes its sweeps without counting crossings (no stats).
-        """
-        rows = self.rows
-        free = {r.name for r in rows} if free is None else set(free)
-        if self.options.draft:
-            for _ in range(max(0, self.options.sweeps)):
-                for i in range(1, len(rows)):
-                    if rows[i].name in free:
-                        self._reorder(rows[i], rows[i - 1], below=False)
-            self.ordering_stats = {}
-            return
-        before = self.total_crossings()
-        best, best_order = before, {k: list(v) for k, v in self.order.items()}
-        for _ in range(max(0, self.options.sweeps)):
-            for i in range(1, len(rows)):
-                if rows[i].name in free:
-                    self._reorder(rows[i], rows[i - 1], below=False)
-            for i in range(len(rows) - 2, -1, -1):
-                if rows[i].name in free:
-                    self._reorder(rows[i], rows[i + 1], below=True)
-            cost = self.total_crossings()
-            if cost < best - 1e-12 * max(best, 1.0):
-                best, best_order = cost, {k: list(v) for k, v in self.order.items()}
-        self.order = best_order
-        self.ordering_stats = {"crossings_initial": before, "crossings_ordered": best}
+        """Order the clusters of the ``free`` rows (all by default) to reduce crossings
+        (:func:`~cnnvis_gl.layout.roworder.barycentre_order`)."""
+        roworder.barycentre_order(self, free)
 
     # ------------------------------------------------------------------ compose
     def compose(self) -> Scene:

@@ -11,6 +11,7 @@ import pytest
 from test_layout import OPTIONS, basecnn_snapshot, check_scene, scenes_equal
 
 from cnnvis_gl.layout import (
+    ROW_BETWEEN,
     ROW_GROUP,
     ROW_STAGE,
     LayoutState,
@@ -21,6 +22,7 @@ from cnnvis_gl.layout import (
     stages,
 )
 from cnnvis_gl.layout.edges import row_weights
+from cnnvis_gl.layout.edit import set_collapsed_stages
 from cnnvis_gl.layout.state import row_specs
 from cnnvis_gl.model.graph import Group, Layer, NeuronGraph, Unit
 from cnnvis_gl.run.snapshot import Snapshot
@@ -158,3 +160,20 @@ def test_a_collapsed_stage_in_the_breadcrumbs_and_find(cifar_dir: Path) -> None:
     units = {g.name: list(g.units) for g in snap.graph.groups}
     assert [c.label for c in breadcrumbs("VGGLike", units, shown)] == ["VGGLike", "features"]
     assert groups_frame(scene, names, ["conv2"]) == view
+
+
+def test_collapse_every_stage_at_once(cifar_dir: Path) -> None:
+    """``set_collapsed_stages``: BaseCNN's innermost stages (``features``, ``classifier``) as two
+    rows, then none (the scene of every group again); an unknown name is refused."""
+    snap = basecnn_snapshot(cifar_dir)
+    state = build_state(snap, OPTIONS)
+    before = state.scene
+    scene, changed = set_collapsed_stages(state, frozenset(innermost_stages(snap.graph)))
+    assert [r.name for r in scene.rows if r.kind == ROW_STAGE] == ["features", "classifier"]
+    assert len([r for r in scene.rows if r.kind != ROW_BETWEEN]) == 2 and changed.structure
+    same, unchanged = set_collapsed_stages(state, frozenset({"features", "classifier"}))
+    assert same is scene and not unchanged.structure
+    back, _ = set_collapsed_stages(state, frozenset())
+    assert scenes_equal(replace(back, stats={}), replace(before, stats={}))
+    with pytest.raises(KeyError, match="no stage 'nope'"):
+        set_collapsed_stages(state, frozenset({"nope"}))

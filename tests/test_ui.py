@@ -473,7 +473,8 @@ def test_groups_k_method_expand_collapse_and_undo(run_dir: Path):
 def test_collapse_a_stage_animates_refits_saves_and_undoes(run_dir: Path):
     """The Controls panel's stage line collapses ``features`` (conv1–conv4) into one row: the
     view morphs into it (rows in between), the whole network stays fitted, layout.json keeps
-    it, the label says so; Ctrl+Z brings the groups back."""
+    it, the label says so; Ctrl+Z brings the groups back.  "Collapse all stages" shows BaseCNN as
+    its two stages, "Expand all" as its groups again."""
     from imgui_bundle import imgui
 
     from cnnvis_gl.render.camera import Camera
@@ -508,6 +509,12 @@ def test_collapse_a_stage_animates_refits_saves_and_undoes(run_dir: Path):
         wait(ctx, lambda: ready(app)() and app.feed.morphing is None)
         seen["undone"] = rows()
         seen["state"] = set(app.state.collapsed)
+        ctx.item_click("//Controls/**/Collapse all stages")
+        wait(ctx, lambda: ready(app)() and app.feed.morphing is None)
+        seen["all"] = rows()
+        ctx.item_click("//Controls/**/Expand all")
+        wait(ctx, lambda: ready(app)() and app.feed.morphing is None)
+        seen["none"] = rows()
 
     drive(app, test, SIZE)
     assert seen["collapsed"][0] == "features" and not {"conv1", "conv2", "conv3", "conv4"} & set(seen["collapsed"])
@@ -520,6 +527,7 @@ def test_collapse_a_stage_animates_refits_saves_and_undoes(run_dir: Path):
     assert zoom == pytest.approx(1.0, rel=0.02) and np.allclose(c, w, atol=2.0 / max(zoom, 1e-9))
     assert seen["saved"] == ["features"]
     assert seen["undone"] == seen["before"] and seen["state"] == set()
+    assert seen["all"] == ["features", "classifier"] and seen["none"] == seen["before"]
 
 
 def test_breadcrumb_collapses_and_expands_a_stage(run_dir: Path):

@@ -36,6 +36,7 @@ __all__ = [
     "move_neuron",
     "set_clustering",
     "set_collapsed",
+    "set_collapsed_stages",
     "set_expanded",
     "set_threshold",
     "set_facet",
@@ -379,6 +380,21 @@ def set_collapsed(
     return _toggle(state, "collapsed", stage, collapsed)
 
 
+def set_collapsed_stages(state: LayoutState, collapsed: frozenset[str]) -> tuple[Scene, Changed]:
+    """Show exactly the stages ``collapsed`` as one row each (e.g. every innermost stage: the
+    network's overview; none: every group), the rows that stay keeping their clusters."""
+    state.timings = {}
+    known = stages(state.snapshot.graph)
+    unknown = sorted(set(collapsed) - set(known))
+    if unknown:
+        raise KeyError(f"no stage {unknown[0]!r}")
+    if frozenset(collapsed) == state.options.collapsed:
+        assert state.scene is not None
+        return state.scene, Changed()
+    state.replace_options(collapsed=frozenset(collapsed))
+    return _new_rows(state)
+
+
 def _toggle(state: LayoutState, option: str, name: str, on: bool | None) -> tuple[Scene, Changed]:
     """Put ``name`` into the set option ``option`` (``expanded`` / ``collapsed``) or take it out
     (``on=None``: toggle); the new rows are clustered, the others keep their clusters."""
@@ -388,6 +404,12 @@ def _toggle(state: LayoutState, option: str, name: str, on: bool | None) -> tupl
         assert state.scene is not None
         return state.scene, Changed()
     state.replace_options(**{option: frozenset(now_set | {name} if want else now_set - {name})})
+    return _new_rows(state)
+
+
+def _new_rows(state: LayoutState) -> tuple[Scene, Changed]:
+    """The rows of the state's ``expanded`` / ``collapsed`` options: the new ones clustered, the
+    others keep their clusters (a row showing the same unit under another name too)."""
     old_rows = {r.name: r for r in state.rows}
     new_rows = row_specs(state.snapshot, state.options.expanded, state.options.collapsed)
     kept = {r.name for r in new_rows if r.name in old_rows and old_rows[r.name] == r}

@@ -178,6 +178,13 @@ class Actions:
         verb = "collapse" if collapsed else "expand"
         self._edit(f"{verb} {stage}", lambda: self._session.set_collapsed(stage, collapsed))
 
+    def set_collapsed_stages(self, stages: set[str] | frozenset[str]) -> None:
+        """Show exactly ``stages`` collapsed (the Controls panel's "Collapse all" / "Expand all")."""
+        st = self.app.state
+        st.collapsed = set(stages)
+        label = f"collapse {len(stages)} stages" if stages else "expand every stage"
+        self._edit(label, lambda: self._session.set_collapsed_stages(frozenset(stages)))
+
     def preview_threshold(self, fraction: float) -> None:
         """While the slider moves: hide edges at once (no upload); the re-bundling follows."""
         st, r = self.app.state, self.app.renderer

@@ -466,6 +466,14 @@ class LayoutSession:
         verb = "collapse" if collapsed else "expand"
         return self._update(f"{verb} {stage}", scene, changed, before)
 
+    def set_collapsed_stages(self, stages: frozenset[str]) -> SceneUpdate:
+        """Show exactly these stages collapsed (every innermost one, or none)."""
+        state = self._need()
+        before = capture(state, pinned=True)
+        scene, changed = layout_edit.set_collapsed_stages(state, frozenset(stages))
+        label = f"collapse {len(stages)} stages" if stages else "expand every stage"
+        return self._update(label, scene, changed, before)
+
     def set_threshold(self, fraction: float) -> SceneUpdate:
         """Keep the top ``fraction`` of the cluster edges of each pair of rows (not undoable)."""
         state = self._need()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from imgui_bundle import imgui
 
-from ...layout.hierarchy import stages
+from ...layout.hierarchy import innermost_stages, stages
 from ...layout.options import METHODS
 from ..widgets import (
     FACETS,
@@ -77,6 +77,7 @@ def controls_panel(st: AppState, act: Actions) -> None:
         _classes(st, act)
 
     if section("Layer groups"):
+        _all_stages(st, act)
         _groups(st, act)
 
     if section("Edits"):
@@ -107,6 +108,26 @@ def _classes(st: AppState, act: Actions) -> None:
     changed, q = imgui.slider_int("##quantile", q, 1, 100, "top %d%% of each layer")
     if changed:
         act.select_classes(sel, quantile=q / 100.0)
+
+
+def _all_stages(st: AppState, act: Actions) -> None:
+    """"Collapse all stages" (the network's overview: every stage holding no other as one row)
+    and "Expand all", when the network has stages."""
+    assert st.snapshot is not None
+    inner = innermost_stages(st.snapshot.graph)
+    if not inner:
+        return
+    imgui.begin_disabled(act.edit_pending or st.collapsed == set(inner))
+    if imgui.button("Collapse all stages"):
+        act.set_collapsed_stages(set(inner))
+    imgui.end_disabled()
+    if imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
+        imgui.set_tooltip(f"{', '.join(inner)}: each as one row (its output)")
+    imgui.same_line()
+    imgui.begin_disabled(act.edit_pending or not st.collapsed)
+    if imgui.button("Expand all"):
+        act.set_collapsed_stages(set())
+    imgui.end_disabled()
 
 
 def _groups(st: AppState, act: Actions) -> None:

@@ -177,3 +177,17 @@ def test_collapse_every_stage_at_once(cifar_dir: Path) -> None:
     assert scenes_equal(replace(back, stats={}), replace(before, stats={}))
     with pytest.raises(KeyError, match="no stage 'nope'"):
         set_collapsed_stages(state, frozenset({"nope"}))
+
+
+def test_stages_of_a_synthetic_resnet152_chain() -> None:
+    """The benchmarks' big synthetic network carries ResNet-152's module paths: its stages are
+    ``layer1`` … and their blocks; collapsing every block leaves one row per block."""
+    from cnnvis_gl.run.synthetic import huge_channels, huge_paths, synthetic_snapshot
+
+    snap = synthetic_snapshot(huge_channels(20, 2000), 10, paths=huge_paths(20))
+    found = stages(snap.graph)
+    assert found["layer1"] == tuple(range(1, 11)) and found["layer1.0"] == (1, 2, 3, 4)
+    assert innermost_stages(snap.graph) == ["layer1.0", "layer1.1", "layer1.2", "layer2.0", "layer2.1", "layer2.2"]
+    rows = row_specs(snap, frozenset(), frozenset(innermost_stages(snap.graph)))
+    assert [r.name for r in rows] == ["conv1", "layer1.0", "layer1.1", "layer1.2", "layer2.0", "layer2.1", "layer2.2"]
+    assert [g.name for g in snap.graph.groups][:3] == ["conv1", "conv2", "conv3"]  # group names as before

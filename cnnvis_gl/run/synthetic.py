@@ -10,7 +10,7 @@ import numpy as np
 from ..model.graph import Group, Layer, NeuronGraph, Unit
 from .snapshot import Snapshot
 
-__all__ = ["huge_channels", "synthetic_snapshot"]
+__all__ = ["huge_channels", "huge_paths", "synthetic_snapshot"]
 
 
 def huge_channels(rows: int = 150, neurons: int = 100_000) -> list[int]:
@@ -25,12 +25,24 @@ def huge_channels(rows: int = 150, neurons: int = 100_000) -> list[int]:
     return [max(4, round(c * scale)) for c in ch]
 
 
+def huge_paths(rows: int = 150) -> list[str]:
+    """Module paths of :func:`huge_channels`' layers as ResNet-152 names them (``conv1``,
+    ``layer3.12.conv2``, ``layer1.0.downsample``): with one group per layer, its stages are the
+    blocks (``layer3.12``) inside the four ``layer1`` … ``layer4``."""
+    paths = ["conv1"]
+    for s, blocks in enumerate((3, 8, 36, 3), start=1):
+        for b in range(blocks):
+            paths += [f"layer{s}.{b}.conv{i}" for i in (1, 2, 3)] + ([f"layer{s}.{b}.downsample"] if b == 0 else [])
+    return paths[:rows]
+
+
 def synthetic_snapshot(
     channels: list[int],
     n_classes: int = 100,
     seed: int = 0,
     prototypes: int = 8,
     images: int = 0,
+    paths: list[str] | None = None,
 ) -> Snapshot:
     """A Snapshot with a chain of conv groups of the given widths and structured random arrays.
 
@@ -39,6 +51,7 @@ def synthetic_snapshot(
     (prototype b) of the next group is ``B[a, b]`` plus noise, with ``B`` a signed coupling.
     ``images > 0``: also that many 32×32 images (coloured gratings) and every array a run
     directory holds (top-k images and crops, responses), so that it can be saved and viewed.
+    ``paths``: the layers' module paths (default: the group names ``conv1``, ``conv2`` …).
     """
     rng = np.random.default_rng(seed)
     layers = [Layer("input", "input", "input", [], [3, 224, 224])]
@@ -46,10 +59,11 @@ def synthetic_snapshot(
     prev_proto: np.ndarray | None = None
     prev_name = "input"
     for gi, c in enumerate(channels):
-        name = f"conv{gi + 1}"
+        group = f"conv{gi + 1}"
+        name = paths[gi] if paths is not None else group
         layers.append(Layer(name, "conv", "Conv2d", [prev_name], [c, 14, 14], group=gi))
         units.append(Unit(name, [name], name, c, [14, 14], gi))
-        groups.append(Group(name, [name], [name], [gi - 1] if gi else []))
+        groups.append(Group(group, [name], [name], [gi - 1] if gi else []))
         k = min(prototypes, c)
         profiles = rng.gamma(0.6, 1.0, size=(k, n_classes))
         proto = rng.integers(0, k, size=c)
@@ -60,7 +74,7 @@ def synthetic_snapshot(
         if prev_proto is not None:
             B = rng.normal(0.0, 1.0, size=(prototypes, prototypes))
             W = B[prev_proto][:, proto].T + rng.normal(0.0, 0.8, size=(c, prev_proto.size))
-            arrays[f"weights/group/{name}/{groups[gi - 1].name}"] = (0.05 * W).astype(np.float32)
+            arrays[f"weights/group/{group}/{groups[gi - 1].name}"] = (0.05 * W).astype(np.float32)
         prev_proto, prev_name = proto, name
         if images:
             arrays.update(_viewable_unit(rng, name, c, images))

@@ -191,3 +191,25 @@ def test_stages_of_a_synthetic_resnet152_chain() -> None:
     rows = row_specs(snap, frozenset(), frozenset(innermost_stages(snap.graph)))
     assert [r.name for r in rows] == ["conv1", "layer1.0", "layer1.1", "layer1.2", "layer2.0", "layer2.1", "layer2.2"]
     assert [g.name for g in snap.graph.groups][:3] == ["conv1", "conv2", "conv3"]  # group names as before
+
+
+def test_rows_hidden_by_a_collapse_come_back_as_they_were(cifar_dir: Path, monkeypatch) -> None:
+    """Collapsing a stage keeps its other rows' clusters aside: expanding it again brings them
+    back without clustering (ids and members as before); a new clustering setting of a hidden
+    group is not overridden by them."""
+    snap = basecnn_snapshot(cifar_dir)
+    state = build_state(snap, OPTIONS)
+    conv2 = {c: m.copy() for c, m in state.members["conv2"].items()}
+    set_collapsed(state, "features", True)
+    assert "conv2" in state.hidden and "conv2" not in state.members
+    with monkeypatch.context() as m:  # nothing clustered: every row comes back
+        m.setattr(state, "cluster_row", lambda *a, **k: pytest.fail("a row was clustered again"))
+        set_collapsed(state, "features", False)
+    assert state.members["conv2"].keys() == conv2.keys()
+    assert all(np.array_equal(state.members["conv2"][c], conv2[c]) for c in conv2)
+    from cnnvis_gl.layout.edit import set_clustering
+
+    set_collapsed(state, "features", True)
+    set_clustering(state, "conv2", "kmeans", 2)  # conv2 is hidden: its setting changes
+    set_collapsed(state, "features", False)
+    assert len(state.members["conv2"]) == 2

@@ -345,6 +345,10 @@ def set_clustering(
     state.replace_options(clustering={**state.options.clustering, group: setting})
     gi = names.index(group)
     rows = [r for r in state.rows if r.group == gi]
+    graph = state.snapshot.graph
+    for name, (unit, _, _) in list(state.hidden.items()):  # its hidden rows: clustered afresh
+        if graph.unit(unit).group == gi:  # by the new setting when they come back
+            del state.hidden[name]
     with blas_threads(state.options.blas_threads):
         state.recluster(rows)
         return recompose(state)
@@ -408,8 +412,9 @@ def _toggle(state: LayoutState, option: str, name: str, on: bool | None) -> tupl
 
 
 def _new_rows(state: LayoutState) -> tuple[Scene, Changed]:
-    """The rows of the state's ``expanded`` / ``collapsed`` options: the new ones clustered, the
-    others keep their clusters (a row showing the same unit under another name too)."""
+    """The rows of the state's ``expanded`` / ``collapsed`` options: the new ones clustered (or
+    as they were when an earlier edit hid them), the others keep their clusters (a row showing
+    the same unit under another name too)."""
     old_rows = {r.name: r for r in state.rows}
     new_rows = row_specs(state.snapshot, state.options.expanded, state.options.collapsed)
     kept = {r.name for r in new_rows if r.name in old_rows and old_rows[r.name] == r}
@@ -426,10 +431,15 @@ def _new_rows(state: LayoutState) -> tuple[Scene, Changed]:
                 continue
             fresh.append(r)
         for gone in set(old_rows) - kept:
-            if gone in state.members:  # not transferred
-                for cid in state.members.pop(gone):
-                    state.facets.pop(cid, None)
-                state.order.pop(gone, None)
+            if gone in state.members:  # not transferred: kept aside, to come back as it was
+                state.hidden[gone] = (old_rows[gone].unit, state.members.pop(gone), state.order.pop(gone))
+        taken = state.all_ids()
+        for r in list(fresh):
+            unit, members, order = state.hidden.pop(r.name, ("", {}, []))
+            if unit == r.unit and order and not taken & set(members):
+                state.members[r.name], state.order[r.name] = members, order
+                taken |= set(members)
+                fresh.remove(r)
         state.rows = new_rows
         state.recluster(fresh)
         return recompose(state)

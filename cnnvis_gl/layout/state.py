@@ -209,6 +209,9 @@ class LayoutState:
         self.members: dict[str, dict[int, np.ndarray]] = {}
         self.order: dict[str, list[int]] = {}
         self.facets: dict[int, int] = {}
+        # rows hidden by an expand / collapse, kept to come back as they were:
+        # {row name: (unit, {cluster id: members}, order)}
+        self.hidden: dict[str, tuple[str, dict[int, np.ndarray], list[int]]] = {}
         self.scene: Scene | None = None
         self.timings: dict[str, float] = {}
         self.ordering_stats: dict[str, float] = {}

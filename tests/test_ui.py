@@ -552,7 +552,7 @@ def test_breadcrumb_collapses_and_expands_a_stage(run_dir: Path):
         app.actions.zoom_to_groups(["conv1", "conv2", "conv3", "conv4"])
         settle(ctx)
         seen["before"] = (list(st.panels.crumbs), rows())
-        ctx.item_click("//Network/−##stage1")
+        ctx.item_click("//Network/-##stage1")
         settle(ctx)
         seen["collapsed"] = rows()
         row = next(r for r in st.scene.rows if r.name == "features")  # the stage row fills the height

@@ -1,7 +1,7 @@
 """Breadcrumbs over the network view: where the view is in the network's module tree (the
 model › a stage such as ``layer3`` › a block), each a button that frames what it holds
 (:func:`cnnvis_gl.layout.search.breadcrumbs`); Backspace goes up one.  A stage's crumb has a
-small − (collapse it into one row) or + (expand it into its groups) beside it."""
+small - (collapse it into one row) or + (expand it into its groups) beside it."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def crumbs_bar(st: AppState, act: Actions, origin: tuple[float, float]) -> float
             collapsed = stage in st.collapsed
             imgui.same_line(0, em(0.15))
             imgui.begin_disabled(act.edit_pending)
-            if imgui.small_button(f"{'+' if collapsed else '−'}##stage{k}"):
+            if imgui.small_button(f"{'+' if collapsed else '-'}##stage{k}"):
                 act.set_collapsed(stage, not collapsed)
             imgui.end_disabled()
             if imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):

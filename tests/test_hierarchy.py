@@ -57,6 +57,21 @@ def test_stages_of_a_module_tree() -> None:
     assert stages(tiny(["net.0", "net.1"], {}, [2, 2]).graph) == {}
 
 
+def test_a_numbered_series_of_modules_is_a_stage() -> None:
+    """Sibling modules numbered as a series (GoogLeNet's ``inception4a`` … ``4e``) are a stage
+    named by their stem; a module of that name wins; torchvision's GoogLeNet and Inception-v3."""
+    snap = tiny(["stem", "inc3a", "inc3b", "inc4a", "inc4b", "inc4c", "head"], {}, [2] * 7)
+    assert stages(snap.graph) == {"inc3": (1, 2), "inc4": (3, 4, 5)}
+    from cnnvis_gl.model import build_graph
+    from cnnvis_gl.models.torchvision import import_torchvision
+
+    tv = import_torchvision()
+    g = build_graph(tv.googlenet(num_classes=10, aux_logits=False, init_weights=False).eval(), (3, 64, 64))
+    assert {p: len(i) for p, i in stages(g).items()} == {"inception3": 2, "inception4": 5, "inception5": 2}
+    g = build_graph(tv.inception_v3(num_classes=10, aux_logits=False, init_weights=False).eval(), (3, 299, 299))
+    assert innermost_stages(g) == ["Mixed_5", "Mixed_6", "Mixed_7"]
+
+
 def test_collapsed_stage_rows_and_composed_weights() -> None:
     """A collapsed stage is one row (its last group's neurons); the weights into it chain its
     groups' weights (with a skip path summed in), the weights out of it are its last group's."""

@@ -12,6 +12,7 @@ Plain Python and NumPy on the snapshot's graph and weights: the layout, the view
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -28,6 +29,7 @@ __all__ = ["innermost_stages", "outermost", "stage_weights", "stages"]
 
 
 _last: list = [None, None]  # weak reference to the last graph asked about, its stages
+_SERIES = re.compile(r"^(.*\d)[a-z]$")  # inception4b, Mixed_6c: a series' stem and letter
 
 
 def stages(graph: NeuronGraph) -> dict[str, tuple[int, ...]]:
@@ -35,8 +37,11 @@ def stages(graph: NeuronGraph) -> dict[str, tuple[int, ...]]:
 
     A stage holds at least two groups and not all of them, consecutive in the network's order
     (a module whose groups are interleaved with others' is no stage), and its path is no group's
-    name (a row is named after either).  The last graph's stages are remembered (the viewer
-    asks every frame); do not change the dict returned.
+    name (a row is named after either).  Sibling modules numbered as a series are a stage too,
+    named by their common stem: GoogLeNet's ``inception4a`` … ``inception4e`` are
+    ``inception4``, Inception-v3's ``Mixed_6a`` … ``Mixed_6e`` are ``Mixed_6`` (no module holds
+    them).  The last graph's stages are remembered (the viewer asks every frame); do not change
+    the dict returned.
     """
     ref, found = _last
     if ref is not None and ref() is graph:
@@ -54,6 +59,13 @@ def _stages(graph: NeuronGraph) -> dict[str, tuple[int, ...]]:
     for gi, p in enumerate(prefixes):
         for depth in range(1, len(p) + 1):
             found.setdefault(".".join(p[:depth]), []).append(gi)
+    series: dict[str, list[int]] = {}
+    for gi, p in enumerate(prefixes):
+        m = _SERIES.match(p[-1]) if p else None
+        if m is not None:
+            series.setdefault(".".join((*p[:-1], m.group(1))), []).append(gi)
+    for stem, idx in series.items():
+        found.setdefault(stem, idx)  # (a module of that name is the stage already)
     out = {}
     for path, idx in found.items():
         consecutive = idx[-1] - idx[0] == len(idx) - 1

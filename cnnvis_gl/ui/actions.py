@@ -174,16 +174,14 @@ class Actions:
     def set_collapsed(self, stage: str, collapsed: bool) -> None:
         """Collapse a stage (a module holding several groups) into one row, or expand it."""
         st = self.app.state
-        (st.collapsed.add if collapsed else st.collapsed.discard)(stage)
-        verb = "collapse" if collapsed else "expand"
-        self._edit(f"{verb} {stage}", lambda: self._session.set_collapsed(stage, collapsed))
+        want = st.collapsed | {stage} if collapsed else st.collapsed - {stage}
+        self.set_collapsed_stages(want, f"{'collapse' if collapsed else 'expand'} {stage}")
 
-    def set_collapsed_stages(self, stages: set[str] | frozenset[str]) -> None:
-        """Show exactly ``stages`` collapsed (the Controls panel's "Collapse all" / "Expand all")."""
-        st = self.app.state
-        st.collapsed = set(stages)
-        label = f"collapse {len(stages)} stages" if stages else "expand every stage"
-        self._edit(label, lambda: self._session.set_collapsed_stages(frozenset(stages)))
+    def set_collapsed_stages(self, stages: set[str] | frozenset[str], label: str = "") -> None:
+        """Show exactly ``stages`` collapsed (a stage's box, "Collapse all" / "Expand all")."""
+        self.app.state.collapsed = set(stages)
+        label = label or (f"collapse {len(stages)} stages" if stages else "expand every stage")
+        self._edit(label, lambda: self._session.set_collapsed_stages(frozenset(stages), label))
 
     def preview_threshold(self, fraction: float) -> None:
         """While the slider moves: hide edges at once (no upload); the re-bundling follows."""

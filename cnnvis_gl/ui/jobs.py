@@ -458,20 +458,11 @@ class LayoutSession:
         verb = "expand" if expanded else "collapse"
         return self._update(f"{verb} {group}", scene, changed, before)
 
-    def set_collapsed(self, stage: str, collapsed: bool) -> SceneUpdate:
-        """Collapse a stage into one row, or expand it into its groups."""
-        state = self._need()
-        before = capture(state, pinned=True)
-        scene, changed = layout_edit.set_collapsed(state, stage, collapsed)
-        verb = "collapse" if collapsed else "expand"
-        return self._update(f"{verb} {stage}", scene, changed, before)
-
-    def set_collapsed_stages(self, stages: frozenset[str]) -> SceneUpdate:
-        """Show exactly these stages collapsed (every innermost one, or none)."""
+    def set_collapsed_stages(self, stages: frozenset[str], label: str) -> SceneUpdate:
+        """Show exactly these stages collapsed (one more or less, every innermost one, none)."""
         state = self._need()
         before = capture(state, pinned=True)
         scene, changed = layout_edit.set_collapsed_stages(state, frozenset(stages))
-        label = f"collapse {len(stages)} stages" if stages else "expand every stage"
         return self._update(label, scene, changed, before)
 
     def set_threshold(self, fraction: float) -> SceneUpdate:

@@ -1,4 +1,4 @@
-"""Locate packaged resources (``shaders/``, ``assets/``).
+"""Locate packaged resources (``shaders/``, ``assets/``) and the user's cache folder.
 
 In a wheel they live inside the package (``cnnvis_gl/shaders``); in a source checkout they are
 the top-level folders beside the package.
@@ -6,6 +6,7 @@ the top-level folders beside the package.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 _PKG = Path(__file__).resolve().parent
@@ -24,6 +25,14 @@ def shader_dir() -> Path:
 
 def asset_dir() -> Path:
     return _root("assets")
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/cnnvis_gl`` (when that is an absolute path), else ``~/.cache/cnnvis_gl``;
+    not created."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    base = Path(xdg).expanduser() if xdg and Path(xdg).expanduser().is_absolute() else None
+    return (base if base is not None else Path.home() / ".cache") / "cnnvis_gl"
 
 
 def read_shader(name: str) -> str:

@@ -77,6 +77,15 @@ def centre(rect) -> tuple[float, float]:
     return x + w / 2, y + h / 2
 
 
+def fill_with_row(st, name: str) -> None:
+    """Move the camera (animated) so that scene row ``name`` fills the view's height."""
+    from cnnvis_gl.render.camera import Camera
+
+    row = next(r for r in st.scene.rows if r.name == name)
+    cx = (st.scene.bounds[0] + st.scene.bounds[2]) / 2
+    st.camera.go(Camera((cx, row.y + row.height / 2), st.camera.viewport[1] / (1.2 * row.height)))
+
+
 def make_app(run_dir: Path, **kw):
     from cnnvis_gl.ui import App
 
@@ -531,9 +540,8 @@ def test_collapse_a_stage_animates_refits_saves_and_undoes(run_dir: Path):
 
 
 def test_breadcrumb_collapses_and_expands_a_stage(run_dir: Path):
-    """A stage's breadcrumb has a − beside it: it collapses ``features`` into one row; on that
+    """A stage's breadcrumb has a - beside it: it collapses ``features`` into one row; on that
     row the breadcrumbs say the stage, with a + that expands it again."""
-    from cnnvis_gl.render.camera import Camera
 
     app = make_app(run_dir)
     seen: dict = {}
@@ -555,9 +563,7 @@ def test_breadcrumb_collapses_and_expands_a_stage(run_dir: Path):
         ctx.item_click("//Network/-##stage1")
         settle(ctx)
         seen["collapsed"] = rows()
-        row = next(r for r in st.scene.rows if r.name == "features")  # the stage row fills the height
-        cx = (st.scene.bounds[0] + st.scene.bounds[2]) / 2
-        st.camera.go(Camera((cx, row.y + row.height / 2), st.camera.viewport[1] / (1.2 * row.height)))
+        fill_with_row(st, "features")  # the stage row
         settle(ctx)
         seen["on_stage"] = list(st.panels.crumbs)
         ctx.item_click("//Network/+##stage1")
@@ -1048,7 +1054,6 @@ def test_breadcrumbs_say_where_the_view_is_and_go_up(run_dir: Path):
     from imgui_bundle import imgui
 
     from cnnvis_gl.layout.search import groups_frame
-    from cnnvis_gl.render.camera import Camera
 
     app = make_app(run_dir)
     seen: dict = {}
@@ -1063,9 +1068,7 @@ def test_breadcrumbs_say_where_the_view_is_and_go_up(run_dir: Path):
         ctx.yield_(2)
         st = app.state
         seen["fitted"] = list(st.panels.crumbs)
-        r3 = next(r for r in st.scene.rows if r.name == "conv3")  # conv3's row fills the height
-        cx = (st.scene.bounds[0] + st.scene.bounds[2]) / 2
-        st.camera.go(Camera((cx, r3.y + r3.height / 2), st.camera.viewport[1] / (1.2 * r3.height)))
+        fill_with_row(st, "conv3")
         settle(ctx)
         seen["conv3"] = list(st.panels.crumbs)
         ctx.item_click("//Network/features##crumb1")

@@ -35,7 +35,7 @@ def shoot(run_a: Path, run_b: Path, group: str, png: Path) -> None:
         wait(ctx, lambda: app.state.scene is not None and not app.feed.pending)
         wait(ctx, lambda: app.other.run is not None and app.other.run.cka is not None)
         wait(ctx, lambda: not app.feed.pending)
-        app.actions.zoom_to_group(group)
+        app.actions.zoom_to_groups([group])
         ctx.yield_(3)
         wait(ctx, lambda: not app.state.camera.animating and not app.other.camera.animating)
         ctx.mouse_move_to_pos((800, 990))  # the status bar: no tooltip, no cursor on the views

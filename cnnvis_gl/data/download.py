@@ -26,6 +26,7 @@ from tqdm import tqdm
 from cnnvis_gl.data.cifar10 import PY_DIRNAME
 from cnnvis_gl.data.imagedata import one_line
 from cnnvis_gl.errors import DataError
+from cnnvis_gl.resources import cache_dir
 
 __all__ = [
     "CIFAR10_URL",
@@ -56,11 +57,7 @@ def data_root() -> Path:
     env = os.environ.get("CNNVIS_DATA", "").strip()
     if env:
         return Path(env).expanduser().absolute()
-    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-    base = Path(xdg).expanduser() if xdg and Path(xdg).expanduser().is_absolute() else None
-    if base is None:
-        base = Path.home() / ".cache"
-    return base / "cnnvis_gl"
+    return cache_dir()
 
 
 def _md5_of(path: Path) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy.ndimage import distance_transform_edt
 
-from ..resources import asset_dir
+from ..resources import asset_dir, cache_dir
 
 DEFAULT_FONT = "DejaVuSans.ttf"
 BASE_CHARS = string.ascii_letters + string.digits + string.punctuation + " ·×→←…°±µσ–—éèàüöäÅ"
@@ -209,10 +209,8 @@ def _cache_file(path: Path, chars: str, em: int, spread: float) -> Path | None:
         digest = hashlib.sha1(path.read_bytes(), usedforsecurity=False).hexdigest()
     except OSError:
         return None
-    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-    base = Path(xdg).expanduser() if xdg and Path(xdg).expanduser().is_absolute() else Path.home() / ".cache"
     key = json.dumps([_CACHE_VERSION, digest, chars, em, spread])
-    return base / "cnnvis_gl" / "glyphs" / f"{hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()}.npz"
+    return cache_dir() / "glyphs" / f"{hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()}.npz"
 
 
 def _read_cached(cache: Path | None, path: Path) -> GlyphAtlas | None:

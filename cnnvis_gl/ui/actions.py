@@ -173,9 +173,8 @@ class Actions:
 
     def set_collapsed(self, stage: str, collapsed: bool) -> None:
         """Collapse a stage (a module holding several groups) into one row, or expand it."""
-        st = self.app.state
-        want = st.collapsed | {stage} if collapsed else st.collapsed - {stage}
-        self.set_collapsed_stages(want, f"{'collapse' if collapsed else 'expand'} {stage}")
+        have, verb = self.app.state.collapsed, "collapse" if collapsed else "expand"
+        self.set_collapsed_stages(have | {stage} if collapsed else have - {stage}, f"{verb} {stage}")
 
     def set_collapsed_stages(self, stages: set[str] | frozenset[str], label: str = "") -> None:
         """Show exactly ``stages`` collapsed (a stage's box, "Collapse all" / "Expand all")."""
@@ -360,10 +359,6 @@ class Actions:
             return
         st.camera.go(frame_with_labels(s.labels, row_frame(s, row), st.camera.viewport, 0.04))
         self.view.touch()
-
-    def zoom_to_group(self, name: str) -> None:
-        """Frame the rows of layer group ``name`` (animated)."""
-        self.zoom_to_groups([name])
 
     def zoom_to_groups(self, names: list[str]) -> None:
         """Frame the rows of these layer groups (animated), e.g. a stage of a ResNet."""

@@ -123,7 +123,7 @@ def _table(st: AppState, act: Actions) -> None:
             f"{r.a}##pair_{r.a}", shown, imgui.SelectableFlags_.span_all_columns
         )[0]
         if sel:
-            act.zoom_to_group(r.a)
+            act.zoom_to_groups([r.a])
         cells = (
             r.b,
             f"{r.neurons[0]} / {r.neurons[1]}",

@@ -141,6 +141,34 @@ def test_gating_keeps_the_gated_channels_and_the_gate_is_its_own_unit():
     assert mul.rf_size == [3, 3] and g.layer(gate.tap).rf_size == [8, 8]
 
 
+class GatedEnd(nn.Module):
+    """A stage that ends in a squeeze-and-excitation gate, then a classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.fc1 = nn.Conv2d(4, 2, 1)
+        self.fc2 = nn.Conv2d(2, 4, 1)
+        self.head = nn.Linear(4, 3, bias=False)
+
+    def forward(self, x):
+        y = F.relu(self.a(x))
+        y = y * torch.sigmoid(self.fc2(F.relu(self.fc1(y.mean((2, 3), keepdim=True)))))
+        return self.head(y.mean((2, 3)))
+
+
+def test_a_gate_at_the_end_of_a_group_does_not_stand_for_the_group():
+    m = _seeded(GatedEnd())
+    t = trace_model(m, (3, 8, 8))
+    g = t.graph
+    conv, fc = g.groups
+    # the group's neurons are the gated conv's channels (read after the product), not the gate's
+    assert conv.units == ["fc1", "fc2", "a"] and conv.unit == "a"
+    assert fc.inputs == [0]
+    gw = group_weights(t)
+    torch.testing.assert_close(gw[fc.name][conv.name], m.head.weight.detach())
+
+
 class LayerScaleBlock(nn.Module):
     """ConvNeXt-style: depthwise conv, channels-last LayerNorm + Linear (1×1 convs), layer scale."""
 

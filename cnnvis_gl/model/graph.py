@@ -492,9 +492,18 @@ def _groups(
             u.group = by_name[u.tap].group
             if u.name not in groups[u.group].units:
                 groups[u.group].units.append(u.name)
+    consumers = _consumers(layers)
+
+    def place(n: str) -> int:  # a gated unit's neurons leave the group at their product
+        tap = unit_by_name(units, n).tap
+        gated = [
+            c for c in consumers[tap] if by_name[c].kind == "mul" and _carries(by_name[c], tap)
+        ]
+        return max([order[tap]] + [order[c] for c in gated if not _is_join(by_name[c])])
+
     counters: dict[str, int] = {}
     for g in groups:
-        g.units.sort(key=lambda n: order[unit_by_name(units, n).tap])
+        g.units.sort(key=place)
         label = _group_label(g.layers, by_name)
         counters[label] = counters.get(label, 0) + 1
         g.name = f"{label}{counters[label]}"
@@ -539,9 +548,12 @@ def _upstream_tap(name: str, by_name: dict[str, Layer], tap_group: dict[str, int
         if cur in tap_group:
             return tap_group[cur]
         layer = by_name[cur]
-        if layer.weighted or layer.kind == "input" or len(layer.inputs) != 1:
+        ins = layer.inputs
+        if layer.kind == "mul" and not _is_join(layer):  # x * gate: follow the gated side
+            ins = [x for k, x in enumerate(ins) if _carries(layer, x)]
+        if layer.weighted or layer.kind == "input" or len(ins) != 1:
             return None
-        cur = layer.inputs[0]
+        cur = ins[0]
     return None
 
 

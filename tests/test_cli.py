@@ -377,3 +377,15 @@ def test_info_neuron_prints_the_matrix_drill_down(small_run, tmp_path):
                         (["--neuron", "conv3:1", "--class", "unicorn"], "unicorn")):  # fmt: skip
         r = cnnvis("info", small_run, *bad)
         assert r.returncode == 2 and needle in r.stderr
+
+
+def test_info_read_only_in_part_through_a_pipe_ends_quietly(small_run):
+    """`cnnvis info RUN | head -1`: the reader has closed the pipe; no error, exit 0."""
+    code = (
+        "import os, sys\n"
+        "r, w = os.pipe(); os.close(r); os.dup2(w, 1)  # every write to stdout: BrokenPipeError\n"
+        "from cnnvis_gl.cli import main\n"
+        f"sys.exit(main(['info', {str(small_run)!r}]))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0 and p.stderr == ""

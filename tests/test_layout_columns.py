@@ -67,6 +67,17 @@ def test_a_long_chain_wraps_into_contiguous_columns_that_fill_the_view() -> None
         assert last_bottom <= p.height + 1e-9
 
 
+def test_columns_end_only_where_the_chain_may_be_cut() -> None:
+    h, lo, hi = _chain(24)
+    free = plan_columns(h, lo, hi, between=50.0, view_aspect=1.6, gap=100.0)
+    starts = [i for i in range(1, 24) if free.starts_column(i)]
+    keep = np.ones(24, dtype=bool)
+    keep[max(1, starts[0] - 3) : starts[0] + 4] = False  # rows side by side around the first cut
+    p = plan_columns(h, lo, hi, between=50.0, view_aspect=1.6, gap=100.0, breakable=keep)
+    cuts = [i for i in range(1, 24) if p.starts_column(i)]
+    assert p.columns > 1 and cuts and all(keep[i] for i in cuts)
+
+
 def test_a_short_wide_network_keeps_one_column() -> None:
     h, lo, hi = _chain(6, height=100.0, half_width=1500.0)
     assert plan_columns(h, lo, hi, between=140.0, view_aspect=1.6).columns == 1

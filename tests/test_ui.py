@@ -730,6 +730,60 @@ def test_find_arrow_keys_and_minimap(run_dir: Path):
     assert abs(cx - tx) <= 2 * unit and abs(cy - ty) <= 2 * unit  # within two minimap pixels
 
 
+def test_an_expanded_module_shows_its_branches_side_by_side(tmp_path: Path, cifar_dir: Path):
+    """Tick an Inception module's box: its four branches come side by side (one band), the Find
+    box frames the whole module, the right arrow walks from one branch into the next."""
+    import torch
+    from imgui_bundle import imgui
+    from test_lanes import Net
+
+    import cnnvis_gl
+    from cnnvis_gl.layout.search import neighbour
+
+    torch.manual_seed(0)
+    cnnvis_gl.analyze(Net(), f"cifar10:{cifar_dir}", limit=96, progress=False).save(tmp_path / "run", 0)
+    app = make_app(tmp_path / "run")
+    seen: dict = {}
+    first = [f"mixed1/inc.branch{b}" for b in ("1.0", "2.0.0", "3.0.0", "4.1.0")]
+
+    def settle(ctx) -> None:
+        ctx.yield_(2)
+        wait(ctx, lambda: app.feed.morphing is None and not app.state.camera.animating, 10.0)
+
+    def test(ctx):
+        wait(ctx, ready(app))
+        ctx.yield_(2)
+        ctx.item_click("//Controls/**/mixed1/##expand")
+        wait(ctx, ready(app))
+        settle(ctx)
+        st = app.state
+        s = st.scene
+        rows = {s.rows[i].name: i for i in st.layer_rows()}
+        seen["tops"] = {s.rows[rows[n]].y for n in first}
+        seen["lanes"] = [(s.rows[rows[n]].x, s.rows[rows[n]].x + s.rows[rows[n]].width) for n in first]
+        ctx.item_input_value("//Controls/##find", "mixed1")
+        ctx.yield_(2)
+        ctx.item_click("//Controls/**/group mixed1: 8 layers##hit0")
+        settle(ctx)
+        seen["view"] = st.camera.current.visible_rect(st.camera.viewport)
+        b1 = st.row_clusters(rows[first[0]])
+        ci = int(b1[-1])
+        st.selection.cluster = int(s.clusters.id[ci])
+        ctx.mouse_move_to_pos(imgui.ImVec2(*app.view.screen_pos(*centre(s.clusters.rect[ci]))))
+        ctx.key_press(imgui.Key.right_arrow)
+        settle(ctx)
+        seen["right"] = (st.cluster_index(st.selection.cluster), neighbour(s, ci, "right"))
+        seen["right_row"] = s.rows[int(s.clusters.row[seen["right"][0]])].name
+
+    drive(app, test, SIZE)
+    assert len(seen["tops"]) == 1  # one band
+    lanes = seen["lanes"]
+    assert all(a[1] < b[0] for a, b in zip(lanes[:-1], lanes[1:], strict=True))
+    vx0, _, vx1, _ = seen["view"]
+    assert vx0 <= lanes[0][0] + 1 and vx1 >= lanes[-1][1] - 1  # every lane in view
+    assert seen["right"][0] == seen["right"][1] and seen["right_row"] == first[1]
+
+
 def test_bookmarks_panel_saves_and_recalls_a_view(run_dir: Path):
     """Save the view (zoomed on a cluster, a class highlighted) as a bookmark, move away,
     click the bookmark: the camera and the highlight come back; delete it."""

@@ -62,14 +62,16 @@ class ColumnPlan:
         return i > 0 and int(self.column[i]) != int(self.column[i - 1])
 
 
-def _greedy(heights: np.ndarray, between: float, extra: float, limit: float) -> np.ndarray:
+def _greedy(
+    heights: np.ndarray, between: float, extra: float, limit: float, breakable: np.ndarray
+) -> np.ndarray:
     """Column of each row, filling each column up to ``limit`` (a row taller than the limit
-    gets a column of its own)."""
+    gets a column of its own); a column ends only before a ``breakable`` row."""
     col = np.zeros(len(heights), dtype=np.int64)
     c, h = 0, float(heights[0]) if len(heights) else 0.0
     for i in range(1, len(heights)):
         add = between + float(heights[i])
-        if h + add + extra > limit:
+        if h + add + extra > limit and breakable[i]:
             c, h = c + 1, between + float(heights[i])
         else:
             h += add
@@ -123,6 +125,7 @@ def plan_columns(
     min_gain: float = 1.25,
     min_rows: int = 8,
     tries: int = 64,
+    breakable: np.ndarray | None = None,
 ) -> ColumnPlan:
     """Cut the chain of layer rows into columns filling a view of ``view_aspect``.
 
@@ -147,6 +150,9 @@ def plan_columns(
         paper draws it: one column).
     tries : int
         Column-height limits tried (geometric from the tallest row to the whole chain).
+    breakable : ndarray[R] of bool, optional
+        Where a column may end (before row ``i``); default everywhere.  Rows side by side
+        (:mod:`~cnnvis_gl.layout.lanes`) come here as one band and are never cut apart.
 
     Returns
     -------
@@ -154,6 +160,7 @@ def plan_columns(
     """
     heights = np.asarray(heights, dtype=np.float64)
     lefts, rights = np.asarray(lefts, np.float64), np.asarray(rights, np.float64)
+    breakable = np.ones(len(heights), bool) if breakable is None else np.asarray(breakable, bool)
     single = _place(np.zeros(len(heights), np.int64), heights, lefts, rights, between, gap, 0.0)
     if not view_aspect or view_aspect <= 0 or len(heights) < max(min_rows, 2):
         return single
@@ -168,7 +175,7 @@ def plan_columns(
         return single
     seen: set[bytes] = set()
     for limit in np.geomspace(tallest + continue_height, total, tries):
-        col = _greedy(heights, between, continue_height, float(limit))
+        col = _greedy(heights, between, continue_height, float(limit), breakable)
         key = col.tobytes()
         if key in seen or col.max() == 0:
             continue

@@ -15,8 +15,9 @@ import numpy as np
 
 from ..analysis import Bundling, bundle_edges, ink_and_crossings
 from .columns import ColumnPlan, plan_columns
-from .edges import RowSpec, SceneEdgesBuilder, edge_pieces, edge_threshold
+from .edges import RowSpec, SceneEdgesBuilder, edge_pieces, edge_threshold, with_stems
 from .ids import id_color
+from .lanes import Bands, lane_offsets
 from .scene import (
     CHAR_WIDTH,
     ROW_BETWEEN,
@@ -28,11 +29,15 @@ from .scene import (
     Row,
     Scene,
 )
+from .search import module_prefix
 
 if TYPE_CHECKING:
     from .state import LayoutState
 
 __all__ = ["compose_scene"]
+
+#: Space between the lanes of parallel branches (scene units).
+LANE_GAP = 60.0
 
 #: The renderer never draws a row label under this many pixels (``render.text.MIN_PX``): the
 #: columns leave fitted labels that room.
@@ -103,26 +108,29 @@ def compose_scene(state: LayoutState) -> Scene:
             c = state.content(r, state.members[r.name][cid])
             items.append((cid, c, state.geometry(c)))
         per_row.append(items)
-    plan, label_room = _plan(state, per_row)
+    place = _plan(state, per_row)
+    plan, bands = place.plan, place.bands
     asm = _Assembly()
     built = ClustersBuilder(len(classes))
     for i, (r, items) in enumerate(zip(state.rows, per_row, strict=True)):
         span = plan.spans[int(plan.column[i])] if plan.columns > 1 else (0.0, 0.0)
-        if i > 0:
-            name = f"between:{state.rows[i - 1].name}|{r.name}"
+        if bands.lane[i] >= 0:  # a branch's row: its lane
+            span = (float(place.lane_span[i, 0]), float(place.lane_span[i, 1]))
+        y = float(plan.between_y[i - 1]) if i > 0 else 0.0
+        if bands.sources[i]:  # one in-between row carries the edges from all its sources
+            name = f"between:{state.rows[bands.sources[i][0]].name}|{r.name}"
             asm.row_index[name] = len(asm.rows)
-            y = float(plan.between_y[i - 1])
             asm.rows.append(
                 Row(name, ROW_BETWEEN, y, o.between_height, -1, "", span[0], span[1] - span[0])
             )
-            if plan.starts_column(i):
-                prev = asm.rows[asm.row_index[state.rows[i - 1].name]]
-                asm.labels += _continuation_labels(prev, r.name, span[0], y, label_room)
+        if plan.starts_column(i):
+            prev = asm.rows[asm.row_index[state.rows[i - 1].name]]
+            asm.labels += _continuation_labels(prev, r.name, span[0], y, place.label_room)
         _add_row(state, r, items, asm, built, classes, plan, i, span)
     asm.first_cluster.append(len(built))
 
     with state.timed("edges"):
-        edges, bundles, ink = _edges(state, asm, plan)
+        edges, bundles, ink = _edges(state, asm, plan, bands)
     clusters, neurons = built.build()
     C = len(clusters.id)
     dens = clusters.density.astype(np.float64)
@@ -166,6 +174,14 @@ def compose_scene(state: LayoutState) -> Scene:
         ),
         step=snap.step,
         stats=stats,
+        links=[
+            (
+                asm.row_index[state.rows[s].name],
+                asm.row_index[state.rows[i].name],
+                asm.row_index[f"between:{state.rows[bands.sources[i][0]].name}|{state.rows[i].name}"],
+            )
+            for s, i in bands.links()
+        ],
     )
 
 
@@ -179,44 +195,76 @@ def _row_height(state: LayoutState, items: list[tuple[int, Any, Any]]) -> tuple[
     return frame_h, frame_h + 2 * o.row_padding
 
 
-def _row_label(state: LayoutState, r: Any, left: float, y: float) -> Label:
-    """The row's name and size, right-aligned left of its first cluster."""
+def _row_label(state: LayoutState, r: Any, left: float, y: float, branch: bool = False) -> Label:
+    """The row's name and size, right-aligned left of its first cluster (a ``branch`` row, in
+    a lane of its group: its unit's module path after the path all the group's units share —
+    ``branch2.0.conv`` rather than ``mixed1/inception3a.branch2.0.conv``)."""
     n_neur = state.snapshot.graph.unit(r.unit).channels
     name = f"{r.name} ({len(r.groups)} groups)" if r.groups else r.name
+    if branch:
+        shared = len(module_prefix(state.snapshot.graph.groups[r.group].units))
+        name = ".".join(r.unit.split(".")[shared:]) or r.unit
     return Label(f"{name}  {n_neur} neurons", left - ROW_LABEL, y, ROW_LABEL, "right")
 
 
-def _plan(state: LayoutState, per_row: list[list[tuple[int, Any, Any]]]) -> tuple[ColumnPlan, float]:
-    """Where the rows go (one column, or columns filling ``options.view_size``) and the height
-    the row labels take on screen when the whole network is fitted to that view, in scene units
-    (the renderer never draws them under ``LABEL_FLOOR_PX`` pixels: fitted, a label is larger
-    than its ``ROW_LABEL`` units, and the columns leave it that room)."""
+@dataclass(frozen=True)
+class _Placement:
+    """Where :func:`_plan` puts the rows: the columns (indexed by row), each row's lane span
+    (``(x0, x1)`` after the move; its band's own extent for a row alone in its band), the
+    row labels' height on screen (scene units) and the bands."""
+
+    plan: ColumnPlan
+    lane_span: np.ndarray
+    label_room: float
+    bands: Bands
+
+
+def _plan(state: LayoutState, per_row: list[list[tuple[int, Any, Any]]]) -> _Placement:
+    """Where the rows go: rows side by side in bands (:mod:`~cnnvis_gl.layout.lanes`), the
+    bands in one column or in columns filling ``options.view_size``; and the height the row
+    labels take on screen when the whole network is fitted to that view, in scene units (the
+    renderer never draws them under ``LABEL_FLOOR_PX`` pixels: fitted, a label is larger than
+    its ``ROW_LABEL`` units, and the columns leave it that room)."""
     o = state.options
     n = len(state.rows)
     heights, rights, anchors = np.zeros(n), np.zeros(n), np.zeros(n)
     chars = np.zeros(n)
+    bands = state.bands()
     for i, (r, items) in enumerate(zip(state.rows, per_row, strict=True)):
         heights[i] = _row_height(state, items)[1]
         xs, ws = state.row_extent(r)
         if len(xs):
-            lab = _row_label(state, r, float(xs[0]), 0.0)
+            lab = _row_label(state, r, float(xs[0]), 0.0, bands.lane[i] >= 0)
             anchors[i], chars[i], rights[i] = lab.x, len(lab.text), float(xs[-1] + ws[-1])
+    groups = np.array([r.group for r in state.rows], dtype=np.int64)
+    first = np.searchsorted(bands.band, np.arange(bands.count))  # first row of each band
+    breakable = bands.breakable()[first]
     aspect = o.view_size[0] / o.view_size[1] if o.view_size else None
     room = ROW_LABEL
     for _ in range(4):
         lefts = anchors - CHAR_WIDTH * room * chars
-        plan = plan_columns(
-            heights, lefts, rights, o.between_height, aspect, continue_height=2.5 * room
+        off, spans = lane_offsets(bands, groups, lefts, rights, LANE_GAP)
+        bp = plan_columns(
+            np.maximum.reduceat(heights, first) if n else heights,
+            np.minimum.reduceat(lefts + off, first) if n else lefts,
+            np.maximum.reduceat(rights + off, first) if n else rights,
+            o.between_height,
+            aspect,
+            continue_height=2.5 * room,
+            breakable=breakable,
         )
         if not o.view_size:
             break
-        width = plan.spans[-1][1] - plan.spans[0][0] if plan.spans else 1.0
-        zoom = min(o.view_size[0] / max(width, 1.0), o.view_size[1] / max(plan.height, 1.0))
+        width = bp.spans[-1][1] - bp.spans[0][0] if bp.spans else 1.0
+        zoom = min(o.view_size[0] / max(width, 1.0), o.view_size[1] / max(bp.height, 1.0))
         need = LABEL_FLOOR_PX / max(0.88 * zoom, 1e-6)  # fitted with the scene's and view's margins
         if need <= room * 1.02:
             break
         room = need
-    return plan, room
+    b = bands.band
+    between_y = np.where(b[1:] > 0, bp.between_y[np.maximum(b[1:] - 1, 0)], bp.y[b[1:]]) if n else b
+    plan = ColumnPlan(bp.column[b], bp.dx[b] + off, bp.y[b], between_y, bp.spans, bp.height)
+    return _Placement(plan, spans + bp.dx[b][:, None], room, bands)
 
 
 def _continuation_labels(prev: Row, lower: str, x: float, y: float, room: float) -> list[Label]:
@@ -307,7 +355,7 @@ def _add_row(
     if len(xs):
         asm.x_min = min(asm.x_min, left)
         asm.x_max = max(asm.x_max, float(xs[-1] + items[-1][2].w))
-    row_label = _row_label(state, r, left, y + height / 2)
+    row_label = _row_label(state, r, left, y + height / 2, state.bands().lane[i] >= 0)
     asm.labels.append(row_label)
     asm.x_min = min(asm.x_min, row_label.left)
 
@@ -338,7 +386,7 @@ def _class_labels(
 
 
 def _edges(
-    state: LayoutState, asm: _Assembly, plan: ColumnPlan
+    state: LayoutState, asm: _Assembly, plan: ColumnPlan, bands: Bands
 ) -> tuple[Edges, Bundles, dict[str, float]]:
     builder = SceneEdgesBuilder()
     ink = {
@@ -349,34 +397,38 @@ def _edges(
         "edges": 0.0,
     }
     first, ports_in = asm.first_cluster, asm.ports_in
-    for i in range(len(state.rows) - 1):
-        up, lo = state.rows[i], state.rows[i + 1]
+    for s, i in bands.links():
+        up, lo = state.rows[s], state.rows[i]
         M = state.cluster_matrix(up, lo)
         if M is None or M.size == 0:
             continue
         thr = edge_threshold(M, state.options)
-        between = asm.row_index[f"between:{up.name}|{lo.name}"]
+        between = asm.row_index[f"between:{state.rows[bands.sources[i][0]].name}|{lo.name}"]
         rb = asm.rows[between]
         in_y, out_y = rb.y, rb.y + rb.height
-        ports_out = asm.ports_out[i]
-        if plan.starts_column(i + 1):  # the edges start at the upper clusters' x, in lo's column
+        ports_out = stems = asm.ports_out[s]
+        if plan.starts_column(i):  # the edges start at the upper clusters' x, in lo's column
             ports_out = np.stack(
-                [plan.continued_ports(ports_out[:, 0], i + 1), np.full(len(ports_out), in_y)], 1
+                [plan.continued_ports(ports_out[:, 0], i), np.full(len(ports_out), in_y)], 1
             )
+        elif bands.band[i] - bands.band[s] > 1:  # down the source's lane, then bundled
+            ports_out = np.stack([ports_out[:, 0], np.full(len(ports_out), in_y)], 1)
         b, figures, bkey = _bundle(
-            state, up, lo, M, thr, ports_out[:, 0], ports_in[i + 1][:, 0], in_y, out_y
+            state, up, lo, M, thr, ports_out[:, 0], ports_in[i][:, 0], in_y, out_y
         )
         for k, v in figures.items():
             ink[k] += v
         ink["edges"] += float(len(b.curve_edges) + len(b.direct_edges))
-        pkey = (bkey, ports_out.tobytes(), ports_in[i + 1].tobytes())
+        pkey = (bkey, ports_out.tobytes(), ports_in[i].tobytes(), stems.tobytes())
         p = state.pieces_cache.get(pkey)
         if p is None:
-            origin = np.array([ports_in[i + 1][0, 0] if len(ports_in[i + 1]) else 0.0, in_y])
+            origin = np.array([ports_in[i][0, 0] if len(ports_in[i]) else 0.0, in_y])
             placed = replace(b, nodes=np.asarray(b.nodes, dtype=np.float64).reshape(-1, 2) + origin)
-            p = edge_pieces(placed, M, ports_out, ports_in[i + 1])
+            p = edge_pieces(placed, M, ports_out, ports_in[i])
+            if stems is not ports_out and not plan.starts_column(i):
+                p = with_stems(p, stems)
             state.pieces_cache[pkey] = p
         m, n = M.shape
-        builder.add(p, np.arange(m) + first[i], np.arange(n) + first[i + 1], between)
+        builder.add(p, np.arange(m) + first[s], np.arange(n) + first[i], between)
     edges, bundles = builder.build()
     return edges, bundles, ink

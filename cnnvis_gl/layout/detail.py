@@ -31,7 +31,7 @@ import numpy as np
 from ..analysis import bundle_edges, threshold_for_top
 from ..xp import asarray
 from ..xp import xp as default_xp
-from .edges import RowSpec, SceneEdgesBuilder, edge_pieces, row_weights
+from .edges import RowSpec, SceneEdgesBuilder, edge_pieces, row_weights, with_stems
 from .scene import FACET_MATRIX, ROW_BETWEEN, Bundles, Edges, Scene
 
 if TYPE_CHECKING:
@@ -189,13 +189,19 @@ def neuron_edges(
         raise IndexError(f"cluster indices out of range 0…{len(scene.clusters.id) - 1}")
     rect = np.asarray(scene.clusters.rect, dtype=np.float64)[cl]
     centre = (rect[:, :2] + 0.5 * rect[:, 2:]).mean(axis=0) if cl.size else np.zeros(2)
-    layer_rows = [k for k, r in enumerate(scene.rows) if r.kind != ROW_BETWEEN]
-    between = {r.name: k for k, r in enumerate(scene.rows) if r.kind == ROW_BETWEEN}
+    links = scene.links
+    if not links:  # a hand-made scene: consecutive layer rows
+        layer_rows = [k for k, r in enumerate(scene.rows) if r.kind != ROW_BETWEEN]
+        between = {r.name: k for k, r in enumerate(scene.rows) if r.kind == ROW_BETWEEN}
+        links = [
+            (up, lo, between.get(f"between:{scene.rows[up].name}|{scene.rows[lo].name}", -1))
+            for up, lo in itertools.pairwise(layer_rows)
+        ]
     builder = SceneEdgesBuilder()
     kept = considered = 0
     left_out: set[int] = set()
     thresholds: dict[tuple[int, int], float] = {}
-    for up, lo in itertools.pairwise(layer_rows):
+    for up, lo, row in links:
         upper, left_up = _row_neurons(scene, cl, up, centre, max_neurons)
         lower, left_lo = _row_neurons(scene, cl, lo, centre, max_neurons)
         left_out.update(left_up.tolist())
@@ -216,18 +222,18 @@ def neuron_edges(
         thr = thr if thr > 0 else float(np.finfo(np.float64).tiny)
         thresholds[(up, lo)] = thr
         out_ports, in_ports = _ports(scene, upper, True), _ports(scene, lower, False)
-        b = bundle_edges(
-            asarray(M, xp),
-            thr,
-            out_ports[:, 0],
-            in_ports[:, 0],
-            ru.y + ru.height,
-            rl.y,
-        )
-        p = edge_pieces(b, M, out_ports, in_ports)
+        top = ru.y + ru.height
+        long = row >= 0 and scene.rows[row].y > top + 1.0  # down the source's lane first
+        starts = out_ports
+        if long:
+            top = scene.rows[row].y
+            starts = np.stack([out_ports[:, 0], np.full(len(out_ports), top)], 1)
+        b = bundle_edges(asarray(M, xp), thr, out_ports[:, 0], in_ports[:, 0], top, rl.y)
+        p = edge_pieces(b, M, starts, in_ports)
+        if long:
+            p = with_stems(p, out_ports)
         considered += M.size
         kept += len(b.curve_edges) + len(b.direct_edges)
-        row = between.get(f"between:{ru.name}|{rl.name}", -1)
         builder.add(p, upper, lower, row)
     edges, bundles = builder.build()
     covered = np.asarray([c for c in cl.tolist() if c not in left_out], dtype=np.int64)

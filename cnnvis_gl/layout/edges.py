@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # torch-free at run time: the layout never needs torch
 
 
 __all__ = [
+    "with_stems",
     "RowSpec",
     "row_weights",
     "cluster_weights",
@@ -307,3 +308,24 @@ class SceneEdgesBuilder:
             row=cat(b, "row", np.int32),
         )
         return edges, bundles
+
+
+def with_stems(p: EdgePieces, ports: np.ndarray) -> EdgePieces:
+    """``p`` (computed with its upper ports moved down, onto an in-between row far below them)
+    with a straight stem down from each real upper port ``ports[k]`` to where its pieces now
+    start: the edges of a branch's output run down the branch's empty lane to the join."""
+    lead = np.flatnonzero(p.src >= 0)
+    start = p.ctrl[lead, 0]
+    top = np.asarray(ports, dtype=np.float64)[p.src[lead]]
+    stem = np.stack([top, top + (start - top) / 3, top + 2 * (start - top) / 3, start], axis=1)
+    return replace(
+        p,
+        ctrl=np.concatenate([p.ctrl, stem]),
+        weight=np.concatenate([p.weight, p.weight[lead]]),
+        sign=np.concatenate([p.sign, p.sign[lead]]),
+        src=np.concatenate([p.src, p.src[lead]]),
+        dst=np.concatenate([p.dst, p.dst[lead]]),
+        bundle=np.concatenate([p.bundle, p.bundle[lead]]),
+        piece=np.concatenate([p.piece, p.piece[lead]]),
+        count=np.concatenate([p.count, p.count[lead]]),
+    )

@@ -47,7 +47,8 @@ def total_crossings(state: LayoutState, centres: dict[str, np.ndarray] | None = 
             x, w = state.row_extent(r)
             centres[r.name] = x + w / 2
     total = 0.0
-    for up, lo in zip(state.rows[:-1], state.rows[1:], strict=False):
+    for s, i in state.bands().links():
+        up, lo = state.rows[s], state.rows[i]
         total += crossing_cost(state, up, lo, centres[up.name], centres[lo.name])
     return total
 
@@ -71,29 +72,29 @@ def _reorder(state: LayoutState, row: RowSpec, other: RowSpec, below: bool) -> N
 def barycentre_order(state: LayoutState, free: set[str] | None = None) -> None:
     """Order the clusters of the ``free`` rows (all by default) to reduce crossings.
 
-    ``options.sweeps`` times: a downward sweep (each free row by its upper neighbour), then an
-    upward one (by its lower neighbour); the order with the least weighted crossings wins.
+    ``options.sweeps`` times: a downward sweep (each free row by the row feeding it — its upper
+    neighbour in a chain), then an upward one (by the row it feeds); the order with the least weighted crossings wins.
     Deterministic (ties keep the order).  A draft (``options.draft``) takes its downward sweeps
     without counting crossings (no stats).
     """
     rows = state.rows
     free = {r.name for r in rows} if free is None else set(free)
+    sources = state.bands().sources  # rows side by side: a row's neighbours are what feeds it
+    down = [(i, ss[0]) for i, ss in enumerate(sources) if ss and rows[i].name in free]
+    up = [(s, i) for i, ss in reversed(list(enumerate(sources))) for s in ss[:1] if rows[s].name in free]
     if state.options.draft:
         for _ in range(max(0, state.options.sweeps)):
-            for i in range(1, len(rows)):
-                if rows[i].name in free:
-                    _reorder(state, rows[i], rows[i - 1], below=False)
+            for i, s in down:
+                _reorder(state, rows[i], rows[s], below=False)
         state.ordering_stats = {}
         return
     before = total_crossings(state)
     best, best_order = before, {k: list(v) for k, v in state.order.items()}
     for _ in range(max(0, state.options.sweeps)):
-        for i in range(1, len(rows)):
-            if rows[i].name in free:
-                _reorder(state, rows[i], rows[i - 1], below=False)
-        for i in range(len(rows) - 2, -1, -1):
-            if rows[i].name in free:
-                _reorder(state, rows[i], rows[i + 1], below=True)
+        for i, s in down:
+            _reorder(state, rows[i], rows[s], below=False)
+        for s, i in up:
+            _reorder(state, rows[s], rows[i], below=True)
         cost = total_crossings(state)
         if cost < best - 1e-12 * max(best, 1.0):
             best, best_order = cost, {k: list(v) for k, v in state.order.items()}

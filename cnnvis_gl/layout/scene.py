@@ -158,6 +158,9 @@ class Scene:
     stats: dict[str, float] = field(
         default_factory=dict
     )  # quality figures (density, ink, crossings …)
+    # (upper layer row, lower layer row, in-between row) of every pair of rows joined by edges,
+    # indices into ``rows`` (empty: consecutive layer rows, as a hand-made scene has them)
+    links: list[tuple[int, int, int]] = field(default_factory=list)
 
 
 class ClustersBuilder:

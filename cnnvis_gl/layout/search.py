@@ -271,6 +271,10 @@ def search(
         first = next((i for i in _layer_rows(scene) if scene.rows[i].name == stage[0]), 0)
         label = f"module {path}: {stage[0]} … {stage[-1]} ({len(stage)} groups)"
         ranked.append((-1, 0, Hit("module", first, label, tuple(stage))))
+    expanded = [i for i in _layer_rows(scene) if scene.rows[i].name.split("/")[0] == path]
+    if len(expanded) > 1:  # an expanded group: frame all its layers (its branches side by side)
+        label = f"group {path}: {len(expanded)} layers"
+        ranked.append((-1, 0, Hit("module", expanded[0], label, (path,))))
     for i in _layer_rows(scene):
         r = scene.rows[i]
         names = [r.name, *units.get(r.name, ())]
@@ -311,24 +315,38 @@ def _cluster_hits(
     return out
 
 
+def _band(scene: Scene, rows: list[int], p: int) -> list[int]:
+    """The layer rows side by side with ``rows[p]`` (same top, next to it in row order: the
+    lanes of parallel branches), ``rows[p]`` alone otherwise."""
+    y = scene.rows[rows[p]].y
+    a = b = p
+    while a > 0 and scene.rows[rows[a - 1]].y == y:
+        a -= 1
+    while b + 1 < len(rows) and scene.rows[rows[b + 1]].y == y:
+        b += 1
+    return rows[a : b + 1]
+
+
 def neighbour(scene: Scene, ci: int, direction: str) -> int | None:
     """The cluster an arrow key goes to from cluster ``ci``: ``"left"`` / ``"right"`` in its
-    row, ``"up"`` / ``"down"`` the cluster of the previous / next layer row nearest in x
-    (``None`` at an end)."""
+    band (its row, then the lanes of parallel branches beside it), ``"up"`` / ``"down"`` the
+    cluster of the previous / next band nearest in x (``None`` at an end)."""
     c = scene.clusters
     row = int(c.row[ci])
     cx = c.rect[:, 0] + c.rect[:, 2] / 2
+    rows = _layer_rows(scene)
+    band = _band(scene, rows, rows.index(row))
     if direction in ("left", "right"):
-        idx = row_clusters(scene, row)
+        idx = np.concatenate([row_clusters(scene, k) for k in band])
+        idx = idx[np.argsort(c.rect[idx, 0], kind="stable")]
         k = int(np.flatnonzero(idx == ci)[0]) + (1 if direction == "right" else -1)
         return int(idx[k]) if 0 <= k < len(idx) else None
     if direction not in ("up", "down"):
         raise ValueError(f"direction must be left, right, up or down, not {direction!r}")
-    rows = _layer_rows(scene)
-    p = rows.index(row) + (1 if direction == "down" else -1)
+    p = rows.index(band[-1]) + 1 if direction == "down" else rows.index(band[0]) - 1
     if not 0 <= p < len(rows):
         return None
-    idx = np.flatnonzero(c.row == rows[p])
+    idx = np.flatnonzero(np.isin(c.row, _band(scene, rows, p)))
     if not len(idx):
         return None
     return int(idx[np.argmin(np.abs(cx[idx] - cx[ci]))])

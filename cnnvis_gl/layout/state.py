@@ -33,6 +33,7 @@ from .content import (
 from .edges import EdgePieces, RowSpec, cluster_weights, row_weights
 from .hierarchy import outermost
 from .ids import inherit_ids, unique_id
+from .lanes import Bands, bands, group_units
 from .options import LayoutOptions
 from .scene import (
     ROW_GROUP,
@@ -115,8 +116,8 @@ def row_specs(
             idx = stages[hidden[gi]]
             if gi == idx[-1]:
                 rows.append(RowSpec(hidden[gi], ROW_STAGE, gi, g.unit, idx))
-        elif g.name in expanded and len(g.units) > 1:
-            rows += [RowSpec(f"{g.name}/{u}", ROW_LAYER, gi, u) for u in g.units]
+        elif g.name in expanded and len(g.units) > 1:  # parallel branches: by level, then lane
+            rows += [RowSpec(f"{g.name}/{u}", ROW_LAYER, gi, u) for u, _, _ in group_units(snapshot, gi)]
         else:
             rows.append(RowSpec(g.name, ROW_GROUP, gi, g.unit))
     return rows
@@ -227,6 +228,7 @@ class LayoutState:
         # Keyed by id() of cached contents and bundlings, which are never evicted.
         self._geom: dict[int, _Geom] = {}
         self.pieces_cache: dict[tuple, EdgePieces] = {}
+        self._bands: tuple[tuple[RowSpec, ...], Bands] | None = None
 
     # ------------------------------------------------------------------ timing
     @contextlib.contextmanager
@@ -245,6 +247,13 @@ class LayoutState:
             d = unit_data(np.asarray(self.snapshot.activations(unit)))
             self._data[unit] = d
         return d
+
+    def bands(self) -> Bands:
+        """Bands, lanes and edge sources of the rows (:mod:`~cnnvis_gl.layout.lanes`; cached)."""
+        key = tuple(self.rows)
+        if self._bands is None or self._bands[0] != key:
+            self._bands = (key, bands(self.snapshot, self.rows))
+        return self._bands[1]
 
     def row(self, name: str) -> RowSpec:
         for r in self.rows:

@@ -493,17 +493,9 @@ def _groups(
             if u.name not in groups[u.group].units:
                 groups[u.group].units.append(u.name)
     consumers = _consumers(layers)
-
-    def place(n: str) -> int:  # a gated unit's neurons leave the group at their product
-        tap = unit_by_name(units, n).tap
-        gated = [
-            c for c in consumers[tap] if by_name[c].kind == "mul" and _carries(by_name[c], tap)
-        ]
-        return max([order[tap]] + [order[c] for c in gated if not _is_join(by_name[c])])
-
     counters: dict[str, int] = {}
     for g in groups:
-        g.units.sort(key=place)
+        g.units.sort(key=lambda n: _place(unit_by_name(units, n).tap, by_name, consumers, order))
         label = _group_label(g.layers, by_name)
         counters[label] = counters.get(label, 0) + 1
         g.name = f"{label}{counters[label]}"
@@ -518,6 +510,12 @@ def _groups(
                     ins.append(s)
         g.inputs = ins
     return groups
+
+
+def _place(tap: str, by_name: dict[str, Layer], consumers: dict[str, list[str]], order: dict[str, int]) -> int:
+    """Where a unit's neurons leave: its tap, or for gated channels (``x * gate``) the product."""
+    gated = [c for c in consumers[tap] if by_name[c].kind == "mul" and _carries(by_name[c], tap)]
+    return max([order[tap]] + [order[c] for c in gated if not _is_join(by_name[c])])
 
 
 def _depthwise(conv: Layer, by_name: dict[str, Layer]) -> bool:

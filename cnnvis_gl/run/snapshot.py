@@ -69,7 +69,10 @@ class Snapshot:
         return self._unit(name)
 
     def _unit(self, name: str) -> str:
-        """A unit name from a unit or group name."""
+        """A unit name from a unit or group name (a unit first: a module called ``fc1`` inside
+        a group the graph names ``conv2`` is that module, not the group ``fc1``)."""
+        if any(u.name == name for u in self.graph.units):
+            return name
         for g in self.graph.groups:
             if g.name == name:
                 return g.unit

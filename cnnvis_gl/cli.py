@@ -860,7 +860,10 @@ def cmd_render(a: argparse.Namespace) -> int:
             view_size=view,
         )
         scene = build_scene(snap, options)
-    camera = _render_camera(a, scene, size, {g.name: list(g.units) for g in snap.graph.groups})
+    from .layout.hierarchy import stage_groups
+
+    groups = {g.name: list(g.units) for g in snap.graph.groups}
+    camera = _render_camera(a, scene, size, groups, stage_groups(snap.graph))
     if mark is not None:
         selection = _bookmark_selection(mark, scene, selection)
     from .run.annotations import load_annotations
@@ -944,10 +947,15 @@ def _bookmark_selection(mark: Any, scene: Any, selection: dict | None) -> dict |
 
 
 def _render_camera(
-    a: argparse.Namespace, scene: Any, size: tuple[int, int], groups: dict[str, list[str]]
+    a: argparse.Namespace,
+    scene: Any,
+    size: tuple[int, int],
+    groups: dict[str, list[str]],
+    stages: dict[str, list[str]] | None = None,
 ) -> object:
     """The camera of ``--camera`` / ``--zoom-to`` (``"fit"`` without them; ``groups``: each
-    group's module paths, for ``--zoom-to`` a module path)."""
+    group's module paths, for ``--zoom-to`` a module path; ``stages``: each stage's groups,
+    for a stage that is no module, such as ``inception4``)."""
     import numpy as np
 
     from .errors import CnnvisError
@@ -973,7 +981,8 @@ def _render_camera(
     if name not in rows:  # what the viewer's Find box finds: a module path, 'conv3 #2', …
         from .layout.search import search
 
-        hit = next((h for h in search(scene, a.zoom_to, (), groups) if h.kind != "class"), None)
+        hits = search(scene, a.zoom_to, (), groups, stages=stages)
+        hit = next((h for h in hits if h.kind != "class"), None)
         if hit is None:
             raise CnnvisError(
                 f"--zoom-to: no row {name!r} (rows: {', '.join(rows)}; or a module path, a"

@@ -177,6 +177,29 @@ def test_a_collapsed_stage_in_the_breadcrumbs_and_find(cifar_dir: Path) -> None:
     assert groups_frame(scene, names, ["conv2"]) == view
 
 
+def test_a_series_stage_in_the_breadcrumbs_and_find() -> None:
+    """A stage no module names (``inc4`` = ``inc4a`` … ``inc4c``) still has its breadcrumb,
+    between the model and the group, and the Find box frames it as a module."""
+    from cnnvis_gl.layout.hierarchy import stage_groups
+    from cnnvis_gl.layout.search import breadcrumbs, search
+
+    snap = tiny(["stem", "inc3a", "inc3b", "inc4a", "inc4b", "inc4c", "head"], {}, [2] * 7)
+    tree = stage_groups(snap.graph)
+    assert tree == {"inc3": ["g1", "g2"], "inc4": ["g3", "g4", "g5"]}
+    units = {g.name: list(g.units) for g in snap.graph.groups}
+    assert [c.label for c in breadcrumbs("net", units, ["g4"])] == ["net", "g4 (inc4b)"]
+    crumbs = breadcrumbs("net", units, ["g4"], tree)
+    assert [(c.label, c.groups) for c in crumbs] == [
+        ("net", tuple(units)), ("inc4", ("g3", "g4", "g5")), ("g4 (inc4b)", ("g4",))
+    ]  # fmt: skip
+    both = breadcrumbs("net", units, ["g3", "g5"], tree)
+    assert [c.label for c in both] == ["net", "inc4"]
+    scene = build_state(snap, OPTIONS).scene
+    assert not any(h.kind == "module" for h in search(scene, "inc4", (), units))
+    hit = search(scene, "inc4", (), units, stages=tree)[0]
+    assert hit.kind == "module" and hit.groups == ("g3", "g4", "g5")
+
+
 def test_collapse_every_stage_at_once(cifar_dir: Path) -> None:
     """``set_collapsed_stages``: BaseCNN's innermost stages (``features``, ``classifier``) as two
     rows, then none (the scene of every group again); an unknown name is refused."""

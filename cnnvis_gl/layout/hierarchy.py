@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..model.graph import NeuronGraph
     from ..run.snapshot import Snapshot
 
-__all__ = ["innermost_stages", "outermost", "stage_weights", "stages"]
+__all__ = ["innermost_stages", "outermost", "stage_groups", "stage_weights", "stages"]
 
 
 _last: list = [None, None]  # weak reference to the last graph asked about, its stages
@@ -72,6 +72,11 @@ def _stages(graph: NeuronGraph) -> dict[str, tuple[int, ...]]:
         if 2 <= len(idx) < len(groups) and consecutive and path not in names:
             out[path] = tuple(idx)
     return dict(sorted(out.items(), key=lambda kv: (kv[1][0], -len(kv[1]))))
+
+
+def stage_groups(graph: NeuronGraph) -> dict[str, list[str]]:
+    """``{stage: its groups' names}`` (what the breadcrumbs and the Find box take)."""
+    return {p: [graph.groups[i].name for i in idx] for p, idx in stages(graph).items()}
 
 
 def innermost_stages(graph: NeuronGraph) -> list[str]:

@@ -149,11 +149,18 @@ def groups_under(groups: Mapping[str, Sequence[str]], path: str) -> list[str]:
     return [g for g, units in groups.items() if module_prefix(units)[: len(want)] == want]
 
 
-def breadcrumbs(model: str, groups: Mapping[str, Sequence[str]], shown: Sequence[str]) -> list[Crumb]:
+def breadcrumbs(
+    model: str,
+    groups: Mapping[str, Sequence[str]],
+    shown: Sequence[str],
+    stages: Mapping[str, Sequence[str]] | None = None,
+) -> list[Crumb]:
     """Where a view showing the layer groups ``shown`` is in the network's module tree: the
     model (every group), then each module that holds all the shown groups and fewer groups than
     the crumb before (e.g. ``layer3`` of a ResNet, then ``layer3.1``), then the group itself when
-    one is shown.  ``groups``: every group's units (module paths), in network order."""
+    one is shown.  ``groups``: every group's units (module paths), in network order; ``stages``:
+    stage → its groups (a stage that is no module, such as GoogLeNet's ``inception4``, gets a
+    crumb where its size puts it)."""
     names = list(groups)
     out = [Crumb(model, tuple(names))]
     shown = [g for g in names if g in set(shown)]
@@ -172,6 +179,13 @@ def breadcrumbs(model: str, groups: Mapping[str, Sequence[str]], shown: Sequence
         inside = tuple(g for g in names if paths[g][:depth] == prefix)
         if len(inside) < len(out[-1].groups):
             out.append(Crumb(".".join(prefix), inside))
+    seen = {c.groups for c in out}
+    for path, members in (stages or {}).items():  # a series of modules: no prefix names it
+        inside = tuple(g for g in names if g in set(members))
+        if inside not in seen and set(shown) <= set(inside) and len(inside) < len(names):
+            out.append(Crumb(path, inside))
+            seen.add(inside)
+    out[1:] = sorted(out[1:], key=lambda c: -len(c.groups))
     if len(shown) == 1:  # the group, named with its module when that says more
         g, path = shown[0], ".".join(paths[shown[0]])
         plain = path in ("", g) or (len(out) > 1 and out[-1].groups != (g,) and path == out[-1].label)
@@ -237,6 +251,7 @@ def search(
     classes: Sequence[str] = (),
     group_units: Mapping[str, Sequence[str]] | None = None,
     limit: int = 12,
+    stages: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Hit]:
     """What ``query`` finds in ``scene``, best first (at most ``limit``).
 
@@ -253,6 +268,9 @@ def search(
     group_units
         Group name → the module paths of its layers (a collapsed group's row answers for
         each of them).
+    stages
+        Stage → its groups' names (:func:`~cnnvis_gl.layout.hierarchy.stage_groups`): a stage
+        that is no module (a numbered series such as GoogLeNet's ``inception4``) is found too.
     """
     q = " ".join(query.split()).lower()
     if not q:
@@ -267,6 +285,8 @@ def search(
     ranked: list[tuple[int, int, Hit]] = []
     path = query.strip()
     stage = groups_under(units, path) if path not in units else []
+    if len(stage) < 2 and stages and path in stages:
+        stage = list(stages[path])
     if len(stage) > 1:  # a module holding several groups: frame them all, as its breadcrumb
         first = next((i for i in _layer_rows(scene) if scene.rows[i].name == stage[0]), 0)
         label = f"module {path}: {stage[0]} … {stage[-1]} ({len(stage)} groups)"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from imgui_bundle import imgui
 
-from ...layout.hierarchy import stages
+from ...layout.hierarchy import stage_groups, stages
 from ...layout.search import Crumb, breadcrumbs, shown_groups
 from ..widgets import em
 
@@ -28,7 +28,7 @@ def view_crumbs(st: AppState) -> list[Crumb]:
     groups = {g.name: list(g.units) for g in snap.graph.groups}
     visible = st.camera.current.visible_rect(st.camera.viewport)
     model = str(snap.meta.get("model") or (st.run_dir.name if st.run_dir else "network"))
-    return breadcrumbs(model, groups, shown_groups(s, list(groups), visible))
+    return breadcrumbs(model, groups, shown_groups(s, list(groups), visible), stage_groups(snap.graph))
 
 
 def go(act: Actions, crumbs: list[Crumb], k: int) -> None:

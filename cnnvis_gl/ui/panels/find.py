@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from imgui_bundle import imgui
 
+from ...layout.hierarchy import stage_groups
 from ...layout.search import Hit, search
 from ..widgets import hint
 
@@ -29,7 +30,8 @@ def find_hits(st: AppState) -> list[Hit]:
     snap = st.snapshot
     groups = {g.name: list(g.units) for g in snap.graph.groups} if snap is not None else {}
     classes = snap.classes if snap is not None else st.scene.classes
-    return search(st.scene, st.panels.find, classes, groups, limit=SHOWN)
+    tree = stage_groups(snap.graph) if snap is not None else {}
+    return search(st.scene, st.panels.find, classes, groups, limit=SHOWN, stages=tree)
 
 
 def find_box(st: AppState, act: Actions) -> None:

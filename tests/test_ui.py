@@ -754,7 +754,7 @@ def test_an_expanded_module_shows_its_branches_side_by_side(tmp_path: Path, cifa
         wait(ctx, ready(app))
         ctx.yield_(2)
         ctx.item_click("//Controls/**/mixed1/##expand")
-        wait(ctx, ready(app))
+        wait(ctx, lambda: not app.feed.pending and any(r.name == first[0] for r in app.state.scene.rows))
         settle(ctx)
         st = app.state
         s = st.scene
@@ -1059,39 +1059,43 @@ def test_a_matrix_cell_click_shows_the_neurons_top_images_of_that_class(run_dir:
 def test_a_big_network_opens_with_a_draft_then_the_real_layout(run_dir: Path, monkeypatch):
     """Progressive opening: above ``DRAFT_NEURONS`` (lowered here to this run's size) the
     first scene on screen is the draft (clusters by strongest class, no bundles) with a status
-    saying the real layout is on its way; then the real layout replaces it — the same scene as
-    opening without a draft."""
+    saying the real layout is on its way, drawn at once with grey clusters; its mosaics' pictures
+    fill in next; then the real layout replaces it — the same scene as opening without a
+    draft."""
     from cnnvis_gl.layout import LayoutOptions
     from cnnvis_gl.ui import App, jobs
 
     monkeypatch.setattr(jobs, "DRAFT_NEURONS", 100)
     app = App(run_dir, headless=True)
-    applied: list[tuple[str, int]] = []  # every layout result, as it reaches the screen
+    applied: list[tuple] = []  # every layout result, as it reaches the screen
     status: list[str] = []
     apply = app.feed.apply
 
     def record(update) -> None:
-        applied.append((update.label, len(update.scene.bundles.pos)))
         apply(update)
+        r = app.renderer
+        applied.append((update.label, len(update.scene.bundles.pos), r.pixels_pending, r.mosaic.count))
 
     app.feed.apply = record
 
-    def watch(a) -> None:  # the status line while the draft is on screen
-        if applied and applied[-1][0].startswith("draft"):
+    def watch(a) -> None:  # the status line while the draft is on screen (with its pictures or not)
+        if applied and applied[-1][0].startswith(("draft", "pictures")):
             status.append(a.state.jobs.message)
 
     app.on_frame.append(watch)
 
     def test(ctx):
-        wait(ctx, lambda: len(applied) >= 2 and not app.feed.pending)
+        wait(ctx, lambda: len(applied) >= 3 and not app.feed.pending)
         ctx.yield_(2)
 
     drive(app, test, SIZE)
     n = int(app.state.scene.stats["neurons"])
-    (draft, bundles), (real, _) = applied[:2]
+    (draft, bundles, pending, tiles), pictures, real = applied[:3]
     assert draft == f"draft layout of {n:,} neurons" and bundles == 0
+    assert pending and tiles == 0  # drawn before its pictures are fetched: grey clusters
+    assert pictures[0] == f"pictures of the {draft}" and not pictures[2] and pictures[3] > 0
     assert any("laying it out for real in the background" in m for m in status)
-    assert real == "open step 0"
+    assert real[0] == "open step 0" and not real[2]
     # the real layout: what opening without a draft lays out for the same canvas
     session = jobs.LayoutSession(run_dir, LayoutOptions(view_size=app.state.camera.viewport))
     ref = session.open().scene

@@ -2,7 +2,8 @@
 opening of issue 11.  A synthetic network (``bench_layout.py --huge``'s: 100k neurons in 150
 rows, class profiles drawn from a few prototypes per layer) is saved as a run and opened: the
 time to the first drawn frame (the draft layout: clusters by strongest class, shelf packing,
-unbundled edges), frame times while the mouse drags the view and the real layout runs in the
+unbundled edges; grey clusters until the time its mosaics' pictures are on screen, also
+timed), frame times while the mouse drags the view and the real layout runs in the
 background, the time until the real layout is on screen, and frame times dragging it.  The
 real layout's own time is the baseline: without the draft, the first frame would wait for it.
 Then the hierarchy: "Collapse all stages" (the layers carry ResNet-152's module paths: each
@@ -39,6 +40,7 @@ def main() -> None:
     ap.add_argument("--size", default="1600x1000", help="window WIDTHxHEIGHT")
     ap.add_argument("--first", action="store_true", help="stop at the first frame (with --profile: where it went)")
     ap.add_argument("--profile", action="store_true", help="profile the UI thread up to the first frame")
+    ap.add_argument("--profile-pan", action="store_true", help="profile the UI thread panning the real layout")
     a = ap.parse_args()
 
     from cnnvis_gl.ui import App
@@ -82,9 +84,11 @@ def main() -> None:
                 marks["first"] = now - t0
                 marks["first_label"] = label()  # type: ignore[assignment]
                 marks["draft_timings"] = dict(app.feed.last_update.timings)  # type: ignore[assignment]
-                if a.first:
-                    app.actions.request_exit()
-
+            return
+        if "pictures" not in marks and app.renderer is not None and not app.renderer.pixels_pending:
+            marks["pictures"] = now - t0  # the draft's mosaics filled in
+            if a.first:
+                app.actions.request_exit()
             return
         if "draft_pan" not in marks and label().startswith("draft"):
             if pan("pan, draft on screen", now):
@@ -97,7 +101,12 @@ def main() -> None:
                 marks["layout"] = float(timings.get("open", np.nan))
             return
         if "real_pan" not in marks:
+            if a.profile_pan and state["n"] == 0:
+                pan_prof.enable()
             if pan("pan, real layout", now):  # then the hierarchy: every block as one row …
+                if a.profile_pan:
+                    pan_prof.disable()
+                    app.actions.request_exit()
                 marks["real_pan"] = marks["asked"] = now
                 app.actions.set_collapsed_stages(set(innermost_stages(app.state.snapshot.graph)))
             return
@@ -112,22 +121,26 @@ def main() -> None:
             marks["expanded"] = now - marks["asked"]
             app.actions.request_exit()
 
-    if a.profile:
-        import cProfile
-        import pstats
+    import cProfile
+    import pstats
 
+    pan_prof = cProfile.Profile()
+    if a.profile:
         prof = cProfile.Profile()
         prof.enable()
     w, h = run_viewer(app, a.size, hook)
     if a.profile:
         prof.disable()
         pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
+    if a.profile_pan:
+        pstats.Stats(pan_prof).sort_stats("tottime").print_stats(30)
     n = int(app.state.scene.stats["neurons"]) if app.state.scene is not None else 0
     print(f"\nbench_open: synthetic network, {n:,} neurons in {a.rows} rows, viewer {w}x{h}, headless llvmpipe")
     dt = marks.get("draft_timings", {})
     print(f"first frame: {marks.get('first', float('nan')):.2f} s ({marks.get('first_label')}; the window "
           f"itself {marks.get('window', float('nan')):.2f} s, the draft job {dt.get('open', float('nan')):.2f} s "
           f"of which layout {sum(v for k, v in dt.items() if k not in ('open', 'edges')):.2f} s)")  # fmt: skip
+    print(f"the draft's pictures on screen: {marks.get('pictures', float('nan')):.2f} s")
     print(f"real layout on screen: {marks.get('real', float('nan')):.1f} s "
           f"(laying it out took {marks.get('layout', float('nan')):.1f} s in the background: the first "
           f"frame's wait without the draft)")  # fmt: skip

@@ -91,26 +91,25 @@ def _place(
     extra: float,
 ) -> ColumnPlan:
     n = len(heights)
-    y = np.zeros(n)
-    between_y = np.zeros(max(n - 1, 0))
     dx = np.zeros(n)
     spans: list[tuple[float, float]] = []
+    # every row i > 0 has an in-between row above it (the first row of a column too: the edges
+    # continued from the previous column); a column restarts at 0
+    step = np.asarray(heights, dtype=np.float64) + np.where(np.arange(n) > 0, between, 0.0)
+    first = np.flatnonzero(np.r_[True, column[1:] != column[:-1]]) if n else np.zeros(0, np.int64)
+    ends = np.cumsum(step)
+    base = np.repeat(np.r_[0.0, ends[first[1:] - 1]], np.diff(np.r_[first, n])) if n else ends
+    y = ends - heights - base  # the row's top within its column
+    between_y = (y - between)[1:] if n else np.zeros(0)
     height, x = 0.0, 0.0
-    for c in range(int(column.max()) + 1 if n else 0):
-        idx = np.flatnonzero(column == c)
-        lo, hi = float(lefts[idx].min()), float(rights[idx].max())
+    last = int(column.max()) if n else -1
+    for c, (a, b) in enumerate(zip(first, np.r_[first[1:], n], strict=True)):
+        lo, hi = float(lefts[a:b].min()), float(rights[a:b].max())
         shift = 0.0 if c == 0 else x - lo  # the first column keeps its x (a one-column plan moves nothing)
-        top = 0.0
-        for i in idx:
-            if i > 0:
-                between_y[i - 1] = top
-                top += between
-            y[i] = top
-            top += float(heights[i])
-        dx[idx] = shift
+        dx[a:b] = shift
         spans.append((lo + shift, hi + shift))
         x = hi + shift + gap
-        height = max(height, top + (extra if c < column.max() else 0.0))
+        height = max(height, float(ends[b - 1] - base[b - 1]) + (extra if c < last else 0.0))
     return ColumnPlan(column, dx, y, between_y, spans, height)
 
 

@@ -181,16 +181,19 @@ def draft_content(data: UnitData, members: np.ndarray, options: LayoutOptions) -
     width = float(np.sqrt((sides.astype(np.float64) ** 2).sum() * options.aspect)) if n else 0.0
     by_size = np.argsort(-sides, kind="stable")
     s_sorted = sides[by_size].astype(np.float64)
-    y, i = 0.0, 0
-    while i < n:  # one shelf at a time: as many as fit the width (at least one)
-        ends = np.cumsum(s_sorted[i:])
-        j = i + max(int(np.searchsorted(ends, width, side="right")), 1)
-        idx = by_size[i:j]
-        rects[idx, 0] = np.concatenate([[0.0], ends[: j - i - 1]])
-        rects[idx, 1] = y
-        rects[idx, 2] = rects[idx, 3] = s_sorted[i:j]
-        y += float(s_sorted[i])  # the shelf's tallest (the first: sorted)
-        i = j
+    ends = np.cumsum(s_sorted)  # (integer sides: exact)
+    starts = [0]
+    while starts[-1] < n:  # one shelf at a time: as many as fit the width (at least one)
+        i = starts[-1]
+        base = float(ends[i - 1]) if i else 0.0
+        starts.append(max(int(np.searchsorted(ends, base + width, side="right")), i + 1))
+    first = np.asarray(starts[:-1], dtype=np.int64)
+    shelf = np.repeat(np.arange(len(first)), np.diff(starts))
+    before = np.where(first > 0, ends[np.maximum(first - 1, 0)], 0.0)  # the sides left of each shelf
+    tops = np.concatenate([[0.0], np.cumsum(s_sorted[first])[:-1]])  # a shelf: its tallest (the first)
+    rects[by_size, 0] = ends - s_sorted - before[shelf]
+    rects[by_size, 1] = tops[shelf]
+    rects[by_size, 2] = rects[by_size, 3] = s_sorted
     A = data.A[members]
     order = np.lexsort((-A.max(axis=1), A.argmax(axis=1))) if n and A.shape[1] else np.arange(n)
     matrix_row = np.empty(n, dtype=np.int32)

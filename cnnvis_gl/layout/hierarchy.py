@@ -29,6 +29,7 @@ __all__ = ["innermost_stages", "outermost", "stage_groups", "stage_weights", "st
 
 
 _last: list = [None, None]  # weak reference to the last graph asked about, its stages
+_last_inner: list = [None, None]  # … and its innermost stages
 _SERIES = re.compile(r"^(.*\d)[a-z]$")  # inception4b, Mixed_6c: a series' stem and letter
 
 
@@ -82,8 +83,13 @@ def stage_groups(graph: NeuronGraph) -> dict[str, list[str]]:
 def innermost_stages(graph: NeuronGraph) -> list[str]:
     """The stages holding no other stage (``layer1`` … ``layer4`` of a ResNet): what
     ``--collapse all`` collapses."""
-    st = stages(graph)
-    return [p for p, idx in st.items() if not any(q != p and set(j) < set(idx) for q, j in st.items())]
+    ref, found = _last_inner
+    if ref is not None and ref() is graph:
+        return list(found)
+    st = {p: set(idx) for p, idx in stages(graph).items()}  # (the viewer asks every frame)
+    found = [p for p, idx in st.items() if not any(q != p and j < idx for q, j in st.items())]
+    _last_inner[:] = [weakref.ref(graph), found]
+    return list(found)
 
 
 def outermost(graph: NeuronGraph, collapsed: Iterable[str]) -> dict[str, tuple[int, ...]]:

@@ -27,8 +27,13 @@ class MosaicVisual(Visual):
         self.geometry: moderngl.Buffer | None = None
         self.cluster_colors = np.zeros((0, 3), dtype=np.float32)  # mean of each cluster's tiles
 
-    def upload(self, scene: Scene, source: PatchSource | None) -> None:
-        """The tiles of ``scene`` (their patches are in the atlas once the patches are)."""
+    def upload(self, scene: Scene, source: PatchSource | None, pending: bool = False) -> None:
+        """The tiles of ``scene`` (their patches are in the atlas once the patches are;
+        ``pending``: no pictures yet — no tiles, grey cluster colours)."""
+        if pending:
+            self.count = 0
+            self.cluster_colors = np.full((len(scene.clusters.id), 3), 0.32, dtype=np.float32)
+            return
         tiles = mosaic_tiles(scene)
         n = scene.neurons
         keys = np.stack([n.unit[tiles.neuron], n.index[tiles.neuron]], 1).reshape(-1, 2)

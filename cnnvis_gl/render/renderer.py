@@ -124,6 +124,7 @@ class SceneRenderer:
         #: the matrices show a signed difference ([-1, 1], diverging scale), not activations
         self.matrix_diverging = False
         self._new_patches = False  # set_snapshot: the next set_scene refills the atlas
+        self.pixels_pending = False  # set_snapshot(pending=True): no pictures to show yet
 
     # ------------------------------------------------------------------ properties
     @property
@@ -137,9 +138,12 @@ class SceneRenderer:
         the atlas is kept."""
         self.snapshot = self.patches.source = source
 
-    def set_snapshot(self, snapshot: PatchSource | None) -> None:
-        """New patch pixels (another training step): the atlas is refilled on the next scene."""
+    def set_snapshot(self, snapshot: PatchSource | None, pending: bool = False) -> None:
+        """New patch pixels (another training step): the atlas is refilled on the next scene.
+        ``pending``: the source has not fetched the mosaics' pictures yet (a draft shown at
+        once): mosaics stay empty and frames grey until a ``set_snapshot`` without it."""
         self.snapshot = snapshot
+        self.pixels_pending = bool(pending)
         self.atlas.clear()
         self._new_patches = True  # (the viewer sets the new step's scene right after)
 
@@ -181,7 +185,7 @@ class SceneRenderer:
             summary = cluster_means(scene, scene.neurons.activation)
             self.shared.reset(c.facet, len(scene.neurons.cluster), len(scene.class_order), summary)
             self.patches.upload(scene, self.snapshot)
-            self.mosaic.upload(scene, self.snapshot)
+            self.mosaic.upload(scene, None if self.pixels_pending else self.snapshot, self.pixels_pending)
             self.matrix.upload(scene)
             mean = self.patches.mean_colors  # (a big scene's patches wait: its tiles' colours)
             if len(mean) != len(scene.neurons.cluster):

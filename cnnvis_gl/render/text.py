@@ -65,25 +65,27 @@ class TextVisual(Visual):
         """Lay out and upload ``labels``; ``cluster_ids`` (``Clusters.id``) maps label clusters."""
         font = self._ensure_font(labels)
         index = {int(c): i for i, c in enumerate(cluster_ids if cluster_ids is not None else ())}
-        laid: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}  # (many labels repeat)
-        boxes, uvs, owner = [], [], []
-        for k, lab in enumerate(labels):
-            key = (lab.text, lab.anchor)
-            if key not in laid:
-                b, uv, width = font.layout(lab.text)
-                dx = {"left": 0.0, "center": -0.5 * width, "right": -width}.get(lab.anchor, 0.0)
-                laid[key] = (b + np.array([dx, font.cap_height / 2, dx, font.cap_height / 2], "f4"), uv)
-            b, uv = laid[key]
-            if len(b):
-                boxes.append(b)
-                uvs.append(uv)
-                owner.append(np.full(len(b), k, dtype=np.int64))
-        idx = np.concatenate(owner) if owner else np.zeros(0, dtype=np.int64)
+        keys: dict[tuple[str, str], int] = {}  # many labels repeat (class names): laid out once
+        which = np.fromiter(
+            (keys.setdefault((lab.text, lab.anchor), len(keys)) for lab in labels), np.int64, len(labels)
+        )
+        boxes, uvs = [], []
+        for text, anchor in keys:
+            b, uv, width = font.layout(text)
+            dx = {"left": 0.0, "center": -0.5 * width, "right": -width}.get(anchor, 0.0)
+            boxes.append(b.reshape(-1, 4) + np.array([dx, font.cap_height / 2, dx, font.cap_height / 2], "f4"))
+            uvs.append(np.asarray(uv, "f4").reshape(-1, 4))
+        glyphs = np.array([len(b) for b in boxes], dtype=np.int64)
+        first = np.cumsum(glyphs) - glyphs  # of each laid-out text, in the concatenation
+        per = glyphs[which] if len(which) else np.zeros(0, np.int64)  # glyphs of each label
+        idx = np.repeat(np.arange(len(labels)), per)  # the label of each glyph instance
+        at = np.arange(len(idx)) - np.repeat(np.cumsum(per) - per, per)  # glyph within its label
         data = np.zeros(len(idx), dtype=GEOMETRY)
         self.tail = []
         if len(idx):
-            data["box"] = np.concatenate(boxes)
-            data["uv"] = np.concatenate(uvs)
+            src = first[which[idx]] + at
+            data["box"] = np.concatenate(boxes)[src]
+            data["uv"] = np.concatenate(uvs)[src]
             data["anchor"] = np.array([(lab.x, lab.y) for lab in labels], "f4")[idx]
             data["size"] = np.array([lab.size for lab in labels], "f4")[idx]
             data["kind"] = np.array([KINDS.get(lab.kind, 3) for lab in labels], "i4")[idx]

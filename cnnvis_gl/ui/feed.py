@@ -77,6 +77,7 @@ class SceneFeed:
             session.base = replace(session.base, view_size=size)
             # a big network: a draft at once, then the real layout (progressive opening)
             self.submit("draft layout", session.draft, self._drafted)
+            self.submit("draft pictures", session.draft_pictures)
             self.submit("open the latest snapshot", lambda: session.open(snapshot=session.take_drafted()))
             return
         if size != self._canvas[0]:
@@ -161,6 +162,12 @@ class SceneFeed:
         """Show a layout result (on the UI thread, between frames)."""
         app, st = self.app, self.app.state
         r = app.renderer
+        if update.only_pixels:  # a draft's pictures: the scene stays, its mosaics fill in
+            if r is not None and update.scene is st.scene and r.pixels_pending:
+                r.set_snapshot(update.patches)
+                r.set_scene(update.scene)
+                app.view.touch()
+            return
         self.last_update = update
         if self.morphing is not None and r is not None:  # a morph under way ends where it goes
             r.set_scene(self.morphing[1])
@@ -173,7 +180,7 @@ class SceneFeed:
                 st.steps = sorted({*st.steps, st.step})
             app.inspect.new_snapshot()
             if r is not None:
-                r.set_snapshot(update.patches)
+                r.set_snapshot(update.patches, pending=not update.pixels)
         elif r is not None and update.patches is not r.snapshot:  # e.g. after a draft: more patches
             r.set_patch_source(update.patches)
         parts = self._renderer_parts(update, new_snapshot)

@@ -235,6 +235,8 @@ class SceneUpdate:
     before: LayoutEdits | None = None
     timings: dict[str, float] = field(default_factory=dict)
     saved: str | None = None  # path of the written layout.json, or why it was not written
+    pixels: bool = True  # False: ``patches`` has not fetched the pictures yet (a draft)
+    only_pixels: bool = False  # the pictures of the scene on screen, nothing else
 
 
 def _warm_glyphs(scene: Scene) -> None:
@@ -294,6 +296,7 @@ class LayoutSession:
         self._states: OrderedDict[int | None, tuple[LayoutState, PatchCache]] = OrderedDict()
         self._cache = int(cache)
         self.drafted: Snapshot | None = None  # loaded by `draft`, laid out for real by `open`
+        self._draft_pictures: SceneUpdate | None = None  # the draft, its pictures to fetch
 
     # ------------------------------------------------------------------ helpers
     def _run(self) -> Run:
@@ -382,15 +385,28 @@ class LayoutSession:
         options = replace(self.edits.options(self.base), draft=True, sweeps=1)
         state = build_state(snapshot, options)
         assert state.scene is not None
-        patches = PatchCache(snapshot, self.patch_size)  # the mosaics' (the rest: when zoomed in)
-        n, tiles = state.scene.neurons, mosaic_tiles(state.scene).neuron
-        patches.prefetch_neurons(
-            {state.scene.units[u]: n.index[tiles[n.unit[tiles] == u]] for u in np.unique(n.unit[tiles])}
-        )
         _warm_glyphs(state.scene)
         timings = {**state.timings, "open": time.perf_counter() - t}
         label = f"draft layout of {neurons:,} neurons"
-        return SceneUpdate(label, snapshot, patches, state.scene, None, self.edits, None, timings)
+        patches = PatchCache(snapshot, self.patch_size)  # filled by `draft_pictures`
+        update = SceneUpdate(label, snapshot, patches, state.scene, None, self.edits, None, timings, pixels=False)
+        self._draft_pictures = update
+        return update
+
+    def draft_pictures(self) -> SceneUpdate | None:
+        """The pictures of the draft on screen — its clusters' mosaic tiles' patches — fetched
+        after it is shown (the first frame waits for the layout only); ``None`` without a
+        draft."""
+        update, self._draft_pictures = self._draft_pictures, None
+        if update is None:
+            return None
+        t = time.perf_counter()
+        n, tiles = update.scene.neurons, mosaic_tiles(update.scene).neuron
+        update.patches.prefetch_neurons(
+            {update.scene.units[u]: n.index[tiles[n.unit[tiles] == u]] for u in np.unique(n.unit[tiles])}
+        )
+        label = f"pictures of the {update.label}"
+        return replace(update, label=label, timings={"open": time.perf_counter() - t}, pixels=True, only_pixels=True)
 
     def take_drafted(self) -> Snapshot | None:
         """The snapshot :meth:`draft` loaded (once)."""

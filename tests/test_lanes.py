@@ -214,3 +214,40 @@ def test_columns_never_cut_through_the_lanes(snap):
     gated = build_state(snap, LayoutOptions(k=3, expanded=frozenset({"conv2"})))
     names = [r.name for r in gated.rows]
     assert [n for n, cut in zip(names, gated.bands().breakable(), strict=True) if cut] == ["mixed1"]
+
+
+class MBConv(nn.Module):
+    """An inverted residual block with its gate in the middle (EfficientNet's MBConv): expand,
+    depthwise conv gated by squeeze-and-excitation, project — the gated conv comes after its
+    gate in the units' order (it leaves at the product)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = _cbr(3, 8, 3)
+        self.expand = _cbr(8, 16)
+        self.dw = nn.Sequential(nn.Conv2d(16, 16, 3, 1, 1, groups=16, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.fc1 = nn.Conv2d(16, 4, 1)
+        self.fc2 = nn.Conv2d(4, 16, 1)
+        self.project = nn.Sequential(nn.Conv2d(16, 8, 1, bias=False), nn.BatchNorm2d(8))
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        y = self.dw(self.expand(x))
+        y = y * torch.sigmoid(self.fc2(torch.relu(self.fc1(y.mean((2, 3), keepdim=True)))))
+        return self.head((x + self.project(y)).mean((2, 3)))
+
+
+def test_a_gate_in_the_middle_of_a_block_sits_beside_the_path_it_gates(cifar_dir):
+    torch.manual_seed(0)
+    snap = cnnvis_gl.analyze(MBConv(), f"cifar10:{cifar_dir}", limit=32, progress=False)
+    gi = next(i for i, g in enumerate(snap.graph.groups) if "fc1" in g.units)
+    g = snap.graph.groups[gi]
+    assert g.units.index("dw.0") > g.units.index("fc2")  # ordered at its product
+    assert group_units(snap, gi) == [
+        ("expand.0", 0, 0), ("dw.0", 1, 0), ("project.0", 2, 0), ("fc1", 2, 1), ("fc2", 3, 1)
+    ]  # fmt: skip
+    st = build_state(snap, LayoutOptions(k=2, expanded=frozenset({g.name})))
+    rows = _rows(st.scene)
+    dw, fc1 = rows[f"{g.name}/dw.0"][0], rows[f"{g.name}/fc1"][0]
+    assert any(u == dw and lo == fc1 for u, lo, _ in st.scene.links)  # the gate reads the dw conv

@@ -54,12 +54,20 @@ def group_units(snapshot: Snapshot, gi: int) -> list[tuple[str, int, int]]:
     src = unit_sources(snapshot)
     inside = {u: [v for v in src.get(u, []) if v in units and v != u] for u in units}
     level: dict[str, int] = {}
-    for u in units:  # forward order: a unit's sources come first
-        level[u] = 1 + max((level.get(v, 0) for v in inside[u]), default=-1)
-    ancestors = {g.unit}
-    for u in reversed(units):
-        if u in ancestors:
-            ancestors.update(inside[u])
+
+    def depth(u: str) -> int:  # (the units' order is not always the DAG's: a gated unit
+        if u not in level:  # is ordered at its product, after its gate)
+            level[u] = 1 + max((depth(v) for v in inside[u]), default=-1)
+        return level[u]
+
+    for u in units:
+        depth(u)
+    ancestors, todo = {g.unit}, [g.unit]
+    while todo:
+        for v in inside[todo.pop()]:
+            if v not in ancestors:
+                ancestors.add(v)
+                todo.append(v)
     per_level: dict[int, list[str]] = {}
     for u in units:
         per_level.setdefault(level[u], []).append(u)

@@ -198,12 +198,16 @@ def _row_height(state: LayoutState, items: list[tuple[int, Any, Any]]) -> tuple[
 def _row_label(state: LayoutState, r: Any, left: float, y: float, branch: bool = False) -> Label:
     """The row's name and size, right-aligned left of its first cluster (a ``branch`` row, in
     a lane of its group: its unit's module path after the path all the group's units share —
-    ``branch2.0.conv`` rather than ``mixed1/inception3a.branch2.0.conv``)."""
+    ``branch2.0.conv`` rather than ``mixed1/inception3a.branch2.0.conv``, ``block.2.fc1``
+    rather than a bare ``2.fc1``)."""
     n_neur = state.snapshot.graph.unit(r.unit).channels
     name = f"{r.name} ({len(r.groups)} groups)" if r.groups else r.name
     if branch:
         shared = len(module_prefix(state.snapshot.graph.groups[r.group].units))
-        name = ".".join(r.unit.split(".")[shared:]) or r.unit
+        parts = r.unit.split(".")
+        if shared and shared < len(parts) and parts[shared][:1].isdigit():
+            shared -= 1  # a bare index reads badly: ``block.0.0`` rather than ``0.0``
+        name = ".".join(parts[shared:]) or r.unit
     return Label(f"{name}  {n_neur} neurons", left - ROW_LABEL, y, ROW_LABEL, "right")
 
 

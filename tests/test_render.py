@@ -487,3 +487,33 @@ def test_glyph_atlas_disk_cache(tmp_path, monkeypatch) -> None:
     (tmp_path / "ro").write_text("a file where the cache folder would go")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "ro"))
     assert same(build("abc·×"), fresh)
+
+
+def test_a_draft_drawn_before_its_pictures_then_with_them(ctx, scene, monkeypatch):
+    """``set_snapshot(pending=True)`` (a draft shown before its pictures are fetched): no mosaic
+    tiles, nothing in the atlas, grey clusters; drawn fitted it shows frames only.  The pictures'
+    ``set_snapshot`` and the same scene again: the mosaics are drawn as an eager renderer's."""
+    from cnnvis_gl.render.patches import PatchesVisual
+
+    monkeypatch.setattr(PatchesVisual, "lazy_above", 10)
+    eager = SceneRenderer(ctx, SyntheticPatches())
+    eager.set_scene(scene)
+    r = SceneRenderer(ctx, None)
+    r.set_snapshot(SyntheticPatches(), pending=True)
+    r.set_scene(scene)
+    assert r.pixels_pending and r.mosaic.count == 0 and len(r.atlas) == 0
+    assert np.allclose(r.mosaic.cluster_colors, 0.32)
+    fbo = _target(ctx)
+    far = Camera().fit(scene.bounds, (W, H)).zoom_at(0.15, W / 2, H / 2, (W, H))
+    r.draw(far, (W, H), target=fbo)
+    grey = np.frombuffer(fbo.read(components=3), np.uint8).astype(int)
+    r.set_snapshot(SyntheticPatches())
+    r.set_scene(scene)
+    assert not r.pixels_pending and r.mosaic.count == eager.mosaic.count > 0
+    pictures = []
+    for x in (r, eager):
+        x.draw(far, (W, H), target=fbo)
+        pictures.append(np.frombuffer(fbo.read(components=3), np.uint8).astype(int))
+    assert np.abs(pictures[0] - pictures[1]).max() == 0 and np.abs(grey - pictures[0]).max() > 40
+    _release(r, fbo)
+    eager.release()

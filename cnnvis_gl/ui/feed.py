@@ -181,6 +181,8 @@ class SceneFeed:
             app.inspect.new_snapshot()
             if r is not None:
                 r.set_snapshot(update.patches, pending=not update.pixels)
+        elif r is not None and r.pixels_pending and update.pixels:  # a draft's pictures never came
+            r.set_snapshot(update.patches)  # (its scene replaced first): the atlas fills now
         elif r is not None and update.patches is not r.snapshot:  # e.g. after a draft: more patches
             r.set_patch_source(update.patches)
         parts = self._renderer_parts(update, new_snapshot)

@@ -87,6 +87,7 @@ class _Assembly:
     rows: list[Row] = field(default_factory=list)
     labels: list[Label] = field(default_factory=list)
     row_index: dict[str, int] = field(default_factory=dict)
+    between: dict[int, int] = field(default_factory=dict)  # layer row → its in-between row
     first_cluster: list[int] = field(default_factory=list)
     ports_out: list[np.ndarray] = field(default_factory=list)
     ports_in: list[np.ndarray] = field(default_factory=list)
@@ -119,7 +120,7 @@ def compose_scene(state: LayoutState) -> Scene:
         y = float(plan.between_y[i - 1]) if i > 0 else 0.0
         if bands.sources[i]:  # one in-between row carries the edges from all its sources
             name = f"between:{state.rows[bands.sources[i][0]].name}|{r.name}"
-            asm.row_index[name] = len(asm.rows)
+            asm.row_index[name] = asm.between[i] = len(asm.rows)
             asm.rows.append(
                 Row(name, ROW_BETWEEN, y, o.between_height, -1, "", span[0], span[1] - span[0])
             )
@@ -178,7 +179,7 @@ def compose_scene(state: LayoutState) -> Scene:
             (
                 asm.row_index[state.rows[s].name],
                 asm.row_index[state.rows[i].name],
-                asm.row_index[f"between:{state.rows[bands.sources[i][0]].name}|{state.rows[i].name}"],
+                asm.between[i],
             )
             for s, i in bands.links()
         ],
@@ -407,7 +408,7 @@ def _edges(
         if M is None or M.size == 0:
             continue
         thr = edge_threshold(M, state.options)
-        between = asm.row_index[f"between:{state.rows[bands.sources[i][0]].name}|{lo.name}"]
+        between = asm.between[i]
         rb = asm.rows[between]
         in_y, out_y = rb.y, rb.y + rb.height
         ports_out = stems = asm.ports_out[s]

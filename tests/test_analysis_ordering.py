@@ -119,3 +119,66 @@ def test_order_columns_groups_similar_classes() -> None:
     assert _is_perm(order, 6)
     groups = [int(c) % 2 for c in order]
     assert groups in ([0, 0, 0, 1, 1, 1], [1, 1, 1, 0, 0, 0])
+
+
+def test_junction_dp_equals_brute_force_over_orders_and_flips() -> None:
+    """The join of a wide dendrogram node: every child order and orientation tried."""
+    from cnnvis_gl.analysis.ordering import _join_children
+
+    rng = np.random.default_rng(3)
+    for m in (2, 3, 5, 6):
+        S = _random_symmetric(3 * m, rng)
+        seqs = [np.arange(3 * c, 3 * c + 3) for c in range(m)]
+        got = _join_children(S, seqs)
+        best = max(
+            path_score(S, np.concatenate([seqs[c][::f] for c, f in zip(p, flips, strict=True)]))
+            for p in itertools.permutations(range(m))
+            for flips in itertools.product((1, -1), repeat=m)
+        )
+        assert sorted(got.tolist()) == list(range(3 * m))
+        assert path_score(S, got) == pytest.approx(best, abs=1e-9)
+
+
+def _two_opt_reference(S: np.ndarray, order: np.ndarray, k: int) -> np.ndarray:
+    """The 2-opt of ``ordering._two_opt`` written plainly: every move joining a row to one of
+    its ``k`` most similar rows scored, the best ones taken greedily while disjoint."""
+    n = len(S)
+    k = min(k, n - 1)
+    Sd = S.copy()
+    np.fill_diagonal(Sd, -np.inf)
+    nbr = np.argpartition(-Sd, k - 1, axis=1)[:, :k]
+    Sp = np.zeros((n + 1, n + 1))
+    Sp[:n, :n] = S
+    path = [n, *order.tolist(), n]
+    while True:
+        pos = {v: i for i, v in enumerate(path)}
+        moves = []  # (ties: the pair as first new edge before as second, then by row)
+        for shift in (0, 1):
+            for a in range(n):
+                for b in nbr[a]:
+                    p, q = (x - shift for x in sorted((pos[a], pos[int(b)])))
+                    g = (Sp[path[p], path[q]] + Sp[path[p + 1], path[q + 1]]
+                         - Sp[path[p], path[p + 1]] - Sp[path[q], path[q + 1]])  # fmt: skip
+                    if g > 1e-12:
+                        moves.append((-g, len(moves), p, q))
+        if not moves:
+            return np.array(path[1:-1])
+        taken: set[int] = set()
+        for _, _, p, q in sorted(moves):
+            if taken.isdisjoint(range(p, q + 1)):
+                taken.update(range(p, q + 1))
+                path[p + 1 : q + 1] = path[p + 1 : q + 1][::-1]
+
+
+def test_two_opt_matches_a_plain_reference() -> None:
+    from cnnvis_gl.analysis.ordering import _two_opt
+
+    rng = np.random.default_rng(11)
+    for n in (5, 30, 80):
+        X = np.abs(rng.normal(size=(n, 6)))
+        X[: n // 5] = 0.0  # dead neurons: ties everywhere
+        S = cosine_similarity(X)
+        start = rng.permutation(n)
+        got = _two_opt(S, start, k=8)
+        assert got.tolist() == _two_opt_reference(S, start, 8).tolist()
+        assert path_score(S, got) >= path_score(S, start)

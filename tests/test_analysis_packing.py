@@ -151,3 +151,36 @@ def test_deterministic() -> None:
     a = pack_cluster(F, F.max(axis=1), seed=0)
     b = pack_cluster(F.copy(), F.max(axis=1), seed=5)
     assert np.array_equal(a.rects, b.rects)
+
+
+def _compact_reference(rects: np.ndarray) -> None:
+    """The compaction of ``packing._compact`` written plainly (one rectangle at a time)."""
+    eps = 1e-9
+    for _ in range(20):
+        moved = False
+        for axis in (1, 0):
+            pos, size = rects[:, axis], rects[:, axis + 2]
+            opos, osize = rects[:, 1 - axis], rects[:, 3 - axis]
+            for i in np.argsort(pos, kind="stable"):
+                overlap = (opos < opos[i] + osize[i] - eps) & (opos[i] < opos + osize - eps)
+                before = overlap & (pos + size <= pos[i] + eps)
+                before[i] = False
+                target = float((pos + size)[before].max()) if before.any() else 0.0
+                if target < pos[i] - eps:
+                    pos[i], moved = target, True
+        if not moved:
+            return
+
+
+def test_compaction_matches_a_plain_reference() -> None:
+    from cnnvis_gl.analysis.packing import _compact
+
+    rng = np.random.default_rng(5)
+    for n in (1, 7, 60, 150):
+        side = rng.integers(4, 20, n).astype(np.float64)
+        rects = np.stack([rng.uniform(0, 300, n), rng.uniform(0, 300, n), side, side], axis=1)
+        rects[:, :2] = np.round(rects[:, :2])  # (touching edges: the eps cases)
+        want = rects.copy()
+        _compact_reference(want)
+        _compact(rects)
+        assert np.array_equal(rects, want)

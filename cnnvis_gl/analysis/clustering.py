@@ -113,11 +113,12 @@ def _kmeans_auto(
     if n > SILHOUETTE_MAX_ROWS:
         sample = np.sort(np.random.default_rng(seed).choice(n, SILHOUETTE_MAX_ROWS, replace=False))
     best_score, best = -np.inf, np.zeros(n, dtype=np.int64)
+    D = _distances(X if sample is None else X[get_xp(X).asarray(sample)])  # (once for every k)
     for kk in range(lo, hi + 1):
         labels = kmeans(X, kk, seed=seed, n_init=n_init, max_iter=max_iter)
         if len(np.unique(labels)) < 2:
             continue
-        score = silhouette_score(X, labels, sample=sample)
+        score = _silhouette(D, labels if sample is None else labels[sample])
         if score > best_score + 1e-12:  # ties: the smaller k
             best_score, best = score, labels
     return best
@@ -231,13 +232,22 @@ def silhouette_score(X: Any, labels: Any, sample: np.ndarray | None = None) -> f
     if sample is not None:
         X = X[xp.asarray(sample)]
         lab = lab[sample]
-    uniq, lab = np.unique(lab, return_inverse=True)
+    return _silhouette(_distances(X), lab)
+
+
+def _distances(X: Any) -> Any:
+    """Euclidean distances between the rows of ``X``, on its backend."""
+    return get_xp(X).sqrt(_sq_dist(X, (X * X).sum(axis=1), X))
+
+
+def _silhouette(D: Any, labels: np.ndarray) -> float:
+    """Mean silhouette of ``labels`` over the points of the distance matrix ``D``."""
+    xp = get_xp(D)
+    uniq, lab = np.unique(np.asarray(labels, dtype=np.int64), return_inverse=True)
     k = len(uniq)
-    n = int(X.shape[0])
+    n = int(D.shape[0])
     if k < 2 or k >= n:
         return 0.0
-    x2 = (X * X).sum(axis=1)
-    D = xp.sqrt(_sq_dist(X, x2, X))
     L = xp.asarray(lab.ravel())
     onehot = (L[:, None] == xp.arange(k)[None, :]).astype(xp.float64)
     counts = onehot.sum(axis=0)

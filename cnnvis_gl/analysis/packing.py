@@ -177,7 +177,7 @@ def _group_tree(
 
     Leaf groups are the keys of ``groups`` missing from ``tree``.  The root is ``_ROOT``.
     """
-    from scipy.cluster.hierarchy import linkage, to_tree
+    from scipy.cluster.hierarchy import linkage
     from scipy.spatial.distance import squareform
 
     from cnnvis_gl.analysis.similarity import cosine_similarity
@@ -188,39 +188,38 @@ def _group_tree(
     D = np.clip(1.0 - cosine_similarity(F), 0.0, 2.0)
     np.fill_diagonal(D, 0.0)
     Z = linkage(squareform(0.5 * (D + D.T), checks=False), method="average")
-    root, nodes = to_tree(Z, rd=True)
-    # Leaves below every node, in dendrogram order (iterative post-order: no recursion limit).
-    members: dict[int, np.ndarray] = {}
-    stack: list[tuple[Any, bool]] = [(root, False)]
-    while stack:
-        node, done = stack.pop()
-        if node.is_leaf():
-            members[node.id] = np.array([node.id])
-        elif done:
-            members[node.id] = np.concatenate([members[node.left.id], members[node.right.id]])
-        else:
-            stack += [(node, True), (node.right, False), (node.left, False)]
+    # Node v < n is neuron v, node v >= n the merge Z[v - n] (left child first).
+    left, right = Z[:, 0].astype(np.int64).tolist(), Z[:, 1].astype(np.int64).tolist()
+    height = Z[:, 2].tolist()
+    count = [1] * n + Z[:, 3].astype(np.int64).tolist()
+    # The leaves below a node are a slice of the dendrogram's leaf order: where each starts.
+    root = 2 * n - 2
+    start = [0] * (2 * n - 1)
+    leaves = np.empty(n, dtype=np.int64)
+    for v in range(root, n - 1, -1):  # a merge comes after both of its children
+        lc, rc = left[v - n], right[v - n]
+        start[lc], start[rc] = start[v], start[v] + count[lc]
+    for v in range(n):
+        leaves[start[v]] = v
 
     tree: dict[int, list[int]] = {}
     groups: dict[int, np.ndarray] = {}
-    todo = [(root.id, _ROOT)]
+    todo = [(root, _ROOT)]
     while todo:
-        vid, key = todo.pop()
-        groups[key] = members[vid]
-        node = nodes[vid]
-        if node.is_leaf() or node.count <= leaf_size:
+        v, key = todo.pop()
+        groups[key] = leaves[start[v] : start[v] + count[v]]
+        if v < n or count[v] <= leaf_size:
             continue
-        kids = [node.left, node.right]
+        kids = [left[v - n], right[v - n]]
         while len(kids) < branching:
-            big = [c for c in kids if not c.is_leaf() and c.count > leaf_size]
+            big = [c for c in kids if c >= n and count[c] > leaf_size]
             if not big:
                 break
-            u = max(big, key=lambda c: (c.dist, c.id))
-            # By identity: ClusterNode's == compares merge heights, not nodes.
-            i = next(t for t, c in enumerate(kids) if c is u)
-            kids[i : i + 1] = [u.left, u.right]
-        tree[key] = [c.id for c in kids]
-        todo.extend((c.id, c.id) for c in kids)
+            u = max(big, key=lambda c: (height[c - n], c))
+            i = kids.index(u)
+            kids[i : i + 1] = [left[u - n], right[u - n]]
+        tree[key] = kids
+        todo.extend((c, c) for c in kids)
     return tree, groups
 
 
@@ -396,17 +395,31 @@ def _compact(rects: np.ndarray, max_rounds: int = 20) -> None:
     for _ in range(max_rounds):
         moved = False
         for axis in (1, 0):  # y first, then x
-            other = 1 - axis
+            # Sliding along one axis leaves the other fixed: who overlaps whom across it is
+            # known for the whole pass.
+            opos = rects[:, 1 - axis]
+            ohi = opos + rects[:, 3 - axis] - eps
+            near = (opos[None, :] < ohi[:, None]) & (opos[:, None] < ohi[None, :])
+            np.fill_diagonal(near, False)
             pos, size = rects[:, axis], rects[:, axis + 2]
-            opos, osize = rects[:, other], rects[:, other + 2]
-            for i in np.argsort(pos, kind="stable"):
-                overlap = (opos < opos[i] + osize[i] - eps) & (opos[i] < opos + osize - eps)
-                end = pos + size
-                before = overlap & (end <= pos[i] + eps)
-                before[i] = False
-                target = float(end[before].max()) if before.any() else 0.0
+            end = pos + size
+            # Where each could slide to as things stand: when none can, the pass moves none.
+            below = np.where(near & (end[None, :] <= pos[:, None] + eps), end[None, :], 0.0)
+            can = below.max(axis=1) < pos - eps
+            if not can.any():
+                continue
+            order = np.argsort(pos, kind="stable")
+            first = int(np.argmax(can[order]))  # those before it stay where they are
+            rows, cols = np.nonzero(near)
+            nbrs = np.split(cols, np.searchsorted(rows, np.arange(1, len(rects))))
+            pos, size = pos.tolist(), size.tolist()
+            end = [p + s for p, s in zip(pos, size, strict=True)]
+            for i in order[first:].tolist():
+                lim = pos[i] + eps
+                target = max((end[j] for j in nbrs[i].tolist() if end[j] <= lim), default=0.0)
                 if target < pos[i] - eps:
-                    pos[i] = target
+                    pos[i], end[i] = target, target + size[i]
                     moved = True
+            rects[:, axis] = pos
         if not moved:
             break

@@ -89,11 +89,11 @@ def image_sides(
         raise ValueError(f"need 1 <= min_size <= max_size, got {min_size}, {max_size}")
     if imp.size == 0:
         return np.zeros(0, dtype=np.int64)
-    imp = np.nan_to_num(imp, nan=0.0, posinf=0.0, neginf=0.0)
+    imp = np.where(np.isfinite(imp), imp, 0.0)  # (as nan_to_num, much faster on small arrays)
     lo, hi = (float(imp.min()), float(imp.max())) if importance_range is None else importance_range
     if not hi > lo:
         return np.full(imp.size, int(max_size), dtype=np.int64)
-    t = np.clip((imp - lo) / (hi - lo), 0.0, 1.0)
+    t = np.minimum(np.maximum((imp - lo) / (hi - lo), 0.0), 1.0)  # (np.clip: slow on small arrays)
     return np.rint(min_size + t * (max_size - min_size)).astype(np.int64)
 
 

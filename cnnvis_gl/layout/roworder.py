@@ -74,18 +74,18 @@ def barycentre_order(state: LayoutState, free: set[str] | None = None) -> None:
 
     ``options.sweeps`` times: a downward sweep (each free row by the row feeding it — its upper
     neighbour in a chain), then an upward one (by the row it feeds); the order with the least weighted crossings wins.
-    Deterministic (ties keep the order).  A draft (``options.draft``) takes its downward sweeps
-    without counting crossings (no stats).
+    Deterministic (ties keep the order).  A draft (``options.draft``) takes one downward sweep
+    without counting crossings (no stats): each row follows a row above it, ordered before it,
+    so further downward sweeps would change nothing.
     """
     rows = state.rows
     free = {r.name for r in rows} if free is None else set(free)
     sources = state.bands().sources  # rows side by side: a row's neighbours are what feeds it
     down = [(i, ss[0]) for i, ss in enumerate(sources) if ss and rows[i].name in free]
     up = [(s, i) for i, ss in reversed(list(enumerate(sources))) for s in ss[:1] if rows[s].name in free]
-    if state.options.draft:
-        for _ in range(max(0, state.options.sweeps)):
-            for i, s in down:
-                _reorder(state, rows[i], rows[s], below=False)
+    if state.options.draft:  # one sweep: the rows after it are already in barycentre order
+        for i, s in down[: len(down) if state.options.sweeps > 0 else 0]:
+            _reorder(state, rows[i], rows[s], below=False)
         state.ordering_stats = {}
         return
     before = total_crossings(state)

@@ -247,7 +247,9 @@ class App:
         and to a cap of ``1 / frame_period``), so the background gets about half the time:
         measured on 2 cores, a followed BaseCNN snapshot was laid out 5× slower than alone at
         a 60 fps cap, and the UI still runs at 30-40 fps.  Before the first scene (nothing to
-        see but "Loading") while a big network's draft is made, 10 fps: it came 40 % sooner.  Headless and idle, 2 fps; with a
+        see but "Loading") while a big network's draft is made, 2 fps, waking as soon as the
+        draft is done (10 fps instead: the draft came 40 % sooner than at the cap; 2 fps: a
+        further ~0.4 s sooner on the 100k-neuron benchmark).  Headless and idle, 2 fps; with a
         display, hello_imgui's idling and vsync pace the frames.
         """
         busy = bool(
@@ -258,7 +260,7 @@ class App:
         st = self.state
         drafting = self.worker is not None and self.worker.running == "draft layout"
         if busy and st.scene is None and drafting:  # a big network, nothing to see yet: the
-            time.sleep(0.1)  # draft gets the CPU (small ones keep the pace the docking settles at)
+            self.worker.wait(0.5)  # draft gets the CPU, the window wakes when it is done
         elif busy:  # (at most 20 ms: a frame slowed by the GIL must not slow the next one)
             time.sleep(min(max(self.frame_period - elapsed, elapsed, 0.004), 0.02))
         elif st.headless:

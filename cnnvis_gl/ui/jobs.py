@@ -77,6 +77,7 @@ class Worker:
         self._lock = threading.Lock()
         self._pending: dict[int, str] = {}
         self.running: str | None = None
+        self._finished = threading.Event()  # set when a job ends (cleared by `wait`)
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -110,6 +111,12 @@ class Worker:
     def busy(self) -> bool:
         with self._lock:
             return bool(self._pending)
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until a job ends (now, if one ended since the last call) or ``timeout``
+        seconds pass: the UI can idle while a job runs without waking late for its result."""
+        self._finished.wait(timeout)
+        self._finished.clear()
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until every job has finished (tests and shutdown only; never in a frame)."""
@@ -150,6 +157,7 @@ class Worker:
             with self._lock:
                 self._pending.pop(job, None)
             self._done.put(Done(job, label, result, error, trace, dt, then))
+            self._finished.set()
 
 
 # ---------------------------------------------------------------------------- patches

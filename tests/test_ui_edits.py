@@ -189,6 +189,26 @@ def test_worker_runs_jobs_in_order_and_reports_errors() -> None:
     w.stop()
 
 
+def test_worker_wait_wakes_when_a_job_ends() -> None:
+    """The window idles in `Worker.wait` while a big network's draft is made: it must wake as
+    the job ends, not when the wait times out (nor stay awake for a job seen already)."""
+    import time
+
+    from cnnvis_gl.ui.jobs import Worker
+
+    w = Worker("test-worker")
+    gate = threading.Event()
+    w.submit("draft", lambda: gate.wait(5))
+    threading.Timer(0.2, gate.set).start()
+    t = time.perf_counter()
+    w.wait(10.0)
+    assert 0.15 < time.perf_counter() - t < 5.0 and [d.label for d in w.poll()] == ["draft"]
+    t = time.perf_counter()
+    w.wait(0.3)  # nothing ended since: the full timeout
+    assert time.perf_counter() - t >= 0.25
+    w.stop()
+
+
 def test_headless_detection(monkeypatch) -> None:
     import sys
 

@@ -517,3 +517,57 @@ def test_a_draft_drawn_before_its_pictures_then_with_them(ctx, scene, monkeypatc
     assert np.abs(pictures[0] - pictures[1]).max() == 0 and np.abs(grey - pictures[0]).max() > 40
     _release(r, fbo)
     eager.release()
+
+
+def _same_picture(got: np.ndarray, want: np.ndarray) -> None:
+    """Equal but for rounding on anti-aliased edges (the view drawn larger puts them a few
+    ULPs elsewhere in clip space): under 0.5 % of the pixels, by a few levels."""
+    d = np.abs(got - want).max(axis=2)
+    assert d.max() <= 8 and (d > 0).mean() < 0.005
+
+
+def test_panning_shows_the_view_drawn_with_a_margin_shifted(ctx, renderer, scene):
+    """While the camera pans (same zoom, same content key), frames are the scene drawn once
+    with a margin and shifted: the full drawing of each view.  Past the margin
+    the texture is drawn again; a zoom, a new key or a still frame draws in full."""
+    fbo = _target(ctx)
+    cam = Camera().fit(scene.bounds, (W, H)).zoom_at(2.5, W / 2, H / 2, (W, H))
+
+    def frame(c, moving=True, key="v1"):
+        renderer.draw(c, (W, H), target=fbo, moving=moving, pan_key=key)
+        return np.frombuffer(fbo.read(components=3), np.uint8).reshape(H, W, 3).astype(int)
+
+    def full(c):
+        return frame(c, moving=False, key=None)
+
+    pc = renderer.pan_cache
+    frame(cam)  # the drag's first frame: drawn as always (nothing to shift yet)
+    assert "pan_cache" not in renderer.last_frame and pc.redraws == 0
+    views = [cam.pan(-7.0 * i, 3.0 * i) for i in range(1, 4)]
+    shifted = [frame(v) for v in views]
+    assert [pc.redraws, renderer.last_frame["pan_cache"]] == [1, "hit"]
+    for v, got in zip(views, shifted, strict=True):
+        want = full(v)
+        assert want.std() > 10  # (something is drawn)
+        _same_picture(got, want)
+    # the viewer shows the texture itself: its part in view is the full drawing too
+    frame(views[0])
+    glo, uv0, uv1 = renderer.panned_view(views[1], (W, H), "v1")
+    tex = pc._tex
+    tw, th = tex.size
+    assert glo == tex.glo and (uv1[0] - uv0[0]) * tw == pytest.approx(W) and (uv0[1] - uv1[1]) * th == pytest.approx(H)
+    img = np.frombuffer(tex.read(), np.uint8).reshape(th, tw, 4)[::-1, :, :3].astype(int)
+    x0, y0 = round(uv0[0] * tw), round((1.0 - uv0[1]) * th)
+    _same_picture(img[y0 : y0 + H, x0 : x0 + W], full(views[1])[::-1])  # (fbo rows go up)
+    far = views[-1].pan(-W, 0.0)  # past the margin: drawn again around the new view
+    frame(far)
+    assert [pc.redraws, renderer.last_frame["pan_cache"]] == [2, "redraw"]
+    got = frame(far.pan(-5.0, 0.0))
+    assert renderer.last_frame["pan_cache"] == "hit" and pc.redraws == 2
+    _same_picture(got, full(far.pan(-5.0, 0.0)))
+    frame(far)
+    frame(far.zoom_at(1.3, W / 2, H / 2, (W, H)))  # a zoom: drawn in full
+    assert "pan_cache" not in renderer.last_frame
+    frame(far, key="v2")  # something else changed: drawn in full
+    assert "pan_cache" not in renderer.last_frame
+    _release(renderer, fbo)

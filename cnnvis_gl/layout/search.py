@@ -12,8 +12,10 @@ NumPy on the Scene: the viewer (the Find box, the arrow keys) and tests use them
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -85,17 +87,32 @@ def shown_groups(
     half the view's height) — rows merely peeking in at an edge do not count.  A collapsed
     stage's row shows all of its groups."""
     x0, y0, x1, y1 = visible
+    rows, y, h, bx0, bx1 = _group_rows(scene, len(groups))
+    inside = np.minimum(y + h, y1) - np.maximum(y, y0)
+    hit = (bx0 < x1) & (bx1 > x0) & (inside > 0.5 * np.minimum(h, y1 - y0))
     out: list[str] = []
-    for r in scene.rows:
-        if r.kind == ROW_BETWEEN or not 0 <= r.group < len(groups):
-            continue
-        bx0, bx1 = r.span(scene.bounds)
-        inside = min(r.y + r.height, y1) - max(r.y, y0)
-        if bx0 < x1 and bx1 > x0 and inside > 0.5 * min(r.height, y1 - y0):
-            for g in r.groups or (r.group,):
-                if groups[g] not in out:
-                    out.append(groups[g])
+    for k in np.flatnonzero(hit):
+        r = rows[k]
+        for g in r.groups or (r.group,):
+            if groups[g] not in out:
+                out.append(groups[g])
     return out
+
+
+_rows_memo: list[Any] = [None, None]  # (the last scene, its group count), its layer rows
+
+
+def _group_rows(scene: Scene, n_groups: int) -> tuple[list[Any], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The layer rows of ``scene`` (not in-between rows) with their tops, heights and bands'
+    x extents — the breadcrumbs ask every frame (remembered for the last scene)."""
+    key, memo = _rows_memo
+    if key is None or key[0]() is not scene or key[1] != n_groups:
+        rows = [r for r in scene.rows if r.kind != ROW_BETWEEN and 0 <= r.group < n_groups]
+        spans = np.array([r.span(scene.bounds) for r in rows], dtype=np.float64).reshape(-1, 2)
+        memo = (rows, np.array([r.y for r in rows], dtype=np.float64),
+                np.array([r.height for r in rows], dtype=np.float64), spans[:, 0], spans[:, 1])  # fmt: skip
+        _rows_memo[:] = [(weakref.ref(scene), n_groups), memo]
+    return memo
 
 
 def groups_frame(
@@ -163,7 +180,8 @@ def breadcrumbs(
     crumb where its size puts it)."""
     names = list(groups)
     out = [Crumb(model, tuple(names))]
-    shown = [g for g in names if g in set(shown)]
+    want = set(shown)
+    shown = [g for g in names if g in want]
     if not shown or len(shown) == len(names):
         return out
     paths = {g: module_prefix(groups[g]) for g in names}

@@ -15,7 +15,7 @@ patches, matrices, labels.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import moderngl
@@ -34,6 +34,7 @@ from .lod import LodSettings, level_of_detail
 from .matrix import MatrixVisual
 from .mosaic import MosaicVisual
 from .nodes import NodesVisual
+from .pan_cache import PanCache
 from .patches import PatchesVisual
 from .pick import PickKind
 from .state import EMPHASIS, FACET, SELECTED, SUMMARY, Frame, Pass, SharedState
@@ -113,6 +114,7 @@ class SceneRenderer:
             self.text,
         ]
         self.edge_layer = EdgeLayer(ctx, self.shared.quad, msaa=self.msaa)
+        self.pan_cache = PanCache(ctx, self.shared.quad)
         self.scene: Scene | None = None
         self.edge_threshold = 0.0
         self.edges_visible = True
@@ -401,6 +403,7 @@ class SceneRenderer:
         moving: bool = False,
         clear: bool = True,
         detail_view: tuple[Camera, Viewport] | None = None,
+        pan_key: Hashable | None = None,
     ) -> None:
         """Draw the scene into ``target`` (default: the context's current framebuffer).
 
@@ -420,10 +423,18 @@ class SceneRenderer:
         detail_view
             ``(camera, viewport)`` that sets the level of detail, when it differs from the
             drawn one (tiles of a large image use the whole image's).
+        pan_key
+            With ``moving``: stands for everything the picture shows but the camera (the
+            viewer's content version).  While it and the zoom stay the same, frames are the
+            view drawn once with a margin, shifted (:class:`~cnnvis_gl.render.pan_cache.PanCache`).
         """
         ctx = self.ctx
         w, h = int(viewport[0]), int(viewport[1])
         target = target or ctx.fbo
+        if moving and pan_key is not None and clear and detail_view is None:
+            if self.panned_view(camera, (w, h), pan_key) is not None:
+                self.pan_cache.paint(target)
+                return
         self._last_view = (camera, (w, h))
         frame = Frame(camera, (w, h), self.theme)
         lod = self.level_of_detail(*(detail_view or (camera, (w, h))))
@@ -452,6 +463,28 @@ class SceneRenderer:
             self.edge_layer.composite(edge_tex, warp)
         self._draw_layer("scene", frame, lod, self.hover)
         self.last_frame = info
+
+    def panned_view(
+        self, camera: Camera, viewport: Viewport, pan_key: Hashable
+    ) -> tuple[int, tuple[float, float], tuple[float, float]] | None:
+        """The view of a camera that only pans, from the scene drawn once with a margin
+        (:class:`~cnnvis_gl.render.pan_cache.PanCache`): ``(texture, uv0, uv1)`` to show as an
+        image, or ``None`` when the frame is no pan of the last one asked for (then draw it).
+        ``pan_key`` stands for everything the picture shows but the camera."""
+        if self.scene is None:
+            return None
+        w, h = int(viewport[0]), int(viewport[1])
+        key = (pan_key, self.theme.name, self.pixels_pending, self.hover)
+
+        def full(cam: Camera, size: Viewport, fbo: moderngl.Framebuffer) -> None:
+            self.draw(cam, size, target=fbo, detail_view=(cam, (w, h)))
+
+        how = self.pan_cache.show(camera, (w, h), key, full, self.park)
+        if how is None:
+            return None
+        self._last_view = (camera, (w, h))
+        self.last_frame = {**self.last_frame, "pan_cache": how}
+        return self.pan_cache.image()
 
     def _pass(self, frame: Frame, lod: dict[str, Any], hover: Any = ("none", -1)) -> Pass:
         lo, hi = self.lod.edge_px
@@ -533,6 +566,7 @@ class SceneRenderer:
         for v in self.visuals:
             v.release()
         self.edge_layer.release()
+        self.pan_cache.release()
         # leave the default framebuffer bound, not a released one (see park())
         self.ctx.detect_framebuffer(0).use()
         self._pick_fbo.release()

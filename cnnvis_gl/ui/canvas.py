@@ -31,6 +31,7 @@ class Canvas:
         self.drawn_key: tuple | None = None  # what the view target shows
         self._version = 0  # bumped by `touch`
         self._last_hover_pos: tuple | None = None
+        self._panned: tuple | None = None  # the image of a panned view (`image`), if shown
 
     # ------------------------------------------------------------------ drawing
     def touch(self) -> None:
@@ -43,10 +44,20 @@ class Canvas:
         target = self.app.target
         return int(target.glo) if target is not None and target.glo else 0
 
+    @property
+    def image(self) -> tuple[int, tuple[float, float], tuple[float, float]]:
+        """What to show as the view: a texture's GL name (0: none yet) and the texture
+        coordinates of the view's top-left and bottom-right corners — the view target, or
+        while the camera pans the scene drawn with a margin (its part in view)."""
+        return self._panned or (self.texture, (0.0, 1.0), (1.0, 0.0))
+
     def freeze(self) -> None:
         """Keep a copy of the view as drawn now (:attr:`frozen_texture`), to fade from."""
         app = self.app
         if app.target is not None and app.frozen is not None and app.renderer is not None:
+            if self._panned is not None:  # the target is behind the panned view: catch up
+                app.renderer.pan_cache.paint(app.target.fbo)
+                self._panned = None
             app.target.copy_to(app.frozen, park=app.renderer.park)
             app.ctx.screen.use()
 
@@ -81,7 +92,10 @@ class Canvas:
         if key == self.drawn_key:
             return
         t = time.perf_counter()
-        r.draw(st.camera.current, size, target=target.fbo, moving=moving)
+        # while it only pans, the view is the scene drawn once with a margin (shown shifted)
+        self._panned = r.panned_view(st.camera.current, size, (self._version, st.scene_version)) if moving else None
+        if self._panned is None:
+            r.draw(st.camera.current, size, target=target.fbo, moving=moving)
         app.ctx.screen.use()
         st.render_ms.append((time.perf_counter() - t) * 1000.0)
         self.drawn_key = key

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from imgui_bundle import imgui
 
 from ...render.theme import diverging_colormap, get_theme
@@ -97,14 +98,9 @@ def _canvas(st: AppState, act: Actions) -> None:
         return
     act.view.origin = (origin.x, origin.y)
     act.view.render((w, h))
-    texture = act.view.texture
+    texture, uv0, uv1 = act.view.image
     if texture:
-        imgui.image(
-            imgui.ImTextureRef(texture),
-            imgui.ImVec2(w, h),
-            imgui.ImVec2(0, 1),
-            imgui.ImVec2(1, 0),
-        )
+        imgui.image(imgui.ImTextureRef(texture), imgui.ImVec2(w, h), imgui.ImVec2(*uv0), imgui.ImVec2(*uv1))
     # flag badges and the minimap first: their buttons then win the hover over the view's
     badges = flag_badges(st, act, (origin.x, origin.y), (w, h))
     minimap(st, act, (origin.x, origin.y), (w, h))
@@ -158,9 +154,8 @@ def _input(st: AppState, act: Actions, origin: tuple[float, float], size: tuple[
             if st.drag.active:
                 _drag_feedback(st, act, mx, my, origin)
         elif _dragging() and (delta.x or delta.y):
-            cam.jump(cam.current.pan(delta.x, delta.y))
-            cam.panning = True
-            act.view.touch()
+            cam.jump(cam.current.pan(delta.x, delta.y))  # (the camera's move redraws the view:
+            cam.panning = True  # no `touch`, so the view shifts its drawing with a margin)
 
     # release
     if imgui.is_item_deactivated():
@@ -328,31 +323,48 @@ def _badges(
         return []
     if not st.debug.show_flags:
         return []
-    names = [g.name for g in snap.graph.groups]
     side = em(1.6)
     gap = em(0.35)
     x_lo, y_lo = origin
     x_hi, y_hi = origin[0] + size[0], origin[1] + size[1]
     out = []
-    _, top, _, bottom = st.camera.current.visible_rect(st.camera.viewport)  # rows out of view: no badge
-    for row, flags in sorted(flag_rows(s, names, st.debug.flags).items()):
-        x, y0, y1 = row_right_end(s, row)
-        if (y0 + y1) / 2.0 < top or (y0 + y1) / 2.0 > bottom:
-            continue
-        kinds: dict[str, list[Any]] = {}
-        for f in flags:
-            kinds.setdefault(f.kind, []).append(f)
-        sx, sy0 = act.view.screen_pos(x, y0)
-        _, sy1 = act.view.screen_pos(x, y1)
-        cy = (sy0 + sy1) / 2.0
-        if cy < y_lo or cy > y_hi:
-            continue
+    cam, (vw, vh) = st.camera.current, st.camera.viewport
+    rows, right, mid = _badge_rows(s, snap, st.debug.flags)
+    # each row's right end on the screen (`view.screen_pos` of all at once)
+    sxs = x_lo + (right - cam.center[0]) * cam.zoom + vw / 2.0
+    cys = y_lo + (mid - cam.center[1]) * cam.zoom + vh / 2.0
+    for k in np.flatnonzero((cys >= y_lo) & (cys <= y_hi)):  # rows out of view: no badge
+        (row, kinds), sx, cy = rows[k], float(sxs[k]), float(cys[k])
         total = len(kinds) * side + (len(kinds) - 1) * gap
         bx = min(max(sx + em(0.8), x_lo + gap), x_hi - total - gap)
         for kind, fl in kinds.items():
             out.append(Badge(row, kind, tuple(fl), (bx, cy - side / 2, bx + side, cy + side / 2)))
             bx += side + gap
     return out
+
+
+_badge_memo: list[Any] = [None, None]  # (scene, snapshot, flags) of the last call, its rows
+
+
+def _badge_rows(scene: Any, snap: Any, flags: list[Any]) -> tuple[list[tuple[int, dict[str, list[Any]]]], np.ndarray, np.ndarray]:
+    """The rows with flags and their flags by kind, their right ends and their bands' middles
+    in scene units; the same every frame until the scene or the flags change (remembered for
+    the last ones)."""
+    key = (scene, snap, flags)
+    last, memo = _badge_memo
+    if last is None or any(a is not b for a, b in zip(last, key, strict=True)):
+        names = [g.name for g in snap.graph.groups]
+        rows, ends = [], []
+        for row, fl in sorted(flag_rows(scene, names, flags).items()):
+            kinds: dict[str, list[Any]] = {}
+            for f in fl:
+                kinds.setdefault(f.kind, []).append(f)
+            rows.append((row, kinds))
+            ends.append(row_right_end(scene, row))
+        e = np.array(ends, dtype=np.float64).reshape(-1, 3)
+        memo = (rows, e[:, 0], (e[:, 1] + e[:, 2]) / 2.0)
+        _badge_memo[:] = [key, memo]
+    return memo
 
 
 def badge_id(b: Badge) -> str:

@@ -53,9 +53,9 @@ def present_view(st: AppState, act: Actions) -> None:
     w, h = int(vp.size.x), int(vp.size.y)
     act.view.origin = (origin.x, origin.y)
     act.view.render((w, h))
-    if act.view.texture:
-        imgui.image(imgui.ImTextureRef(act.view.texture), imgui.ImVec2(w, h), imgui.ImVec2(0, 1),
-                    imgui.ImVec2(1, 0))  # fmt: skip
+    texture, uv0, uv1 = act.view.image
+    if texture:
+        imgui.image(imgui.ImTextureRef(texture), imgui.ImVec2(w, h), imgui.ImVec2(*uv0), imgui.ImVec2(*uv1))
     frame = act.tours.frame()
     fade = act.tours.fade()
     if fade is not None and act.view.frozen_texture:  # the view before, fading out

@@ -196,15 +196,20 @@ def _flag_list(st: AppState, act: Actions) -> None:
         return
     h = max(imgui.get_content_region_avail().y - em(3.6), em(3))
     if imgui.begin_child("##flaglist", imgui.ImVec2(0, h)):
-        for i, f in enumerate(st.debug.flags):
-            sty = style_of(f.kind)
-            imgui.push_id(i)
-            imgui.text_colored(imgui.ImVec4(*sty.color, 1.0), sty.icon)
-            imgui.same_line()
-            where = f.group if f.unit == f.group else f"{f.group} · {f.unit}"
-            if imgui.selectable(f"{where}: {sty.short}##flag", False)[0]:
-                act.zoom_to_flag(f)
-            if imgui.is_item_hovered():
-                imgui.set_tooltip(f"{f.message}\nclick: zoom to the row")
-            imgui.pop_id()
+        clipper = imgui.ListClipper()  # a big network's many flags: only the lines in view
+        clipper.begin(n)
+        while clipper.step():
+            for i in range(clipper.display_start, clipper.display_end):
+                f = st.debug.flags[i]
+                sty = style_of(f.kind)
+                imgui.push_id(i)
+                imgui.text_colored(imgui.ImVec4(*sty.color, 1.0), sty.icon)
+                imgui.same_line()
+                where = f.group if f.unit == f.group else f"{f.group} · {f.unit}"
+                if imgui.selectable(f"{where}: {sty.short}##flag", False)[0]:
+                    act.zoom_to_flag(f)
+                if imgui.is_item_hovered():
+                    imgui.set_tooltip(f"{f.message}\nclick: zoom to the row")
+                imgui.pop_id()
+        clipper.end()
     imgui.end_child()

@@ -176,9 +176,10 @@ def test_compaction_matches_a_plain_reference() -> None:
     from cnnvis_gl.analysis.packing import _compact
 
     rng = np.random.default_rng(5)
-    for n in (1, 7, 60, 150):
+    for n in (1, 7, 60, 150, 1100):  # (1100: the movable rectangles found in chunks)
         side = rng.integers(4, 20, n).astype(np.float64)
-        rects = np.stack([rng.uniform(0, 300, n), rng.uniform(0, 300, n), side, side], axis=1)
+        span = 300 * max(1.0, np.sqrt(n / 150))
+        rects = np.stack([rng.uniform(0, span, n), rng.uniform(0, span, n), side, side], axis=1)
         rects[:, :2] = np.round(rects[:, :2])  # (touching edges: the eps cases)
         want = rects.copy()
         _compact_reference(want)

@@ -404,8 +404,11 @@ def _compact(rects: np.ndarray, max_rounds: int = 20) -> None:
             pos, size = rects[:, axis], rects[:, axis + 2]
             end = pos + size
             # Where each could slide to as things stand: when none can, the pass moves none.
-            below = np.where(near & (end[None, :] <= pos[:, None] + eps), end[None, :], 0.0)
-            can = below.max(axis=1) < pos - eps
+            can = np.zeros(len(rects), dtype=bool)
+            for a in range(0, len(rects), 1024):  # (bounded temporaries for a big cluster)
+                s = slice(a, a + 1024)
+                below = np.where(near[s] & (end[None, :] <= pos[s, None] + eps), end[None, :], 0.0)
+                can[s] = below.max(axis=1) < pos[s] - eps
             if not can.any():
                 continue
             order = np.argsort(pos, kind="stable")

@@ -83,9 +83,10 @@ def barycentre_order(state: LayoutState, free: set[str] | None = None) -> None:
     sources = state.bands().sources  # rows side by side: a row's neighbours are what feeds it
     down = [(i, ss[0]) for i, ss in enumerate(sources) if ss and rows[i].name in free]
     up = [(s, i) for i, ss in reversed(list(enumerate(sources))) for s in ss[:1] if rows[s].name in free]
-    if state.options.draft:  # one sweep: the rows after it are already in barycentre order
-        for i, s in down[: len(down) if state.options.sweeps > 0 else 0]:
-            _reorder(state, rows[i], rows[s], below=False)
+    if state.options.draft:
+        if state.options.sweeps > 0:  # one sweep: a second would find every row in order
+            for i, s in down:
+                _reorder(state, rows[i], rows[s], below=False)
         state.ordering_stats = {}
         return
     before = total_crossings(state)

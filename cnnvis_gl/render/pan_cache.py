@@ -109,10 +109,6 @@ class PanCache:
         self._vao.render(moderngl.TRIANGLE_STRIP, vertices=4)
         ctx.enable(moderngl.BLEND)
 
-    def invalidate(self) -> None:
-        """Forget the texture (e.g. the theme changed outside what the key covers)."""
-        self._drawn = self._last = self._shown = None
-
     @staticmethod
     def _offset(center: tuple[float, float], camera: Camera) -> tuple[int, int]:
         """Where the texture's centre is, in whole pixels from the view's centre."""

@@ -338,6 +338,31 @@ def test_draft_layout_of_a_real_network(snapshot: Snapshot) -> None:
     assert per_row.max() <= LayoutOptions().k_range[1]
 
 
+def test_a_draft_without_edges_reads_no_weights_and_finishes_as_the_draft(snapshot: Snapshot, monkeypatch) -> None:
+    """``draft_edges=False`` (a big network's first frame): no edges, no weights read, rows in
+    class order; ``finish_draft`` then gives the scene a draft with edges is, field for field."""
+    from cnnvis_gl.layout import build_state
+    from cnnvis_gl.layout.build import finish_draft
+
+    whole = build_state(snapshot, LayoutOptions(draft=True)).scene
+    read: list[str] = []
+    get = type(snapshot).__getitem__
+    monkeypatch.setattr(type(snapshot), "__getitem__", lambda self, k: read.append(k) or get(self, k))
+    quick = build_state(snapshot, LayoutOptions(draft=True, draft_edges=False))
+    first = quick.scene
+    check_scene(first, snapshot)
+    assert len(first.edges.weight) == 0 and not [k for k in read if k.startswith("weights/")]
+    assert sorted(first.clusters.id.tolist()) == sorted(whole.clusters.id.tolist())
+    done = finish_draft(quick)
+    assert quick.options.draft_edges and len(done.edges.weight) > 0
+    for part in ("clusters", "neurons", "edges", "bundles"):
+        a, b = getattr(whole, part), getattr(done, part)
+        for f in fields(a):
+            assert np.array_equal(getattr(a, f.name), getattr(b, f.name)), (part, f.name)
+    assert done.bounds == whole.bounds and done.stats == whole.stats
+    assert [(lab.text, lab.x, lab.y) for lab in done.labels] == [(lab.text, lab.x, lab.y) for lab in whole.labels]
+
+
 def test_a_big_network_is_laid_out_alike_on_several_processes() -> None:
     """``workers=2`` (clustering and packing/ordering in two spawned processes) gives the
     scene one process gives; a script without a main guard is not run again in the workers

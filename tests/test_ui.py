@@ -1063,10 +1063,10 @@ def test_a_matrix_cell_click_shows_the_neurons_top_images_of_that_class(run_dir:
 
 def test_a_big_network_opens_with_a_draft_then_the_real_layout(run_dir: Path, monkeypatch):
     """Progressive opening: above ``DRAFT_NEURONS`` (lowered here to this run's size) the
-    first scene on screen is the draft (clusters by strongest class, no bundles) with a status
-    saying the real layout is on its way, drawn at once with grey clusters; its mosaics' pictures
-    fill in next; then the real layout replaces it — the same scene as opening without a
-    draft."""
+    first scene on screen is the draft's clusters (by strongest class, no edges: no weights
+    read yet) with a status saying the real layout is on its way, drawn at once with grey
+    clusters; the draft with its edges (unbundled) and its mosaics' pictures comes next; then
+    the real layout replaces it — the same scene as opening without a draft."""
     from cnnvis_gl.layout import LayoutOptions
     from cnnvis_gl.ui import App, jobs
 
@@ -1079,12 +1079,13 @@ def test_a_big_network_opens_with_a_draft_then_the_real_layout(run_dir: Path, mo
     def record(update) -> None:
         apply(update)
         r = app.renderer
-        applied.append((update.label, len(update.scene.bundles.pos), r.pixels_pending, r.mosaic.count))
+        s = update.scene
+        applied.append((update.label, len(s.bundles.pos), r.pixels_pending, r.mosaic.count, len(s.edges.weight)))
 
     app.feed.apply = record
 
     def watch(a) -> None:  # the status line while the draft is on screen (with its pictures or not)
-        if applied and applied[-1][0].startswith(("draft", "pictures")):
+        if applied and applied[-1][0].startswith("draft"):
             status.append(a.state.jobs.message)
 
     app.on_frame.append(watch)
@@ -1095,10 +1096,11 @@ def test_a_big_network_opens_with_a_draft_then_the_real_layout(run_dir: Path, mo
 
     drive(app, test, SIZE)
     n = int(app.state.scene.stats["neurons"])
-    (draft, bundles, pending, tiles), pictures, real = applied[:3]
-    assert draft == f"draft layout of {n:,} neurons" and bundles == 0
+    (draft, bundles, pending, tiles, edges), pictures, real = applied[:3]
+    assert draft == f"draft layout of {n:,} neurons" and bundles == 0 and edges == 0
     assert pending and tiles == 0  # drawn before its pictures are fetched: grey clusters
-    assert pictures[0] == f"pictures of the {draft}" and not pictures[2] and pictures[3] > 0
+    assert pictures[0] == f"{draft} with its edges and pictures" and not pictures[2] and pictures[3] > 0
+    assert pictures[1] == 0 and pictures[4] > 0  # its edges, unbundled
     assert any("laying it out for real in the background" in m for m in status)
     assert real[0] == "open step 0" and not real[2]
     # the real layout: what opening without a draft lays out for the same canvas

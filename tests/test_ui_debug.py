@@ -228,6 +228,14 @@ def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path, headless_gl
             if v != before.get(k, 0)
         }
         ctx.mouse_move_to_pos(imgui.ImVec2(*app.view.origin))  # away from the badges
+        # zoomed far out the rows are closer than a badge: no badge covers another
+        shown = len(app.state.panels.flag_badges)
+        cam = st.camera.current
+        st.camera.jump(type(cam)(cam.center, cam.zoom * 0.04))
+        ctx.yield_(2)
+        seen["far_badges"] = (shown, [rect for _, rect in app.state.panels.flag_badges])
+        app.actions.fit_all(animate=False)
+        ctx.yield_(2)
         # compare with step 2 (combo in the Training panel)
         before = dict(r.upload_count)
         ctx.item_click(TestRef(app.state.panels.widget_ids["compare"]))
@@ -269,6 +277,12 @@ def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path, headless_gl
 
     drive(app, test, SIZE)
     assert seen["step0"] == 6
+    shown, far = seen["far_badges"]
+    assert 1 <= len(far) < shown  # (some rows' badges left out)
+    a = np.asarray(far)
+    over = (a[:, None, 0] < a[None, :, 2]) & (a[None, :, 0] < a[:, None, 2]) & (a[:, None, 1] < a[None, :, 3]) & (a[None, :, 1] < a[:, None, 3])
+    np.fill_diagonal(over, False)
+    assert not over.any()
     assert {"train_loss", "test_loss", "test_error", "probe loss"} <= set(seen["curves"])
     # the panel drew exactly the lines of the pure functions (checked by value above)
     from cnnvis_gl.ui.training import learning_lines

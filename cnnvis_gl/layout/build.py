@@ -15,6 +15,7 @@ Pipeline (all deterministic for fixed options):
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .options import LayoutOptions
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # torch-free at run time: the layout never needs torch
     from ..run.snapshot import Snapshot
 
 
-__all__ = ["build_scene", "build_state"]
+__all__ = ["build_scene", "build_state", "finish_draft"]
 
 
 def build_state(
@@ -54,6 +55,18 @@ def build_state(
     state = LayoutState(snapshot, options)
     state.build(previous)
     return state
+
+
+def finish_draft(state: LayoutState) -> Scene:
+    """A draft laid out without edges (``draft_edges=False``: a big network's first frame)
+    with its clusters ordered in their rows and its edges bundled, as ``draft_edges=True``
+    would have laid it out; the contents are kept."""
+    state.options = replace(state.options, draft_edges=True)
+    with state.timed("row_order"):
+        state.barycentre_order()
+    with state.timed("compose"):
+        state.scene = state.compose()
+    return state.scene
 
 
 def build_scene(

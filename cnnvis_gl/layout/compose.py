@@ -402,7 +402,8 @@ def _edges(
         "edges": 0.0,
     }
     first, ports_in = asm.first_cluster, asm.ports_in
-    for s, i in bands.links():
+    links = bands.links() if state.options.draft_edges or not state.options.draft else []
+    for s, i in links:  # (a draft without edges: none, and no weights read)
         up, lo = state.rows[s], state.rows[i]
         M = state.cluster_matrix(up, lo)
         if M is None or M.size == 0:

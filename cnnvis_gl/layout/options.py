@@ -95,6 +95,10 @@ class LayoutOptions:
         progressive opening): each row's neurons grouped by their strongest class (at most
         ``k_range[1]`` clusters), patches on shelves, matrix rows by strongest class — no
         clustering, packing or ordering search.
+    draft_edges
+        With ``draft``: order the clusters in their rows and bundle the edges.  ``False``: the
+        clusters only, in class order — a big network's first frame, which then needs none of
+        its layers' weights (:func:`cnnvis_gl.layout.build.finish_draft` adds them).
     workers
         Processes that cluster the rows and pack and order the clusters
         (:mod:`cnnvis_gl.layout.parallel`; the same scene on any number): ``1`` this process,
@@ -127,6 +131,7 @@ class LayoutOptions:
     sweeps: int = 4
     blas_threads: int | None = 1
     draft: bool = False
+    draft_edges: bool = True
     workers: int | None = None
     # geometry (scene units)
     padding: float = 6.0

@@ -199,7 +199,8 @@ def breadcrumbs(
             out.append(Crumb(".".join(prefix), inside))
     seen = {c.groups for c in out}
     for path, members in (stages or {}).items():  # a series of modules: no prefix names it
-        inside = tuple(g for g in names if g in set(members))
+        member = set(members)
+        inside = tuple(g for g in names if g in member)
         if inside not in seen and set(shown) <= set(inside) and len(inside) < len(names):
             out.append(Crumb(path, inside))
             seen.add(inside)

@@ -540,7 +540,8 @@ class LayoutState:
                         self.content(r, self.members[r.name][cid])
             with self.timed("row_order"):
                 kept = {k: list(v) for k, v in self.order.items()}
-                self.barycentre_order()
+                if self.options.draft_edges or not self.options.draft:
+                    self.barycentre_order()
                 st = self.ordering_stats
                 if (
                     previous is not None

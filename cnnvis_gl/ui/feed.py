@@ -32,6 +32,8 @@ __all__ = ["MORPH_MAX", "MORPH_SECONDS", "SceneFeed"]
 MORPH_SECONDS = 0.4
 #: … on scenes of up to this many neurons (each frame of the morph uploads the whole scene).
 MORPH_MAX = 20_000
+#: The first layout waits for a canvas at least this big each way (or one that keeps its size).
+MIN_CANVAS = 64
 
 
 class SceneFeed:
@@ -71,17 +73,22 @@ class SceneFeed:
         fill it; the camera, if it showed the whole network, shows the new whole)."""
         st, session = self.app.state, self.app.session
         size = st.camera.viewport
-        if self.open_when_sized and size != (1, 1):  # the first layout: for this canvas at once
+        if size != self._canvas[0]:
+            self._canvas = (size, now)
+        # The first layout: for this canvas at once — once the docking has given it its size
+        # (its first frames report the undocked window's 32 × 11 px: a network laid out for
+        # that is one long line), or once a small size has held for half a second.
+        settled = min(size) >= MIN_CANVAS or (size != (1, 1) and now - self._canvas[1] >= 0.5)
+        if self.open_when_sized and settled:
             self.open_when_sized = False
             self._view_asked = size
             session.base = replace(session.base, view_size=size)
             # a big network: a draft at once, then the real layout (progressive opening)
             self.submit("draft layout", session.draft, self._drafted)
-            self.submit("draft pictures", session.draft_pictures)
+            self.submit("draft pictures", session.draft_pictures, self._drafted)
             self.submit("open the latest snapshot", lambda: session.open(snapshot=session.take_drafted()))
             return
-        if size != self._canvas[0]:
-            self._canvas = (size, now)
+        if self.open_when_sized:
             return
         if size == (1, 1) or st.scene is None or self.pending or now - self._canvas[1] < 0.4:
             return
@@ -162,12 +169,6 @@ class SceneFeed:
         """Show a layout result (on the UI thread, between frames)."""
         app, st = self.app, self.app.state
         r = app.renderer
-        if update.only_pixels:  # a draft's pictures: the scene stays, its mosaics fill in
-            if r is not None and update.scene is st.scene and r.pixels_pending:
-                r.set_snapshot(update.patches)
-                r.set_scene(update.scene)
-                app.view.touch()
-            return
         self.last_update = update
         if self.morphing is not None and r is not None:  # a morph under way ends where it goes
             r.set_scene(self.morphing[1])
@@ -181,8 +182,8 @@ class SceneFeed:
             app.inspect.new_snapshot()
             if r is not None:
                 r.set_snapshot(update.patches, pending=not update.pixels)
-        elif r is not None and r.pixels_pending and update.pixels:  # a draft's pictures never came
-            r.set_snapshot(update.patches)  # (its scene replaced first): the atlas fills now
+        elif r is not None and r.pixels_pending and update.pixels:  # the draft's pictures came
+            r.set_snapshot(update.patches)  # (with its edges, or the real layout): the atlas fills
         elif r is not None and update.patches is not r.snapshot:  # e.g. after a draft: more patches
             r.set_patch_source(update.patches)
         parts = self._renderer_parts(update, new_snapshot)

@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import SnapshotError
 from ..layout import LayoutOptions, LayoutState, build_state
 from ..layout import edit as layout_edit
+from ..layout.build import finish_draft
 from ..layout.edit import Changed
 from ..layout.mosaic import mosaic_tiles
 from ..layout.scene import Scene
@@ -244,7 +245,6 @@ class SceneUpdate:
     timings: dict[str, float] = field(default_factory=dict)
     saved: str | None = None  # path of the written layout.json, or why it was not written
     pixels: bool = True  # False: ``patches`` has not fetched the pictures yet (a draft)
-    only_pixels: bool = False  # the pictures of the scene on screen, nothing else
 
 
 def _warm_glyphs(scene: Scene) -> None:
@@ -304,7 +304,7 @@ class LayoutSession:
         self._states: OrderedDict[int | None, tuple[LayoutState, PatchCache]] = OrderedDict()
         self._cache = int(cache)
         self.drafted: Snapshot | None = None  # loaded by `draft`, laid out for real by `open`
-        self._draft_pictures: SceneUpdate | None = None  # the draft, its pictures to fetch
+        self._draft_pictures: tuple[SceneUpdate, LayoutState] | None = None  # the draft to finish
 
     # ------------------------------------------------------------------ helpers
     def _run(self) -> Run:
@@ -390,7 +390,9 @@ class LayoutSession:
         neurons = sum(u.channels for u in snapshot.graph.units if u.name in shown)
         if neurons < DRAFT_NEURONS or self.edits.pinned:
             return None
-        options = replace(self.edits.options(self.base), draft=True, sweeps=1)
+        # the clusters only: ordering them and their edges need every layer's weights (~0.5 s
+        # at 100k neurons), which `draft_pictures` reads after the first frame
+        options = replace(self.edits.options(self.base), draft=True, sweeps=1, draft_edges=False)
         state = build_state(snapshot, options)
         assert state.scene is not None
         _warm_glyphs(state.scene)
@@ -398,23 +400,25 @@ class LayoutSession:
         label = f"draft layout of {neurons:,} neurons"
         patches = PatchCache(snapshot, self.patch_size)  # filled by `draft_pictures`
         update = SceneUpdate(label, snapshot, patches, state.scene, None, self.edits, None, timings, pixels=False)
-        self._draft_pictures = update
+        self._draft_pictures = (update, state)
         return update
 
     def draft_pictures(self) -> SceneUpdate | None:
-        """The pictures of the draft on screen — its clusters' mosaic tiles' patches — fetched
-        after it is shown (the first frame waits for the layout only); ``None`` without a
-        draft."""
-        update, self._draft_pictures = self._draft_pictures, None
-        if update is None:
+        """The rest of the draft on screen — its clusters ordered in their rows, its edges and
+        its mosaic tiles' patches — made after it is shown (the first frame waits for the
+        clusters only); ``None`` without a draft."""
+        drafted, self._draft_pictures = self._draft_pictures, None
+        if drafted is None:
             return None
+        update, state = drafted
         t = time.perf_counter()
-        n, tiles = update.scene.neurons, mosaic_tiles(update.scene).neuron
+        scene = finish_draft(state)
+        n, tiles = scene.neurons, mosaic_tiles(scene).neuron
         update.patches.prefetch_neurons(
-            {update.scene.units[u]: n.index[tiles[n.unit[tiles] == u]] for u in np.unique(n.unit[tiles])}
+            {scene.units[u]: n.index[tiles[n.unit[tiles] == u]] for u in np.unique(n.unit[tiles])}
         )
-        label = f"pictures of the {update.label}"
-        return replace(update, label=label, timings={"open": time.perf_counter() - t}, pixels=True, only_pixels=True)
+        label = f"{update.label} with its edges and pictures"
+        return replace(update, label=label, scene=scene, timings={"open": time.perf_counter() - t}, pixels=True)
 
     def take_drafted(self) -> Snapshot | None:
         """The snapshot :meth:`draft` loaded (once)."""

@@ -20,15 +20,23 @@ if TYPE_CHECKING:
 __all__ = ["crumbs_bar", "view_crumbs"]
 
 
+_memo: list = [None, None]  # (snapshot, model, shown groups) of the last call, its crumbs
+
+
 def view_crumbs(st: AppState) -> list[Crumb]:
-    """The breadcrumbs of what the view shows now."""
+    """The breadcrumbs of what the view shows now (the same while the view shows the same
+    groups: remembered for the last ones — panning asks every frame)."""
     s, snap = st.scene, st.snapshot
     if s is None or snap is None:
         return []
-    groups = {g.name: list(g.units) for g in snap.graph.groups}
+    names = [g.name for g in snap.graph.groups]
     visible = st.camera.current.visible_rect(st.camera.viewport)
     model = str(snap.meta.get("model") or (st.run_dir.name if st.run_dir else "network"))
-    return breadcrumbs(model, groups, shown_groups(s, list(groups), visible), stage_groups(snap.graph))
+    key = (snap, model, tuple(shown_groups(s, names, visible)))
+    if _memo[0] is None or _memo[0][0] is not snap or _memo[0][1:] != key[1:]:
+        groups = {g.name: list(g.units) for g in snap.graph.groups}
+        _memo[:] = [key, breadcrumbs(model, groups, list(key[2]), stage_groups(snap.graph))]
+    return _memo[1]
 
 
 def go(act: Actions, crumbs: list[Crumb], k: int) -> None:

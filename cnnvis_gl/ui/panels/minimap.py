@@ -8,7 +8,7 @@ wins the mouse over its corner.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from imgui_bundle import imgui
 
@@ -44,6 +44,25 @@ def _shows_all(st: AppState) -> bool:
     return vx0 <= x0 and vy0 <= y0 and vx1 >= x1 and vy1 >= y1
 
 
+_memo: list = [None, None]  # (scene, box) of the last call, its clusters' screen rectangles
+
+
+def _cluster_rects(s: Any, box: tuple[float, float, float]) -> list[tuple[imgui.ImVec2, imgui.ImVec2, int]]:
+    """Each cluster's rectangle in the minimap (corners on the screen, colour) — the same
+    every frame while the scene and the minimap's place are (remembered for the last ones)."""
+    if _memo[0] is None or _memo[0][0] is not s or _memo[0][1] != box:
+        x0, y0, k = box
+        r = s.clusters.rect
+        ax, ay = x0 + (r[:, 0] - s.bounds[0]) * k, y0 + (r[:, 1] - s.bounds[1]) * k
+        bx, by = ax + r[:, 2] * k, ay + r[:, 3] * k
+        rects = [
+            (imgui.ImVec2(a, b), imgui.ImVec2(c, d), imgui.get_color_u32(imgui.ImVec4(*rgb, 0.85)))
+            for a, b, c, d, rgb in zip(ax.tolist(), ay.tolist(), bx.tolist(), by.tolist(), s.clusters.color.tolist(), strict=True)
+        ]
+        _memo[:] = [(s, box), rects]
+    return _memo[1]
+
+
 def minimap(st: AppState, act: Actions, origin: tuple[float, float], size: tuple[int, int]) -> bool:
     """Submit the minimap's button and draw it (only when part of the network is off screen);
     returns whether it was drawn."""
@@ -70,15 +89,8 @@ def minimap(st: AppState, act: Actions, origin: tuple[float, float], size: tuple
         imgui.get_color_u32(imgui.ImVec4(0.0, 0.0, 0.0, 0.6)),
         3.0,
     )
-    for rx, ry, rw, rh, (r, g, b) in zip(
-        s.clusters.rect[:, 0], s.clusters.rect[:, 1], s.clusters.rect[:, 2],
-        s.clusters.rect[:, 3], s.clusters.color.tolist(), strict=True,
-    ):  # fmt: skip
-        dl.add_rect_filled(
-            to_screen(rx, ry),
-            to_screen(rx + rw, ry + rh),
-            imgui.get_color_u32(imgui.ImVec4(r, g, b, 0.85)),
-        )
+    for a, b, colour in _cluster_rects(s, (x0, y0, k)):
+        dl.add_rect_filled(a, b, colour)
     vx0, vy0, vx1, vy1 = st.camera.current.visible_rect(st.camera.viewport)
     a, b = to_screen(vx0, vy0), to_screen(vx1, vy1)
     a = imgui.ImVec2(max(a.x, x0), max(a.y, y0))

@@ -17,8 +17,10 @@ Over it:
 
 * :func:`flag_badges` / :func:`draw_flag_badges` — the flags drawn on the network view: one
   badge per flag kind at the right end of each flagged row (icon and colour per kind), the
-  message in a tooltip, a click zooms to the row.  ImGui items drawn over the view image: a
-  flag change costs no GL upload at all.
+  message in a tooltip, a click zooms to the row.  Rows closer than a badge (zoomed out on a
+  big network) do not pile badges up: a row's badges are left out where they would overlap
+  another row's (zoom in, or read the Training panel's list).  ImGui items drawn over the view
+  image: a flag change costs no GL upload at all.
 * :func:`compare_legend` — when comparing two steps, a legend over the view (bottom right) saying
   which step is which and how the diverging scale reads.
 """
@@ -333,10 +335,15 @@ def _badges(
     # each row's right end on the screen (`view.screen_pos` of all at once)
     sxs = x_lo + (right - cam.center[0]) * cam.zoom + vw / 2.0
     cys = y_lo + (mid - cam.center[1]) * cam.zoom + vh / 2.0
+    taken = np.zeros((0, 4))  # the rows' badge strips placed so far
     for k in np.flatnonzero((cys >= y_lo) & (cys <= y_hi)):  # rows out of view: no badge
         (row, kinds), sx, cy = rows[k], float(sxs[k]), float(cys[k])
         total = len(kinds) * side + (len(kinds) - 1) * gap
         bx = min(max(sx + em(0.8), x_lo + gap), x_hi - total - gap)
+        strip = (bx, cy - side / 2 - gap / 2, bx + total, cy + side / 2 + gap / 2)
+        if ((taken[:, 0] < strip[2]) & (strip[0] < taken[:, 2]) & (taken[:, 1] < strip[3]) & (strip[1] < taken[:, 3])).any():
+            continue  # rows closer than a badge (zoomed out): the first one's badges only
+        taken = np.vstack([taken, strip])
         for kind, fl in kinds.items():
             out.append(Badge(row, kind, tuple(fl), (bx, cy - side / 2, bx + side, cy + side / 2)))
             bx += side + gap

@@ -1076,8 +1076,11 @@ def test_a_big_network_opens_with_a_draft_then_the_real_layout(run_dir: Path, mo
     status: list[str] = []
     apply = app.feed.apply
 
+    sizes: list[tuple] = []  # (the size the layout was made for, the canvas's) at each result
+
     def record(update) -> None:
         apply(update)
+        sizes.append((app.session.base.view_size, app.state.camera.viewport))
         r = app.renderer
         s = update.scene
         applied.append((update.label, len(s.bundles.pos), r.pixels_pending, r.mosaic.count, len(s.edges.weight)))
@@ -1097,6 +1100,8 @@ def test_a_big_network_opens_with_a_draft_then_the_real_layout(run_dir: Path, mo
     drive(app, test, SIZE)
     n = int(app.state.scene.stats["neurons"])
     (draft, bundles, pending, tiles, edges), pictures, real = applied[:3]
+    # laid out for the docked canvas, not the 32 x 11 px its first frames report
+    assert sizes[0][0] == sizes[0][1] and min(sizes[0][0]) >= 64
     assert draft == f"draft layout of {n:,} neurons" and bundles == 0 and edges == 0
     assert pending and tiles == 0  # drawn before its pictures are fetched: grey clusters
     assert pictures[0] == f"{draft} with its edges and pictures" and not pictures[2] and pictures[3] > 0

@@ -197,7 +197,10 @@ class SceneFeed:
         )
         self.morphing = None
         rows_changed = _rows_changed(old, new, new_snapshot)
-        refit = rows_changed and self._shows_whole(old)
+        # the whole network was in view: it stays in view when its rows or its extent change
+        # (e.g. the real layout replacing a draft: wider clusters)
+        resized = old is not None and not new_snapshot and new.bounds != old.bounds
+        refit = (rows_changed or resized) and self._shows_whole(old)
         if r is not None and rows_changed and len(new.neurons.index) <= MORPH_MAX:
             self.morphing = (old, new, time.perf_counter())
             r.set_scene(morph(old, new, 0.0))

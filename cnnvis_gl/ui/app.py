@@ -248,8 +248,8 @@ class App:
         measured on 2 cores, a followed BaseCNN snapshot was laid out 5× slower than alone at
         a 60 fps cap, and the UI still runs at 30-40 fps.  Before the first scene (nothing to
         see but "Loading") while a big network's draft is made, 2 fps, waking as soon as the
-        draft is done (10 fps instead: the draft came 40 % sooner than at the cap; 2 fps: a
-        further ~0.4 s sooner on the 100k-neuron benchmark).  Headless and idle, 2 fps; with a
+        draft is done (at 10 fps the draft came 40 % sooner than at the cap; fewer frames take
+        less of its CPU, and waking on the job's end costs the first frame no wait).  Headless and idle, 2 fps; with a
         display, hello_imgui's idling and vsync pace the frames.
         """
         busy = bool(

@@ -534,7 +534,10 @@ def test_panning_shows_the_view_drawn_with_a_margin_shifted(ctx, renderer, scene
     cam = Camera().fit(scene.bounds, (W, H)).zoom_at(2.5, W / 2, H / 2, (W, H))
 
     def frame(c, moving=True, key="v1"):
-        renderer.draw(c, (W, H), target=fbo, moving=moving, pan_key=key)
+        if not moving or renderer.panned_view(c, (W, H), key) is None:
+            renderer.draw(c, (W, H), target=fbo, moving=moving)
+        else:  # (the viewer shows the texture; painted here to read it back)
+            renderer.pan_cache.paint(fbo)
         return np.frombuffer(fbo.read(components=3), np.uint8).reshape(H, W, 3).astype(int)
 
     def full(c):

@@ -403,7 +403,6 @@ class SceneRenderer:
         moving: bool = False,
         clear: bool = True,
         detail_view: tuple[Camera, Viewport] | None = None,
-        pan_key: Hashable | None = None,
     ) -> None:
         """Draw the scene into ``target`` (default: the context's current framebuffer).
 
@@ -423,18 +422,10 @@ class SceneRenderer:
         detail_view
             ``(camera, viewport)`` that sets the level of detail, when it differs from the
             drawn one (tiles of a large image use the whole image's).
-        pan_key
-            With ``moving``: stands for everything the picture shows but the camera (the
-            viewer's content version).  While it and the zoom stay the same, frames are the
-            view drawn once with a margin, shifted (:class:`~cnnvis_gl.render.pan_cache.PanCache`).
         """
         ctx = self.ctx
         w, h = int(viewport[0]), int(viewport[1])
         target = target or ctx.fbo
-        if moving and pan_key is not None and clear and detail_view is None:
-            if self.panned_view(camera, (w, h), pan_key) is not None:
-                self.pan_cache.paint(target)
-                return
         self._last_view = (camera, (w, h))
         frame = Frame(camera, (w, h), self.theme)
         lod = self.level_of_detail(*(detail_view or (camera, (w, h))))

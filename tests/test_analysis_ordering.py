@@ -182,3 +182,73 @@ def test_two_opt_matches_a_plain_reference() -> None:
         got = _two_opt(S, start, k=8)
         assert got.tolist() == _two_opt_reference(S, start, 8).tolist()
         assert path_score(S, got) >= path_score(S, start)
+
+
+def _junction_reference(S: np.ndarray, seqs: list[np.ndarray]) -> np.ndarray:
+    """The junction DP written plainly: Held–Karp over (children visited, state) with the
+    same tie rules (the first best predecessor, the first best end state)."""
+    m = len(seqs)
+    enter = [e for s in seqs for e in (s[0], s[-1])]
+    leave = [e for s in seqs for e in (s[-1], s[0])]
+    K = 2 * m
+    best: dict[tuple[int, int], tuple[float, int]] = {(1 << (k // 2), k): (0.0, -1) for k in range(K)}
+    for size in range(2, m + 1):
+        for mask in range(1 << m):
+            if bin(mask).count("1") != size:
+                continue
+            for to in range(K):
+                if not mask >> (to // 2) & 1:
+                    continue
+                before = mask ^ (1 << (to // 2))
+                cands = [(best[(before, f)][0] + S[leave[f], enter[to]], f)
+                         for f in range(K) if (before, f) in best]  # fmt: skip
+                value, frm = cands[0]
+                for v, f in cands[1:]:
+                    if v > value:
+                        value, frm = v, f
+                best[(mask, to)] = (value, frm)
+    full = (1 << m) - 1
+    k = max(range(K), key=lambda s: (best[(full, s)][0], -s))
+    states, mask = [k], full
+    while best[(mask, k)][1] >= 0:
+        k, mask = best[(mask, k)][1], mask ^ (1 << (k // 2))
+        states.append(k)
+    states.reverse()
+    return np.concatenate([seqs[k // 2] if k % 2 == 0 else seqs[k // 2][::-1] for k in states])
+
+
+def _hierarchical_reference(S: np.ndarray, branching: int = 8) -> np.ndarray:
+    """The hierarchical order one node at a time, each join by the plain DP, then 2-opt."""
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    from cnnvis_gl.analysis.ordering import TWO_OPT_NEIGHBOURS, _flattened_tree
+
+    n = len(S)
+    D = np.clip(1.0 - S, 0.0, 2.0)
+    np.fill_diagonal(D, 0.0)
+    tree = _flattened_tree(linkage(squareform(0.5 * (D + D.T), checks=False), "average"), n, branching)
+    orders: dict[int, np.ndarray] = {}
+    for v in sorted(tree):
+        orders[v] = _junction_reference(S, [orders[c] if c >= n else np.array([c]) for c in tree[v]])
+    order = _two_opt_reference(S, orders[2 * n - 2], TWO_OPT_NEIGHBOURS)
+    return order[::-1].copy() if order[0] > order[-1] else order
+
+
+def test_many_orders_at_once_equal_a_plain_reference_one_at_a_time() -> None:
+    """``order_rows_many`` joins the nodes of one height and width across every matrix in one
+    batch of DPs: each order is the plain one-node-at-a-time order, ties included."""
+    from cnnvis_gl.analysis.ordering import order_rows_many
+
+    rng = np.random.default_rng(12)
+    Ss = []
+    for n in (40, 3, 25, 60, 1, 33, 0, 17):
+        X = np.abs(rng.normal(size=(n, 5))) * rng.integers(1, 3, size=(n, 1))
+        X[: n // 6] = X[:1]  # repeated neurons: ties in the DPs
+        Ss.append(cosine_similarity(X))
+    got = order_rows_many(Ss)
+    assert len(got) == len(Ss)
+    for S, order in zip(Ss, got, strict=True):
+        assert order.tolist() == order_rows(S).tolist()
+        if len(S) > 16:  # (up to 16: exact Held–Karp, tested above)
+            assert order.tolist() == _hierarchical_reference(S).tolist()

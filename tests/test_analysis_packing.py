@@ -185,3 +185,39 @@ def test_compaction_matches_a_plain_reference() -> None:
         _compact_reference(want)
         _compact(rects)
         assert np.array_equal(rects, want)
+
+
+def _leaf_reference(sides: np.ndarray, w: int, h: int) -> np.ndarray | None:
+    """rectpack's offline one-bin packer (MaxRectsBssf, by area, no rotation), as a leaf
+    was packed before: the images' corners, top-down, or None when one does not fit."""
+    from rectpack import SORT_AREA, MaxRectsBssf, PackingBin, PackingMode, newPacker
+
+    packer = newPacker(mode=PackingMode.Offline, bin_algo=PackingBin.BFF, pack_algo=MaxRectsBssf,
+                       sort_algo=SORT_AREA, rotation=False)  # fmt: skip
+    packer.add_bin(w, h)
+    for i, s in enumerate(sides.tolist()):
+        packer.add_rect(s, s, rid=i)
+    packer.pack()
+    placed = packer.rect_list()
+    if len(placed) < len(sides):
+        return None
+    xy = np.zeros((len(sides), 2))
+    for _b, x, y, _w, _h, rid in placed:
+        xy[rid] = (x, h - y - _h)
+    return xy - xy.min(axis=0)
+
+
+def test_leaf_packing_places_images_as_rectpacks_packer() -> None:
+    """A leaf is packed by MaxRectsBssf directly: the placements of rectpack's offline packer,
+    equal sides (ties) and cells too small to start with (grown) included."""
+    from cnnvis_gl.analysis.packing import _GROW, _pack_leaf
+
+    rng = np.random.default_rng(8)
+    for k in (2, 3, 7, 12):
+        for _ in range(4):
+            sides = rng.choice([16, 16, 20, 27, 33, 48], size=k)
+            cw = ch = float(np.sqrt((sides.astype(float) ** 2).sum()) * rng.uniform(0.7, 1.2))
+            w, h = max(int(np.ceil(cw)), int(sides.max())), max(int(np.ceil(ch)), int(sides.max()))
+            while (want := _leaf_reference(sides, w, h)) is None:
+                w, h = max(int(np.ceil(w * _GROW)), w + 1), max(int(np.ceil(h * _GROW)), h + 1)
+            assert np.array_equal(_pack_leaf(sides, cw, ch), want)

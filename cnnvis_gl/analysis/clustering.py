@@ -195,14 +195,20 @@ def _lloyd(X: Any, x2: Any, centres: Any, max_iter: int, tol: float) -> tuple[np
     n = int(X.shape[0])
     k = int(centres.shape[0])
     labels = None
+    means = False  # whether ``centres`` are the means of ``labels`` (no cluster re-seeded)
     for _ in range(max_iter):
         d = _sq_dist(X, x2, centres)
         new = d.argmin(axis=1)
+        if means and bool((new == labels).all()):
+            # Converged: the means of these labels are ``centres`` again (shift 0), and ``d``
+            # is the distance to them.
+            return to_numpy(new).astype(np.int64), float(d[xp.arange(n), new].sum())
         onehot = (new[:, None] == xp.arange(k)[None, :]).astype(xp.float64)
         counts = onehot.sum(axis=0)
         sums = onehot.T @ X
         empty = counts == 0
-        if bool(empty.any()):
+        means = not bool(empty.any())
+        if not means:
             # Re-seed an empty cluster at the point farthest from its centre (deterministic).
             far = to_numpy(d[xp.arange(n), new])
             order = np.argsort(-far, kind="stable")

@@ -265,37 +265,30 @@ def _squarify(areas: list[float], W: float, H: float) -> list[tuple[bool, list[i
 def _pack_leaf(sides: np.ndarray, cw: float, ch: float) -> np.ndarray:
     """rectpack MaxRectsBssf into a cell of about ``cw x ch`` (grown until all fit).
 
+    The images go in by decreasing area (as rectpack's offline packer with ``SORT_AREA``
+    feeds them; its one-bin packer is left out: the same placements without its overhead).
     Returns local ``(x, y)`` per image, the block starting at (0, 0).
     """
-    from rectpack import SORT_AREA, MaxRectsBssf, PackingBin, PackingMode, newPacker
-
     k = sides.size
-    smax = int(sides.max())
     if k == 1:
         return np.zeros((1, 2))
+    from rectpack import MaxRectsBssf
+
+    side = sides.tolist()
+    by_area = sorted(range(k), key=lambda i: side[i], reverse=True)  # (stable, as SORT_AREA)
+    smax = side[by_area[0]]
     w = max(int(math.ceil(cw)), smax)
     h = max(int(math.ceil(ch)), smax)
     while True:
-        packer = newPacker(
-            mode=PackingMode.Offline,
-            bin_algo=PackingBin.BFF,
-            pack_algo=MaxRectsBssf,
-            sort_algo=SORT_AREA,
-            rotation=False,
-        )
-        packer.add_bin(w, h)
-        for i, s in enumerate(sides):
-            packer.add_rect(int(s), int(s), rid=i)
-        packer.pack()
-        placed = packer.rect_list()
-        if len(placed) == k:
-            break
+        box = MaxRectsBssf(w, h, rot=False)
+        if all(box.add_rect(side[i], side[i], rid=i) is not None for i in by_area):
+            break  # (the first image that does not fit: a bigger cell)
         w = max(int(math.ceil(w * _GROW)), w + 1)
         h = max(int(math.ceil(h * _GROW)), h + 1)
     xy = np.zeros((k, 2))
-    for _b, x, y, _w, _h, rid in placed:
+    for r in box:
         # rectpack's y axis points up; flip it so the layout reads top-down like the screen.
-        xy[rid] = (x, h - y - _h)
+        xy[r.rid] = (r.x, h - r.y - r.height)
     xy -= xy.min(axis=0)
     return xy
 
@@ -341,6 +334,10 @@ def _layout(
     for v in reversed(order):
         idx = groups[v]
         if v not in tree:
+            if idx.size == 1:  # (most leaves: one image at the block's corner)
+                s = float(sides[idx[0]])
+                block[v] = (s, s)
+                continue
             xy = _pack_leaf(sides[idx], *cell[v])
             rects[idx, 0] = xy[:, 0]
             rects[idx, 1] = xy[:, 1]
@@ -414,12 +411,13 @@ def _compact(rects: np.ndarray, max_rounds: int = 20) -> None:
             order = np.argsort(pos, kind="stable")
             first = int(np.argmax(can[order]))  # those before it stay where they are
             rows, cols = np.nonzero(near)
-            nbrs = np.split(cols, np.searchsorted(rows, np.arange(1, len(rects))))
+            ends = np.searchsorted(rows, np.arange(len(rects) + 1)).tolist()
+            cols = cols.tolist()
             pos, size = pos.tolist(), size.tolist()
             end = [p + s for p, s in zip(pos, size, strict=True)]
             for i in order[first:].tolist():
                 lim = pos[i] + eps
-                target = max((end[j] for j in nbrs[i].tolist() if end[j] <= lim), default=0.0)
+                target = max((end[j] for j in cols[ends[i] : ends[i + 1]] if end[j] <= lim), default=0.0)
                 if target < pos[i] - eps:
                     pos[i], end[i] = target, target + size[i]
                     moved = True

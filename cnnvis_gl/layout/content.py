@@ -1,6 +1,7 @@
 """The content of one neuron cluster: packed patches (features facet) and matrix row order.
 
-:func:`cluster_content` computes it from scratch (``pack_cluster`` + ``order_rows``);
+:func:`cluster_content` computes it from scratch (``pack_cluster`` + ``order_rows``;
+:func:`cluster_contents` several of one unit at once);
 :func:`remove_neuron` and :func:`insert_neuron` update an existing content by one neuron in
 O(n) (used when the user moves a neuron, so the rest of the cluster stays where it was).
 Contents are immutable and cached by the layout state per member set.
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..analysis import cosine_similarity, order_rows, pack_cluster, path_score, row_normalize
+from ..analysis import cosine_similarity, pack_cluster, path_score, row_normalize
+from ..analysis.ordering import order_rows_many
 from ..analysis.packing import image_sides
 from .options import LayoutOptions
 
@@ -22,6 +24,7 @@ __all__ = [
     "ClusterContent",
     "unit_data",
     "cluster_content",
+    "cluster_contents",
     "draft_content",
     "draft_labels",
     "remove_neuron",
@@ -130,43 +133,61 @@ def cluster_content(
     exact_max : int or None
         Overrides ``options.exact_max`` (interactive edits use a smaller one).
     """
-    members = np.sort(np.asarray(members, dtype=np.int64))
-    n = members.size
-    F = data.A[members]
-    imp = data.importance[members]
+    return cluster_contents(data, [members], options, timings, exact_max)[0]
+
+
+def cluster_contents(
+    data: UnitData,
+    members_of: list[np.ndarray],
+    options: LayoutOptions,
+    timings: dict[str, float] | None = None,
+    exact_max: int | None = None,
+) -> list[ClusterContent]:
+    """:func:`cluster_content` of several clusters of one unit (their matrix orders in one
+    batch: :func:`~cnnvis_gl.analysis.ordering.order_rows_many`; the same contents)."""
+    members_of = [np.sort(np.asarray(m, dtype=np.int64)) for m in members_of]
     t0 = time.perf_counter()
-    p = pack_cluster(
-        F,
-        imp,
-        min_size=options.patch_min,
-        max_size=options.patch_max,
-        aspect=options.aspect,
-        seed=options.seed,
-        importance_range=(0.0, 1.0),
-    )
+    packs = [
+        pack_cluster(
+            data.A[m],
+            data.importance[m],
+            min_size=options.patch_min,
+            max_size=options.patch_max,
+            aspect=options.aspect,
+            seed=options.seed,
+            importance_range=(0.0, 1.0),
+        )
+        for m in members_of
+    ]
     t1 = time.perf_counter()
-    S = np.asarray(cosine_similarity(F))
+    Ss = [np.asarray(cosine_similarity(data.A[m])) for m in members_of]
     exact = options.exact_max if exact_max is None else exact_max
-    order = order_rows(S, exact_max=exact, refine=n <= options.refine_max)
-    matrix_row = np.empty(n, dtype=np.int32)
-    matrix_row[order] = np.arange(n, dtype=np.int32)
+    refine = [m.size <= options.refine_max for m in members_of]
+    orders = order_rows_many(Ss, exact_max=exact, refine=refine)
     t2 = time.perf_counter()
-    greedy, rand = _scores(S, members)
+    out = []
+    for m, p, S, order in zip(members_of, packs, Ss, orders, strict=True):
+        matrix_row = np.empty(m.size, dtype=np.int32)
+        matrix_row[order] = np.arange(m.size, dtype=np.int32)
+        greedy, rand = _scores(S, m)
+        out.append(
+            ClusterContent(
+                members=m,
+                rects=np.asarray(p.rects, dtype=np.float64),
+                fw=float(p.width),
+                fh=float(p.height),
+                matrix_row=matrix_row,
+                density=float(p.density),
+                score=path_score(S, order),
+                score_greedy=greedy,
+                score_random=rand,
+            )
+        )
     if timings is not None:
         timings["pack"] = timings.get("pack", 0.0) + t1 - t0
         timings["order"] = timings.get("order", 0.0) + t2 - t1
         timings["baselines"] = timings.get("baselines", 0.0) + time.perf_counter() - t2
-    return ClusterContent(
-        members=members,
-        rects=np.asarray(p.rects, dtype=np.float64),
-        fw=float(p.width),
-        fh=float(p.height),
-        matrix_row=matrix_row,
-        density=float(p.density),
-        score=path_score(S, order),
-        score_greedy=greedy,
-        score_random=rand,
-    )
+    return out
 
 
 def draft_content(data: UnitData, members: np.ndarray, options: LayoutOptions) -> ClusterContent:

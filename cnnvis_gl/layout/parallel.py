@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .content import ClusterContent, cluster_content, unit_data
+from ..analysis._blas import blas_threads
+from .content import ClusterContent, cluster_contents, unit_data
 from .options import LayoutOptions
 
 if TYPE_CHECKING:
@@ -89,18 +90,23 @@ def _start(workers: int) -> ProcessPoolExecutor:
     return _pool
 
 
-def _cluster_job(job: tuple[np.ndarray, str, int | None, tuple[int, int], int]) -> np.ndarray:
+def _cluster_job(job: tuple[tuple[np.ndarray, str, int | None, tuple[int, int], int], int | None]) -> np.ndarray:
     from ..analysis import cluster_neurons
 
-    A, method, k, k_range, seed = job
-    return cluster_neurons(A, method, k, k_range, seed=seed)
+    (A, method, k, k_range, seed), threads = job
+    with blas_threads(threads):
+        return cluster_neurons(A, method, k, k_range, seed=seed)
 
 
-def cluster_rows(jobs: list[tuple[np.ndarray, str, int | None, tuple[int, int], int]], workers: int) -> list[np.ndarray]:
+def cluster_rows(
+    jobs: list[tuple[np.ndarray, str, int | None, tuple[int, int], int]], workers: int, threads: int | None = 1
+) -> list[np.ndarray]:
     """``cluster_neurons(A, method, k, k_range, seed=seed)`` of each job, on ``workers``
-    processes; the largest rows are sent first."""
+    processes with ``threads`` BLAS threads each (as :attr:`LayoutOptions.blas_threads`: a
+    worker's default, a thread per core, made the layout ~1.4x slower: its threads busy-wait
+    while the other worker computes); the largest rows are sent first."""
     order = sorted(range(len(jobs)), key=lambda i: -jobs[i][0].shape[0])
-    out = list(_executor(workers).map(_cluster_job, [jobs[i] for i in order]))
+    out = list(_executor(workers).map(_cluster_job, [(jobs[i], threads) for i in order]))
     labels: list[np.ndarray] = [np.zeros(0)] * len(jobs)
     for i, lab in zip(order, out, strict=True):
         labels[i] = lab
@@ -109,16 +115,19 @@ def cluster_rows(jobs: list[tuple[np.ndarray, str, int | None, tuple[int, int], 
 
 def _content_job(job: tuple[np.ndarray, list[np.ndarray], LayoutOptions]) -> tuple[list[ClusterContent], dict[str, float]]:
     A, members, options = job
-    data = unit_data(A)
     timings: dict[str, float] = {}
-    return [cluster_content(data, m, options, timings) for m in members], timings
+    with blas_threads(options.blas_threads):
+        return cluster_contents(unit_data(A), members, options, timings), timings
 
 
 def contents(
     jobs: list[tuple[np.ndarray, list[np.ndarray], LayoutOptions]], workers: int
 ) -> list[tuple[list[ClusterContent], dict[str, float]]]:
-    """``cluster_content`` of every member set of each job (a row: its unit's class means, its
-    clusters' members), on ``workers`` processes, with the seconds each stage took in all."""
+    """``cluster_contents`` of the member sets of each job (a row: its unit's class means, its
+    clusters' members), on ``workers`` processes (``0``: in this one), with the seconds each
+    stage took in all."""
+    if not workers:
+        return [_content_job(job) for job in jobs]
     size = [sum(len(m) ** 2 for m in job[1]) for job in jobs]  # (ordering is ~quadratic)
     order = sorted(range(len(jobs)), key=lambda i: -size[i])
     out = list(_executor(workers).map(_content_job, [jobs[i] for i in order]))
@@ -136,8 +145,9 @@ def cluster_job(state: LayoutState, row: RowSpec) -> tuple[np.ndarray, str, int 
 
 
 def fill_contents(state: LayoutState, workers: int) -> None:
-    """Pack and order every cluster of ``state`` not cached yet, on ``workers`` processes; the
-    seconds of each stage, summed over the processes, go to ``state.timings``."""
+    """Pack and order every cluster of ``state`` not cached yet, on ``workers`` processes
+    (``0``: in this one); the seconds of each stage, summed over the processes, go to
+    ``state.timings``."""
     todo = []
     for r in state.rows:
         members = [m for m in (state.members[r.name][c] for c in state.order[r.name])

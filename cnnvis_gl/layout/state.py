@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..analysis import Bundling, cluster_neurons, cosine_similarity, order_columns, path_score
+from ..analysis._blas import blas_threads
 from . import parallel, roworder
 from .content import (
     ClusterContent,
@@ -121,31 +122,6 @@ def row_specs(
         else:
             rows.append(RowSpec(g.name, ROW_GROUP, gi, g.unit))
     return rows
-
-
-_controller: list = []
-
-
-@contextlib.contextmanager
-def blas_threads(n: int | None) -> Iterator[None]:
-    """Limit BLAS threads (small matrices: threads only contend on shared CPUs)."""
-    if n is None:
-        yield
-        return
-    if not _controller:
-        try:
-            from threadpoolctl import ThreadpoolController
-
-            # Inspecting the loaded libraries costs milliseconds: do it once.
-            _controller.append(ThreadpoolController())
-        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-            _controller.append(None)
-    ctl = _controller[0]
-    if ctl is None:  # pragma: no cover
-        yield
-        return
-    with ctl.limit(limits=n, user_api="blas"):
-        yield
 
 
 # Options that leave cached contents and geometry valid.
@@ -526,14 +502,15 @@ class LayoutState:
             with self.timed("cluster"):
                 labels = [None] * len(self.rows)
                 if workers:
-                    labels = parallel.cluster_rows([parallel.cluster_job(self, r) for r in self.rows], workers)
+                    jobs = [parallel.cluster_job(self, r) for r in self.rows]
+                    labels = parallel.cluster_rows(jobs, workers, self.options.blas_threads)
                 for r, lab in zip(self.rows, labels, strict=True):
                     self.cluster_row(r, lab)
             if previous is not None:
                 with self.timed("identity"):
                     self.inherit(previous)
             with self.timed("content"):
-                if workers:
+                if not self.options.draft:  # (a row's clusters at once: their orders in one batch)
                     parallel.fill_contents(self, workers)
                 for r in self.rows:
                     for cid in self.order[r.name]:

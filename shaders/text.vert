@@ -8,6 +8,7 @@ layout(location = 3) in vec4 in_uv;
 layout(location = 4) in float in_size;       // em size, scene units
 layout(location = 5) in int in_kind;         // 0 row, 1 cluster, 2 class, 3 other
 layout(location = 6) in int in_cluster;      // cluster index, -1 for none
+layout(location = 7) in float in_show;       // the least zoom the label is drawn at (0: any)
 
 uniform float u_min_px[4];                   // labels never drawn smaller than this (pixels)
 uniform float u_hide_px[4];                  // labels fade out below this size (pixels)
@@ -23,6 +24,7 @@ void main() {
     float scale = max(s_px, u_min_px[in_kind]);
     float hide = u_hide_px[in_kind];
     v_alpha = hide > 0.0 ? smoothstep(0.85 * hide, hide, s_px) : 1.0;
+    if (in_show > 0.0) v_alpha *= smoothstep(in_show, 1.12 * in_show, u_zoom);  // (fades in)
     vec4 st = cluster_state(in_cluster);
     if (in_kind == 2 && in_cluster >= 0 && st.x < 0.5) v_alpha = 0.0;  // matrix facet only
     v_alpha *= mix(u_dim, 1.0, st.y);

@@ -107,7 +107,7 @@ def test_only_render_touches_gl_and_only_ui_imports_imgui(repo_root):
 #: ones (docs/ARCHITECTURE.md).  Data flows model → stats → run → analysis → layout → render →
 #: ui; the entry points sit on top.
 FLOORS = (
-    {"errors", "xp", "resources"},
+    {"errors", "xp", "resources", "remember"},
     {"data", "model", "models", "train"},
     {"stats"},
     {"run", "api", "integrations"},  # api builds snapshots; the Recorder (run/) calls it

@@ -415,3 +415,23 @@ def test_matrix_cell_hover_names_the_class_and_its_top_neurons(state) -> None:
     assert f"{name} activates most here: neurons {want}" in lines
     # in the features facet the pointer's column means nothing
     assert not any("activates most" in x for x in PICKS[PickKind.NEURON].text(state, act, i, at))
+
+
+def test_a_remembered_value_is_made_again_only_for_new_inputs() -> None:
+    """The panels' per-frame memo: a new object (by identity) or a new key (by value) makes the
+    value again; the same ones, or an equal copy of the key, give what was made."""
+    from cnnvis_gl.remember import Remembered
+
+    made: list[int] = []
+    memo: Remembered[int] = Remembered()
+
+    def make() -> int:
+        made.append(len(made))
+        return made[-1]
+
+    a, b = [1], [1]  # equal, not the same object
+    assert memo.get((a,), ("x", 1), make) == 0
+    assert memo.get((a,), ("x", 1), make) == 0 and memo.get((a,), tuple(["x", 1]), make) == 0
+    assert memo.get((b,), ("x", 1), make) == 1  # another scene: made again
+    assert memo.get((b,), ("x", 2), make) == 2  # another key
+    assert memo.get((b, a), ("x", 2), make) == 3 and made == [0, 1, 2, 3]

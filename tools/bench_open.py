@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--first", action="store_true", help="stop at the first frame (with --profile: where it went)")
     ap.add_argument("--profile", action="store_true", help="profile the UI thread up to the first frame")
     ap.add_argument("--profile-pan", action="store_true", help="profile the UI thread panning the real layout")
+    ap.add_argument("--idle", action="store_true", help="leave the draft alone (frames paced as in use) until the real layout")
     a = ap.parse_args()
 
     from cnnvis_gl.ui import App
@@ -50,7 +51,8 @@ def main() -> None:
     snap.save(run, 0)
     t0 = time.perf_counter()
     app = App(run, headless=True)
-    app.frame_period = 0.0
+    if not a.idle:
+        app.frame_period = 0.0
     marks: dict[str, float] = {}
     frames: dict[str, list[float]] = {"pan, draft on screen": [], "pan, real layout": []}
     state = {"last": 0.0, "n": 0}
@@ -89,7 +91,7 @@ def main() -> None:
             if a.first:
                 app.actions.request_exit()
             return
-        if "draft_pan" not in marks and label().startswith("draft"):
+        if "draft_pan" not in marks and label().startswith("draft") and not a.idle:
             if pan("pan, draft on screen", now):
                 marks["draft_pan"] = now
             return
@@ -98,6 +100,7 @@ def main() -> None:
                 marks["real"] = now - t0
                 timings = app.feed.last_update.timings
                 marks["layout"] = float(timings.get("open", np.nan))
+                print("real layout timings:", {k: round(v, 2) for k, v in timings.items()}, flush=True)
             return
         if "real_pan" not in marks:
             if a.profile_pan and state["n"] == 0:

@@ -273,13 +273,14 @@ def _plan(state: LayoutState, per_row: list[list[tuple[int, Any, Any]]]) -> _Pla
 
 
 def _continuation_labels(prev: Row, lower: str, x: float, y: float, room: float) -> list[Label]:
-    """Where the chain wraps: "continues" under the column's last row ``prev``, "from" over the
+    """Where the chain wraps: "→ next column" under the column's last row ``prev`` (short: it
+    must not reach into the next column), "from" over the
     in-between row at ``(x, y)``, the top of the next column (its edges start at ``prev``'s
     clusters, mapped into this column).  ``room``: the row labels' height on screen."""
     x_prev = prev.x if prev.width > 0 else 0.0
     size = ROW_LABEL * 0.8
     return [
-        Label(f"{lower}: continued at the top of the next column →", x_prev,
+        Label(f"{lower} → next column", x_prev,
               prev.y + prev.height + room, size, "left"),
         Label(f"from {prev.name}", x, y + room, size, "left"),
     ]  # fmt: skip

@@ -103,11 +103,13 @@ class LayoutOptions:
         Processes that cluster the rows and pack and order the clusters
         (:mod:`cnnvis_gl.layout.parallel`; the same scene on any number): ``1`` this process,
         ``k > 1`` that many; ``None``: every core for a network of at least 20,000 neurons,
-        ``-n``: all cores but ``n - 1`` for such a network (the viewer uses ``-2``, keeping a
-        core for its window), this process for a smaller one.
+        ``-n``: all cores but ``n - 1`` for such a network, this process for a smaller one.
+        The workers run at a lower priority than the process that starts them (the viewer's
+        window stays responsive while they use every core).
     blas_threads
-        BLAS threads during layout (``None``: leave as is).  The matrices are small: on shared
-        CPUs a multi-threaded BLAS is up to 20x *slower* here, so the default is 1.
+        BLAS threads during layout, in this process and in the workers (``None``: leave as
+        is).  The matrices are small: on shared CPUs a multi-threaded BLAS is up to 20x
+        *slower* here (its threads busy-wait), so the default is 1.
     """
 
     method: str = "kmeans"

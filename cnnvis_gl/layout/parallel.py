@@ -36,6 +36,9 @@ __all__ = ["PARALLEL_NEURONS", "cluster_job", "cluster_rows", "contents", "fill_
 #: Networks with at least this many neurons are laid out on every core (``workers=None``).
 PARALLEL_NEURONS = 20_000
 
+#: Worker processes run this much nicer than the process that started them.
+WORKER_NICENESS = 10
+
 _pool: ProcessPoolExecutor | None = None
 _pool_size = 0
 _pool_lock = threading.Lock()  # (layouts may run on several threads: one pool)
@@ -73,6 +76,13 @@ def _ready(_: int) -> int:
     return os.getpid()
 
 
+def _yield_to_the_window() -> None:
+    """A worker's priority: below the process that started it (a viewer's window stays
+    responsive while the layout uses every core), the same where that is not possible."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.nice(WORKER_NICENESS)
+
+
 def _executor(workers: int) -> ProcessPoolExecutor:
     with _pool_lock:
         return _start(workers)
@@ -83,7 +93,9 @@ def _start(workers: int) -> ProcessPoolExecutor:
     if _pool is None or _pool_size != workers:
         if _pool is not None:
             _pool.shutdown(wait=False, cancel_futures=True)
-        _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        _pool = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_yield_to_the_window
+        )
         _pool_size = workers
         with _main_hidden():  # every worker starts now (one per submitted job, up to the size)
             list(_pool.map(_ready, range(workers)))

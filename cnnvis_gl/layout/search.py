@@ -12,13 +12,13 @@ NumPy on the Scene: the viewer (the Find box, the arrow keys) and tests use them
 from __future__ import annotations
 
 import re
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..remember import Remembered
 from .scene import ROW_BETWEEN, ROW_GROUP, Scene
 
 __all__ = [
@@ -99,20 +99,20 @@ def shown_groups(
     return out
 
 
-_rows_memo: list[Any] = [None, None]  # (the last scene, its group count), its layer rows
+_rows: Remembered[tuple[list[Any], np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = Remembered()
 
 
 def _group_rows(scene: Scene, n_groups: int) -> tuple[list[Any], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The layer rows of ``scene`` (not in-between rows) with their tops, heights and bands'
     x extents — the breadcrumbs ask every frame (remembered for the last scene)."""
-    key, memo = _rows_memo
-    if key is None or key[0]() is not scene or key[1] != n_groups:
+
+    def make() -> tuple[list[Any], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         rows = [r for r in scene.rows if r.kind != ROW_BETWEEN and 0 <= r.group < n_groups]
         spans = np.array([r.span(scene.bounds) for r in rows], dtype=np.float64).reshape(-1, 2)
-        memo = (rows, np.array([r.y for r in rows], dtype=np.float64),
+        return (rows, np.array([r.y for r in rows], dtype=np.float64),
                 np.array([r.height for r in rows], dtype=np.float64), spans[:, 0], spans[:, 1])  # fmt: skip
-        _rows_memo[:] = [(weakref.ref(scene), n_groups), memo]
-    return memo
+
+    return _rows.get((scene,), n_groups, make)
 
 
 def groups_frame(

@@ -38,7 +38,7 @@ from .pan_cache import PanCache
 from .patches import PatchesVisual
 from .pick import PickKind
 from .state import EMPHASIS, FACET, SELECTED, SUMMARY, Frame, Pass, SharedState
-from .text import TextVisual
+from .text import TextVisual, column_obstacles
 from .theme import Theme, get_theme
 from .visual import Visual
 
@@ -213,7 +213,7 @@ class SceneRenderer:
             )
             self.edge_layer.invalidate()
         if parts & {"labels", "clusters"}:
-            self.text.upload(scene.labels, scene.clusters.id)
+            self.text.upload(scene.labels, scene.clusters.id, column_obstacles(scene))
 
     # ------------------------------------------------------------------ appearance
     def set_facet(self, facet: int | str | np.ndarray, clusters: Any = None) -> None:

@@ -33,7 +33,7 @@ from ..run.annotations import Annotation
 from .callouts import edge_point, place
 from .camera import Camera
 from .edges import row_relative
-from .text import HIDE_PX, KINDS, MIN_PX, wrap_words
+from .text import HIDE_PX, KINDS, MIN_PX, column_obstacles, shown_from, wrap_words
 from .theme import Theme, colormap, get_theme
 
 __all__ = ["VECTOR_FORMATS", "scene_svg", "write_vector"]
@@ -270,16 +270,18 @@ def _matrices(scene: Scene, t: Theme, clusters: np.ndarray, hl: Highlight) -> li
 
 
 def _labels(scene: Scene, t: Theme, view: tuple, zoom: float) -> list[str]:
-    """The labels the text shader draws at this zoom: row labels at least ``MIN_PX`` high,
+    """The labels the text shader draws at this zoom: row labels at least ``MIN_PX`` high
+    (those that would cover another left out, :func:`~cnnvis_gl.render.text.shown_from`),
     cluster and class labels left out below ``HIDE_PX`` (class labels only over matrices)."""
     colours = {"row": t.text_row, "cluster": t.text, "class": t.text_class}
     anchors = {"left": "start", "center": "middle", "right": "end"}
     facet = dict(zip(np.asarray(scene.clusters.id).tolist(), np.asarray(scene.clusters.facet).tolist(), strict=True))
     out = ['<g id="labels" font-family="DejaVu Sans, Verdana, sans-serif" xml:space="preserve">']
-    for lab in scene.labels:
+    shown = shown_from(scene.labels, columns=column_obstacles(scene))
+    for lab, least in zip(scene.labels, shown.tolist(), strict=True):
         kind = KINDS.get(lab.kind, 3)
         size_px = lab.size * zoom
-        if size_px < 0.85 * HIDE_PX[kind]:
+        if size_px < 0.85 * HIDE_PX[kind] or zoom < 1.06 * least:  # (the shader: faded out)
             continue
         if lab.kind == "class" and lab.cluster >= 0 and facet.get(lab.cluster) != FACET_MATRIX:
             continue

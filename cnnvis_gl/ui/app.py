@@ -53,6 +53,10 @@ from .tours import Tours
 
 __all__ = ["App", "run_app", "runner_params"]
 
+#: Seconds between frames while only a layout runs in the background and nothing moves (the
+#: window wakes at once when the layout ends, and at full rate as soon as the mouse moves).
+BACKGROUND_FRAME = 0.1
+
 
 # ---------------------------------------------------------------------------- the app
 
@@ -261,6 +265,8 @@ class App:
         drafting = self.worker is not None and self.worker.running == "draft layout"
         if busy and st.scene is None and drafting:  # a big network, nothing to see yet: the
             self.worker.wait(0.5)  # draft gets the CPU, the window wakes when it is done
+        elif busy and self.frame_period > 0 and self._only_layout_runs():
+            self.worker.wait(BACKGROUND_FRAME)  # the layout's worker processes get the CPU
         elif busy:  # (at most 20 ms: a frame slowed by the GIL must not slow the next one)
             time.sleep(min(max(self.frame_period - elapsed, elapsed, 0.004), 0.02))
         elif st.headless:
@@ -270,6 +276,22 @@ class App:
             idle = not moving and self.frame_period > 0  # 0: no cap at all (the GUI tests)
             period = max(self.frame_period, self.idle_period) if idle else self.frame_period
             time.sleep(max(period - elapsed, 0.0))
+
+    def _only_layout_runs(self) -> bool:
+        """Only a layout runs in the background and nothing on screen moves: no pictures
+        loading, no snapshot followed, the camera still, no drag, morph or tour, the mouse
+        still and its buttons up.  (Frames then only wait for the layout: at a 60 fps cap the
+        window took 1.5 of the 2 cores from the worker processes laying out a 100k-neuron
+        network, 2.5x slower than alone.)"""
+        st = self.state
+        if (self.images is not None and self.images.busy) or (self.follower is not None and self.follower.working):
+            return False
+        if st.camera.animating or st.drag is not None or self.feed.morphing is not None:
+            return False
+        if st.tour.present is not None and st.tour.present.moving:
+            return False
+        io = imgui.get_io()
+        return io.mouse_delta.x == 0 and io.mouse_delta.y == 0 and not any(io.mouse_down)
 
     def _shortcuts(self) -> None:
         if imgui.get_io().want_text_input:

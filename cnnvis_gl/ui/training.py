@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..layout.scene import ROW_BETWEEN, ROW_GROUP, Scene
+from ..remember import Remembered
 
 __all__ = [
     "STATS",
@@ -324,20 +324,21 @@ def flag_rows(scene: Scene, group_names: list[str], flags: list[Any]) -> dict[in
     return out
 
 
-_ends: list = [None, None]  # weak reference to the last scene, its rows' right ends
+_ends: Remembered[np.ndarray] = Remembered()
 
 
 def row_right_end(scene: Scene, row: int) -> tuple[float, float, float]:
     """``(x, y_top, y_bottom)`` in scene units: right end of a row's clusters and its band
     (every row's at once, remembered for the last scene: the badges ask every frame)."""
-    ref, ends = _ends
-    if ref is None or ref() is not scene:
+
+    def make() -> np.ndarray:
         c = scene.clusters
         right = np.full(len(scene.rows), -np.inf)
         np.maximum.at(right, np.asarray(c.row, dtype=np.int64), np.asarray(c.rect[:, 0] + c.rect[:, 2], np.float64))
         band = np.array([r.span(scene.bounds)[1] for r in scene.rows], dtype=np.float64)
-        ends = np.where(np.isfinite(right), right, band)
-        _ends[:] = [weakref.ref(scene), ends]
+        return np.where(np.isfinite(right), right, band)
+
+    ends = _ends.get((scene,), None, make)
     r = scene.rows[row]
     return float(ends[row]), float(r.y), float(r.y + r.height)
 

@@ -4,13 +4,13 @@ expand / collapse (groups into layers, stages into one row), undo / redo, theme.
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING
 
 from imgui_bundle import imgui
 
 from ...layout.hierarchy import innermost_stages, stages
 from ...layout.options import METHODS
+from ...remember import Remembered
 from ..widgets import (
     FACETS,
     THEMES,
@@ -159,16 +159,17 @@ def _groups(st: AppState, act: Actions) -> None:
     imgui.end_table()
 
 
-_lines_memo: list = [None, None, None]  # weak reference to the graph, collapsed stages, lines
+_lines: Remembered[list[tuple]] = Remembered()
 
 
 def _table_lines(graph, collapsed: frozenset[str]) -> list[tuple]:
     """The table's lines in order: ``("stage", path, groups, depth)`` before a stage's first
     group, ``("group", index, depth, in a collapsed stage)``; a collapsed stage's groups but
     its last (whose clustering its row shows) are left out.  Remembered for the last graph."""
-    ref, key, lines = _lines_memo
-    if ref is not None and ref() is graph and key == collapsed:
-        return lines
+    return _lines.get((graph,), collapsed, lambda: _make_lines(graph, collapsed))
+
+
+def _make_lines(graph, collapsed: frozenset[str]) -> list[tuple]:
     tree = stages(graph)
     hidden = {gi for p in collapsed if p in tree for gi in tree[p][:-1]}
     inside = {gi for p in collapsed if p in tree for gi in tree[p]}
@@ -179,7 +180,6 @@ def _table_lines(graph, collapsed: frozenset[str]) -> list[tuple]:
                 lines.append(("stage", path, idx, _depth(tree, idx)))
         if gi not in hidden:
             lines.append(("group", gi, _depth(tree, (gi,)), gi in inside))
-    _lines_memo[:] = [weakref.ref(graph), collapsed, lines]
     return lines
 
 

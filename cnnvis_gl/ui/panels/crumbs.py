@@ -11,6 +11,7 @@ from imgui_bundle import imgui
 
 from ...layout.hierarchy import stage_groups, stages
 from ...layout.search import Crumb, breadcrumbs, shown_groups
+from ...remember import Remembered
 from ..widgets import em
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["crumbs_bar", "view_crumbs"]
 
 
-_memo: list = [None, None]  # (snapshot, model, shown groups) of the last call, its crumbs
+_crumbs: Remembered[list[Crumb]] = Remembered()
 
 
 def view_crumbs(st: AppState) -> list[Crumb]:
@@ -32,11 +33,13 @@ def view_crumbs(st: AppState) -> list[Crumb]:
     names = [g.name for g in snap.graph.groups]
     visible = st.camera.current.visible_rect(st.camera.viewport)
     model = str(snap.meta.get("model") or (st.run_dir.name if st.run_dir else "network"))
-    key = (snap, model, tuple(shown_groups(s, names, visible)))
-    if _memo[0] is None or _memo[0][0] is not snap or _memo[0][1:] != key[1:]:
+    shown = tuple(shown_groups(s, names, visible))
+
+    def make() -> list[Crumb]:
         groups = {g.name: list(g.units) for g in snap.graph.groups}
-        _memo[:] = [key, breadcrumbs(model, groups, list(key[2]), stage_groups(snap.graph))]
-    return _memo[1]
+        return breadcrumbs(model, groups, list(shown), stage_groups(snap.graph))
+
+    return _crumbs.get((snap,), (model, shown), make)
 
 
 def go(act: Actions, crumbs: list[Crumb], k: int) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from imgui_bundle import imgui
 
+from ...remember import Remembered
 from ..widgets import em
 
 if TYPE_CHECKING:
@@ -44,23 +45,24 @@ def _shows_all(st: AppState) -> bool:
     return vx0 <= x0 and vy0 <= y0 and vx1 >= x1 and vy1 >= y1
 
 
-_memo: list = [None, None]  # (scene, box) of the last call, its clusters' screen rectangles
+_rects: Remembered[list[tuple[imgui.ImVec2, imgui.ImVec2, int]]] = Remembered()
 
 
 def _cluster_rects(s: Any, box: tuple[float, float, float]) -> list[tuple[imgui.ImVec2, imgui.ImVec2, int]]:
     """Each cluster's rectangle in the minimap (corners on the screen, colour) — the same
     every frame while the scene and the minimap's place are (remembered for the last ones)."""
-    if _memo[0] is None or _memo[0][0] is not s or _memo[0][1] != box:
+
+    def make() -> list[tuple[imgui.ImVec2, imgui.ImVec2, int]]:
         x0, y0, k = box
         r = s.clusters.rect
         ax, ay = x0 + (r[:, 0] - s.bounds[0]) * k, y0 + (r[:, 1] - s.bounds[1]) * k
         bx, by = ax + r[:, 2] * k, ay + r[:, 3] * k
-        rects = [
+        return [
             (imgui.ImVec2(a, b), imgui.ImVec2(c, d), imgui.get_color_u32(imgui.ImVec4(*rgb, 0.85)))
             for a, b, c, d, rgb in zip(ax.tolist(), ay.tolist(), bx.tolist(), by.tolist(), s.clusters.color.tolist(), strict=True)
         ]
-        _memo[:] = [(s, box), rects]
-    return _memo[1]
+
+    return _rects.get((s,), box, make)
 
 
 def minimap(st: AppState, act: Actions, origin: tuple[float, float], size: tuple[int, int]) -> bool:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from imgui_bundle import imgui
 
+from ...remember import Remembered
 from ...render.theme import diverging_colormap, get_theme
 from ..training import flag_rows, row_right_end, style_of
 from ..widgets import (
@@ -350,16 +351,15 @@ def _badges(
     return out
 
 
-_badge_memo: list[Any] = [None, None]  # (scene, snapshot, flags) of the last call, its rows
+_badge_rows_memo: Remembered[tuple[list[tuple[int, dict[str, list[Any]]]], np.ndarray, np.ndarray]] = Remembered()
 
 
 def _badge_rows(scene: Any, snap: Any, flags: list[Any]) -> tuple[list[tuple[int, dict[str, list[Any]]]], np.ndarray, np.ndarray]:
     """The rows with flags and their flags by kind, their right ends and their bands' middles
     in scene units; the same every frame until the scene or the flags change (remembered for
     the last ones)."""
-    key = (scene, snap, flags)
-    last, memo = _badge_memo
-    if last is None or any(a is not b for a, b in zip(last, key, strict=True)):
+
+    def make() -> tuple[list[tuple[int, dict[str, list[Any]]]], np.ndarray, np.ndarray]:
         names = [g.name for g in snap.graph.groups]
         rows, ends = [], []
         for row, fl in sorted(flag_rows(scene, names, flags).items()):
@@ -369,9 +369,9 @@ def _badge_rows(scene: Any, snap: Any, flags: list[Any]) -> tuple[list[tuple[int
             rows.append((row, kinds))
             ends.append(row_right_end(scene, row))
         e = np.array(ends, dtype=np.float64).reshape(-1, 3)
-        memo = (rows, e[:, 0], (e[:, 1] + e[:, 2]) / 2.0)
-        _badge_memo[:] = [key, memo]
-    return memo
+        return rows, e[:, 0], (e[:, 1] + e[:, 2]) / 2.0
+
+    return _badge_rows_memo.get((scene, snap, flags), None, make)
 
 
 def badge_id(b: Badge) -> str:

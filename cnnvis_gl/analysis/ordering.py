@@ -139,7 +139,8 @@ def order_rows_many(
         else:
             deep[i] = S if symmetric[i] else 0.5 * (S + S.T)
     branching = max(2, min(branching, exact_max))
-    for i, order in zip(deep, _hierarchical(list(deep.values()), branching), strict=True):
+    hierarchical = _hierarchical(list(deep.values()), branching) if deep else []  # (scipy: 0.4 s to import)
+    for i, order in zip(deep, hierarchical, strict=True):
         out[i] = _two_opt(deep[i], order) if flags[i] else order
     for i, order in enumerate(out):
         if symmetric[i] and order[0] > order[-1]:

@@ -288,7 +288,7 @@ class LayoutSession:
     ) -> None:
         self.run_dir = Path(run_dir)
         # a big network is laid out on worker processes, a core each, at a lower priority than
-        # the window (it stays responsive; with one worker fewer the layout took ~1.6x longer)
+        # the window (it stays responsive; with one worker fewer the layout took 1.5x longer)
         self.base = options or LayoutOptions(workers=None)
         self.patch_size = int(patch_size)
         self.save = save

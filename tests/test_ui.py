@@ -1066,11 +1066,20 @@ def test_a_big_network_opens_with_a_draft_then_the_real_layout(run_dir: Path, mo
     first scene on screen is the draft's clusters (by strongest class, no edges: no weights
     read yet) with a status saying the real layout is on its way, drawn at once with grey
     clusters; the draft with its edges (unbundled) and its mosaics' pictures comes next; then
-    the real layout replaces it — the same scene as opening without a draft."""
+    the real layout replaces it — the same scene as opening without a draft.  Meanwhile the
+    window, left alone, draws few frames (the layout gets the CPU)."""
     from cnnvis_gl.layout import LayoutOptions
     from cnnvis_gl.ui import App, jobs
+    from cnnvis_gl.ui.app import BACKGROUND_FRAME
 
     monkeypatch.setattr(jobs, "DRAFT_NEURONS", 100)
+    prepare = jobs.LayoutSession.prepare
+
+    def slower(self, snapshot):  # a real layout as long as a big network's, to watch the window
+        time.sleep(1.5)
+        return prepare(self, snapshot)
+
+    monkeypatch.setattr(jobs.LayoutSession, "prepare", slower)
     app = App(run_dir, headless=True)
     applied: list[tuple] = []  # every layout result, as it reaches the screen
     status: list[str] = []
@@ -1092,13 +1101,27 @@ def test_a_big_network_opens_with_a_draft_then_the_real_layout(run_dir: Path, mo
             status.append(a.state.jobs.message)
 
     app.on_frame.append(watch)
+    quiet: list[float] = []  # when a frame found that only the layout runs and nothing moves
+    only = app._only_layout_runs
+
+    def spy() -> bool:
+        if only():
+            quiet.append(time.perf_counter())
+            return True
+        return False
+
+    app._only_layout_runs = spy
 
     def test(ctx):
+        app.frame_period = 1.0 / 60.0  # frames paced as in use (the driver unpaced them)
         wait(ctx, lambda: len(applied) >= 3 and not app.feed.pending)
         ctx.yield_(2)
 
     drive(app, test, SIZE)
     n = int(app.state.scene.stats["neurons"])
+    # while only the real layout ran, the window drew a frame every BACKGROUND_FRAME seconds
+    # (the worker processes get the CPU), waking early only when a job ended
+    assert len(quiet) >= 3 and np.median(np.diff(quiet)) >= 0.9 * BACKGROUND_FRAME
     (draft, bundles, pending, tiles, edges), pictures, real = applied[:3]
     # laid out for the docked canvas, not the 32 x 11 px its first frames report
     assert sizes[0][0] == sizes[0][1] and min(sizes[0][0]) >= 64

@@ -274,9 +274,9 @@ def _plan(state: LayoutState, per_row: list[list[tuple[int, Any, Any]]]) -> _Pla
 
 def _continuation_labels(prev: Row, lower: str, x: float, y: float, room: float) -> list[Label]:
     """Where the chain wraps: "→ next column" under the column's last row ``prev`` (short: it
-    must not reach into the next column), "from" over the
-    in-between row at ``(x, y)``, the top of the next column (its edges start at ``prev``'s
-    clusters, mapped into this column).  ``room``: the row labels' height on screen."""
+    must not reach into the next column), "from" over the in-between row at ``(x, y)``, the
+    top of the next column (its edges start at ``prev``'s clusters, mapped into this column).
+    ``room``: the row labels' height on screen."""
     x_prev = prev.x if prev.width > 0 else 0.0
     size = ROW_LABEL * 0.8
     return [

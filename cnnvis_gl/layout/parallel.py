@@ -115,7 +115,7 @@ def cluster_rows(
 ) -> list[np.ndarray]:
     """``cluster_neurons(A, method, k, k_range, seed=seed)`` of each job, on ``workers``
     processes with ``threads`` BLAS threads each (as :attr:`LayoutOptions.blas_threads`: a
-    worker's default, a thread per core, made the layout ~1.4x slower: its threads busy-wait
+    worker's default, a thread per core, made the layout 1.5x slower: its threads busy-wait
     while the other worker computes); the largest rows are sent first."""
     order = sorted(range(len(jobs)), key=lambda i: -jobs[i][0].shape[0])
     out = list(_executor(workers).map(_cluster_job, [(jobs[i], threads) for i in order]))

@@ -88,13 +88,29 @@ def time_moves(state, n_moves: int, seed: int = 0) -> list[float]:
     return out
 
 
+def peak_mib(pid: int | str = "self") -> float:
+    """A process's peak resident memory (``VmHWM``), MiB; nan where /proc is not there."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def bench(name: str, snapshot: Snapshot, options: LayoutOptions, moves: int) -> dict[str, float]:
+    from cnnvis_gl.layout import parallel
+
     t = time.perf_counter()
     state = build_state(snapshot, options)
     total = time.perf_counter() - t
     tm = dict(state.timings)
     st = state.scene.stats
     res = {"neurons": st["neurons"], "groups": len(snapshot.graph.groups), "build_s": total}
+    res["peak_mib"] = peak_mib()  # this process (the snapshot, the scene, the state)
+    pool = parallel._pool  # the worker processes, if the network was big enough for them
+    res["worker_peak_mib"] = max((peak_mib(pid) for pid in (pool._processes if pool else {})), default=0.0)
     for k in ("class_order", "cluster", "pack", "order", "baselines", "row_order", "edges"):
         res[f"{k}_s"] = tm.get(k, 0.0)
     res["assemble_s"] = tm.get("compose", 0.0) - tm.get("edges", 0.0)

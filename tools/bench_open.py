@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
+from bench_layout import peak_mib  # noqa: E402
 from viewer_bench import run_viewer  # noqa: E402
 
 from cnnvis_gl.layout.hierarchy import innermost_stages  # noqa: E402
@@ -154,6 +155,11 @@ def main() -> None:
             print(f"{name:<24}{len(v):>8}{np.median(v):>12.1f}{np.percentile(v, 95):>10.1f}")
     print(f"collapse all stages: {marks.get('collapsed', float('nan')):.1f} s to a layout of "
           f"{marks.get('collapsed_rows', 0)} rows; expand all again: {marks.get('expanded', float('nan')):.1f} s")
+    from cnnvis_gl.layout import parallel
+
+    pool = parallel._pool
+    workers = max((peak_mib(pid) for pid in (pool._processes if pool else {})), default=0.0)
+    print(f"peak memory: the viewer {peak_mib():.0f} MiB, each layout worker up to {workers:.0f} MiB")
     print("goals: first frame <= 2 s, median <= 50 ms while panning")
 
 

@@ -123,13 +123,13 @@ def test_order_columns_groups_similar_classes() -> None:
 
 def test_junction_dp_equals_brute_force_over_orders_and_flips() -> None:
     """The join of a wide dendrogram node: every child order and orientation tried."""
-    from cnnvis_gl.analysis.ordering import _join_children
+    from cnnvis_gl.analysis.ordering import _join_many
 
     rng = np.random.default_rng(3)
     for m in (2, 3, 5, 6):
         S = _random_symmetric(3 * m, rng)
         seqs = [np.arange(3 * c, 3 * c + 3) for c in range(m)]
-        got = _join_children(S, seqs)
+        got = _join_many([S], [seqs])[0]
         best = max(
             path_score(S, np.concatenate([seqs[c][::f] for c, f in zip(p, flips, strict=True)]))
             for p in itertools.permutations(range(m))

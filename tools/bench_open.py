@@ -101,7 +101,7 @@ def main() -> None:
                 marks["real"] = now - t0
                 timings = app.feed.last_update.timings
                 marks["layout"] = float(timings.get("open", np.nan))
-                print("real layout timings:", {k: round(v, 2) for k, v in timings.items()}, flush=True)
+                marks["layout_stages"] = {k: round(v, 2) for k, v in timings.items() if k != "open"}  # type: ignore[assignment]
             return
         if "real_pan" not in marks:
             if a.profile_pan and state["n"] == 0:
@@ -148,6 +148,7 @@ def main() -> None:
     print(f"real layout on screen: {marks.get('real', float('nan')):.1f} s "
           f"(laying it out took {marks.get('layout', float('nan')):.1f} s in the background: the first "
           f"frame's wait without the draft)")  # fmt: skip
+    print(f"  its stages (s; pack and order summed over the worker processes): {marks.get('layout_stages', {})}")
     print(f"{'phase':<24}{'frames':>8}{'median ms':>12}{'p95 ms':>10}")
     for name, t in frames.items():
         v = np.asarray(t) * 1000.0

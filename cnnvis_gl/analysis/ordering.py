@@ -277,14 +277,10 @@ def _flattened_tree(Z: np.ndarray, n: int, branching: int) -> dict[int, list[int
     return tree
 
 
-def _join_children(S: Any, seqs: list[np.ndarray]) -> np.ndarray:
-    """Concatenate sub-orders in the order and orientations maximising the junction similarity."""
-    return _join_many([S], [seqs])[0]
-
-
 def _join_many(Ss: list[np.ndarray], seqs_of: list[list[np.ndarray]]) -> list[np.ndarray]:
-    """:func:`_join_children` of each (matrix, sub-orders), every one with as many sub-orders
-    (one batch of junction DPs)."""
+    """For each (matrix, sub-orders): the sub-orders concatenated in the order and orientations
+    maximising the junction similarity; every one with as many sub-orders (one batch of
+    junction DPs)."""
     m = len(seqs_of[0])
     if m == 1:
         return [seqs[0] for seqs in seqs_of]

@@ -221,3 +221,27 @@ def test_leaf_packing_places_images_as_rectpacks_packer() -> None:
             while (want := _leaf_reference(sides, w, h)) is None:
                 w, h = max(int(np.ceil(w * _GROW)), w + 1), max(int(np.ceil(h * _GROW)), h + 1)
             assert np.array_equal(_pack_leaf(sides, cw, ch), want)
+
+
+def test_alike_neurons_pack_as_a_block_not_a_staircase() -> None:
+    """Neurons that never respond have all-zero feature vectors (no direction): alike each
+    other.  Their dendrogram is a chain of tied merges; they must still pack densely at the
+    target aspect (the chain packed 422 equal squares 6:1 at density 0.69), and next to each
+    other when mixed with others."""
+    from cnnvis_gl.analysis.packing import pack_cluster
+
+    rng = np.random.default_rng(0)
+    for A in (np.zeros((422, 10)), np.repeat(rng.random((1, 10)), 300, axis=0)):
+        p = pack_cluster(A, np.zeros(len(A)), min_size=16, max_size=48, aspect=1.6)
+        assert p.density >= 0.8, p.density
+        assert 1.6 / 1.4 <= p.width / p.height <= 1.6 * 1.4, (p.width, p.height)
+    A = np.zeros((300, 10))
+    A[:150] = rng.random((150, 10))
+    p = pack_cluster(A, np.r_[rng.random(150), np.zeros(150)], min_size=16, max_size=48, aspect=1.6)
+    assert p.density >= 0.7
+    r = p.rects
+    x0, y0 = r[150:, 0].min(), r[150:, 1].min()
+    x1, y1 = (r[150:, 0] + r[150:, 2]).max(), (r[150:, 1] + r[150:, 3]).max()
+    cx, cy = r[:150, 0] + r[:150, 2] / 2, r[:150, 1] + r[:150, 3] / 2
+    inside = (cx > x0) & (cx < x1) & (cy > y0) & (cy < y1)
+    assert inside.sum() <= 15  # the silent ones form one block; others stay outside it

@@ -133,6 +133,31 @@ def test_user_model_file(cifar_dir, tmp_path):
     assert cv.open_run(tmp_path / "r").latest().graph.groups[0].name == "conv1"
 
 
+def test_a_model_file_that_imports_its_package_siblings(cifar_dir, tmp_path):
+    """``models/net.py`` with ``from .blocks import Block`` (a model in a package, as most
+    repositories keep them) loads; the same file outside a package is a one-line error."""
+    from cnnvis_gl.models import build_model
+
+    pkg = tmp_path / "mynets"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "blocks.py").write_text(
+        "import torch.nn as nn\n"
+        "class Block(nn.Sequential):\n"
+        "    def __init__(self, i, o):\n"
+        "        super().__init__(nn.Conv2d(i, o, 3, padding=1), nn.ReLU())\n"
+    )
+    net = "import torch.nn as nn\nfrom .blocks import Block\ndef make():\n    return Block(3, 5)\n"
+    (pkg / "net.py").write_text(net)
+    model = build_model(f"{pkg / 'net.py'}:make")
+    assert type(model).__module__ == "mynets.blocks" and model[0].out_channels == 5
+    (tmp_path / "net.py").write_text(net)
+    spec = f"{tmp_path / 'net.py'}:make"
+    r = cnnvis("analyze", spec, "--data", f"cifar10:{cifar_dir}", "-o", tmp_path / "r")
+    assert r.returncode == 2 and "no package (no __init__.py)" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [

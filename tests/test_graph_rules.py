@@ -400,3 +400,136 @@ def test_a_forward_that_changes_path_on_real_data_is_a_clear_error():
         probe.collect(
             ((x, y, i, lambda p: data.raw(p)) for x, y, i in data.batches(2)), 2, progress=False
         )
+
+
+class OptionA(nn.Module):
+    """The CIFAR ResNet's parameter-free shortcut (He et al.'s option A, as in the popular
+    pytorch_resnet_cifar10): every other position, zero channels padded on both sides."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv0 = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(4, 8, 3, stride=2, padding=1, bias=False)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = F.relu(self.conv0(x))
+        short = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 2, 2), "constant", 0)
+        return self.fc(F.relu(self.conv1(x) + short).mean((2, 3)))
+
+
+class SamePad(nn.Module):
+    """TensorFlow-style "same" padding before an unpadded conv (as EfficientNet ports do),
+    asymmetric, by a module and by F.pad; and an odd-offset strided slice."""
+
+    def __init__(self):
+        super().__init__()
+        self.pad = nn.ZeroPad2d((0, 1, 0, 1))
+        self.conv0 = nn.Conv2d(3, 4, 3, stride=2)
+        self.conv1 = nn.Conv2d(4, 4, 3)
+        self.conv2 = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        x = F.relu(self.conv0(self.pad(x)))
+        x = F.relu(self.conv1(F.pad(x, (1, 1, 1, 1), mode="reflect")))
+        return self.conv2(x[:, :, 1::2, 1::2]).mean((2, 3))
+
+
+def test_padding_and_strided_slices_are_windows_and_channel_padding_is_zero_rows():
+    t = trace_model(_seeded(OptionA()), (3, 16, 16))
+    g = t.graph
+    short = next(layer for layer in g.layers if layer.name.endswith("pad"))
+    assert short.kind == "select" and short.shape == [8, 8, 8]
+    assert short.params["stride"] == [2, 2] and short.params["padding"] == [0, 0]
+    # map: 2 channels of padding (source -1), conv0's 4 channels, 2 of padding
+    assert short.params["map"] == [[-1, 0, 1, 1, 2], [0, 0, 1, 4, 1], [-1, 0, 1, 1, 2]]
+    # receptive field: conv0's 3×3 every other pixel; the block takes the conv path's 5×5
+    assert short.rf_size == [3.0, 3.0] and short.rf_jump == [2.0, 2.0] and short.rf_start == [0, 0]
+    assert [u.name for u in g.units] == ["conv0", "conv1", "fc"]
+    assert g.layer(g.unit("conv1").tap).rf_size == [5.0, 5.0]
+    # weights into the block: the conv's kernel sums plus the shortcut's identity, shifted by 2
+    m = t.model
+    expected = _k(m.conv1) + torch.cat([torch.zeros(2, 4), torch.eye(4), torch.zeros(2, 4)])
+    torch.testing.assert_close(unit_weights(t)["conv1"]["conv0"], expected)
+
+    t = trace_model(_seeded(SamePad()), (3, 15, 15))
+    g = t.graph
+    pads = [layer for layer in g.layers if layer.kind == "select"]
+    assert [(p.shape, p.params["stride"], p.params["padding"]) for p in pads] == [
+        ([3, 16, 16], [1, 1], [0, 0]),  # ZeroPad2d((0, 1, 0, 1)): left/top 0
+        ([4, 9, 9], [1, 1], [1, 1]),  # reflect padding counts as padding
+        ([4, 3, 3], [2, 2], [-1, -1]),  # x[:, :, 1::2, 1::2]: offset 1
+    ]
+    # receptive fields by hand: conv0 3×3 stride 2 → size 3, jump 2, start 1;
+    # conv1 after padding 1 → size 7, start 1 + (1 - 1)·2 = 1; the slice's offset 1 → start 3
+    assert g.layer("conv0").rf_start == [1.0, 1.0] and g.layer("conv0").rf_size == [3.0, 3.0]
+    assert g.layer("conv1").rf_size == [7.0, 7.0] and g.layer("conv1").rf_start == [1.0, 1.0]
+    assert pads[2].rf_start == [3.0, 3.0] and pads[2].rf_jump == [4.0, 4.0]
+    torch.testing.assert_close(unit_weights(t)["conv2"]["conv1"], _k(t.model.conv2))
+
+
+def test_movement_across_positions_is_still_refused():
+    class Transposed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(3, 4, 3)
+            self.d = nn.Conv2d(4, 4, 1)
+
+        def forward(self, x):
+            return self.d(self.c(x).transpose(2, 3)).mean((2, 3))
+
+    with pytest.raises(ModelError, match="moves values across positions"):
+        build_graph(Transposed(), (3, 8, 8))
+
+
+class CoordConv(nn.Module):
+    """CoordConv: coordinate maps (constants made in forward) concatenated to the features."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(3, 4, 3, padding=1)
+        self.d = nn.Conv2d(6, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x):
+        x = F.relu(self.c(x))
+        b, _, h, w = x.shape
+        yy = torch.linspace(-1, 1, h).view(1, 1, h, 1).expand(b, 1, h, w)
+        xx = torch.linspace(-1, 1, w).view(1, 1, 1, w).expand(b, 1, h, w)
+        return self.fc(F.relu(self.d(torch.cat([x, yy, xx], 1))).mean((2, 3)))
+
+
+def test_constant_maps_concatenated_to_the_features_carry_no_neurons():
+    t = trace_model(_seeded(CoordConv()), (3, 8, 8))
+    cat = t.graph.layer("cat")
+    assert cat.kind == "select" and cat.params["map"] == [[0, 0, 1, 4, 1], [-1, 0, 1, 1, 2]]
+    assert [u.name for u in t.graph.units] == ["c", "d", "fc"]
+    torch.testing.assert_close(unit_weights(t)["d"]["c"], _k(t.model.d)[:, :4])
+
+
+class Upsampled(nn.Module):
+    """An attention-style mask branch: down, then back up (functional and module forms)."""
+
+    def __init__(self, mode):
+        super().__init__()
+        self.c = nn.Conv2d(3, 4, 3, stride=2)
+        self.up = nn.Upsample(scale_factor=2, mode=mode)
+        self.d = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        x = F.relu(self.c(x))
+        y = F.interpolate(x, scale_factor=2, mode=self.up.mode)
+        return self.d(torch.sigmoid(self.up(x)) * y).mean((2, 3))
+
+
+@pytest.mark.parametrize("mode, size", [("nearest", 3.0), ("bilinear", 5.0)])
+def test_upsampling_receptive_fields_by_hand(mode, size):
+    g = build_graph(Upsampled(mode), (3, 9, 9))
+    # c: 3×3 stride 2, no padding → size 3, jump 2, start 1; ×2 up: output y is input
+    # (y + ½)/2 - ½ → start 1 + (¼ - ½)·2 = 0.5, jump 1; bilinear reads one more input step
+    for name in ("interpolate", "up"):
+        up = g.layer(name)
+        assert up.kind == "pool" and up.shape == [4, 8, 8]
+        assert up.rf_start == [0.5, 0.5] and up.rf_jump == [1.0, 1.0] and up.rf_size == [size] * 2
+    t = trace_model(_seeded(Upsampled(mode)), (3, 9, 9))
+    torch.testing.assert_close(unit_weights(t)["d"]["c"], _k(t.model.d))

@@ -144,16 +144,29 @@ def test_wrapped_scene_keeps_clusters_and_edges(scenes: tuple[Scene, Scene]) -> 
     assert len(one.bundles.sign) == len(wrapped.bundles.sign)
 
 
-def test_wrapped_edges_stay_in_their_band_and_column(scenes: tuple[Scene, Scene]) -> None:
-    _, s = scenes
-    ctrl = np.asarray(s.edges.ctrl, dtype=np.float64)
+def _edges_in_bands(s: Scene, edges) -> None:
+    ctrl = np.asarray(edges.ctrl, dtype=np.float64)
     pad = LayoutOptions().row_padding + 1e-3  # edges leave / enter frames, inside the rows' padding
-    for k, ri in enumerate(s.edges.row):
+    for k, ri in enumerate(edges.row):
         band = s.rows[int(ri)]
         assert band.kind == ROW_BETWEEN and band.width > 0
         pts = ctrl[k]
         assert np.all(pts[:, 1] >= band.y - pad) and np.all(pts[:, 1] <= band.y + band.height + pad)
         assert np.all(pts[:, 0] >= band.x - 1e-3) and np.all(pts[:, 0] <= band.x + band.width + 1e-3)
+
+
+def test_wrapped_edges_stay_in_their_band_and_column(scenes: tuple[Scene, Scene], resnet_run: Path) -> None:
+    _, s = scenes
+    _edges_in_bands(s, s.edges)
+    # the neuron-level edges (zoomed in) too: at a column's top they restart from the previous
+    # column's last row (they ran diagonally across the picture, bundled in the gap)
+    from cnnvis_gl import open_run
+    from cnnvis_gl.layout.detail import neuron_edges
+
+    ne = neuron_edges(open_run(resnet_run).latest(), s, np.arange(len(s.clusters.id)))
+    starts = [i for i in range(1, len(s.rows)) if s.rows[i].kind == ROW_BETWEEN and s.rows[i].y == 0]
+    assert starts and set(ne.edges.row.tolist()) >= set(starts)
+    _edges_in_bands(s, ne.edges)
     # each layer row and its clusters lie in one column's band
     for i, r in enumerate(s.rows):
         idx = np.flatnonzero(s.clusters.row == i)

@@ -108,3 +108,37 @@ def test_top_patches_of_several_units_at_once(snap) -> None:
     for n, idx in want.items():
         assert np.array_equal(got[n], snap.patches(n, 1, 20, neurons=idx)[:, 0])
     assert snap.top_patches({}) == {}
+
+
+def test_neurons_that_never_respond_show_a_grey_tile_not_arbitrary_images(cifar_dir) -> None:
+    """A ReLU channel that stays at 0 on every image ties on all of them: its "top images" are
+    merely the first ones seen.  Its patches are the grey silent tile, everywhere patches are
+    drawn (the view, the mosaics, the drill-down); every other neuron's are its crops."""
+    from cnnvis_gl.run.snapshot import silent_tile
+
+    torch.manual_seed(0)
+    model = build_model("basecnn")
+    bn = model.features[1]  # the first conv's BatchNorm, before its ReLU
+    with torch.no_grad():
+        bn.bias[[3, 7]] = -1e4  # channels 3 and 7: always below 0, so 0 after the ReLU
+    s = cv.analyze(model, f"cifar10:{cifar_dir}", limit=60, k=4, progress=False)
+    unit = s.graph.units[0].name  # (tapped after features.2, the ReLU)
+    silent = s.silent(unit)
+    assert np.flatnonzero(silent).tolist() == [3, 7]
+    assert np.all(np.asarray(s[f"units/{unit}/topk_value"])[[3, 7]] == 0)
+    tile = silent_tile(20)
+    pix = s.patches(unit, 4, 20)
+    assert np.array_equal(pix[3], np.broadcast_to(tile, pix[3].shape))
+    assert np.array_equal(pix[7], np.broadcast_to(tile, pix[7].shape))
+    others = np.delete(pix, [3, 7], axis=0)
+    assert not (others == tile).all(axis=(2, 3, 4)).any()
+    # the same without the rule: the crops of the images that happened to come first
+    rows, boxes = (np.asarray(s[f"units/{unit}/topk_{a}"])[:, :4] for a in ("image", "box"))
+    raw = s._crops(rows, boxes, 20)
+    assert np.array_equal(others, np.delete(raw, [3, 7], axis=0))
+    assert np.array_equal(s.top_patches({unit: [2, 3]}, 20)[unit][1], tile)
+    assert np.array_equal(s.patches(unit, 1, 20, neurons=[7, 8])[0, 0], tile)
+    crops = s.class_patches(unit, 3, int(s["image_label"][0]), size=20)[0]
+    assert len(crops) and (crops == tile).all()
+    # a tile reads as a picture on both themes: grey, with a lighter diagonal
+    assert tile.min() >= 80 and tile.max() <= 170 and tile[0, -1].mean() > tile[0, 0].mean() + 30

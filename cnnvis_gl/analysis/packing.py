@@ -146,7 +146,7 @@ def pack_cluster(
     aspect = float(aspect) if aspect > 0 else 1.0
     areas = sides.astype(np.float64) ** 2
 
-    tree, groups = _group_tree(F, max(2, branching), max(1, leaf_size))
+    tree, groups = _group_tree(F, max(2, branching), max(1, leaf_size), sides)
     node_area = {v: float(areas[idx].sum()) for v, idx in groups.items()}
     total = node_area[_ROOT] / max(min(fill, 1.0), 0.05)
     W = math.sqrt(total * aspect)
@@ -155,7 +155,7 @@ def pack_cluster(
     rects = np.zeros((n, 4), dtype=np.float64)
     rects[:, 2] = sides
     rects[:, 3] = sides
-    _layout(tree, groups, node_area, sides, W, H, rects)
+    _layout(tree, groups, node_area, sides, W, H, rects, max(1, leaf_size))
     _compact(rects)
     rects[:, 0] -= rects[:, 0].min()
     rects[:, 1] -= rects[:, 1].min()
@@ -168,14 +168,18 @@ def pack_cluster(
 # --------------------------------------------------------------------------- grouping
 
 _ROOT = -1
+#: Dendrogram merges at or below this cosine distance join alike neurons.
+_TIED = 1e-9
 
 
 def _group_tree(
-    F: np.ndarray, branching: int, leaf_size: int
+    F: np.ndarray, branching: int, leaf_size: int, sides: np.ndarray
 ) -> tuple[dict[int, list[int]], dict[int, np.ndarray]]:
     """Flattened dendrogram: ``tree[node] = children`` (ordered), ``groups[node] = neurons``.
 
-    Leaf groups are the keys of ``groups`` missing from ``tree``.  The root is ``_ROOT``.
+    Leaf groups are the keys of ``groups`` missing from ``tree``: at most ``leaf_size``
+    neurons, or alike neurons (tied at distance 0) whose images are all one size, packed as a
+    grid.  The root is ``_ROOT``.
     """
     from scipy.cluster.hierarchy import linkage
     from scipy.spatial.distance import squareform
@@ -186,6 +190,9 @@ def _group_tree(
     if n <= leaf_size:
         return {}, {_ROOT: np.arange(n)}
     D = np.clip(1.0 - cosine_similarity(F), 0.0, 2.0)
+    zero = ~F.any(axis=1)  # no direction (a neuron that never responds): alike each other
+    if zero.sum() > 1:
+        D[np.ix_(zero, zero)] = 0.0
     np.fill_diagonal(D, 0.0)
     Z = linkage(squareform(0.5 * (D + D.T), checks=False), method="average")
     # Node v < n is neuron v, node v >= n the merge Z[v - n] (left child first).
@@ -202,22 +209,47 @@ def _group_tree(
     for v in range(n):
         leaves[start[v]] = v
 
+    def kids_of(v: int) -> list[int]:
+        if height[v - n] > _TIED:
+            return [left[v - n], right[v - n]]
+        # Its neurons are all alike: the order of their merges means nothing, and its chain
+        # would pack as thin strips.  Halves of its slice instead (new nodes, ids from 2n - 1).
+        half = count[v] // 2
+        out = []
+        for s, c in ((start[v], half), (start[v] + half, count[v] - half)):
+            if c == 1:
+                out.append(int(leaves[s]))
+                continue
+            out.append(len(count))
+            count.append(c)
+            start.append(s)
+            height.append(0.0)
+        return out
+
+    def leaf(v: int) -> bool:
+        if v < n or count[v] <= leaf_size:
+            return True
+        if height[v - n] > _TIED:
+            return False
+        s = sides[leaves[start[v] : start[v] + count[v]]]
+        return bool(np.all(s == s[0]))  # alike and one size: a grid (_layout)
+
     tree: dict[int, list[int]] = {}
     groups: dict[int, np.ndarray] = {}
     todo = [(root, _ROOT)]
     while todo:
         v, key = todo.pop()
         groups[key] = leaves[start[v] : start[v] + count[v]]
-        if v < n or count[v] <= leaf_size:
+        if leaf(v):
             continue
-        kids = [left[v - n], right[v - n]]
+        kids = kids_of(v)
         while len(kids) < branching:
-            big = [c for c in kids if c >= n and count[c] > leaf_size]
+            big = [c for c in kids if not leaf(c)]
             if not big:
                 break
             u = max(big, key=lambda c: (height[c - n], c))
             i = kids.index(u)
-            kids[i : i + 1] = [left[u - n], right[u - n]]
+            kids[i : i + 1] = kids_of(u)
         tree[key] = kids
         todo.extend((c, c) for c in kids)
     return tree, groups
@@ -293,6 +325,14 @@ def _pack_leaf(sides: np.ndarray, cw: float, ch: float) -> np.ndarray:
     return xy
 
 
+def _grid(k: int, side: float, cw: float, ch: float) -> np.ndarray:
+    """``k`` squares of one ``side`` in rows, the block's aspect nearest the cell's ``cw / ch``:
+    local ``(x, y)`` per image, row by row."""
+    cols = int(np.clip(round(math.sqrt(k * cw / max(ch, 1e-9))), 1, k))
+    i = np.arange(k)
+    return np.stack([(i % cols) * side, (i // cols) * side], axis=1).astype(np.float64)
+
+
 def _layout(
     tree: dict[int, list[int]],
     groups: dict[int, np.ndarray],
@@ -301,6 +341,7 @@ def _layout(
     W: float,
     H: float,
     rects: np.ndarray,
+    leaf_size: int,
 ) -> dict[int, tuple[float, float]]:
     """Top-down cells, leaf packing, bottom-up guillotine composition; fills ``rects``.
 
@@ -338,7 +379,10 @@ def _layout(
                 s = float(sides[idx[0]])
                 block[v] = (s, s)
                 continue
-            xy = _pack_leaf(sides[idx], *cell[v])
+            if idx.size > leaf_size:  # alike neurons, one size (_group_tree)
+                xy = _grid(idx.size, float(sides[idx[0]]), *cell[v])
+            else:
+                xy = _pack_leaf(sides[idx], *cell[v])
             rects[idx, 0] = xy[:, 0]
             rects[idx, 1] = xy[:, 1]
             block[v] = (

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ColumnPlan", "plan_columns"]
+__all__ = ["ColumnPlan", "continued_x", "plan_columns"]
 
 
 @dataclass(frozen=True)
@@ -47,19 +47,26 @@ class ColumnPlan:
     def continued_ports(self, x: np.ndarray, i: int, pad: float = 24.0) -> np.ndarray:
         """The x of upper row ``i - 1``'s ports ``x`` where its edges restart at the top of
         row ``i``'s column: shifted with the column, squeezed into the column if wider."""
-        x = np.asarray(x, dtype=np.float64) + (self.dx[i] - self.dx[i - 1])
-        lo, hi = self.spans[int(self.column[i])]
-        lo, hi = lo + pad, hi - pad
-        if len(x) and (x.min() < lo or x.max() > hi) and hi > lo:
-            a, b = float(x.min()), float(x.max())
-            mid = (lo + hi) / 2
-            k = min(1.0, (hi - lo) / max(b - a, 1e-9))
-            x = mid + (x - (a + b) / 2) * k
-        return x
+        return continued_x(x, self.dx[i] - self.dx[i - 1], self.spans[int(self.column[i])], pad)
 
     def starts_column(self, i: int) -> bool:
         """Whether layer row ``i`` (> 0) is the first row of a column after the first."""
         return i > 0 and int(self.column[i]) != int(self.column[i - 1])
+
+
+def continued_x(
+    x: np.ndarray, shift: float, span: tuple[float, float], pad: float = 24.0
+) -> np.ndarray:
+    """Ports ``x`` of a column's last row moved to the next column (``shift``) where their
+    edges restart, squeezed into that column's ``span`` (less ``pad`` each side) if wider."""
+    x = np.asarray(x, dtype=np.float64) + shift
+    lo, hi = span[0] + pad, span[1] - pad
+    if len(x) and (x.min() < lo or x.max() > hi) and hi > lo:
+        a, b = float(x.min()), float(x.max())
+        mid = (lo + hi) / 2
+        k = min(1.0, (hi - lo) / max(b - a, 1e-9))
+        x = mid + (x - (a + b) / 2) * k
+    return x
 
 
 def _greedy(

@@ -31,6 +31,7 @@ import numpy as np
 from ..analysis import bundle_edges, threshold_for_top
 from ..xp import asarray
 from ..xp import xp as default_xp
+from .columns import continued_x
 from .edges import RowSpec, SceneEdgesBuilder, edge_pieces, row_weights, with_stems
 from .scene import FACET_MATRIX, ROW_BETWEEN, Bundles, Edges, Scene
 
@@ -223,12 +224,20 @@ def neuron_edges(
         thresholds[(up, lo)] = thr
         out_ports, in_ports = _ports(scene, upper, True), _ports(scene, lower, False)
         top = ru.y + ru.height
-        long = row >= 0 and scene.rows[row].y > top + 1.0  # down the source's lane first
+        rb = scene.rows[row] if row >= 0 else None
+        long = rb is not None and rb.y > top + 1.0  # down the source's lane first
         starts = out_ports
-        if long:
+        if rb is not None and rb.y + rb.height <= ru.y:
+            # the lower row starts the next column: the edges restart at its top (as the
+            # cluster edges do), from the upper ports moved into that column
+            top = rb.y
+            shift = (rl.x + rl.width / 2) - (ru.x + ru.width / 2)
+            x = continued_x(out_ports[:, 0], shift, (rb.x, rb.x + rb.width))
+            starts = np.stack([x, np.full(len(x), top)], 1)
+        elif long:
             top = scene.rows[row].y
             starts = np.stack([out_ports[:, 0], np.full(len(out_ports), top)], 1)
-        b = bundle_edges(asarray(M, xp), thr, out_ports[:, 0], in_ports[:, 0], top, rl.y)
+        b = bundle_edges(asarray(M, xp), thr, starts[:, 0], in_ports[:, 0], top, rl.y)
         p = edge_pieces(b, M, starts, in_ports)
         if long:
             p = with_stems(p, out_ports)

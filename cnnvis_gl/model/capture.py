@@ -63,12 +63,17 @@ MODULE_KINDS: dict[type, str] = {
     nn.AvgPool2d: "pool",
     nn.AdaptiveAvgPool2d: "pool",
     nn.AdaptiveMaxPool2d: "pool",
+    nn.Upsample: "pool",
     nn.Dropout: "dropout",
     nn.Dropout2d: "dropout",
     nn.AlphaDropout: "dropout",
     nn.Identity: "identity",
     nn.Flatten: "layout",
     nn.ChannelShuffle: "layout",
+    nn.ZeroPad2d: "layout",
+    nn.ConstantPad2d: "layout",
+    nn.ReflectionPad2d: "layout",
+    nn.ReplicationPad2d: "layout",
 }
 
 #: Containers are entered, never leaves.
@@ -82,7 +87,9 @@ FUNCTION_KINDS: dict[str, str] = {
         "act",
     ),
     **dict.fromkeys(
-        "max_pool2d avg_pool2d adaptive_avg_pool2d adaptive_max_pool2d mean amax".split(), "pool"
+        "max_pool2d avg_pool2d adaptive_avg_pool2d adaptive_max_pool2d mean amax interpolate "
+        "upsample upsample_nearest upsample_bilinear".split(),
+        "pool",
     ),
     **dict.fromkeys("batch_norm layer_norm group_norm instance_norm".split(), "norm"),
     "conv2d": "conv",
@@ -93,7 +100,7 @@ FUNCTION_KINDS: dict[str, str] = {
     **dict.fromkeys(
         "view reshape flatten transpose permute contiguous getitem split chunk unbind squeeze "
         "unsqueeze narrow clone detach to float cat concat concatenate swapaxes movedim "
-        "unflatten channel_shuffle data T".split(),
+        "unflatten channel_shuffle data T pad".split(),
         "layout",
     ),
 }
@@ -382,7 +389,7 @@ class _Session(TorchFunctionMode):
         inputs = [
             self.producer[id(t)].index for t in _tensors((args, kwargs)) if id(t) in self.producer
         ]
-        if not inputs and not module:
+        if not module and all(self.calls[i].kind == "constant" for i in inputs):
             kind = "constant"  # tensors made from parameters or constants only
         elif op.endswith("_") and op not in _INPLACE_OK and not module:
             raise ModelError(

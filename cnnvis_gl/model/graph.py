@@ -293,6 +293,8 @@ def _receptive_fields(layers: list[Layer], by_name: dict[str, Layer]) -> None:
 
     Standard recurrence for a window of effective size k_e = d(k-1)+1, stride s, padding p:
     jump' = jump·s; size' = size + (k_e-1)·jump; start' = start + ((k_e-1)/2 - p)·jump.
+    Upsampling by f: jump' = jump/f; start' = start + (1/(2f) - 1/2)·jump; size' = size, plus
+    one jump when the mode blends neighbours (bilinear).
     Where paths join (add, cat), the widest input wins; a product (gating) keeps the field of its
     gated side.  Global / adaptive pooling and linear layers on vectors see the whole image.
     """
@@ -317,7 +319,15 @@ def _receptive_fields(layers: list[Layer], by_name: dict[str, Layer]) -> None:
             stride = [src.shape[1] // layer.shape[1], src.shape[2] // layer.shape[2]]
             kernel = [src.shape[1 + a] - (layer.shape[1 + a] - 1) * stride[a] for a in range(2)]
             p = {"kernel": kernel, "stride": stride, "padding": [0, 0], "dilation": [1, 1]}
-        if "kernel" in p:
+        if "upsample" in p:
+            # output position y is input position (y + ½)/f - ½; a smooth mode reads the next
+            # input position too
+            for a in range(2):
+                f = p["upsample"][a]
+                start[a] = start[a] + (0.5 / f - 0.5) * jump[a]
+                size[a] = size[a] + (jump[a] if p.get("smooth") else 0.0)
+                jump[a] = jump[a] / f
+        elif "kernel" in p:
             for a in range(2):
                 ke = p["dilation"][a] * (p["kernel"][a] - 1) + 1
                 start[a] = start[a] + ((ke - 1) / 2 - p["padding"][a]) * jump[a]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import ModelError
 from .capture import NO_MOVE, Call, Ref, map_leaves
@@ -25,9 +26,12 @@ _CHANNEL = (1 << ID_BITS) - 1
 #: Data-movement calls that split a tensor into parts.
 SPLITS = ("chunk", "split", "unbind", "getitem", "narrow")
 
+#: Padding calls: their border is padding whatever they fill it with.
+PADS = ("pad", "ZeroPad2d", "ConstantPad2d", "ReflectionPad2d", "ReplicationPad2d")
+
 _SUPPORTED = (
-    "channel concatenation, slicing, splitting and shuffling, permutes to channels-last and "
-    "flattening are supported"
+    "channel concatenation, slicing, splitting, shuffling and zero-padding, strided spatial "
+    "slicing, spatial padding, permutes to channels-last and flattening are supported"
 )
 
 Prov = tuple[Any, Any]  # (P, Q), each a tensor or a tuple of tensors like the call's output
@@ -58,6 +62,13 @@ def run(call: Call, inputs: dict[Ref, Prov]) -> Prov:
         if isinstance(p, torch.Tensor):
             p, q = p.contiguous(), q.contiguous()
         return p, q
+    if call.op in PADS:  # the border is padding (a constant), whatever the mode or value
+        p, q = inputs[call.refs()[0]]
+        if isinstance(call.target, torch.nn.Module):
+            pad = list(call.target.padding)
+        else:
+            pad = call.args[1] if len(call.args) > 1 else call.kwargs.get("pad")
+        return tuple(F.pad(t, list(pad), mode="constant", value=-1) for t in (p, q))
     outs = []
     for k in range(2):
 
@@ -79,10 +90,10 @@ def run(call: Call, inputs: dict[Ref, Prov]) -> Prov:
 
 
 def joins_several(p: Any) -> bool:
-    """Whether a result holds channels of several layers (and no constants)."""
-    if not isinstance(p, torch.Tensor) or p.dim() - 1 not in (1, 3) or bool((p < 0).any()):
+    """Whether a result holds channels of several layers (padding aside)."""
+    if not isinstance(p, torch.Tensor) or p.dim() - 1 not in (1, 3):
         return False
-    return torch.unique(p >> ID_BITS).numel() > 1
+    return torch.unique(p[p >= 0] >> ID_BITS).numel() > 1
 
 
 @dataclass
@@ -94,7 +105,10 @@ class Movement:
     sources: list[int]  # layer numbers, in order of first appearance
     shape: list[int] = field(default_factory=list)  # canonical (C[, H, W])
     channels_last: bool = False
-    map: list[list[int]] = field(default_factory=list)  # encode_map runs over (source, channel)
+    # encode_map runs over (source, channel); source -1: a channel of padding (zeros)
+    map: list[list[int]] = field(default_factory=list)
+    # a strided or padded view of the sources' positions, as a 1×1 window (receptive fields)
+    window: dict[str, list[int]] = field(default_factory=dict)
 
 
 def classify(
@@ -102,12 +116,12 @@ def classify(
 ) -> Movement:
     """Read the provenance of a result that a layer reads; ``shapes`` gives each source layer's
     canonical shape and layout.  Raises ``ModelError`` for results that are no channel map."""
-    if (p < 0).any():
+    ids = p[0]
+    if ids.dim() != 3 and (p < 0).any():
         raise ModelError(
             f"the data movement {where} mixes a constant tensor into the feature maps "
             "(e.g. a class token): not supported"
         )
-    ids = p[0]
     if ids.dim() == 1:
         sources, pos, ch = _sources(ids)
         shape0, _ = shapes[sources[0]]
@@ -128,21 +142,64 @@ def classify(
         a = ids.permute(2, 0, 1) if last else ids
         g = q[0].permute(2, 0, 1) if last else q[0]
         c, h, w = a.shape
-        if not (a == a[:, :1, :1]).all():
+        chan = a.amax((1, 2))  # each channel's source channel; -1: padding throughout
+        if not ((a == chan.view(c, 1, 1)) | (a < 0)).all():
             continue  # a channel mixes values of several channels
-        if not (g == torch.arange(h * w, device=g.device).view(1, h, w)).all():
-            continue  # values moved across positions
-        sources, pos, ch = _sources(a[:, 0, 0])
+        real = torch.nonzero(chan >= 0).flatten()
+        if not len(real) or not (g[real] == g[real[0]]).all():
+            continue  # nothing but padding, or channels moved differently
+        sources, pos, ch = _sources(chan[real])
         shape0, last0 = shapes[sources[0]]
-        same = len(sources) == 1 and shape0 == [c, h, w] and _is_arange(ch, c)
+        if any(len(shapes[n][0]) != 3 or shapes[n][0][1:] != shape0[1:] for n in sources):
+            continue
+        window = _grid(g[real[0]], shape0[1], shape0[2])
+        if window is None:
+            continue  # values moved across positions
+        if len(real) < c:  # channels of padding: source -1
+            full_pos = torch.full((c,), -1, dtype=torch.int64)
+            full_ch = torch.zeros(c, dtype=torch.int64)
+            full_pos[real.cpu()], full_ch[real.cpu()] = pos, ch
+            pos, ch = full_pos, full_ch
+        same = len(sources) == 1 and shape0 == [c, h, w] and _is_arange(ch, c) and not window
         if same and last0 == last:
             return Movement("alias", sources)
         kind = "identity" if same else ("cat" if len(sources) > 1 else "select")
-        return Movement(kind, sources, [c, h, w], last, [] if same else encode_map(pos, ch))
+        return Movement(
+            kind, sources, [c, h, w], last, [] if same else encode_map(pos, ch), window
+        )
     raise ModelError(
         f"unsupported reshape {where}: it moves values across positions or mixes channels with "
         f"space; {_SUPPORTED}"
     )
+
+
+def _grid(g: torch.Tensor, hs: int, ws: int) -> dict[str, list[int]] | None:
+    """The positions ``g`` ([h, w], -1: padding) of a source map ``hs × ws`` as a strided,
+    offset grid: ``{}`` for the map itself, a 1×1 window (stride, padding = -offset) for a
+    strided slice (``x[:, :, ::2, ::2]``) or a padded map; ``None`` for any other movement."""
+    h, w = g.shape
+    valid = g >= 0
+    ys, xs = torch.nonzero(valid, as_tuple=True)
+    if not len(ys):
+        return None
+    qy, qx = g[valid] // ws, g[valid] % ws
+    fit = []
+    for at, src in ((ys, qy), (xs, qx)):
+        span = int(at.max() - at.min())
+        step = int(src.max() - src.min()) // span if span else 1
+        off = int(src.min()) - step * int(at.min())
+        if step < 1 or not (src == step * at + off).all():
+            return None
+        fit.append((step, off))
+    (sy, oy), (sx, ox) = fit
+    y = sy * torch.arange(h, device=g.device) + oy
+    x = sx * torch.arange(w, device=g.device) + ox
+    inside = ((y >= 0) & (y < hs)).view(h, 1) & ((x >= 0) & (x < ws)).view(1, w)
+    if not (inside == valid).all():
+        return None  # padding inside the map, or map positions left out of a padded one
+    if (sy, sx, oy, ox) == (1, 1, 0, 0) and (h, w) == (hs, ws):
+        return {}
+    return {"kernel": [1, 1], "stride": [sy, sx], "padding": [-oy, -ox], "dilation": [1, 1]}
 
 
 def _is_arange(ch: torch.Tensor, n: int) -> bool:

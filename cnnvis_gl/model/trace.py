@@ -279,6 +279,15 @@ class _Builder:
         if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
             k, s, p = m.kernel_size, m.stride, m.padding
             d = getattr(m, "dilation", 1)
+        elif isinstance(m, nn.Upsample) or call.op.startswith(("interpolate", "upsample")):
+            x = self._value(self._refs(call)[0])
+            if isinstance(m, nn.Upsample):
+                mode = m.mode
+            else:
+                mode = _arg(call, 3, "mode", "bilinear" if "bilinear" in call.op else "nearest")
+            # output / input size per axis; a smooth mode blends neighbouring input pixels
+            factor = [shape[1] / x.shape[-2], shape[2] / x.shape[-1]]
+            return {"upsample": factor, "smooth": not str(mode).startswith("nearest")}
         elif call.op in ("max_pool2d", "avg_pool2d"):
             k = _arg(call, 1, "kernel_size")
             s = _arg(call, 2, "stride") or k
@@ -363,7 +372,7 @@ class _Builder:
             self.of_ref[ref] = sources[0]
             return sources[0]
         name = call.name + "".join(f".{k}" for k in ref.item)
-        params = {"map": m.map} if m.map else {}
+        params = {"map": m.map, **m.window} if m.map else dict(m.window)
         self._add(
             Layer(name, m.kind, call.op, sources, m.shape, params, channels_last=m.channels_last),
             ref,

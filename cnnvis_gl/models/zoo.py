@@ -13,6 +13,7 @@ import inspect
 import pickle
 import re
 import sys
+import types
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -165,6 +166,40 @@ def model_names() -> list[str]:
     return sorted(ZOO)
 
 
+def _import_file(path: Path) -> types.ModuleType:
+    """Import a model file.  A file inside a package (``models/resnet.py`` next to
+    ``models/__init__.py``) that imports its siblings relatively (``from .layers import …``) is
+    imported as the package's module, the package's parent on ``sys.path``."""
+    mod_name = f"cnnvis_user_model_{abs(hash(str(path.resolve())))}"
+    module_spec = importlib.util.spec_from_file_location(mod_name, path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[mod_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+        return module
+    except ImportError as e:
+        if "relative import" not in str(e):
+            raise
+        del sys.modules[mod_name]
+    parts, root = [path.stem], path.resolve().parent
+    while (root / "__init__.py").is_file():
+        parts.insert(0, root.name)
+        root = root.parent
+    if len(parts) == 1:
+        raise ImportError(
+            f"it imports relatively (from .x import …) but {path.parent} is no package "
+            "(no __init__.py)"
+        )
+    name = ".".join(parts)
+    loaded = sys.modules.get(parts[0])
+    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").parent.parent != root:
+        raise ImportError(f"another package named {parts[0]!r} is already imported")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return importlib.import_module(name)
+
+
 def build_model(spec: str, num_classes: int = 10, **kw) -> nn.Module:
     """A zoo model by name (``basecnn``, ``basecnn-x4``, ``resnet20`` …) or a user factory.
 
@@ -186,13 +221,8 @@ def build_model(spec: str, num_classes: int = 10, **kw) -> nn.Module:
     path, factory_name = Path(m.group(1)), m.group(2)
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
-    mod_name = f"cnnvis_user_model_{abs(hash(str(path.resolve())))}"
-    module_spec = importlib.util.spec_from_file_location(mod_name, path)
-    assert module_spec is not None and module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[mod_name] = module
     try:
-        module_spec.loader.exec_module(module)
+        module = _import_file(path)
     except Exception as e:  # the user's code: report where it failed
         raise ModelError(f"importing {path} failed: {type(e).__name__}: {e}") from e
     factory = getattr(module, factory_name, None)

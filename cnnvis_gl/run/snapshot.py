@@ -21,6 +21,17 @@ from . import store
 from .validate import check_array, check_manifest, check_meta, required_arrays
 
 
+def silent_tile(size: int) -> np.ndarray:
+    """uint8 ``[size, size, 3]``: the picture of a neuron that never responded (see
+    :meth:`Snapshot.silent`): flat grey with a lighter diagonal, readable on both themes."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    # distance of each pixel centre from the rising diagonal, in pixels
+    d = np.abs((xx + 0.5) + (yy + 0.5) - size) / np.sqrt(2.0)
+    line = np.clip(max(size / 20.0, 0.75) + 0.5 - d, 0.0, 1.0)[..., None]
+    base, ink = np.array([86, 88, 96], np.float64), np.array([150, 153, 162], np.float64)
+    return np.round(base + (ink - base) * line).astype(np.uint8)
+
+
 class Snapshot:
     """Statistics, weights and top-k images of one model state.
 
@@ -47,6 +58,7 @@ class Snapshot:
         self.step = step
         self.path = path
         self._checked: set[str] = set()  # arrays read from disk whose contents were checked
+        self._silent: dict[str, np.ndarray] = {}  # per unit, see silent()
 
     # ------------------------------------------------------------------ access
     def __getitem__(self, key: str) -> np.ndarray:
@@ -103,9 +115,27 @@ class Snapshot:
         u = self._unit(name)
         img_row = np.asarray(self[f"units/{u}/topk_image"])[:, :k]
         boxes = np.asarray(self[f"units/{u}/topk_box"])[:, :k]
+        silent = self.silent(u)
         if neurons is not None:
-            img_row, boxes = img_row[neurons], boxes[neurons]
-        return self._crops(img_row, boxes, size)
+            img_row, boxes, silent = img_row[neurons], boxes[neurons], silent[neurons]
+        out = self._crops(img_row, boxes, size)
+        out[silent] = silent_tile(size)
+        return out
+
+    def silent(self, name: str) -> np.ndarray:
+        """bool ``[C]``: the neurons of a unit (or group) that never responded above 0 and whose
+        top responses all tie (a ReLU that stayed at 0 on every probe image): their top images
+        are the first ones seen, not a learned feature; :meth:`patches` shows
+        :func:`silent_tile` for them."""
+        u = self._unit(name)
+        out = self._silent.get(u)
+        if out is None:
+            v = np.asarray(self[f"units/{u}/topk_value"], dtype=np.float32)
+            first = v[:, :1]
+            tied = np.all(~np.isfinite(v) | (v == first), axis=1)
+            out = (first[:, 0] <= 0) & tied if v.shape[1] else np.zeros(len(v), dtype=bool)
+            self._silent[u] = out
+        return out
 
     def top_patches(self, neurons: dict[str, Any], size: int = 32) -> dict[str, np.ndarray]:
         """The top-1 patches of some neurons of several units at once, ``{unit: uint8 [n, size,
@@ -121,6 +151,10 @@ class Snapshot:
         if not rows:
             return {}
         crops = self._crops(np.concatenate(rows), np.concatenate(boxes), size)[:, 0]
+        silent = np.concatenate(
+            [self.silent(name)[np.asarray(idx, dtype=np.int64)] for name, idx in neurons.items()]
+        )
+        crops[silent] = silent_tile(size)
         return dict(zip(neurons, np.split(crops, np.cumsum(counts)[:-1]), strict=True))
 
     def has_class_topk(self, name: str) -> bool:
@@ -143,7 +177,10 @@ class Snapshot:
         ``(crops uint8 [j, size, size, 3], responses, dataset indices)``."""
         rows, boxes, values = self._class_lists(name, neuron, cls)
         index = np.asarray(self["image_index"])[rows].astype(np.int64)
-        return self._crops(rows, boxes, size), values, index
+        crops = self._crops(rows, boxes, size)
+        if self.silent(name)[neuron]:
+            crops[:] = silent_tile(size)
+        return crops, values, index
 
     def _class_lists(self, name: str, neuron: int, cls: int) -> tuple[np.ndarray, ...]:
         u = self._unit(name)

@@ -110,7 +110,9 @@ class _Neuron(Pick):
         ch = int(s.neurons.index[i])
         ci = int(s.neurons.cluster[i])
         lines = [f"neuron {ch} · layer {unit}", f"cluster {st.cluster_name(ci)}"]
-        if st.snapshot is not None:
+        if st.snapshot is not None and st.snapshot.silent(unit)[ch]:
+            lines.append("never responds above 0 on the probe images (dead): no picture")
+        elif st.snapshot is not None:
             a = act.inspect.class_means(unit)[ch]
             top = np.argsort(-a)[:3]
             names = st.snapshot.classes

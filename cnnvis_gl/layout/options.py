@@ -145,7 +145,7 @@ class LayoutOptions:
     between_height: float = 140.0
     matrix_cell: tuple[float, float] = (2.0, 20.0)
     labelled_cell: float = 10.0
-    matrix_row: tuple[float, float] = (1.0, 8.0)
+    matrix_row: tuple[float, float] = (0.25, 8.0)
     max_class_labels: int = 20
 
     def __post_init__(self) -> None:

@@ -141,6 +141,36 @@ def test_gating_keeps_the_gated_channels_and_the_gate_is_its_own_unit():
     assert mul.rf_size == [3, 3] and g.layer(gate.tap).rf_size == [8, 8]
 
 
+class SEVector(nn.Module):
+    """The other common squeeze-and-excitation: Linear layers on the pooled vector, the gate
+    viewed back as a map and broadcast by ``expand_as``."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.fc1, self.fc2 = nn.Linear(4, 2), nn.Linear(2, 4)
+        self.b = nn.Conv2d(4, 3, 1, bias=False)
+
+    def forward(self, x):
+        y = F.relu(self.a(x))
+        b, c, _, _ = y.shape
+        w = F.adaptive_avg_pool2d(y, 1).view(b, c)
+        w = torch.sigmoid(self.fc2(F.relu(self.fc1(w)))).view(b, c, 1, 1)
+        return self.b(y * w.expand_as(y)).amax((2, 3))
+
+
+def test_a_gate_broadcast_by_expand_as_is_still_a_gate():
+    m = _seeded(SEVector())
+    t = trace_model(m, (3, 8, 8))
+    g = t.graph
+    assert g.unit("a").tap == "relu" and g.layer(g.unit("fc2").tap).op == "sigmoid"
+    mul = next(l for l in g.layers if l.kind == "mul")
+    assert mul.params["carriers"] == [0]  # y carries its channels; the gate does not
+    uw = unit_weights(t)
+    torch.testing.assert_close(uw["b"]["a"], _k(m.b))
+    assert "fc2" not in uw["b"]
+
+
 class GatedEnd(nn.Module):
     """A stage that ends in a squeeze-and-excitation gate, then a classifier."""
 

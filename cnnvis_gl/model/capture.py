@@ -100,13 +100,15 @@ FUNCTION_KINDS: dict[str, str] = {
     **dict.fromkeys(
         "view reshape flatten transpose permute contiguous getitem split chunk unbind squeeze "
         "unsqueeze narrow clone detach to float cat concat concatenate swapaxes movedim "
-        "unflatten channel_shuffle data T pad".split(),
+        "unflatten channel_shuffle data T pad expand expand_as".split(),
         "layout",
     ),
 }
 
-#: Layout functions that do not move data (their provenance is their input's).
-NO_MOVE = {"contiguous", "clone", "detach", "to", "float", "data"}
+#: Layout functions that do not move data (their provenance is their input's); a broadcast
+#: (``gate.expand_as(x)`` before ``x * gate``) counts as its input, as the product's own
+#: broadcasting would.
+NO_MOVE = {"contiguous", "clone", "detach", "to", "float", "data", "expand", "expand_as"}
 
 #: In-place tensor methods that are element-wise (their output is their input, updated).
 _INPLACE_OK = {"relu_", "add_", "mul_", "sub_", "div_", "sigmoid_", "tanh_", "clamp_", "hardtanh_"}

@@ -150,9 +150,10 @@ def classify(
             continue  # nothing but padding, or channels moved differently
         sources, pos, ch = _sources(chan[real])
         shape0, last0 = shapes[sources[0]]
-        if any(len(shapes[n][0]) != 3 or shapes[n][0][1:] != shape0[1:] for n in sources):
+        hw = [list(shapes[n][0][1:]) or [1, 1] for n in sources]  # (a vector: one position)
+        if any(x != hw[0] for x in hw):
             continue
-        window = _grid(g[real[0]], shape0[1], shape0[2])
+        window = _grid(g[real[0]], *hw[0])
         if window is None:
             continue  # values moved across positions
         if len(real) < c:  # channels of padding: source -1

@@ -313,7 +313,6 @@ class _Builder:
         self, call: Call, refs: list[Ref], inputs: list[str], shape: list[int]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """add / sub / mul / div: which inputs carry the channels, with what sign or scale."""
-        out_shape = tuple(call.value.shape)
         args = list(call.args)
         consts = [
             a for a in args if not isinstance(a, Ref) or self.calls[a.index].kind == "constant"
@@ -323,7 +322,8 @@ class _Builder:
             v = self.calls[a.index].value if isinstance(a, Ref) else a
             if isinstance(v, (torch.Tensor, int, float)):
                 const = v
-        full = [r for r in refs if tuple(self._value(r).shape) == out_shape]
+        # (by the inputs' layers: a broadcast gate.expand_as(x) is its gate's shape)
+        full = [r for k, r in enumerate(refs) if self.by_name[inputs[k]].shape == shape]
         if call.kind == "add":
             signs = [1.0] * len(inputs)
             if call.op in ("sub", "rsub") and len(args) >= 2:

@@ -563,3 +563,41 @@ def test_upsampling_receptive_fields_by_hand(mode, size):
         assert up.rf_start == [0.5, 0.5] and up.rf_jump == [1.0, 1.0] and up.rf_size == [size] * 2
     t = trace_model(_seeded(Upsampled(mode)), (3, 9, 9))
     torch.testing.assert_close(unit_weights(t)["d"]["c"], _k(t.model.d))
+
+
+class Pooled(nn.Module):
+    """Hand-written global pooling and activations of the public collections."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.c = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x):
+        y = self.c(x)
+        b, c = y.shape[:2]
+        if self.how == "squeeze":  # the batch axis survives: a real batch has several images
+            v = F.adaptive_avg_pool2d(F.relu(y), 1).squeeze()
+        elif self.how == "mean_mean":  # tonylins' MobileNetV2
+            v = F.relu(y).mean(3).mean(2)
+        elif self.how == "view_mean":  # SE blocks: y.view(b, c, -1).mean(2)
+            v = F.relu(y).view(b, c, -1).mean(2)
+        elif self.how == "sum":
+            v = F.relu(y).sum((2, 3))
+        else:  # clamp as ReLU6
+            v = torch.clamp(y, 0, 6).amax((2, 3))
+        return self.fc(v)
+
+
+@pytest.mark.parametrize("how", ["squeeze", "mean_mean", "view_mean", "sum", "clamp"])
+def test_hand_written_global_pooling_and_clamp(how):
+    m = _seeded(Pooled(how))
+    t = trace_model(m, (3, 8, 8))
+    g = t.graph
+    assert [u.name for u in g.units] == ["c", "fc"]
+    tap = g.layer(g.unit("c").tap)
+    assert tap.kind == "act" and tap.shape == [4, 8, 8]
+    pool = next(layer for layer in g.layers if layer.kind == "pool")
+    assert pool.inputs == [tap.name] and pool.shape[0] == 4 and pool.rf_size == [8.0, 8.0]
+    torch.testing.assert_close(unit_weights(t)["fc"]["c"], m.fc.weight.detach())

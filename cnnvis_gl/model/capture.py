@@ -1,6 +1,6 @@
 """Capture what a model computes from one concrete forward pass (module hooks + torch functions).
 
-:func:`record_calls` runs the model once, in eval mode, on a batch of one zero image and records
+:func:`record_calls` runs the model once, in eval mode, on a batch of two zero images and records
 every *call*: each call of a supported ``torch.nn`` leaf module (Conv2d, BatchNorm2d, ReLU, …) and
 each torch function or tensor method called outside such modules (``torch.cat``, ``x + y``,
 ``x.view(…)``, ``F.relu``, …), with its arguments (tensors replaced by references to the call that
@@ -83,11 +83,11 @@ _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 FUNCTION_KINDS: dict[str, str] = {
     **dict.fromkeys(
         "relu relu6 leaky_relu elu selu celu gelu silu mish sigmoid tanh hardtanh hardswish "
-        "hardsigmoid softplus prelu threshold softmax log_softmax logsigmoid".split(),
+        "hardsigmoid softplus prelu threshold softmax log_softmax logsigmoid clamp clip".split(),
         "act",
     ),
     **dict.fromkeys(
-        "max_pool2d avg_pool2d adaptive_avg_pool2d adaptive_max_pool2d mean amax interpolate "
+        "max_pool2d avg_pool2d adaptive_avg_pool2d adaptive_max_pool2d mean amax sum interpolate "
         "upsample upsample_nearest upsample_bilinear".split(),
         "pool",
     ),
@@ -473,12 +473,18 @@ class Recording:
         }
 
 
+#: Images in the capture's batch: two, so that a ``x.squeeze()`` keeps the batch axis as it
+#: does in every real batch (one image would squeeze it away).
+CAPTURE_BATCH = 2
+
+
 def record_calls(model: nn.Module, input_shape: tuple[int, ...]) -> Recording:
-    """Run ``model`` once on zeros of shape ``(1, *input_shape)`` and record its calls."""
+    """Run ``model`` once on zeros of shape ``(CAPTURE_BATCH, *input_shape)`` and record its
+    calls."""
     if isinstance(model, torch.jit.ScriptModule):
         raise ModelError("TorchScript modules cannot be captured: pass the eager nn.Module")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    x = torch.zeros((1, *input_shape), device=device)
+    x = torch.zeros((CAPTURE_BATCH, *input_shape), device=device)
     session = _Session(model, capture=True)
     session.calls.append(Call(0, "input", "input", "input", None, (), {}, x))
     session.producer[id(x)] = Ref(0)
@@ -648,6 +654,7 @@ __all__ = [
     "FUNCTION_KINDS",
     "MODULE_KINDS",
     "NO_MOVE",
+    "CAPTURE_BATCH",
     "Call",
     "Recording",
     "Ref",

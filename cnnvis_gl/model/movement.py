@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ModelError
-from .capture import NO_MOVE, Call, Ref, map_leaves
+from .capture import CAPTURE_BATCH, NO_MOVE, Call, Ref, map_leaves
 from .graph import encode_map
 
 ID_BITS = 24  # provenance id = layer number << 24 | channel
@@ -39,16 +39,16 @@ Prov = tuple[Any, Any]  # (P, Q), each a tensor or a tuple of tensors like the c
 
 def base(number: int, shape: list[int], channels_last: bool, device: Any) -> Prov:
     """(P, Q) of the output of layer ``number`` with canonical ``shape`` (C[, H, W])."""
-    c = shape[0]
+    c, n = shape[0], CAPTURE_BATCH  # (as many as the capture's batch: its view(b, …) args)
     ch = torch.arange(c, device=device, dtype=torch.int64) + (number << ID_BITS)
     if len(shape) == 1:
-        return ch.view(1, c), torch.zeros(1, c, dtype=torch.int64, device=device)
+        return ch.view(1, c).repeat(n, 1), torch.zeros(n, c, dtype=torch.int64, device=device)
     h, w = shape[1:]
     pos = torch.arange(h * w, device=device, dtype=torch.int64).view(1, h, w)
     p, q = ch.view(c, 1, 1).expand(c, h, w), pos.expand(c, h, w)
     if channels_last:
         p, q = p.permute(1, 2, 0), q.permute(1, 2, 0)
-    return p.unsqueeze(0).contiguous(), q.unsqueeze(0).contiguous()
+    return p.unsqueeze(0).repeat(n, 1, 1, 1), q.unsqueeze(0).repeat(n, 1, 1, 1)
 
 
 def constant(like: torch.Tensor) -> torch.Tensor:

@@ -70,6 +70,12 @@ def _pair(v: Any) -> list[int]:
     return [int(v[0]), int(v[-1])]
 
 
+def _dims(call: Call, rank: int) -> list[int]:
+    """The dimensions a reduction (``x.mean(dim)``) reduces, non-negative for ``rank``."""
+    d = _arg(call, 1, "dim")
+    return sorted(v % rank for v in ([d] if isinstance(d, int) else list(d or [])))
+
+
 def _arg(call: Call, pos: int, key: str, default: Any = None) -> Any:
     if key in call.kwargs:
         return call.kwargs[key]
@@ -169,6 +175,13 @@ class _Builder:
         refs = self._refs(call)
         if not refs:
             return
+        src = self._pooled_map(call, refs)
+        if src is not None:  # x.view(b, c, -1).mean(2), x.mean(3).mean(2): global pooling
+            pool = Layer(
+                call.name, "pool", call.op, [src], [self.by_name[src].shape[0]], {"global": True}
+            )
+            self._add(pool, Ref(call.index))
+            return
         if any(r.index in self.bad for r in refs):
             return self._defer(call, self.bad[next(r.index for r in refs if r.index in self.bad)])
         inputs = [self._resolve(r, call.name) for r in refs]
@@ -204,6 +217,49 @@ class _Builder:
         self._add(layer, Ref(call.index))
         if isinstance(call.target, nn.Module):
             self.traced.module_of[call.name] = call.target
+
+    def _pooled_map(self, call: Call, refs: list[Ref]) -> str | None:
+        """The channels-first map whose global pooling ``call`` is, when it reduces the last
+        axis of a (batch, channels, positions) tensor that is the map with its positions
+        flattened (``x.view(b, c, -1).mean(2)``) or with one spatial axis reduced the same way
+        already (``x.mean(3).mean(2)``); ``None`` otherwise."""
+        if call.kind != "pool" or call.op not in ("mean", "amax", "sum") or len(refs) != 1:
+            return None
+        if self._value(refs[0]).dim() != 3 or call.value.dim() != 2 or _dims(call, 3) != [2]:
+            return None
+        prev = self.calls[refs[0].index]
+        if prev.kind == "pool" and prev.op == call.op:  # one spatial axis reduced before
+            before = self._refs(prev)
+            if len(before) != 1 or self._value(before[0]).dim() != 4 or _dims(prev, 4) not in (
+                [2],
+                [3],
+            ):
+                return None
+            name = self._resolve(before[0], call.name)
+        elif prev.kind == "layout" and refs[0].index in self.prov:  # the positions flattened
+            p, q = (pick(t, refs[0].item) for t in self.prov[refs[0].index])
+            ids, pos = p[0], q[0]  # [channels, positions]
+            if (ids < 0).any() or not (ids == ids[:, :1]).all():
+                return None
+            numbers = torch.unique(ids >> movement.ID_BITS)
+            if numbers.numel() != 1:
+                return None
+            name = next(k for k, v in self.number.items() if v == int(numbers[0]))
+            shape = self.by_name[name].shape
+            ch = ids[:, 0] & ((1 << movement.ID_BITS) - 1)
+            every = torch.arange(pos.shape[1], device=pos.device)
+            if (
+                len(shape) != 3
+                or shape[0] != ids.shape[0]
+                or shape[1] * shape[2] != pos.shape[1]
+                or not (ch == torch.arange(shape[0], device=ch.device)).all()
+                or not (pos.sort(dim=1).values == every).all()
+            ):
+                return None
+        else:
+            return None
+        layer = self.by_name[name]
+        return name if len(layer.shape) == 3 and not layer.channels_last else None
 
     def _defer(self, call: Call, message: str) -> None:
         """A call that cannot be a layer: an error only if a layer reads it (not for control

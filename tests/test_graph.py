@@ -213,3 +213,10 @@ def test_adaptive_pool_receptive_field():
     ]  # a 4×4 window, stride 4
     assert g.layer("1").rf_start == [1.5, 1.5]
     assert g.layer("3").rf_size == [16, 16]  # global pooling sees the whole image
+
+
+def test_a_torchscript_submodule_is_named_in_one_line():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(torch.jit.script(nn.Conv2d(4, 4, 1))))
+    with pytest.raises(ModelError, match=r"module '1\.0' is a TorchScript module") as e:
+        build_graph(model, (3, 8, 8))
+    assert "\n" not in str(e.value)

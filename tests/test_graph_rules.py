@@ -601,3 +601,29 @@ def test_hand_written_global_pooling_and_clamp(how):
     pool = next(layer for layer in g.layers if layer.kind == "pool")
     assert pool.inputs == [tap.name] and pool.shape[0] == 4 and pool.rf_size == [8.0, 8.0]
     torch.testing.assert_close(unit_weights(t)["fc"]["c"], m.fc.weight.detach())
+
+
+def test_new_patterns_measure_the_right_tensors_on_real_images(cifar_dir):
+    """End to end on CIFAR-10: each unit's best response is the largest spatial max of the
+    tensor the rules say it taps (the option-A block after its add and ReLU; an upsampled
+    attention mask's gated map before the product; a tonylins-style mean(3).mean(2) head)."""
+    import cnnvis_gl as cv
+    from cnnvis_gl.data import open_data
+
+    def option_a(m, x):
+        y = F.relu(m.conv0(x))
+        return F.relu(m.conv1(y) + F.pad(y[:, :, ::2, ::2], (0, 0, 0, 0, 2, 2)))
+
+    data = open_data(f"cifar10:{cifar_dir}", "test")
+    images = data.normalize(data.raw(torch.arange(40)))
+    for model, unit, tap in (
+        (OptionA(), "conv1", option_a),
+        (Upsampled("bilinear"), "c", lambda m, x: F.relu(m.c(x))),
+        (Pooled("mean_mean"), "c", lambda m, x: F.relu(m.c(x))),
+    ):
+        m = _seeded(model)
+        snap = cv.analyze(m, data, limit=40, batch_size=16, k=3, progress=False)
+        with torch.no_grad():
+            want = tap(m, images).amax((2, 3)).amax(0)
+        got = torch.tensor(snap[f"units/{unit}/topk_value"][:, 0])
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)

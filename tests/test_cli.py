@@ -158,6 +158,35 @@ def test_a_model_file_that_imports_its_package_siblings(cifar_dir, tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+def test_a_model_file_imports_as_python_would_run_it(tmp_path):
+    """In a fresh interpreter started elsewhere: a file that imports its own package by name
+    (``from senet.se_module import SELayer``, as senet.pytorch does) and one that imports
+    torchvision (whose compiled ops may not load beside the CPU torch) both build."""
+    pkg = tmp_path / "repo" / "senet"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "se_module.py").write_text(
+        "import torch.nn as nn\nclass SELayer(nn.Conv2d):\n    pass\n"
+    )
+    (pkg / "se_resnet.py").write_text(
+        "import torch.nn as nn\n"
+        "from torchvision.models import resnet18\n"
+        "from senet.se_module import SELayer\n"
+        "def make(num_classes=10):\n"
+        "    return nn.Sequential(SELayer(3, 4, 3), nn.ReLU(), nn.Flatten())\n"
+        "def tv(num_classes=10):\n"
+        "    return resnet18(num_classes=num_classes)\n"
+    )
+    code = (
+        "from cnnvis_gl.models import build_model\n"
+        f"print(type(build_model({str(pkg / 'se_resnet.py')!r} + ':make')[0]).__name__)\n"
+        f"print(type(build_model({str(pkg / 'se_resnet.py')!r} + ':tv')).__name__)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["SELayer", "ResNet"]
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [

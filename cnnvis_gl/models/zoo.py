@@ -167,9 +167,19 @@ def model_names() -> list[str]:
 
 
 def _import_file(path: Path) -> types.ModuleType:
-    """Import a model file.  A file inside a package (``models/resnet.py`` next to
+    """Import a model file as ``python FILE.py`` from the current directory would see it: its
+    own folder, the folder above its package (``senet/se_resnet.py`` importing
+    ``senet.se_module``) and the current directory are on ``sys.path`` (appended: installed
+    packages keep their names).  A file inside a package (``models/resnet.py`` next to
     ``models/__init__.py``) that imports its siblings relatively (``from .layers import …``) is
-    imported as the package's module, the package's parent on ``sys.path``."""
+    imported as the package's module."""
+    here = path.resolve().parent
+    top = here
+    while (top / "__init__.py").is_file():
+        top = top.parent
+    for folder in (here, top, Path.cwd()):
+        if str(folder) not in sys.path:
+            sys.path.append(str(folder))
     mod_name = f"cnnvis_user_model_{abs(hash(str(path.resolve())))}"
     module_spec = importlib.util.spec_from_file_location(mod_name, path)
     assert module_spec is not None and module_spec.loader is not None
@@ -195,8 +205,6 @@ def _import_file(path: Path) -> types.ModuleType:
     loaded = sys.modules.get(parts[0])
     if loaded is not None and Path(getattr(loaded, "__file__", "") or "").parent.parent != root:
         raise ImportError(f"another package named {parts[0]!r} is already imported")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
     return importlib.import_module(name)
 
 
@@ -222,7 +230,17 @@ def build_model(spec: str, num_classes: int = 10, **kw) -> nn.Module:
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     try:
-        module = _import_file(path)
+        try:
+            module = _import_file(path)
+        except RuntimeError as e:
+            if "torchvision::" not in str(e):
+                raise
+            # torchvision's compiled ops do not load (a wheel built for another torch): its
+            # models need none of them (see models/torchvision.py); then the file again
+            from .torchvision import import_torchvision
+
+            import_torchvision()
+            module = _import_file(path)
     except Exception as e:  # the user's code: report where it failed
         raise ModelError(f"importing {path} failed: {type(e).__name__}: {e}") from e
     factory = getattr(module, factory_name, None)

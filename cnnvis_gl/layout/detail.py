@@ -119,6 +119,26 @@ def _ports(scene: Scene, neurons: np.ndarray, bottom: bool) -> np.ndarray:
     return np.stack([x, y], axis=1)
 
 
+def _starts(
+    scene: Scene, up: int, lo: int, row: int, out_ports: np.ndarray
+) -> tuple[np.ndarray, float, bool]:
+    """Where the edges from row ``up`` to row ``lo`` start (their in-between row is ``row``,
+    -1: none), the y their bundling starts at, and whether they first run down their
+    source's lane (a stem to add)."""
+    ru, rl = scene.rows[up], scene.rows[lo]
+    rb = scene.rows[row] if row >= 0 else None
+    if rb is not None and rb.y + rb.height <= ru.y:
+        # the lower row starts the next column: the edges restart at its top (as the cluster
+        # edges do), from the upper ports moved into that column
+        shift = (rl.x + rl.width / 2) - (ru.x + ru.width / 2)
+        x = continued_x(out_ports[:, 0], shift, (rb.x, rb.x + rb.width))
+        return np.stack([x, np.full(len(x), rb.y)], 1), rb.y, False
+    top = ru.y + ru.height
+    if rb is not None and rb.y > top + 1.0:  # down the source's lane first
+        return np.stack([out_ports[:, 0], np.full(len(out_ports), rb.y)], 1), rb.y, True
+    return out_ports, top, False
+
+
 def _row_neurons(
     scene: Scene, clusters: np.ndarray, row: int, centre: np.ndarray, max_neurons: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -223,20 +243,7 @@ def neuron_edges(
         thr = thr if thr > 0 else float(np.finfo(np.float64).tiny)
         thresholds[(up, lo)] = thr
         out_ports, in_ports = _ports(scene, upper, True), _ports(scene, lower, False)
-        top = ru.y + ru.height
-        rb = scene.rows[row] if row >= 0 else None
-        long = rb is not None and rb.y > top + 1.0  # down the source's lane first
-        starts = out_ports
-        if rb is not None and rb.y + rb.height <= ru.y:
-            # the lower row starts the next column: the edges restart at its top (as the
-            # cluster edges do), from the upper ports moved into that column
-            top = rb.y
-            shift = (rl.x + rl.width / 2) - (ru.x + ru.width / 2)
-            x = continued_x(out_ports[:, 0], shift, (rb.x, rb.x + rb.width))
-            starts = np.stack([x, np.full(len(x), top)], 1)
-        elif long:
-            top = scene.rows[row].y
-            starts = np.stack([out_ports[:, 0], np.full(len(out_ports), top)], 1)
+        starts, top, long = _starts(scene, up, lo, row, out_ports)
         b = bundle_edges(asarray(M, xp), thr, starts[:, 0], in_ports[:, 0], top, rl.y)
         p = edge_pieces(b, M, starts, in_ports)
         if long:

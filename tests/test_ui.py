@@ -1185,3 +1185,44 @@ def test_breadcrumbs_say_where_the_view_is_and_go_up(run_dir: Path):
     assert vy0 <= fy0 and fy1 <= vy1 and vx0 <= fx0 and fx1 <= vx1  # conv1–conv4 framed
     assert crumbs[:2] == [model, "features"]
     assert seen["up"] == [model]
+
+
+def test_a_dead_neuron_says_so_instead_of_showing_arbitrary_images(run_dir: Path, tmp_path: Path):
+    """A neuron that never responds (random-init BaseCNN×¼ has dozens in fc1): its tooltip and
+    the Neuron panel say so; no top-k picture is made for it; its patch is the grey tile."""
+    from imgui_bundle import imgui
+    from imgui_bundle.immapp import testing
+
+    from cnnvis_gl.run.snapshot import silent_tile
+
+    app = make_app(run_dir)
+    seen: dict = {}
+
+    def test(ctx):
+        wait(ctx, ready(app))
+        s, snap = app.state.scene, app.state.snapshot
+        units = [s.units[int(u)] for u in s.neurons.unit]
+        dead = [i for i in range(len(units)) if snap.silent(units[i])[int(s.neurons.index[i])]]
+        seen["dead"] = len(dead)
+        i = dead[0]
+        key = app.state.neuron_key(i)
+        app.actions.zoom_to_cluster(int(s.neurons.cluster[i]))
+        ctx.yield_(2)
+        wait(ctx, lambda: not app.state.camera.animating, 10.0)
+        x, y, w, h = (float(v) for v in s.neurons.rect[i])
+        ctx.mouse_move_to_pos(imgui.ImVec2(*app.view.screen_pos(x + w / 2, y + h / 2)))
+        ctx.yield_(3)
+        seen["hover"] = app.view.hover_text()
+        ctx.mouse_click(0)
+        ctx.yield_(3)
+        seen["selected"] = app.state.selection.neuron == key
+        t = app.inspect.textures
+        seen["pictures"] = [k for k in [*t._tex, *t._making] if k[0] == "topk"]
+        seen["patch"] = snap.patches(key[0], 1, 20, neurons=[key[1]])[0, 0]
+        testing.capture(ctx, str(tmp_path / "dead.png"))
+
+    drive(app, test, SIZE)
+    assert seen["dead"] > 10 and seen["selected"]
+    assert any("never responds above 0" in line for line in seen["hover"])
+    assert seen["pictures"] == []  # no top-k picture is made for it
+    assert np.array_equal(seen["patch"], silent_tile(20))

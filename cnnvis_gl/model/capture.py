@@ -483,10 +483,10 @@ def record_calls(model: nn.Module, input_shape: tuple[int, ...]) -> Recording:
     calls."""
     if isinstance(model, torch.jit.ScriptModule):
         raise ModelError("TorchScript modules cannot be captured: pass the eager nn.Module")
-    scripted = next((n for n, m in model.named_modules() if isinstance(m, torch.jit.ScriptModule)), None)
-    if scripted is not None:
+    scripted = [n for n, m in model.named_modules() if isinstance(m, torch.jit.ScriptModule)]
+    if scripted:
         raise ModelError(
-            f"module {scripted!r} is a TorchScript module (torch.jit.ScriptModule), which cannot "
+            f"module {scripted[0]!r} is a TorchScript module (torch.jit.ScriptModule), which cannot "
             "be captured: make it a plain nn.Module (drop torch.jit.ScriptModule and "
             "@torch.jit.script_method) to analyse the model"
         )

@@ -44,13 +44,12 @@ def neuron_panel(st: AppState, act: Actions) -> None:
         imgui.table_setup_column("classes", imgui.TableColumnFlags_.width_stretch, 1.0)
         imgui.table_next_row()
         imgui.table_next_column()
-        tex = act.inspect.topk_picture(key)
         if st.snapshot.silent(unit)[ch]:
             hint(
                 "It never responds above 0 on the probe images (a dead neuron): no image moves it"
                 " more than another, so its top images (grey) show nothing it learned."
             )
-        elif tex is None:
+        elif (tex := act.inspect.topk_picture(key)) is None:
             imgui.text_disabled("loading top-k patches …")
         else:
             image_fit(tex.glo, tex.size, imgui.get_content_region_avail().x, em(16))

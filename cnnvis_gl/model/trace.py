@@ -351,9 +351,7 @@ class _Builder:
             d = _arg(call, 4, "dilation", 1) if call.op == "max_pool2d" else 1
         else:  # mean / amax over dimensions
             x = self._value(self._refs(call)[0])
-            dims = _arg(call, 1, "dim")
-            dims = [dims] if isinstance(dims, int) else list(dims or [])
-            dims = sorted(d % x.dim() for d in dims)
+            dims = _dims(call, x.dim())
             src_last = self.by_name[self._resolve(self._refs(call)[0], call.name)].channels_last
             spatial = [1, 2] if src_last else [2, 3]
             if x.dim() != 4 or dims != spatial:

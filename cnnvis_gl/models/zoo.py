@@ -174,8 +174,9 @@ def _import_file(path: Path) -> types.ModuleType:
     ``models/__init__.py``) that imports its siblings relatively (``from .layers import …``) is
     imported as the package's module."""
     here = path.resolve().parent
-    top = here
+    parts, top = [path.stem], here  # its dotted name in its package; the package's parent
     while (top / "__init__.py").is_file():
+        parts.insert(0, top.name)
         top = top.parent
     for folder in (here, top, Path.cwd()):
         if str(folder) not in sys.path:
@@ -192,10 +193,6 @@ def _import_file(path: Path) -> types.ModuleType:
         if "relative import" not in str(e):
             raise
         del sys.modules[mod_name]
-    parts, root = [path.stem], path.resolve().parent
-    while (root / "__init__.py").is_file():
-        parts.insert(0, root.name)
-        root = root.parent
     if len(parts) == 1:
         raise ImportError(
             f"it imports relatively (from .x import …) but {path.parent} is no package "
@@ -203,7 +200,7 @@ def _import_file(path: Path) -> types.ModuleType:
         )
     name = ".".join(parts)
     loaded = sys.modules.get(parts[0])
-    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").parent.parent != root:
+    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").parent.parent != top:
         raise ImportError(f"another package named {parts[0]!r} is already imported")
     return importlib.import_module(name)
 

@@ -650,7 +650,7 @@ def cmd_view(a: argparse.Namespace) -> int:
 
 def cmd_ablate(a: argparse.Namespace) -> int:
     from . import open_run
-    from .stats.ablation import ablate
+    from .stats.ablation import ablate, channels_last
 
     run = open_run(a.run)
     snap = run.snapshot(a.step) if a.step is not None else run.latest()
@@ -664,7 +664,10 @@ def cmd_ablate(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     watch = {u.name: u.tap for u in snap.graph.units}
     try:
-        results = ablate(model, data.batches(a.batch_size), sets, len(data.classes), watch=watch)
+        results = ablate(
+            model, data.batches(a.batch_size), sets, len(data.classes), watch=watch,
+            last=channels_last(snap.graph),
+        )  # fmt: skip
     except ValueError as e:
         from .errors import CnnvisError
 

@@ -107,13 +107,13 @@ class _Looks:
     def draw(self, mark: Any, camera: Any) -> np.ndarray:
         """The bookmark's look through ``camera`` (RGB)."""
         from .layout.selection import saved_selection
-        from .render.offscreen import EXPORT_LOD, render_image
+        from .render.offscreen import VIDEO_LOD, render_image
         from .render.renderer import SceneRenderer
 
         key, scene = self.scene(mark)
         r = self._renderers.get(key)
         if r is None:
-            r = SceneRenderer(self.ctx, self.snap, theme=mark.theme, msaa=self.msaa, lod=EXPORT_LOD)
+            r = SceneRenderer(self.ctx, self.snap, theme=mark.theme, msaa=self.msaa, lod=VIDEO_LOD)
             r.set_scene(scene)
             self._renderers[key] = r
         names = list(self.snap.classes)
@@ -364,14 +364,16 @@ class _Lapse:
         layout ``t`` of the way to it, with ``k``'s patches (RGB, callouts drawn)."""
         from .layout.morph import morph
         from .render.callouts import place
-        from .render.offscreen import EXPORT_LOD, render_image
+        from .render.offscreen import VIDEO_LOD, render_image
         from .render.overlay import draw_callouts
         from .render.renderer import SceneRenderer
 
         scene = self.scenes[k] if towards is None else morph(self.scenes[k - 1], self.scenes[k], towards)
         if self._renderer is None or self._renderer[0] != k:
             self.release_renderer()
-            r = SceneRenderer(self.ctx, self.snaps[k], theme=self.theme, msaa=self.msaa, lod=EXPORT_LOD)
+            r = SceneRenderer(
+                self.ctx, self.snaps[k], theme=self.theme, msaa=self.msaa, lod=VIDEO_LOD
+            )
             self._renderer = (k, r)
         r = self._renderer[1]
         r.set_scene(scene)

@@ -158,3 +158,49 @@ def test_downstream_change_equals_two_plain_forward_passes(setup) -> None:
     assert res.change["features.14"].mean() > 0  # and what comes after them
     (plain,) = ablate(model, data.batches(40), [{"features.10": chans}], 10)
     assert plain.change == {} and plain.correct.tolist() == res.correct.tolist()
+
+
+def test_channels_last_units_are_zeroed_on_their_channel_axis(setup) -> None:
+    """A Linear on a channels-last map (ConvNeXt's pointwise layers) and ECA's Conv1d on a
+    (batch, 1, C) row hold their channels last: zeroing channels by hooks equals zeroing those
+    rows of their weights, and the watched responses are per channel."""
+    from torch import nn
+
+    from cnnvis_gl.model import build_graph
+    from cnnvis_gl.stats.ablation import channels_last
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 4, stride=4)
+            self.pw = nn.Linear(8, 6)
+            self.eca = nn.Conv1d(1, 1, 3, padding=1, bias=False)
+            self.gate = nn.Sigmoid()
+            self.head = nn.Linear(6, 10)
+
+        def forward(self, x):
+            y = F.gelu(self.pw(self.stem(x).permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
+            g = self.gate(self.eca(y.mean((2, 3)).view(len(x), 1, -1)))
+            return self.head((y * g.view(len(x), -1, 1, 1)).mean((2, 3)))
+
+    _, data = setup
+    torch.manual_seed(0)
+    model = Block().eval()
+    graph = build_graph(model, (3, 32, 32))
+    last = channels_last(graph)
+    assert {"pw", "eca"} <= last and graph.unit("eca").tap == "gate" and "gate" in last
+    watch = {u.name: u.tap for u in graph.units}
+    chans = [0, 2, 5]
+    (res,) = ablate(model, data.batches(32), [{"pw": chans}], 10, watch=watch, last=last)
+    oracle = copy.deepcopy(model)
+    with torch.no_grad():
+        oracle.pw.weight[chans] = 0
+        oracle.pw.bias[chans] = 0
+    right, loss, count = _per_class(oracle, data)
+    np.testing.assert_array_equal(res.count, count)
+    np.testing.assert_array_equal(res.correct, right)
+    np.testing.assert_allclose(res.loss, loss, rtol=1e-4)
+    # ECA's neurons, measured per channel on its (batch, 1, C) row: zeroing its neuron 3
+    (eca,) = ablate(model, data.batches(32), [{"eca": [3]}], 10, watch=watch, last=last)
+    assert eca.change["eca"].shape == (6,) and eca.change["eca"][3] > 0
+    np.testing.assert_array_equal(np.delete(eca.change["eca"], 3), 0)

@@ -174,7 +174,7 @@ def test_what_clusters_edges_and_bundles_say(state) -> None:
 # ---------------------------------------------------------------------------- level of detail
 
 
-def _lod(zoom: float, **kw):
+def _lod(zoom: float, still: bool = False, **kw):
     args = dict(
         patch_side=10.0,
         row_height=1.0,
@@ -183,7 +183,8 @@ def _lod(zoom: float, **kw):
         edge_count=lambda cap: min(50_000, cap),
     )
     args.update(kw)
-    return level_of_detail(LodSettings(), Camera((500.0, 500.0), zoom), (1000, 1000), **args)
+    lod = LodSettings(still=still)
+    return level_of_detail(lod, Camera((500.0, 500.0), zoom), (1000, 1000), **args)
 
 
 def test_patches_fade_in_between_the_thresholds() -> None:
@@ -386,6 +387,16 @@ def test_mosaic_and_patches_never_show_together() -> None:
         lod = _lod(float(z))
         assert lod["mosaic_alpha"] == 0.0 or lod["patches_drawn"] == 0.0
     assert _lod(0.05)["mosaic_alpha"] == 1.0 and _lod(1.0)["patches_drawn"] == 1.0
+
+
+def test_a_still_picture_is_never_half_faded() -> None:
+    """``cnnvis render`` (LodSettings.still): at every zoom the clusters show their mosaics or
+    their patches, opaque; the switch is where the patches are half faded in the viewer."""
+    for z in np.linspace(0.05, 1.0, 96):
+        moving, still = _lod(float(z)), _lod(float(z), still=True)
+        assert {still["mosaic_alpha"], still["patches_drawn"]} == {0.0, 1.0}
+        assert still["patches_drawn"] == float(moving["patch_alpha"] >= 0.5)
+    assert _lod(0.4)["mosaic_alpha"] < 1.0 and _lod(0.4, still=True)["mosaic_alpha"] == 1.0
 
 
 def test_matrix_cell_hover_names_the_class_and_its_top_neurons(state) -> None:

@@ -34,6 +34,7 @@ from ..errors import ModelError
 MODULE_KINDS: dict[type, str] = {
     nn.Conv2d: "conv",
     nn.Linear: "linear",
+    nn.Conv1d: "conv1d",
     nn.BatchNorm1d: "norm",
     nn.BatchNorm2d: "norm",
     nn.SyncBatchNorm: "norm",
@@ -74,6 +75,7 @@ MODULE_KINDS: dict[type, str] = {
     nn.ConstantPad2d: "layout",
     nn.ReflectionPad2d: "layout",
     nn.ReplicationPad2d: "layout",
+    nn.PixelUnshuffle: "layout",
 }
 
 #: Containers are entered, never leaves.
@@ -83,24 +85,27 @@ _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 FUNCTION_KINDS: dict[str, str] = {
     **dict.fromkeys(
         "relu relu6 leaky_relu elu selu celu gelu silu mish sigmoid tanh hardtanh hardswish "
-        "hardsigmoid softplus prelu threshold softmax log_softmax logsigmoid clamp clip".split(),
+        "hardsigmoid softplus prelu threshold softmax log_softmax logsigmoid clamp clip pow square "
+        "abs".split(),
         "act",
     ),
     **dict.fromkeys(
-        "max_pool2d avg_pool2d adaptive_avg_pool2d adaptive_max_pool2d mean amax sum interpolate "
-        "upsample upsample_nearest upsample_bilinear".split(),
+        "max_pool2d avg_pool2d adaptive_avg_pool2d adaptive_max_pool2d mean amax amin sum max "
+        "min norm linalg_vector_norm interpolate upsample upsample_nearest "
+        "upsample_bilinear matmul bmm".split(),
         "pool",
     ),
     **dict.fromkeys("batch_norm layer_norm group_norm instance_norm".split(), "norm"),
     "conv2d": "conv",
+    "conv1d": "conv1d",
     "linear": "linear",
     **dict.fromkeys("dropout dropout2d alpha_dropout feature_alpha_dropout".split(), "dropout"),
     **dict.fromkeys("add sub".split(), "add"),
-    **dict.fromkeys("mul div truediv".split(), "mul"),
+    **dict.fromkeys("mul div truediv addcmul".split(), "mul"),
     **dict.fromkeys(
         "view reshape flatten transpose permute contiguous getitem split chunk unbind squeeze "
         "unsqueeze narrow clone detach to float cat concat concatenate swapaxes movedim "
-        "unflatten channel_shuffle data T pad expand expand_as".split(),
+        "unflatten channel_shuffle data T pad expand expand_as stack pixel_unshuffle".split(),
         "layout",
     ),
 }
@@ -128,6 +133,8 @@ _OPERATOR_NAMES = {
     "__getitem__": "getitem",
     "__setitem__": "setitem",
     "__matmul__": "matmul",
+    "__pow__": "pow",
+    "__ipow__": "pow",
 }
 
 # Results of calls that are not layers (shapes, sizes, truth values) are ignored.
@@ -391,8 +398,8 @@ class _Session(TorchFunctionMode):
         inputs = [
             self.producer[id(t)].index for t in _tensors((args, kwargs)) if id(t) in self.producer
         ]
-        if not module and all(self.calls[i].kind == "constant" for i in inputs):
-            kind = "constant"  # tensors made from parameters or constants only
+        if all(self.calls[i].kind == "constant" for i in inputs):
+            kind = "constant"  # made from parameters or constants only (a positional encoding)
         elif op.endswith("_") and op not in _INPLACE_OK and not module:
             raise ModelError(
                 f"unsupported in-place operation .{op}() {self._where()}: use the out-of-place form"
@@ -446,6 +453,36 @@ def map_leaves(obj: Any, fn: Callable[[Any], Any], leaf: type | tuple[type, ...]
     if isinstance(obj, dict):
         return {k: map_leaves(v, fn, leaf) for k, v in obj.items()}
     return obj
+
+
+@dataclass(eq=False)
+class Computed:
+    """A tensor that ``forward()`` computes from parameters and constants only (a standardised
+    convolution weight, a reshaped layer scale): :meth:`value` computes it again from the live
+    parameters, so the weights read later follow training."""
+
+    target: Any
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    item: tuple[int, ...] = ()
+
+    def value(self) -> torch.Tensor:
+        ev = lambda c: c.value()  # noqa: E731
+        args = map_leaves(self.args, ev, Computed)
+        return pick(self.target(*args, **map_leaves(self.kwargs, ev, Computed)), self.item)
+
+
+def computed(calls: list[Call], ref: Ref) -> Computed:
+    """The recipe of constant call output ``ref`` (whose inputs are all constant calls)."""
+    call = calls[ref.index]
+    sub = lambda r: computed(calls, r)  # noqa: E731
+    args, kwargs = map_leaves(call.args, sub, Ref), map_leaves(call.kwargs, sub, Ref)
+    return Computed(call.target, args, kwargs, ref.item)
+
+
+def live(v: Any) -> Any:
+    """A tensor argument as the model has it now (:class:`Computed` ones computed again)."""
+    return v.value() if isinstance(v, Computed) else v
 
 
 @dataclass

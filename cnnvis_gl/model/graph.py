@@ -271,8 +271,8 @@ def assemble(layers: list[Layer], input_shape: list[int], capture: str = "") -> 
     """Receptive fields, units and groups of ``layers`` (in forward order; the first is the input)."""
     by_name = {l.name: l for l in layers}
     _receptive_fields(layers, by_name)
-    spanned = _spanned(layers)
-    units = _units(layers, by_name, spanned)
+    spanned, cells = _cells(layers, _spanned(layers))
+    units = _units(layers, by_name, spanned, cells)
     groups = _groups(layers, by_name, units, spanned)
     return NeuronGraph(list(input_shape), layers, units, groups, capture=capture)
 
@@ -296,7 +296,8 @@ def _receptive_fields(layers: list[Layer], by_name: dict[str, Layer]) -> None:
     Upsampling by f: jump' = jump/f; start' = start + (1/(2f) - 1/2)·jump; size' = size, plus
     one jump when the mode blends neighbours (bilinear).
     Where paths join (add, cat), the widest input wins; a product (gating) keeps the field of its
-    gated side.  Global / adaptive pooling and linear layers on vectors see the whole image.
+    gated side, a sum with a broadcast term that of its full-size inputs.  Global / adaptive
+    pooling and linear layers on vectors see the whole image.
     """
     _, in_h, in_w = (by_name["input"].shape + [1, 1, 1])[:3]
     whole = [float(in_h), float(in_w)]
@@ -306,6 +307,10 @@ def _receptive_fields(layers: list[Layer], by_name: dict[str, Layer]) -> None:
         srcs = [by_name[i] for i in layer.inputs]
         if layer.kind == "mul":
             srcs = [srcs[k] for k in layer.params.get("carriers", range(len(srcs)))]
+        elif layer.kind == "add" and any(s.shape == layer.shape for s in srcs):
+            # a broadcast term (GCNet's global context, added to every position) is the same
+            # everywhere: the field is the full-size inputs', as a gate's
+            srcs = [s for s in srcs if s.shape == layer.shape]
         src = max(srcs, key=lambda s: s.rf_size[0] * s.rf_size[1])
         size, jump, start = list(src.rf_size), list(src.rf_jump), list(src.rf_start)
         p = dict(layer.params)
@@ -399,7 +404,42 @@ def _spanned(layers: list[Layer]) -> list[bool]:
     return [bool(v) for v in np.cumsum(diff)[: len(layers)] > 0]
 
 
-def _units(layers: list[Layer], by_name: dict[str, Layer], spanned: list[bool]) -> list[Unit]:
+def _cells(layers: list[Layer], spanned: list[bool]) -> tuple[list[bool], set[str]]:
+    """``spanned`` with the joins that end *cells* taken out.  Cells that each read the outputs
+    of the two cells before them (NASNet, PNASNet) make one long spanned stretch.  A cell's join
+    ends a block (as a residual add does) when every edge crossing it starts at another cell's
+    join or where the stretch opened — and, if one starts where the stretch opened (as the skip
+    edge of a residual block around a join inside it does), when the join itself is read past
+    a later cell's join (by the cell after next).  Also returns the names of those joins."""
+    order = {l.name: i for i, l in enumerate(layers)}
+    edges = [(order[i], order[l.name]) for l in layers for i in l.inputs]
+    opening, candidates = {}, []  # join -> where its stretch opened
+    last = -1
+    for p, layer in enumerate(layers):
+        if not spanned[p]:
+            last = p
+        elif _is_join(layer):
+            candidates.append(p)
+            opening[p] = last
+    crossing = {c: {s for s, d in edges if s < c < d} for c in candidates}
+    reach = {c: max([d for s, d in edges if s == c], default=c) for c in candidates}
+    cuts = set(candidates)
+    while True:
+        kept = {
+            c
+            for c in cuts
+            if crossing[c] - {opening[c]} <= cuts
+            and (opening[c] not in crossing[c] or any(c < k < reach[c] for k in cuts))
+        }
+        if kept == cuts:
+            break
+        cuts = kept
+    return [sp and p not in cuts for p, sp in enumerate(spanned)], {layers[c].name for c in cuts}
+
+
+def _units(
+    layers: list[Layer], by_name: dict[str, Layer], spanned: list[bool], cells: set[str]
+) -> list[Unit]:
     consumers = _consumers(layers)
     units: dict[str, Unit] = {}
     for idx, l in enumerate(layers):
@@ -407,7 +447,8 @@ def _units(layers: list[Layer], by_name: dict[str, Layer], spanned: list[bool]) 
         joins = l.kind == "cat" and len(l.inputs) > 1 and len(l.shape) == 3 and not spanned[idx]
         if not (l.weighted or joins):
             continue
-        tap = _tap(l.name, by_name, consumers)
+        # (a cell's join is its own tap: the next cell's layers are not the cell's)
+        tap = l.name if l.name in cells else _tap(l.name, by_name, consumers)
         if tap in units:
             units[tap].layers.append(l.name)
             continue
@@ -449,13 +490,19 @@ def _groups(
     seq = [l for l in layers if l.kind != "input"]
     for idx, l in enumerate(seq):
         i = order[l.name]
-        # a linear layer, or a strided (not depthwise) conv outside a residual block, starts a
-        # new group
-        if not spanned[i] and (
-            (l.kind == "linear" and len(l.shape) == 1)
-            or (l.kind == "conv" and max(l.params["stride"]) > 1 and not _depthwise(l, by_name))
-        ):
-            close()
+        # a linear layer, or a strided conv outside a residual block, starts a new group; a
+        # strided depthwise conv starts it at the 1×1 conv feeding it when that is an
+        # inverted-residual block's expansion, so the block stays in one group
+        strided = l.kind == "conv" and max(l.params["stride"]) > 1
+        if not spanned[i] and (l.kind == "linear" and len(l.shape) == 1 or strided):
+            feed = _feeding_pointwise(l, by_name) if _depthwise(l, by_name) else None
+            if feed is not None and feed in raw[-1]:
+                k = raw[-1].index(feed)
+                if any(by_name[n].weighted for n in raw[-1][:k]):
+                    raw[-1], tail = raw[-1][:k], raw[-1][k:]
+                    raw.append(tail)
+            else:
+                close()
         raw[-1].append(l.name)
         nxt = seq[idx + 1] if idx + 1 < len(seq) else None
         if spanned[i]:
@@ -526,6 +573,23 @@ def _place(tap: str, by_name: dict[str, Layer], consumers: dict[str, list[str]],
     """Where a unit's neurons leave: its tap, or for gated channels (``x * gate``) the product."""
     gated = [c for c in consumers[tap] if by_name[c].kind == "mul" and _carries(by_name[c], tap)]
     return max([order[tap]] + [order[c] for c in gated if not _is_join(by_name[c])])
+
+
+def _feeding_pointwise(conv: Layer, by_name: dict[str, Layer]) -> str | None:
+    """The 1×1 conv whose output ``conv`` reads through element-wise layers, when it is an
+    expansion (not the pointwise half of a depthwise-separable pair, as in MobileNet v1)."""
+
+    def producer(layer: Layer) -> Layer:
+        cur = by_name[layer.inputs[0]]
+        while cur.kind in ELEMENTWISE and len(cur.inputs) == 1 and not _is_join(cur):
+            cur = by_name[cur.inputs[0]]
+        return cur
+
+    cur = producer(conv)
+    if cur.kind != "conv" or cur.params.get("kernel") != [1, 1]:
+        return None
+    before = producer(cur)
+    return None if before.kind == "conv" and _depthwise(before, by_name) else cur.name
 
 
 def _depthwise(conv: Layer, by_name: dict[str, Layer]) -> bool:

@@ -10,6 +10,7 @@ layer (or none).  Constants (parameters, class tokens) are ``-1``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,12 +38,19 @@ _SUPPORTED = (
 Prov = tuple[Any, Any]  # (P, Q), each a tensor or a tuple of tensors like the call's output
 
 
-def base(number: int, shape: list[int], channels_last: bool, device: Any) -> Prov:
-    """(P, Q) of the output of layer ``number`` with canonical ``shape`` (C[, H, W])."""
+def base(
+    number: int, shape: list[int], channels_last: bool, device: Any, view: Any = None
+) -> Prov:
+    """(P, Q) of the output of layer ``number`` with canonical ``shape`` (C[, H, W]), laid out
+    channels-last, or reshaped to its ``view`` (a stack of maps, a rearranged vector)."""
+    if view:
+        p, q = base(number, shape, False, device)
+        return p.reshape(p.shape[0], *view), q.reshape(q.shape[0], *view)
     c, n = shape[0], CAPTURE_BATCH  # (as many as the capture's batch: its view(b, …) args)
     ch = torch.arange(c, device=device, dtype=torch.int64) + (number << ID_BITS)
-    if len(shape) == 1:
-        return ch.view(1, c).repeat(n, 1), torch.zeros(n, c, dtype=torch.int64, device=device)
+    if len(shape) == 1:  # (channels-last: a row, (1, C))
+        row = (n, 1, c) if channels_last else (n, c)
+        return ch.expand(row).clone(), torch.zeros(row, dtype=torch.int64, device=device)
     h, w = shape[1:]
     pos = torch.arange(h * w, device=device, dtype=torch.int64).view(1, h, w)
     p, q = ch.view(c, 1, 1).expand(c, h, w), pos.expand(c, h, w)
@@ -91,7 +99,7 @@ def run(call: Call, inputs: dict[Ref, Prov]) -> Prov:
 
 def joins_several(p: Any) -> bool:
     """Whether a result holds channels of several layers (padding aside)."""
-    if not isinstance(p, torch.Tensor) or p.dim() - 1 not in (1, 3):
+    if not isinstance(p, torch.Tensor) or p.dim() - 1 not in (1, 3) and not is_row(p):
         return False
     return torch.unique(p[p >= 0] >> ID_BITS).numel() > 1
 
@@ -109,51 +117,86 @@ class Movement:
     map: list[list[int]] = field(default_factory=list)
     # a strided or padded view of the sources' positions, as a 1×1 window (receptive fields)
     window: dict[str, list[int]] = field(default_factory=dict)
+    # the result's real arrangement when it is not ``shape``: (K, C, H, W) for K stacked maps
+    view: list[int] = field(default_factory=list)
 
 
-def classify(
-    p: torch.Tensor, q: torch.Tensor, shapes: dict[int, tuple[list[int], bool]], where: str
-) -> Movement:
+Shapes = dict[int, tuple[list[int], bool, list[int]]]  # layer number -> shape, last, view
+
+
+def classify(p: torch.Tensor, q: torch.Tensor, shapes: Shapes, where: str) -> Movement:
     """Read the provenance of a result that a layer reads; ``shapes`` gives each source layer's
-    canonical shape and layout.  Raises ``ModelError`` for results that are no channel map."""
-    ids = p[0]
-    if ids.dim() != 3 and (p < 0).any():
+    canonical shape, layout and view (:func:`base`).  Raises ``ModelError`` for results that
+    are no channel map."""
+    ids, real = p[0], list(p.shape[1:])
+    m = None
+    if ids.dim() == 1 or is_row(p):
+        return _vector(ids.flatten(), shapes, is_row(p), [], where)
+    if ids.dim() == 3:
+        m = _map(ids, q[0], shapes, [])
+    elif ids.dim() == 4:  # (K, C, H, W): K maps stacked (SKNet's paths, ResNeSt's radix splits)
+        m = _map(ids.flatten(0, 1), q[0].flatten(0, 1), shapes, real)
+    if m is None and _position_free(ids, q[0], shapes):
+        # values of vectors or 1×1 maps in any arrangement (ResNeSt's radix softmax): a vector
+        # of the elements in memory order, with the arrangement as its view
+        return _vector(ids.flatten(), shapes, False, real, where)
+    if m is not None:
+        return m
+    if ids.dim() == 2:
+        raise ModelError(
+            f"unsupported reshape {where}: a tensor of shape {tuple(ids.shape)} reaches a layer "
+            f"(token sequences, as in transformers, are not supported); {_SUPPORTED}"
+        )
+    raise ModelError(
+        f"unsupported reshape {where}: it moves values across positions or mixes channels with "
+        f"space; {_SUPPORTED}"
+    )
+
+
+def _vector(ids: torch.Tensor, shapes: Shapes, row: bool, view: list[int], where: str) -> Movement:
+    if (ids < 0).any():
         raise ModelError(
             f"the data movement {where} mixes a constant tensor into the feature maps "
             "(e.g. a class token): not supported"
         )
-    if ids.dim() == 1:
-        sources, pos, ch = _sources(ids)
-        shape0, _ = shapes[sources[0]]
-        if len(sources) == 1 and len(shape0) == 1 and _is_arange(ch, shape0[0]):
+    sources, pos, ch = _sources(ids)
+    shape0, last0, view0 = shapes[sources[0]]
+    if len(sources) == 1 and len(shape0) == 1 and _is_arange(ch, shape0[0]):
+        if last0 == row and view0 == view:
             return Movement("alias", sources)
-        flat = any(len(shapes[s][0]) == 3 for s in sources)
-        kind = "flatten" if flat else ("cat" if len(sources) > 1 else "select")
-        return Movement(kind, sources, [int(ids.shape[0])], False, encode_map(pos, ch))
-    if ids.dim() != 3:
-        tokens = (
-            " (token sequences, as in transformers, are not supported)" if ids.dim() == 2 else ""
-        )
-        raise ModelError(
-            f"unsupported reshape {where}: a tensor of shape {tuple(ids.shape)} reaches a "
-            f"layer{tokens}; {_SUPPORTED}"
-        )
-    for last in (False, True):
+        return Movement("identity", sources, list(shape0), row, view=view)
+    flat = any(len(shapes[s][0]) == 3 for s in sources)
+    kind = "flatten" if flat else ("cat" if len(sources) > 1 else "select")
+    return Movement(kind, sources, [int(ids.numel())], row, encode_map(pos, ch), view=view)
+
+
+def _position_free(ids: torch.Tensor, g: torch.Tensor, shapes: Shapes) -> bool:
+    """Whether every value comes from a vector or a 1×1 map (position 0)."""
+    if (ids < 0).any() or (g != 0).any():
+        return False
+    sources = torch.unique(ids >> ID_BITS).tolist()
+    return all(math.prod(shapes[n][0][1:]) == 1 for n in sources)
+
+
+def _map(ids: torch.Tensor, g0: torch.Tensor, shapes: Shapes, view: list[int]) -> Movement | None:
+    """A (C, H, W) result whose channels each hold one source channel on a grid of its
+    positions (``view``: its real arrangement when not (C, H, W)); ``None`` otherwise."""
+    for last in (False, True) if not view else (False,):
         a = ids.permute(2, 0, 1) if last else ids
-        g = q[0].permute(2, 0, 1) if last else q[0]
+        g = g0.permute(2, 0, 1) if last else g0
         c, h, w = a.shape
         chan = a.amax((1, 2))  # each channel's source channel; -1: padding throughout
         if not ((a == chan.view(c, 1, 1)) | (a < 0)).all():
             continue  # a channel mixes values of several channels
         real = torch.nonzero(chan >= 0).flatten()
-        if not len(real) or not (g[real] == g[real[0]]).all():
-            continue  # nothing but padding, or channels moved differently
+        if not len(real):
+            continue  # nothing but padding
         sources, pos, ch = _sources(chan[real])
-        shape0, last0 = shapes[sources[0]]
+        shape0, last0, view0 = shapes[sources[0]]
         hw = [list(shapes[n][0][1:]) or [1, 1] for n in sources]  # (a vector: one position)
         if any(x != hw[0] for x in hw):
             continue
-        window = _grid(g[real[0]], *hw[0])
+        window = _windows(torch.unique(g[real], dim=0), *hw[0])
         if window is None:
             continue  # values moved across positions
         if len(real) < c:  # channels of padding: source -1
@@ -162,16 +205,37 @@ def classify(
             full_pos[real.cpu()], full_ch[real.cpu()] = pos, ch
             pos, ch = full_pos, full_ch
         same = len(sources) == 1 and shape0 == [c, h, w] and _is_arange(ch, c) and not window
-        if same and last0 == last:
+        if same and last0 == last and view0 == view:
             return Movement("alias", sources)
         kind = "identity" if same else ("cat" if len(sources) > 1 else "select")
         return Movement(
-            kind, sources, [c, h, w], last, [] if same else encode_map(pos, ch), window
+            kind, sources, [c, h, w], last, [] if same else encode_map(pos, ch), window, view
         )
-    raise ModelError(
-        f"unsupported reshape {where}: it moves values across positions or mixes channels with "
-        f"space; {_SUPPORTED}"
-    )
+    return None
+
+
+def is_row(t: Any) -> bool:
+    """Whether a (batch, …) tensor is a row vector (batch, 1, C): a vector laid out for a
+    convolution along the channels (ECA)."""
+    return isinstance(t, torch.Tensor) and t.dim() == 3 and t.shape[1] == 1
+
+
+def _windows(grids: torch.Tensor, hs: int, ws: int) -> dict[str, list[int]] | None:
+    """The positions of channels that each hold a strided grid of a source map ``hs × ws``
+    (``grids``: the distinct ones, ``[n, h, w]``) as one window: :func:`_grid`'s for a single
+    grid; for several grids of one stride and different offsets (a space-to-depth
+    reshape–permute–reshape, TResNet's stem) the window spanning their offsets, so a position's
+    receptive field is the union of its channels'."""
+    fits = [_grid(g, hs, ws) for g in grids]
+    if len(fits) == 1 or any(f is None for f in fits):
+        return fits[0] if len(fits) == 1 else None
+    if any(not f or f["stride"] != fits[0]["stride"] for f in fits):
+        return None
+    lo = [min(-f["padding"][a] for f in fits) for a in range(2)]  # offsets
+    hi = [max(-f["padding"][a] for f in fits) for a in range(2)]
+    kernel = [hi[a] - lo[a] + 1 for a in range(2)]
+    stride, padding = fits[0]["stride"], [-lo[0], -lo[1]]
+    return {"kernel": kernel, "stride": stride, "padding": padding, "dilation": [1, 1]}
 
 
 def _grid(g: torch.Tensor, hs: int, ws: int) -> dict[str, list[int]] | None:

@@ -21,10 +21,11 @@ from torch import nn
 
 from ..errors import ModelError
 from . import movement
-from .capture import Call, Recording, Ref, pick, record_calls
+from .capture import Call, Computed, Recording, Ref, live, pick, record_calls
 from .graph import Layer, NeuronGraph, assemble, decode_map
+from .params import NORMS, arg, band_matrix, layer_params, pair, param, reduced, where
 
-_GATES = {"Sigmoid", "Hardsigmoid", "sigmoid", "hardsigmoid", "Softmax", "softmax"}
+_MATMULS = ("matmul", "bmm")
 
 
 @dataclass
@@ -45,7 +46,12 @@ class TracedModel:
         module = self.module_of.get(name)
         if module is not None:
             return module.weight
-        return self.tensors_of[name]["weight"]
+        return self.tensor(name, "weight")
+
+    def tensor(self, name: str, key: str) -> Any:
+        """A tensor argument of layer ``name``'s call (``weight``, ``scale``, …) as the model
+        has it now, or ``None``."""
+        return live(self.tensors_of.get(name, {}).get(key))
 
     @property
     def device(self) -> torch.device:
@@ -61,25 +67,6 @@ def trace_model(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32)) ->
     """Capture ``model`` from one forward pass on zeros of ``input_shape`` (C, H, W)."""
     rec = record_calls(model, tuple(int(s) for s in input_shape))
     return _Builder(model, rec, list(input_shape)).build()
-
-
-def _pair(v: Any) -> list[int]:
-    if isinstance(v, (int, float)):
-        return [int(v), int(v)]
-    v = list(v)
-    return [int(v[0]), int(v[-1])]
-
-
-def _dims(call: Call, rank: int) -> list[int]:
-    """The dimensions a reduction (``x.mean(dim)``) reduces, non-negative for ``rank``."""
-    d = _arg(call, 1, "dim")
-    return sorted(v % rank for v in ([d] if isinstance(d, int) else list(d or [])))
-
-
-def _arg(call: Call, pos: int, key: str, default: Any = None) -> Any:
-    if key in call.kwargs:
-        return call.kwargs[key]
-    return call.args[pos] if len(call.args) > pos else default
 
 
 class _Builder:
@@ -127,9 +114,13 @@ class _Builder:
         """Whether a data-movement result is a layer of its own at once: a layer reads it, or it
         joins several sources and is then split again (a ShuffleNet block's output)."""
         p = self.prov[call.index][0]
-        if not isinstance(p, torch.Tensor) or p.dim() - 1 not in (1, 3):
+        if not isinstance(p, torch.Tensor):
             return False
-        if any(r.kind not in ("layout", "constant", "unknown") for r in readers):
+        if p.dim() - 1 not in (1, 3, 4) and not movement.is_row(p):
+            return False
+        # (a matmul reads its operands itself: a flattened map, attention weights)
+        if any(r.kind not in ("layout", "constant", "unknown") and r.op not in _MATMULS
+               for r in readers):  # fmt: skip
             return True
         return any(r.op in movement.SPLITS for r in readers) and movement.joins_several(p)
 
@@ -139,9 +130,6 @@ class _Builder:
         self.number[layer.name] = len(self.number) + 1
         self.of_ref[ref] = layer.name
         self.traced.call_of[layer.name] = ref
-
-    def _where(self, call: Call) -> str:
-        return f"at {call.name!r}"
 
     # ------------------------------------------------------------------ inputs of a layer
     def _resolve(self, ref: Ref, name: str) -> str:
@@ -182,41 +170,100 @@ class _Builder:
             )
             self._add(pool, Ref(call.index))
             return
+        if call.kind in ("conv", "conv1d", "linear") and not isinstance(call.target, nn.Module):
+            param(self.calls, call, 1, "weight")  # (an error for weights computed from the data)
+        if call.op in _MATMULS:
+            if not self._attention_pool(call):
+                self._defer(
+                    call,
+                    f"{call.op} {where(call)}: only a map's positions pooled with "
+                    "attention weights (a global-context block) is supported",
+                )
+            return
         if any(r.index in self.bad for r in refs):
             return self._defer(call, self.bad[next(r.index for r in refs if r.index in self.bad)])
+        if call.kind == "act" and len(refs) > 1:
+            return self._defer(
+                call, f"{call.op} of several feature maps {where(call)} is not supported"
+            )
         inputs = [self._resolve(r, call.name) for r in refs]
-        out = call.value
+        out, ref = call.value, Ref(call.index)
+        if call.op in ("max", "min") and isinstance(out, tuple):  # torch.max(x, 1): the values
+            out, ref = out[0], Ref(call.index, (0,))
         if not isinstance(out, torch.Tensor):
             raise ModelError(
-                f"unsupported operation {call.op!r} {self._where(call)}: it returns several tensors"
+                f"unsupported operation {call.op!r} {where(call)}: it returns several tensors"
             )
         src = self.by_name[inputs[0]]
         if call.kind == "identity" and len(inputs) == 1:
             self.of_ref[Ref(call.index)] = inputs[0]  # nn.Identity: no layer
             return
         rank = out.dim() - 1
-        if rank == 2:
+        # a row vector (batch, 1, C), as ECA convolves along the channels
+        row = movement.is_row(out) and src.channels_last and len(src.shape) == 1
+        if call.kind == "conv1d":
+            return self._channel_conv(call, inputs, row)
+        view = src.params.get("view")
+        if view and list(out.shape[1:]) == view:  # an element-wise op on a stack of maps, …
+            shape, last = list(src.shape), False
+        elif rank == 4:  # K maps stacked (K, C, H, W): canonically (K·C, H, W)
+            view = list(out.shape[1:])
+            shape, last = [view[0] * view[1], *view[2:]], False
+        elif rank == 2 and not row:
             return self._defer(
                 call,
-                f"unsupported tensor of shape {tuple(out.shape)} {self._where(call)}: "
+                f"unsupported tensor of shape {tuple(out.shape)} {where(call)}: "
                 "cnnvis_gl analyses feature maps (batch, channels, height, width) and vectors; "
                 "token sequences (transformers) are not supported",
             )
-        if rank not in (1, 3):
+        elif rank not in (1, 2, 3):
             return self._defer(
-                call, f"unsupported tensor of shape {tuple(out.shape)} {self._where(call)}"
+                call, f"unsupported tensor of shape {tuple(out.shape)} {where(call)}"
             )
-        last = rank == 3 and self._channels_last(call, src, rank)
-        shape = list(out.shape[1:])
-        if last:
-            shape = [shape[-1], *shape[:-1]]
-        params = self._params(call, refs, inputs, shape, last)
+        else:
+            view = None
+            last = row or rank == 3 and self._channels_last(call, src, rank)
+            shape = list(out.shape[1:])
+            if last:
+                shape = [shape[-1], *shape[:-1]][: 1 if row else 3]
+        params, tens = layer_params(
+            self.calls, call, refs, [self.by_name[n] for n in inputs], shape
+        )
+        if tens:
+            self.traced.tensors_of[call.name] = tens
+        if view:
+            params["view"] = view
         layer = Layer(
             call.name, call.kind, call.op, inputs, shape, params, channels_last=bool(last)
         )
-        self._add(layer, Ref(call.index))
+        self._add(layer, ref)
         if isinstance(call.target, nn.Module):
             self.traced.module_of[call.name] = call.target
+
+    def _channel_conv(self, call: Call, inputs: list[str], row: bool) -> None:
+        """A Conv1d along the channels of a row vector (ECA: ``conv(y.view(b, 1, c))``): a
+        linear layer whose weight is the band matrix of the kernel."""
+        m = call.target
+        if isinstance(m, nn.Module):
+            w, stride, pad, dil = m.weight, m.stride[0], m.padding, m.dilation[0]
+        else:
+            w = param(self.calls, call, 1, "weight")
+            stride, pad = pair(arg(call, 3, "stride", 1))[0], arg(call, 4, "padding", 0)
+            dil = pair(arg(call, 5, "dilation", 1))[0]
+        c = self.by_name[inputs[0]].shape[0]
+        k = int(live(w).shape[-1])
+        pad = (dil * (k - 1)) // 2 if pad == "same" else 0 if pad == "valid" else pair(pad)[0]
+        one = tuple(live(w).shape[:2]) == (1, 1) and stride == 1
+        if not row or not one or call.value.shape[-1] != c:
+            raise ModelError(
+                f"{call.op} {where(call)}: only a one-channel convolution along the "
+                "channels of a pooled vector, keeping its length (ECA), is supported"
+            )
+        layer = Layer(call.name, "linear", call.op, inputs, [c], {}, channels_last=True)
+        self._add(layer, Ref(call.index))
+        self.traced.tensors_of[call.name] = {
+            "weight": Computed(band_matrix, (w, c, pad, dil), {})
+        }
 
     def _pooled_map(self, call: Call, refs: list[Ref]) -> str | None:
         """The channels-first map whose global pooling ``call`` is, when it reduces the last
@@ -225,41 +272,69 @@ class _Builder:
         already (``x.mean(3).mean(2)``); ``None`` otherwise."""
         if call.kind != "pool" or call.op not in ("mean", "amax", "sum") or len(refs) != 1:
             return None
-        if self._value(refs[0]).dim() != 3 or call.value.dim() != 2 or _dims(call, 3) != [2]:
+        if self._value(refs[0]).dim() != 3 or call.value.dim() != 2 or reduced(call, 3) != [2]:
             return None
         prev = self.calls[refs[0].index]
         if prev.kind == "pool" and prev.op == call.op:  # one spatial axis reduced before
             before = self._refs(prev)
-            if len(before) != 1 or self._value(before[0]).dim() != 4 or _dims(prev, 4) not in (
+            if len(before) != 1 or self._value(before[0]).dim() != 4 or reduced(prev, 4) not in (
                 [2],
                 [3],
             ):
                 return None
             name = self._resolve(before[0], call.name)
-        elif prev.kind == "layout" and refs[0].index in self.prov:  # the positions flattened
-            p, q = (pick(t, refs[0].item) for t in self.prov[refs[0].index])
-            ids, pos = p[0], q[0]  # [channels, positions]
-            if (ids < 0).any() or not (ids == ids[:, :1]).all():
-                return None
-            numbers = torch.unique(ids >> movement.ID_BITS)
-            if numbers.numel() != 1:
-                return None
-            name = next(k for k, v in self.number.items() if v == int(numbers[0]))
-            shape = self.by_name[name].shape
-            ch = ids[:, 0] & ((1 << movement.ID_BITS) - 1)
-            every = torch.arange(pos.shape[1], device=pos.device)
-            if (
-                len(shape) != 3
-                or shape[0] != ids.shape[0]
-                or shape[1] * shape[2] != pos.shape[1]
-                or not (ch == torch.arange(shape[0], device=ch.device)).all()
-                or not (pos.sort(dim=1).values == every).all()
-            ):
-                return None
         else:
-            return None
+            return self._flattened_map(refs[0])
         layer = self.by_name[name]
         return name if len(layer.shape) == 3 and not layer.channels_last else None
+
+    def _flattened_map(self, ref: Ref) -> str | None:
+        """The channels-first map whose positions the data-movement result ``ref`` flattens
+        (``x.view(b, c, h * w)``, with leading axes of size 1: ``.unsqueeze(1)``), or None."""
+        if self.calls[ref.index].kind != "layout" or ref.index not in self.prov:
+            return None
+        p, q = (pick(t, ref.item) for t in self.prov[ref.index])
+        ids, pos = p[0], q[0]
+        while ids.dim() > 2 and ids.shape[0] == 1:
+            ids, pos = ids[0], pos[0]
+        if ids.dim() != 2 or (ids < 0).any() or not (ids == ids[:, :1]).all():
+            return None  # not [channels, positions] of whole channels
+        numbers = torch.unique(ids >> movement.ID_BITS)
+        if numbers.numel() != 1:
+            return None
+        name = next(k for k, v in self.number.items() if v == int(numbers[0]))
+        layer = self.by_name[name]
+        ch = ids[:, 0] & ((1 << movement.ID_BITS) - 1)
+        every = torch.arange(pos.shape[1], device=pos.device)
+        if (
+            len(layer.shape) != 3
+            or layer.channels_last
+            or layer.shape[0] != ids.shape[0]
+            or layer.shape[1] * layer.shape[2] != pos.shape[1]
+            or not (ch == torch.arange(layer.shape[0], device=ch.device)).all()
+            or not (pos.sort(dim=1).values == every).all()
+        ):
+            return None
+        return name
+
+    def _attention_pool(self, call: Call) -> bool:
+        """``x.view(b, c, h * w) @ softmax(a).view(b, h * w, 1)`` (GCNet's global context): a
+        global pooling of ``x`` whose weights come from the data (the attention branch is its
+        second input, like a gate); True when ``call`` is one and its layer was added."""
+        a, b = (call.args + (None, None))[:2]
+        if not isinstance(a, Ref) or not isinstance(b, Ref):
+            return False
+        va, vb = self._value(a), self._value(b)
+        if va.dim() != vb.dim() or vb.shape[-1] != 1 or va.shape[-1] != vb.shape[-2]:
+            return False
+        name = self._flattened_map(a)
+        if name is None:
+            return False
+        attn = self._resolve(b, call.name)
+        c = self.by_name[name].shape[0]
+        params = {"global": True, "view": list(call.value.shape[1:])}
+        self._add(Layer(call.name, "pool", call.op, [name, attn], [c], params), Ref(call.index))
+        return True
 
     def _defer(self, call: Call, message: str) -> None:
         """A call that cannot be a layer: an error only if a layer reads it (not for control
@@ -268,137 +343,18 @@ class _Builder:
 
     def _channels_last(self, call: Call, src: Layer, rank: int) -> bool:
         if call.kind in ("conv", "pool") or (call.kind == "norm" and call.op != "LayerNorm"):
-            if call.op not in ("layer_norm", "mean", "amax"):
+            if call.op not in ("layer_norm", "mean", "amax", "amin", "sum", "max", "min", *NORMS):
                 if src.channels_last:
-                    raise ModelError(f"{call.op} {self._where(call)} reads a channels-last tensor")
+                    raise ModelError(f"{call.op} {where(call)} reads a channels-last tensor")
                 return False
         if call.kind == "linear":
             if not src.channels_last and len(src.shape) == 3:
                 raise ModelError(
-                    f"Linear {self._where(call)} is applied over the width of a feature map; "
+                    f"Linear {where(call)} is applied over the width of a feature map; "
                     "only over channels (channels-last, or a vector) is supported"
                 )
             return True
         return len(src.shape) == 3 and src.channels_last
-
-    def _params(
-        self, call: Call, refs: list[Ref], inputs: list[str], shape: list[int], last: bool
-    ) -> dict[str, Any]:
-        kind, m = call.kind, call.target
-        tens: dict[str, Any] = {}
-        params: dict[str, Any] = {}
-        if kind == "conv":
-            if isinstance(m, nn.Conv2d):
-                w, stride, pad, dil, groups = m.weight, m.stride, m.padding, m.dilation, m.groups
-            else:
-                w = _arg(call, 1, "weight")
-                stride, pad = _arg(call, 3, "stride", 1), _arg(call, 4, "padding", 0)
-                dil, groups = _arg(call, 5, "dilation", 1), _arg(call, 6, "groups", 1)
-                tens["weight"] = w
-            k = list(w.shape[2:])
-            d = _pair(dil)
-            if isinstance(pad, str):
-                pad = [0, 0] if pad == "valid" else [d[i] * (k[i] - 1) // 2 for i in range(2)]
-            params = {
-                "kernel": [int(v) for v in k],
-                "stride": _pair(stride),
-                "padding": _pair(pad),
-                "dilation": d,
-                "groups": int(groups),
-            }
-        elif kind == "linear" and not isinstance(m, nn.Linear):
-            tens["weight"] = _arg(call, 1, "weight")
-        elif kind == "pool":
-            params = self._pool_params(call, shape)
-        elif kind == "norm" and not isinstance(m, nn.Module):
-            if call.op == "batch_norm":
-                tens = {
-                    "weight": _arg(call, 3, "weight"),
-                    "running_var": _arg(call, 2, "running_var"),
-                }
-                tens["eps"] = _arg(call, 7, "eps", 1e-5)
-            else:
-                pos = {"layer_norm": 2, "group_norm": 2, "instance_norm": 3}.get(call.op, 2)
-                tens = {"weight": _arg(call, pos, "weight")}
-        elif kind in ("add", "mul"):
-            params, tens = self._arith(call, refs, inputs, shape)
-        if tens:
-            self.traced.tensors_of[call.name] = tens
-        return params
-
-    def _pool_params(self, call: Call, shape: list[int]) -> dict[str, Any]:
-        m = call.target
-        if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) or call.op.startswith(
-            "adaptive"
-        ):
-            return {"adaptive": True}
-        if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
-            k, s, p = m.kernel_size, m.stride, m.padding
-            d = getattr(m, "dilation", 1)
-        elif isinstance(m, nn.Upsample) or call.op.startswith(("interpolate", "upsample")):
-            x = self._value(self._refs(call)[0])
-            if isinstance(m, nn.Upsample):
-                mode = m.mode
-            else:
-                mode = _arg(call, 3, "mode", "bilinear" if "bilinear" in call.op else "nearest")
-            # output / input size per axis; a smooth mode blends neighbouring input pixels
-            factor = [shape[1] / x.shape[-2], shape[2] / x.shape[-1]]
-            return {"upsample": factor, "smooth": not str(mode).startswith("nearest")}
-        elif call.op in ("max_pool2d", "avg_pool2d"):
-            k = _arg(call, 1, "kernel_size")
-            s = _arg(call, 2, "stride") or k
-            p = _arg(call, 3, "padding", 0)
-            d = _arg(call, 4, "dilation", 1) if call.op == "max_pool2d" else 1
-        else:  # mean / amax over dimensions
-            x = self._value(self._refs(call)[0])
-            dims = _dims(call, x.dim())
-            src_last = self.by_name[self._resolve(self._refs(call)[0], call.name)].channels_last
-            spatial = [1, 2] if src_last else [2, 3]
-            if x.dim() != 4 or dims != spatial:
-                raise ModelError(
-                    f"{call.op} over dimensions {dims} {self._where(call)}: only the spatial "
-                    "mean/max of a feature map (global pooling) is supported"
-                )
-            return {"global": True}
-        s = s if s is not None else k
-        return {"kernel": _pair(k), "stride": _pair(s), "padding": _pair(p), "dilation": _pair(d)}
-
-    def _arith(
-        self, call: Call, refs: list[Ref], inputs: list[str], shape: list[int]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """add / sub / mul / div: which inputs carry the channels, with what sign or scale."""
-        args = list(call.args)
-        consts = [
-            a for a in args if not isinstance(a, Ref) or self.calls[a.index].kind == "constant"
-        ]
-        const = None
-        for a in consts:
-            v = self.calls[a.index].value if isinstance(a, Ref) else a
-            if isinstance(v, (torch.Tensor, int, float)):
-                const = v
-        # (by the inputs' layers: a broadcast gate.expand_as(x) is its gate's shape)
-        full = [r for k, r in enumerate(refs) if self.by_name[inputs[k]].shape == shape]
-        if call.kind == "add":
-            signs = [1.0] * len(inputs)
-            if call.op in ("sub", "rsub") and len(args) >= 2:
-                neg = 0 if call.op == "rsub" else 1
-                if isinstance(args[neg], Ref) and args[neg] in refs:
-                    signs[refs.index(args[neg])] = -1.0
-            return {"signs": signs}, {}
-        # mul / div
-        if call.op == "div" and (len(args) < 2 or isinstance(args[1], Ref) and args[1] in refs):
-            raise ModelError(f"division by a feature map {self._where(call)} is not supported")
-        if len(full) > 1:  # x * gate(x): the gate is not a carrier
-            gates = [r for r in full if self.by_name[inputs[refs.index(r)]].op in _GATES]
-            if 0 < len(gates) < len(full):
-                full = [r for r in full if r not in gates]
-        if not full:
-            raise ModelError(f"{call.op} {self._where(call)}: no input has the shape of its output")
-        carriers = [refs.index(r) for r in full]
-        tens: dict[str, Any] = {}
-        if const is not None and len(refs) == 1:
-            tens["scale"] = 1.0 / const if call.op == "div" else const
-        return {"carriers": carriers}, tens
 
     # ------------------------------------------------------------------ data movement
     def _prov_of(self, ref: Ref, name: str) -> movement.Prov:
@@ -411,22 +367,26 @@ class _Builder:
             return movement.constant(v), movement.constant(v)
         layer = self.by_name[self._resolve(ref, name)]  # raises for unknown calls
         dev = self._value(ref).device
-        return movement.base(self.number[layer.name], layer.shape, layer.channels_last, dev)
+        return movement.base(
+            self.number[layer.name], layer.shape, layer.channels_last, dev, layer.params.get("view")
+        )
 
     def _materialise(self, call: Call, ref: Ref) -> str:
         p, q = self.prov[ref.index]
         names = {v: k for k, v in self.number.items()}
         shapes = {
-            n: (self.by_name[k].shape, self.by_name[k].channels_last)
-            for k, n in self.number.items()
+            n: (lay.shape, lay.channels_last, lay.params.get("view", []))
+            for n, lay in ((n, self.by_name[k]) for k, n in self.number.items())
         }
-        m = movement.classify(pick(p, ref.item), pick(q, ref.item), shapes, self._where(call))
+        m = movement.classify(pick(p, ref.item), pick(q, ref.item), shapes, where(call))
         sources = [names[n] for n in m.sources]
         if m.kind == "alias":
             self.of_ref[ref] = sources[0]
             return sources[0]
         name = call.name + "".join(f".{k}" for k in ref.item)
         params = {"map": m.map, **m.window} if m.map else dict(m.window)
+        if m.view:
+            params["view"] = m.view
         self._add(
             Layer(name, m.kind, call.op, sources, m.shape, params, channels_last=m.channels_last),
             ref,

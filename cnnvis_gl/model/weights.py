@@ -38,15 +38,15 @@ def _conv_matrix(weight: torch.Tensor, g: int) -> torch.Tensor:
 
 def _norm_scale(traced: TracedModel, name: str, channels: int, like: torch.Tensor) -> torch.Tensor:
     norm = traced.module_of.get(name)
-    t = traced.tensors_of.get(name, {})
-    weight = getattr(norm, "weight", None) if norm is not None else t.get("weight")
+    weight = getattr(norm, "weight", None) if norm is not None else traced.tensor(name, "weight")
     scale = weight.detach().float().flatten() if weight is not None else like.new_ones(channels)
     if scale.numel() != channels:
         return like.new_ones(channels)  # a LayerNorm over more than the channels
     if isinstance(norm, nn.modules.batchnorm._BatchNorm) and norm.running_var is not None:
         scale = scale / torch.sqrt(norm.running_var.detach() + norm.eps)
-    elif t.get("running_var") is not None:
-        scale = scale / torch.sqrt(t["running_var"].detach() + float(t.get("eps", 1e-5)))
+    elif traced.tensor(name, "running_var") is not None:
+        var = traced.tensor(name, "running_var").detach()
+        scale = scale / torch.sqrt(var + float(traced.tensors_of[name].get("eps", 1e-5)))
     return scale.to(like.device)
 
 
@@ -185,9 +185,11 @@ def _apply(
     if layer.kind == "mul":
         carriers = layer.params.get("carriers", range(len(inputs)))
         out = _sum([(1.0, inputs[k]) for k in carriers])
-        scale = traced.tensors_of.get(name, {}).get("scale")
+        scale = traced.tensor(name, "scale")
         if scale is not None and out:
             s = torch.as_tensor(scale).detach().float().flatten().to(dev)
+            if traced.tensors_of[name].get("divide"):
+                s = 1.0 / s
             if s.numel() == 1:
                 out = {src: s * mat for src, mat in out.items()}
             elif s.numel() == layer.shape[0]:
@@ -222,6 +224,16 @@ def _apply(
         features[name] = feat
         if layer.kind == "norm":  # a norm over flattened features: one scale per channel
             return m
+    if layer.kind == "pool" and layer.params.get("stack"):  # over K stacked maps: their sum
+        c, how = layer.shape[0], layer.params["stack"]
+        maps = {s: mat.view(-1, c, mat.shape[1]) for s, mat in m.items()}  # [K, C, sources]
+        return {s: v.sum(0) if how == "sum" else v.mean(0) for s, v in maps.items()}
+    if layer.kind == "pool" and layer.params.get("channels"):
+        # a reduction over the channels: their sum, or their mean (also the linear stand-in for
+        # a maximum or a norm)
+        if layer.params["channels"] == "sum":
+            return {s: mat.sum(0, keepdim=True) for s, mat in m.items()}
+        return {s: mat.mean(0, keepdim=True) for s, mat in m.items()}
     if layer.kind == "norm":
         c = layer.shape[0]
         any_mat = next(iter(m.values()))

@@ -52,6 +52,10 @@ class LodSettings:
         Zoomed in so that a patch is at least this many pixels, the neuron-level edges (when
         set, :meth:`SceneRenderer.set_neuron_edges`) replace the cluster edges, which stay as
         context at ``context_edge_alpha``; their bundle nodes are hidden.
+    still
+        A still picture (``cnnvis render``): the semantic zoom does not stop half-way, the
+        clusters show either their mosaics or their packed patches, whichever is nearer, each
+        opaque (a half-faded mosaic over the summary colours reads as a grey veil).
     """
 
     patch_px: tuple[float, float] = (3.0, 6.0)
@@ -68,6 +72,7 @@ class LodSettings:
     edge_floor_px: float = 5.0
     neuron_edges_px: float = 10.0
     context_edge_alpha: float = 0.3
+    still: bool = False
 
 
 def _smoothstep(lo: float, hi: float, x: float) -> float:
@@ -133,11 +138,14 @@ def level_of_detail(
         left = max(lod.edge_vertices - count * 2 * (segments + 1), lod.edge_vertices // 4)
         budget = left // (2 * (detail_segments + 1))
         detail = min(int(detail_count), max(budget, 1))
+    # semantic zoom: the mosaic fades out, then the packed patches fade in (never both)
+    mosaic, patches = 1.0 - _smoothstep(0.25, 0.5, patch_alpha), _smoothstep(0.5, 0.75, patch_alpha)
+    if lod.still:
+        mosaic, patches = float(patch_alpha < 0.5), float(patch_alpha >= 0.5)
     return {
         "patch_alpha": patch_alpha,
-        # semantic zoom: the mosaic fades out, then the packed patches fade in (never both)
-        "mosaic_alpha": 1.0 - _smoothstep(0.25, 0.5, patch_alpha),
-        "patches_drawn": _smoothstep(0.5, 0.75, patch_alpha),
+        "mosaic_alpha": mosaic,
+        "patches_drawn": patches,
         "summary": (1.0 - patch_alpha, 1.0 - matrix_alpha),
         "matrix": matrix_alpha > 0.0,
         "segments": segments,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ from .theme import Theme
 
 MAX_SIZE = 16384
 # exported images favour completeness over frame time: no tessellation budget
-EXPORT_LOD = LodSettings(edge_vertices=50_000_000)
+EXPORT_LOD = LodSettings(edge_vertices=50_000_000, still=True)
+#: …for the frames of a video, whose camera moves: the semantic zoom fades as in the viewer.
+VIDEO_LOD = replace(EXPORT_LOD, still=False)
 
 
 def create_context() -> moderngl.Context:

@@ -9,7 +9,7 @@ compared with the same baseline in one pass over the data.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Ablation", "ablate"]
+__all__ = ["Ablation", "ablate", "channels_last"]
 
 ChannelSet = Mapping[str, Sequence[int]]  # module path -> channels zeroed
 
@@ -67,16 +67,27 @@ class Ablation:
         return float(self.correct_base.sum() / n), float(self.correct.sum() / n)
 
 
-def _zeroing(channels: Sequence[int]) -> Any:
+def channels_last(graph: Any) -> set[str]:
+    """The layers of a :class:`~cnnvis_gl.model.graph.NeuronGraph` whose outputs hold their
+    channels on the last axis (a Linear on a channels-last map, ECA's Conv1d on a row): the
+    ``last`` of :func:`ablate`."""
+    return {lay.name for lay in graph.layers if lay.channels_last}
+
+
+def _zeroing(channels: Sequence[int], last: bool) -> Any:
     idx = sorted({int(c) for c in channels})
 
     def hook(_module: torch.nn.Module, _inputs: Any, out: Any) -> Any:
         if not isinstance(out, torch.Tensor) or out.dim() < 2:
             raise TypeError("ablation zeroes channels of a tensor output [N, C, ...]")
-        if idx and idx[-1] >= out.shape[1]:
-            raise ValueError(f"channel {idx[-1]} of an output with {out.shape[1]} channels")
+        n = out.shape[-1 if last else 1]
+        if idx and idx[-1] >= n:
+            raise ValueError(f"channel {idx[-1]} of an output with {n} channels")
         out = out.clone()
-        out[:, idx] = 0
+        if last:
+            out[..., idx] = 0
+        else:
+            out[:, idx] = 0
         return out
 
     return hook
@@ -89,6 +100,7 @@ def ablate(
     num_classes: int,
     device: str | torch.device | None = None,
     watch: Mapping[str, str] | None = None,
+    last: Collection[str] = (),
 ) -> list[Ablation]:
     """Per-class accuracy and loss of ``model`` with each channel set of ``sets`` zeroed.
 
@@ -109,6 +121,9 @@ def ablate(
         Units whose responses to follow (:attr:`Ablation.change`): unit name → the module
         whose output is its tap (``NeuronGraph.units``' ``tap``); units whose tap is not a
         module are left out.
+    last
+        Modules (of ``sets`` or ``watch``) whose outputs hold their channels on the last axis
+        (:func:`channels_last` of the model's graph); others hold them on axis 1.
 
     Raises
     ------
@@ -131,7 +146,9 @@ def ablate(
     seen: dict[str, torch.Tensor] = {}  # this pass's responses of the watched units
     moved = [dict.fromkeys(taps, 0.0) for _ in sets]  # summed |Δ| per neuron
     level: dict[str, Any] = dict.fromkeys(taps, 0.0)  # summed |unablated| per neuron
-    watchers = [modules[t].register_forward_hook(_recording(u, seen)) for u, t in taps.items()]
+    watchers = [
+        modules[t].register_forward_hook(_recording(u, seen, t in last)) for u, t in taps.items()
+    ]
     was_training = model.training
     model.eval()
     try:
@@ -144,7 +161,10 @@ def ablate(
                 for u, r in before.items():
                     level[u] = level[u] + r.abs().sum(0)
                 for j, s in enumerate(sets):
-                    handles = [modules[n].register_forward_hook(_zeroing(c)) for n, c in s.items()]
+                    handles = [
+                        modules[n].register_forward_hook(_zeroing(c, n in last))
+                        for n, c in s.items()
+                    ]
                     try:
                         _accumulate(model(x), y, per[j], K)
                     finally:
@@ -169,10 +189,12 @@ def ablate(
     return out
 
 
-def _recording(unit: str, seen: dict[str, torch.Tensor]) -> Any:
+def _recording(unit: str, seen: dict[str, torch.Tensor], last: bool) -> Any:
     def hook(_module: torch.nn.Module, _inputs: Any, out: Any) -> None:
         if isinstance(out, torch.Tensor) and out.dim() >= 2:
             t = out.detach().float()
+            if last:
+                t = t.movedim(-1, 1)
             seen[unit] = t.flatten(2).amax(2) if t.dim() > 2 else t
 
     return hook

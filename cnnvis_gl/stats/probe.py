@@ -33,8 +33,12 @@ class Probe:
         self._taps: dict[int, list[tuple[int, tuple[int, ...], bool]]] = {}
         for i, u in enumerate(self.graph.units):
             ref = self.traced.call_of[u.tap]
-            last = self.graph.layer(u.tap).channels_last
-            self._taps.setdefault(ref.index, []).append((i, ref.item, last))
+            tap = self.graph.layer(u.tap)
+            # channels-last, a row vector or a stack of maps: to the canonical (B, C[, H, W])
+            shape = None if not (tap.channels_last or tap.params.get("view")) else tap.shape
+            if tap.channels_last and len(tap.shape) == 3:
+                shape = "last"
+            self._taps.setdefault(ref.index, []).append((i, ref.item, shape))
 
     @property
     def device(self) -> torch.device:
@@ -47,9 +51,13 @@ class Probe:
         where they can, see :class:`~cnnvis_gl.model.capture.TapSession`)."""
 
         def on_tap(index: int, out: Any, args: tuple, kwargs: dict) -> None:
-            for i, item, last in self._taps[index]:
+            for i, item, shape in self._taps[index]:
                 t = pick(out, item)
-                acc.update_unit(i, t.permute(0, 3, 1, 2) if last else t)
+                if shape == "last":
+                    t = t.permute(0, 3, 1, 2)
+                elif shape is not None:
+                    t = t.reshape(len(t), *shape)
+                acc.update_unit(i, t)
 
         return TapSession(
             self.model,

@@ -650,7 +650,7 @@ def cmd_view(a: argparse.Namespace) -> int:
 
 def cmd_ablate(a: argparse.Namespace) -> int:
     from . import open_run
-    from .stats.ablation import ablate, channels_last
+    from .stats.ablation import ablate, channel_layouts
 
     run = open_run(a.run)
     snap = run.snapshot(a.step) if a.step is not None else run.latest()
@@ -666,7 +666,7 @@ def cmd_ablate(a: argparse.Namespace) -> int:
     try:
         results = ablate(
             model, data.batches(a.batch_size), sets, len(data.classes), watch=watch,
-            last=channels_last(snap.graph),
+            layouts=channel_layouts(snap.graph),
         )  # fmt: skip
     except ValueError as e:
         from .errors import CnnvisError

@@ -167,7 +167,7 @@ def test_channels_last_units_are_zeroed_on_their_channel_axis(setup) -> None:
     from torch import nn
 
     from cnnvis_gl.model import build_graph
-    from cnnvis_gl.stats.ablation import channels_last
+    from cnnvis_gl.stats.ablation import channel_layouts
 
     class Block(nn.Module):
         def __init__(self):
@@ -187,11 +187,12 @@ def test_channels_last_units_are_zeroed_on_their_channel_axis(setup) -> None:
     torch.manual_seed(0)
     model = Block().eval()
     graph = build_graph(model, (3, 32, 32))
-    last = channels_last(graph)
-    assert {"pw", "eca"} <= last and graph.unit("eca").tap == "gate" and "gate" in last
+    layouts = channel_layouts(graph)
+    assert layouts["pw"] == layouts["eca"] == layouts["gate"] == "last"
+    assert graph.unit("eca").tap == "gate"
     watch = {u.name: u.tap for u in graph.units}
     chans = [0, 2, 5]
-    (res,) = ablate(model, data.batches(32), [{"pw": chans}], 10, watch=watch, last=last)
+    (res,) = ablate(model, data.batches(32), [{"pw": chans}], 10, watch=watch, layouts=layouts)
     oracle = copy.deepcopy(model)
     with torch.no_grad():
         oracle.pw.weight[chans] = 0
@@ -201,6 +202,41 @@ def test_channels_last_units_are_zeroed_on_their_channel_axis(setup) -> None:
     np.testing.assert_array_equal(res.correct, right)
     np.testing.assert_allclose(res.loss, loss, rtol=1e-4)
     # ECA's neurons, measured per channel on its (batch, 1, C) row: zeroing its neuron 3
-    (eca,) = ablate(model, data.batches(32), [{"eca": [3]}], 10, watch=watch, last=last)
+    (eca,) = ablate(model, data.batches(32), [{"eca": [3]}], 10, watch=watch, layouts=layouts)
     assert eca.change["eca"].shape == (6,) and eca.change["eca"][3] > 0
     np.testing.assert_array_equal(np.delete(eca.change["eca"], 3), 0)
+
+
+def test_a_stacked_tap_is_measured_and_zeroed_per_neuron(setup) -> None:
+    """SKNet's attention: a conv's 8 channels viewed as (N, 2, 4, 1, 1) and softmaxed over the
+    two paths by an nn.Softmax module, the unit's tap. Zeroing the conv's channel 5 moves the
+    softmax of channels 1 and 5 (one softmax over paths 0 and 1 of channel 1) and nothing else."""
+    from torch import nn
+
+    from cnnvis_gl.model import build_graph
+    from cnnvis_gl.stats.ablation import channel_layouts
+
+    class SK(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p0, self.p1 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, 5, padding=2)
+            self.sel = nn.Conv2d(4, 8, 1)
+            self.soft = nn.Softmax(dim=1)
+            self.head = nn.Linear(4, 10)
+
+        def forward(self, x):
+            s = torch.stack([F.relu(self.p0(x)), F.relu(self.p1(x))], 1)
+            a = self.soft(self.sel(s.sum(1).mean((2, 3), keepdim=True)).view(len(x), 2, 4, 1, 1))
+            return self.head((s * a).sum(1).mean((2, 3)))
+
+    _, data = setup
+    torch.manual_seed(0)
+    model = SK().eval()
+    graph = build_graph(model, (3, 32, 32))
+    layouts = channel_layouts(graph)
+    assert graph.unit("sel").tap == "soft" and layouts["soft"] == [8, 1, 1]
+    watch = {u.name: u.tap for u in graph.units}
+    (res,) = ablate(model, data.batches(32), [{"sel": [5]}], 10, watch=watch, layouts=layouts)
+    moved = res.change["sel"]
+    assert moved.shape == (8,) and (moved[[1, 5]] > 0).all()
+    np.testing.assert_array_equal(np.delete(moved, [1, 5]), 0)

@@ -134,6 +134,7 @@ def test_viewer_shows_a_second_run_beside_following_the_view(two_runs, tmp_path,
     from cnnvis_gl.compare import compare_runs
     from cnnvis_gl.layout.search import groups_frame, row_frame
     from cnnvis_gl.render.camera import Camera
+    from cnnvis_gl.render.lod import LodSettings
     from cnnvis_gl.render.offscreen import render_image
     from cnnvis_gl.run.rebuild import rebuild_model, rebuild_probe
     from cnnvis_gl.ui import App
@@ -212,8 +213,11 @@ def test_viewer_shows_a_second_run_beside_following_the_view(two_runs, tmp_path,
     conv1 = next(r for r in b.rows if r.name == "conv1")
     assert vx0 <= conv4[0] and vy0 <= conv4[1] and conv4[2] <= vx1 and conv4[3] <= vy1
     assert conv1.y + conv1.height < vy0
-    # what the panel shows is run B drawn with that camera (a standalone render of its scene)
-    alone = render_image(run.patches, b, size, seen["camera"], "dark", neuron_edges=None)
+    # what the panel shows is run B drawn with that camera (a standalone render of its scene,
+    # at the viewer's level of detail: not a still picture's)
+    alone = render_image(
+        run.patches, b, size, seen["camera"], "dark", neuron_edges=None, lod=LodSettings()
+    )
     diff = np.abs(seen["pixels"][..., :3].astype(int) - alone[..., :3].astype(int))
     assert diff.mean() < 2.0, diff.mean()
     assert seen["pixels"][..., :3].std() > 20  # patches, not an empty view

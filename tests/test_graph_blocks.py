@@ -97,26 +97,28 @@ def test_star_relu_is_element_wise_and_its_scale_passes_on():
 class CBAM(nn.Module):
     """CBAM's spatial attention: the channels' mean and max, a 3×3 conv, a sigmoid gate."""
 
-    def __init__(self, use_max_values: bool):
+    def __init__(self, how: str):
         super().__init__()
-        self.use_max_values = use_max_values
+        self.how = how
         self.a = nn.Conv2d(3, 4, 1, bias=False)
         self.att = nn.Conv2d(2, 1, 3, padding=1, bias=False)
         self.b = nn.Conv2d(4, 2, 1, bias=False)
 
     def forward(self, x):
         y = F.relu(self.a(x))
-        if self.use_max_values:
+        if self.how == "max":
             peak = torch.max(y, dim=1, keepdim=True)[0]
-        else:
+        elif self.how == "amax":
             peak = y.amax(1, keepdim=True)
+        else:  # the CBAM paper's code: without keepdim, then unsqueeze
+            peak = torch.max(y, 1)[0].unsqueeze(1)
         gate = torch.sigmoid(self.att(torch.cat([y.mean(1, keepdim=True), peak], 1)))
         return self.b(y * gate).mean((2, 3))
 
 
-@pytest.mark.parametrize("use_max_values", [False, True])
-def test_channel_pooling_of_cbam(use_max_values):
-    m = _seeded(CBAM(use_max_values))
+@pytest.mark.parametrize("how", ["amax", "max", "unsqueezed"])
+def test_channel_pooling_of_cbam(how):
+    m = _seeded(CBAM(how))
     t = trace_model(m, (3, 6, 6))
     g = t.graph
     pools = [lay for lay in g.layers if lay.params.get("channels")]
@@ -381,11 +383,14 @@ def _separable(cin: int, cout: int, stride: int) -> list[nn.Module]:
     ]  # fmt: skip
 
 
-def _inverted(cin: int, cout: int, stride: int) -> nn.Sequential:
+def _inverted(cin: int, cout: int, stride: int, same: bool = False) -> nn.Sequential:
+    """An inverted-residual block; ``same``: TensorFlow-style padding before its depthwise
+    conv (timm's tf_* models), a layer of its own."""
     mid = cin * 4
+    pad = [nn.ZeroPad2d((0, 1, 0, 1))] if same else []
     return nn.Sequential(
-        nn.Conv2d(cin, mid, 1), nn.ReLU6(),
-        nn.Conv2d(mid, mid, 3, stride, 1, groups=mid), nn.ReLU6(),
+        nn.Conv2d(cin, mid, 1), nn.ReLU6(), *pad,
+        nn.Conv2d(mid, mid, 3, stride, 0 if same else 1, groups=mid), nn.ReLU6(),
         nn.Conv2d(mid, cout, 1),
     )  # fmt: skip
 
@@ -399,7 +404,7 @@ class InvertedResidual(nn.Module):
         return x + self.body(x)
 
 
-@pytest.mark.parametrize("style", ["v1", "v2"])
+@pytest.mark.parametrize("style", ["v1", "v2", "v2_same"])
 def test_strided_depthwise_convs_start_groups(style):
     """MobileNet v1 (depthwise-separable pairs, no residuals): one group per resolution, each
     starting at its strided depthwise conv. MobileNet v2: a block without a residual (stride
@@ -408,11 +413,15 @@ def test_strided_depthwise_convs_start_groups(style):
         layers = [nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), *_separable(8, 16, 1)]
         layers += [*_separable(16, 16, 2), *_separable(16, 16, 1), *_separable(16, 32, 2)]
         want = [["0", "2", "5"], ["8", "11", "14", "17"], ["20", "23"], ["fc"]]
-    else:
+    elif style == "v2":
         layers = [nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU6(), _inverted(8, 8, 1), _inverted(8, 16, 2)]
         layers += [InvertedResidual(16), _inverted(16, 24, 2)]
         want = [["0", "2.0", "2.2", "2.4"], ["3.0", "3.2", "3.4"], ["4.body.0", "4.body.2",
                 "4.body.4"], ["5.0", "5.2", "5.4"], ["fc"]]  # fmt: skip
+    else:
+        layers = [nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU6(), _inverted(8, 8, 1)]
+        layers += [_inverted(8, 16, 2, same=True), _inverted(16, 24, 2, same=True)]
+        want = [["0", "2.0", "2.2", "2.4"], ["3.0", "3.3", "3.5"], ["4.0", "4.3", "4.5"], ["fc"]]
     head = nn.Linear(32 if style == "v1" else 24, 10)
     m = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), head)
     g = trace_model(_seeded(m), (3, 32, 32)).graph
@@ -530,3 +539,50 @@ def test_residual_blocks_with_joins_inside_stay_one_row():
     m = nn.Sequential(nn.Conv2d(3, 6, 3), Res2Block(6), Res2Block(8))
     g = trace_model(_seeded(m), (3, 8, 8)).graph
     assert [sorted({u.split(".")[0] for u in gr.units}) for gr in g.groups] == [["0"], ["1"], ["2"]]
+
+
+class ScaledSkip(nn.Module):
+    """An in-place division on a skip path, and a one-channel 7×7 conv added to a map."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 1, bias=False)
+        self.b = nn.Conv2d(4, 4, 1, bias=False)
+        self.s = nn.Conv2d(4, 1, 7, padding=3, bias=False)
+        self.c = nn.Conv2d(4, 2, 1, bias=False)
+
+    def forward(self, x):
+        y = F.relu(self.a(x))
+        z = y.clone().div_(2) + self.b(y)
+        return self.c(z + self.s(z)).mean((2, 3))
+
+
+def test_in_place_division_and_a_sum_with_a_channel_broadcast_map():
+    m = _seeded(ScaledSkip())
+    t = trace_model(m, (3, 9, 9))
+    g = t.graph
+    uw = unit_weights(t)
+    # y.clone().div_(2) + b(y): the skip's rows are halved, not doubled (b's tap is the sum)
+    torch.testing.assert_close(uw["b"]["a"], torch.eye(4) * 0.5 + _k(m.b))
+    # z + s(z): s's one channel reaches each of c's four input channels
+    torch.testing.assert_close(uw["c"]["s"], _k(m.c).sum(1, keepdim=True))
+    torch.testing.assert_close(uw["c"]["b"], _k(m.c))
+    # a one-channel map that varies over positions widens the field: 1×1 convs + a 7×7
+    assert g.layer("add_1").rf_size == [7.0, 7.0]
+
+
+class CircularECA(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 1)
+        self.eca = nn.Conv1d(1, 1, 3, padding=1, padding_mode="circular", bias=False)
+
+    def forward(self, x):
+        y = self.a(x)
+        g = torch.sigmoid(self.eca(y.mean((2, 3)).view(len(x), 1, -1))).view(len(x), -1, 1, 1)
+        return (y * g).mean((2, 3))
+
+
+def test_circular_eca_is_a_clear_error():
+    with pytest.raises(ModelError, match="padding_mode='circular' along the channels"):
+        trace_model(_seeded(CircularECA()), (3, 4, 4))

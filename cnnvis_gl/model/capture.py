@@ -472,12 +472,15 @@ class Computed:
         return pick(self.target(*args, **map_leaves(self.kwargs, ev, Computed)), self.item)
 
 
-def computed(calls: list[Call], ref: Ref) -> Computed:
+def computed(calls: list[Call], ref: Ref, memo: dict[Ref, Computed] | None = None) -> Computed:
     """The recipe of constant call output ``ref`` (whose inputs are all constant calls)."""
-    call = calls[ref.index]
-    sub = lambda r: computed(calls, r)  # noqa: E731
-    args, kwargs = map_leaves(call.args, sub, Ref), map_leaves(call.kwargs, sub, Ref)
-    return Computed(call.target, args, kwargs, ref.item)
+    memo = {} if memo is None else memo
+    if ref not in memo:
+        call = calls[ref.index]
+        sub = lambda r: computed(calls, r, memo)  # noqa: E731
+        args, kwargs = map_leaves(call.args, sub, Ref), map_leaves(call.kwargs, sub, Ref)
+        memo[ref] = Computed(call.target, args, kwargs, ref.item)
+    return memo[ref]
 
 
 def live(v: Any) -> Any:

@@ -308,9 +308,9 @@ def _receptive_fields(layers: list[Layer], by_name: dict[str, Layer]) -> None:
         if layer.kind == "mul":
             srcs = [srcs[k] for k in layer.params.get("carriers", range(len(srcs)))]
         elif layer.kind == "add" and any(s.shape == layer.shape for s in srcs):
-            # a broadcast term (GCNet's global context, added to every position) is the same
-            # everywhere: the field is the full-size inputs', as a gate's
-            srcs = [s for s in srcs if s.shape == layer.shape]
+            # a term broadcast over the positions (GCNet's global context, added to every
+            # position) is the same everywhere: the field is the other inputs', as a gate's
+            srcs = [s for s in srcs if math.prod(s.shape[1:]) > 1 or s.shape == layer.shape]
         src = max(srcs, key=lambda s: s.rf_size[0] * s.rf_size[1])
         size, jump, start = list(src.rf_size), list(src.rf_jump), list(src.rf_start)
         p = dict(layer.params)
@@ -580,8 +580,14 @@ def _feeding_pointwise(conv: Layer, by_name: dict[str, Layer]) -> str | None:
     expansion (not the pointwise half of a depthwise-separable pair, as in MobileNet v1)."""
 
     def producer(layer: Layer) -> Layer:
+        # (through element-wise layers, and padding: TensorFlow-style "same" padding before a
+        # strided conv, a select of the same channels)
         cur = by_name[layer.inputs[0]]
-        while cur.kind in ELEMENTWISE and len(cur.inputs) == 1 and not _is_join(cur):
+        while len(cur.inputs) == 1 and (
+            cur.kind in ELEMENTWISE and not _is_join(cur)
+            or cur.kind in ("select", "identity")
+            and cur.shape[0] == by_name[cur.inputs[0]].shape[0]
+        ):
             cur = by_name[cur.inputs[0]]
         return cur
 

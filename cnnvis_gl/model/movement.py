@@ -156,8 +156,8 @@ def classify(p: torch.Tensor, q: torch.Tensor, shapes: Shapes, where: str) -> Mo
 def _vector(ids: torch.Tensor, shapes: Shapes, row: bool, view: list[int], where: str) -> Movement:
     if (ids < 0).any():
         raise ModelError(
-            f"the data movement {where} mixes a constant tensor into the feature maps "
-            "(e.g. a class token): not supported"
+            f"the data movement {where} mixes constants into a vector (a class token, padding "
+            "of the channels as in circular ECA): not supported"
         )
     sources, pos, ch = _sources(ids)
     shape0, last0, view0 = shapes[sources[0]]

@@ -38,7 +38,11 @@ NORMS = ("norm", "linalg_vector_norm")  # (their dim is the third argument: x.no
 def reduced(call: Call, rank: int) -> list[int]:
     """The dimensions a reduction (``x.mean(dim)``) reduces, non-negative for ``rank``."""
     d = arg(call, 2 if call.op in NORMS else 1, "dim")
-    return sorted(v % rank for v in ([d] if isinstance(d, int) else list(d or [])))
+    if isinstance(d, int):
+        d = [d]
+    if not isinstance(d, (list, tuple)) or not all(isinstance(v, int) for v in d):
+        return []  # (no dimensions: torch.max(a, b) of two tensors)
+    return sorted(v % rank for v in d)
 
 
 def band_matrix(w: Any, c: int, pad: int, dil: int) -> torch.Tensor:
@@ -177,7 +181,7 @@ def _arith(
     calls: list[Call], call: Call, refs: list[Ref], inputs: list[Layer], shape: list[int]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """add / sub / mul / div: which inputs carry the channels, with what sign or scale."""
-    args = list(call.args)
+    args, op = list(call.args), call.op.rstrip("_")  # (x.div_(2) divides too)
     if call.op == "addcmul":  # input + value · tensor1 · tensor2: a product plus a constant
         if isinstance(args[0], Ref) and args[0] in refs or arg(call, 3, "value", 1) != 1:
             raise ModelError(
@@ -198,13 +202,13 @@ def _arith(
     full = [r for k, r in enumerate(refs) if inputs[k].shape == shape]
     if call.kind == "add":
         signs = [1.0] * len(inputs)
-        if call.op in ("sub", "rsub") and len(args) >= 2:
-            neg = 0 if call.op == "rsub" else 1
+        if op in ("sub", "rsub") and len(args) >= 2:
+            neg = 0 if op == "rsub" else 1
             if isinstance(args[neg], Ref) and args[neg] in refs:
                 signs[refs.index(args[neg])] = -1.0
         return {"signs": signs}, {}
     # mul / div
-    if call.op == "div" and (
+    if op == "div" and (
         len(args) < 2 or isinstance(args[1], Ref) and args[1] in full
     ):  # (by a broadcast map, e.g. GRN's x_g / x_g.mean(channels): gating)
         raise ModelError(f"division by a feature map {where(call)} is not supported")
@@ -217,6 +221,6 @@ def _arith(
     carriers = [refs.index(r) for r in full]
     tens: dict[str, Any] = {}
     if const is not None and len(refs) == 1:
-        tens = {"scale": const, "divide": call.op == "div"}
+        tens = {"scale": const, "divide": op == "div"}
     return {"carriers": carriers}, tens
 

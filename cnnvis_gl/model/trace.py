@@ -209,6 +209,10 @@ class _Builder:
         elif rank == 4:  # K maps stacked (K, C, H, W): canonically (K·C, H, W)
             view = list(out.shape[1:])
             shape, last = [view[0] * view[1], *view[2:]], False
+        elif rank == 2 and call.kind == "pool" and self._over_channels(call, src):
+            # a reduction over the channels without keepdim (CBAM's torch.max(x, 1)[0]): (H, W)
+            view = list(out.shape[1:])
+            shape, last = [1, *view], False
         elif rank == 2 and not row:
             return self._defer(
                 call,
@@ -240,6 +244,13 @@ class _Builder:
         if isinstance(call.target, nn.Module):
             self.traced.module_of[call.name] = call.target
 
+    def _over_channels(self, call: Call, src: Layer) -> bool:
+        """Whether a reduction reduces the channels of a channels-first map, and them only."""
+        refs = self._refs(call)
+        if len(src.shape) != 3 or src.channels_last or len(refs) != 1:
+            return False
+        return self._value(refs[0]).dim() == 4 and reduced(call, 4) == [1]
+
     def _channel_conv(self, call: Call, inputs: list[str], row: bool) -> None:
         """A Conv1d along the channels of a row vector (ECA: ``conv(y.view(b, 1, c))``): a
         linear layer whose weight is the band matrix of the kernel."""
@@ -254,6 +265,11 @@ class _Builder:
         k = int(live(w).shape[-1])
         pad = (dil * (k - 1)) // 2 if pad == "same" else 0 if pad == "valid" else pair(pad)[0]
         one = tuple(live(w).shape[:2]) == (1, 1) and stride == 1
+        if isinstance(m, nn.Module) and m.padding_mode != "zeros":
+            raise ModelError(
+                f"{call.op} {where(call)}: padding_mode={m.padding_mode!r} along the channels is "
+                "not supported (zero padding is)"
+            )
         if not row or not one or call.value.shape[-1] != c:
             raise ModelError(
                 f"{call.op} {where(call)}: only a one-channel convolution along the "
@@ -262,7 +278,8 @@ class _Builder:
         layer = Layer(call.name, "linear", call.op, inputs, [c], {}, channels_last=True)
         self._add(layer, Ref(call.index))
         self.traced.tensors_of[call.name] = {
-            "weight": Computed(band_matrix, (w, c, pad, dil), {})
+            "weight": Computed(band_matrix, (w, c, pad, dil), {}),
+            "kernel": w,
         }
 
     def _pooled_map(self, call: Call, refs: list[Ref]) -> str | None:

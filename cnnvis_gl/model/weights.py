@@ -181,7 +181,10 @@ def _apply(
         return out
     if layer.kind == "add":
         signs = layer.params.get("signs", [1.0] * len(inputs))
-        return _sum(list(zip(signs, inputs, strict=True)))
+        c = layer.shape[0]  # (a one-channel input is broadcast to every channel)
+        wide = [{s: mat.repeat(c, 1) if len(mat) == 1 < c else mat for s, mat in m.items()}
+                for m in inputs]  # fmt: skip
+        return _sum(list(zip(signs, wide, strict=True)))
     if layer.kind == "mul":
         carriers = layer.params.get("carriers", range(len(inputs)))
         out = _sum([(1.0, inputs[k]) for k in carriers])
@@ -264,12 +267,14 @@ def group_weights(traced: TracedModel) -> dict[str, dict[str, torch.Tensor]]:
 
 
 def weight_stats(traced: TracedModel) -> dict[str, dict[str, float]]:
-    """Mean, std and L2 norm of each weighted layer's weight tensor."""
+    """Mean, std and L2 norm of each weighted layer's weight tensor (ECA's: its kernel's, not
+    the band matrix's)."""
     out = {}
     for layer in traced.graph.layers:
         if not layer.weighted:
             continue
-        w = traced.weight(layer.name).detach().float()
+        kernel = traced.tensor(layer.name, "kernel")
+        w = (kernel if kernel is not None else traced.weight(layer.name)).detach().float()
         out[layer.name] = {
             "mean": float(w.mean()),
             "std": float(w.std()) if w.numel() > 1 else 0.0,

@@ -9,7 +9,7 @@ compared with the same baseline in one pass over the data.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Ablation", "ablate", "channels_last"]
+__all__ = ["Ablation", "ablate", "channel_layouts"]
 
 ChannelSet = Mapping[str, Sequence[int]]  # module path -> channels zeroed
 
@@ -67,27 +67,39 @@ class Ablation:
         return float(self.correct_base.sum() / n), float(self.correct.sum() / n)
 
 
-def channels_last(graph: Any) -> set[str]:
-    """The layers of a :class:`~cnnvis_gl.model.graph.NeuronGraph` whose outputs hold their
-    channels on the last axis (a Linear on a channels-last map, ECA's Conv1d on a row): the
-    ``last`` of :func:`ablate`."""
-    return {lay.name for lay in graph.layers if lay.channels_last}
+def channel_layouts(graph: Any) -> dict[str, Any]:
+    """Where the layers of a :class:`~cnnvis_gl.model.graph.NeuronGraph` whose outputs are not
+    laid out (N, C, …) hold their channels: ``"last"`` (a Linear on a channels-last map, ECA's
+    Conv1d on a (N, 1, C) row) or the canonical shape to reshape to (a stack of maps,
+    (N, K, C, H, W) → (N, K·C, H, W)) — the ``layouts`` of :func:`ablate`."""
+    out: dict[str, Any] = {}
+    for lay in graph.layers:
+        if lay.params.get("view"):
+            out[lay.name] = list(lay.shape)
+        elif lay.channels_last:
+            out[lay.name] = "last"
+    return out
 
 
-def _zeroing(channels: Sequence[int], last: bool) -> Any:
+def _canonical(t: torch.Tensor, layout: Any) -> torch.Tensor:
+    """A view of ``t`` with its channels on axis 1."""
+    if layout == "last":
+        return t.movedim(-1, 1)
+    return t.view(len(t), *layout) if layout is not None else t
+
+
+def _zeroing(channels: Sequence[int], layout: Any) -> Any:
     idx = sorted({int(c) for c in channels})
 
     def hook(_module: torch.nn.Module, _inputs: Any, out: Any) -> Any:
         if not isinstance(out, torch.Tensor) or out.dim() < 2:
             raise TypeError("ablation zeroes channels of a tensor output [N, C, ...]")
-        n = out.shape[-1 if last else 1]
+        out = out.clone(memory_format=torch.contiguous_format)
+        view = _canonical(out, layout)  # (shares out's memory)
+        n = view.shape[1]
         if idx and idx[-1] >= n:
             raise ValueError(f"channel {idx[-1]} of an output with {n} channels")
-        out = out.clone()
-        if last:
-            out[..., idx] = 0
-        else:
-            out[:, idx] = 0
+        view[:, idx] = 0
         return out
 
     return hook
@@ -100,7 +112,7 @@ def ablate(
     num_classes: int,
     device: str | torch.device | None = None,
     watch: Mapping[str, str] | None = None,
-    last: Collection[str] = (),
+    layouts: Mapping[str, Any] | None = None,
 ) -> list[Ablation]:
     """Per-class accuracy and loss of ``model`` with each channel set of ``sets`` zeroed.
 
@@ -121,9 +133,9 @@ def ablate(
         Units whose responses to follow (:attr:`Ablation.change`): unit name → the module
         whose output is its tap (``NeuronGraph.units``' ``tap``); units whose tap is not a
         module are left out.
-    last
-        Modules (of ``sets`` or ``watch``) whose outputs hold their channels on the last axis
-        (:func:`channels_last` of the model's graph); others hold them on axis 1.
+    layouts
+        Modules (of ``sets`` or ``watch``) whose outputs do not hold their channels on axis 1,
+        and where they do (:func:`channel_layouts` of the model's graph).
 
     Raises
     ------
@@ -146,8 +158,10 @@ def ablate(
     seen: dict[str, torch.Tensor] = {}  # this pass's responses of the watched units
     moved = [dict.fromkeys(taps, 0.0) for _ in sets]  # summed |Δ| per neuron
     level: dict[str, Any] = dict.fromkeys(taps, 0.0)  # summed |unablated| per neuron
+    layouts = layouts or {}
     watchers = [
-        modules[t].register_forward_hook(_recording(u, seen, t in last)) for u, t in taps.items()
+        modules[t].register_forward_hook(_recording(u, seen, layouts.get(t)))
+        for u, t in taps.items()
     ]
     was_training = model.training
     model.eval()
@@ -162,7 +176,7 @@ def ablate(
                     level[u] = level[u] + r.abs().sum(0)
                 for j, s in enumerate(sets):
                     handles = [
-                        modules[n].register_forward_hook(_zeroing(c, n in last))
+                        modules[n].register_forward_hook(_zeroing(c, layouts.get(n)))
                         for n, c in s.items()
                     ]
                     try:
@@ -189,12 +203,10 @@ def ablate(
     return out
 
 
-def _recording(unit: str, seen: dict[str, torch.Tensor], last: bool) -> Any:
+def _recording(unit: str, seen: dict[str, torch.Tensor], layout: Any) -> Any:
     def hook(_module: torch.nn.Module, _inputs: Any, out: Any) -> None:
         if isinstance(out, torch.Tensor) and out.dim() >= 2:
-            t = out.detach().float()
-            if last:
-                t = t.movedim(-1, 1)
+            t = _canonical(out.detach().float().contiguous(), layout)
             seen[unit] = t.flatten(2).amax(2) if t.dim() > 2 else t
 
     return hook

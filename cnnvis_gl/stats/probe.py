@@ -29,16 +29,18 @@ class Probe:
         self.model = model
         self.traced: TracedModel = trace_model(model, input_shape)
         self.graph = self.traced.graph
-        # where each unit's tap comes from: call index -> [(unit position, item, channels-last)]
-        self._taps: dict[int, list[tuple[int, tuple[int, ...], bool]]] = {}
+        # where each unit's tap comes from: call index -> [(unit position, item, layout)], the
+        # layout "last" (channels-last), a canonical shape to reshape to, or None
+        self._taps: dict[int, list[tuple[int, tuple[int, ...], Any]]] = {}
         for i, u in enumerate(self.graph.units):
             ref = self.traced.call_of[u.tap]
             tap = self.graph.layer(u.tap)
-            # channels-last, a row vector or a stack of maps: to the canonical (B, C[, H, W])
-            shape = None if not (tap.channels_last or tap.params.get("view")) else tap.shape
+            layout = None  # (B, C[, H, W]) as it is
             if tap.channels_last and len(tap.shape) == 3:
-                shape = "last"
-            self._taps.setdefault(ref.index, []).append((i, ref.item, shape))
+                layout = "last"
+            elif tap.channels_last or tap.params.get("view"):  # a row (B, 1, C), a stack, …
+                layout = tap.shape
+            self._taps.setdefault(ref.index, []).append((i, ref.item, layout))
 
     @property
     def device(self) -> torch.device:
@@ -51,12 +53,12 @@ class Probe:
         where they can, see :class:`~cnnvis_gl.model.capture.TapSession`)."""
 
         def on_tap(index: int, out: Any, args: tuple, kwargs: dict) -> None:
-            for i, item, shape in self._taps[index]:
+            for i, item, layout in self._taps[index]:
                 t = pick(out, item)
-                if shape == "last":
+                if layout == "last":
                     t = t.permute(0, 3, 1, 2)
-                elif shape is not None:
-                    t = t.reshape(len(t), *shape)
+                elif layout is not None:
+                    t = t.reshape(len(t), *layout)
                 acc.update_unit(i, t)
 
         return TapSession(

@@ -314,10 +314,10 @@ class Ablations(Loader):
             return None
         run_dir, classes = st.run_dir, len(st.snapshot.classes) if st.snapshot else 0
         _, parts = want
-        from ..stats.ablation import channels_last
+        from ..stats.ablation import channel_layouts
 
         watch = {u.name: u.tap for u in st.snapshot.graph.units} if st.snapshot else {}
-        last = channels_last(st.snapshot.graph) if st.snapshot else set()
+        layouts = channel_layouts(st.snapshot.graph) if st.snapshot else {}
 
         def run() -> Any:
             from ..run.rebuild import rebuild_model, rebuild_probe
@@ -333,7 +333,7 @@ class Ablations(Loader):
             if model is None or data is None:
                 return why
             sets = [{unit: list(channels) for unit, channels in parts}]
-            return ablate(model, data.batches(250), sets, classes, watch=watch, last=last)[0]
+            return ablate(model, data.batches(250), sets, classes, watch=watch, layouts=layouts)[0]
 
         return want, run
 

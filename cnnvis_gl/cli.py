@@ -650,7 +650,8 @@ def cmd_view(a: argparse.Namespace) -> int:
 
 def cmd_ablate(a: argparse.Namespace) -> int:
     from . import open_run
-    from .stats.ablation import ablate, channel_layouts
+    from .model.graph import channel_layouts
+    from .stats.ablation import ablate
 
     run = open_run(a.run)
     snap = run.snapshot(a.step) if a.step is not None else run.latest()

@@ -167,7 +167,7 @@ def test_channels_last_units_are_zeroed_on_their_channel_axis(setup) -> None:
     from torch import nn
 
     from cnnvis_gl.model import build_graph
-    from cnnvis_gl.stats.ablation import channel_layouts
+    from cnnvis_gl.model.graph import channel_layouts
 
     class Block(nn.Module):
         def __init__(self):
@@ -214,7 +214,7 @@ def test_a_stacked_tap_is_measured_and_zeroed_per_neuron(setup) -> None:
     from torch import nn
 
     from cnnvis_gl.model import build_graph
-    from cnnvis_gl.stats.ablation import channel_layouts
+    from cnnvis_gl.model.graph import channel_layouts
 
     class SK(nn.Module):
         def __init__(self):

@@ -192,6 +192,28 @@ class NeuronGraph:
         return "\n".join(rows)
 
 
+def channel_layouts(graph: NeuronGraph) -> dict[str, Any]:
+    """Where the layers whose outputs are not laid out (N, C, …) hold their channels:
+    ``"last"`` (a Linear on a channels-last map, ECA's Conv1d on a (N, 1, C) row) or the
+    canonical shape to view them as (a stack of maps, (N, K, C, H, W) → (N, K·C, H, W))."""
+    out: dict[str, Any] = {}
+    for lay in graph.layers:
+        if lay.params.get("view"):
+            out[lay.name] = list(lay.shape)
+        elif lay.channels_last:
+            out[lay.name] = "last"
+    return out
+
+
+def channels_first(t: Any, layout: Any) -> Any:
+    """A layer's output tensor ``t`` with its channels on axis 1 (``layout``: its entry in
+    :func:`channel_layouts`, or None) — a view of ``t`` unless a stack's ``t`` is not
+    contiguous."""
+    if layout == "last":
+        return t.movedim(-1, 1)
+    return t.reshape(len(t), *layout) if layout is not None else t
+
+
 def _new_name(name: Any, taken: set[str], where: str) -> None:
     if not isinstance(name, str) or name in taken:
         raise ValueError(f"{where}: name {name!r} is not a new string")

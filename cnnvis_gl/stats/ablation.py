@@ -17,7 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Ablation", "ablate", "channel_layouts"]
+from ..model.graph import channels_first
+
+__all__ = ["Ablation", "ablate"]
 
 ChannelSet = Mapping[str, Sequence[int]]  # module path -> channels zeroed
 
@@ -67,27 +69,6 @@ class Ablation:
         return float(self.correct_base.sum() / n), float(self.correct.sum() / n)
 
 
-def channel_layouts(graph: Any) -> dict[str, Any]:
-    """Where the layers of a :class:`~cnnvis_gl.model.graph.NeuronGraph` whose outputs are not
-    laid out (N, C, …) hold their channels: ``"last"`` (a Linear on a channels-last map, ECA's
-    Conv1d on a (N, 1, C) row) or the canonical shape to reshape to (a stack of maps,
-    (N, K, C, H, W) → (N, K·C, H, W)) — the ``layouts`` of :func:`ablate`."""
-    out: dict[str, Any] = {}
-    for lay in graph.layers:
-        if lay.params.get("view"):
-            out[lay.name] = list(lay.shape)
-        elif lay.channels_last:
-            out[lay.name] = "last"
-    return out
-
-
-def _canonical(t: torch.Tensor, layout: Any) -> torch.Tensor:
-    """A view of ``t`` with its channels on axis 1."""
-    if layout == "last":
-        return t.movedim(-1, 1)
-    return t.view(len(t), *layout) if layout is not None else t
-
-
 def _zeroing(channels: Sequence[int], layout: Any) -> Any:
     idx = sorted({int(c) for c in channels})
 
@@ -95,7 +76,7 @@ def _zeroing(channels: Sequence[int], layout: Any) -> Any:
         if not isinstance(out, torch.Tensor) or out.dim() < 2:
             raise TypeError("ablation zeroes channels of a tensor output [N, C, ...]")
         out = out.clone(memory_format=torch.contiguous_format)
-        view = _canonical(out, layout)  # (shares out's memory)
+        view = channels_first(out, layout)  # (shares out's memory)
         n = view.shape[1]
         if idx and idx[-1] >= n:
             raise ValueError(f"channel {idx[-1]} of an output with {n} channels")
@@ -135,7 +116,8 @@ def ablate(
         module are left out.
     layouts
         Modules (of ``sets`` or ``watch``) whose outputs do not hold their channels on axis 1,
-        and where they do (:func:`channel_layouts` of the model's graph).
+        and where they do (:func:`~cnnvis_gl.model.graph.channel_layouts` of the model's
+        graph).
 
     Raises
     ------
@@ -206,7 +188,7 @@ def ablate(
 def _recording(unit: str, seen: dict[str, torch.Tensor], layout: Any) -> Any:
     def hook(_module: torch.nn.Module, _inputs: Any, out: Any) -> None:
         if isinstance(out, torch.Tensor) and out.dim() >= 2:
-            t = _canonical(out.detach().float().contiguous(), layout)
+            t = channels_first(out.detach().float(), layout)
             seen[unit] = t.flatten(2).amax(2) if t.dim() > 2 else t
 
     return hook

@@ -16,6 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..model.capture import TapSession, pick
+from ..model.graph import channel_layouts, channels_first
 from ..model.trace import TracedModel, trace_model
 from .accumulator import StatsAccumulator
 
@@ -29,18 +30,14 @@ class Probe:
         self.model = model
         self.traced: TracedModel = trace_model(model, input_shape)
         self.graph = self.traced.graph
-        # where each unit's tap comes from: call index -> [(unit position, item, layout)], the
-        # layout "last" (channels-last), a canonical shape to reshape to, or None
-        self._taps: dict[int, list[tuple[int, tuple[int, ...], Any]]] = {}
+        # where each unit's tap comes from: call index -> [(unit position, item, layout)]
+        # (channel_layouts: channels-last, a row (B, 1, C), a stack of maps, …, or None)
+        self._taps: dict[int, list[tuple[int, tuple[int, ...], Any, list[int]]]] = {}
+        layouts = channel_layouts(self.graph)
         for i, u in enumerate(self.graph.units):
             ref = self.traced.call_of[u.tap]
-            tap = self.graph.layer(u.tap)
-            layout = None  # (B, C[, H, W]) as it is
-            if tap.channels_last and len(tap.shape) == 3:
-                layout = "last"
-            elif tap.channels_last or tap.params.get("view"):  # a row (B, 1, C), a stack, …
-                layout = tap.shape
-            self._taps.setdefault(ref.index, []).append((i, ref.item, layout))
+            shape = self.graph.layer(u.tap).shape
+            self._taps.setdefault(ref.index, []).append((i, ref.item, layouts.get(u.tap), shape))
 
     @property
     def device(self) -> torch.device:
@@ -53,12 +50,10 @@ class Probe:
         where they can, see :class:`~cnnvis_gl.model.capture.TapSession`)."""
 
         def on_tap(index: int, out: Any, args: tuple, kwargs: dict) -> None:
-            for i, item, layout in self._taps[index]:
+            for i, item, layout, shape in self._taps[index]:
                 t = pick(out, item)
-                if layout == "last":
-                    t = t.permute(0, 3, 1, 2)
-                elif layout is not None:
-                    t = t.reshape(len(t), *layout)
+                if layout is not None:  # to the canonical (B, C[, H, W])
+                    t = channels_first(t, layout).reshape(len(t), *shape)
                 acc.update_unit(i, t)
 
         return TapSession(

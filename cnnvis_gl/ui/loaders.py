@@ -314,7 +314,7 @@ class Ablations(Loader):
             return None
         run_dir, classes = st.run_dir, len(st.snapshot.classes) if st.snapshot else 0
         _, parts = want
-        from ..stats.ablation import channel_layouts
+        from ..model.graph import channel_layouts
 
         watch = {u.name: u.tap for u in st.snapshot.graph.units} if st.snapshot else {}
         layouts = channel_layouts(st.snapshot.graph) if st.snapshot else {}

@@ -95,7 +95,9 @@ FUNCTION_KINDS: dict[str, str] = {
         "upsample_bilinear matmul bmm".split(),
         "pool",
     ),
-    **dict.fromkeys("batch_norm layer_norm group_norm instance_norm".split(), "norm"),
+    **dict.fromkeys(
+        "batch_norm layer_norm group_norm instance_norm local_response_norm".split(), "norm"
+    ),
     "conv2d": "conv",
     "conv1d": "conv1d",
     "linear": "linear",
@@ -105,8 +107,14 @@ FUNCTION_KINDS: dict[str, str] = {
     **dict.fromkeys(
         "view reshape flatten transpose permute contiguous getitem split chunk unbind squeeze "
         "unsqueeze narrow clone detach to float cat concat concatenate swapaxes movedim "
-        "unflatten channel_shuffle data T pad expand expand_as stack pixel_unshuffle".split(),
+        "unflatten channel_shuffle data T pad expand expand_as stack pixel_unshuffle "
+        "index_select".split(),
         "layout",
+    ),
+    # tensors made like another, whatever its values (zero channels padding a shortcut)
+    **dict.fromkeys(
+        "zeros_like ones_like full_like empty_like new_zeros new_ones new_full new_empty".split(),
+        "constant",
     ),
 }
 
@@ -472,11 +480,20 @@ class Computed:
         return pick(self.target(*args, **map_leaves(self.kwargs, ev, Computed)), self.item)
 
 
-def computed(calls: list[Call], ref: Ref, memo: dict[Ref, Computed] | None = None) -> Computed:
-    """The recipe of constant call output ``ref`` (whose inputs are all constant calls)."""
+def computed(
+    calls: list[Call], ref: Ref, memo: dict[Ref, Any] | None = None
+) -> Computed | torch.Tensor:
+    """The recipe of constant call output ``ref`` (whose inputs are all constant calls), or
+    the output itself for a tensor made like a data tensor (``torch.zeros_like(x)``: its one
+    value when all are equal, a scalar whatever the batch)."""
     memo = {} if memo is None else memo
     if ref not in memo:
         call = calls[ref.index]
+        if any(calls[i].kind != "constant" for i in call.inputs):
+            v = pick(call.value, ref.item).detach()
+            first = v.flatten()[:1]
+            memo[ref] = first[0].clone() if first.numel() and bool((v == first).all()) else v
+            return memo[ref]
         sub = lambda r: computed(calls, r, memo)  # noqa: E731
         args, kwargs = map_leaves(call.args, sub, Ref), map_leaves(call.kwargs, sub, Ref)
         memo[ref] = Computed(call.target, args, kwargs, ref.item)

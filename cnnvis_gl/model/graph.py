@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
+from .blocks import ELEMENTWISE, is_join, stretches
 
 # Bounded activations: the value their output saturates at (for the "saturated" statistic).
 _BOUNDS: dict[str, float] = {
@@ -40,7 +41,6 @@ _BOUNDS: dict[str, float] = {
     "relu6": 6.0,
 }
 
-ELEMENTWISE = {"norm", "act", "dropout", "add", "identity", "mul"}
 WEIGHTED = {"conv", "linear"}
 
 
@@ -293,7 +293,7 @@ def assemble(layers: list[Layer], input_shape: list[int], capture: str = "") -> 
     """Receptive fields, units and groups of ``layers`` (in forward order; the first is the input)."""
     by_name = {l.name: l for l in layers}
     _receptive_fields(layers, by_name)
-    spanned, cells = _cells(layers, _spanned(layers))
+    spanned, cells = stretches(layers)
     units = _units(layers, by_name, spanned, cells)
     groups = _groups(layers, by_name, units, spanned)
     return NeuronGraph(list(input_shape), layers, units, groups, capture=capture)
@@ -405,60 +405,6 @@ def _tap(name: str, by_name: dict[str, Layer], consumers: dict[str, list[str]]) 
     return cur
 
 
-def _is_join(layer: Layer) -> bool:
-    """Whether a layer joins branches: a residual add, a concatenation, a product of two maps."""
-    if layer.kind in ("add", "cat") and len(layer.inputs) > 1:
-        return True
-    return layer.kind == "mul" and len(layer.params.get("carriers", [])) > 1
-
-
-def _spanned(layers: list[Layer]) -> list[bool]:
-    """Whether some edge jumps over each layer (it lies inside a residual block, a module with
-    parallel branches, or beside a gating branch)."""
-    order = {l.name: i for i, l in enumerate(layers)}
-    diff = np.zeros(len(layers) + 1, dtype=np.int64)
-    for l in layers:
-        for i in l.inputs:
-            a, b = order[i] + 1, order[l.name]
-            if a < b:
-                diff[a] += 1
-                diff[b] -= 1
-    return [bool(v) for v in np.cumsum(diff)[: len(layers)] > 0]
-
-
-def _cells(layers: list[Layer], spanned: list[bool]) -> tuple[list[bool], set[str]]:
-    """``spanned`` with the joins that end *cells* taken out.  Cells that each read the outputs
-    of the two cells before them (NASNet, PNASNet) make one long spanned stretch.  A cell's join
-    ends a block (as a residual add does) when every edge crossing it starts at another cell's
-    join or where the stretch opened — and, if one starts where the stretch opened (as the skip
-    edge of a residual block around a join inside it does), when the join itself is read past
-    a later cell's join (by the cell after next).  Also returns the names of those joins."""
-    order = {l.name: i for i, l in enumerate(layers)}
-    edges = [(order[i], order[l.name]) for l in layers for i in l.inputs]
-    opening, candidates = {}, []  # join -> where its stretch opened
-    last = -1
-    for p, layer in enumerate(layers):
-        if not spanned[p]:
-            last = p
-        elif _is_join(layer):
-            candidates.append(p)
-            opening[p] = last
-    crossing = {c: {s for s, d in edges if s < c < d} for c in candidates}
-    reach = {c: max([d for s, d in edges if s == c], default=c) for c in candidates}
-    cuts = set(candidates)
-    while True:
-        kept = {
-            c
-            for c in cuts
-            if crossing[c] - {opening[c]} <= cuts
-            and (opening[c] not in crossing[c] or any(c < k < reach[c] for k in cuts))
-        }
-        if kept == cuts:
-            break
-        cuts = kept
-    return [sp and p not in cuts for p, sp in enumerate(spanned)], {layers[c].name for c in cuts}
-
-
 def _units(
     layers: list[Layer], by_name: dict[str, Layer], spanned: list[bool], cells: set[str]
 ) -> list[Unit]:
@@ -498,11 +444,12 @@ def _groups(
     ends_in_join = False
     for i in range(len(layers) - 1, -1, -1):
         if not spanned[i]:
-            ends_in_join = _is_join(layers[i])
+            ends_in_join = _joins(layers[i].name, by_name)
         block[i] = spanned[i] and ends_in_join
     unit_of_tap = {u.tap: u for u in units}
     unit_of_layer = {name: u for u in units for name in u.layers}
 
+    consumers = _consumers(layers)
     raw: list[list[str]] = [[]]
 
     def close() -> None:
@@ -539,7 +486,10 @@ def _groups(
         elif nxt is not None and block[order[nxt.name]]:
             close()  # a residual block starts next
         elif l.name in unit_of_tap and _joins(l.name, by_name):
-            close()  # a residual block or a multi-branch module ends here
+            # a residual block or a multi-branch module ends here — or, when its output is
+            # gated next (BAM between two blocks), at the product
+            if _place(l.name, by_name, consumers, order) == i:
+                close()
     raw = [g for g in raw if g]
     # layers after the last unit (e.g. a trailing pool) join the previous group
     merged: list[list[str]] = []
@@ -551,6 +501,10 @@ def _groups(
     if merged and len(merged) > 1 and not any(by_name[n].weighted for n in merged[0]):
         merged[1] = merged[0] + merged[1]
         merged.pop(0)
+    # a group none of whose units leave in it (their taps lie past its end) joins the next
+    for k in range(len(merged) - 2, -1, -1):
+        if not any(n in unit_of_tap for n in merged[k]):
+            merged[k : k + 2] = [merged[k] + merged[k + 1]]
 
     groups: list[Group] = []
     for gi, names in enumerate(merged):
@@ -571,7 +525,6 @@ def _groups(
             u.group = by_name[u.tap].group
             if u.name not in groups[u.group].units:
                 groups[u.group].units.append(u.name)
-    consumers = _consumers(layers)
     counters: dict[str, int] = {}
     for g in groups:
         g.units.sort(key=lambda n: _place(unit_by_name(units, n).tap, by_name, consumers, order))
@@ -594,7 +547,7 @@ def _groups(
 def _place(tap: str, by_name: dict[str, Layer], consumers: dict[str, list[str]], order: dict[str, int]) -> int:
     """Where a unit's neurons leave: its tap, or for gated channels (``x * gate``) the product."""
     gated = [c for c in consumers[tap] if by_name[c].kind == "mul" and _carries(by_name[c], tap)]
-    return max([order[tap]] + [order[c] for c in gated if not _is_join(by_name[c])])
+    return max([order[tap]] + [order[c] for c in gated if not is_join(by_name[c])])
 
 
 def _feeding_pointwise(conv: Layer, by_name: dict[str, Layer]) -> str | None:
@@ -606,7 +559,7 @@ def _feeding_pointwise(conv: Layer, by_name: dict[str, Layer]) -> str | None:
         # strided conv, a select of the same channels)
         cur = by_name[layer.inputs[0]]
         while len(cur.inputs) == 1 and (
-            cur.kind in ELEMENTWISE and not _is_join(cur)
+            cur.kind in ELEMENTWISE and not is_join(cur)
             or cur.kind in ("select", "identity")
             and cur.shape[0] == by_name[cur.inputs[0]].shape[0]
         ):
@@ -630,7 +583,7 @@ def _joins(tap: str, by_name: dict[str, Layer]) -> bool:
     following single-input element-wise layers upstream."""
     cur = by_name[tap]
     while True:
-        if _is_join(cur):
+        if is_join(cur):
             return True
         if cur.kind not in ELEMENTWISE or len(cur.inputs) != 1:
             return False
@@ -649,7 +602,7 @@ def _upstream_tap(name: str, by_name: dict[str, Layer], tap_group: dict[str, int
             return tap_group[cur]
         layer = by_name[cur]
         ins = layer.inputs
-        if layer.kind == "mul" and not _is_join(layer):  # x * gate: follow the gated side
+        if layer.kind == "mul" and not is_join(layer):  # x * gate: follow the gated side
             ins = [x for k, x in enumerate(ins) if _carries(layer, x)]
         if layer.weighted or layer.kind == "input" or len(ins) != 1:
             return None

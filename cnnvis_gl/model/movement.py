@@ -81,11 +81,7 @@ def run(call: Call, inputs: dict[Ref, Prov]) -> Prov:
     for k in range(2):
 
         def sub(obj: Any, k: int = k) -> Any:
-            return map_leaves(
-                obj,
-                lambda v: inputs[v][k] if isinstance(v, Ref) else constant(v),
-                (Ref, torch.Tensor),
-            )
+            return map_leaves(obj, lambda v: _moved(v, inputs, k), (Ref, torch.Tensor))
 
         try:
             with torch.no_grad():
@@ -95,6 +91,14 @@ def run(call: Call, inputs: dict[Ref, Prov]) -> Prov:
                 f"cannot follow {call.op} at {call.name!r}: {type(e).__name__}: {e}"
             ) from e
     return outs[0], outs[1]
+
+
+def _moved(v: Any, inputs: dict[Ref, Prov], k: int) -> Any:
+    """An argument of a data-movement call, for its provenance run: an input's provenance,
+    integer tensors (``index_select``'s index) as they are, other tensors as constants."""
+    if isinstance(v, Ref):
+        return inputs[v][k]
+    return v if not (v.is_floating_point() or v.is_complex()) else constant(v)
 
 
 def joins_several(p: Any) -> bool:

@@ -106,7 +106,7 @@ def layer_params(
                 "running_var": param(calls, call, 2, "running_var"),
             }
             tens["eps"] = arg(call, 7, "eps", 1e-5)
-        else:
+        elif call.op != "local_response_norm":  # (which has no weight)
             pos = {"layer_norm": 2, "group_norm": 2, "instance_norm": 3}.get(call.op, 2)
             tens = {"weight": param(calls, call, pos, "weight")}
     elif kind in ("add", "mul"):
@@ -165,6 +165,9 @@ def _pool(
         src_last = src.channels_last
         if x.dim() == 5 and dims == [1]:  # over K stacked maps (SKNet, ResNeSt)
             return {"stack": call.op}
+        if x.dim() == 5 and dims == [2] and not src_last:
+            # over runs of consecutive channels, x.view(b, c // k, k, h, w).sum(2) (FishNet)
+            return {"stack": call.op, "runs": int(x.shape[2])}
         if x.dim() == 4 and dims == ([1, 2] if src_last else [2, 3]):
             return {"global": True}
         if x.dim() == 4 and dims == ([3] if src_last else [1]) and len(shape) == 3:
@@ -200,27 +203,48 @@ def _arith(
             const = a
     # (by the inputs' layers: a broadcast gate.expand_as(x) is its gate's shape)
     full = [r for k, r in enumerate(refs) if inputs[k].shape == shape]
+    # a gate shifted or scaled by a constant (BAM's 1 + sigmoid(…)) is still a gate
+    gate = {"gate": True} if len(inputs) == 1 and is_gate(inputs[0]) else {}
     if call.kind == "add":
         signs = [1.0] * len(inputs)
         if op in ("sub", "rsub") and len(args) >= 2:
             neg = 0 if op == "rsub" else 1
             if isinstance(args[neg], Ref) and args[neg] in refs:
                 signs[refs.index(args[neg])] = -1.0
-        return {"signs": signs}, {}
+        return {"signs": signs, **gate}, {}
     # mul / div
     if op == "div" and (
         len(args) < 2 or isinstance(args[1], Ref) and args[1] in full
     ):  # (by a broadcast map, e.g. GRN's x_g / x_g.mean(channels): gating)
         raise ModelError(f"division by a feature map {where(call)} is not supported")
     if len(full) > 1:  # x * gate(x): the gate is not a carrier
-        gates = [r for r in full if inputs[refs.index(r)].op in GATES]
+        gates = [r for r in full if is_gate(inputs[refs.index(r)])]
         if 0 < len(gates) < len(full):
             full = [r for r in full if r not in gates]
+    if not full and len(refs) > 1 and _spans(inputs, shape):
+        full = list(refs)  # channels × positions (BAM's channel and spatial attention)
     if not full:
         raise ModelError(f"{call.op} {where(call)}: no input has the shape of its output")
     carriers = [refs.index(r) for r in full]
     tens: dict[str, Any] = {}
     if const is not None and len(refs) == 1:
         tens = {"scale": const, "divide": op == "div"}
-    return {"carriers": carriers}, tens
+    return {"carriers": carriers, **gate}, tens
+
+
+def is_gate(layer: Layer) -> bool:
+    """Whether a layer's output is a gate (a sigmoid, or one shifted or scaled by a constant)."""
+    return layer.op in GATES or bool(layer.params.get("gate"))
+
+
+def _spans(inputs: list[Layer], shape: list[int]) -> bool:
+    """Whether inputs broadcast against each other make ``shape``, each axis full in one of
+    them (a channel vector (C, 1, 1) times a spatial map (1, H, W))."""
+    if any(len(l.shape) != len(shape) or l.channels_last for l in inputs):
+        return False
+    return all(
+        all(s in (1, n) for s in (l.shape[a] for l in inputs))
+        and any(l.shape[a] == n for l in inputs)
+        for a, n in enumerate(shape)
+    )
 

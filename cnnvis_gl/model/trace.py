@@ -114,7 +114,7 @@ class _Builder:
         """Whether a data-movement result is a layer of its own at once: a layer reads it, or it
         joins several sources and is then split again (a ShuffleNet block's output)."""
         p = self.prov[call.index][0]
-        if not isinstance(p, torch.Tensor):
+        if not isinstance(p, torch.Tensor) or _stacks_batches(call):
             return False
         if p.dim() - 1 not in (1, 3, 4) and not movement.is_row(p):
             return False
@@ -162,6 +162,8 @@ class _Builder:
     def _layer(self, call: Call) -> None:
         refs = self._refs(call)
         if not refs:
+            return
+        if self._branch_mean(call, refs):
             return
         src = self._pooled_map(call, refs)
         if src is not None:  # x.view(b, c, -1).mean(2), x.mean(3).mean(2): global pooling
@@ -281,6 +283,31 @@ class _Builder:
             "weight": Computed(band_matrix, (w, c, pad, dil), {}),
             "kernel": w,
         }
+
+    def _branch_mean(self, call: Call, refs: list[Ref]) -> bool:
+        """``torch.stack(branches).mean(0)`` (FractalNet's join): the mean (or sum) of maps of
+        one shape stacked before the batch axis — an add layer of the branches, each weighted
+        1/K (1 for a sum).  True when ``call`` is one and its layer was added."""
+        if call.kind != "pool" or call.op not in ("mean", "sum") or len(refs) != 1:
+            return False
+        made = self.calls[refs[0].index]
+        if not _stacks_batches(made) or refs[0].item or reduced(call, made.value.dim()) != [0]:
+            return False
+        parts = arg(made, 0, "tensors")
+        if not all(isinstance(r, Ref) and self.calls[r.index].kind != "constant" for r in parts):
+            raise ModelError(f"{call.op} {where(call)}: a stack of constants is not supported")
+        inputs = [self._resolve(r, call.name) for r in parts]
+        srcs = [self.by_name[n] for n in inputs]
+        if len({(tuple(l.shape), l.channels_last) for l in srcs}) != 1:
+            raise ModelError(f"{call.op} {where(call)}: the stacked maps differ in shape")
+        k = len(inputs)
+        signs = [1.0 / k if call.op == "mean" else 1.0] * k
+        layer = Layer(
+            call.name, "add", call.op, inputs, list(srcs[0].shape), {"signs": signs},
+            channels_last=srcs[0].channels_last,
+        )  # fmt: skip
+        self._add(layer, Ref(call.index))
+        return True
 
     def _pooled_map(self, call: Call, refs: list[Ref]) -> str | None:
         """The channels-first map whose global pooling ``call`` is, when it reduces the last
@@ -409,6 +436,12 @@ class _Builder:
             ref,
         )
         return name
+
+
+def _stacks_batches(call: Call) -> bool:
+    """Whether ``call`` stacks whole batches (``torch.stack(maps)``, dim 0: before the batch
+    axis), as branches are stacked to be averaged."""
+    return call.op == "stack" and arg(call, 1, "dim", 0) == 0
 
 
 __all__ = ["TracedModel", "build_graph", "decode_map", "trace_model"]

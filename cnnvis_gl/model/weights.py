@@ -164,6 +164,13 @@ def _conv(weight: torch.Tensor, groups: int, mat: torch.Tensor, eyes: _Eyes) -> 
     return torch.bmm(blocks, mat.view(groups, c_in_g, -1)).reshape(c_out, -1)
 
 
+def _broadcast(inputs: list[Maps], c: int) -> list[Maps]:
+    """The inputs of an element-wise layer of ``c`` channels, a one-channel input repeated to
+    every channel (as the layer broadcasts it)."""
+    return [{s: mat.repeat(c, 1) if len(mat) == 1 < c else mat for s, mat in m.items()}
+            for m in inputs]  # fmt: skip
+
+
 def _apply(
     traced: TracedModel,
     name: str,
@@ -181,13 +188,11 @@ def _apply(
         return out
     if layer.kind == "add":
         signs = layer.params.get("signs", [1.0] * len(inputs))
-        c = layer.shape[0]  # (a one-channel input is broadcast to every channel)
-        wide = [{s: mat.repeat(c, 1) if len(mat) == 1 < c else mat for s, mat in m.items()}
-                for m in inputs]  # fmt: skip
-        return _sum(list(zip(signs, wide, strict=True)))
+        return _sum(list(zip(signs, _broadcast(inputs, layer.shape[0]), strict=True)))
     if layer.kind == "mul":
         carriers = layer.params.get("carriers", range(len(inputs)))
-        out = _sum([(1.0, inputs[k]) for k in carriers])
+        wide = _broadcast(inputs, layer.shape[0])
+        out = _sum([(1.0, wide[k]) for k in carriers])
         scale = traced.tensor(name, "scale")
         if scale is not None and out:
             s = torch.as_tensor(scale).detach().float().flatten().to(dev)
@@ -227,10 +232,12 @@ def _apply(
         features[name] = feat
         if layer.kind == "norm":  # a norm over flattened features: one scale per channel
             return m
-    if layer.kind == "pool" and layer.params.get("stack"):  # over K stacked maps: their sum
-        c, how = layer.shape[0], layer.params["stack"]
-        maps = {s: mat.view(-1, c, mat.shape[1]) for s, mat in m.items()}  # [K, C, sources]
-        return {s: v.sum(0) if how == "sum" else v.mean(0) for s, v in maps.items()}
+    if layer.kind == "pool" and layer.params.get("stack"):
+        # over K stacked maps ([K, C, sources]), or runs of K consecutive channels ([C, K, …])
+        c, how, runs = layer.shape[0], layer.params["stack"], layer.params.get("runs")
+        lead, axis = ((c, runs), 1) if runs else ((-1, c), 0)
+        maps = {s: mat.reshape(*lead, mat.shape[1]) for s, mat in m.items()}
+        return {s: v.sum(axis) if how == "sum" else v.mean(axis) for s, v in maps.items()}
     if layer.kind == "pool" and layer.params.get("channels"):
         # a reduction over the channels: their sum, or their mean (also the linear stand-in for
         # a maximum or a norm)

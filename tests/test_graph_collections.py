@@ -1,0 +1,341 @@
+"""The graph rules of docs/GRAPH.md for blocks of the pytorchcv collection (osmr's
+imgclsmob), on tiny models with hand-computed answers: a shortcut widened with
+``torch.zeros_like`` channels, functional local response normalisation (AlexNet, ZFNet),
+CondenseNet's ``index_select`` channel permutation, FractalNet's ``stack(branches).mean(0)``
+join, FishNet's channel squeeze (a sum over runs of channels), BAM's channel × spatial
+attention, and DARTS cells after a two-conv stem."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from test_graph_blocks import Cell
+from test_graph_rules import _k, _seeded
+from torch import nn
+
+from cnnvis_gl.model import trace_model
+from cnnvis_gl.model.weights import unit_weights
+
+
+class ZeroShortcut(nn.Module):
+    """A 1-bit WRN unit: the shortcut is widened with zero channels, ``cat(y, zeros_like(y))``."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.b = nn.Conv2d(4, 8, 3, padding=1, bias=False)
+        self.c = nn.Conv2d(8, 2, 1, bias=False)
+
+    def forward(self, x):
+        y = F.relu(self.a(x))
+        z = self.b(y) + torch.cat((y, torch.zeros_like(y)), dim=1)
+        return self.c(z).mean((2, 3))
+
+
+def test_zero_channels_widening_a_shortcut_are_padding():
+    m = _seeded(ZeroShortcut())
+    t = trace_model(m, (3, 6, 6))
+    assert [u.name for u in t.graph.units] == ["a", "b", "c"]
+    uw = unit_weights(t)
+    # b's neurons (the sum) read a through b's kernel and, channels 0-3, the shortcut
+    shortcut = torch.cat([torch.eye(4), torch.zeros(4, 4)])
+    torch.testing.assert_close(uw["b"]["a"], _k(m.b) + shortcut)
+
+
+class LRN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, bias=False)
+        self.c = nn.Conv2d(4, 2, 1, bias=False)
+
+    def forward(self, x):
+        return self.c(F.local_response_norm(F.relu(self.a(x)), size=3)).mean((2, 3))
+
+
+def test_functional_local_response_norm_is_a_norm():
+    m = _seeded(LRN())
+    t = trace_model(m, (3, 6, 6))
+    assert t.graph.layer("local_response_norm").kind == "norm"
+    torch.testing.assert_close(unit_weights(t)["c"]["a"], _k(m.c))
+
+
+class IndexSelect(nn.Module):
+    """CondenseNet: the channels permuted by an index buffer before a grouped conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 1, bias=False)
+        self.register_buffer("index", torch.tensor([2, 0, 3, 1]))
+        self.c = nn.Conv2d(4, 2, 1, bias=False)
+
+    def forward(self, x):
+        return self.c(torch.index_select(F.relu(self.a(x)), 1, self.index)).mean((2, 3))
+
+
+def test_index_select_over_the_channels_is_a_permutation():
+    m = _seeded(IndexSelect())
+    t = trace_model(m, (3, 4, 4))
+    # c's input channel j is a's channel index[j]: weight from a's channel i sums those j
+    perm = torch.zeros(4, 4)
+    perm[torch.arange(4), m.index] = 1.0
+    torch.testing.assert_close(unit_weights(t)["c"]["a"], _k(m.c) @ perm)
+
+
+class FractalJoin(nn.Module):
+    """FractalNet: columns of different depth joined by ``torch.stack(outs).mean(0)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.b1 = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.b2 = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+        self.c = nn.Conv2d(4, 2, 1, bias=False)
+
+    def forward(self, x):
+        outs = [F.relu(self.a(x)), F.relu(self.b2(F.relu(self.b1(x))))]
+        return self.c(torch.stack(outs, dim=0).mean(dim=0)).mean((2, 3))
+
+
+def test_a_mean_of_stacked_branches_is_their_average():
+    m = _seeded(FractalJoin())
+    t = trace_model(m, (3, 6, 6))
+    join = t.graph.layer("mean")
+    assert join.kind == "add" and join.params["signs"] == [0.5, 0.5]
+    assert join.rf_size == [5, 5]  # the deeper column's field
+    # like a residual add, the join's neurons are one unit with both columns' last convs
+    assert t.graph.unit("a").layers == ["a", "b2"] and t.graph.unit("a").tap == "mean"
+    uw = unit_weights(t)
+    torch.testing.assert_close(uw["a"]["input"], 0.5 * _k(m.a))
+    torch.testing.assert_close(uw["a"]["b1"], 0.5 * _k(m.b2))
+    torch.testing.assert_close(uw["c"]["a"], _k(m.c))
+
+
+class ChannelSqueeze(nn.Module):
+    """FishNet: ``x.view(b, c // k, k, h, w).sum(2)`` adds runs of k consecutive channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 1, bias=False)
+        self.c = nn.Conv2d(4, 2, 1, bias=False)
+
+    def forward(self, x):
+        y = F.relu(self.a(x))
+        b, ch, h, w = y.shape
+        return self.c(y.view(b, ch // 2, 2, h, w).sum(dim=2)).mean((2, 3))
+
+
+def test_a_sum_over_runs_of_channels_adds_them():
+    m = _seeded(ChannelSqueeze())
+    t = trace_model(m, (3, 4, 4))
+    runs = torch.zeros(4, 8)
+    runs[torch.arange(4).repeat_interleave(2), torch.arange(8)] = 1.0  # [i, 2i] = [i, 2i+1] = 1
+    torch.testing.assert_close(unit_weights(t)["c"]["a"], _k(m.c) @ runs)
+
+
+class BAM(nn.Module):
+    """BAM: a channel attention (C, 1, 1) times a spatial one (1, H, W), through
+    ``1 + sigmoid``, gates the map."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.fc = nn.Linear(4, 4, bias=False)
+        self.s = nn.Conv2d(4, 1, 3, padding=1, bias=False)
+        self.c = nn.Conv2d(4, 2, 1, bias=False)
+
+    def forward(self, x):
+        y = F.relu(self.a(x))
+        ch = self.fc(y.mean((2, 3))).unsqueeze(2).unsqueeze(3).expand_as(y)
+        sp = self.s(y).expand_as(y)
+        att = 1 + torch.sigmoid(ch * sp)
+        return self.c(y * att).mean((2, 3))
+
+
+def test_channel_times_spatial_attention_is_a_gate():
+    m = _seeded(BAM())
+    t = trace_model(m, (3, 6, 6))
+    g = t.graph
+    product = g.layer("mul")
+    assert product.inputs[1] == "s" and product.params["carriers"] == [0, 1]
+    # (the channel attention pools the whole image: the widest field wins)
+    assert product.shape == [4, 6, 6] and product.rf_size == [6, 6]
+    assert g.layer("add").params["gate"]  # 1 + sigmoid(…) is still a gate
+    gated = g.layer("mul_1")
+    assert gated.params["carriers"] == [0] and gated.rf_size == [3, 3]  # y's own field
+    uw = unit_weights(t)
+    torch.testing.assert_close(uw["c"]["a"], _k(m.c))  # the gated channels keep their identity
+    torch.testing.assert_close(uw["s"]["a"], _k(m.s))
+    assert [u.name for u in g.units] == ["a", "fc", "s", "c"]  # the attention's own units
+
+
+class StemCells(nn.Module):
+    """DARTS: a stem of two convs, the first cell reading both of their outputs, each cell the
+    two before it."""
+
+    def __init__(self, n: int = 3):
+        super().__init__()
+        self.stem1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.stem2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.cells = nn.ModuleList(Cell() for _ in range(n))
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        prev = F.relu(self.stem1(x))
+        cur = self.stem2(prev)
+        for cell in self.cells:
+            prev, cur = cur, cell(cur, prev)
+        return self.fc(cur.mean((2, 3)))
+
+
+def test_cells_after_a_stem_whose_layers_they_both_read_are_rows_of_their_own():
+    g = trace_model(_seeded(StemCells()), (3, 8, 8)).graph
+    rows = [sorted({u.split(".")[1] if u.startswith("cells") else u for u in gr.units})
+            for gr in g.groups]  # fmt: skip
+    assert rows == [["stem1"], ["0", "stem2"], ["1"], ["2"], ["fc"]]
+
+
+class ZeroState(nn.Module):
+    """DIA's LSTM attention starts from ``torch.zeros_like(w)`` states: ``f * c0 + i * g`` with
+    ``c0`` zero leaves ``i * g``."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 1, bias=False)
+        self.c = nn.Conv2d(4, 2, 1, bias=False)
+
+    def forward(self, x):
+        y = F.relu(self.a(x))
+        c0 = torch.zeros_like(y)
+        twos = torch.full_like(y, 2.0)
+        return self.c(torch.sigmoid(y) * c0 + y * twos).mean((2, 3))
+
+
+def test_tensors_made_like_the_data_are_constants_with_their_value():
+    m = _seeded(ZeroState())
+    t = trace_model(m, (3, 4, 4))
+    g = t.graph
+    assert [lay.kind for lay in g.layers if lay.kind in ("mul", "add")] == ["mul", "mul", "add"]
+    assert float(t.tensor("mul", "scale")) == 0.0 and float(t.tensor("mul_1", "scale")) == 2.0
+    # the weight into c from a: the zeroed path adds nothing, the other is doubled
+    torch.testing.assert_close(unit_weights(t)["c"]["a"], 2.0 * _k(m.c))
+
+
+class Unit(nn.Module):
+    """A pre-activation-free residual unit, with a 1×1 shortcut conv when it widens."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.c2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.short = nn.Conv2d(cin, cout, 1) if cin != cout else None
+
+    def forward(self, x):
+        skip = x if self.short is None else self.short(x)
+        return F.relu(self.c2(F.relu(self.c1(x))) + skip)
+
+
+class RoR(nn.Module):
+    """Residual networks of residual networks: a shortcut around each stage of units and one
+    around the whole body."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.s1 = nn.ModuleList([Unit(4, 4), Unit(4, 4)])
+        self.s2 = nn.ModuleList([Unit(4, 8), Unit(8, 8)])
+        self.short1, self.short2 = nn.Conv2d(4, 4, 1), nn.Conv2d(4, 8, 1)
+        self.short_body = nn.Conv2d(4, 8, 1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        body = self.short_body(x)
+        y = x
+        for units, short in ((self.s1, self.short1), (self.s2, self.short2)):
+            skip = short(y)
+            for unit in units:
+                y = unit(y)
+            y = y + skip
+        return self.fc(F.relu(y + body).mean((2, 3)))
+
+
+def test_a_shortcut_around_residual_units_keeps_them_rows_of_their_own():
+    """Before: the body's shortcut jumped over every layer, and the whole body was one row."""
+    g = trace_model(_seeded(RoR()), (3, 8, 8)).graph
+    # a stage's last unit ends in the stage's sum: its second conv and the stage's shortcut
+    # share that unit (named by the first of them in forward order)
+    assert [gr.units for gr in g.groups] == [
+        ["stem"],
+        ["s1.0.c1", "s1.0.c2"],
+        ["s1.1.c1", "short1"],
+        ["s2.0.c1", "s2.0.short"],
+        ["s2.1.c1", "short_body"],
+        ["fc"],
+    ]
+    assert g.unit("short_body").layers == ["short_body", "short2", "s2.1.c2"]
+
+
+class OctaveUnit(nn.Module):
+    """Two streams, high and low frequency (an octave convolution's): each new stream sums a
+    conv of its own and one of the other, resampled, plus its shortcut."""
+
+    def __init__(self):
+        super().__init__()
+        self.hh, self.lh = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 1)
+        self.ll, self.hl = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 1)
+
+    def forward(self, h, low):
+        h2 = self.hh(h) + F.interpolate(self.lh(low), scale_factor=2.0)
+        l2 = self.ll(low) + self.hl(F.avg_pool2d(h, 2))
+        return F.relu(h2 + h), F.relu(l2 + low)
+
+
+class Octave(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.down = nn.Conv2d(4, 4, 1)
+        self.units = nn.ModuleList(OctaveUnit() for _ in range(3))
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        h = F.relu(self.stem(x))
+        low = F.relu(self.down(F.avg_pool2d(h, 2)))
+        for unit in self.units:
+            h, low = unit(h, low)
+        return self.fc(torch.cat([h.mean((2, 3)), low.mean((2, 3))], 1))
+
+
+def test_two_streams_end_a_block_where_both_are_fresh_sums():
+    """Before: the two streams jump over every layer, and all units were one row."""
+    g = trace_model(_seeded(Octave()), (3, 8, 8)).graph
+    rows = [sorted({u.split(".")[1] if u.startswith("units") else u for u in gr.units})
+            for gr in g.groups]  # fmt: skip
+    # (the conv making the low stream is read beside the first unit's: a row with it)
+    assert rows == [["stem"], ["0", "down"], ["1"], ["2"], ["fc"]]
+
+
+class GateBetweenBlocks(nn.Module):
+    """BAM sits between two residual blocks and gates the first one's output."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.b1, self.b2 = Unit(4, 4), Unit(4, 4)
+        self.fc, self.s = nn.Linear(4, 4), nn.Conv2d(4, 1, 3, padding=1)
+        self.out = nn.Linear(4, 10)
+
+    def forward(self, x):
+        y = self.b1(F.relu(self.stem(x)))
+        ch = self.fc(y.mean((2, 3)))[:, :, None, None].expand_as(y)
+        y = y * (1 + torch.sigmoid(ch * self.s(y).expand_as(y)))
+        return self.out(self.b2(y).mean((2, 3)))
+
+
+def test_a_gate_after_a_block_joins_the_blocks_row():
+    g = trace_model(_seeded(GateBetweenBlocks()), (3, 8, 8)).graph
+    assert [gr.units for gr in g.groups] == [
+        ["stem"], ["b1.c1", "fc", "s", "b1.c2"], ["b2.c1", "b2.c2"], ["out"]
+    ]
+    # the row's neurons are the block's (counted at the product), not the attention's one
+    assert g.groups[1].unit == "b1.c2"

@@ -490,22 +490,7 @@ def _groups(
             # gated next (BAM between two blocks), at the product
             if _place(l.name, by_name, consumers, order) == i:
                 close()
-    raw = [g for g in raw if g]
-    # layers after the last unit (e.g. a trailing pool) join the previous group
-    merged: list[list[str]] = []
-    for g in raw:
-        if merged and not any(by_name[n].weighted for n in g):
-            merged[-1].extend(g)
-        else:
-            merged.append(g)
-    if merged and len(merged) > 1 and not any(by_name[n].weighted for n in merged[0]):
-        merged[1] = merged[0] + merged[1]
-        merged.pop(0)
-    # a group none of whose units leave in it (their taps lie past its end) joins the next
-    for k in range(len(merged) - 2, -1, -1):
-        if not any(n in unit_of_tap for n in merged[k]):
-            merged[k : k + 2] = [merged[k] + merged[k + 1]]
-
+    merged = _merged([g for g in raw if g], by_name, set(unit_of_tap))
     groups: list[Group] = []
     for gi, names in enumerate(merged):
         for n in names:
@@ -542,6 +527,26 @@ def _groups(
                     ins.append(s)
         g.inputs = ins
     return groups
+
+
+def _merged(raw: list[list[str]], by_name: dict[str, Layer], taps: set[str]) -> list[list[str]]:
+    """The groups' layers, each group holding a weighted layer and a unit's tap: layers after
+    the last unit (a trailing pool) join the group before, layers before the first the group
+    after; a group none of whose units leave in it (their taps lie past its end) joins the
+    next."""
+    merged: list[list[str]] = []
+    for g in raw:
+        if merged and not any(by_name[n].weighted for n in g):
+            merged[-1].extend(g)
+        else:
+            merged.append(g)
+    if merged and len(merged) > 1 and not any(by_name[n].weighted for n in merged[0]):
+        merged[1] = merged[0] + merged[1]
+        merged.pop(0)
+    for k in range(len(merged) - 2, -1, -1):
+        if not any(n in taps for n in merged[k]):
+            merged[k : k + 2] = [merged[k] + merged[k + 1]]
+    return merged
 
 
 def _place(tap: str, by_name: dict[str, Layer], consumers: dict[str, list[str]], order: dict[str, int]) -> int:

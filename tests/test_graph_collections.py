@@ -3,16 +3,20 @@ imgclsmob), on tiny models with hand-computed answers: a shortcut widened with
 ``torch.zeros_like`` channels, functional local response normalisation (AlexNet, ZFNet),
 CondenseNet's ``index_select`` channel permutation, FractalNet's ``stack(branches).mean(0)``
 join, FishNet's channel squeeze (a sum over runs of channels), BAM's channel × spatial
-attention, and DARTS cells after a two-conv stem."""
+attention, DIA's zero-initialised states; and the rows of DARTS cells after a two-conv stem,
+of residual networks of residual networks (RoR), of two streams (octave convolutions), of a
+gate between two blocks; and RevNet's freed outputs as a clear error."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from test_graph_blocks import Cell
 from test_graph_rules import _k, _seeded
 from torch import nn
 
+from cnnvis_gl.errors import ModelError
 from cnnvis_gl.model import trace_model
 from cnnvis_gl.model.weights import unit_weights
 
@@ -339,3 +343,32 @@ def test_a_gate_after_a_block_joins_the_blocks_row():
     ]
     # the row's neurons are the block's (counted at the product), not the attention's one
     assert g.groups[1].unit == "b1.c2"
+
+
+class _Reversible(torch.autograd.Function):
+    """RevNet's memory trick: forward() computes y = x + f(x) and frees x's storage."""
+
+    @staticmethod
+    def forward(ctx, x, f):
+        with torch.no_grad():
+            y = x + f(x)
+            x.set_()
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):  # pragma: no cover - never trained here
+        return grad, None
+
+
+class Reversible(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.f = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        return _Reversible.apply(F.relu(self.a(x)), self.f).mean((2, 3))
+
+
+def test_an_output_freed_by_forward_is_a_clear_error():
+    with pytest.raises(ModelError, match=r"is empty after the forward pass: forward\(\) frees"):
+        trace_model(_seeded(Reversible()), (3, 4, 4))

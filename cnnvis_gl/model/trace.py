@@ -200,6 +200,12 @@ class _Builder:
         if call.kind == "identity" and len(inputs) == 1:
             self.of_ref[Ref(call.index)] = inputs[0]  # nn.Identity: no layer
             return
+        if out.numel() == 0:  # (its storage freed by forward() itself: x.set_())
+            return self._defer(
+                call,
+                f"the output {where(call)} is empty after the forward pass: forward() frees it "
+                "(as reversible blocks do to save memory); cnnvis_gl reads every layer's output",
+            )
         rank = out.dim() - 1
         # a row vector (batch, 1, C), as ECA convolves along the channels
         row = movement.is_row(out) and src.channels_last and len(src.shape) == 1

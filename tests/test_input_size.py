@@ -445,6 +445,24 @@ def tiny_cnn() -> nn.Module:
     )
 
 
+@pytest.mark.parametrize(
+    ("head", "leaf"),
+    [
+        (nn.AvgPool2d(14), "3"),  # a head pooling 14×14 maps (56-px images) fed 32 px
+        (nn.Linear(8 * 16 * 16, 10), "4"),  # a classifier sized for 64-px images
+    ],
+)
+def test_a_model_built_for_other_images_says_so(head: nn.Module, leaf: str) -> None:
+    # the error names the layer that failed and the option that fixes it, on one line
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4))
+    model.extend([head, nn.Flatten()] if leaf == "3" else [nn.Flatten(), head])
+    with pytest.raises(CnnvisError) as e:
+        cv.analyze(model, tensor_data(4), progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and f"(in {leaf!r})" in msg, msg
+    assert "built for other images than 32x32?" in msg and "--input-size" in msg, msg
+
+
 def test_analyze_cifar_at_64_px(cifar_dir: Path) -> None:
     spec = f"cifar10:{cifar_dir}"
     snap = cv.analyze(tiny_cnn(), spec, input_size=64, limit=20, k=3, progress=False)

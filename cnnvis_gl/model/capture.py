@@ -273,6 +273,7 @@ class _Session(TorchFunctionMode):
         self.leaf_depth = 0
         self.count = 0  # calls numbered so far
         self.stack: list[str] = []  # paths of the entered (non-leaf) modules
+        self.leaf = ""  # path of the leaf module being called (for errors)
         self.paths = {id(m): name for name, m in model.named_modules()}
         self.kinds: dict[int, tuple[str | None, str]] = {}
         self.handles: list[Any] = []
@@ -339,6 +340,7 @@ class _Session(TorchFunctionMode):
                 "operations, or leave it out of the model you analyse)"
             )
         self.leaf_depth = 1
+        self.leaf = self.path(m)
 
     def _post(self, m: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
         if self.leaf_depth > 1:
@@ -347,7 +349,7 @@ class _Session(TorchFunctionMode):
         j = self.calls_of.get(id(m), 0)
         self.calls_of[id(m)] = j + 1
         if self.leaf_depth == 1:
-            self.leaf_depth = 0
+            self.leaf_depth, self.leaf = 0, ""
             kind, cls = self._kind(m)
             self._call(m, kind or "identity", cls, args, kwargs, out, module=True)
             if self.capture:
@@ -535,6 +537,21 @@ class Recording:
 CAPTURE_BATCH = 2
 
 
+_SIZE_ERRORS = ("too small", "greater than actual input size", "shapes cannot be multiplied")
+
+
+def _size_hint(message: str, input_shape: tuple[int, ...]) -> str:
+    """A hint when a forward pass fails on the size of its input (a model built for 224-px
+    images fed 32-px CIFAR-10, or the other way round)."""
+    if not any(s in message for s in _SIZE_ERRORS):
+        return ""
+    side = "x".join(str(n) for n in input_shape[1:])
+    return (
+        f" — is the model built for other images than {side}? resize them with "
+        "--input-size (input_size= in Python), e.g. 224 for ImageNet models"
+    )
+
+
 def record_calls(model: nn.Module, input_shape: tuple[int, ...]) -> Recording:
     """Run ``model`` once on zeros of shape ``(CAPTURE_BATCH, *input_shape)`` and record its
     calls."""
@@ -561,10 +578,12 @@ def record_calls(model: nn.Module, input_shape: tuple[int, ...]) -> Recording:
     except ModelError:
         raise
     except Exception as e:
-        where = f" (in {session.stack[-1]!r})" if session.stack else ""
+        inner = session.leaf or (session.stack[-1] if session.stack else "")
+        where = f" (in {inner!r})" if inner else ""
+        first = str(e).splitlines()[0] if str(e) else ""
         raise ModelError(
             f"{type(model).__name__} fails on an input of shape {tuple(input_shape)}{where}: "
-            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            f"{type(e).__name__}: {first}{_size_hint(first, input_shape)}"
         ) from e
     finally:
         model.train(was_training)
@@ -676,7 +695,7 @@ class TapSession:
         if self._by_module is not None and self._numbered_once:
             return self._run_hooked(x)
         session = self._session
-        session.count, session.leaf_depth, session.stack = 1, 0, []
+        session.count, session.leaf_depth, session.stack, session.leaf = 1, 0, [], ""
         session.keep_hooks = self._keep
         with session:
             out = self.model(x)

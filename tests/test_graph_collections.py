@@ -5,10 +5,12 @@ CondenseNet's ``index_select`` channel permutation, FractalNet's ``stack(branche
 join, FishNet's channel squeeze (a sum over runs of channels), BAM's channel × spatial
 attention, DIA's zero-initialised states; and the rows of DARTS cells after a two-conv stem,
 of residual networks of residual networks (RoR), of two streams (octave convolutions), of a
-gate between two blocks; and RevNet's freed outputs as a clear error."""
+gate between two blocks; and RevNet's freed outputs as a clear error; more activations,
+Lp pools and lazy modules."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,6 +18,8 @@ from test_graph_blocks import Cell
 from test_graph_rules import _k, _seeded
 from torch import nn
 
+import cnnvis_gl as cv
+from cnnvis_gl.data import ImageData
 from cnnvis_gl.errors import ModelError
 from cnnvis_gl.model import trace_model
 from cnnvis_gl.model.weights import unit_weights
@@ -372,3 +376,62 @@ class Reversible(nn.Module):
 def test_an_output_freed_by_forward_is_a_clear_error():
     with pytest.raises(ModelError, match=r"is empty after the forward pass: forward\(\) frees"):
         trace_model(_seeded(Reversible()), (3, 4, 4))
+
+
+class MoreModules(nn.Module):
+    """Element-wise activations, an Lp pool and a dropout of torch.nn that hand-written CNNs
+    use, as modules and as functions."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, bias=False)
+        self.acts = nn.Sequential(
+            nn.RReLU(), nn.Softsign(), nn.Tanhshrink(), nn.Softshrink(0.1), nn.Hardshrink(0.01),
+            nn.LogSigmoid(), nn.Threshold(-1.0, 0.0), nn.FeatureAlphaDropout(0.2),
+        )
+        self.pool = nn.LPPool2d(2, 3, stride=2)
+        self.c = nn.Conv2d(4, 2, 1, bias=False)
+
+    def forward(self, x):
+        y = self.pool(self.acts(self.a(x)))
+        y = F.lp_pool2d(F.softsign(F.rrelu(y)), 2, 2)
+        return self.c(y).amax((2, 3))
+
+
+def test_more_activations_pools_and_dropouts():
+    m = _seeded(MoreModules())
+    t = trace_model(m, (3, 15, 15))
+    g = t.graph
+    assert [g.layer(f"acts.{i}").kind for i in range(8)] == ["act"] * 7 + ["dropout"]
+    # a: 3×3 → size 3, jump 1; Lp pool 3×3 stride 2 → 3 + 2 = 5, jump 2; then 2×2 stride 2
+    # → 5 + 2 = 7, jump 4
+    assert g.layer("pool").rf_size == [5, 5] and g.layer("pool").rf_jump == [2, 2]
+    assert g.layer("pool").shape == [4, 6, 6]
+    fn = g.layer("lp_pool2d")
+    assert fn.kind == "pool" and fn.rf_size == [7, 7] and fn.rf_jump == [4, 4]
+    assert fn.shape == [4, 3, 3]
+    torch.testing.assert_close(unit_weights(t)["c"]["a"], _k(m.c))
+
+
+def test_lazy_modules_are_made_before_the_capture():
+    class Lazy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.LazyConv2d(4, 3)
+            self.fc = nn.LazyLinear(2)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(F.adaptive_avg_pool2d(F.relu(self.a(x)), 1), 1))
+
+    torch.manual_seed(0)
+    m = Lazy()
+    images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
+    data = ImageData.from_tensors(images, np.arange(6) % 2, ["a", "b"], name="t")
+    # the weights are made by the first forward pass, not taken for the model's own calls
+    # (which the statistics pass then did not find again)
+    snap = cv.analyze(m, data, k=2, progress=False)
+    assert [u.name for u in snap.graph.units] == ["a", "fc"]
+    assert m.a.weight.shape == (4, 3, 3, 3)
+    with torch.no_grad():
+        relu = F.relu(m.a(next(data.batches(6))[0])).amax((2, 3)).amax(0)
+    torch.testing.assert_close(torch.from_numpy(np.asarray(snap["units/a/max_response"])), relu)

@@ -59,15 +59,25 @@ MODULE_KINDS: dict[type, str] = {
     nn.Softplus: "act",
     nn.PReLU: "act",
     nn.Softmax: "act",
+    nn.Softmax2d: "act",
+    nn.RReLU: "act",
+    nn.Softsign: "act",
+    nn.Tanhshrink: "act",
+    nn.Softshrink: "act",
+    nn.Hardshrink: "act",
+    nn.LogSigmoid: "act",
+    nn.Threshold: "act",
     nn.LogSoftmax: "act",
     nn.MaxPool2d: "pool",
     nn.AvgPool2d: "pool",
     nn.AdaptiveAvgPool2d: "pool",
     nn.AdaptiveMaxPool2d: "pool",
+    nn.LPPool2d: "pool",
     nn.Upsample: "pool",
     nn.Dropout: "dropout",
     nn.Dropout2d: "dropout",
     nn.AlphaDropout: "dropout",
+    nn.FeatureAlphaDropout: "dropout",
     nn.Identity: "identity",
     nn.Flatten: "layout",
     nn.ChannelShuffle: "layout",
@@ -86,11 +96,11 @@ FUNCTION_KINDS: dict[str, str] = {
     **dict.fromkeys(
         "relu relu6 leaky_relu elu selu celu gelu silu mish sigmoid tanh hardtanh hardswish "
         "hardsigmoid softplus prelu threshold softmax log_softmax logsigmoid clamp clip pow square "
-        "abs".split(),
+        "abs rrelu softsign tanhshrink softshrink hardshrink".split(),
         "act",
     ),
     **dict.fromkeys(
-        "max_pool2d avg_pool2d adaptive_avg_pool2d adaptive_max_pool2d mean amax amin sum max "
+        "max_pool2d avg_pool2d lp_pool2d adaptive_avg_pool2d adaptive_max_pool2d mean amax amin sum max "
         "min norm linalg_vector_norm interpolate upsample upsample_nearest "
         "upsample_bilinear matmul bmm".split(),
         "pool",
@@ -566,11 +576,22 @@ def record_calls(model: nn.Module, input_shape: tuple[int, ...]) -> Recording:
         )
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     x = torch.zeros((CAPTURE_BATCH, *input_shape), device=device)
+    was_training = model.training
+    if any(nn.parameter.is_lazy(p) for p in model.parameters()):
+        # lazy modules (nn.LazyConv2d …) make their weights in the first forward pass: not
+        # one of the model's own calls
+        model.eval()
+        try:
+            with torch.no_grad():
+                model(x)
+        except Exception:
+            pass  # the recorded pass below says what fails
+        finally:
+            model.train(was_training)
     session = _Session(model, capture=True)
     session.calls.append(Call(0, "input", "input", "input", None, (), {}, x))
     session.producer[id(x)] = Ref(0)
     session.count = 1
-    was_training = model.training
     model.eval()
     try:
         with torch.no_grad(), session:

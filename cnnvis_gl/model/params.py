@@ -138,6 +138,10 @@ def _pool(
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
         k, s, p = m.kernel_size, m.stride, m.padding
         d = getattr(m, "dilation", 1)
+    elif isinstance(m, nn.LPPool2d) or call.op == "lp_pool2d":  # (no padding, no dilation)
+        k = m.kernel_size if isinstance(m, nn.LPPool2d) else arg(call, 2, "kernel_size")
+        s = m.stride if isinstance(m, nn.LPPool2d) else arg(call, 3, "stride")
+        p, d = 0, 1
     elif isinstance(m, nn.Upsample) or call.op.startswith(("interpolate", "upsample")):
         x = _value(calls, refs[0])
         if isinstance(m, nn.Upsample):

@@ -435,3 +435,75 @@ def test_lazy_modules_are_made_before_the_capture():
     with torch.no_grad():
         relu = F.relu(m.a(next(data.batches(6))[0])).amax((2, 3)).amax(0)
     torch.testing.assert_close(torch.from_numpy(np.asarray(snap["units/a/max_response"])), relu)
+
+
+class HandWritten(nn.Module):
+    """Element-wise maths written by hand: ConvNeXt's channels-first LayerNorm
+    (``(x - u) / sqrt(s + eps)``, then ``w[:, None, None] * x + b[:, None, None]``), ``-x``,
+    ``1 - gate``, a sigmoid as ``1 / (1 + exp(-x))``, an erf GELU, ``F.normalize``."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.a = nn.Conv2d(3, 4, 3, bias=False)
+        self.w = nn.Parameter(torch.ones(4))
+        self.c = nn.Conv2d(4, 2, 1, bias=False)
+
+    def forward(self, x):
+        y = self.a(x)
+        if self.how == "layernorm":
+            u = y.mean(1, keepdim=True)
+            s = (y - u).pow(2).mean(1, keepdim=True)
+            y = (y - u) / torch.sqrt(s + 1e-6)
+            y = self.w[:, None, None] * y + self.w[:, None, None]
+        elif self.how == "neg":
+            y = -y
+        elif self.how == "one_minus":
+            y = 1 - torch.sigmoid(y)
+        elif self.how == "sigmoid":
+            y = y * (1 / (1 + torch.exp(-y)))
+        elif self.how == "gelu":
+            y = 0.5 * y * (1 + torch.erf(y / 2**0.5))
+        else:
+            y = F.normalize(F.relu(y).clamp_min(0.1).type(torch.float32))
+        return self.c(y).amax((2, 3))
+
+
+@pytest.mark.parametrize(
+    "how, factor",
+    [  # c's signed weights on a: c's kernel times what lies between (activations count as 1)
+        # a's output feeds two branches, so a is measured at the conv and the weights pass
+        # through the maths: w · (x - mean over the channels): diag(w) (I - 1/4)
+        ("layernorm", torch.eye(4) - 0.25),  # (and then diag(w))
+        # y · 1 / (1 + exp(-y)): y, and y through -1 and the decreasing 1 / x: 1 + 1
+        ("sigmoid", 2 * torch.eye(4)),
+        ("gelu", (0.5 + 2**-0.5) * torch.eye(4)),  # 0.5 · y, and y / √2 through erf
+        # one branch: a is measured after the maths, which c reads as they are
+        ("neg", torch.eye(4)),
+        ("one_minus", torch.eye(4)),
+        ("normalize", torch.eye(4)),
+    ],
+)
+def test_element_wise_maths_written_by_hand(how, factor):
+    m = _seeded(HandWritten(how))
+    t = trace_model(m, (3, 6, 6))
+    g = t.graph
+    assert [u.name for u in g.units] == ["a", "c"]
+    tap = {"neg": "neg", "one_minus": "rsub", "normalize": "normalize"}.get(how, "a")
+    assert g.unit("a").tap == tap
+    if how == "layernorm":
+        factor = torch.diag(m.w.detach()) @ factor
+    torch.testing.assert_close(unit_weights(t)["c"]["a"], _k(m.c) @ factor)
+
+
+def test_normalize_over_other_axes_is_refused():
+    class Spatial(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return F.normalize(self.a(x), dim=2).amax((2, 3))
+
+    with pytest.raises(ModelError, match=r"^normalize at 'normalize': only over the channels"):
+        trace_model(Spatial(), (3, 6, 6))

@@ -96,7 +96,8 @@ FUNCTION_KINDS: dict[str, str] = {
     **dict.fromkeys(
         "relu relu6 leaky_relu elu selu celu gelu silu mish sigmoid tanh hardtanh hardswish "
         "hardsigmoid softplus prelu threshold softmax log_softmax logsigmoid clamp clip pow square "
-        "abs rrelu softsign tanhshrink softshrink hardshrink".split(),
+        "abs rrelu softsign tanhshrink softshrink hardshrink clamp_min clamp_max exp log sqrt "
+        "rsqrt erf reciprocal rdiv".split(),
         "act",
     ),
     **dict.fromkeys(
@@ -106,19 +107,20 @@ FUNCTION_KINDS: dict[str, str] = {
         "pool",
     ),
     **dict.fromkeys(
-        "batch_norm layer_norm group_norm instance_norm local_response_norm".split(), "norm"
+        "batch_norm layer_norm group_norm instance_norm local_response_norm normalize".split(),
+        "norm",
     ),
     "conv2d": "conv",
     "conv1d": "conv1d",
     "linear": "linear",
     **dict.fromkeys("dropout dropout2d alpha_dropout feature_alpha_dropout".split(), "dropout"),
-    **dict.fromkeys("add sub".split(), "add"),
-    **dict.fromkeys("mul div truediv addcmul".split(), "mul"),
+    **dict.fromkeys("add sub rsub".split(), "add"),
+    **dict.fromkeys("mul div truediv addcmul neg".split(), "mul"),
     **dict.fromkeys(
         "view reshape flatten transpose permute contiguous getitem split chunk unbind squeeze "
         "unsqueeze narrow clone detach to float cat concat concatenate swapaxes movedim "
         "unflatten channel_shuffle data T pad expand expand_as stack pixel_unshuffle "
-        "index_select".split(),
+        "index_select type".split(),
         "layout",
     ),
     # tensors made like another, whatever its values (zero channels padding a shortcut)
@@ -131,7 +133,7 @@ FUNCTION_KINDS: dict[str, str] = {
 #: Layout functions that do not move data (their provenance is their input's); a broadcast
 #: (``gate.expand_as(x)`` before ``x * gate``) counts as its input, as the product's own
 #: broadcasting would.
-NO_MOVE = {"contiguous", "clone", "detach", "to", "float", "data", "expand", "expand_as"}
+NO_MOVE = {"contiguous", "clone", "detach", "to", "float", "type", "data", "expand", "expand_as"}
 
 #: In-place tensor methods that are element-wise (their output is their input, updated).
 _INPLACE_OK = {"relu_", "add_", "mul_", "sub_", "div_", "sigmoid_", "tanh_", "clamp_", "hardtanh_"}
@@ -148,6 +150,9 @@ _OPERATOR_NAMES = {
     "__imul__": "mul",
     "__truediv__": "div",
     "__itruediv__": "div",
+    "__rtruediv__": "rdiv",  # c / x: element-wise
+    "__rdiv__": "rdiv",
+    "__neg__": "neg",
     "__getitem__": "getitem",
     "__setitem__": "setitem",
     "__matmul__": "matmul",
@@ -391,7 +396,8 @@ class _Session(TorchFunctionMode):
         return any(id(t) in self.producer for t in _tensors(args))
 
     def _where(self) -> str:
-        return f"in {self.stack[-1]!r}" if self.stack else "in forward() of the model"
+        top = self.stack[-1] if self.stack else ""  # ("" is the model itself)
+        return f"in {top!r}" if top else "in forward() of the model"
 
     def _call(
         self,
@@ -420,7 +426,7 @@ class _Session(TorchFunctionMode):
         ]
         if all(self.calls[i].kind == "constant" for i in inputs):
             kind = "constant"  # made from parameters or constants only (a positional encoding)
-        elif op.endswith("_") and op not in _INPLACE_OK and not module:
+        elif op.endswith("_") and op not in _INPLACE_OK and not op.startswith("__") and not module:
             raise ModelError(
                 f"unsupported in-place operation .{op}() {self._where()}: use the out-of-place form"
             )

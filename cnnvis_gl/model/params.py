@@ -32,6 +32,8 @@ def pair(v: Any) -> list[int]:
     return [int(v[0]), int(v[-1])]
 
 
+#: Element-wise functions that decrease: a weight through them changes sign.
+DECREASING = ("rdiv", "reciprocal", "rsqrt")
 NORMS = ("norm", "linalg_vector_norm")  # (their dim is the third argument: x.norm(p, dim))
 
 
@@ -97,6 +99,10 @@ def layer_params(
         }
     elif kind == "linear" and not isinstance(m, nn.Linear):
         tens["weight"] = param(calls, call, 1, "weight")
+    elif kind == "act" and call.op in DECREASING:
+        # 1 / x, x ** -½: decreasing, so a weight through it changes sign (c / x: with c's)
+        c = arg(call, 1, "other", 1.0) if call.op == "rdiv" else 1.0
+        params = {"slope": -1.0 if not isinstance(c, (int, float)) or c >= 0 else 1.0}
     elif kind == "pool":
         params = _pool(calls, call, refs, inputs[0], shape)
     elif kind == "norm" and not isinstance(m, nn.Module):
@@ -106,6 +112,12 @@ def layer_params(
                 "running_var": param(calls, call, 2, "running_var"),
             }
             tens["eps"] = arg(call, 7, "eps", 1e-5)
+        elif call.op == "normalize":  # x / ‖x‖ over the channels (no weight)
+            x = _value(calls, refs[0])
+            if arg(call, 2, "dim", 1) not in (1, 1 - x.dim()):
+                raise ModelError(
+                    f"normalize {where(call)}: only over the channels (dim=1) is supported"
+                )
         elif call.op != "local_response_norm":  # (which has no weight)
             pos = {"layer_norm": 2, "group_norm": 2, "instance_norm": 3}.get(call.op, 2)
             tens = {"weight": param(calls, call, pos, "weight")}
@@ -216,6 +228,8 @@ def _arith(
             if isinstance(args[neg], Ref) and args[neg] in refs:
                 signs[refs.index(args[neg])] = -1.0
         return {"signs": signs, **gate}, {}
+    if op == "neg":  # -x
+        const = -1.0
     # mul / div
     if op == "div" and (
         len(args) < 2 or isinstance(args[1], Ref) and args[1] in full

@@ -249,6 +249,8 @@ def _apply(
         any_mat = next(iter(m.values()))
         scale = _norm_scale(traced, name, c, any_mat)
         return {s: scale[:, None] * mat for s, mat in m.items()}
+    if layer.params.get("slope"):  # a decreasing element-wise function (1 / x)
+        return {s: layer.params["slope"] * mat for s, mat in m.items()}
     return m  # act, pool, dropout, identity: channel-wise identity
 
 

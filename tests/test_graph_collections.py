@@ -507,3 +507,42 @@ def test_normalize_over_other_axes_is_refused():
 
     with pytest.raises(ModelError, match=r"^normalize at 'normalize': only over the channels"):
         trace_model(Spatial(), (3, 6, 6))
+
+
+class SelectiveKernel(nn.Module):
+    """SKNet as CIFAR-ZOO writes it: paths stacked with ``unsqueeze_``, the pooled vector
+    ``squeeze_``d, a softmax over the paths; ``inplace=False`` writes it out of place."""
+
+    def __init__(self, inplace):
+        super().__init__()
+        self.inplace = inplace
+        self.a = nn.Conv2d(3, 4, 1, bias=False)
+        self.convs = nn.ModuleList([nn.Conv2d(4, 4, 1 + 2 * i, padding=i) for i in range(2)])
+        self.fc = nn.Linear(4, 3)
+        self.fcs = nn.ModuleList([nn.Linear(3, 4) for _ in range(2)])
+        self.c = nn.Conv2d(4, 2, 1, bias=False)
+
+    def forward(self, x):
+        x = F.relu(self.a(x))
+        if self.inplace:
+            feas = torch.cat([conv(x).unsqueeze_(dim=1) for conv in self.convs], dim=1)
+            s = F.adaptive_avg_pool2d(feas.sum(1), 1).squeeze_()
+            att = torch.cat([fc(self.fc(s)).unsqueeze_(dim=1) for fc in self.fcs], dim=1)
+        else:
+            feas = torch.cat([conv(x).unsqueeze(dim=1) for conv in self.convs], dim=1)
+            s = F.adaptive_avg_pool2d(feas.sum(1), 1).squeeze()
+            att = torch.cat([fc(self.fc(s)).unsqueeze(dim=1) for fc in self.fcs], dim=1)
+        att = att.softmax(dim=1).unsqueeze(-1).unsqueeze(-1)
+        return self.c((feas * att).sum(dim=1)).mean((2, 3))
+
+
+def test_in_place_reshapes_are_their_out_of_place_forms():
+    one, other = _seeded(SelectiveKernel(True)), _seeded(SelectiveKernel(False))
+    t, u = trace_model(one, (3, 6, 6)), trace_model(other, (3, 6, 6))
+    shapes = [(lay.kind, lay.shape) for lay in t.graph.layers]
+    assert shapes == [(lay.kind, lay.shape) for lay in u.graph.layers]
+    assert ("conv", [4, 6, 6]) in shapes  # the convs keep their shape, not the unsqueezed one
+    assert [x.name for x in t.graph.units] == [x.name for x in u.graph.units]
+    for unit, by_source in unit_weights(t).items():
+        for source, w in by_source.items():
+            torch.testing.assert_close(w, unit_weights(u)[unit][source])

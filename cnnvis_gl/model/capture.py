@@ -135,6 +135,9 @@ FUNCTION_KINDS: dict[str, str] = {
 #: broadcasting would.
 NO_MOVE = {"contiguous", "clone", "detach", "to", "float", "type", "data", "expand", "expand_as"}
 
+#: In-place reshapes (``x.unsqueeze_(1)``, SKNet): recorded as their out-of-place forms.
+_RESHAPE_INPLACE = {"unsqueeze_", "squeeze_", "transpose_", "t_", "swapdims_", "swapaxes_"}
+
 #: In-place tensor methods that are element-wise (their output is their input, updated).
 _INPLACE_OK = {"relu_", "add_", "mul_", "sub_", "div_", "sigmoid_", "tanh_", "clamp_", "hardtanh_"}
 
@@ -380,9 +383,15 @@ class _Session(TorchFunctionMode):
     # ------------------------------------------------------------------ functions
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None):
         kwargs = kwargs or {}
+        record = self.leaf_depth == 0 and not self.paused
+        name = function_name(func) if record else ""
+        if name in _RESHAPE_INPLACE:
+            if self.capture:
+                self._keep_shape(args[0])
         out = func(*args, **kwargs)
-        if self.leaf_depth == 0 and not self.paused:
-            name = function_name(func)
+        if record:
+            if name in _RESHAPE_INPLACE:  # recorded as the out-of-place form
+                func, name = getattr(torch.Tensor, name[:-1]), name[:-1]
             if name not in _IGNORED and _has_tensor(out):
                 self._call(func, FUNCTION_KINDS.get(name.rstrip("_"), ""), name, args, kwargs, out)
             elif self.capture and name == "setitem" and self._reads_recorded(args):
@@ -391,6 +400,16 @@ class _Session(TorchFunctionMode):
                     "supported: build the tensor with torch.cat instead"
                 )
         return out
+
+    def _keep_shape(self, t: Any) -> None:
+        """Before ``t.unsqueeze_(…)``: the call that made ``t`` keeps a view of it in its
+        present shape (``t`` itself is about to change shape)."""
+        ref = self.producer.get(id(t)) if isinstance(t, torch.Tensor) else None
+        if ref is not None and ref.item == () and self.calls[ref.index].value is t:
+            with torch._C.DisableTorchFunction():
+                view = t.as_strided(t.size(), t.stride(), t.storage_offset())
+            self.calls[ref.index].value = view
+            self.keep.append(view)
 
     def _reads_recorded(self, args: Any) -> bool:
         return any(id(t) in self.producer for t in _tensors(args))

@@ -463,6 +463,14 @@ def test_a_model_built_for_other_images_says_so(head: nn.Module, leaf: str) -> N
     assert "built for other images than 32x32?" in msg and "--input-size" in msg, msg
 
 
+def test_a_model_for_grey_images_says_so() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with pytest.raises(CnnvisError) as e:
+        cv.analyze(model, tensor_data(4), progress=False)
+    msg = str(e.value)
+    assert "(in '0')" in msg and "takes 1-channel images and the data's have 3" in msg, msg
+
+
 def test_analyze_cifar_at_64_px(cifar_dir: Path) -> None:
     spec = f"cifar10:{cifar_dir}"
     snap = cv.analyze(tiny_cnn(), spec, input_size=64, limit=20, k=3, progress=False)

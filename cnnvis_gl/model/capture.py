@@ -15,6 +15,7 @@ callback the moment they are computed, so no activation outlives the forward pas
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -575,9 +576,16 @@ CAPTURE_BATCH = 2
 _SIZE_ERRORS = ("too small", "greater than actual input size", "shapes cannot be multiplied")
 
 
-def _size_hint(message: str, input_shape: tuple[int, ...]) -> str:
+def _size_hint(message: str, input_shape: tuple[int, ...], first_layer: bool) -> str:
     """A hint when a forward pass fails on the size of its input (a model built for 224-px
-    images fed 32-px CIFAR-10, or the other way round)."""
+    images fed 32-px CIFAR-10, or the other way round), or its first layer on the number of
+    channels (a LeNet for MNIST's grey images)."""
+    channels = re.search(r"to have (\d+) channels, but got (\d+) channels", message)
+    if first_layer and channels and int(channels[2]) == input_shape[0]:
+        return (
+            f" — the model takes {channels[1]}-channel images and the data's have "
+            f"{channels[2]}: analyse it on data like the data it was built for"
+        )
     if not any(s in message for s in _SIZE_ERRORS):
         return ""
     side = "x".join(str(n) for n in input_shape[1:])
@@ -629,7 +637,7 @@ def record_calls(model: nn.Module, input_shape: tuple[int, ...]) -> Recording:
         first = str(e).splitlines()[0] if str(e) else ""
         raise ModelError(
             f"{type(model).__name__} fails on an input of shape {tuple(input_shape)}{where}: "
-            f"{type(e).__name__}: {first}{_size_hint(first, input_shape)}"
+            f"{type(e).__name__}: {first}{_size_hint(first, input_shape, session.count == 1)}"
         ) from e
     finally:
         model.train(was_training)

@@ -25,6 +25,12 @@ from cnnvis_gl.model import trace_model
 from cnnvis_gl.model.weights import unit_weights
 
 
+def _rows(g, prefix):
+    """Each group's units, those under module list ``prefix`` by their index alone."""
+    return [sorted({u.split(".")[1] if u.startswith(prefix) else u for u in gr.units})
+            for gr in g.groups]  # fmt: skip
+
+
 class ZeroShortcut(nn.Module):
     """A 1-bit WRN unit: the shortcut is widened with zero channels, ``cat(y, zeros_like(y))``."""
 
@@ -197,8 +203,7 @@ class StemCells(nn.Module):
 
 def test_cells_after_a_stem_whose_layers_they_both_read_are_rows_of_their_own():
     g = trace_model(_seeded(StemCells()), (3, 8, 8)).graph
-    rows = [sorted({u.split(".")[1] if u.startswith("cells") else u for u in gr.units})
-            for gr in g.groups]  # fmt: skip
+    rows = _rows(g, "cells")
     assert rows == [["stem1"], ["0", "stem2"], ["1"], ["2"], ["fc"]]
 
 
@@ -317,8 +322,7 @@ class Octave(nn.Module):
 def test_two_streams_end_a_block_where_both_are_fresh_sums():
     """Before: the two streams jump over every layer, and all units were one row."""
     g = trace_model(_seeded(Octave()), (3, 8, 8)).graph
-    rows = [sorted({u.split(".")[1] if u.startswith("units") else u for u in gr.units})
-            for gr in g.groups]  # fmt: skip
+    rows = _rows(g, "units")
     # (the conv making the low stream is read beside the first unit's: a row with it)
     assert rows == [["stem"], ["0", "down"], ["1"], ["2"], ["fc"]]
 

@@ -386,9 +386,8 @@ class _Session(TorchFunctionMode):
         kwargs = kwargs or {}
         record = self.leaf_depth == 0 and not self.paused
         name = function_name(func) if record else ""
-        if name in _RESHAPE_INPLACE:
-            if self.capture:
-                self._keep_shape(args[0])
+        if name in _RESHAPE_INPLACE and self.capture:
+            self._keep_shape(args[0])
         out = func(*args, **kwargs)
         if record:
             if name in _RESHAPE_INPLACE:  # recorded as the out-of-place form

@@ -550,3 +550,49 @@ def test_in_place_reshapes_are_their_out_of_place_forms():
     for unit, by_source in unit_weights(t).items():
         for source, w in by_source.items():
             torch.testing.assert_close(w, unit_weights(u)[unit][source])
+
+
+class FixupBlock(nn.Module):
+    """hongyi-zhang/Fixup: scalar biases added by hand around each conv, a scalar scale."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias1a, self.bias1b, self.bias2a, self.bias2b = (
+            nn.Parameter(torch.zeros(1)) for _ in range(4)
+        )
+        self.conv1 = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        out = F.relu(self.conv1(x + self.bias1a) + self.bias1b)
+        out = self.conv2(out + self.bias2a) * self.scale + self.bias2b
+        return F.relu(out + x)
+
+
+class Fixup(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.bias1 = nn.Parameter(torch.zeros(1))
+        self.block = FixupBlock()
+        self.bias2 = nn.Parameter(torch.zeros(1))
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = self.block(F.relu(self.conv(x) + self.bias1))
+        return self.fc(x.mean((2, 3)) + self.bias2)
+
+
+def test_biases_added_by_hand_are_no_residual_joins():
+    # the stem and the classifier, each with a scalar bias added, keep their names (they were
+    # "block1" … "block3": every add counted as a residual join)
+    m = _seeded(Fixup())
+    t = trace_model(m, (3, 6, 6))
+    assert [(g.name, g.units) for g in t.graph.groups] == [
+        ("conv1", ["conv"]), ("block1", ["block.conv1", "block.conv2"]), ("fc1", ["fc"])
+    ]  # fmt: skip
+    uw = unit_weights(t)
+    torch.testing.assert_close(uw["block.conv2"]["block.conv1"], m.block.scale * _k(m.block.conv2))
+    torch.testing.assert_close(uw["block.conv2"]["conv"], torch.eye(4))
+    torch.testing.assert_close(uw["fc"]["block.conv2"], m.fc.weight.detach())

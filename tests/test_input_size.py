@@ -471,6 +471,53 @@ def test_a_model_for_grey_images_says_so() -> None:
     assert "(in '0')" in msg and "takes 1-channel images and the data's have 3" in msg, msg
 
 
+class _TakesADict(nn.Module):
+    """A forward written for a dict of inputs (davidcpage/cifar10-fast's ``Network``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, inputs: dict) -> dict:
+        outputs = dict(inputs)
+        outputs["logits"] = self.conv(outputs["input"]).mean((2, 3))
+        return outputs
+
+
+class _TakesTwo(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return (self.conv(x) * mask).mean((2, 3))
+
+
+@pytest.mark.parametrize("model", [_TakesADict(), _TakesTwo()], ids=["dict", "two"])
+def test_a_forward_taking_other_inputs_than_images_says_what_it_is_given(model) -> None:
+    with pytest.raises(CnnvisError) as e:
+        cv.analyze(model, tensor_data(4), progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{type(model).__name__} fails on an input"), msg
+    assert "calls forward(images) with one tensor (B, C, H, W)" in msg and "wrapper" in msg, msg
+
+
+class _BadView(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).view(len(x), 999)
+
+
+def test_a_shape_error_in_forward_gets_no_such_hint() -> None:
+    with pytest.raises(CnnvisError) as e:
+        cv.analyze(_BadView(), tensor_data(4), progress=False)
+    msg = str(e.value)
+    assert "wrapper" not in msg and "RuntimeError: shape '[2, 999]' is invalid" in msg, msg
+
+
 def test_analyze_cifar_at_64_px(cifar_dir: Path) -> None:
     spec = f"cifar10:{cifar_dir}"
     snap = cv.analyze(tiny_cnn(), spec, input_size=64, limit=20, k=3, progress=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -364,3 +366,26 @@ def test_per_class_merge_without_host_sync_equals_the_filtered_one():
     (k1, l1), (k2, l2) = run("cpu"), run("cuda")
     assert torch.equal(k1, k2) and torch.equal(l1, l2)
     assert (k1 != torch.iinfo(torch.int64).min).all()  # 6 batches of 64: every list full
+
+
+@pytest.mark.parametrize(
+    "dtype, tol", [(torch.float16, 2e-2), (torch.bfloat16, 8e-2), (torch.float64, 1e-5)]
+)
+def test_a_model_in_another_precision_takes_images_in_it(model, cifar, snap, dtype, tol):
+    """A model in half precision (airbench's CIFAR-10 speedrun nets are ``.half()``), bfloat16
+    or float64 is fed images in its own dtype (before: "Input type (float) and bias type
+    (c10::Half) should be the same"); its snapshot is the float32 model's up to that
+    precision, the weights between units included."""
+    other = copy.deepcopy(model).to(dtype)
+    s = cv.analyze(other, cifar, batch_size=64, progress=False)
+    assert s.graph.to_dict() == snap.graph.to_dict()
+    for u in s.graph.units:
+        a, b = s[f"units/{u.name}/A_max"], snap[f"units/{u.name}/A_max"]
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, atol=tol * np.abs(b).max(), err_msg=u.name)
+    weights = [key for key in snap.arrays if key.startswith("weights/")]
+    assert weights and sorted(weights) == sorted(k for k in s.arrays if k.startswith("weights/"))
+    for key in weights:
+        b = snap[key]
+        np.testing.assert_allclose(s[key], b, atol=tol * np.abs(b).max(), err_msg=key)
+    assert s.meta["probe_error"] == pytest.approx(snap.meta["probe_error"], abs=0.02)

@@ -129,3 +129,27 @@ def test_one_of_each_family_renders(name, cifar_dir, headless_gl, tmp_path):
     # the network is drawn: many distinct colours (patches), not a blank canvas
     assert len(np.unique(pixels.reshape(-1, 3) // 16, axis=0)) > 50
     assert len(scene.clusters.size) >= len(snap.graph.groups)
+
+
+@pytest.mark.parametrize("where", ["top", "factory"])
+def test_a_model_file_importing_torchvision_loads(tmp_path, where):
+    """A user's file that imports torchvision — at its top, or inside the factory as a package
+    importing its modules by name does (hysts/pytorch_image_classification) — loads even where
+    torchvision's compiled ops do not (a fresh process: torchvision not yet imported)."""
+    import subprocess
+    import sys
+
+    body = "    import torchvision.models as tvm\n" if where == "factory" else ""
+    head = "import torchvision.models as tvm\n" if where == "top" else ""
+    (tmp_path / "user.py").write_text(
+        f"{head}\n\ndef factory(num_classes):\n{body}"
+        "    return tvm.resnet18(num_classes=num_classes)\n"
+    )
+    code = (
+        "from cnnvis_gl.models import load_model\n"
+        f"m = load_model({str(tmp_path / 'user.py')!r} + ':factory', num_classes=7)\n"
+        "print(type(m).__name__, m.fc.out_features)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ResNet", "7"]

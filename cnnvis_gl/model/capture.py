@@ -572,6 +572,11 @@ class Recording:
 CAPTURE_BATCH = 2
 
 
+#: What a forward that expects other arguments than one image tensor raises in its own code
+#: (``dict(images)``, a missing argument, ``inputs["image"]``); torch's shape errors are
+#: RuntimeErrors.
+_ARGUMENT_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError)
+
 _SIZE_ERRORS = ("too small", "greater than actual input size", "shapes cannot be multiplied")
 
 
@@ -594,6 +599,15 @@ def _size_hint(message: str, input_shape: tuple[int, ...], first_layer: bool) ->
     )
 
 
+def input_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype that ``model`` takes its images in: its first floating-point parameter's (a
+    model in half precision, such as airbench's, takes float16 images), else float32."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
 def record_calls(model: nn.Module, input_shape: tuple[int, ...]) -> Recording:
     """Run ``model`` once on zeros of shape ``(CAPTURE_BATCH, *input_shape)`` and record its
     calls."""
@@ -607,7 +621,7 @@ def record_calls(model: nn.Module, input_shape: tuple[int, ...]) -> Recording:
             "@torch.jit.script_method) to analyse the model"
         )
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    x = torch.zeros((CAPTURE_BATCH, *input_shape), device=device)
+    x = torch.zeros((CAPTURE_BATCH, *input_shape), device=device, dtype=input_dtype(model))
     was_training = model.training
     if any(nn.parameter.is_lazy(p) for p in model.parameters()):
         # lazy modules (nn.LazyConv2d …) make their weights in the first forward pass: not
@@ -634,9 +648,15 @@ def record_calls(model: nn.Module, input_shape: tuple[int, ...]) -> Recording:
         inner = session.leaf or (session.stack[-1] if session.stack else "")
         where = f" (in {inner!r})" if inner else ""
         first = str(e).splitlines()[0] if str(e) else ""
+        hint = _size_hint(first, input_shape, session.count == 1)
+        if not inner and not hint and isinstance(e, _ARGUMENT_ERRORS):
+            hint = (
+                " — cnnvis calls forward(images) with one tensor (B, C, H, W): a forward that"
+                " takes a dict or several inputs needs a small wrapper module"
+            )
         raise ModelError(
             f"{type(model).__name__} fails on an input of shape {tuple(input_shape)}{where}: "
-            f"{type(e).__name__}: {first}{_size_hint(first, input_shape, session.count == 1)}"
+            f"{type(e).__name__}: {first}{hint}"
         ) from e
     finally:
         model.train(was_training)

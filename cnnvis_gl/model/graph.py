@@ -617,8 +617,8 @@ def _upstream_tap(name: str, by_name: dict[str, Layer], tap_group: dict[str, int
 
 def _group_label(names: list[str], by_name: dict[str, Layer]) -> str:
     weighted = [n for n in names if by_name[n].weighted]
-    if any(by_name[n].kind == "add" for n in names):
-        return "block"
+    if any(by_name[n].kind == "add" and len(by_name[n].inputs) > 1 for n in names):
+        return "block"  # a residual join (not a bias added by hand: Fixup's x + self.bias1a)
     if any(by_name[n].kind == "cat" and len(by_name[n].inputs) > 1 for n in names):
         return "mixed"
     return "fc" if by_name[weighted[-1]].kind == "linear" else "conv"

@@ -42,11 +42,11 @@ class TracedModel:
     module_taps: dict[int, tuple[nn.Module, int, int]] = field(default_factory=dict)
 
     def weight(self, name: str) -> torch.Tensor:
-        """The weight tensor of a weighted layer (a module's, or a functional call's argument)."""
+        """The weight tensor of a weighted layer (a module's, or a functional call's argument),
+        in float32 (the parameter itself where it is float32)."""
         module = self.module_of.get(name)
-        if module is not None:
-            return module.weight
-        return self.tensor(name, "weight")
+        w = module.weight if module is not None else self.tensor(name, "weight")
+        return w if w is None else w.float()
 
     def tensor(self, name: str, key: str) -> Any:
         """A tensor argument of layer ``name``'s call (``weight``, ``scale``, …) as the model

@@ -47,7 +47,7 @@ def _norm_scale(traced: TracedModel, name: str, channels: int, like: torch.Tenso
     elif traced.tensor(name, "running_var") is not None:
         var = traced.tensor(name, "running_var").detach()
         scale = scale / torch.sqrt(var + float(traced.tensors_of[name].get("eps", 1e-5)))
-    return scale.to(like.device)
+    return scale.to(like.device, like.dtype)
 
 
 def channel_maps(traced: TracedModel, sources: list[str], targets: list[str]) -> dict[str, Maps]:

@@ -17,6 +17,7 @@ import types
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -227,17 +228,7 @@ def build_model(spec: str, num_classes: int = 10, **kw) -> nn.Module:
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     try:
-        try:
-            module = _import_file(path)
-        except RuntimeError as e:
-            if "torchvision::" not in str(e):
-                raise
-            # torchvision's compiled ops do not load (a wheel built for another torch): its
-            # models need none of them (see models/torchvision.py); then the file again
-            from .torchvision import import_torchvision
-
-            import_torchvision()
-            module = _import_file(path)
+        module = _with_torchvision(lambda: _import_file(path))
     except Exception as e:  # the user's code: report where it failed
         raise ModelError(f"importing {path} failed: {type(e).__name__}: {e}") from e
     factory = getattr(module, factory_name, None)
@@ -249,7 +240,7 @@ def build_model(spec: str, num_classes: int = 10, **kw) -> nn.Module:
     except (TypeError, ValueError):  # a builtin or a C extension: call it plainly
         takes = False
     try:
-        model = factory(num_classes=num_classes) if takes else factory()
+        model = _with_torchvision(lambda: factory(num_classes=num_classes) if takes else factory())
     except Exception as e:  # the user's code: say which call failed, in one line
         first = (str(e).splitlines() or [""])[0]
         raise ModelError(f"{path}:{factory_name}() raised {type(e).__name__}: {first}") from e
@@ -258,6 +249,22 @@ def build_model(spec: str, num_classes: int = 10, **kw) -> nn.Module:
             f"{path}:{factory_name}() returned {type(model).__name__}, not a torch.nn.Module"
         )
     return model
+
+
+def _with_torchvision(call: Callable[[], Any]) -> Any:
+    """``call()``; where it fails on importing torchvision because its compiled ops do not load
+    (a wheel built for another torch — at the top of the user's file, or inside the factory,
+    as a package that imports its modules by name does), once more after making torchvision's
+    models importable (they need none of those ops; see models/torchvision.py)."""
+    try:
+        return call()
+    except RuntimeError as e:
+        if "torchvision::" not in str(e):
+            raise
+    from .torchvision import import_torchvision
+
+    import_torchvision()
+    return call()
 
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:

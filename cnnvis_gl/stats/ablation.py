@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..model.capture import input_dtype
 from ..model.graph import channels_first
 
 __all__ = ["Ablation", "ablate"]
@@ -150,7 +151,7 @@ def ablate(
     try:
         with torch.no_grad():
             for x, y, *_ in batches:
-                x, y = x.to(dev), y.to(dev).long()
+                x, y = x.to(dev, input_dtype(model)), y.to(dev).long()
                 count += torch.bincount(y, minlength=K).double()
                 _accumulate(model(x), y, base, K)
                 before = dict(seen)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..model.capture import TapSession, pick
+from ..model.capture import TapSession, input_dtype, pick
 from ..model.graph import channel_layouts, channels_first
 from ..model.trace import TracedModel, trace_model
 from .accumulator import StatsAccumulator
@@ -82,6 +82,7 @@ class Probe:
         acc = StatsAccumulator(
             self.graph.units, num_classes, k=k, device=self.device, class_k=class_k
         )
+        dtype = input_dtype(self.model)
         was_training = self.model.training
         self.model.eval()
         try:
@@ -91,7 +92,7 @@ class Probe:
             ):
                 for x, y, ids, fetch in batches:
                     acc.begin_batch(y, ids)
-                    logits = session.run(x.to(self.device, non_blocking=True))
+                    logits = session.run(x.to(self.device, dtype, non_blocking=True))
                     if logits is not None and logits.dim() == 2 and logits.shape[1] == num_classes:
                         acc.score(logits)
                     acc.end_batch(fetch)

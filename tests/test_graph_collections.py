@@ -6,7 +6,8 @@ join, FishNet's channel squeeze (a sum over runs of channels), BAM's channel × 
 attention, DIA's zero-initialised states; and the rows of DARTS cells after a two-conv stem,
 of residual networks of residual networks (RoR), of two streams (octave convolutions), of a
 gate between two blocks; and RevNet's freed outputs as a clear error; more activations,
-Lp pools and lazy modules."""
+Lp pools and lazy modules; and from other collections: Fixup's hand-added biases, checkpointed
+blocks, megvii's ShuffleNetV2 shuffle, a hand-written LRN."""
 
 from __future__ import annotations
 
@@ -596,3 +597,127 @@ def test_biases_added_by_hand_are_no_residual_joins():
     torch.testing.assert_close(uw["block.conv2"]["block.conv1"], m.block.scale * _k(m.block.conv2))
     torch.testing.assert_close(uw["block.conv2"]["conv"], torch.eye(4))
     torch.testing.assert_close(uw["fc"]["block.conv2"], m.fc.weight.detach())
+
+
+class _PassThrough(torch.autograd.Function):
+    """A custom autograd function that returns its input in eval (ShakeDrop, ShakeShake)."""
+
+    @staticmethod
+    def forward(ctx, x, training):
+        return x * 0.5 if training else x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+class Checkpointed(nn.Module):
+    """gpleiss/efficient_densenet_pytorch: blocks under ``torch.utils.checkpoint``."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.a = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.b = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.ReLU())
+        self.c = nn.Conv2d(4, 2, 1, bias=False)
+
+    def forward(self, x):
+        x = F.relu(self.a(x))
+        if self.how == "plain":
+            x = self.b(x)
+        elif self.how == "function":
+            x = _PassThrough.apply(self.b(x), self.training)
+        else:
+            x = torch.utils.checkpoint.checkpoint(self.b, x, use_reentrant=self.how == "reentrant")
+        return self.c(x).mean((2, 3))
+
+
+@pytest.mark.parametrize("how", ["reentrant", "non-reentrant", "function"])
+def test_checkpoints_and_autograd_functions_are_their_insides(how):
+    # the reentrant checkpoint and a custom autograd.Function returning its input make a
+    # x.view_as(x) (was: unsupported operation 'view_as')
+    plain, other = _seeded(Checkpointed("plain")), _seeded(Checkpointed(how))
+    t, u = trace_model(plain, (3, 6, 6)), trace_model(other, (3, 6, 6))
+    assert [x.name for x in u.graph.units] == [x.name for x in t.graph.units] == ["a", "b.0", "c"]
+    torch.testing.assert_close(unit_weights(u)["c"]["b.0"], _k(other.c))
+    torch.testing.assert_close(unit_weights(u)["b.0"]["a"], _k(other.b[0]))
+
+
+class MegviiShuffle(nn.Module):
+    """megvii-model/ShuffleNet-Series' ShuffleNetV2 block: it returns the concatenation, and
+    the next block shuffles it first, with a reshape that mixes the batch into the channels."""
+
+    def __init__(self, first):
+        super().__init__()
+        self.first = first
+        self.proj = nn.Conv2d(2, 2, 1, bias=False) if first else None
+        self.main = nn.Conv2d(2, 2, 1, bias=False)
+
+    @staticmethod
+    def channel_shuffle(x):
+        b, c, h, w = x.data.size()
+        x = x.reshape(b * c // 2, 2, h * w).permute(1, 0, 2)
+        x = x.reshape(2, -1, c // 2, h, w)
+        return x[0], x[1]
+
+    def forward(self, old_x):
+        if self.first:
+            return torch.cat((self.proj(old_x), F.relu(self.main(old_x))), 1)
+        x_proj, x = self.channel_shuffle(old_x)
+        return torch.cat((x_proj, F.relu(self.main(x))), 1)
+
+
+class MegviiNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 2, 3, padding=1, bias=False)
+        self.features = nn.Sequential(MegviiShuffle(True), MegviiShuffle(False))
+        self.head = nn.Conv2d(4, 2, 1, bias=False)
+
+    def forward(self, x):
+        return self.head(self.features(self.stem(x))).mean((2, 3))
+
+
+def test_a_block_output_shuffled_by_the_next_block_is_a_row_of_its_own():
+    # before: the shuffle folded every block of a stage into one selection from the stage's
+    # first producers, one row for the whole stage
+    m = _seeded(MegviiNet())
+    t = trace_model(m, (3, 4, 4))
+    assert [g.units[-1] for g in t.graph.groups] == [
+        "stem", "features.0.cat", "features.1.cat", "head"
+    ]  # fmt: skip
+    uw = unit_weights(t)
+    # block 1 reads block 0's output: x_proj = its even channels, main reads its odd ones
+    even, odd = torch.eye(4)[0::2], torch.eye(4)[1::2]
+    main = _k(m.features[1].main)
+    torch.testing.assert_close(uw["features.1.main"]["features.0.cat"], main @ odd)
+    torch.testing.assert_close(
+        uw["features.1.cat"]["features.0.cat"], torch.cat([even, torch.zeros(2, 4)])
+    )
+    torch.testing.assert_close(
+        uw["features.1.cat"]["features.1.main"], torch.cat([torch.zeros(2, 2), torch.eye(2)])
+    )
+
+
+class HandLRN(nn.Module):
+    """The local response normalisation of Caffe ports (Cadene's VGG-M, many AlexNets)."""
+
+    def __init__(self, size=5, alpha=1e-4, beta=0.75, k=2.0):
+        super().__init__()
+        self.average = nn.AvgPool3d((size, 1, 1), stride=1, padding=((size - 1) // 2, 0, 0))
+        self.alpha, self.beta, self.k = alpha, beta, k
+
+    def forward(self, x):
+        div = self.average(x.pow(2).unsqueeze(1)).squeeze(1)
+        return x.div(div.mul(self.alpha).add(self.k).pow(self.beta))
+
+
+def test_a_local_response_norm_written_by_hand_names_its_replacement():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), HandLRN(), nn.Conv2d(8, 2, 1))
+    with pytest.raises(ModelError) as e:
+        trace_model(model, (3, 8, 8))
+    msg = str(e.value)
+    assert "'2.average'" in msg and "in '2'" in msg and "local response normalisation" in msg
+    assert "nn.LocalResponseNorm(size, alpha, beta, k), which computes the same" in msg
+    x = torch.randn(2, 8, 5, 5)  # … it does
+    torch.testing.assert_close(HandLRN()(x), nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0)(x))

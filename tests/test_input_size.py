@@ -518,6 +518,28 @@ def test_a_shape_error_in_forward_gets_no_such_hint() -> None:
     assert "wrapper" not in msg and "RuntimeError: shape '[2, 999]' is invalid" in msg, msg
 
 
+class _MakesCudaTensors(nn.Module):
+    """PyramidNet of kakaobrain/fast-autoaugment: zero channels padding the shortcut are made
+    with ``torch.cuda.FloatTensor(…).fill_(0)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad = torch.cuda.FloatTensor(len(x), 1, *x.shape[2:]).fill_(0)
+        return (self.conv(x) + torch.cat((x, pad), 1)).mean((2, 3))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="where CUDA is, the model runs")
+def test_a_model_making_cuda_tensors_without_cuda_says_so() -> None:
+    with pytest.raises(CnnvisError) as e:
+        cv.analyze(_MakesCudaTensors(), tensor_data(4), progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and "makes CUDA tensors in its own code" in msg, msg
+    assert "on a machine with a GPU (--device cuda)" in msg, msg
+
+
 def test_analyze_cifar_at_64_px(cifar_dir: Path) -> None:
     spec = f"cifar10:{cifar_dir}"
     snap = cv.analyze(tiny_cnn(), spec, input_size=64, limit=20, k=3, progress=False)

@@ -121,7 +121,7 @@ FUNCTION_KINDS: dict[str, str] = {
         "view reshape flatten transpose permute contiguous getitem split chunk unbind squeeze "
         "unsqueeze narrow clone detach to float cat concat concatenate swapaxes movedim "
         "unflatten channel_shuffle data T pad expand expand_as stack pixel_unshuffle "
-        "index_select type".split(),
+        "index_select type view_as reshape_as".split(),
         "layout",
     ),
     # tensors made like another, whatever its values (zero channels padding a shortcut)
@@ -352,6 +352,14 @@ class _Session(TorchFunctionMode):
             self.stack.append(self.path(m))
             return
         if kind == "unsupported" and self.capture:
+            if isinstance(m, nn.AvgPool3d) and len(self.stack) > 0:
+                raise ModelError(
+                    f"unsupported module {self.path(m)!r} ({type(m).__module__}.{cls}) in "
+                    f"{self.stack[-1]!r}: if that is a local response normalisation written "
+                    "by hand (x.pow(2).unsqueeze(1) averaged over neighbouring channels, as "
+                    "in Caffe ports of AlexNet and VGG-M), replace it with "
+                    "nn.LocalResponseNorm(size, alpha, beta, k), which computes the same"
+                )
             raise ModelError(
                 f"unsupported module {self.path(m)!r} ({type(m).__module__}.{cls}): "
                 f"cnnvis_gl captures convolutional networks; see docs/GRAPH.md for the "
@@ -582,13 +590,19 @@ _SIZE_ERRORS = ("too small", "greater than actual input size", "shapes cannot be
 
 def _size_hint(message: str, input_shape: tuple[int, ...], first_layer: bool) -> str:
     """A hint when a forward pass fails on the size of its input (a model built for 224-px
-    images fed 32-px CIFAR-10, or the other way round), or its first layer on the number of
-    channels (a LeNet for MNIST's grey images)."""
+    images fed 32-px CIFAR-10, or the other way round), its first layer on the number of
+    channels (a LeNet for MNIST's grey images), or on making CUDA tensors where there are
+    none."""
     channels = re.search(r"to have (\d+) channels, but got (\d+) channels", message)
     if first_layer and channels and int(channels[2]) == input_shape[0]:
         return (
             f" — the model takes {channels[1]}-channel images and the data's have "
             f"{channels[2]}: analyse it on data like the data it was built for"
+        )
+    if "compiled with CUDA" in message or "no NVIDIA driver" in message:
+        return (
+            " — the model makes CUDA tensors in its own code (torch.cuda.FloatTensor, "
+            "device='cuda'): analyse it on a machine with a GPU (--device cuda)"
         )
     if not any(s in message for s in _SIZE_ERRORS):
         return ""

@@ -90,7 +90,8 @@ class _Builder:
 
     # ------------------------------------------------------------------ driver
     def build(self) -> TracedModel:
-        readers: dict[int, list[Call]] = {}
+        self.readers: dict[int, list[Call]] = {}
+        readers = self.readers
         for call in self.calls:
             for i in call.inputs:
                 readers.setdefault(i, []).append(call)
@@ -122,7 +123,27 @@ class _Builder:
         if any(r.kind not in ("layout", "constant", "unknown") and r.op not in _MATMULS
                for r in readers):  # fmt: skip
             return True
-        return any(r.op in movement.SPLITS for r in readers) and movement.joins_several(p)
+        if not movement.joins_several(p):
+            return False
+        if any(r.op in movement.SPLITS for r in readers):
+            return True
+        # a block's output split again after reshapes: megvii's ShuffleNetV2 returns the
+        # concatenation, and the next block shuffles it with a reshape mixing the batch into
+        # the channels, a permute and a reshape before taking x[0], x[1]
+        return call.index in self.rec.outputs and self._split_later(readers)
+
+    def _split_later(self, readers: list[Call]) -> bool:
+        """Whether data-movement calls alone lead from ``readers`` to a split."""
+        todo, seen = list(readers), set()
+        while todo:
+            r = todo.pop()
+            if r.kind != "layout" or r.index in seen:
+                continue
+            if r.op in movement.SPLITS:
+                return True
+            seen.add(r.index)
+            todo.extend(self.readers.get(r.index, []))
+        return False
 
     def _add(self, layer: Layer, ref: Ref) -> None:
         self.layers.append(layer)

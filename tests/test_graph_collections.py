@@ -721,3 +721,34 @@ def test_a_local_response_norm_written_by_hand_names_its_replacement():
     assert "nn.LocalResponseNorm(size, alpha, beta, k), which computes the same" in msg
     x = torch.randn(2, 8, 5, 5)  # … it does
     torch.testing.assert_close(HandLRN()(x), nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0)(x))
+
+
+class _Binarize(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.sign()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+class BinarizeConv2d(nn.Conv2d):
+    """itayhubara/BinaryNet.pytorch: sign of the inputs and of the weights, a bias expanded
+    like the output."""
+
+    def forward(self, x):
+        out = F.conv2d(_Binarize.apply(x), _Binarize.apply(self.weight), None, self.stride,
+                       self.padding)  # fmt: skip
+        return out + self.bias.view(1, -1, 1, 1).expand_as(out)
+
+
+def test_binarized_activations_and_weights():
+    # (was: "unsupported operation 'sign'", and the bias expanded like the map "moves values
+    # across positions")
+    m = _seeded(nn.Sequential(nn.Conv2d(3, 4, 3), BinarizeConv2d(4, 2, 3), nn.Flatten()))
+    t = trace_model(m, (3, 6, 6))
+    assert [u.name for u in t.graph.units] == ["0", "1.conv2d"]
+    assert [lay.kind for lay in t.graph.layers] == ["input", "conv", "act", "conv", "add", "flatten"]
+    # the weights between the units are the binarized kernel's
+    torch.testing.assert_close(unit_weights(t)["1.conv2d"]["0"], m[1].weight.sign().sum((2, 3)))

@@ -98,7 +98,7 @@ FUNCTION_KINDS: dict[str, str] = {
         "relu relu6 leaky_relu elu selu celu gelu silu mish sigmoid tanh hardtanh hardswish "
         "hardsigmoid softplus prelu threshold softmax log_softmax logsigmoid clamp clip pow square "
         "abs rrelu softsign tanhshrink softshrink hardshrink clamp_min clamp_max exp log sqrt "
-        "rsqrt erf reciprocal rdiv".split(),
+        "rsqrt erf reciprocal rdiv sign round floor ceil trunc".split(),
         "act",
     ),
     **dict.fromkeys(
@@ -121,7 +121,7 @@ FUNCTION_KINDS: dict[str, str] = {
         "view reshape flatten transpose permute contiguous getitem split chunk unbind squeeze "
         "unsqueeze narrow clone detach to float cat concat concatenate swapaxes movedim "
         "unflatten channel_shuffle data T pad expand expand_as stack pixel_unshuffle "
-        "index_select type view_as reshape_as".split(),
+        "index_select type type_as view_as reshape_as".split(),
         "layout",
     ),
     # tensors made like another, whatever its values (zero channels padding a shortcut)
@@ -134,7 +134,12 @@ FUNCTION_KINDS: dict[str, str] = {
 #: Layout functions that do not move data (their provenance is their input's); a broadcast
 #: (``gate.expand_as(x)`` before ``x * gate``) counts as its input, as the product's own
 #: broadcasting would.
-NO_MOVE = {"contiguous", "clone", "detach", "to", "float", "type", "data", "expand", "expand_as"}
+NO_MOVE = {
+    "contiguous", "clone", "detach", "to", "float", "type", "type_as", "data", "expand", "expand_as"
+}
+
+#: Calls whose second argument lends only its shape or dtype (``bias.expand_as(x)``).
+_SHAPE_OF_OTHER = {"expand_as", "view_as", "reshape_as", "type_as"}
 
 #: In-place reshapes (``x.unsqueeze_(1)``, SKNet): recorded as their out-of-place forms.
 _RESHAPE_INPLACE = {"unsqueeze_", "squeeze_", "transpose_", "t_", "swapdims_", "swapaxes_"}
@@ -448,6 +453,11 @@ class _Session(TorchFunctionMode):
                 self.paused = False
         if not self.capture:
             return
+        if op in _SHAPE_OF_OTHER and len(args) == 2 and isinstance(args[1], torch.Tensor):
+            # x.expand_as(y) reads only y's shape: a bias expanded like a map stays a constant
+            with torch._C.DisableTorchFunction():
+                other = torch.empty((), dtype=args[1].dtype, device=args[1].device)
+                args = (args[0], other.expand(args[1].shape))
         inputs = [
             self.producer[id(t)].index for t in _tensors((args, kwargs)) if id(t) in self.producer
         ]

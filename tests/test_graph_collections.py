@@ -752,3 +752,25 @@ def test_binarized_activations_and_weights():
     assert [lay.kind for lay in t.graph.layers] == ["input", "conv", "act", "conv", "add", "flatten"]
     # the weights between the units are the binarized kernel's
     torch.testing.assert_close(unit_weights(t)["1.conv2d"]["0"], m[1].weight.sign().sum((2, 3)))
+
+
+class ShakeBlock(nn.Module):
+    """hysts' shake-shake block: two branches mixed (a join), and a shortcut that is itself a
+    concatenation of two 1×1 convs (a join on the other side of the residual add)."""
+
+    def __init__(self):
+        super().__init__()
+        self.p1, self.p2 = (nn.Conv2d(2, 4, 3, padding=1, bias=False) for _ in range(2))
+        self.s1, self.s2 = (nn.Conv2d(2, 2, 1, bias=False) for _ in range(2))
+
+    def forward(self, x):
+        y = self.p1(F.relu(x)) * 0.5 + self.p2(F.relu(x)) * 0.5
+        return y + torch.cat([self.s1(x), self.s2(x)], 1)
+
+
+def test_joins_on_both_sides_of_a_residual_block_keep_it_one_row():
+    # (was: three rows, the mixed branches' convs, the shortcut's concatenation, and the
+    # block's output with the next block's first layers)
+    m = _seeded(nn.Sequential(nn.Conv2d(3, 2, 1), ShakeBlock(), nn.Conv2d(4, 2, 1)))
+    t = trace_model(m, (3, 4, 4))
+    assert [g.units for g in t.graph.groups] == [["0"], ["1.s1", "1.s2", "1.p1"], ["2"]]

@@ -89,8 +89,9 @@ def _cells(
     another cell's join or at an *opening* of the stretch — where it opened, or a stem layer
     before its first join crossed by edges from openings only — and, if one starts at an
     opening (as the skip edge of a residual block around a join inside it does), when the join
-    itself is read past a later cell's join (by the cell after next).  Also returns the names
-    of those joins."""
+    itself is read past a later cell's join that reads it (by the cell after next; not a join
+    on the other side of a residual block, such as a shortcut's concatenation).  Also returns
+    the names of those joins."""
     opening: dict[int, set[int]] = {}  # join -> the openings of its stretch
     candidates: list[int] = []
     openers: set[int] = set()
@@ -104,18 +105,36 @@ def _cells(
         elif not joined and crossing[p] <= openers:
             openers = openers | {p}  # a stem layer: only the stretch's openings jump it
     reach = {c: max([d for s, d in edges if s == c], default=c) for c in candidates}
+    after = _descendants(len(layers), edges)
     cuts = set(candidates)
     while True:
         kept = {
             c
             for c in cuts
             if crossing[c] - opening[c] <= cuts
-            and (not crossing[c] & opening[c] or any(c < k < reach[c] for k in cuts))
+            and (
+                not crossing[c] & opening[c]
+                or any(c < k < reach[c] and after[c] >> k & 1 for k in cuts)
+            )
         }
         if kept == cuts:
             break
         cuts = kept
     return [sp and p not in cuts for p, sp in enumerate(spanned)], {layers[c].name for c in cuts}
+
+
+def _descendants(n: int, edges: list[Edge]) -> list[int]:
+    """For each of ``n`` layers in order, the layers that read it, directly or not (a bit
+    set).  A later cell reads the cell before it; the two sides of a residual block (a shake-
+    shake block's mixed branches and its shortcut's concatenation) do not read each other."""
+    readers: list[list[int]] = [[] for _ in range(n)]
+    for s, d in edges:
+        readers[s].append(d)
+    after = [0] * n
+    for p in range(n - 1, -1, -1):
+        for d in readers[p]:
+            after[p] |= 1 << d | after[d]
+    return after
 
 
 def _outer_shortcuts(

@@ -357,10 +357,10 @@ class _Session(TorchFunctionMode):
             self.stack.append(self.path(m))
             return
         if kind == "unsupported" and self.capture:
-            if isinstance(m, nn.AvgPool3d) and len(self.stack) > 0:
+            if isinstance(m, nn.AvgPool3d):
                 raise ModelError(
-                    f"unsupported module {self.path(m)!r} ({type(m).__module__}.{cls}) in "
-                    f"{self.stack[-1]!r}: if that is a local response normalisation written "
+                    f"unsupported module {self.path(m)!r} ({type(m).__module__}.{cls}) "
+                    f"{self._where()}: if that is a local response normalisation written "
                     "by hand (x.pow(2).unsqueeze(1) averaged over neighbouring channels, as "
                     "in Caffe ports of AlexNet and VGG-M), replace it with "
                     "nn.LocalResponseNorm(size, alpha, beta, k), which computes the same"
@@ -598,7 +598,7 @@ _ARGUMENT_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError)
 _SIZE_ERRORS = ("too small", "greater than actual input size", "shapes cannot be multiplied")
 
 
-def _size_hint(message: str, input_shape: tuple[int, ...], first_layer: bool) -> str:
+def _hint(message: str, input_shape: tuple[int, ...], first_layer: bool) -> str:
     """A hint when a forward pass fails on the size of its input (a model built for 224-px
     images fed 32-px CIFAR-10, or the other way round), its first layer on the number of
     channels (a LeNet for MNIST's grey images), or on making CUDA tensors where there are
@@ -672,7 +672,7 @@ def record_calls(model: nn.Module, input_shape: tuple[int, ...]) -> Recording:
         inner = session.leaf or (session.stack[-1] if session.stack else "")
         where = f" (in {inner!r})" if inner else ""
         first = str(e).splitlines()[0] if str(e) else ""
-        hint = _size_hint(first, input_shape, session.count == 1)
+        hint = _hint(first, input_shape, session.count == 1)
         if not inner and not hint and isinstance(e, _ARGUMENT_ERRORS):
             hint = (
                 " — cnnvis calls forward(images) with one tensor (B, C, H, W): a forward that"

@@ -335,6 +335,7 @@ def test_folder_of_mixed_photos_at_any_input_size(tmp_path: Path) -> None:
         ("imagenet", IMAGENET_MEAN, IMAGENET_STD),
         ("ImageNet", IMAGENET_MEAN, IMAGENET_STD),
         ("cifar10", CIFAR10_TRAIN_MEAN, CIFAR10_TRAIN_STD),
+        ("none", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # pixels in [0, 1] (RobustBench's models)
         ("0.1,0.2,0.3/0.4,0.5,0.6", (0.1, 0.2, 0.3), (0.4, 0.5, 0.6)),
         (((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
     ],

@@ -57,6 +57,8 @@ CIFAR10_TRAIN_STD: Stats = (0.245381, 0.242839, 0.260709)
 NORMALIZE_PRESETS: dict[str, tuple[Stats, Stats]] = {
     "cifar10": (CIFAR10_TRAIN_MEAN, CIFAR10_TRAIN_STD),
     "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    # pixels in [0, 1]: models that normalise inside (RobustBench's, MadryLab's robustness)
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
 }
 """Named normalisations: ``name -> (mean, std)`` of ``pixel / 255``."""
 
@@ -71,7 +73,8 @@ INPUT_SIZE_HELP = (
 NORMALIZE_HELP = (
     "normalise with other statistics than the dataset's own (what the model was trained "
     "with): imagenet (= 0.485,0.456,0.406/0.229,0.224,0.225), cifar10 (its training-set "
-    "statistics), or MEAN/STD: three comma-separated numbers each, R,G,B of pixel/255, "
+    "statistics), none (pixels in [0, 1], for models that normalise inside, such as "
+    "RobustBench's), or MEAN/STD: three comma-separated numbers each, R,G,B of pixel/255, "
     "mean and std separated by a slash. Default: the dataset's own statistics"
 )
 

@@ -712,15 +712,38 @@ class HandLRN(nn.Module):
         return x.div(div.mul(self.alpha).add(self.k).pow(self.beta))
 
 
-def test_a_local_response_norm_written_by_hand_names_its_replacement():
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), HandLRN(), nn.Conv2d(8, 2, 1))
-    with pytest.raises(ModelError) as e:
-        trace_model(model, (3, 8, 8))
-    msg = str(e.value)
-    assert "'2.average'" in msg and "in '2'" in msg and "local response normalisation" in msg
-    assert "nn.LocalResponseNorm(size, alpha, beta, k), which computes the same" in msg
-    x = torch.randn(2, 8, 5, 5)  # … it does
-    torch.testing.assert_close(HandLRN()(x), nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0)(x))
+def test_a_local_response_norm_written_by_hand_is_the_norm():
+    # (was: "unsupported module '2.average' (AvgPool3d)")
+    torch.manual_seed(0)
+    conv0, conv3 = nn.Conv2d(3, 8, 3), nn.Conv2d(8, 2, 1)
+    by_hand = nn.Sequential(conv0, nn.ReLU(), HandLRN(), conv3)
+    module = nn.Sequential(conv0, nn.ReLU(), nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0), conv3)
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(by_hand(x), module(x))  # the same function
+    t, u = trace_model(by_hand, (3, 8, 8)), trace_model(module, (3, 8, 8))
+    assert [g.units for g in t.graph.groups] == [g.units for g in u.graph.groups]
+    torch.testing.assert_close(unit_weights(t)["3"]["0"], unit_weights(u)["3"]["0"])
+    assert t.graph.layer("2.average").params["window"] == [5, 2]
+    assert t.graph.layer("3").rf_size == u.graph.layer("3").rf_size == [3.0, 3.0]
+
+
+@pytest.mark.parametrize("include_pad", [True, False])
+def test_a_window_over_the_channels_averages_them(include_pad):
+    # the band matrix of a (5, 1, 1) average over x.unsqueeze(1), against torch's own pooling
+    from cnnvis_gl.model.weights import _window_band
+
+    basis = torch.eye(7).view(7, 1, 7, 1, 1)  # image i: channel i is 1
+    pooled = F.avg_pool3d(basis, (5, 1, 1), 1, (2, 0, 0), count_include_pad=include_pad)
+    torch.testing.assert_close(_window_band(7, 5, 2, include_pad), pooled.view(7, 7).T)
+
+
+def test_other_3d_pooling_is_refused_in_one_line():
+    class Video(nn.Module):
+        def forward(self, x):
+            return F.avg_pool3d(x.unsqueeze(2).expand(-1, -1, 4, -1, -1), 2).mean((2, 3, 4))
+
+    with pytest.raises(ModelError, match=r"^avg_pool3d .*only as a window over neighbouring"):
+        trace_model(nn.Sequential(nn.Conv2d(3, 4, 3), Video()), (3, 8, 8))
 
 
 class _Binarize(torch.autograd.Function):

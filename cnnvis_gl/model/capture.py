@@ -71,6 +71,7 @@ MODULE_KINDS: dict[type, str] = {
     nn.LogSoftmax: "act",
     nn.MaxPool2d: "pool",
     nn.AvgPool2d: "pool",
+    nn.AvgPool3d: "pool",
     nn.AdaptiveAvgPool2d: "pool",
     nn.AdaptiveMaxPool2d: "pool",
     nn.LPPool2d: "pool",
@@ -102,7 +103,7 @@ FUNCTION_KINDS: dict[str, str] = {
         "act",
     ),
     **dict.fromkeys(
-        "max_pool2d avg_pool2d lp_pool2d adaptive_avg_pool2d adaptive_max_pool2d mean amax amin "
+        "max_pool2d avg_pool2d avg_pool3d lp_pool2d adaptive_avg_pool2d adaptive_max_pool2d mean amax amin "
         "sum max min norm linalg_vector_norm interpolate upsample upsample_nearest "
         "upsample_bilinear matmul bmm".split(),
         "pool",
@@ -357,14 +358,6 @@ class _Session(TorchFunctionMode):
             self.stack.append(self.path(m))
             return
         if kind == "unsupported" and self.capture:
-            if isinstance(m, nn.AvgPool3d):
-                raise ModelError(
-                    f"unsupported module {self.path(m)!r} ({type(m).__module__}.{cls}) "
-                    f"{self._where()}: if that is a local response normalisation written "
-                    "by hand (x.pow(2).unsqueeze(1) averaged over neighbouring channels, as "
-                    "in Caffe ports of AlexNet and VGG-M), replace it with "
-                    "nn.LocalResponseNorm(size, alpha, beta, k), which computes the same"
-                )
             raise ModelError(
                 f"unsupported module {self.path(m)!r} ({type(m).__module__}.{cls}): "
                 f"cnnvis_gl captures convolutional networks; see docs/GRAPH.md for the "

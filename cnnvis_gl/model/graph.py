@@ -476,7 +476,7 @@ def _groups(
         nxt = seq[idx + 1] if idx + 1 < len(seq) else None
         if spanned[i]:
             continue
-        downsample = l.kind == "pool" or (
+        downsample = l.kind == "pool" and not l.params.get("window") or (
             l.kind == "flatten" and nxt is not None and nxt.kind != "linear"
         )
         if downsample:

@@ -163,6 +163,8 @@ def _pool(
         # output / input size per axis; a smooth mode blends neighbouring input pixels
         factor = [shape[1] / x.shape[-2], shape[2] / x.shape[-1]]
         return {"upsample": factor, "smooth": not str(mode).startswith("nearest")}
+    elif isinstance(m, nn.AvgPool3d) or call.op == "avg_pool3d":
+        return _channel_window(calls, call, refs)
     elif call.op in ("max_pool2d", "avg_pool2d"):
         k = arg(call, 1, "kernel_size")
         s = arg(call, 2, "stride") or k
@@ -195,6 +197,28 @@ def _pool(
         )
     s = s if s is not None else k
     return {"kernel": pair(k), "stride": pair(s), "padding": pair(p), "dilation": pair(d)}
+
+def _channel_window(calls: list[Call], call: Call, refs: list[Ref]) -> dict[str, Any]:
+    """A 3-D average pool over a map with its channels as depth, ``(B, 1, C, H, W)``, by a
+    window of neighbouring channels at each position: a hand-written local response
+    normalisation's ``avg_pool3d(x.pow(2).unsqueeze(1), (n, 1, 1), stride=1)``."""
+    m = call.target
+    if isinstance(m, nn.AvgPool3d):
+        k, s, p, incl = m.kernel_size, m.stride, m.padding, m.count_include_pad
+    else:
+        k = arg(call, 1, "kernel_size")
+        s, p = arg(call, 2, "stride") or k, arg(call, 3, "padding", 0)
+        incl = arg(call, 5, "count_include_pad", True)
+    k, s, p = (tuple(v) if isinstance(v, (tuple, list)) else (v,) * 3 for v in (k, s, p))
+    x = _value(calls, refs[0])
+    if x.dim() != 5 or x.shape[1] != 1 or k[1:] != (1, 1) or s != (1, 1, 1) or p[1:] != (0, 0):
+        raise ModelError(
+            f"{call.op} {where(call)}: 3-D pooling is supported only as a window over "
+            "neighbouring channels at each position (x.unsqueeze(1) pooled by (n, 1, 1), stride "
+            "1: a local response normalisation written by hand)"
+        )
+    return {"window": [int(k[0]), int(p[0])], "include_pad": bool(incl)}
+
 
 def _arith(
     calls: list[Call], call: Call, refs: list[Ref], inputs: list[Layer], shape: list[int]
@@ -234,7 +258,11 @@ def _arith(
     if op == "div" and (
         len(args) < 2 or isinstance(args[1], Ref) and args[1] in full
     ):  # (by a broadcast map, e.g. GRN's x_g / x_g.mean(channels): gating)
-        raise ModelError(f"division by a feature map {where(call)} is not supported")
+        if not (len(args) == 2 and isinstance(args[0], Ref) and args[0] in full):
+            raise ModelError(f"division by a feature map {where(call)} is not supported")
+        # a map divided by a map made from it (a local response normalisation written by
+        # hand, x / (k + α·avg(x²))^β): normalised, the numerator carries the channels
+        full = [args[0]]
     if len(full) > 1:  # x * gate(x): the gate is not a carrier
         gates = [r for r in full if is_gate(inputs[refs.index(r)])]
         if 0 < len(gates) < len(full):

@@ -238,6 +238,10 @@ def _apply(
         lead, axis = ((c, runs), 1) if runs else ((-1, c), 0)
         maps = {s: mat.reshape(*lead, mat.shape[1]) for s, mat in m.items()}
         return {s: v.sum(axis) if how == "sum" else v.mean(axis) for s, v in maps.items()}
+    if layer.kind == "pool" and layer.params.get("window"):
+        # an average over a window of neighbouring channels (a hand-written LRN's x² term)
+        band = _window_band(layer.shape[0], *layer.params["window"], layer.params["include_pad"])
+        return {s: band.to(mat) @ mat for s, mat in m.items()}
     if layer.kind == "pool" and layer.params.get("channels"):
         # a reduction over the channels: their sum, or their mean (also the linear stand-in for
         # a maximum or a norm)
@@ -252,6 +256,14 @@ def _apply(
     if layer.params.get("slope"):  # a decreasing element-wise function (1 / x)
         return {s: layer.params["slope"] * mat for s, mat in m.items()}
     return m  # act, pool, dropout, identity: channel-wise identity
+
+
+def _window_band(c: int, n: int, pad: int, include_pad: bool) -> torch.Tensor:
+    """``[c, c]``: output channel j averages input channels j - pad … j - pad + n - 1."""
+    i = torch.arange(c)
+    d = i[None, :] - i[:, None] + pad  # input - output + pad: the place in the window
+    band = ((d >= 0) & (d < n)).float()
+    return band / (n if include_pad else band.sum(1, keepdim=True))
 
 
 def unit_weights(traced: TracedModel) -> dict[str, dict[str, torch.Tensor]]:

@@ -772,7 +772,8 @@ def test_binarized_activations_and_weights():
     m = _seeded(nn.Sequential(nn.Conv2d(3, 4, 3), BinarizeConv2d(4, 2, 3), nn.Flatten()))
     t = trace_model(m, (3, 6, 6))
     assert [u.name for u in t.graph.units] == ["0", "1.conv2d"]
-    assert [lay.kind for lay in t.graph.layers] == ["input", "conv", "act", "conv", "add", "flatten"]
+    kinds = ["input", "conv", "act", "conv", "add", "flatten"]
+    assert [lay.kind for lay in t.graph.layers] == kinds
     # the weights between the units are the binarized kernel's
     torch.testing.assert_close(unit_weights(t)["1.conv2d"]["0"], m[1].weight.sign().sum((2, 3)))
 

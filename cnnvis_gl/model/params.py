@@ -198,6 +198,7 @@ def _pool(
     s = s if s is not None else k
     return {"kernel": pair(k), "stride": pair(s), "padding": pair(p), "dilation": pair(d)}
 
+
 def _channel_window(calls: list[Call], call: Call, refs: list[Ref]) -> dict[str, Any]:
     """A 3-D average pool over a map with its channels as depth, ``(B, 1, C, H, W)``, by a
     window of neighbouring channels at each position: a hand-written local response

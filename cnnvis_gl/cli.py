@@ -6,6 +6,7 @@ import argparse
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -1362,7 +1363,29 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
 }
 
 
+#: The viewer's background threads (cnnvis_gl.ui.jobs.Worker): pure computation (layouts,
+#: patches); what they save is written atomically.
+_VIEWER_THREADS = ("cnnvis-layout", "cnnvis-pictures")
+
+
 def main(argv: list[str] | None = None) -> int:
+    rc = _main(argv)
+    if argv is None:  # the `cnnvis` command itself, not a caller passing its arguments
+        _exit_if_busy(rc)
+    return rc
+
+
+def _exit_if_busy(rc: int) -> None:
+    """Leave at once when a viewer thread still computes — the layout of a big network when
+    its window is closed: left to the interpreter's exit, a thread inside torch or BLAS aborts
+    the process ("terminate called without an active exception", a core dump)."""
+    if any(t.is_alive() and t.name in _VIEWER_THREADS for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+
+
+def _main(argv: list[str] | None) -> int:
     ap = _parser()
     a = ap.parse_args(argv)
     if a.version:

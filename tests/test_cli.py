@@ -443,3 +443,24 @@ def test_info_read_only_in_part_through_a_pipe_ends_quietly(small_run):
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0 and p.stderr == ""
+
+
+def test_a_viewer_thread_still_computing_at_exit_does_not_abort_the_process():
+    """Closing the viewer while it lays out a big network left its worker thread inside torch
+    at the interpreter's exit: "terminate called without an active exception", exit code 134
+    and a core dump.  The command now leaves at once with its own exit code."""
+    code = (
+        "import sys, threading, time, torch\n"
+        "from cnnvis_gl import cli\n"
+        "def busy():\n"
+        "    a = torch.randn(400, 400)\n"
+        "    while True:\n"
+        "        a = torch.tanh(a @ a)\n"
+        "threading.Thread(target=busy, name='cnnvis-layout', daemon=True).start()\n"
+        "time.sleep(0.5)\n"
+        "sys.argv = ['cnnvis', '--version']\n"
+        "sys.exit(cli.main())\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "terminate called" not in r.stderr, (r.returncode, r.stderr)
+    assert r.stdout.strip()  # the version, printed before leaving

@@ -393,6 +393,8 @@ class MoreModules(nn.Module):
         self.acts = nn.Sequential(
             nn.RReLU(), nn.Softsign(), nn.Tanhshrink(), nn.Softshrink(0.1), nn.Hardshrink(0.01),
             nn.LogSigmoid(), nn.Threshold(-1.0, 0.0), nn.FeatureAlphaDropout(0.2),
+            nn.Dropout3d(0.1), torch.ao.quantization.QuantStub(),
+            torch.ao.quantization.DeQuantStub(),
         )
         self.pool = nn.LPPool2d(2, 3, stride=2)
         self.c = nn.Conv2d(4, 2, 1, bias=False)
@@ -407,7 +409,9 @@ def test_more_activations_pools_and_dropouts():
     m = _seeded(MoreModules())
     t = trace_model(m, (3, 15, 15))
     g = t.graph
-    assert [g.layer(f"acts.{i}").kind for i in range(8)] == ["act"] * 7 + ["dropout"]
+    assert [g.layer(f"acts.{i}").kind for i in range(9)] == ["act"] * 7 + ["dropout"] * 2
+    # (a quantizable model in float: its stubs are no layers)
+    assert "acts.9" not in [lay.name for lay in g.layers]
     # a: 3×3 → size 3, jump 1; Lp pool 3×3 stride 2 → 3 + 2 = 5, jump 2; then 2×2 stride 2
     # → 5 + 2 = 7, jump 4
     assert g.layer("pool").rf_size == [5, 5] and g.layer("pool").rf_jump == [2, 2]

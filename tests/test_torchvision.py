@@ -153,3 +153,20 @@ def test_a_model_file_importing_torchvision_loads(tmp_path, where):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["ResNet", "7"]
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_a_quantizable_model_in_float_is_its_float_model(name):
+    """torchvision.models.quantization's builders with quantize=False (QuantStub, DeQuantStub,
+    FloatFunctional adds): the same units as the float builder (was: "unsupported module
+    'quant' (QuantStub)")."""
+    from cnnvis_gl.models.torchvision import import_torchvision
+
+    tv = import_torchvision()
+    import torchvision.models.quantization as quantization
+
+    q = getattr(quantization, name)(weights=None, quantize=False, num_classes=10).eval()
+    f = getattr(tv, name)(weights=None, num_classes=10).eval()
+    a, b = cv.build_graph(q, (3, 224, 224)), cv.build_graph(f, (3, 224, 224))
+    assert [(u.name, u.channels) for u in a.units] == [(u.name, u.channels) for u in b.units]
+    assert [g.units for g in a.groups] == [g.units for g in b.groups]

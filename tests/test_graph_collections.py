@@ -802,3 +802,39 @@ def test_joins_on_both_sides_of_a_residual_block_keep_it_one_row():
     m = _seeded(nn.Sequential(nn.Conv2d(3, 2, 1), ShakeBlock(), nn.Conv2d(4, 2, 1)))
     t = trace_model(m, (3, 4, 4))
     assert [g.units for g in t.graph.groups] == [["0"], ["1.s1", "1.s2", "1.p1"], ["2"]]
+
+
+class HandPooledHead(nn.Module):
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.a = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = F.relu(self.a(x))
+        if self.how == "max":  # a global max pool in two steps
+            x = x.max(dim=3)[0].max(dim=2)[0]
+        elif self.how == "logsumexp":  # a smooth maximum over the positions
+            x = torch.logsumexp(x.flatten(2), dim=2)
+        elif self.how == "std":  # style pooling (SRM)
+            x = x.view(x.size(0), x.size(1), -1).std(-1)
+        else:
+            x = x.var((2, 3))
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("how", ["max", "logsumexp", "std", "var"])
+def test_global_pooling_written_by_hand(how):
+    # (were: "unsupported tensor of shape (2, 4, 6)", "unsupported operation 'logsumexp'", …)
+    m = _seeded(HandPooledHead(how))
+    t = trace_model(m, (3, 6, 6))
+    pools = [lay for lay in t.graph.layers if lay.kind == "pool"]
+    assert len(pools) == 1 and pools[0].shape == [4] and pools[0].rf_size == [6.0, 6.0]
+    torch.testing.assert_close(unit_weights(t)["fc"]["a"], m.fc.weight.detach())
+    x = torch.randn(5, 3, 6, 6)
+    data = ImageData.from_tensors(
+        (x * 40 + 128).clamp(0, 255).to(torch.uint8), np.arange(5) % 2, ["p", "q"]
+    )
+    snap = cv.analyze(m, data, progress=False)  # the statistics pass follows the same calls
+    assert snap["units/fc/A_max"].shape == (2, 2)

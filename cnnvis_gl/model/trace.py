@@ -191,7 +191,7 @@ class _Builder:
             pool = Layer(
                 call.name, "pool", call.op, [src], [self.by_name[src].shape[0]], {"global": True}
             )
-            self._add(pool, Ref(call.index))
+            self._add(pool, Ref(call.index, (0,) if isinstance(call.value, tuple) else ()))
             return
         if call.kind in ("conv", "conv1d", "linear") and not isinstance(call.target, nn.Module):
             param(self.calls, call, 1, "weight")  # (an error for weights computed from the data)
@@ -341,9 +341,10 @@ class _Builder:
         axis of a (batch, channels, positions) tensor that is the map with its positions
         flattened (``x.view(b, c, -1).mean(2)``) or with one spatial axis reduced the same way
         already (``x.mean(3).mean(2)``); ``None`` otherwise."""
-        if call.kind != "pool" or call.op not in ("mean", "amax", "sum") or len(refs) != 1:
+        if call.kind != "pool" or call.op not in _REDUCTIONS or len(refs) != 1:
             return None
-        if self._value(refs[0]).dim() != 3 or call.value.dim() != 2 or reduced(call, 3) != [2]:
+        out = call.value[0] if isinstance(call.value, tuple) else call.value  # (max: values)
+        if self._value(refs[0]).dim() != 3 or out.dim() != 2 or reduced(call, 3) != [2]:
             return None
         prev = self.calls[refs[0].index]
         if prev.kind == "pool" and prev.op == call.op:  # one spatial axis reduced before
@@ -463,6 +464,12 @@ class _Builder:
             ref,
         )
         return name
+
+
+#: Reductions that pool a map globally when they reduce its flattened positions
+#: (``x.view(b, c, -1).std(2)``) or its two spatial axes one after the other
+#: (``x.max(3)[0].max(2)[0]``).
+_REDUCTIONS = ("mean", "amax", "amin", "sum", "max", "min", "logsumexp", "std", "var")
 
 
 def _stacks_batches(call: Call) -> bool:

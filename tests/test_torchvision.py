@@ -131,15 +131,21 @@ def test_one_of_each_family_renders(name, cifar_dir, headless_gl, tmp_path):
     assert len(scene.clusters.size) >= len(snap.graph.groups)
 
 
-@pytest.mark.parametrize("where", ["top", "factory"])
+@pytest.mark.parametrize("where", ["top", "factory", "wrapped"])
 def test_a_model_file_importing_torchvision_loads(tmp_path, where):
     """A user's file that imports torchvision — at its top, or inside the factory as a package
-    importing its modules by name does (hysts/pytorch_image_classification) — loads even where
+    importing its modules by name does (hysts/pytorch_image_classification), or behind a lazy
+    import that wraps the error (transformers' "Could not import module …") — loads even where
     torchvision's compiled ops do not (a fresh process: torchvision not yet imported)."""
     import subprocess
     import sys
 
-    body = "    import torchvision.models as tvm\n" if where == "factory" else ""
+    body = {
+        "top": "",
+        "factory": "    import torchvision.models as tvm\n",
+        "wrapped": "    try:\n        import torchvision.models as tvm\n    except RuntimeError as e:\n"
+        "        raise ModuleNotFoundError('Could not import module') from e\n",
+    }[where]
     head = "import torchvision.models as tvm\n" if where == "top" else ""
     (tmp_path / "user.py").write_text(
         f"{head}\n\ndef factory(num_classes):\n{body}"

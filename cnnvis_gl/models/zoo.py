@@ -254,17 +254,29 @@ def build_model(spec: str, num_classes: int = 10, **kw) -> nn.Module:
 def _with_torchvision(call: Callable[[], Any]) -> Any:
     """``call()``; where it fails on importing torchvision because its compiled ops do not load
     (a wheel built for another torch — at the top of the user's file, or inside the factory,
-    as a package that imports its modules by name does), once more after making torchvision's
-    models importable (they need none of those ops; see models/torchvision.py)."""
+    as a package that imports its modules by name does, or transformers' lazy imports), once
+    more after making torchvision's models importable (they need none of those ops; see
+    models/torchvision.py)."""
     try:
         return call()
-    except RuntimeError as e:
-        if "torchvision::" not in str(e):
+    except Exception as e:
+        if not _torchvision_ops_missing(e):
             raise
     from .torchvision import import_torchvision
 
     import_torchvision()
     return call()
+
+
+def _torchvision_ops_missing(e: BaseException | None) -> bool:
+    """Whether ``e``, or an error it was raised from (transformers wraps its lazy imports'
+    errors), is torchvision's "operator torchvision::nms does not exist"."""
+    seen = 0
+    while e is not None and seen < 10:
+        if isinstance(e, RuntimeError) and "torchvision::" in str(e):
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
 
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:

@@ -110,8 +110,7 @@ FUNCTION_KINDS: dict[str, str] = {
     **dict.fromkeys(
         "max_pool2d avg_pool2d avg_pool3d lp_pool2d adaptive_avg_pool2d adaptive_max_pool2d "
         "mean amax amin sum max min norm linalg_vector_norm logsumexp std var interpolate upsample "
-        "upsample_nearest "
-        "upsample_bilinear matmul bmm".split(),
+        "upsample_nearest upsample_bilinear matmul bmm".split(),
         "pool",
     ),
     **dict.fromkeys(

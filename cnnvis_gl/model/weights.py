@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .graph import decode_map
+from .params import band_matrix
 from .trace import TracedModel
 
 Maps = dict[str, torch.Tensor]  # source tap name -> [C_node, C_source]
@@ -259,10 +260,9 @@ def _apply(
 
 
 def _window_band(c: int, n: int, pad: int, include_pad: bool) -> torch.Tensor:
-    """``[c, c]``: output channel j averages input channels j - pad … j - pad + n - 1."""
-    i = torch.arange(c)
-    d = i[None, :] - i[:, None] + pad  # input - output + pad: the place in the window
-    band = ((d >= 0) & (d < n)).float()
+    """``[c, c]``: output channel j averages input channels j - pad … j - pad + n - 1 (the
+    band matrix of a kernel of ones, divided by the window, or by its channels inside)."""
+    band = band_matrix(torch.ones(n), c, pad, 1)
     return band / (n if include_pad else band.sum(1, keepdim=True))
 
 

@@ -148,10 +148,11 @@ def ablate(
     ]
     was_training = model.training
     model.eval()
+    dtype = input_dtype(model)
     try:
         with torch.no_grad():
             for x, y, *_ in batches:
-                x, y = x.to(dev, input_dtype(model)), y.to(dev).long()
+                x, y = x.to(dev, dtype), y.to(dev).long()
                 count += torch.bincount(y, minlength=K).double()
                 _accumulate(model(x), y, base, K)
                 before = dict(seen)

@@ -18,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import ImageData
+from .model.cpu_fallback import cuda_constructors_on_cpu
 
 
 @dataclass
@@ -47,7 +48,8 @@ def evaluate(model: nn.Module, data: ImageData, batch_size: int = 512) -> tuple[
     model.eval()
     loss = correct = n = 0.0
     for x, y, _ in data.batches(batch_size, device=dev):
-        out = model(x)
+        with cuda_constructors_on_cpu(dev):
+            out = model(x)
         loss += float(F.cross_entropy(out, y, reduction="sum"))
         correct += float((out.argmax(1) == y).sum())
         n += int(y.shape[0])
@@ -113,7 +115,8 @@ def train(
             leave=False,
         )
         for x, y, _ in bar:
-            out = model(x)
+            with cuda_constructors_on_cpu(dev):
+                out = model(x)
             loss = F.cross_entropy(out, y)
             if not torch.isfinite(loss):
                 log(

@@ -29,6 +29,9 @@ from cnnvis_gl.data.folder import ALPHA_BACKGROUND, decode_image
 from cnnvis_gl.data.imagedata import channel_stats, resize_crop_uint8, resize_uint8
 from cnnvis_gl.data.inputs import CIFAR10_TRAIN_MEAN, CIFAR10_TRAIN_STD
 from cnnvis_gl.errors import CnnvisError
+from cnnvis_gl.model.cpu_fallback import LEGACY_TYPES, cuda_constructors_on_cpu
+from cnnvis_gl.stats.ablation import ablate
+from cnnvis_gl.train import evaluate
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
@@ -520,22 +523,71 @@ def test_a_shape_error_in_forward_gets_no_such_hint() -> None:
 
 
 class _MakesCudaTensors(nn.Module):
-    """PyramidNet of kakaobrain/fast-autoaugment: zero channels padding the shortcut are made
-    with ``torch.cuda.FloatTensor(…).fill_(0)``."""
+    """PyramidNet of kakaobrain/fast-autoaugment (and of clovaai/CutMix-PyTorch, dyhan0920's):
+    zero channels padding the shortcut are made with ``torch.cuda.FloatTensor(…).fill_(0)``
+    (``legacy``), or, as others write it, ``torch.zeros(…)``."""
 
+    def __init__(self, legacy: bool = True) -> None:
+        super().__init__()
+        self.legacy = legacy
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (len(x), 1, *x.shape[2:])
+        pad = torch.cuda.FloatTensor(*shape).fill_(0) if self.legacy else torch.zeros(shape)
+        return self.fc((self.conv(x) + torch.cat((x, pad), 1)).relu().mean((2, 3)))
+
+
+def test_legacy_cuda_constructors_make_cpu_tensors_for_a_model_on_the_cpu() -> None:
+    cuda_float = torch.cuda.FloatTensor
+    torch.manual_seed(0)
+    legacy, plain = _MakesCudaTensors(), _MakesCudaTensors(legacy=False)
+    plain.load_state_dict(legacy.state_dict())
+    data = tensor_data(12)
+    a = cv.analyze(legacy, data, k=3, progress=False)
+    b = cv.analyze(plain, data, k=3, progress=False)
+    assert [u.name for u in a.graph.units] == [u.name for u in b.graph.units] == ["conv", "fc"]
+    assert sorted(a.keys()) == sorted(b.keys())
+    for key in a.keys():
+        np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=key)
+    loss, _ = evaluate(legacy, data)
+    assert loss == evaluate(plain, data)[0]
+    cut = [{"conv": [0, 2]}]
+    ablated = [ablate(m, data.batches(6), cut, 3)[0] for m in (legacy, plain)]
+    np.testing.assert_array_equal(ablated[0].loss, ablated[1].loss)
+    assert ablated[0].count.sum() == 12
+    assert torch.cuda.FloatTensor is cuda_float  # only for the length of cnnvis' passes
+
+
+def test_the_cpu_constructors_are_restored_after_nested_and_failing_passes() -> None:
+    saved = {n: getattr(torch.cuda, n) for n in LEGACY_TYPES}
+    with cuda_constructors_on_cpu("cpu"):
+        with cuda_constructors_on_cpu(torch.device("cpu")):
+            assert torch.cuda.LongTensor(2).dtype == torch.int64
+        assert torch.cuda.FloatTensor(1, 2).shape == (1, 2)  # the outer pass still has them
+        with pytest.raises(RuntimeError, match="a failing pass"), cuda_constructors_on_cpu("cpu"):
+            raise RuntimeError("a failing pass")
+        assert torch.cuda.HalfTensor(3).dtype == torch.float16
+    assert {n: getattr(torch.cuda, n) for n in LEGACY_TYPES} == saved
+    with cuda_constructors_on_cpu("meta"):  # a model elsewhere than on the CPU: untouched
+        assert torch.cuda.FloatTensor is saved["FloatTensor"]
+
+
+class _MakesCudaTensorsByDevice(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pad = torch.cuda.FloatTensor(len(x), 1, *x.shape[2:]).fill_(0)
+        pad = torch.zeros(len(x), 1, *x.shape[2:], device="cuda")
         return (self.conv(x) + torch.cat((x, pad), 1)).mean((2, 3))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="where CUDA is, the model runs")
 def test_a_model_making_cuda_tensors_without_cuda_says_so() -> None:
     with pytest.raises(CnnvisError) as e:
-        cv.analyze(_MakesCudaTensors(), tensor_data(4), progress=False)
+        cv.analyze(_MakesCudaTensorsByDevice(), tensor_data(4), progress=False)
     msg = str(e.value)
     assert "\n" not in msg and "makes CUDA tensors in its own code" in msg, msg
     assert "on a machine with a GPU (--device cuda)" in msg, msg

@@ -25,6 +25,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import ModelError
+from .cpu_fallback import cuda_constructors_on_cpu
 
 # --------------------------------------------------------------------------------------------
 # What a call is
@@ -650,7 +651,7 @@ def record_calls(model: nn.Module, input_shape: tuple[int, ...]) -> Recording:
         # one of the model's own calls
         model.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), cuda_constructors_on_cpu(device):
                 model(x)
         except Exception:
             pass  # the recorded pass below says what fails
@@ -662,7 +663,7 @@ def record_calls(model: nn.Module, input_shape: tuple[int, ...]) -> Recording:
     session.count = 1
     model.eval()
     try:
-        with torch.no_grad(), session:
+        with torch.no_grad(), cuda_constructors_on_cpu(device), session:
             out = model(x)
     except ModelError:
         raise

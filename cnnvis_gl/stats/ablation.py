@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model.capture import input_dtype
+from ..model.cpu_fallback import cuda_constructors_on_cpu
 from ..model.graph import channels_first
 
 __all__ = ["Ablation", "ablate"]
@@ -150,7 +151,7 @@ def ablate(
     model.eval()
     dtype = input_dtype(model)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), cuda_constructors_on_cpu(dev):
             for x, y, *_ in batches:
                 x, y = x.to(dev, dtype), y.to(dev).long()
                 count += torch.bincount(y, minlength=K).double()

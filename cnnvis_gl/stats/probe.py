@@ -16,6 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..model.capture import TapSession, input_dtype, pick
+from ..model.cpu_fallback import cuda_constructors_on_cpu
 from ..model.graph import channel_layouts, channels_first
 from ..model.trace import TracedModel, trace_model
 from .accumulator import StatsAccumulator
@@ -89,6 +90,7 @@ class Probe:
             with (
                 tqdm(total=total, desc=desc, unit="img", disable=not progress, leave=False) as bar,
                 self.session(acc, numbered=numbered) as session,
+                cuda_constructors_on_cpu(self.device),
             ):
                 for x, y, ids, fetch in batches:
                     acc.begin_batch(y, ids)

@@ -10,7 +10,9 @@ Each :class:`Flag` names a layer group (and unit) and says what looks wrong:
 - ``redundant``: most neurons of a group have a near-duplicate activation-matrix row (the paper's
   BaseCNN×4 over-fitting case);
 - ``all_positive``: almost all strong edges into a group are positive, so no inhibition (the
-  paper's DeepCNN redundancy case).
+  paper's DeepCNN redundancy case);
+- ``non_finite``: some of a unit's neurons respond NaN or ±inf, or a layer's weights hold such
+  values (a diverged training run, an overflow).  Those neurons count as neither dead nor alive.
 
 Thresholds are module constants; they are heuristics, shown to the user with their numbers.
 """
@@ -50,9 +52,11 @@ def diagnose(snap: Snapshot) -> list[Flag]:
     g = snap.graph
     flags: list[Flag] = []
     units_meta = snap.meta.get("units", {})
+    weights = snap.meta.get("weights") or {}
     for unit in g.units:
         group = g.groups[unit.group].name
         m = units_meta.get(unit.name, {})
+        flags += _non_finite_flags(group, unit.name, m, unit.layers, weights)
         dead = m.get("dead_fraction")
         # "never > 0" means dead only after a ReLU; raw outputs (logits) are often negative
         if dead is not None and dead >= DEAD_FRACTION and g.layer(unit.tap).op in RELU_OPS:
@@ -108,14 +112,32 @@ def diagnose(snap: Snapshot) -> list[Flag]:
     return flags
 
 
+def _non_finite_flags(
+    group: str, unit: str, m: dict, layers: list[str], weights: dict
+) -> list[Flag]:
+    """A unit's ``non_finite`` flag (at most one): its neurons' responses, its layers' weights
+    (a weight statistic that is null: written so because it was NaN or ±inf)."""
+    bad = m.get("nonfinite_fraction") or 0.0
+    broken = [
+        layer
+        for layer in layers
+        if isinstance(weights.get(layer), dict) and "norm" in weights[layer]
+        and weights[layer]["norm"] is None
+    ]  # fmt: skip
+    says = [f"{bad:.0%} of the neurons of {unit} respond NaN or ±inf"] if bad > 0 else []
+    if broken:
+        says.append(f"the weights of {', '.join(broken)} hold NaN or ±inf")
+    return [Flag(group, unit, "non_finite", bad, "; ".join(says))] if says else []
+
+
 def _gradient_flags(snap: Snapshot) -> list[Flag]:
     grads = snap.meta.get("grad_norms") or {}
     weights = snap.meta.get("weights") or {}
     rel = {}
     for layer, gn in grads.items():
         wn = weights.get(layer, {}).get("norm")
-        if wn:
-            rel[layer] = gn / wn if math.isfinite(gn) else math.inf
+        if wn:  # a gradient norm that is null was NaN or ±inf when recorded
+            rel[layer] = gn / wn if gn is not None and math.isfinite(gn) else math.inf
     if len(rel) < 2:
         return []
     finite = [v for v in rel.values() if math.isfinite(v)]
@@ -156,6 +178,7 @@ def redundancy(A: np.ndarray) -> float:
     neurons that never respond are left out.
     """
     A = np.asarray(A, dtype=np.float64)
+    A = A[np.isfinite(A).all(1)]
     A = A[np.abs(A).sum(1) > 0]
     if len(A) < 2:
         return 0.0
@@ -172,7 +195,7 @@ def redundancy(A: np.ndarray) -> float:
 def positive_fraction(w: np.ndarray) -> float:
     """Fraction of positive weights among the strongest quarter by |w|."""
     w = w.ravel()
-    w = w[w != 0]
+    w = w[(w != 0) & np.isfinite(w)]
     if w.size == 0:
         return 0.0
     thr = np.quantile(np.abs(w), 1 - STRONG_EDGES)

@@ -12,6 +12,7 @@ side on (times a constant factor such as a layer scale; a gate computed from the
 
 from __future__ import annotations
 
+import math
 import weakref
 
 import numpy as np
@@ -287,7 +288,7 @@ def group_weights(traced: TracedModel) -> dict[str, dict[str, torch.Tensor]]:
     return {taps[t]: {taps.get(s, s): mat for s, mat in m.items()} for t, m in maps.items()}
 
 
-def weight_stats(traced: TracedModel) -> dict[str, dict[str, float]]:
+def weight_stats(traced: TracedModel) -> dict[str, dict[str, float | None]]:
     """Mean, std and L2 norm of each weighted layer's weight tensor (ECA's: its kernel's, not
     the band matrix's)."""
     out = {}
@@ -295,10 +296,12 @@ def weight_stats(traced: TracedModel) -> dict[str, dict[str, float]]:
         if not layer.weighted:
             continue
         kernel = traced.tensor(layer.name, "kernel")
-        w = (kernel if kernel is not None else traced.weight(layer.name)).detach().float()
-        out[layer.name] = {
+        w = (kernel if kernel is not None else traced.weight(layer.name)).detach().double()
+        stats = {
             "mean": float(w.mean()),
             "std": float(w.std()) if w.numel() > 1 else 0.0,
             "norm": float(torch.linalg.vector_norm(w)),
         }
+        # null where the weights hold NaN or ±inf (a diverged run): strict JSON, and flagged
+        out[layer.name] = {k: v if math.isfinite(v) else None for k, v in stats.items()}
     return out

@@ -25,6 +25,7 @@ unwrapped for the layer graph.
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import threading
@@ -231,15 +232,15 @@ class Recorder:
         self._queue.put((int(step), snap))
 
     @torch.no_grad()
-    def grad_norms(self) -> dict[str, float]:
+    def grad_norms(self) -> dict[str, float | None]:
         """The L2 norm of every weighted layer's weight gradient now (layers without one left
-        out)."""
+        out; ``None`` where it is NaN or ±inf: an exploding gradient)."""
         norms = {
-            name: torch.linalg.vector_norm(mod.weight.grad.detach())
+            name: float(torch.linalg.vector_norm(mod.weight.grad.detach()))
             for name, mod in self._weighted.items()
             if mod.weight.grad is not None
         }
-        return {k: float(v) for k, v in norms.items()}
+        return {k: v if math.isfinite(v) else None for k, v in norms.items()}
 
     def close(self) -> None:
         """Flush scalars and wait until every snapshot is on disk."""

@@ -136,6 +136,20 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
 
 
+def finite_json(obj: Any) -> Any:
+    """``obj`` with every number that is not finite (NaN, ±inf) as ``None``: snapshots are
+    strict JSON, and their readers take null where a statistic is not a number (a diverged
+    training run; the statistics' producers mark what was lost, e.g. a unit's
+    ``nonfinite_fraction``)."""
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
 def _dumps(obj: Any, what: str) -> bytes:
     try:
         return json.dumps(obj, indent=1, default=_json_default).encode("utf-8") + b"\n"
@@ -520,6 +534,7 @@ def write_snapshot(
     if not isinstance(meta, Mapping):
         raise TypeError(f"meta must be a dict, not {type(meta).__name__}")
     prepared = {key: _prepare_array(key, value) for key, value in arrays.items()}
+    meta = finite_json(meta)
     _dumps(meta, "snapshot meta")  # fail before touching the disk
 
     snap_root = Path(run_dir) / SNAPSHOTS_DIR

@@ -77,6 +77,7 @@ def check_meta(meta: Mapping[str, Any], path: Path) -> None:
         for key, lo, hi in (
             ("act_mean", -math.inf, math.inf),
             ("act_std", 0.0, math.inf),
+            ("nonfinite_fraction", 0.0, 1.0),
             ("dead_fraction", 0.0, 1.0),
             ("saturated_fraction", 0.0, 1.0),
         ):

@@ -406,6 +406,13 @@ class StatsAccumulator:
         saturated = self.saturated.cpu().numpy()
         act_sum = self.act_sum.cpu().numpy()
         act_sq = self.act_sq.cpu().numpy()
+        # neurons that responded NaN or ±inf to some image (diverged training, overflow): their
+        # top images are no real top images, they are not dead, and their statistics not numbers
+        broken = ~(
+            np.isfinite(a_max).all(1) & np.isfinite(a_mean).all(1) & np.isfinite(max_resp)
+        )
+        top_img[broken] = -1
+        cls_img[broken] = -1
         for i, unit in enumerate(self.units):
             p, r = f"units/{unit.name}/", self.rows(i)
             arrays[p + "A_max"] = a_max[r]
@@ -421,11 +428,12 @@ class StatsAccumulator:
             arrays[p + "active_fraction"] = (active[r] / n).astype(np.float32)
             count = max(self.act_n[i], 1)
             mean = float(act_sum[r].sum()) / count
-            var = max(float(act_sq[r].sum()) / count - mean * mean, 0.0)
+            var = float(act_sq[r].sum()) / count - mean * mean
             unit_meta[unit.name] = {
-                "act_mean": mean,
-                "act_std": math.sqrt(var),
-                "dead_fraction": float((active[r] == 0).mean()),
+                "act_mean": mean if math.isfinite(mean) else None,
+                "act_std": math.sqrt(max(var, 0.0)) if math.isfinite(var) else None,
+                "nonfinite_fraction": float(broken[r].mean()),
+                "dead_fraction": float(((active[r] == 0) & ~broken[r]).mean()),
                 "saturated_fraction": (
                     float((saturated[r] / n >= 0.99).mean()) if unit.bound is not None else None
                 ),
@@ -436,7 +444,8 @@ class StatsAccumulator:
             "k": self.k,
             "class_k": self.class_k,
             "units": unit_meta,
-            "probe_loss": loss / self.n_scored if self.n_scored else None,
+            # a loss that is no number (NaN or inf logits) is null: the logits' unit says why
+            "probe_loss": loss / self.n_scored if self.n_scored and math.isfinite(loss) else None,
             "probe_error": 1.0 - correct / self.n_scored if self.n_scored else None,
         }
         return arrays, meta

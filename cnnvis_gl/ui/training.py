@@ -69,6 +69,7 @@ def _icons() -> dict[str, str]:
         "exploding_gradient": fa.ICON_FA_BURST,
         "redundant": fa.ICON_FA_CLONE,
         "all_positive": fa.ICON_FA_PLUS,
+        "non_finite": fa.ICON_FA_INFINITY,
     }
 
 
@@ -84,6 +85,7 @@ FLAG_KINDS: dict[str, FlagStyle] = {
     ),
     "redundant": FlagStyle(_ICONS.get("redundant", "R"), (0.78, 0.50, 1.0), "redundant"),
     "all_positive": FlagStyle(_ICONS.get("all_positive", "+"), (0.30, 0.84, 0.45), "all positive"),
+    "non_finite": FlagStyle(_ICONS.get("non_finite", "∞"), (1.0, 0.20, 0.55), "NaN / inf"),
 }
 UNKNOWN_FLAG = FlagStyle("?", (0.9, 0.9, 0.9), "flag")
 

@@ -99,10 +99,10 @@ def _layer_stats(st: AppState, act: Actions) -> None:
         imgui.text(g.name)
         if imgui.is_item_hovered():
             imgui.set_tooltip(f"layer {g.unit} (the group's neurons)")
-        imgui.table_next_column()
-        imgui.text(num(u.get("act_mean")))
-        imgui.table_next_column()
-        imgui.text(num(u.get("act_std")))
+        bad = u.get("nonfinite_fraction") or 0.0
+        for key in ("act_mean", "act_std"):
+            imgui.table_next_column()
+            _number_cell(u.get(key), bad > 0, f"{bad:.0%} of the neurons respond NaN or ±inf")
         imgui.table_next_column()
         dead = u.get("dead_fraction")
         if isinstance(dead, float) and dead >= 0.5:
@@ -112,8 +112,19 @@ def _layer_stats(st: AppState, act: Actions) -> None:
         else:
             imgui.text(f"{dead:.0%}" if isinstance(dead, float) else "–")
         imgui.table_next_column()
-        imgui.text(num(weights.get(g.unit, {}).get("norm")))
+        w = weights.get(g.unit, {})
+        _number_cell(w.get("norm"), "norm" in w and w["norm"] is None, "the weights hold NaN or ±inf")
     imgui.end_table()
+
+
+def _number_cell(v: object, broken: bool, why: str) -> None:
+    """A statistic, or a red "NaN/inf" (with ``why`` on hover) where it is not a number."""
+    if broken and not isinstance(v, (int, float)):
+        imgui.text_colored(RED, "NaN/inf")
+        if imgui.is_item_hovered():
+            imgui.set_tooltip(why)
+    else:
+        imgui.text(num(v))
 
 
 def _debug_summary(st: AppState, act: Actions) -> None:

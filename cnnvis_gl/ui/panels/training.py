@@ -162,8 +162,13 @@ def _layer_statistic(st: AppState, act: Actions) -> None:
         return
     per = td.stats.get(dbg.stat, {})
     if not per:
-        what = "gradients recorded in training" if dbg.stat == "grad_norm" else "snapshots"
-        hint(f"No {STATS[dbg.stat][0]} in this run (needs {what}).")
+        name = STATS[dbg.stat][0]
+        if dbg.stat == "grad_norm":
+            hint(f"No {name} in this run (needs gradients recorded in training).")
+        elif td.steps:  # every snapshot's is null: not a number
+            hint(f"The {name} is NaN or ±inf at every step: see the flags.")
+        else:
+            hint(f"No {name} in this run (needs snapshots).")
         return
     groups = st.snapshot.graph.groups if st.snapshot is not None else []
     lines = layer_lines(td, dbg.stat, dbg.all_layers, log, {g.unit for g in groups})

@@ -489,6 +489,8 @@ def _analyze(a: argparse.Namespace) -> int:
         path = snap.save(a.out, a.step)
         ranks = f" on {world} ranks" if world > 1 else ""
         print(f"{snap} in {time.perf_counter() - t0:.1f} s{ranks}")
+        if snap.graph.left_out:
+            print(_left_out_text(snap.graph))
         print(f"wrote {path}")
     return 0
 
@@ -1119,6 +1121,8 @@ def cmd_info(a: argparse.Namespace) -> int:
         print(run.graph.summary())
         print(_stages_text(run.graph))
         print(_capture_text(run.graph.capture))
+        if run.graph.left_out:
+            print(_left_out_text(run.graph))
         steps = run.steps()
         for step in steps:
             print(f"  step {step}: {run.snapshot(step)}")
@@ -1158,6 +1162,8 @@ def cmd_info(a: argparse.Namespace) -> int:
         f"{len(graph.groups)} groups, {len(graph.units)} units, {graph.num_neurons} neurons; "
         f"input {'x'.join(map(str, shape))}; {_capture_text(graph.capture)}"
     )
+    if graph.left_out:
+        print(_left_out_text(graph))
     return 0
 
 
@@ -1171,6 +1177,17 @@ def _stages_text(graph: Any) -> str:
     names = [g.name for g in graph.groups]
     parts = [f"{p} ({names[i[0]]}–{names[i[-1]]})" for p, i in found.items()]
     return "stages (render --collapse, the Controls panel): " + ", ".join(parts)
+
+
+def _left_out_text(graph: Any, shown: int = 3) -> str:
+    """The gate branches left out of ``graph``, one line: how many, the first few."""
+    n = len(graph.left_out)
+    more = f", … ({n - shown} more)" if n > shown else ""
+    return (
+        f"{n} gate branch{'es' * (n > 1)} left out (maps rearranged in ways that are no maps; "
+        f"each gate counts as 1, the gated maps keep their channels: docs/GRAPH.md): "
+        f"{', '.join(graph.left_out[:shown])}{more}"
+    )
 
 
 def _capture_text(capture: str) -> str:

@@ -838,3 +838,147 @@ def test_global_pooling_written_by_hand(how):
     )
     snap = cv.analyze(m, data, progress=False)  # the statistics pass follows the same calls
     assert snap["units/fc/A_max"].shape == (2, 2)
+
+
+class CoordAtt(nn.Module):
+    """Coordinate attention (Hou et al., Andrew-Qibin/CoordAttention): row and column pools
+    concatenated along the height, a shared 1×1 conv, split, two 1×1 convs, two gates."""
+
+    def __init__(self, c, mip=4):
+        super().__init__()
+        self.pool_h, self.pool_w = nn.AdaptiveAvgPool2d((None, 1)), nn.AdaptiveAvgPool2d((1, None))
+        self.conv1, self.bn1 = nn.Conv2d(c, mip, 1), nn.BatchNorm2d(mip)
+        self.conv_h, self.conv_w = nn.Conv2d(mip, c, 1), nn.Conv2d(mip, c, 1)
+
+    def forward(self, x):
+        h, w = x.shape[2:]
+        y = torch.cat([self.pool_h(x), self.pool_w(x).permute(0, 1, 3, 2)], dim=2)
+        y = F.hardswish(self.bn1(self.conv1(y)))
+        y_h, y_w = torch.split(y, [h, w], dim=2)
+        a_h = self.conv_h(y_h).sigmoid()
+        a_w = self.conv_w(y_w.permute(0, 1, 3, 2)).sigmoid()
+        return x * a_w * a_h
+
+
+class TripletAttention(nn.Module):
+    """Triplet attention (landskape-ai): a CBAM-style spatial gate on the map and on the map
+    rotated so that its height (its width) is the channel axis, the three averaged."""
+
+    def __init__(self):
+        super().__init__()
+        self.gates = nn.ModuleList(nn.Conv2d(2, 1, 3, padding=1) for _ in range(3))
+
+    def _gate(self, k, x):
+        pooled = torch.cat((torch.max(x, 1)[0].unsqueeze(1), torch.mean(x, 1).unsqueeze(1)), 1)
+        return x * torch.sigmoid_(self.gates[k](pooled))
+
+    def forward(self, x):
+        h = self._gate(0, x.permute(0, 2, 1, 3).contiguous()).permute(0, 2, 1, 3).contiguous()
+        w = self._gate(1, x.permute(0, 3, 2, 1).contiguous()).permute(0, 3, 2, 1).contiguous()
+        return (1 / 3) * (self._gate(2, x) + h + w)
+
+
+class SpatialGroupEnhance(nn.Module):
+    """SGE (implus/PytorchInsight): the channel groups moved into the batch, each gated by
+    its normalised similarity to its mean."""
+
+    def __init__(self, groups=2):
+        super().__init__()
+        self.groups = groups
+        self.weight = nn.Parameter(torch.zeros(1, groups, 1, 1))
+        self.bias = nn.Parameter(torch.ones(1, groups, 1, 1))
+        self.sig = nn.Sigmoid()
+
+    def forward(self, x):
+        b, c, h, w = x.size()
+        x = x.view(b * self.groups, -1, h, w)
+        t = (x * F.adaptive_avg_pool2d(x, 1)).sum(dim=1, keepdim=True).view(b * self.groups, -1)
+        t = (t - t.mean(dim=1, keepdim=True)) / (t.std(dim=1, keepdim=True) + 1e-5)
+        t = t.view(b, self.groups, h, w) * self.weight + self.bias
+        x = x * self.sig(t.view(b * self.groups, 1, h, w))
+        return x.view(b, c, h, w)
+
+
+class Attended(nn.Module):
+    def __init__(self, attention):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.att = attention
+        self.b = nn.Conv2d(4, 2, 1, bias=False)
+
+    def forward(self, x):
+        y = F.relu(self.a(x))
+        return self.b(y if self.att is None else self.att(y)).mean((2, 3))
+
+
+@pytest.mark.parametrize(
+    "attention, left_out",
+    [
+        (lambda: CoordAtt(4), ["att.sigmoid_1 → att.mul", "att.sigmoid → att.mul_1"]),
+        (TripletAttention, ["att.sigmoid → att.mul", "att.sigmoid_1 → att.mul_1"]),
+        (SpatialGroupEnhance, ["att.sig → att.mul_2"]),
+    ],
+    ids=["coordinate", "triplet", "sge"],
+)
+def test_gates_that_are_no_maps_are_left_out(attention, left_out, tmp_path):
+    # (were: "unsupported reshape at 'att.cat'", "… 'att.contiguous'", "mean over dimensions
+    # [1] at 'att.mean'": the whole model refused)
+    m = _seeded(Attended(attention()))
+    plain = Attended(None)
+    plain.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("att.")})
+    t, bare = trace_model(m, (3, 6, 6)), trace_model(plain, (3, 6, 6))
+    assert t.graph.left_out == left_out
+    # the gates' convs are no units (the triplet's unrotated spatial gate is one, as CBAM's)
+    triplet = isinstance(m.att, TripletAttention)
+    assert [u.name for u in t.graph.units] == ["a", *["att.gates.2"] * triplet, "b"]
+    # the layers that fed those gates alone are dropped (coordinate attention's pools)
+    assert not any("pool" in lay.name or "conv" in lay.name for lay in t.graph.layers)
+    # the gates count as 1, the gated map keeps its channels: the plain model's weights (the
+    # triplet's x·g/3 + x/3 + x/3 included)
+    torch.testing.assert_close(unit_weights(t)["b"]["a"], unit_weights(bare)["b"]["a"])
+    # and the units measure the real, gated values
+    x = torch.randn(5, 3, 6, 6)
+    data = ImageData.from_tensors(
+        (x * 40 + 128).clamp(0, 255).to(torch.uint8), np.arange(5) % 2, ["p", "q"]
+    )
+    snap = cv.analyze(m, data, progress=False)
+    images = next(data.batches(5))[0]
+    with torch.no_grad():
+        out = m.b(m.att(F.relu(m.a(images))))
+    torch.testing.assert_close(
+        torch.from_numpy(np.asarray(snap["units/b/max_response"])), out.amax((2, 3)).amax(0)
+    )
+    snap.save(tmp_path, 0)
+    assert cv.open_run(tmp_path).graph.left_out == left_out  # (kept in the run's manifest)
+
+
+class BatchMixed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 1)
+        self.b = nn.Conv2d(2, 2, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        return self.b(y.view(y.shape[0] * 2, 2, *y.shape[2:])).mean((1, 2, 3))
+
+
+def test_a_layer_reading_the_batch_mixed_into_the_channels_is_refused():
+    # (was: read silently as the first image's values, a map of 2 channels)
+    with pytest.raises(ModelError) as e:
+        trace_model(_seeded(BatchMixed()), (3, 4, 4))
+    assert "mixes the batch with the channels" in str(e.value) and "'view'" in str(e.value)
+
+
+def test_info_names_the_gates_left_out(tmp_path, capsys):
+    from cnnvis_gl.cli import main
+
+    f = tmp_path / "coordinate.py"
+    f.write_text(
+        "from test_graph_collections import Attended, CoordAtt\n\n\n"
+        "def net():\n    return Attended(CoordAtt(4))\n"
+    )
+    assert main(["info", f"{f}:net"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("2 gate branches left out (maps rearranged in ways that are no maps")
+    assert line.endswith(": att.sigmoid_1 → att.mul, att.sigmoid → att.mul_1")

@@ -101,6 +101,8 @@ class NeuronGraph:
     units: list[Unit]
     groups: list[Group]
     capture: str = ""  # how the graph was captured ("forward": one recorded forward pass)
+    # gate branches left out, each "gate → product" (their maps rearranged: docs/GRAPH.md)
+    left_out: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._layer = {l.name: l for l in self.layers}
@@ -126,6 +128,7 @@ class NeuronGraph:
             "units": [asdict(u) for u in self.units],
             "groups": [asdict(g) for g in self.groups],
             "capture": self.capture,
+            **({"left_out": list(self.left_out)} if self.left_out else {}),
         }
 
     @classmethod
@@ -136,6 +139,7 @@ class NeuronGraph:
             units=[Unit(**u) for u in d["units"]],
             groups=[Group(**g) for g in d["groups"]],
             capture=str(d.get("capture", "")),
+            left_out=_strings(d.get("left_out", []), "left_out"),
         )
 
     def check(self) -> None:
@@ -289,14 +293,24 @@ def decode_map(runs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(pos), np.concatenate(ch)
 
 
-def assemble(layers: list[Layer], input_shape: list[int], capture: str = "") -> NeuronGraph:
+def assemble(
+    layers: list[Layer], input_shape: list[int], capture: str = "", left_out: list[str] = ()
+) -> NeuronGraph:
     """Receptive fields, units and groups of ``layers`` (in forward order; the first is the input)."""
     by_name = {l.name: l for l in layers}
     _receptive_fields(layers, by_name)
     spanned, cells = stretches(layers)
     units = _units(layers, by_name, spanned, cells)
     groups = _groups(layers, by_name, units, spanned)
-    return NeuronGraph(list(input_shape), layers, units, groups, capture=capture)
+    return NeuronGraph(
+        list(input_shape), layers, units, groups, capture=capture, left_out=list(left_out)
+    )
+
+
+def _strings(v: Any, what: str) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
+        raise TypeError(f"{what!r} must be a list of strings")
+    return list(v)
 
 
 def _bound(layer: Layer) -> float | None:

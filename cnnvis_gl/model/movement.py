@@ -132,6 +132,11 @@ def classify(p: torch.Tensor, q: torch.Tensor, shapes: Shapes, where: str) -> Mo
     """Read the provenance of a result that a layer reads; ``shapes`` gives each source layer's
     canonical shape, layout and view (:func:`base`).  Raises ``ModelError`` for results that
     are no channel map."""
+    if p.shape[0] != CAPTURE_BATCH:  # (what one image's values became is no longer p[0])
+        raise ModelError(
+            f"unsupported reshape {where}: it mixes the batch with the channels or positions "
+            f"({p.shape[0]} rows from a batch of {CAPTURE_BATCH}); {_SUPPORTED}"
+        )
     ids, real = p[0], list(p.shape[1:])
     m = None
     if ids.dim() == 1 or is_row(p):

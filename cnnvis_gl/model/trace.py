@@ -23,7 +23,7 @@ from ..errors import ModelError
 from . import movement
 from .capture import Call, Computed, Recording, Ref, live, pick, record_calls
 from .graph import Layer, NeuronGraph, assemble, decode_map
-from .params import NORMS, arg, band_matrix, layer_params, pair, param, reduced, where
+from .params import GATES, NORMS, arg, band_matrix, layer_params, pair, param, reduced, where
 
 _MATMULS = ("matmul", "bmm")
 
@@ -81,6 +81,8 @@ class _Builder:
         self.of_ref: dict[Ref, str] = {}  # call output -> layer name holding it
         self.prov: dict[int, tuple[Any, Any]] = {}  # layout call -> (P, Q) structures
         self.bad: dict[int, str] = {}  # calls that cannot be layers -> why
+        self.through: set[int] = set()  # products passing their carrier's data movement on
+        self.left_out: list[str] = []  # gate branches left out: "gate → product"
         self.traced = TracedModel(
             graph=None,  # type: ignore[arg-type]
             model=model,
@@ -99,17 +101,56 @@ class _Builder:
             if call.kind == "input":
                 self._add(Layer("input", "input", "input", [], list(self.input_shape)), Ref(0))
             elif call.kind == "layout" and call.refs():
-                inputs = {r: self._prov_of(r, call.name) for r in call.refs()}
-                self.prov[call.index] = movement.run(call, inputs)
-                if self._is_boundary(call, readers.get(call.index, [])):
-                    self._resolve(Ref(call.index), call.name)
+                self._movement(call, readers.get(call.index, []))
             elif call.kind not in ("constant", "unknown"):
-                self._layer(call)
-        self._resolve(self.rec.output, self.calls[self.rec.output.index].name)
-        self.traced.graph = assemble(self.layers, self.input_shape, capture="forward")
+                try:
+                    self._layer(call)
+                except ModelError as e:  # an error only if a layer reads it (see _defer)
+                    self._defer(call, str(e))
+        last = self._resolve(self.rec.output, self.calls[self.rec.output.index].name)
+        layers = self._reaching(last) if self.left_out else self.layers
+        self.traced.graph = assemble(
+            layers, self.input_shape, capture="forward", left_out=self.left_out
+        )
         self.traced.recording_calls = self.rec.count
         self.traced.module_taps = self.rec.module_taps()
         return self.traced
+
+    def _reaching(self, last: str) -> list[Layer]:
+        """The layers the output depends on (without those that fed left-out gates alone: a
+        coordinate attention's row and column pools)."""
+        need, todo = {"input", last}, [last]
+        while todo:
+            for name in self.by_name[todo.pop()].inputs:
+                if name not in need:
+                    need.add(name)
+                    todo.append(name)
+        return [l for l in self.layers if l.name in need]
+
+    def _movement(self, call: Call, readers: list[Call]) -> None:
+        """A data-movement call: its provenance, and its layer at once where it is one."""
+        bad = [r for r in call.refs() if self._unreadable(r)]
+        if bad:
+            return self._defer(call, self.bad[bad[0].index])
+        try:
+            inputs = {r: self._prov_of(r, call.name) for r in call.refs()}
+        except ModelError as e:
+            return self._defer(call, str(e))
+        self.prov[call.index] = movement.run(call, inputs)
+        if self._is_boundary(call, readers):
+            try:
+                self._resolve(Ref(call.index), call.name)
+            except ModelError as e:  # (its provenance stays: a later movement may undo it)
+                self._defer(call, str(e))
+
+    def _unreadable(self, ref: Ref) -> bool:
+        """Whether ``ref`` is the output of a call that is no layer and has no provenance."""
+        return ref.index in self.bad and ref.index not in self.prov
+
+    def _is_layout(self, call: Call) -> bool:
+        """Whether ``call`` moves data: a layout call, or a product passing its carrier's
+        movement on (its gate left out)."""
+        return call.kind == "layout" or call.index in self.through
 
     def _is_boundary(self, call: Call, readers: list[Call]) -> bool:
         """Whether a data-movement result is a layer of its own at once: a layer reads it, or it
@@ -160,6 +201,8 @@ class _Builder:
         if ref.index in self.bad:
             raise ModelError(self.bad[ref.index])
         call = self.calls[ref.index]
+        if call.index in self.through:
+            return self._materialise(call, ref)
         if call.kind == "unknown":
             raise ModelError(
                 f"unsupported operation {call.op!r} {call.where}: cnnvis_gl captures "
@@ -203,13 +246,25 @@ class _Builder:
                     "attention weights (a global-context block) is supported",
                 )
             return
-        if any(r.index in self.bad for r in refs):
-            return self._defer(call, self.bad[next(r.index for r in refs if r.index in self.bad)])
+        bad = [r for r in refs if self._unreadable(r)]
+        if bad:
+            kept = self._without_gates(call, refs, bad)
+            if kept is None:
+                return self._defer(call, self.bad[bad[0].index])
+            refs = kept
         if call.kind == "act" and len(refs) > 1:
             return self._defer(
                 call, f"{call.op} of several feature maps {where(call)} is not supported"
             )
-        inputs = [self._resolve(r, call.name) for r in refs]
+        try:
+            inputs = [self._resolve(r, call.name) for r in refs]
+        except ModelError:
+            if not bad or not self._pass_through(call, refs):
+                raise
+        if bad:
+            self.left_out += [f"{self.calls[r.index].name} → {call.name}" for r in bad]
+        if call.index in self.through:
+            return
         out, ref = call.value, Ref(call.index)
         if call.op in ("max", "min") and isinstance(out, tuple):  # torch.max(x, 1): the values
             out, ref = out[0], Ref(call.index, (0,))
@@ -272,6 +327,39 @@ class _Builder:
         self._add(layer, ref)
         if isinstance(call.target, nn.Module):
             self.traced.module_of[call.name] = call.target
+
+    def _without_gates(self, call: Call, refs: list[Ref], bad: list[Ref]) -> list[Ref] | None:
+        """The inputs of a product but its gates that are no layers (a gate computed from maps
+        rearranged in ways that are not maps: coordinate attention's pooled rows and columns
+        concatenated along the height, triplet attention's rotated maps): the gates count as 1,
+        as any gate computed from the data does (noted as left out once the product is made).
+        ``None`` where ``call`` is no such product."""
+        kept = [r for r in refs if r not in bad]
+        out = call.value
+        if call.op.rstrip("_") != "mul" or not kept or not isinstance(out, torch.Tensor):
+            return None
+        for r in bad:
+            shape = self._value(r).shape
+            if self.calls[r.index].op.rstrip("_") not in GATES:
+                return None
+            if torch.broadcast_shapes(shape, out.shape) != out.shape:
+                return None
+        if not any(self._value(r).shape == out.shape for r in kept):
+            return None
+        return kept
+
+    def _pass_through(self, call: Call, refs: list[Ref]) -> bool:
+        """A product whose gates were left out and whose one carrier is a data movement that is
+        no map (triplet attention's ``x.permute(0, 2, 1, 3) * gate``): the product moves the
+        carrier's data on, as the movement would, so that the movement undoing it (the permute
+        back) is a map again.  True when ``call`` is one."""
+        if len(refs) != 1 or not self._is_layout(self.calls[refs[0].index]):
+            return False
+        if refs[0].index not in self.prov or self._value(refs[0]).shape != call.value.shape:
+            return False
+        self.prov[call.index] = self._prov_of(refs[0], call.name)
+        self.through.add(call.index)
+        return True
 
     def _over_channels(self, call: Call, src: Layer) -> bool:
         """Whether a reduction reduces the channels of a channels-first map, and them only."""
@@ -431,7 +519,7 @@ class _Builder:
     # ------------------------------------------------------------------ data movement
     def _prov_of(self, ref: Ref, name: str) -> movement.Prov:
         call = self.calls[ref.index]
-        if call.kind == "layout" and ref not in self.of_ref:
+        if self._is_layout(call) and ref not in self.of_ref:
             p, q = self.prov[ref.index]
             return pick(p, ref.item), pick(q, ref.item)
         if call.kind == "constant":

@@ -1184,7 +1184,7 @@ def _left_out_text(graph: Any, shown: int = 3) -> str:
     n = len(graph.left_out)
     more = f", … ({n - shown} more)" if n > shown else ""
     return (
-        f"{n} gate branch{'es' * (n > 1)} left out (maps rearranged in ways that are no maps; "
+        f"{n} gate branch{'es' * (n > 1)} left out (computed from tensors that are no maps; "
         f"each gate counts as 1, the gated maps keep their channels: docs/GRAPH.md): "
         f"{', '.join(graph.left_out[:shown])}{more}"
     )

@@ -899,6 +899,24 @@ class SpatialGroupEnhance(nn.Module):
         return x.view(b, c, h, w)
 
 
+class SRM(nn.Module):
+    """Style-based recalibration (hyunjaelee410/style-based-recalibration-module): each
+    channel's mean and standard deviation side by side, (C, 2), weighted per channel, a gate."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.cfc = nn.Parameter(torch.zeros(c, 2))
+        self.bn = nn.BatchNorm2d(c)
+        self.activation = nn.Sigmoid()
+
+    def forward(self, x):
+        n, c = x.shape[:2]
+        mean = x.view(n, c, -1).mean(dim=2, keepdim=True)
+        std = (x.view(n, c, -1).var(dim=2, keepdim=True) + 1e-5).sqrt()
+        z = torch.sum(torch.cat((mean, std), dim=2) * self.cfc[None, :, :], dim=2)
+        return x * self.activation(self.bn(z[:, :, None, None]))
+
+
 class Attended(nn.Module):
     def __init__(self, attention):
         super().__init__()
@@ -917,12 +935,13 @@ class Attended(nn.Module):
         (lambda: CoordAtt(4), ["att.sigmoid_1 → att.mul", "att.sigmoid → att.mul_1"]),
         (TripletAttention, ["att.sigmoid → att.mul", "att.sigmoid_1 → att.mul_1"]),
         (SpatialGroupEnhance, ["att.sig → att.mul_2"]),
+        (lambda: SRM(4), ["att.activation → att.mul_1"]),
     ],
-    ids=["coordinate", "triplet", "sge"],
+    ids=["coordinate", "triplet", "sge", "srm"],
 )
 def test_gates_that_are_no_maps_are_left_out(attention, left_out, tmp_path):
     # (were: "unsupported reshape at 'att.cat'", "… 'att.contiguous'", "mean over dimensions
-    # [1] at 'att.mean'": the whole model refused)
+    # [1] at 'att.mean'", "unsupported tensor of shape …" (SRM): the whole model refused)
     m = _seeded(Attended(attention()))
     plain = Attended(None)
     plain.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("att.")})
@@ -980,5 +999,5 @@ def test_info_names_the_gates_left_out(tmp_path, capsys):
     )
     assert main(["info", f"{f}:net"]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert line.startswith("2 gate branches left out (maps rearranged in ways that are no maps")
+    assert line.startswith("2 gate branches left out (computed from tensors that are no maps")
     assert line.endswith(": att.sigmoid_1 → att.mul, att.sigmoid → att.mul_1")

@@ -329,9 +329,9 @@ class _Builder:
             self.traced.module_of[call.name] = call.target
 
     def _without_gates(self, call: Call, refs: list[Ref], bad: list[Ref]) -> list[Ref] | None:
-        """The inputs of a product but its gates that are no layers (a gate computed from maps
-        rearranged in ways that are not maps: coordinate attention's pooled rows and columns
-        concatenated along the height, triplet attention's rotated maps): the gates count as 1,
+        """The inputs of a product but its gates that are no layers (a gate computed from tensors
+        that are no maps: coordinate attention's pooled rows and columns concatenated along the
+        height, triplet attention's rotated maps, SRM's (C, 2) styles): the gates count as 1,
         as any gate computed from the data does (noted as left out once the product is made).
         ``None`` where ``call`` is no such product."""
         kept = [r for r in refs if r not in bad]

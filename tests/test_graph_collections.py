@@ -1001,3 +1001,123 @@ def test_info_names_the_gates_left_out(tmp_path, capsys):
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("2 gate branches left out (computed from tensors that are no maps")
     assert line.endswith(": att.sigmoid_1 → att.mul, att.sigmoid → att.mul_1")
+
+
+class TokenNorms(nn.Module):
+    """VAN's stages end in a LayerNorm over the map flattened to tokens,
+    ``x.flatten(2).transpose(1, 2)``, reshaped back (``x.reshape(b, h, w, -1).permute(0, 3, 1,
+    2)``), and its head pools the tokens (``x.mean(dim=1)``); ``tokens=False``: the same norms
+    on the map permuted channels-last (ConvNeXt's way), and a spatial mean."""
+
+    def __init__(self, tokens=True):
+        super().__init__()
+        self.tokens = tokens
+        self.a, self.b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 6, 3, stride=2, padding=1)
+        self.n1, self.n2 = nn.LayerNorm(4), nn.LayerNorm(6)
+        self.fc = nn.Linear(6, 2)
+
+    def _norm(self, norm, x):
+        b, c, h, w = x.shape
+        if self.tokens:
+            return norm(x.flatten(2).transpose(1, 2)).reshape(b, h, w, -1).permute(0, 3, 1, 2)
+        return norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    def forward(self, x):
+        x = self._norm(self.n1, F.relu(self.a(x)))
+        x = self.b(x)
+        if self.tokens:
+            return self.fc(self.n2(x.flatten(2).transpose(1, 2)).mean(dim=1))
+        return self.fc(self._norm(self.n2, x).mean((2, 3)))
+
+
+def test_a_map_flattened_to_tokens_is_the_map_channels_last():
+    # (was: "unsupported reshape at 'transpose': a tensor of shape (36, 4) reaches a layer")
+    m = _seeded(TokenNorms())
+    twin = TokenNorms(tokens=False)
+    twin.load_state_dict(m.state_dict())
+    t, ref = trace_model(m, (3, 6, 6)), trace_model(twin.eval(), (3, 6, 6))
+    assert [u.name for u in t.graph.units] == [u.name for u in ref.graph.units] == ["a", "b", "fc"]
+    # (a's tap: its norm's tokens moved back to a channels-first map; b's: its norm's tokens)
+    assert [u.tap for u in t.graph.units] == ["permute", "n2", "fc"]
+    uw, uw_ref = unit_weights(t), unit_weights(ref)
+    for unit, src in (("b", "a"), ("fc", "b")):
+        torch.testing.assert_close(uw[unit][src], uw_ref[unit][src])
+    pool = next(lay for lay in t.graph.layers if lay.kind == "pool")
+    assert pool.params == {"global": True} and pool.rf_size == [6.0, 6.0]
+    # the statistics read the tokens as the map they are
+    x = torch.randn(5, 3, 6, 6)
+    data = ImageData.from_tensors(
+        (x * 40 + 128).clamp(0, 255).to(torch.uint8), np.arange(5) % 2, ["p", "q"]
+    )
+    a, b = cv.analyze(m, data, progress=False), cv.analyze(twin, data, progress=False)
+    for key in ("units/a/max_response", "units/a/A_mean", "units/b/topk_box", "units/fc/A_max"):
+        np.testing.assert_allclose(np.asarray(a[key]), np.asarray(b[key]), rtol=1e-5, err_msg=key)
+    # and an ablation zeroes a channel of the tokens (b's neuron 1 at its norm)
+    from cnnvis_gl.model.graph import channel_layouts
+    from cnnvis_gl.stats.ablation import ablate
+
+    images, labels, _ = next(data.batches(5))
+    layouts = channel_layouts(t.graph)
+    assert layouts["n2"] == ["last", 6, 3, 3]
+    got = ablate(m, data.batches(5), [{"n2": [1]}], 2, layouts=layouts)[0]
+    with torch.no_grad():
+        y = m.b(m._norm(m.n1, F.relu(m.a(images))))
+        tokens = m.n2(y.flatten(2).transpose(1, 2))
+        tokens[..., 1] = 0
+        loss = F.cross_entropy(m.fc(tokens.mean(dim=1)), labels, reduction="none").double()
+    want = torch.zeros(2, dtype=torch.float64).index_add_(0, labels, loss)
+    np.testing.assert_allclose(got.loss, want.numpy(), rtol=1e-6)
+    assert not np.allclose(got.loss, got.loss_base)
+
+
+class NonLocal(nn.Module):
+    """A non-local block (AlexHex7/Non-local_pytorch's embedded Gaussian, 2-D): g's channels
+    mixed over the positions by ``softmax(θᵀφ)``, g and φ subsampled."""
+
+    def __init__(self, c, sub_sample=True):
+        super().__init__()
+        self.inter = c // 2
+        pool = nn.MaxPool2d(2) if sub_sample else nn.Identity()
+        self.g = nn.Sequential(nn.Conv2d(c, self.inter, 1), pool)
+        self.theta = nn.Conv2d(c, self.inter, 1)
+        self.phi = nn.Sequential(nn.Conv2d(c, self.inter, 1), pool)
+        self.W = nn.Conv2d(self.inter, c, 1)
+
+    def forward(self, x):
+        b = x.size(0)
+        g_x = self.g(x).view(b, self.inter, -1).permute(0, 2, 1)
+        theta_x = self.theta(x).view(b, self.inter, -1).permute(0, 2, 1)
+        f = torch.matmul(theta_x, self.phi(x).view(b, self.inter, -1))
+        y = torch.matmul(F.softmax(f, dim=-1), g_x)
+        y = y.permute(0, 2, 1).contiguous().view(b, self.inter, *x.size()[2:])
+        return self.W(y) + x
+
+
+@pytest.mark.parametrize("sub_sample", [True, False])
+def test_a_non_local_block_mixes_its_channels_over_all_positions(sub_sample):
+    # (was: "matmul at 'att.matmul_1': only a map's positions pooled with attention weights")
+    m = _seeded(Attended(NonLocal(4, sub_sample)))
+    t = trace_model(m, (3, 6, 6))
+    assert t.graph.left_out == ["att.softmax → att.matmul_1"]
+    # θ and φ fed the attention alone: no units; g's channels reach W through the mixing
+    assert [u.name for u in t.graph.units] == ["a", "att.g.0", "att.W", "b"]
+    mix = t.graph.layer("att.matmul_1")
+    assert mix.kind == "pool" and mix.shape == [2, 6, 6] and mix.params["attention"]
+    # every position after it sees the whole image
+    assert mix.rf_size == [6.0, 6.0] and mix.rf_jump == [0.0, 0.0]
+    assert t.graph.layer("b").rf_size == [6.0, 6.0]
+    uw = unit_weights(t)
+    torch.testing.assert_close(uw["att.W"]["att.g.0"], _k(m.att.W))  # the mixing: identity
+    x = torch.randn(5, 3, 6, 6)
+    data = ImageData.from_tensors(
+        (x * 40 + 128).clamp(0, 255).to(torch.uint8), np.arange(5) % 2, ["p", "q"]
+    )
+    snap = cv.analyze(m, data, progress=False)
+    with torch.no_grad():
+        out = m.b(m.att(F.relu(m.a(next(data.batches(5))[0]))))
+    torch.testing.assert_close(
+        torch.from_numpy(np.asarray(snap["units/b/max_response"])), out.amax((2, 3)).amax(0)
+    )
+    # its top images are whole images
+    box = np.asarray(snap["units/b/topk_box"])
+    assert (box[..., :2] == 0).all() and (box[..., 2:] == 6).all()

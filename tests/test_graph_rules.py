@@ -391,18 +391,39 @@ def test_in_place_slice_assignment_is_a_clear_error():
         build_graph(Assign(), (3, 4, 4))
 
 
+class Tokens(nn.Module):
+    """Patches flattened to tokens, a Linear over their channels, a mean over them; with a
+    class token in front, a transformer's sequence."""
+
+    def __init__(self, cls_token=False):
+        super().__init__()
+        self.c = nn.Conv2d(3, 4, 2, stride=2)
+        self.cls = nn.Parameter(torch.zeros(1, 1, 4)) if cls_token else None
+        self.fc = nn.Linear(4, 6)
+
+    def forward(self, x):
+        t = self.c(x).flatten(2).transpose(1, 2)
+        if self.cls is not None:
+            t = torch.cat([self.cls.expand(len(x), -1, -1), t], 1)
+        return self.fc(t).mean(1)
+
+
 def test_token_sequences_are_refused_with_the_layer_named():
-    class Tokens(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c = nn.Conv2d(3, 4, 2, stride=2)
-            self.fc = nn.Linear(4, 4)
+    with pytest.raises(ModelError, match="transformers") as e:
+        build_graph(Tokens(cls_token=True), (3, 4, 4))
+    assert "'fc'" in str(e.value) or "'cat'" in str(e.value), str(e.value)
 
-        def forward(self, x):
-            return self.fc(self.c(x).flatten(2).transpose(1, 2)).mean(1)
 
-    with pytest.raises(ModelError, match="transformers"):
-        build_graph(Tokens(), (3, 4, 4))
+def test_a_linear_over_a_map_flattened_to_tokens_is_a_1x1_conv():
+    m = _seeded(Tokens())
+    t = trace_model(m, (3, 4, 4))
+    fc = t.graph.layer("fc")
+    assert fc.shape == [6, 2, 2] and fc.channels_last and fc.params["view"] == [4, 6]
+    assert [u.name for u in t.graph.units] == ["c", "fc"]
+    pool = t.graph.layer("mean")
+    assert pool.kind == "pool" and pool.shape == [6] and pool.rf_size == [4.0, 4.0]
+    # (the fc neurons read c's through the Linear's weight, as a 1×1 conv's)
+    assert torch.equal(unit_weights(t)["fc"]["c"], m.fc.weight.detach())
 
 
 def test_a_forward_that_changes_path_on_real_data_is_a_clear_error():

@@ -198,12 +198,13 @@ class NeuronGraph:
 
 def channel_layouts(graph: NeuronGraph) -> dict[str, Any]:
     """Where the layers whose outputs are not laid out (N, C, …) hold their channels:
-    ``"last"`` (a Linear on a channels-last map, ECA's Conv1d on a (N, 1, C) row) or the
-    canonical shape to view them as (a stack of maps, (N, K, C, H, W) → (N, K·C, H, W))."""
+    ``"last"`` (a Linear on a channels-last map, ECA's Conv1d on a (N, 1, C) row), the
+    canonical shape to view them as (a stack of maps, (N, K, C, H, W) → (N, K·C, H, W)), or
+    ``["last", C, H, W]`` (a map flattened to tokens, (N, H·W, C))."""
     out: dict[str, Any] = {}
     for lay in graph.layers:
-        if lay.params.get("view"):
-            out[lay.name] = list(lay.shape)
+        if lay.params.get("view"):  # (channels-last: a token sequence, (N, H·W, C))
+            out[lay.name] = ["last", *lay.shape] if lay.channels_last else list(lay.shape)
         elif lay.channels_last:
             out[lay.name] = "last"
     return out
@@ -215,6 +216,9 @@ def channels_first(t: Any, layout: Any) -> Any:
     contiguous."""
     if layout == "last":
         return t.movedim(-1, 1)
+    if layout and layout[0] == "last":  # tokens (N, H·W, C) of a (C, H, W) map
+        c, h, w = layout[1:]
+        return t.reshape(len(t), h, w, c).movedim(-1, 1)
     return t.reshape(len(t), *layout) if layout is not None else t
 
 
@@ -377,6 +381,8 @@ def _receptive_fields(layers: list[Layer], by_name: dict[str, Layer]) -> None:
         elif len(layer.shape) == 1 or p.get("global") or _is_global(layer):
             # flattened, linear or globally pooled: the whole image
             size, jump, start = list(whole), list(whole), [(whole[0] - 1) / 2, (whole[1] - 1) / 2]
+        elif p.get("attention"):  # mixed over all positions (non-local): each sees it all
+            size, jump, start = list(whole), [0.0, 0.0], [(whole[0] - 1) / 2, (whole[1] - 1) / 2]
         layer.rf_size, layer.rf_jump, layer.rf_start = size, jump, start
 
 

@@ -43,8 +43,8 @@ def base(
 ) -> Prov:
     """(P, Q) of the output of layer ``number`` with canonical ``shape`` (C[, H, W]), laid out
     channels-last, or reshaped to its ``view`` (a stack of maps, a rearranged vector)."""
-    if view:
-        p, q = base(number, shape, False, device)
+    if view:  # (a token sequence (H·W, C) is a channels-last map flattened)
+        p, q = base(number, shape, channels_last, device)
         return p.reshape(p.shape[0], *view), q.reshape(q.shape[0], *view)
     c, n = shape[0], CAPTURE_BATCH  # (as many as the capture's batch: its view(b, …) args)
     ch = torch.arange(c, device=device, dtype=torch.int64) + (number << ID_BITS)
@@ -151,6 +151,8 @@ def classify(p: torch.Tensor, q: torch.Tensor, shapes: Shapes, where: str) -> Mo
         return _vector(ids.flatten(), shapes, False, real, where)
     if m is not None:
         return m
+    if ids.dim() == 2 and (m := _tokens(ids, q[0], shapes)) is not None:
+        return m
     if ids.dim() == 2:
         raise ModelError(
             f"unsupported reshape {where}: a tensor of shape {tuple(ids.shape)} reaches a layer "
@@ -221,6 +223,24 @@ def _map(ids: torch.Tensor, g0: torch.Tensor, shapes: Shapes, view: list[int]) -
             kind, sources, [c, h, w], last, [] if same else encode_map(pos, ch), window, view
         )
     return None
+
+
+def _tokens(ids: torch.Tensor, g: torch.Tensor, shapes: Shapes) -> Movement | None:
+    """A (positions, channels) sequence that is one map flattened channels-last, every position
+    in order (VAN's ``x.flatten(2).transpose(1, 2)`` before a LayerNorm): the map, laid out
+    channels-last and viewed as (H·W, C); ``None`` otherwise."""
+    n, c = ids.shape
+    if (ids < 0).any() or not (ids == ids[:1]).all() or not (g == g[:, :1]).all():
+        return None
+    sources, _, ch = _sources(ids[0])
+    shape0, last0, view0 = shapes[sources[0]]
+    if len(sources) != 1 or len(shape0) != 3 or shape0[0] != c or not _is_arange(ch, c):
+        return None
+    if shape0[1] * shape0[2] != n or not _is_arange(g[:, 0], n):
+        return None
+    if last0 and view0 == [n, c]:
+        return Movement("alias", sources)
+    return Movement("identity", sources, list(shape0), True, view=[n, c])
 
 
 def is_row(t: Any) -> bool:

@@ -239,11 +239,12 @@ class _Builder:
         if call.kind in ("conv", "conv1d", "linear") and not isinstance(call.target, nn.Module):
             param(self.calls, call, 1, "weight")  # (an error for weights computed from the data)
         if call.op in _MATMULS:
-            if not self._attention_pool(call):
+            if not self._attention_pool(call) and not self._attention_mix(call):
                 self._defer(
                     call,
                     f"{call.op} {where(call)}: only a map's positions pooled with "
-                    "attention weights (a global-context block) is supported",
+                    "attention weights (a global-context block) or mixed by them (a non-local "
+                    "block's softmax(θᵀφ) @ g) is supported",
                 )
             return
         bad = [r for r in refs if self._unreadable(r)]
@@ -289,7 +290,11 @@ class _Builder:
             return self._channel_conv(call, inputs, row)
         view = src.params.get("view")
         if view and list(out.shape[1:]) == view:  # an element-wise op on a stack of maps, …
-            shape, last = list(src.shape), False
+            shape, last = list(src.shape), src.channels_last  # (… or on tokens)
+        elif view and src.channels_last and rank == 2 and out.shape[1] == view[0]:
+            # a Linear over the channels of tokens: a 1×1 conv of the map, channels-last
+            view, last = list(out.shape[1:]), True
+            shape = [view[1], *src.shape[1:]]
         elif rank == 4:  # K maps stacked (K, C, H, W): canonically (K·C, H, W)
             view = list(out.shape[1:])
             shape, last = [view[0] * view[1], *view[2:]], False
@@ -432,7 +437,13 @@ class _Builder:
         if call.kind != "pool" or call.op not in _REDUCTIONS or len(refs) != 1:
             return None
         out = call.value[0] if isinstance(call.value, tuple) else call.value  # (max: values)
-        if self._value(refs[0]).dim() != 3 or out.dim() != 2 or reduced(call, 3) != [2]:
+        if self._value(refs[0]).dim() != 3 or out.dim() != 2:
+            return None
+        if reduced(call, 3) == [1]:  # the positions of tokens (VAN's x.mean(dim=1))
+            name = self._resolve(refs[0], call.name)
+            layer = self.by_name[name]
+            return name if layer.channels_last and layer.params.get("view") else None
+        if reduced(call, 3) != [2]:
             return None
         prev = self.calls[refs[0].index]
         if prev.kind == "pool" and prev.op == call.op:  # one spatial axis reduced before
@@ -495,6 +506,52 @@ class _Builder:
         params = {"global": True, "view": list(call.value.shape[1:])}
         self._add(Layer(call.name, "pool", call.op, [name, attn], [c], params), Ref(call.index))
         return True
+
+    def _attention_mix(self, call: Call) -> bool:
+        """``softmax(θᵀφ) @ g`` (a non-local block, ``g`` a map flattened to tokens): every
+        channel of ``g`` mixed over its positions with weights from the data, once per query
+        position — a pooling that keeps the query positions, each seeing the whole image.  The
+        attention is left out, as a gate is (it weighs, it carries no channels).  True when
+        ``call`` is one and its layer was added."""
+        a, b = (call.args + (None, None))[:2]
+        if not isinstance(a, Ref) or not isinstance(b, Ref):
+            return False
+        va, vb, out = self._value(a), self._value(b), call.value
+        if not isinstance(out, torch.Tensor) or va.dim() != 3 or vb.dim() != 3 or out.dim() != 3:
+            return False
+        if va.shape[2] != vb.shape[1] or out.shape[1] != va.shape[1]:
+            return False
+        try:
+            name = self._resolve(b, call.name)
+        except ModelError:
+            return False
+        g = self.by_name[name]
+        if not g.channels_last or g.params.get("view") != list(vb.shape[1:]):
+            return False  # (g is no map flattened to tokens)
+        query = self._query_map(a, int(out.shape[1]))
+        if query is None:
+            return False
+        c = g.shape[0]
+        params = {"attention": True, "view": [int(out.shape[1]), c]}
+        layer = Layer(call.name, "pool", call.op, [name], [c, *query], params, channels_last=True)
+        self._add(layer, Ref(call.index))
+        self.left_out.append(f"{self.calls[a.index].name} → {call.name}")
+        return True
+
+    def _query_map(self, attention: Ref, n: int) -> list[int] | None:
+        """(H, W) of the map whose ``n`` positions are an attention's queries: the first map of
+        that many positions found walking back from it (θ's)."""
+        todo, seen = [attention], set()
+        while todo and len(seen) < 64:
+            ref = todo.pop(0)
+            if ref in seen:
+                continue
+            seen.add(ref)
+            layer = self.by_name.get(self.of_ref.get(ref, ""))
+            if layer is not None and len(layer.shape) == 3 and layer.shape[1] * layer.shape[2] == n:
+                return list(layer.shape[1:])
+            todo.extend(self.calls[ref.index].refs())
+        return None
 
     def _defer(self, call: Call, message: str) -> None:
         """A call that cannot be a layer: an error only if a layer reads it (not for control

@@ -316,3 +316,37 @@ def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path, headless_gl
         Path(keep).mkdir(parents=True, exist_ok=True)
         for p in (shot, tmp_path / "training_compare.png"):
             shutil.copy(p, Path(keep) / p.name)
+
+
+@pytest.mark.gui
+def test_the_snapshots_panel_names_the_gates_left_out(cifar_dir: Path, tmp_path: Path, headless_gl):
+    """A run of a model whose coordinate-attention gates are left out: the Snapshots panel says
+    how many, and lists them with why on hover."""
+    import torch
+    from imgui_bundle import imgui
+    from test_graph_collections import Attended, CoordAtt
+
+    import cnnvis_gl
+    from cnnvis_gl.data import open_data
+    from cnnvis_gl.ui import App
+
+    torch.manual_seed(0)
+    snap = cnnvis_gl.analyze(
+        Attended(CoordAtt(4)).eval(), open_data(f"cifar10:{cifar_dir}").subset(24), progress=False
+    )
+    snap.save(tmp_path, 0)
+    app = App(tmp_path, headless=True)
+    seen: dict = {}
+
+    def test(ctx):
+        wait(ctx, lambda: app.state.scene is not None and not app.feed.pending)
+        app.actions.show_panel("Snapshots")
+        wait(ctx, lambda: app.state.panels.left_out is not None)
+        x0, y0, x1, y1 = app.state.panels.left_out
+        ctx.mouse_move_to_pos(imgui.ImVec2((x0 + x1) / 2, (y0 + y1) / 2))
+        ctx.yield_(3)
+        seen["tip"] = app.state.panels.left_out_tooltip
+
+    drive(app, test, SIZE)
+    assert seen["tip"].endswith("\n\natt.sigmoid_1 → att.mul\natt.sigmoid → att.mul_1"), seen
+    assert "count as 1: the gated maps keep their channels" in seen["tip"]

@@ -279,6 +279,9 @@ class PanelState:
         Where the Two runs panel drew run B's network this frame: ``(x, y, w, h)`` on screen.
     crumbs
         The breadcrumbs drawn over the network view this frame (their labels).
+    left_out, left_out_tooltip
+        Where the Snapshots panel said how many gate branches the graph leaves out this frame
+        (screen rect), and the list it showed on hover.
     """
 
     move_choice: int | None = None
@@ -296,6 +299,8 @@ class PanelState:
     other_path: str = ""
     other_view: tuple[float, float, float, float] | None = None
     crumbs: list[str] = field(default_factory=list)
+    left_out: tuple[float, float, float, float] | None = None
+    left_out_tooltip: str | None = None
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from imgui_bundle import imgui
 
+from ...analysis.diagnose import DEAD_FRACTION, RELU_OPS
 from ..widgets import (
     RED,
     columns,
@@ -72,6 +73,29 @@ def _timeline(st: AppState, act: Actions) -> None:
             + (f" · probe error {err:.1%}" if isinstance(err, float) else "")
             + f"\nmodel {meta.get('model', '?')} · {meta.get('dataset', '?')}"
         )
+        _left_out(st, snap.graph.left_out)
+
+
+def _left_out(st: AppState, gates: list[str], shown: int = 12) -> None:
+    """How many gate branches the graph leaves out (the list and why on hover)."""
+    st.panels.left_out = st.panels.left_out_tooltip = None
+    if not gates:
+        return
+    n = len(gates)
+    imgui.text_disabled(f"{n} gate branch{'es' * (n > 1)} left out (hover)")
+    lo, hi = imgui.get_item_rect_min(), imgui.get_item_rect_max()
+    st.panels.left_out = (lo.x, lo.y, hi.x, hi.y)
+    if imgui.is_item_hovered():
+        more = f"\n… and {n - shown} more" if n > shown else ""
+        tip = (
+            "Gates computed from tensors that are no maps (coordinate or triplet attention, SGE,\n"
+            "SRM, a non-local block's attention) count as 1: the gated maps keep their channels,\n"
+            "the units after them measure the real values (docs/GRAPH.md).\n\n"
+            + "\n".join(gates[:shown])
+            + more
+        )
+        imgui.set_tooltip(tip)
+        st.panels.left_out_tooltip = tip
 
 
 def _layer_stats(st: AppState, act: Actions) -> None:
@@ -105,7 +129,9 @@ def _layer_stats(st: AppState, act: Actions) -> None:
             _number_cell(u.get(key), bad > 0, f"{bad:.0%} of the neurons respond NaN or ±inf")
         imgui.table_next_column()
         dead = u.get("dead_fraction")
-        if isinstance(dead, float) and dead >= 0.5:
+        # (as the flags: "never > 0" is dead only after a ReLU; logits are often negative)
+        relu = snap.graph.layer(snap.graph.unit(g.unit).tap).op in RELU_OPS
+        if isinstance(dead, float) and dead >= DEAD_FRACTION and relu:
             imgui.text_colored(RED, f"{dead:.0%}")
             if imgui.is_item_hovered():
                 imgui.set_tooltip("dead layer: most neurons never respond")

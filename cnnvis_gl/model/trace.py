@@ -68,8 +68,11 @@ def trace_model(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32)) ->
     rec = record_calls(model, tuple(int(s) for s in input_shape))
     return _Builder(model, rec, list(input_shape)).build()
 
+class _Movement:
+    """The builder's state and its data movement: which call output holds which layer,
+    the provenance of the results of data-movement calls and their layers (docs/GRAPH.md),
+    and the calls that are no layers (deferred errors)."""
 
-class _Builder:
     def __init__(self, model: nn.Module, rec: Recording, input_shape: list[int]) -> None:
         self.model = model
         self.rec = rec
@@ -90,42 +93,45 @@ class _Builder:
             call_of={},
         )
 
-    # ------------------------------------------------------------------ driver
-    def build(self) -> TracedModel:
-        self.readers: dict[int, list[Call]] = {}
-        readers = self.readers
-        for call in self.calls:
-            for i in call.inputs:
-                readers.setdefault(i, []).append(call)
-        for call in self.calls:
-            if call.kind == "input":
-                self._add(Layer("input", "input", "input", [], list(self.input_shape)), Ref(0))
-            elif call.kind == "layout" and call.refs():
-                self._movement(call, readers.get(call.index, []))
-            elif call.kind not in ("constant", "unknown"):
-                try:
-                    self._layer(call)
-                except ModelError as e:  # an error only if a layer reads it (see _defer)
-                    self._defer(call, str(e))
-        last = self._resolve(self.rec.output, self.calls[self.rec.output.index].name)
-        layers = self._reaching(last) if self.left_out else self.layers
-        self.traced.graph = assemble(
-            layers, self.input_shape, capture="forward", left_out=self.left_out
-        )
-        self.traced.recording_calls = self.rec.count
-        self.traced.module_taps = self.rec.module_taps()
-        return self.traced
+    def _add(self, layer: Layer, ref: Ref) -> None:
+        self.layers.append(layer)
+        self.by_name[layer.name] = layer
+        self.number[layer.name] = len(self.number) + 1
+        self.of_ref[ref] = layer.name
+        self.traced.call_of[layer.name] = ref
 
-    def _reaching(self, last: str) -> list[Layer]:
-        """The layers the output depends on (without those that fed left-out gates alone: a
-        coordinate attention's row and column pools)."""
-        need, todo = {"input", last}, [last]
-        while todo:
-            for name in self.by_name[todo.pop()].inputs:
-                if name not in need:
-                    need.add(name)
-                    todo.append(name)
-        return [l for l in self.layers if l.name in need]
+    def _resolve(self, ref: Ref, name: str) -> str:
+        """The layer holding call output ``ref`` (materialising a data-movement result)."""
+        if ref in self.of_ref:
+            return self.of_ref[ref]
+        if ref.index in self.bad:
+            raise ModelError(self.bad[ref.index])
+        call = self.calls[ref.index]
+        if call.index in self.through:
+            return self._materialise(call, ref)
+        if call.kind == "unknown":
+            raise ModelError(
+                f"unsupported operation {call.op!r} {call.where}: cnnvis_gl captures "
+                "convolutional networks; see docs/GRAPH.md for the supported operations (or "
+                "analyse a model without it)"
+            )
+        if call.kind == "constant":
+            raise ModelError(f"{name!r} reads a constant tensor where a feature map is expected")
+        if call.kind != "layout":
+            raise ModelError(f"cannot follow the output {ref.item} of {call.name!r}")
+        return self._materialise(call, ref)
+
+    def _refs(self, call: Call) -> list[Ref]:
+        """The non-constant call outputs ``call`` reads."""
+        return [r for r in call.refs() if self.calls[r.index].kind != "constant"]
+
+    def _value(self, ref: Ref) -> torch.Tensor:
+        return pick(self.calls[ref.index].value, ref.item)
+
+    def _defer(self, call: Call, message: str) -> None:
+        """A call that cannot be a layer: an error only if a layer reads it (not for control
+        flow such as ``if x.mean() > 0``)."""
+        self.bad[call.index] = message
 
     def _movement(self, call: Call, readers: list[Call]) -> None:
         """A data-movement call: its provenance, and its layer at once where it is one."""
@@ -186,43 +192,124 @@ class _Builder:
             todo.extend(self.readers.get(r.index, []))
         return False
 
-    def _add(self, layer: Layer, ref: Ref) -> None:
-        self.layers.append(layer)
-        self.by_name[layer.name] = layer
-        self.number[layer.name] = len(self.number) + 1
-        self.of_ref[ref] = layer.name
-        self.traced.call_of[layer.name] = ref
-
-    # ------------------------------------------------------------------ inputs of a layer
-    def _resolve(self, ref: Ref, name: str) -> str:
-        """The layer holding call output ``ref`` (materialising a data-movement result)."""
-        if ref in self.of_ref:
-            return self.of_ref[ref]
-        if ref.index in self.bad:
-            raise ModelError(self.bad[ref.index])
+    def _prov_of(self, ref: Ref, name: str) -> movement.Prov:
         call = self.calls[ref.index]
-        if call.index in self.through:
-            return self._materialise(call, ref)
-        if call.kind == "unknown":
-            raise ModelError(
-                f"unsupported operation {call.op!r} {call.where}: cnnvis_gl captures "
-                "convolutional networks; see docs/GRAPH.md for the supported operations (or "
-                "analyse a model without it)"
-            )
+        if self._is_layout(call) and ref not in self.of_ref:
+            p, q = self.prov[ref.index]
+            return pick(p, ref.item), pick(q, ref.item)
         if call.kind == "constant":
-            raise ModelError(f"{name!r} reads a constant tensor where a feature map is expected")
-        if call.kind != "layout":
-            raise ModelError(f"cannot follow the output {ref.item} of {call.name!r}")
-        return self._materialise(call, ref)
+            v = self._value(ref)
+            return movement.constant(v), movement.constant(v)
+        layer = self.by_name[self._resolve(ref, name)]  # raises for unknown calls
+        dev = self._value(ref).device
+        return movement.base(
+            self.number[layer.name], layer.shape, layer.channels_last, dev, layer.params.get("view")
+        )
 
-    def _refs(self, call: Call) -> list[Ref]:
-        """The non-constant call outputs ``call`` reads."""
-        return [r for r in call.refs() if self.calls[r.index].kind != "constant"]
+    def _materialise(self, call: Call, ref: Ref) -> str:
+        p, q = self.prov[ref.index]
+        names = {v: k for k, v in self.number.items()}
+        shapes = {
+            n: (lay.shape, lay.channels_last, lay.params.get("view", []))
+            for n, lay in ((n, self.by_name[k]) for k, n in self.number.items())
+        }
+        m = movement.classify(pick(p, ref.item), pick(q, ref.item), shapes, where(call))
+        sources = [names[n] for n in m.sources]
+        if m.kind == "alias":
+            self.of_ref[ref] = sources[0]
+            return sources[0]
+        name = call.name + "".join(f".{k}" for k in ref.item)
+        params = {"map": m.map, **m.window} if m.map else dict(m.window)
+        if m.view:
+            params["view"] = m.view
+        self._add(
+            Layer(name, m.kind, call.op, sources, m.shape, params, channels_last=m.channels_last),
+            ref,
+        )
+        return name
 
-    def _value(self, ref: Ref) -> torch.Tensor:
-        return pick(self.calls[ref.index].value, ref.item)
+    def _pass_through(self, call: Call, refs: list[Ref]) -> bool:
+        """A product whose gates were left out and whose one carrier is a data movement that is
+        no map (triplet attention's ``x.permute(0, 2, 1, 3) * gate``): the product moves the
+        carrier's data on, as the movement would, so that the movement undoing it (the permute
+        back) is a map again.  True when ``call`` is one."""
+        if len(refs) != 1 or not self._is_layout(self.calls[refs[0].index]):
+            return False
+        if refs[0].index not in self.prov or self._value(refs[0]).shape != call.value.shape:
+            return False
+        self.prov[call.index] = self._prov_of(refs[0], call.name)
+        self.through.add(call.index)
+        return True
 
-    # ------------------------------------------------------------------ real layers
+    def _flattened_map(self, ref: Ref) -> str | None:
+        """The channels-first map whose positions the data-movement result ``ref`` flattens
+        (``x.view(b, c, h * w)``, with leading axes of size 1: ``.unsqueeze(1)``), or None."""
+        if self.calls[ref.index].kind != "layout" or ref.index not in self.prov:
+            return None
+        p, q = (pick(t, ref.item) for t in self.prov[ref.index])
+        ids, pos = p[0], q[0]
+        while ids.dim() > 2 and ids.shape[0] == 1:
+            ids, pos = ids[0], pos[0]
+        if ids.dim() != 2 or (ids < 0).any() or not (ids == ids[:, :1]).all():
+            return None  # not [channels, positions] of whole channels
+        numbers = torch.unique(ids >> movement.ID_BITS)
+        if numbers.numel() != 1:
+            return None
+        name = next(k for k, v in self.number.items() if v == int(numbers[0]))
+        layer = self.by_name[name]
+        ch = ids[:, 0] & ((1 << movement.ID_BITS) - 1)
+        every = torch.arange(pos.shape[1], device=pos.device)
+        if (
+            len(layer.shape) != 3
+            or layer.channels_last
+            or layer.shape[0] != ids.shape[0]
+            or layer.shape[1] * layer.shape[2] != pos.shape[1]
+            or not (ch == torch.arange(layer.shape[0], device=ch.device)).all()
+            or not (pos.sort(dim=1).values == every).all()
+        ):
+            return None
+        return name
+
+
+class _Builder(_Movement):
+    """Turns the recorded calls into layers (:func:`trace_model`)."""
+
+    def build(self) -> TracedModel:
+        self.readers: dict[int, list[Call]] = {}
+        readers = self.readers
+        for call in self.calls:
+            for i in call.inputs:
+                readers.setdefault(i, []).append(call)
+        for call in self.calls:
+            if call.kind == "input":
+                self._add(Layer("input", "input", "input", [], list(self.input_shape)), Ref(0))
+            elif call.kind == "layout" and call.refs():
+                self._movement(call, readers.get(call.index, []))
+            elif call.kind not in ("constant", "unknown"):
+                try:
+                    self._layer(call)
+                except ModelError as e:  # an error only if a layer reads it (see _defer)
+                    self._defer(call, str(e))
+        last = self._resolve(self.rec.output, self.calls[self.rec.output.index].name)
+        layers = self._reaching(last) if self.left_out else self.layers
+        self.traced.graph = assemble(
+            layers, self.input_shape, capture="forward", left_out=self.left_out
+        )
+        self.traced.recording_calls = self.rec.count
+        self.traced.module_taps = self.rec.module_taps()
+        return self.traced
+
+    def _reaching(self, last: str) -> list[Layer]:
+        """The layers the output depends on (without those that fed left-out gates alone: a
+        coordinate attention's row and column pools)."""
+        need, todo = {"input", last}, [last]
+        while todo:
+            for name in self.by_name[todo.pop()].inputs:
+                if name not in need:
+                    need.add(name)
+                    todo.append(name)
+        return [l for l in self.layers if l.name in need]
+
     def _layer(self, call: Call) -> None:
         refs = self._refs(call)
         if not refs:
@@ -247,24 +334,8 @@ class _Builder:
                     "block's softmax(θᵀφ) @ g) is supported",
                 )
             return
-        bad = [r for r in refs if self._unreadable(r)]
-        if bad:
-            kept = self._without_gates(call, refs, bad)
-            if kept is None:
-                return self._defer(call, self.bad[bad[0].index])
-            refs = kept
-        if call.kind == "act" and len(refs) > 1:
-            return self._defer(
-                call, f"{call.op} of several feature maps {where(call)} is not supported"
-            )
-        try:
-            inputs = [self._resolve(r, call.name) for r in refs]
-        except ModelError:
-            if not bad or not self._pass_through(call, refs):
-                raise
-        if bad:
-            self.left_out += [f"{self.calls[r.index].name} → {call.name}" for r in bad]
-        if call.index in self.through:
+        refs, inputs = self._inputs(call, refs)
+        if not inputs:  # (a product passing its carrier's data movement on)
             return
         out, ref = call.value, Ref(call.index)
         if call.op in ("max", "min") and isinstance(out, tuple):  # torch.max(x, 1): the values
@@ -283,42 +354,11 @@ class _Builder:
                 f"the output {where(call)} is empty after the forward pass: forward() frees it "
                 "(as reversible blocks do to save memory); cnnvis_gl reads every layer's output",
             )
-        rank = out.dim() - 1
         # a row vector (batch, 1, C), as ECA convolves along the channels
         row = movement.is_row(out) and src.channels_last and len(src.shape) == 1
         if call.kind == "conv1d":
             return self._channel_conv(call, inputs, row)
-        view = src.params.get("view")
-        if view and list(out.shape[1:]) == view:  # an element-wise op on a stack of maps, …
-            shape, last = list(src.shape), src.channels_last  # (… or on tokens)
-        elif view and src.channels_last and rank == 2 and out.shape[1] == view[0]:
-            # a Linear over the channels of tokens: a 1×1 conv of the map, channels-last
-            view, last = list(out.shape[1:]), True
-            shape = [view[1], *src.shape[1:]]
-        elif rank == 4:  # K maps stacked (K, C, H, W): canonically (K·C, H, W)
-            view = list(out.shape[1:])
-            shape, last = [view[0] * view[1], *view[2:]], False
-        elif rank == 2 and call.kind == "pool" and self._over_channels(call, src):
-            # a reduction over the channels without keepdim (CBAM's torch.max(x, 1)[0]): (H, W)
-            view = list(out.shape[1:])
-            shape, last = [1, *view], False
-        elif rank == 2 and not row:
-            return self._defer(
-                call,
-                f"unsupported tensor of shape {tuple(out.shape)} {where(call)}: "
-                "cnnvis_gl analyses feature maps (batch, channels, height, width) and vectors; "
-                "token sequences (transformers) are not supported",
-            )
-        elif rank not in (1, 2, 3):
-            return self._defer(
-                call, f"unsupported tensor of shape {tuple(out.shape)} {where(call)}"
-            )
-        else:
-            view = None
-            last = row or rank == 3 and self._channels_last(call, src, rank)
-            shape = list(out.shape[1:])
-            if last:
-                shape = [shape[-1], *shape[:-1]][: 1 if row else 3]
+        shape, last, view = self._arrangement(call, src, out, row)
         params, tens = layer_params(
             self.calls, call, refs, [self.by_name[n] for n in inputs], shape
         )
@@ -332,6 +372,58 @@ class _Builder:
         self._add(layer, ref)
         if isinstance(call.target, nn.Module):
             self.traced.module_of[call.name] = call.target
+
+    def _inputs(self, call: Call, refs: list[Ref]) -> tuple[list[Ref], list[str]]:
+        """The inputs ``call`` reads and their layers, gates that are no maps left out; no
+        layers where ``call`` passes its carrier's data movement on.  Raises ``ModelError``
+        (deferred by :meth:`build`) where an input is no layer."""
+        bad = [r for r in refs if self._unreadable(r)]
+        if bad:
+            kept = self._without_gates(call, refs, bad)
+            if kept is None:
+                raise ModelError(self.bad[bad[0].index])
+            refs = kept
+        if call.kind == "act" and len(refs) > 1:
+            raise ModelError(f"{call.op} of several feature maps {where(call)} is not supported")
+        try:
+            inputs = [self._resolve(r, call.name) for r in refs]
+        except ModelError:
+            if not bad or not self._pass_through(call, refs):
+                raise
+            inputs = []
+        self.left_out += [f"{self.calls[r.index].name} → {call.name}" for r in bad]
+        return refs, inputs
+
+    def _arrangement(
+        self, call: Call, src: Layer, out: torch.Tensor, row: bool
+    ) -> tuple[list[int], bool, list[int] | None]:
+        """The canonical shape of ``call``'s output, whether it is channels-last, and its real
+        arrangement where it is no map (``view``); raises ``ModelError`` for other shapes."""
+        rank, view = out.dim() - 1, src.params.get("view")
+        if view and list(out.shape[1:]) == view:  # an element-wise op on a stack of maps, …
+            return list(src.shape), src.channels_last, view  # (… or on tokens)
+        if view and src.channels_last and rank == 2 and out.shape[1] == view[0]:
+            # a Linear over the channels of tokens: a 1×1 conv of the map, channels-last
+            return [int(out.shape[2]), *src.shape[1:]], True, list(out.shape[1:])
+        if rank == 4:  # K maps stacked (K, C, H, W): canonically (K·C, H, W)
+            view = list(out.shape[1:])
+            return [view[0] * view[1], *view[2:]], False, view
+        if rank == 2 and call.kind == "pool" and self._over_channels(call, src):
+            # a reduction over the channels without keepdim (CBAM's torch.max(x, 1)[0]): (H, W)
+            return [1, *out.shape[1:]], False, list(out.shape[1:])
+        if rank == 2 and not row:
+            raise ModelError(
+                f"unsupported tensor of shape {tuple(out.shape)} {where(call)}: "
+                "cnnvis_gl analyses feature maps (batch, channels, height, width) and vectors; "
+                "token sequences (transformers) are not supported"
+            )
+        if rank not in (1, 2, 3):
+            raise ModelError(f"unsupported tensor of shape {tuple(out.shape)} {where(call)}")
+        last = row or rank == 3 and self._channels_last(call, src, rank)
+        shape = list(out.shape[1:])
+        if last:
+            shape = [shape[-1], *shape[:-1]][: 1 if row else 3]
+        return shape, last, None
 
     def _without_gates(self, call: Call, refs: list[Ref], bad: list[Ref]) -> list[Ref] | None:
         """The inputs of a product but its gates that are no layers (a gate computed from tensors
@@ -353,25 +445,27 @@ class _Builder:
             return None
         return kept
 
-    def _pass_through(self, call: Call, refs: list[Ref]) -> bool:
-        """A product whose gates were left out and whose one carrier is a data movement that is
-        no map (triplet attention's ``x.permute(0, 2, 1, 3) * gate``): the product moves the
-        carrier's data on, as the movement would, so that the movement undoing it (the permute
-        back) is a map again.  True when ``call`` is one."""
-        if len(refs) != 1 or not self._is_layout(self.calls[refs[0].index]):
-            return False
-        if refs[0].index not in self.prov or self._value(refs[0]).shape != call.value.shape:
-            return False
-        self.prov[call.index] = self._prov_of(refs[0], call.name)
-        self.through.add(call.index)
-        return True
-
     def _over_channels(self, call: Call, src: Layer) -> bool:
         """Whether a reduction reduces the channels of a channels-first map, and them only."""
         refs = self._refs(call)
         if len(src.shape) != 3 or src.channels_last or len(refs) != 1:
             return False
         return self._value(refs[0]).dim() == 4 and reduced(call, 4) == [1]
+
+    def _channels_last(self, call: Call, src: Layer, rank: int) -> bool:
+        if call.kind in ("conv", "pool") or (call.kind == "norm" and call.op != "LayerNorm"):
+            if call.op not in ("layer_norm", "mean", "amax", "amin", "sum", "max", "min", *NORMS):
+                if src.channels_last:
+                    raise ModelError(f"{call.op} {where(call)} reads a channels-last tensor")
+                return False
+        if call.kind == "linear":
+            if not src.channels_last and len(src.shape) == 3:
+                raise ModelError(
+                    f"Linear {where(call)} is applied over the width of a feature map; "
+                    "only over channels (channels-last, or a vector) is supported"
+                )
+            return True
+        return len(src.shape) == 3 and src.channels_last
 
     def _channel_conv(self, call: Call, inputs: list[str], row: bool) -> None:
         """A Conv1d along the channels of a row vector (ECA: ``conv(y.view(b, 1, c))``): a
@@ -459,35 +553,6 @@ class _Builder:
         layer = self.by_name[name]
         return name if len(layer.shape) == 3 and not layer.channels_last else None
 
-    def _flattened_map(self, ref: Ref) -> str | None:
-        """The channels-first map whose positions the data-movement result ``ref`` flattens
-        (``x.view(b, c, h * w)``, with leading axes of size 1: ``.unsqueeze(1)``), or None."""
-        if self.calls[ref.index].kind != "layout" or ref.index not in self.prov:
-            return None
-        p, q = (pick(t, ref.item) for t in self.prov[ref.index])
-        ids, pos = p[0], q[0]
-        while ids.dim() > 2 and ids.shape[0] == 1:
-            ids, pos = ids[0], pos[0]
-        if ids.dim() != 2 or (ids < 0).any() or not (ids == ids[:, :1]).all():
-            return None  # not [channels, positions] of whole channels
-        numbers = torch.unique(ids >> movement.ID_BITS)
-        if numbers.numel() != 1:
-            return None
-        name = next(k for k, v in self.number.items() if v == int(numbers[0]))
-        layer = self.by_name[name]
-        ch = ids[:, 0] & ((1 << movement.ID_BITS) - 1)
-        every = torch.arange(pos.shape[1], device=pos.device)
-        if (
-            len(layer.shape) != 3
-            or layer.channels_last
-            or layer.shape[0] != ids.shape[0]
-            or layer.shape[1] * layer.shape[2] != pos.shape[1]
-            or not (ch == torch.arange(layer.shape[0], device=ch.device)).all()
-            or not (pos.sort(dim=1).values == every).all()
-        ):
-            return None
-        return name
-
     def _attention_pool(self, call: Call) -> bool:
         """``x.view(b, c, h * w) @ softmax(a).view(b, h * w, 1)`` (GCNet's global context): a
         global pooling of ``x`` whose weights come from the data (the attention branch is its
@@ -552,63 +617,6 @@ class _Builder:
                 return list(layer.shape[1:])
             todo.extend(self.calls[ref.index].refs())
         return None
-
-    def _defer(self, call: Call, message: str) -> None:
-        """A call that cannot be a layer: an error only if a layer reads it (not for control
-        flow such as ``if x.mean() > 0``)."""
-        self.bad[call.index] = message
-
-    def _channels_last(self, call: Call, src: Layer, rank: int) -> bool:
-        if call.kind in ("conv", "pool") or (call.kind == "norm" and call.op != "LayerNorm"):
-            if call.op not in ("layer_norm", "mean", "amax", "amin", "sum", "max", "min", *NORMS):
-                if src.channels_last:
-                    raise ModelError(f"{call.op} {where(call)} reads a channels-last tensor")
-                return False
-        if call.kind == "linear":
-            if not src.channels_last and len(src.shape) == 3:
-                raise ModelError(
-                    f"Linear {where(call)} is applied over the width of a feature map; "
-                    "only over channels (channels-last, or a vector) is supported"
-                )
-            return True
-        return len(src.shape) == 3 and src.channels_last
-
-    # ------------------------------------------------------------------ data movement
-    def _prov_of(self, ref: Ref, name: str) -> movement.Prov:
-        call = self.calls[ref.index]
-        if self._is_layout(call) and ref not in self.of_ref:
-            p, q = self.prov[ref.index]
-            return pick(p, ref.item), pick(q, ref.item)
-        if call.kind == "constant":
-            v = self._value(ref)
-            return movement.constant(v), movement.constant(v)
-        layer = self.by_name[self._resolve(ref, name)]  # raises for unknown calls
-        dev = self._value(ref).device
-        return movement.base(
-            self.number[layer.name], layer.shape, layer.channels_last, dev, layer.params.get("view")
-        )
-
-    def _materialise(self, call: Call, ref: Ref) -> str:
-        p, q = self.prov[ref.index]
-        names = {v: k for k, v in self.number.items()}
-        shapes = {
-            n: (lay.shape, lay.channels_last, lay.params.get("view", []))
-            for n, lay in ((n, self.by_name[k]) for k, n in self.number.items())
-        }
-        m = movement.classify(pick(p, ref.item), pick(q, ref.item), shapes, where(call))
-        sources = [names[n] for n in m.sources]
-        if m.kind == "alias":
-            self.of_ref[ref] = sources[0]
-            return sources[0]
-        name = call.name + "".join(f".{k}" for k in ref.item)
-        params = {"map": m.map, **m.window} if m.map else dict(m.window)
-        if m.view:
-            params["view"] = m.view
-        self._add(
-            Layer(name, m.kind, call.op, sources, m.shape, params, channels_last=m.channels_last),
-            ref,
-        )
-        return name
 
 
 #: Reductions that pool a map globally when they reduce its flattened positions

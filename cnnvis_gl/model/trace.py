@@ -68,6 +68,7 @@ def trace_model(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32)) ->
     rec = record_calls(model, tuple(int(s) for s in input_shape))
     return _Builder(model, rec, list(input_shape)).build()
 
+
 class _Movement:
     """The builder's state and its data movement: which call output holds which layer,
     the provenance of the results of data-movement calls and their layers (docs/GRAPH.md),

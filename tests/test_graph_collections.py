@@ -1121,3 +1121,60 @@ def test_a_non_local_block_mixes_its_channels_over_all_positions(sub_sample):
     # its top images are whole images
     box = np.asarray(snap["units/b/topk_box"])
     assert (box[..., :2] == 0).all() and (box[..., 2:] == 6).all()
+
+
+class FReLU(nn.Module):
+    """Funnel activation (megvii-model/FunnelAct): ``torch.max(x, T(x))``, T a depthwise conv
+    and a norm; ``how``: the same written as ``torch.maximum``, as the mean that is its linear
+    stand-in, or a ReLU written as a maximum with zeros."""
+
+    def __init__(self, c, how="max"):
+        super().__init__()
+        self.how = how
+        self.conv_frelu = nn.Conv2d(c, c, 3, 1, 1, groups=c)
+        self.bn_frelu = nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        t = self.bn_frelu(self.conv_frelu(x))
+        if self.how == "max":
+            return torch.max(x, t)
+        if self.how == "maximum":
+            return torch.maximum(x, t)
+        if self.how == "mean":
+            return 0.5 * (x + t)
+        return torch.maximum(x, torch.zeros(())) + 0 * t  # (t: the same layers in the graph)
+
+
+@pytest.mark.parametrize("how", ["max", "maximum"])
+def test_an_element_wise_maximum_of_two_maps_joins_them(how):
+    # (was: "max at 'att.max': only a reduction of one feature map over dimensions is supported
+    # (not the element-wise maximum of two)")
+    m = _seeded(Attended(FReLU(4, how)))
+    twin = Attended(FReLU(4, "mean"))
+    twin.load_state_dict(m.state_dict())
+    t, ref = trace_model(m, (3, 6, 6)), trace_model(twin.eval(), (3, 6, 6))
+    join = next(lay for lay in t.graph.layers if lay.op == how)
+    assert join.kind == "add" and join.params["signs"] == [0.5, 0.5]
+    assert [u.name for u in t.graph.units] == ["a", "att.conv_frelu", "b"]
+    uw, uw_ref = unit_weights(t), unit_weights(ref)  # the mean: the maximum's stand-in
+    for unit, src in (("b", "att.conv_frelu"), ("att.conv_frelu", "a")):
+        assert sorted(uw[unit]) == sorted(uw_ref[unit])
+        torch.testing.assert_close(uw[unit][src], uw_ref[unit][src])
+    x = torch.randn(5, 3, 6, 6)
+    data = ImageData.from_tensors(
+        (x * 40 + 128).clamp(0, 255).to(torch.uint8), np.arange(5) % 2, ["p", "q"]
+    )
+    snap = cv.analyze(m, data, progress=False)
+    with torch.no_grad():
+        out = m.b(m.att(F.relu(m.a(next(data.batches(5))[0]))))
+    torch.testing.assert_close(
+        torch.from_numpy(np.asarray(snap["units/b/max_response"])), out.amax((2, 3)).amax(0)
+    )
+
+
+def test_a_maximum_with_a_constant_is_an_activation():
+    m = _seeded(Attended(FReLU(4, "relu")))
+    t = trace_model(m, (3, 6, 6))
+    relu = next(lay for lay in t.graph.layers if lay.op == "maximum")
+    assert relu.kind == "add" and relu.params["signs"] == [1.0], relu  # (no join: one input)
+    assert len(relu.inputs) == 1 and t.graph.layer(relu.inputs[0]).op in ("relu", "ReLU")

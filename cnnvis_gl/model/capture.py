@@ -122,7 +122,8 @@ FUNCTION_KINDS: dict[str, str] = {
     "conv1d": "conv1d",
     "linear": "linear",
     **dict.fromkeys("dropout dropout2d alpha_dropout feature_alpha_dropout".split(), "dropout"),
-    **dict.fromkeys("add sub rsub".split(), "add"),
+    # (an element-wise maximum joins its inputs: see function_kind)
+    **dict.fromkeys("add sub rsub maximum minimum fmax fmin".split(), "add"),
     **dict.fromkeys("mul div truediv addcmul neg".split(), "mul"),
     **dict.fromkeys(
         "view reshape flatten transpose permute contiguous getitem split chunk unbind squeeze "
@@ -250,6 +251,15 @@ class Call:
         out: list[Ref] = []
         map_leaves((self.args, self.kwargs), lambda r: out.append(r) if r not in out else None, Ref)
         return out
+
+
+def function_kind(name: str, args: tuple, kwargs: dict) -> str:
+    """The kind of a torch function call (:data:`FUNCTION_KINDS`); ``torch.max(a, b)`` and
+    ``.min`` of two tensors are element-wise, like ``torch.maximum`` (FReLU's ``max(x, T(x))``):
+    a join, not a reduction."""
+    if name in ("max", "min") and len(_tensors((args, kwargs))) == 2:
+        return "add"
+    return FUNCTION_KINDS.get(name.rstrip("_"), "")
 
 
 def _tensors(obj: Any) -> list[torch.Tensor]:
@@ -405,7 +415,7 @@ class _Session(TorchFunctionMode):
             if name in _RESHAPE_INPLACE:  # recorded as the out-of-place form
                 func, name = getattr(torch.Tensor, name[:-1]), name[:-1]
             if name not in _IGNORED and _has_tensor(out):
-                self._call(func, FUNCTION_KINDS.get(name.rstrip("_"), ""), name, args, kwargs, out)
+                self._call(func, function_kind(name, args, kwargs), name, args, kwargs, out)
             elif self.capture and name == "setitem" and self._reads_recorded(args):
                 raise ModelError(
                     f"in-place assignment to a slice of a tensor ({self._where()}) is not "

@@ -15,6 +15,8 @@ from .graph import Layer
 
 #: Gates: a product's input made by one of these does not carry the channels.
 GATES = {"Sigmoid", "Hardsigmoid", "sigmoid", "hardsigmoid", "Softmax", "softmax"}
+#: Element-wise extrema of maps (layers of kind "add": joins).
+EXTREMA = ("max", "min", "maximum", "minimum", "fmax", "fmin")
 
 
 def where(call: Call) -> str:
@@ -246,6 +248,10 @@ def _arith(
     full = [r for k, r in enumerate(refs) if inputs[k].shape == shape]
     # a gate shifted or scaled by a constant (BAM's 1 + sigmoid(…)) is still a gate
     gate = {"gate": True} if len(inputs) == 1 and is_gate(inputs[0]) else {}
+    if call.kind == "add" and op in EXTREMA:
+        # an element-wise maximum (minimum) of maps: their mean is its linear stand-in, as for
+        # a maximum over the channels; of one map and a constant, an activation (ReLU's kind)
+        return {"signs": [1.0 / len(inputs)] * len(inputs)}, {}
     if call.kind == "add":
         signs = [1.0] * len(inputs)
         if op in ("sub", "rsub") and len(args) >= 2:

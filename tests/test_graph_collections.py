@@ -1178,3 +1178,82 @@ def test_a_maximum_with_a_constant_is_an_activation():
     relu = next(lay for lay in t.graph.layers if lay.op == "maximum")
     assert relu.kind == "add" and relu.params["signs"] == [1.0], relu  # (no join: one input)
     assert len(relu.inputs) == 1 and t.graph.layer(relu.inputs[0]).op in ("relu", "ReLU")
+
+
+class Assigned(nn.Module):
+    """Tensors built by assignment: DiverseBranchBlock's BNAndPadLayer fills the border of a
+    padded map with values from its norm (``how="border"``), a map assembled from two
+    (``"halves"``); each with its out-of-place twin (``F.pad``, ``torch.cat``)."""
+
+    def __init__(self, how, twin=False):
+        super().__init__()
+        self.how, self.twin = how, twin
+        self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.c = nn.Conv2d(8 if how == "halves" else 4, 2, 3)
+
+    def forward(self, x):
+        y = self.bn(self.a(x))
+        if self.how == "border":
+            y = F.pad(y, [1] * 4)
+            if not self.twin:
+                fill = (self.bn.bias - self.bn.running_mean).detach().view(1, -1, 1, 1)
+                y[:, :, 0:1, :] = fill
+                y[:, :, -1:, :] = fill
+                y[:, :, :, 0:1] = fill
+                y[:, :, :, -1:] = 0.5
+        elif self.twin:
+            y = torch.cat((y, self.b(x)), 1)
+        else:
+            out = torch.zeros(len(x), 8, *x.shape[2:])
+            out[:, :4] = y
+            out[:, 4:] = self.b(x)
+            y = out
+        return self.c(F.relu(y)).mean((2, 3))
+
+
+@pytest.mark.parametrize("how", ["border", "halves"])
+def test_tensors_built_by_assignment_are_their_out_of_place_twins(how):
+    # (was: "in-place assignment to a slice of a tensor … is not supported")
+    m = _seeded(Assigned(how))
+    twin = Assigned(how, twin=True)
+    twin.load_state_dict(m.state_dict())
+    t, ref = trace_model(m, (3, 6, 6)), trace_model(twin.eval(), (3, 6, 6))
+    name = {"setitem_1": "cat"}.get  # (the assembled map: the twin's concatenation)
+    assert [name(u.name, u.name) for u in t.graph.units] == [u.name for u in ref.graph.units]
+    c = t.graph.layer("c")
+    assert (c.rf_size, c.rf_start) == (ref.graph.layer("c").rf_size, ref.graph.layer("c").rf_start)
+    uw, uw_ref = unit_weights(t), unit_weights(ref)
+    assert sorted(name(s, s) for s in uw["c"]) == sorted(uw_ref["c"])
+    for src in uw["c"]:
+        torch.testing.assert_close(uw["c"][src], uw_ref["c"][name(src, src)])
+    x = torch.randn(5, 3, 6, 6)
+    data = ImageData.from_tensors(
+        (x * 40 + 128).clamp(0, 255).to(torch.uint8), np.arange(5) % 2, ["p", "q"]
+    )
+    snap = cv.analyze(m, data, progress=False)  # (the statistics pass counts them too)
+    seen = []
+    hook = m.c.register_forward_hook(lambda mod, args, out: seen.append(out))
+    with torch.no_grad():
+        m(next(data.batches(5))[0])
+    hook.remove()
+    torch.testing.assert_close(
+        torch.from_numpy(np.asarray(snap["units/c/max_response"])), seen[0].amax((2, 3)).amax(0)
+    )
+
+
+def test_an_assignment_to_a_view_of_a_map_is_refused():
+    class IntoView(nn.Module):  # (PSA: SPC_out = x.view(…); SPC_out[:, i] = conv(SPC_out[:, i]))
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(2, 2, 1)
+
+        def forward(self, x):
+            y = self.a(x)
+            v = y.view(len(y), 2, 2, *y.shape[2:])
+            v[:, 0] = self.b(v[:, 0])
+            return y.mean((2, 3))
+
+    with pytest.raises(ModelError, match="assignment to a slice of a view") as e:
+        trace_model(_seeded(IntoView()), (3, 4, 4))
+    assert "\n" not in str(e.value)

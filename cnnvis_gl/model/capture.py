@@ -253,6 +253,14 @@ class Call:
         return out
 
 
+def assigned(t: torch.Tensor, idx: Any, v: Any) -> torch.Tensor:
+    """``t`` with ``t[idx] = v``, out of place: how an assignment is recorded (and followed
+    on provenance tensors)."""
+    t = t.clone()
+    t[idx] = v
+    return t
+
+
 def function_kind(name: str, args: tuple, kwargs: dict) -> str:
     """The kind of a torch function call (:data:`FUNCTION_KINDS`); ``torch.max(a, b)`` and
     ``.min`` of two tensors are element-wise, like ``torch.maximum`` (FReLU's ``max(x, T(x))``):
@@ -416,12 +424,24 @@ class _Session(TorchFunctionMode):
                 func, name = getattr(torch.Tensor, name[:-1]), name[:-1]
             if name not in _IGNORED and _has_tensor(out):
                 self._call(func, function_kind(name, args, kwargs), name, args, kwargs, out)
-            elif self.capture and name == "setitem" and self._reads_recorded(args):
-                raise ModelError(
-                    f"in-place assignment to a slice of a tensor ({self._where()}) is not "
-                    "supported: build the tensor with torch.cat instead"
-                )
+            elif name == "setitem" and isinstance(args[0], torch.Tensor):
+                self._assignment(args)
         return out
+
+    def _assignment(self, args: tuple) -> None:
+        """``t[idx] = v``: recorded as ``assigned(t, idx, v)``, whose result is ``t`` from now
+        on (DiverseBranchBlock fills a padded border with values from its norm).  An assignment
+        to a view of a map, which changes that map as well, is refused."""
+        t, idx, v = args[0], args[1], args[2]
+        if self.capture and t._base is not None and self._reads_recorded(args):
+            raise ModelError(
+                f"in-place assignment to a slice of a view of a tensor ({self._where()}) is not "
+                "supported: build the tensor with torch.cat instead"
+            )
+        if not isinstance(v, torch.Tensor):  # (a number: a constant like any other)
+            with torch._C.DisableTorchFunction():
+                v = torch.tensor(v, dtype=t.dtype, device=t.device)
+        self._call(assigned, "layout", "setitem", (t, idx, v), {}, t)
 
     def _keep_shape(self, t: Any) -> None:
         """Before ``t.unsqueeze_(…)``: the call that made ``t`` keeps a view of it in its

@@ -18,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import ImageData
-from .model.cpu_fallback import cuda_constructors_on_cpu
+from .model.cpu_fallback import model_on_cpu_constructors
 
 
 @dataclass
@@ -41,6 +41,7 @@ class History:
 
 
 @torch.no_grad()
+@model_on_cpu_constructors
 def evaluate(model: nn.Module, data: ImageData, batch_size: int = 512) -> tuple[float, float]:
     """Mean cross-entropy and error rate of ``model`` on ``data`` (eval mode; mode restored)."""
     dev = next(model.parameters()).device
@@ -48,8 +49,7 @@ def evaluate(model: nn.Module, data: ImageData, batch_size: int = 512) -> tuple[
     model.eval()
     loss = correct = n = 0.0
     for x, y, _ in data.batches(batch_size, device=dev):
-        with cuda_constructors_on_cpu(dev):
-            out = model(x)
+        out = model(x)
         loss += float(F.cross_entropy(out, y, reduction="sum"))
         correct += float((out.argmax(1) == y).sum())
         n += int(y.shape[0])
@@ -71,6 +71,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {cfg.optimizer!r} (use sgd or adam)")
 
 
+@model_on_cpu_constructors
 def train(
     model: nn.Module,
     train_data: ImageData,
@@ -115,8 +116,7 @@ def train(
             leave=False,
         )
         for x, y, _ in bar:
-            with cuda_constructors_on_cpu(dev):
-                out = model(x)
+            out = model(x)
             loss = F.cross_entropy(out, y)
             if not torch.isfinite(loss):
                 log(

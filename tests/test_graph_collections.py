@@ -26,6 +26,26 @@ from cnnvis_gl.model import trace_model
 from cnnvis_gl.model.weights import unit_weights
 
 
+def _images(n=5):
+    """``n`` random 6×6 images of two classes."""
+    x = torch.randn(n, 3, 6, 6)
+    return ImageData.from_tensors(
+        (x * 40 + 128).clamp(0, 255).to(torch.uint8), np.arange(n) % 2, ["p", "q"]
+    )
+
+
+def _measures_b(m, data):
+    """The snapshot of an :class:`Attended` model, whose unit ``b`` measured the real (gated,
+    mixed) values: its largest responses are those of a plain forward pass."""
+    snap = cv.analyze(m, data, progress=False)
+    with torch.no_grad():
+        out = m.b(m.att(F.relu(m.a(next(data.batches(len(data)))[0]))))
+    torch.testing.assert_close(
+        torch.from_numpy(np.asarray(snap["units/b/max_response"])), out.amax((2, 3)).amax(0)
+    )
+    return snap
+
+
 def _rows(g, prefix):
     """Each group's units, those under module list ``prefix`` by their index alone."""
     return [sorted({u.split(".")[1] if u.startswith(prefix) else u for u in gr.units})
@@ -832,10 +852,7 @@ def test_global_pooling_written_by_hand(how):
     pools = [lay for lay in t.graph.layers if lay.kind == "pool"]
     assert len(pools) == 1 and pools[0].shape == [4] and pools[0].rf_size == [6.0, 6.0]
     torch.testing.assert_close(unit_weights(t)["fc"]["a"], m.fc.weight.detach())
-    x = torch.randn(5, 3, 6, 6)
-    data = ImageData.from_tensors(
-        (x * 40 + 128).clamp(0, 255).to(torch.uint8), np.arange(5) % 2, ["p", "q"]
-    )
+    data = _images()
     snap = cv.analyze(m, data, progress=False)  # the statistics pass follows the same calls
     assert snap["units/fc/A_max"].shape == (2, 2)
 
@@ -956,17 +973,7 @@ def test_gates_that_are_no_maps_are_left_out(attention, left_out, tmp_path):
     # triplet's x·g/3 + x/3 + x/3 included)
     torch.testing.assert_close(unit_weights(t)["b"]["a"], unit_weights(bare)["b"]["a"])
     # and the units measure the real, gated values
-    x = torch.randn(5, 3, 6, 6)
-    data = ImageData.from_tensors(
-        (x * 40 + 128).clamp(0, 255).to(torch.uint8), np.arange(5) % 2, ["p", "q"]
-    )
-    snap = cv.analyze(m, data, progress=False)
-    images = next(data.batches(5))[0]
-    with torch.no_grad():
-        out = m.b(m.att(F.relu(m.a(images))))
-    torch.testing.assert_close(
-        torch.from_numpy(np.asarray(snap["units/b/max_response"])), out.amax((2, 3)).amax(0)
-    )
+    snap = _measures_b(m, _images())
     snap.save(tmp_path, 0)
     assert cv.open_run(tmp_path).graph.left_out == left_out  # (kept in the run's manifest)
 
@@ -1045,10 +1052,7 @@ def test_a_map_flattened_to_tokens_is_the_map_channels_last():
     pool = next(lay for lay in t.graph.layers if lay.kind == "pool")
     assert pool.params == {"global": True} and pool.rf_size == [6.0, 6.0]
     # the statistics read the tokens as the map they are
-    x = torch.randn(5, 3, 6, 6)
-    data = ImageData.from_tensors(
-        (x * 40 + 128).clamp(0, 255).to(torch.uint8), np.arange(5) % 2, ["p", "q"]
-    )
+    data = _images()
     a, b = cv.analyze(m, data, progress=False), cv.analyze(twin, data, progress=False)
     for key in ("units/a/max_response", "units/a/A_mean", "units/b/topk_box", "units/fc/A_max"):
         np.testing.assert_allclose(np.asarray(a[key]), np.asarray(b[key]), rtol=1e-5, err_msg=key)
@@ -1108,16 +1112,8 @@ def test_a_non_local_block_mixes_its_channels_over_all_positions(sub_sample):
     assert t.graph.layer("b").rf_size == [6.0, 6.0]
     uw = unit_weights(t)
     torch.testing.assert_close(uw["att.W"]["att.g.0"], _k(m.att.W))  # the mixing: identity
-    x = torch.randn(5, 3, 6, 6)
-    data = ImageData.from_tensors(
-        (x * 40 + 128).clamp(0, 255).to(torch.uint8), np.arange(5) % 2, ["p", "q"]
-    )
-    snap = cv.analyze(m, data, progress=False)
-    with torch.no_grad():
-        out = m.b(m.att(F.relu(m.a(next(data.batches(5))[0]))))
-    torch.testing.assert_close(
-        torch.from_numpy(np.asarray(snap["units/b/max_response"])), out.amax((2, 3)).amax(0)
-    )
+    data = _images()
+    snap = _measures_b(m, data)
     # its top images are whole images
     box = np.asarray(snap["units/b/topk_box"])
     assert (box[..., :2] == 0).all() and (box[..., 2:] == 6).all()
@@ -1160,16 +1156,8 @@ def test_an_element_wise_maximum_of_two_maps_joins_them(how):
     for unit, src in (("b", "att.conv_frelu"), ("att.conv_frelu", "a")):
         assert sorted(uw[unit]) == sorted(uw_ref[unit])
         torch.testing.assert_close(uw[unit][src], uw_ref[unit][src])
-    x = torch.randn(5, 3, 6, 6)
-    data = ImageData.from_tensors(
-        (x * 40 + 128).clamp(0, 255).to(torch.uint8), np.arange(5) % 2, ["p", "q"]
-    )
-    snap = cv.analyze(m, data, progress=False)
-    with torch.no_grad():
-        out = m.b(m.att(F.relu(m.a(next(data.batches(5))[0]))))
-    torch.testing.assert_close(
-        torch.from_numpy(np.asarray(snap["units/b/max_response"])), out.amax((2, 3)).amax(0)
-    )
+    data = _images()
+    _measures_b(m, data)
 
 
 def test_a_maximum_with_a_constant_is_an_activation():
@@ -1227,10 +1215,7 @@ def test_tensors_built_by_assignment_are_their_out_of_place_twins(how):
     assert sorted(name(s, s) for s in uw["c"]) == sorted(uw_ref["c"])
     for src in uw["c"]:
         torch.testing.assert_close(uw["c"][src], uw_ref["c"][name(src, src)])
-    x = torch.randn(5, 3, 6, 6)
-    data = ImageData.from_tensors(
-        (x * 40 + 128).clamp(0, 255).to(torch.uint8), np.arange(5) % 2, ["p", "q"]
-    )
+    data = _images()
     snap = cv.analyze(m, data, progress=False)  # (the statistics pass counts them too)
     seen = []
     hook = m.c.register_forward_hook(lambda mod, args, out: seen.append(out))

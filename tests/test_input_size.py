@@ -31,7 +31,7 @@ from cnnvis_gl.data.inputs import CIFAR10_TRAIN_MEAN, CIFAR10_TRAIN_STD
 from cnnvis_gl.errors import CnnvisError
 from cnnvis_gl.model.cpu_fallback import LEGACY_TYPES, cuda_constructors_on_cpu
 from cnnvis_gl.stats.ablation import ablate
-from cnnvis_gl.train import evaluate
+from cnnvis_gl.train import TrainConfig, evaluate, train
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
@@ -557,6 +557,9 @@ def test_legacy_cuda_constructors_make_cpu_tensors_for_a_model_on_the_cpu() -> N
     ablated = [ablate(m, data.batches(6), cut, 3)[0] for m in (legacy, plain)]
     np.testing.assert_array_equal(ablated[0].loss, ablated[1].loss)
     assert ablated[0].count.sum() == 12
+    hist = train(legacy, data, data, TrainConfig(epochs=1, batch_size=6), progress=False,
+                 log=lambda _: None)  # (the training loop too)  # fmt: skip
+    assert hist.steps == 2 and hist.epochs[0]["test_loss"] > 0
     assert torch.cuda.FloatTensor is cuda_float  # only for the length of cnnvis' passes
 
 

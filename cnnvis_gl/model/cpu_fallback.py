@@ -9,8 +9,9 @@ for the length of cnnvis' own forward passes (capture, statistics, ablation, tra
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -52,4 +53,17 @@ def cuda_constructors_on_cpu(device: torch.device | str) -> Iterator[None]:
                 _saved.clear()
 
 
-__all__ = ["LEGACY_TYPES", "cuda_constructors_on_cpu"]
+def model_on_cpu_constructors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn(model, …)`` run under :func:`cuda_constructors_on_cpu` for the model's device, once
+    for the whole call (a training loop: not once per step)."""
+
+    @functools.wraps(fn)
+    def run(model: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        with cuda_constructors_on_cpu(device):
+            return fn(model, *args, **kwargs)
+
+    return run
+
+
+__all__ = ["LEGACY_TYPES", "cuda_constructors_on_cpu", "model_on_cpu_constructors"]

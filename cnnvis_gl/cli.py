@@ -489,8 +489,8 @@ def _analyze(a: argparse.Namespace) -> int:
         path = snap.save(a.out, a.step)
         ranks = f" on {world} ranks" if world > 1 else ""
         print(f"{snap} in {time.perf_counter() - t0:.1f} s{ranks}")
-        if snap.graph.left_out:
-            print(_left_out_text(snap.graph))
+        for line in _graph_notes(snap.graph):
+            print(line)
         print(f"wrote {path}")
     return 0
 
@@ -1121,8 +1121,8 @@ def cmd_info(a: argparse.Namespace) -> int:
         print(run.graph.summary())
         print(_stages_text(run.graph))
         print(_capture_text(run.graph.capture))
-        if run.graph.left_out:
-            print(_left_out_text(run.graph))
+        for line in _graph_notes(run.graph):
+            print(line)
         steps = run.steps()
         for step in steps:
             print(f"  step {step}: {run.snapshot(step)}")
@@ -1162,8 +1162,8 @@ def cmd_info(a: argparse.Namespace) -> int:
         f"{len(graph.groups)} groups, {len(graph.units)} units, {graph.num_neurons} neurons; "
         f"input {'x'.join(map(str, shape))}; {_capture_text(graph.capture)}"
     )
-    if graph.left_out:
-        print(_left_out_text(graph))
+    for line in _graph_notes(graph):
+        print(line)
     return 0
 
 
@@ -1179,15 +1179,29 @@ def _stages_text(graph: Any) -> str:
     return "stages (render --collapse, the Controls panel): " + ", ".join(parts)
 
 
-def _left_out_text(graph: Any, shown: int = 3) -> str:
-    """The gate branches left out of ``graph``, one line: how many, the first few."""
-    n = len(graph.left_out)
-    more = f", … ({n - shown} more)" if n > shown else ""
-    return (
-        f"{n} gate branch{'es' * (n > 1)} left out (computed from tensors that are no maps; "
-        f"each gate counts as 1, the gated maps keep their channels: docs/GRAPH.md): "
-        f"{', '.join(graph.left_out[:shown])}{more}"
-    )
+def _graph_notes(graph: Any, shown: int = 3) -> list[str]:
+    """What the graph reads in its own way (docs/GRAPH.md), a line each: the gate branches left
+    out, the per-sample (dynamic) convolutions; how many, the first few."""
+
+    def first(names: list[str]) -> str:
+        more = f", … ({len(names) - shown} more)" if len(names) > shown else ""
+        return ", ".join(names[:shown]) + more
+
+    lines = []
+    if n := len(graph.left_out):
+        lines.append(
+            f"{n} gate branch{'es' * (n > 1)} left out (computed from tensors that are no maps; "
+            f"each gate counts as 1, the gated maps keep their channels: docs/GRAPH.md): "
+            f"{first(graph.left_out)}"
+        )
+    dynamic = [lay.name for lay in graph.layers if lay.params.get("per_sample")]
+    if n := len(dynamic):
+        lines.append(
+            f"{n} per-sample (dynamic) convolution{'s' * (n > 1)}: each image measured with its "
+            "own kernels; their weights are the kernels the zero image gets, their attention's "
+            f"layers dropped (docs/GRAPH.md): {first(dynamic)}"
+        )
+    return lines
 
 
 def _capture_text(capture: str) -> str:

@@ -67,7 +67,9 @@ class DynamicConv(nn.Module):
 
 
 def test_a_weight_computed_from_the_input_is_a_clear_error():
-    with pytest.raises(ModelError, match=r"conv2d .* takes its weight from the data"):
+    # (not a per-sample convolution: the batch is not folded into the groups)
+    with pytest.raises(ModelError, match=r"conv2d .* takes its weight from the data.*"
+                       r"folds the batch into its groups \(x.view\(1, -1, h, w\), groups=g \* batch"):  # fmt: skip
         trace_model(_seeded(DynamicConv()), (3, 4, 4))
 
 

@@ -564,24 +564,48 @@ class Computed:
         return pick(self.target(*args, **map_leaves(self.kwargs, ev, Computed)), self.item)
 
 
+#: Calls a weight mixed from parameters by data (a dynamic convolution's
+#: ``mm(attention, W.view(K, -1)).view(…)``) is computed again through (see :func:`computed`).
+_MIXING = ("layout", "mul", "add", "pool", "unknown")
+
+
 def computed(
-    calls: list[Call], ref: Ref, memo: dict[Ref, Any] | None = None
+    calls: list[Call], ref: Ref, memo: dict[Ref, Any] | None = None, mixed: bool = False
 ) -> Computed | torch.Tensor:
     """The recipe of constant call output ``ref`` (whose inputs are all constant calls), or
     the output itself for a tensor made like a data tensor (``torch.zeros_like(x)``: its one
-    value when all are equal, a scalar whatever the batch)."""
+    value when all are equal, a scalar whatever the batch).  ``mixed``: the recipe of a
+    tensor mixed from parameters by data, computed again through data movement and arithmetic
+    from the live parameters and the data's values in this pass (a dynamic convolution's
+    kernel attention as the capture's images got it)."""
     memo = {} if memo is None else memo
     if ref not in memo:
         call = calls[ref.index]
-        if any(calls[i].kind != "constant" for i in call.inputs):
+        if any(calls[i].kind != "constant" for i in call.inputs) and not (
+            mixed and call.kind in _MIXING and _from_parameters(calls, call)
+        ):
             v = pick(call.value, ref.item).detach()
             first = v.flatten()[:1]
-            memo[ref] = first[0].clone() if first.numel() and bool((v == first).all()) else v
+            one = not mixed and first.numel() and bool((v == first).all())
+            memo[ref] = first[0].clone() if one else v
             return memo[ref]
-        sub = lambda r: computed(calls, r, memo)  # noqa: E731
+        sub = lambda r: computed(calls, r, memo, mixed)  # noqa: E731
         args, kwargs = map_leaves(call.args, sub, Ref), map_leaves(call.kwargs, sub, Ref)
         memo[ref] = Computed(call.target, args, kwargs, ref.item)
     return memo[ref]
+
+
+def _from_parameters(calls: list[Call], call: Call) -> bool:
+    """Whether ``call`` reads a constant (a parameter) through data movement and arithmetic."""
+    todo, seen = list(call.inputs), set()
+    while todo:
+        c = calls[todo.pop()]
+        if c.kind == "constant":
+            return True
+        if c.kind in _MIXING and c.index not in seen:
+            seen.add(c.index)
+            todo += c.inputs
+    return False
 
 
 def live(v: Any) -> Any:

@@ -200,10 +200,13 @@ def channel_layouts(graph: NeuronGraph) -> dict[str, Any]:
     """Where the layers whose outputs are not laid out (N, C, …) hold their channels:
     ``"last"`` (a Linear on a channels-last map, ECA's Conv1d on a (N, 1, C) row), the
     canonical shape to view them as (a stack of maps, (N, K, C, H, W) → (N, K·C, H, W)), or
-    ``["last", C, H, W]`` (a map flattened to tokens, (N, H·W, C))."""
+    ``["last", C, H, W]`` (a map flattened to tokens, (N, H·W, C)), or ``["batch", C, H, W]``
+    (a per-sample convolution's output, the images folded into the channels: (1, N·C, H, W))."""
     out: dict[str, Any] = {}
     for lay in graph.layers:
-        if lay.params.get("view"):  # (channels-last: a token sequence, (N, H·W, C))
+        if lay.params.get("per_sample"):  # (1, N·C, H, W): the images folded into the channels
+            out[lay.name] = ["batch", *lay.shape]
+        elif lay.params.get("view"):  # (channels-last: a token sequence, (N, H·W, C))
             out[lay.name] = ["last", *lay.shape] if lay.channels_last else list(lay.shape)
         elif lay.channels_last:
             out[lay.name] = "last"
@@ -216,6 +219,8 @@ def channels_first(t: Any, layout: Any) -> Any:
     contiguous."""
     if layout == "last":
         return t.movedim(-1, 1)
+    if layout and layout[0] == "batch":  # a per-sample convolution's (1, N·C, H, W)
+        return t.reshape(-1, *layout[1:])
     if layout and layout[0] == "last":  # tokens (N, H·W, C) of a (C, H, W) map
         c, h, w = layout[1:]
         return t.reshape(len(t), h, w, c).movedim(-1, 1)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .capture import Call, Ref, computed, live, pick
+from .capture import CAPTURE_BATCH, Call, Ref, computed, live, pick
 from .graph import Layer
 
 #: Gates: a product's input made by one of these does not carry the channels.
@@ -84,15 +84,19 @@ def layer_params(
         if isinstance(m, nn.Conv2d):
             w, stride, pad, dil, groups = m.weight, m.stride, m.padding, m.dilation, m.groups
         else:
-            tens["weight"] = param(calls, call, 1, "weight")
+            folded = per_sample(calls, call)
+            tens["weight"] = param(calls, call, 1, "weight", folded)
             w = live(tens["weight"])
             stride, pad = arg(call, 3, "stride", 1), arg(call, 4, "padding", 0)
             dil, groups = arg(call, 5, "dilation", 1), arg(call, 6, "groups", 1)
+            if folded:  # one image's convolution: its groups and kernels
+                groups //= CAPTURE_BATCH
+                params["per_sample"] = True
         k = list(w.shape[2:])
         d = pair(dil)
         if isinstance(pad, str):
             pad = [0, 0] if pad == "valid" else [d[i] * (k[i] - 1) // 2 for i in range(2)]
-        params = {
+        params |= {
             "kernel": [int(v) for v in k],
             "stride": pair(stride),
             "padding": pair(pad),
@@ -127,19 +131,33 @@ def layer_params(
         params, tens = _arith(calls, call, refs, inputs, shape)
     return params, tens
 
-def param(calls: list[Call], call: Call, pos: int, key: str) -> Any:
+def param(calls: list[Call], call: Call, pos: int, key: str, mixed: bool = False) -> Any:
     """A weight-like argument of a functional layer: a parameter, or a tensor computed from
-    parameters only (re-computed when read: :class:`~.capture.Computed`)."""
+    parameters only (re-computed when read: :class:`~.capture.Computed`); ``mixed``: or
+    mixed from parameters by data (a per-sample convolution's kernels)."""
     v = arg(call, pos, key)
     if not isinstance(v, Ref):
         return v
     made = calls[v.index]
-    if made.kind != "constant":
+    if made.kind != "constant" and not mixed:
         raise ModelError(
             f"{call.op} {where(call)} takes its {key} from the data ({made.name!r}): "
-            "weights computed from the input (dynamic convolutions) are not supported"
+            "weights computed from the input are supported for a dynamic convolution that "
+            "folds the batch into its groups (x.view(1, -1, h, w), groups=g * batch) only"
         )
-    return computed(calls, v)
+    return computed(calls, v, mixed=mixed)
+
+
+def per_sample(calls: list[Call], call: Call) -> bool:
+    """Whether ``call`` is a functional convolution of each image with its own kernels: the
+    batch folded into the channels of one image and into the groups (dynamic and conditionally
+    parametrised convolutions: ``F.conv2d(x.view(1, -1, h, w), w, groups=g * batch)``)."""
+    x, w, groups = arg(call, 0, "input"), arg(call, 1, "weight"), arg(call, 6, "groups", 1)
+    if call.op != "conv2d" or not isinstance(x, Ref) or not isinstance(w, Ref):
+        return False
+    if not isinstance(groups, int) or groups % CAPTURE_BATCH or calls[w.index].kind == "constant":
+        return False
+    return _value(calls, x).shape[0] == 1 and _value(calls, w).shape[0] % CAPTURE_BATCH == 0
 
 def _pool(
     calls: list[Call], call: Call, refs: list[Ref], src: Layer, shape: list[int]

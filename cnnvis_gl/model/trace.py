@@ -21,9 +21,29 @@ from torch import nn
 
 from ..errors import ModelError
 from . import movement
-from .capture import Call, Computed, Recording, Ref, live, pick, record_calls
+from .capture import (
+    CAPTURE_BATCH,
+    Call,
+    Computed,
+    Recording,
+    Ref,
+    live,
+    pick,
+    record_calls,
+)
 from .graph import Layer, NeuronGraph, assemble, decode_map
-from .params import GATES, NORMS, arg, band_matrix, layer_params, pair, param, reduced, where
+from .params import (
+    GATES,
+    NORMS,
+    arg,
+    band_matrix,
+    layer_params,
+    pair,
+    param,
+    per_sample,
+    reduced,
+    where,
+)
 
 _MATMULS = ("matmul", "bmm")
 
@@ -46,6 +66,9 @@ class TracedModel:
         in float32 (the parameter itself where it is float32)."""
         module = self.module_of.get(name)
         w = module.weight if module is not None else self.tensor(name, "weight")
+        if w is not None and self.graph.layer(name).params.get("per_sample"):
+            # one image's kernels (the capture's images are all alike: zeros)
+            w = w.reshape(CAPTURE_BATCH, -1, *w.shape[1:]).mean(0)
         return w if w is None else w.float()
 
     def tensor(self, name: str, key: str) -> Any:
@@ -87,6 +110,7 @@ class _Movement:
         self.bad: dict[int, str] = {}  # calls that cannot be layers -> why
         self.through: set[int] = set()  # products passing their carrier's data movement on
         self.left_out: list[str] = []  # gate branches left out: "gate → product"
+        self.prune = False  # keep only the layers the output depends on (see _reaching)
         self.traced = TracedModel(
             graph=None,  # type: ignore[arg-type]
             model=model,
@@ -203,21 +227,34 @@ class _Movement:
             return movement.constant(v), movement.constant(v)
         layer = self.by_name[self._resolve(ref, name)]  # raises for unknown calls
         dev = self._value(ref).device
-        return movement.base(
+        p, q = movement.base(
             self.number[layer.name], layer.shape, layer.channels_last, dev, layer.params.get("view")
         )
+        if self._folded(layer, ref):  # as the per-sample convolution returns it: (1, B·C, …)
+            p, q = (t.reshape(1, -1, *t.shape[2:]) for t in (p, q))
+        return p, q
 
-    def _materialise(self, call: Call, ref: Ref) -> str:
-        p, q = self.prov[ref.index]
+    def _folded(self, layer: Layer, ref: Ref) -> bool:
+        """Whether ``ref`` is the output of a per-sample convolution as it returns it, the batch
+        folded into the channels."""
+        return bool(layer.params.get("per_sample")) and self.traced.call_of[layer.name] == ref
+
+    def _materialise(self, call: Call, ref: Ref, fold: bool = False) -> str:
+        """The layer of data-movement result ``ref``; ``fold``: read as the images folded into
+        the channels of one (the input of a per-sample convolution)."""
+        p, q = (pick(t, ref.item) for t in self.prov[ref.index])
+        if fold:
+            p, q = (t.reshape(CAPTURE_BATCH, -1, *t.shape[2:]) for t in (p, q))
         names = {v: k for k, v in self.number.items()}
         shapes = {
             n: (lay.shape, lay.channels_last, lay.params.get("view", []))
             for n, lay in ((n, self.by_name[k]) for k, n in self.number.items())
         }
-        m = movement.classify(pick(p, ref.item), pick(q, ref.item), shapes, where(call))
+        m = movement.classify(p, q, shapes, where(call))
         sources = [names[n] for n in m.sources]
         if m.kind == "alias":
-            self.of_ref[ref] = sources[0]
+            if not fold:
+                self.of_ref[ref] = sources[0]
             return sources[0]
         name = call.name + "".join(f".{k}" for k in ref.item)
         params = {"map": m.map, **m.window} if m.map else dict(m.window)
@@ -292,7 +329,7 @@ class _Builder(_Movement):
                 except ModelError as e:  # an error only if a layer reads it (see _defer)
                     self._defer(call, str(e))
         last = self._resolve(self.rec.output, self.calls[self.rec.output.index].name)
-        layers = self._reaching(last) if self.left_out else self.layers
+        layers = self._reaching(last) if self.left_out or self.prune else self.layers
         self.traced.graph = assemble(
             layers, self.input_shape, capture="forward", left_out=self.left_out
         )
@@ -324,6 +361,8 @@ class _Builder(_Movement):
             )
             self._add(pool, Ref(call.index, (0,) if isinstance(call.value, tuple) else ()))
             return
+        if call.kind == "conv" and per_sample(self.calls, call):
+            return self._per_sample(call)
         if call.kind in ("conv", "conv1d", "linear") and not isinstance(call.target, nn.Module):
             param(self.calls, call, 1, "weight")  # (an error for weights computed from the data)
         if call.op in _MATMULS:
@@ -392,8 +431,36 @@ class _Builder(_Movement):
             if not bad or not self._pass_through(call, refs):
                 raise
             inputs = []
+        for r, name in zip(refs, inputs, strict=False):
+            if self._folded(self.by_name[name], r):
+                raise ModelError(
+                    f"{call.op} {where(call)} reads the output of the per-sample convolution "
+                    f"{name!r} with the batch folded into its channels; view it back to (batch, "
+                    "channels, height, width) first"
+                )
         self.left_out += [f"{self.calls[r.index].name} → {call.name}" for r in bad]
         return refs, inputs
+
+    def _per_sample(self, call: Call) -> None:
+        """A convolution of each image with its own kernels (dynamic convolutions, CondConv: the
+        batch folded into the channels and the groups, the kernels mixed by attention computed
+        from the data): a convolution of the map, with the kernels the capture's images get,
+        recomputed from the live parameters.  Layers that fed the attention alone are dropped."""
+        x = arg(call, 0, "input")
+        src = self.of_ref.get(x)
+        if src is None or not self._folded(self.by_name[src], x):
+            if not self._is_layout(self.calls[x.index]) or x.index not in self.prov:
+                raise ModelError(
+                    f"conv2d {where(call)} folds the batch into its groups but does not read "
+                    "the images folded into the channels of one (x.view(1, -1, h, w))"
+                )
+            src = self._materialise(self.calls[x.index], x, fold=True)
+        out = call.value
+        shape = [int(out.shape[1]) // CAPTURE_BATCH, *out.shape[2:]]
+        params, tens = layer_params(self.calls, call, [x], [self.by_name[src]], shape)
+        self.traced.tensors_of[call.name] = tens
+        self._add(Layer(call.name, "conv", call.op, [src], shape, params), Ref(call.index))
+        self.prune = True
 
     def _arrangement(
         self, call: Call, src: Layer, out: torch.Tensor, row: bool

@@ -54,7 +54,8 @@ class Probe:
             for i, item, layout, shape in self._taps[index]:
                 t = pick(out, item)
                 if layout is not None:  # to the canonical (B, C[, H, W])
-                    t = channels_first(t, layout).reshape(len(t), *shape)
+                    t = channels_first(t, layout)
+                    t = t.reshape(len(t), *shape)
                 acc.update_unit(i, t)
 
         return TapSession(

@@ -54,14 +54,46 @@ class DynamicConv(nn.Module):
         return out.view(b, self.cout, h, w)
 
 
+class OmniConv(nn.Module):
+    """ODConv's form: a channel attention gates the input before it is folded, the kernels are
+    a sum over K of spatial × kernel attention × weight (``torch.sum(…, dim=1)``), and a filter
+    attention gates the output."""
+
+    def __init__(self, cin, cout, k=2):
+        super().__init__()
+        self.cin, self.cout, self.k = cin, cout, k
+        self.fc = nn.Conv2d(cin, 4, 1)
+        self.ch, self.fi = nn.Conv2d(4, cin, 1), nn.Conv2d(4, cout, 1)
+        self.sp, self.ke = nn.Conv2d(4, 9, 1), nn.Conv2d(4, k, 1)
+        self.weight = nn.Parameter(torch.randn(k, cout, cin, 3, 3))
+
+    def attention(self, x):
+        h, b = F.relu(self.fc(F.adaptive_avg_pool2d(x, 1))), len(x)
+        spatial = torch.sigmoid(self.sp(h)).view(b, 1, 1, 1, 3, 3)
+        kernel = F.softmax(self.ke(h).view(b, -1, 1, 1, 1, 1), dim=1)
+        return torch.sigmoid(self.ch(h)), torch.sigmoid(self.fi(h)), spatial, kernel
+
+    def kernels(self, x):
+        _, _, spatial, kernel = self.attention(x)
+        return torch.sum(spatial * kernel * self.weight.unsqueeze(0), dim=1)
+
+    def forward(self, x):
+        channel, filters, _, _ = self.attention(x)
+        b, _, h, w = x.shape
+        x = (x * channel).reshape(1, -1, h, w)
+        out = F.conv2d(x, self.kernels(x.view(b, -1, h, w)).view(-1, self.cin, 3, 3), None,
+                       padding=1, groups=b)  # fmt: skip
+        return out.view(b, self.cout, h, w) * filters
+
+
 class Dynamic(nn.Module):
     """``act``: a ReLU after the dynamic convolution (its unit's tap), else its own output is."""
 
-    def __init__(self, groups=1, unfold="view", act=True):
+    def __init__(self, groups=1, unfold="view", act=True, omni=False):
         super().__init__()
         self.act = act
         self.a = nn.Conv2d(3, 4, 3, padding=1)
-        self.att = DynamicConv(4, 6, groups=groups, unfold=unfold)
+        self.att = OmniConv(4, 6) if omni else DynamicConv(4, 6, groups=groups, unfold=unfold)
         self.b = nn.Conv2d(6, 2, 1)
 
     def forward(self, x):
@@ -154,3 +186,35 @@ def test_info_names_the_per_sample_convolutions(tmp_path, capsys):
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("1 per-sample (dynamic) convolution: each image measured with its own")
     assert line.endswith("(docs/GRAPH.md): att.conv2d")
+
+
+def test_omni_dimensional_kernels_are_recomputed_through_their_sum():
+    m = _seeded(Dynamic(omni=True))
+    t = trace_model(m, (3, 6, 6))
+    # the gates of the input and the output are units of their own, as a squeeze-excitation's;
+    # the spatial and kernel attentions fed the kernels alone: dropped
+    assert [u.name for u in t.graph.units] == ["a", "att.fc", "att.ch", "att.fi", "att.conv2d", "b"]
+    assert not [lay.name for lay in t.graph.layers if lay.name.startswith(("att.sp", "att.ke"))]
+
+    def kernels():  # by hand: the attention on relu(a(0)), with the weight as it is now
+        with torch.no_grad():
+            x0 = F.relu(m.a(torch.zeros(1, 3, 6, 6)))
+            return m.att.kernels(x0 * m.att.attention(x0)[0])[0]
+
+    # (the channel and filter attentions are gates computed from the data: 1)
+    torch.testing.assert_close(unit_weights(t)["att.conv2d"]["a"], kernels().sum((2, 3)))
+    with torch.no_grad():
+        m.att.weight[1].mul_(3.0)  # the sum over K is computed again
+    torch.testing.assert_close(unit_weights(t)["att.conv2d"]["a"], kernels().sum((2, 3)))
+    data = _images(5)
+    snap = cv.analyze(m, data, progress=False)
+    x = next(data.batches(len(data)))[0]
+    with torch.no_grad():
+        h = F.relu(m.a(x))
+        channel, filters, _, _ = m.att.attention(h)
+        k = m.att.kernels(h * channel)
+        own = torch.stack([F.conv2d(h[i : i + 1] * channel[i], k[i], padding=1)[0]
+                           for i in range(len(x))]) * filters  # fmt: skip
+        torch.testing.assert_close(m.att(h), own)
+    got = torch.from_numpy(np.asarray(snap["units/att.conv2d/max_response"]))
+    torch.testing.assert_close(got, F.relu(own).amax((2, 3)).amax(0))

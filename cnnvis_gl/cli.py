@@ -115,7 +115,9 @@ def _analyze_parser(sub: Any) -> None:
     _add_common(p)
     _add_input(p)
     p.add_argument(
-        "--weights", metavar="W.pt", help="state dict to load (torch.load weights_only=True)"
+        "--weights",
+        metavar="W.pt",
+        help="state dict to load (torch.load weights_only=True), or a checkpoint holding one",
     )
     p.add_argument("--limit", type=_count, help="use the first N images of the split")
     p.add_argument(

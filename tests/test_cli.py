@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import cnnvis_gl as cv
 
@@ -131,6 +132,51 @@ def test_user_model_file(cifar_dir, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert cv.open_run(tmp_path / "r").latest().graph.groups[0].name == "conv1"
+
+
+def test_a_model_wrapped_in_data_parallel_is_the_model_inside(cifar_dir, tmp_path):
+    """A factory returning ``nn.DataParallel(net)`` (as CIFAR training scripts wrap it), and a
+    checkpoint saved from one as kuangliu's pytorch-cifar saves it (``{"net": state dict with
+    "module." keys, "acc": …, "epoch": …}``): the model inside, its own module paths; its
+    statistics are those of the bare model."""
+    from cnnvis_gl.data import ImageData
+    from cnnvis_gl.models import build_model
+
+    (tmp_path / "net.py").write_text(
+        "import torch.nn as nn\n"
+        "def bare():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4),"
+        " nn.Flatten(), nn.Linear(8 * 64, 10))\n"
+        "def make():\n"
+        "    return nn.DataParallel(bare())\n"
+    )
+    torch.manual_seed(0)
+    wrapped = nn.DataParallel(build_model(f"{tmp_path / 'net.py'}:bare"))
+    for p in wrapped.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    ckpt = tmp_path / "ckpt.pth"
+    torch.save({"net": wrapped.state_dict(), "acc": 12.5, "epoch": 3}, ckpt)
+    assert all(k.startswith("module.") for k in wrapped.state_dict())
+    r = cnnvis(
+        "analyze", f"{tmp_path / 'net.py'}:make", "--weights", ckpt, "--data",
+        f"cifar10:{cifar_dir}", "--limit", "40", "-o", tmp_path / "r", "-q",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    snap = cv.open_run(tmp_path / "r").latest()
+    assert [u.name for u in snap.graph.units] == ["0", "4"]  # (not "module.0")
+    torch.save(wrapped.module.state_dict(), tmp_path / "plain.pt")  # the bare model's own
+    r = cnnvis(
+        "analyze", f"{tmp_path / 'net.py'}:bare", "--weights", tmp_path / "plain.pt", "--data",
+        f"cifar10:{cifar_dir}", "--limit", "40", "-o", tmp_path / "b", "-q",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    bare = cv.open_run(tmp_path / "b").latest()
+    for key in ("units/0/A_mean", "units/0/topk_image", "units/4/max_response"):
+        np.testing.assert_array_equal(np.asarray(snap[key]), np.asarray(bare[key]))
+    x = torch.rand(6, 3, 32, 32)
+    data = ImageData.from_tensors((x * 255).to(torch.uint8), np.arange(6) % 2, ["p", "q"])
+    via_api = cv.analyze(wrapped, data, progress=False)  # the Python API unwraps it too
+    assert [u.name for u in via_api.graph.units] == ["0", "4"]
 
 
 def test_a_model_file_that_imports_its_package_siblings(cifar_dir, tmp_path):

@@ -685,6 +685,14 @@ def input_dtype(model: nn.Module) -> torch.dtype:
     return torch.float32
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside ``nn.DataParallel`` / ``DistributedDataParallel`` wrappers (as CIFAR
+    training scripts wrap it): its module paths are the model's own, without ``module.``."""
+    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        model = model.module
+    return model
+
+
 def record_calls(model: nn.Module, input_shape: tuple[int, ...]) -> Recording:
     """Run ``model`` once on zeros of shape ``(CAPTURE_BATCH, *input_shape)`` and record its
     calls."""
@@ -897,4 +905,5 @@ __all__ = [
     "pick",
     "module_kind",
     "record_calls",
+    "unwrap",
 ]

@@ -30,6 +30,7 @@ from .capture import (
     live,
     pick,
     record_calls,
+    unwrap,
 )
 from .graph import Layer, NeuronGraph, assemble, decode_map
 from .params import (
@@ -88,6 +89,7 @@ def build_graph(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32)) ->
 
 def trace_model(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32)) -> TracedModel:
     """Capture ``model`` from one forward pass on zeros of ``input_shape`` (C, H, W)."""
+    model = unwrap(model)
     rec = record_calls(model, tuple(int(s) for s in input_shape))
     return _Builder(model, rec, list(input_shape)).build()
 

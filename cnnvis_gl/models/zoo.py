@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from ..model.capture import unwrap
 
 BASE_WIDTHS = (64, 128, 256, 512)
 
@@ -248,7 +249,7 @@ def build_model(spec: str, num_classes: int = 10, **kw) -> nn.Module:
         raise ModelError(
             f"{path}:{factory_name}() returned {type(model).__name__}, not a torch.nn.Module"
         )
-    return model
+    return unwrap(model)  # (a DataParallel: the model inside, as a checkpoint of it would be)
 
 
 def _with_torchvision(call: Callable[[], Any]) -> Any:
@@ -297,10 +298,15 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
         raise ModelError(
             f"cannot read weights {path}: {type(e).__name__}: {str(e).splitlines()[0]}"
         ) from e
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+    state = _state_dict(state)
     if not isinstance(state, dict):
         raise ModelError(f"weights {path} hold a {type(state).__name__}, not a state dict")
+    own = model.state_dict()
+    for prefix in ("module.", "_orig_mod."):  # saved from a DataParallel, a torch.compile'd
+        if state and all(k.startswith(prefix) for k in state) and not any(
+            k.startswith(prefix) for k in own
+        ):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -308,6 +314,20 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
         detail = "; ".join(line.strip() for line in first[1:3]) or first[0]
         raise ModelError(f"weights {path} do not fit the model: {detail}") from e
     return model
+
+
+#: Where training scripts keep the state dict in the checkpoints they save (kuangliu's
+#: pytorch-cifar: ``{"net": …, "acc": …, "epoch": …}``; ImageNet examples: ``"state_dict"``).
+_CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "net", "state")
+
+
+def _state_dict(saved: Any) -> Any:
+    """The state dict in what ``torch.save`` wrote: itself, or a checkpoint's entry."""
+    if isinstance(saved, dict) and not any(isinstance(v, torch.Tensor) for v in saved.values()):
+        for key in _CHECKPOINT_KEYS:
+            if isinstance(saved.get(key), dict):
+                return saved[key]
+    return saved
 
 
 def load_model(spec: str, weights: str | Path | None = None, num_classes: int = 10) -> nn.Module:

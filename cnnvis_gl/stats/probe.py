@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..model.capture import TapSession, input_dtype, pick
+from ..model.capture import TapSession, input_dtype, pick, unwrap
 from ..model.cpu_fallback import cuda_constructors_on_cpu
 from ..model.graph import channel_layouts, channels_first
 from ..model.trace import TracedModel, trace_model
@@ -28,7 +28,7 @@ class Probe:
     """A model prepared for statistics: its graph and a forward that measures the taps."""
 
     def __init__(self, model: nn.Module, input_shape: tuple[int, ...]) -> None:
-        self.model = model
+        self.model = model = unwrap(model)  # (a DataParallel's module: the same parameters)
         self.traced: TracedModel = trace_model(model, input_shape)
         self.graph = self.traced.graph
         # where each unit's tap comes from: call index -> [(unit position, item, layout)]

@@ -1242,3 +1242,70 @@ def test_an_assignment_to_a_view_of_a_map_is_refused():
     with pytest.raises(ModelError, match="assignment to a slice of a view") as e:
         trace_model(_seeded(IntoView()), (3, 4, 4))
     assert "\n" not in str(e.value)
+
+
+class StackedSK(nn.Module):
+    """Selective kernels as External-Attention-pytorch writes them: the branches stacked
+    before the batch axis, ``torch.stack(outs, 0)``, weighed by a softmax over that axis of
+    stacked gates and summed, ``(softmax(torch.stack(gates, 0), 0) * feats).sum(0)``;
+    ``gated=False``: the plain sum of the branches (its twin with every gate 1)."""
+
+    def __init__(self, c=4, gated=True):
+        super().__init__()
+        self.gated = gated
+        self.convs = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, c, k, padding=k // 2), nn.ReLU()) for k in (1, 3)
+        )
+        self.fc = nn.Linear(c, 3)
+        self.fcs = nn.ModuleList(nn.Linear(3, c) for _ in range(2))
+        self.softmax = nn.Softmax(dim=0)
+
+    def forward(self, x):
+        b, c = x.shape[:2]
+        outs = [conv(x) for conv in self.convs]
+        if not self.gated:
+            return sum(outs)
+        feats = torch.stack(outs, 0)
+        z = self.fc(sum(outs).mean(-1).mean(-1))
+        gates = self.softmax(torch.stack([fc(z).view(b, c, 1, 1) for fc in self.fcs], 0))
+        return (gates * feats).sum(0)
+
+
+def test_branches_stacked_before_the_batch_weighed_and_summed_are_a_join():
+    # (was: "unsupported reshape at 'att.stack': it mixes the batch with the channels")
+    m = _seeded(Attended(StackedSK()))
+    twin = Attended(StackedSK(gated=False))
+    twin.load_state_dict(m.state_dict())
+    t = trace_model(m, (3, 6, 6))
+    assert t.graph.left_out == ["att.softmax → att.mul"]
+    add = t.graph.layer("att.sum")
+    assert (add.kind, add.inputs, add.params["signs"]) == (
+        "add", ["att.convs.0.1", "att.convs.1.1"], [1.0, 1.0],
+    )  # fmt: skip
+    # the attention's layers fed the gates alone: dropped; the gates count as 1
+    assert not [lay.name for lay in t.graph.layers if "fc" in lay.name]
+    got, want = unit_weights(t), unit_weights(trace_model(twin, (3, 6, 6)))
+    assert {k: list(v) for k, v in got.items()} == {k: list(v) for k, v in want.items()}
+    for unit, sources in want.items():
+        for src, w in sources.items():
+            torch.testing.assert_close(got[unit][src], w)
+    _measures_b(m, _images())  # the units after the join measure the real, weighed sum
+
+
+class StackRead(nn.Module):
+    """A layer reading two maps stacked before the batch axis: its two rows are no images,
+    though they are as many as the capture's."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return torch.stack([self.a(x), self.b(x)], 0).relu().sum(0).mean((2, 3))
+
+
+def test_a_layer_reading_maps_stacked_before_the_batch_is_refused():
+    # (was: the ReLU read its two rows as the capture's two images; the error named the sum)
+    with pytest.raises(ModelError, match=r"unsupported stack at 'stack': maps stacked before "
+                       "the batch axis are supported where they are averaged or summed"):  # fmt: skip
+        trace_model(_seeded(StackRead()), (3, 4, 4))

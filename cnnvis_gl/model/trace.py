@@ -170,6 +170,12 @@ class _Movement:
         except ModelError as e:
             return self._defer(call, str(e))
         self.prov[call.index] = movement.run(call, inputs)
+        if _stacks_batches(call):  # (its K rows would pass for images where K is the batch)
+            return self._defer(
+                call,
+                f"unsupported stack {where(call)}: maps stacked before the batch axis are "
+                "supported where they are averaged or summed over that axis (gated or not)",
+            )
         if self._is_boundary(call, readers):
             try:
                 self._resolve(Ref(call.index), call.name)
@@ -571,10 +577,17 @@ class _Builder(_Movement):
     def _branch_mean(self, call: Call, refs: list[Ref]) -> bool:
         """``torch.stack(branches).mean(0)`` (FractalNet's join): the mean (or sum) of maps of
         one shape stacked before the batch axis — an add layer of the branches, each weighted
-        1/K (1 for a sum).  True when ``call`` is one and its layer was added."""
+        1/K (1 for a sum).  Gated first, ``(softmax(torch.stack(gates), 0) * stack).sum(0)``
+        (selective kernels as External-Attention-pytorch writes them): the product passed the
+        stack on, its gates (no maps) left out.  True when ``call`` is one and its layer was
+        added."""
         if call.kind != "pool" or call.op not in ("mean", "sum") or len(refs) != 1:
             return False
         made = self.calls[refs[0].index]
+        if made.index in self.through:
+            stacks = [r for r in self._refs(made) if _stacks_batches(self.calls[r.index])]
+            if len(stacks) == 1:
+                made = self.calls[stacks[0].index]
         if not _stacks_batches(made) or refs[0].item or reduced(call, made.value.dim()) != [0]:
             return False
         parts = arg(made, 0, "tensors")

@@ -18,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import ImageData
+from .model.capture import logits_of
 from .model.cpu_fallback import model_on_cpu_constructors
 
 
@@ -49,7 +50,7 @@ def evaluate(model: nn.Module, data: ImageData, batch_size: int = 512) -> tuple[
     model.eval()
     loss = correct = n = 0.0
     for x, y, _ in data.batches(batch_size, device=dev):
-        out = model(x)
+        out = logits_of(model(x))
         loss += float(F.cross_entropy(out, y, reduction="sum"))
         correct += float((out.argmax(1) == y).sum())
         n += int(y.shape[0])
@@ -116,7 +117,7 @@ def train(
             leave=False,
         )
         for x, y, _ in bar:
-            out = model(x)
+            out = logits_of(model(x))  # (auxiliary outputs are not trained)
             loss = F.cross_entropy(out, y)
             if not torch.isfinite(loss):
                 log(

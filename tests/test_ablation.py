@@ -240,3 +240,48 @@ def test_a_stacked_tap_is_measured_and_zeroed_per_neuron(setup) -> None:
     moved = res.change["sel"]
     assert moved.shape == (8,) and (moved[[1, 5]] > 0).all()
     np.testing.assert_array_equal(np.delete(moved, [1, 5]), 0)
+
+
+class _Outputs(torch.nn.Module):
+    """The same classifier returning its logits as models do: a tensor, ``(logits, features)``
+    (distillation models; GoogLeNet and Inception in training mode put auxiliary logits
+    there), a dict with ``logits``, or an all-convolutional net's ``[N, K, 1, 1]`` map."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.conv = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.head = torch.nn.Conv2d(8, 10, 1)
+
+    def forward(self, x):
+        f = torch.relu(self.conv(x))
+        y = self.head(f).mean((2, 3), keepdim=True)  # [N, 10, 1, 1]
+        return {"plain": y.flatten(1), "tuple": (y.flatten(1), [f]), "dict": {"logits": y.flatten(1)},
+                "map": y}[self.how]  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["tuple", "dict", "map"])
+def test_logits_are_found_in_what_forward_returns(setup, how) -> None:
+    # (was: train and evaluate raised "cross_entropy_loss(): argument 'input' must be Tensor,
+    # not tuple", ablate "'tuple' object has no attribute 'argmax'"; a [N, K, 1, 1] map went
+    # unscored: no probe error)
+    import cnnvis_gl as cv
+    from cnnvis_gl.train import TrainConfig, evaluate, train
+
+    _, data = setup
+    torch.manual_seed(0)
+    plain, model = _Outputs("plain"), _Outputs(how)
+    model.load_state_dict(plain.state_dict())
+    sets = [{"conv": [0, 3]}]
+    (want,) = ablate(plain, data.batches(48), sets, 10)
+    (got,) = ablate(model, data.batches(48), sets, 10)
+    assert got.correct.tolist() == want.correct.tolist()
+    assert np.allclose(got.loss, want.loss) and np.allclose(got.loss_base, want.loss_base)
+    assert evaluate(model, data) == pytest.approx(evaluate(plain, data))
+    assert cv.analyze(model, data, progress=False).meta["probe_error"] == pytest.approx(
+        evaluate(plain, data)[1]
+    )
+    cfg = TrainConfig(epochs=1, batch_size=32, augment=False)
+    h, h0 = (train(m, data, data, cfg, progress=False, log=lambda s: None) for m in (model, plain))
+    assert h.epochs[0]["train_loss"] == pytest.approx(h0.epochs[0]["train_loss"], rel=1e-5)
+    torch.testing.assert_close(model.conv.weight, plain.conv.weight)  # trained alike

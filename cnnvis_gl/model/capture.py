@@ -312,6 +312,17 @@ def _output_tensor(out: Any) -> torch.Tensor | None:
     return ts[0] if ts else None
 
 
+def logits_of(out: Any) -> torch.Tensor | None:
+    """The logits ``[N, K]`` in what a model's ``forward`` returns: a tensor, the first tensor
+    of a tuple (auxiliary logits or features after it: GoogLeNet and Inception in training
+    mode, distillation models' ``(logits, features)``), a dict's or an output object's
+    ``logits``; an all-convolutional net's ``[N, K, 1, 1]`` map as ``[N, K]``."""
+    t = _output_tensor(out)
+    if t is not None and t.dim() > 2 and all(s == 1 for s in t.shape[2:]):
+        t = t.flatten(1)
+    return t
+
+
 class _Session(TorchFunctionMode):
     """Numbers calls in forward order; in capture mode also records them."""
 
@@ -860,7 +871,7 @@ class TapSession:
         if session.count != self.expected:
             self._other_path(f"{session.count - 1} calls instead of {self.expected - 1}")
         self._numbered_once = True
-        return _output_tensor(out)
+        return logits_of(out)
 
     def _run_hooked(self, x: torch.Tensor) -> Any:
         self._seen = {}
@@ -881,7 +892,7 @@ class TapSession:
                 f"{type(m).__name__} module called {self._seen.get(wrong, 0)} times instead of "
                 f"{self._want[wrong]}"
             )
-        return _output_tensor(out)
+        return logits_of(out)
 
     def _other_path(self, detail: str) -> None:
         raise ModelError(
@@ -901,6 +912,7 @@ __all__ = [
     "Ref",
     "TapSession",
     "function_name",
+    "logits_of",
     "map_leaves",
     "pick",
     "module_kind",

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..model.capture import input_dtype
+from ..model.capture import input_dtype, logits_of
 from ..model.cpu_fallback import cuda_constructors_on_cpu
 from ..model.graph import channels_first
 
@@ -155,7 +155,7 @@ def ablate(
             for x, y, *_ in batches:
                 x, y = x.to(dev, dtype), y.to(dev).long()
                 count += torch.bincount(y, minlength=K).double()
-                _accumulate(model(x), y, base, K)
+                _accumulate(logits_of(model(x)), y, base, K)
                 before = dict(seen)
                 for u, r in before.items():
                     level[u] = level[u] + r.abs().sum(0)
@@ -165,7 +165,7 @@ def ablate(
                         for n, c in s.items()
                     ]
                     try:
-                        _accumulate(model(x), y, per[j], K)
+                        _accumulate(logits_of(model(x)), y, per[j], K)
                     finally:
                         for h in handles:
                             h.remove()

@@ -179,6 +179,71 @@ def test_a_model_wrapped_in_data_parallel_is_the_model_inside(cifar_dir, tmp_pat
     assert [u.name for u in via_api.graph.units] == ["0", "4"]
 
 
+SCRIPTED = """
+import torch
+import torch.nn as nn
+
+
+@torch.jit.script
+def swish(x):
+    return x * torch.sigmoid(x)
+
+
+class Block(torch.jit.ScriptModule):  # (as pytorch-cifar100's stochastic-depth ResNet)
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+        self.residual = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8))
+
+    @torch.jit.script_method
+    def forward(self, x):
+        if self.training:
+            return self.residual(x) + x
+        return swish(self.residual(x) * self.p + x)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.block = Block(0.5)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.fc(self.block(torch.relu(self.stem(x))).mean((2, 3)))
+
+
+def make():
+    return torch.jit.script(Net())
+"""
+
+
+def test_torchscript_in_a_model_file_is_plain_python(cifar_dir, tmp_path):
+    """``torch.jit.ScriptModule`` subclasses with ``@torch.jit.script_method``, ``@torch.jit.script``
+    functions and a factory returning ``torch.jit.script(model)`` are the plain Python model
+    (TorchScript off, as PYTORCH_JIT=0 has it, while the file is imported and the factory
+    runs), whose operations the capture sees."""
+    # (was: "module 'block' is a TorchScript module (torch.jit.ScriptModule), which cannot be
+    # captured"; the scripted swish and a scripted model are opaque to the capture)
+    from cnnvis_gl.models import build_model
+
+    (tmp_path / "scripted.py").write_text(SCRIPTED)
+    real = torch.jit.ScriptModule, torch.jit.script, torch.jit.script_method
+    model = build_model(f"{tmp_path / 'scripted.py'}:make").eval()
+    assert (torch.jit.ScriptModule, torch.jit.script, torch.jit.script_method) == real  # restored
+    assert not isinstance(model, real[0]) and not isinstance(model.block, real[0])
+    r = cnnvis(
+        "analyze", f"{tmp_path / 'scripted.py'}:make", "--data", f"cifar10:{cifar_dir}",
+        "--limit", "20", "-o", tmp_path / "r", "-q",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    g = cv.open_run(tmp_path / "r").graph
+    # the block's eager ops: its conv, norm, the scaled residual sum and the swish
+    assert {"block.residual.0", "block.residual.1", "block.add", "block.sigmoid"} <= {
+        lay.name for lay in g.layers
+    }
+
+
 def test_a_model_file_that_imports_its_package_siblings(cifar_dir, tmp_path):
     """``models/net.py`` with ``from .blocks import Block`` (a model in a package, as most
     repositories keep them) loads; the same file outside a package is a one-line error."""

@@ -8,6 +8,7 @@ network, used for the failed-training case).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import pickle
@@ -15,7 +16,7 @@ import re
 import sys
 import types
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -229,7 +230,8 @@ def build_model(spec: str, num_classes: int = 10, **kw) -> nn.Module:
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     try:
-        module = _with_torchvision(lambda: _import_file(path))
+        with _eager_torchscript():
+            module = _with_torchvision(lambda: _import_file(path))
     except Exception as e:  # the user's code: report where it failed
         raise ModelError(f"importing {path} failed: {type(e).__name__}: {e}") from e
     factory = getattr(module, factory_name, None)
@@ -241,7 +243,10 @@ def build_model(spec: str, num_classes: int = 10, **kw) -> nn.Module:
     except (TypeError, ValueError):  # a builtin or a C extension: call it plainly
         takes = False
     try:
-        model = _with_torchvision(lambda: factory(num_classes=num_classes) if takes else factory())
+        with _eager_torchscript():
+            model = _with_torchvision(
+                lambda: factory(num_classes=num_classes) if takes else factory()
+            )
     except Exception as e:  # the user's code: say which call failed, in one line
         first = (str(e).splitlines() or [""])[0]
         raise ModelError(f"{path}:{factory_name}() raised {type(e).__name__}: {first}") from e
@@ -250,6 +255,29 @@ def build_model(spec: str, num_classes: int = 10, **kw) -> nn.Module:
             f"{path}:{factory_name}() returned {type(model).__name__}, not a torch.nn.Module"
         )
     return unwrap(model)  # (a DataParallel: the model inside, as a checkpoint of it would be)
+
+
+class _EagerScriptModule(nn.Module):
+    """``torch.jit.ScriptModule`` as torch defines it when TorchScript is off (PYTORCH_JIT=0)."""
+
+    def __init__(self, arg: Any = None) -> None:
+        super().__init__()
+
+
+@contextlib.contextmanager
+def _eager_torchscript() -> Iterator[None]:
+    """TorchScript off while a model file is imported and its factory runs, as PYTORCH_JIT=0
+    would have it: ``torch.jit.ScriptModule`` subclasses (pytorch-cifar100's stochastic-depth
+    ResNet), ``@torch.jit.script_method`` and ``@torch.jit.script`` functions and modules are
+    plain Python, whose operations the capture sees (scripted ones it cannot)."""
+    jit = torch.jit
+    saved = jit.ScriptModule, jit.script_method, jit.script
+    jit.ScriptModule = _EagerScriptModule  # type: ignore[misc]
+    jit.script_method = jit.script = lambda obj, *a, **k: obj  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        jit.ScriptModule, jit.script_method, jit.script = saved  # type: ignore[misc]
 
 
 def _with_torchvision(call: Callable[[], Any]) -> Any:

@@ -1119,6 +1119,44 @@ def test_a_non_local_block_mixes_its_channels_over_all_positions(sub_sample):
     assert (box[..., :2] == 0).all() and (box[..., 2:] == 6).all()
 
 
+class MHSA(nn.Module):
+    """BoTNet's multi-head self-attention (as pprp's hub writes it): q, k, v 1×1 convs viewed
+    (b, heads, c / heads, h·w); ``v @ softmax(qᵀk + relative positions)ᵀ``, viewed back."""
+
+    def __init__(self, c, size, heads=2):
+        super().__init__()
+        self.heads = heads
+        self.query, self.key, self.value = (nn.Conv2d(c, c, 1) for _ in range(3))
+        self.rel_h = nn.Parameter(torch.randn(1, heads, c // heads, 1, size))
+        self.rel_w = nn.Parameter(torch.randn(1, heads, c // heads, size, 1))
+
+    def forward(self, x):
+        b, c, w, h = x.size()
+        q, k, v = (f(x).view(b, self.heads, c // self.heads, -1)
+                   for f in (self.query, self.key, self.value))  # fmt: skip
+        position = (self.rel_h + self.rel_w).view(1, self.heads, c // self.heads, -1)
+        energy = torch.matmul(q.permute(0, 1, 3, 2), k)
+        energy = energy + torch.matmul(position.permute(0, 1, 3, 2), q)
+        attention = F.softmax(energy, dim=-1)
+        return torch.matmul(v, attention.permute(0, 1, 3, 2)).view(b, c, w, h)
+
+
+def test_multi_head_self_attention_mixes_each_channel_over_all_positions():
+    # (was: "matmul at 'att.matmul_2': only a map's positions pooled with attention weights
+    # (a global-context block) or mixed by them …")
+    m = _seeded(Attended(MHSA(4, 6)))
+    t = trace_model(m, (3, 6, 6))
+    assert t.graph.left_out == ["att.permute_2 → att.matmul_2"]
+    # q and k fed the attention alone: no units; v's channels reach b through the mixing
+    assert [u.name for u in t.graph.units] == ["a", "att.value", "b"]
+    mix = t.graph.layer("att.matmul_2")
+    assert (mix.kind, mix.inputs, mix.shape) == ("pool", ["att.value"], [4, 6, 6])
+    assert mix.params["attention"] and mix.params["view"] == [2, 2, 36]
+    assert mix.rf_size == [6.0, 6.0] and t.graph.layer("b").rf_size == [6.0, 6.0]
+    torch.testing.assert_close(unit_weights(t)["b"]["att.value"], _k(m.b))  # mixing: identity
+    _measures_b(m, _images())
+
+
 class FReLU(nn.Module):
     """Funnel activation (megvii-model/FunnelAct): ``torch.max(x, T(x))``, T a depthwise conv
     and a norm; ``how``: the same written as ``torch.maximum``, as the mean that is its linear

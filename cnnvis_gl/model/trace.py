@@ -289,13 +289,16 @@ class _Movement:
 
     def _flattened_map(self, ref: Ref) -> str | None:
         """The channels-first map whose positions the data-movement result ``ref`` flattens
-        (``x.view(b, c, h * w)``, with leading axes of size 1: ``.unsqueeze(1)``), or None."""
+        (``x.view(b, c, h * w)``, with leading axes of size 1: ``.unsqueeze(1)``; its channels
+        split in heads: ``x.view(b, heads, c // heads, h * w)``), or None."""
         if self.calls[ref.index].kind != "layout" or ref.index not in self.prov:
             return None
         p, q = (pick(t, ref.item) for t in self.prov[ref.index])
         ids, pos = p[0], q[0]
         while ids.dim() > 2 and ids.shape[0] == 1:
             ids, pos = ids[0], pos[0]
+        if ids.dim() == 3:  # (heads, channels / heads, positions): the channels in heads
+            ids, pos = ids.flatten(0, 1), pos.flatten(0, 1)
         if ids.dim() != 2 or (ids < 0).any() or not (ids == ids[:, :1]).all():
             return None  # not [channels, positions] of whole channels
         numbers = torch.unique(ids >> movement.ID_BITS)
@@ -659,13 +662,20 @@ class _Builder(_Movement):
         """``softmax(θᵀφ) @ g`` (a non-local block, ``g`` a map flattened to tokens): every
         channel of ``g`` mixed over its positions with weights from the data, once per query
         position — a pooling that keeps the query positions, each seeing the whole image.  The
-        attention is left out, as a gate is (it weighs, it carries no channels).  True when
-        ``call`` is one and its layer was added."""
+        attention is left out, as a gate is (it weighs, it carries no channels).  Also
+        ``g @ softmax(qᵀk)ᵀ``, ``g`` a map flattened channels-first, its channels in heads
+        (BoTNet's multi-head self-attention).  True when ``call`` is one and its layer was
+        added."""
         a, b = (call.args + (None, None))[:2]
         if not isinstance(a, Ref) or not isinstance(b, Ref):
             return False
         va, vb, out = self._value(a), self._value(b), call.value
-        if not isinstance(out, torch.Tensor) or va.dim() != 3 or vb.dim() != 3 or out.dim() != 3:
+        if not isinstance(out, torch.Tensor) or va.dim() != vb.dim() or out.dim() != va.dim():
+            return False
+        if va.shape[-1] == vb.shape[-2] and out.shape[:-1] == va.shape[:-1]:
+            if self._mixed_per_head(call, a, b):
+                return True
+        if va.dim() != 3:
             return False
         if va.shape[2] != vb.shape[1] or out.shape[1] != va.shape[1]:
             return False
@@ -684,6 +694,20 @@ class _Builder(_Movement):
         layer = Layer(call.name, "pool", call.op, [name], [c, *query], params, channels_last=True)
         self._add(layer, Ref(call.index))
         self.left_out.append(f"{self.calls[a.index].name} → {call.name}")
+        return True
+
+    def _mixed_per_head(self, call: Call, g: Ref, attention: Ref) -> bool:
+        """``g @ attentionᵀ``, ``g`` (batch, [heads,] channels, positions) a map flattened
+        channels-first: its channels mixed over the positions, kept in the map's order."""
+        name = self._flattened_map(g)
+        out = call.value
+        query = self._query_map(attention, int(out.shape[-1]))
+        if name is None or query is None:
+            return False
+        c = self.by_name[name].shape[0]
+        params = {"attention": True, "view": [int(v) for v in out.shape[1:]]}
+        self._add(Layer(call.name, "pool", call.op, [name], [c, *query], params), Ref(call.index))
+        self.left_out.append(f"{self.calls[attention.index].name} → {call.name}")
         return True
 
     def _query_map(self, attention: Ref, n: int) -> list[int] | None:

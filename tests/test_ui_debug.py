@@ -350,3 +350,41 @@ def test_the_snapshots_panel_names_the_gates_left_out(cifar_dir: Path, tmp_path:
     drive(app, test, SIZE)
     assert seen["tip"].endswith("\n\natt.sigmoid_1 → att.mul\natt.sigmoid → att.mul_1"), seen
     assert "count as 1: the gated maps keep their channels" in seen["tip"]
+    assert app.state.panels.per_sample is None  # (no dynamic convolutions: no such line)
+
+
+@pytest.mark.gui
+def test_the_snapshots_panel_names_the_per_sample_convolutions(
+    cifar_dir: Path, tmp_path: Path, headless_gl
+):
+    """A run of a model with a dynamic convolution: the Snapshots panel says so, and how its
+    units and weights are read on hover."""
+    import torch
+    from imgui_bundle import imgui
+    from test_graph_dynamic import Dynamic
+
+    import cnnvis_gl
+    from cnnvis_gl.data import open_data
+    from cnnvis_gl.ui import App
+
+    torch.manual_seed(0)
+    snap = cnnvis_gl.analyze(
+        Dynamic().eval(), open_data(f"cifar10:{cifar_dir}").subset(24), progress=False
+    )
+    snap.save(tmp_path, 0)
+    app = App(tmp_path, headless=True)
+    seen: dict = {}
+
+    def test(ctx):
+        wait(ctx, lambda: app.state.scene is not None and not app.feed.pending)
+        app.actions.show_panel("Snapshots")
+        wait(ctx, lambda: app.state.panels.per_sample is not None)
+        x0, y0, x1, y1 = app.state.panels.per_sample
+        ctx.mouse_move_to_pos(imgui.ImVec2((x0 + x1) / 2, (y0 + y1) / 2))
+        ctx.yield_(3)
+        seen["tip"] = app.state.panels.per_sample_tooltip
+        seen["gates"] = app.state.panels.left_out
+
+    drive(app, test, SIZE)
+    assert seen["tip"].startswith("Dynamic convolutions (CondConv, DynamicConv, ODConv)"), seen
+    assert seen["tip"].endswith("\n\natt.conv2d") and seen["gates"] is None

@@ -282,6 +282,8 @@ class PanelState:
     left_out, left_out_tooltip
         Where the Snapshots panel said how many gate branches the graph leaves out this frame
         (screen rect), and the list it showed on hover.
+    per_sample, per_sample_tooltip
+        The same for the per-sample (dynamic) convolutions of the graph.
     """
 
     move_choice: int | None = None
@@ -301,6 +303,8 @@ class PanelState:
     crumbs: list[str] = field(default_factory=list)
     left_out: tuple[float, float, float, float] | None = None
     left_out_tooltip: str | None = None
+    per_sample: tuple[float, float, float, float] | None = None
+    per_sample_tooltip: str | None = None
 
 
 @dataclass

@@ -73,29 +73,42 @@ def _timeline(st: AppState, act: Actions) -> None:
             + (f" · probe error {err:.1%}" if isinstance(err, float) else "")
             + f"\nmodel {meta.get('model', '?')} · {meta.get('dataset', '?')}"
         )
-        _left_out(st, snap.graph.left_out)
-
-
-def _left_out(st: AppState, gates: list[str], shown: int = 12) -> None:
-    """How many gate branches the graph leaves out (the list and why on hover)."""
-    st.panels.left_out = st.panels.left_out_tooltip = None
-    if not gates:
-        return
-    n = len(gates)
-    imgui.text_disabled(f"{n} gate branch{'es' * (n > 1)} left out (hover)")
-    lo, hi = imgui.get_item_rect_min(), imgui.get_item_rect_max()
-    st.panels.left_out = (lo.x, lo.y, hi.x, hi.y)
-    if imgui.is_item_hovered():
-        more = f"\n… and {n - shown} more" if n > shown else ""
-        tip = (
+        gates = snap.graph.left_out
+        st.panels.left_out, st.panels.left_out_tooltip = _note(
+            gates,
+            f"{len(gates)} gate branch{'es' * (len(gates) > 1)} left out",
             "Gates computed from tensors that are no maps (coordinate or triplet attention, SGE,\n"
             "SRM, a non-local block's attention) count as 1: the gated maps keep their channels,\n"
-            "the units after them measure the real values (docs/GRAPH.md).\n\n"
-            + "\n".join(gates[:shown])
-            + more
+            "the units after them measure the real values (docs/GRAPH.md).",
         )
+        dynamic = [lay.name for lay in snap.graph.layers if lay.params.get("per_sample")]
+        st.panels.per_sample, st.panels.per_sample_tooltip = _note(
+            dynamic,
+            f"{len(dynamic)} per-sample convolution{'s' * (len(dynamic) > 1)}",
+            "Dynamic convolutions (CondConv, DynamicConv, ODConv) convolve each image with its\n"
+            "own kernels: their units measure every image's real responses; the weights of\n"
+            "their edges are the kernels a zero image gets, their attention's layers dropped\n"
+            "(docs/GRAPH.md).",
+        )
+
+
+def _note(
+    names: list[str], what: str, why: str, shown: int = 12
+) -> tuple[tuple[float, float, float, float] | None, str | None]:
+    """A line saying how many of something the graph reads in its own way (the list and why
+    on hover); its screen rect and the tooltip shown this frame (None where there is none)."""
+    if not names:
+        return None, None
+    imgui.push_text_wrap_pos(0.0)  # (wrapped in a narrow column)
+    imgui.text_disabled(f"{what} (hover)")
+    imgui.pop_text_wrap_pos()
+    lo, hi = imgui.get_item_rect_min(), imgui.get_item_rect_max()
+    tip = None
+    if imgui.is_item_hovered():
+        more = f"\n… and {len(names) - shown} more" if len(names) > shown else ""
+        tip = why + "\n\n" + "\n".join(names[:shown]) + more
         imgui.set_tooltip(tip)
-        st.panels.left_out_tooltip = tip
+    return (lo.x, lo.y, hi.x, hi.y), tip
 
 
 def _layer_stats(st: AppState, act: Actions) -> None:

@@ -4,11 +4,13 @@ forwards that torch.fx cannot trace, and the errors."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+import cnnvis_gl as cv
 from cnnvis_gl.data import ImageData
 from cnnvis_gl.errors import ModelError
 from cnnvis_gl.model import build_graph, trace_model
@@ -655,3 +657,52 @@ def test_new_patterns_measure_the_right_tensors_on_real_images(cifar_dir):
             want = tap(m, images).amax((2, 3)).amax(0)
         got = torch.tensor(snap[f"units/{unit}/topk_value"][:, 0])
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+class Repeated(nn.Module):
+    """Channels repeated (TridentNet's ``x.repeat(1, 3, 1, 1)`` before its head), tiled, or
+    each repeated in place (``repeat_interleave``)."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Conv2d(12, 5, 1)
+
+    def forward(self, x):
+        y = torch.relu(self.a(x))
+        if self.how == "repeat":
+            y = y.repeat(1, 3, 1, 1)
+        elif self.how == "tile":
+            y = torch.tile(y, (1, 3, 1, 1))
+        elif self.how == "interleave":
+            y = y.repeat_interleave(3, dim=1)
+        else:  # over the positions: no channel map
+            y = y.repeat(1, 3, 2, 1)
+        return self.b(y).mean((2, 3))
+
+
+@pytest.mark.parametrize("how", ["repeat", "tile", "interleave"])
+def test_repeated_channels_are_picked_rows(how):
+    # (was: "unsupported operation 'repeat'")
+    m = _seeded(Repeated(how))
+    t = trace_model(m, (3, 6, 6))
+    assert [u.name for u in t.graph.units] == ["a", "b"]
+    k = _k(m.b)  # [5, 12]: copy r of channel c is column 4r + c, or 3c + r interleaved
+    want = k.view(5, 4, 3).sum(2) if how == "interleave" else k.view(5, 3, 4).sum(1)
+    torch.testing.assert_close(unit_weights(t)["b"]["a"], want)
+    x = torch.randn(5, 3, 6, 6)
+    data = ImageData.from_tensors((x * 40 + 128).clamp(0, 255).to(torch.uint8), [0, 1] * 2 + [0],
+                                  ["p", "q"])  # fmt: skip
+    snap = cv.analyze(m, data, progress=False)
+    with torch.no_grad():  # b measures the real values: the copies by hand
+        y = torch.relu(m.a(next(data.batches(5))[0]))
+        y = y.repeat_interleave(3, 1) if how == "interleave" else torch.cat([y] * 3, 1)
+    torch.testing.assert_close(
+        torch.from_numpy(np.asarray(snap["units/b/max_response"])), m.b(y).amax((0, 2, 3))
+    )
+
+
+def test_positions_repeated_are_refused():
+    with pytest.raises(ModelError, match="unsupported reshape at 'repeat': it moves values"):
+        trace_model(_seeded(Repeated("space")), (3, 6, 6))

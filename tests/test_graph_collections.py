@@ -1347,3 +1347,50 @@ def test_a_layer_reading_maps_stacked_before_the_batch_is_refused():
     with pytest.raises(ModelError, match=r"unsupported stack at 'stack': maps stacked before "
                        "the batch axis are supported where they are averaged or summed"):  # fmt: skip
         trace_model(_seeded(StackRead()), (3, 4, 4))
+
+
+class FocalPieces(nn.Module):
+    """FocalNet's ways of pooling: a global context pooled axis by axis with ``keepdim=True``
+    (``ctx.mean(2, keepdim=True).mean(3, keepdim=True)``) times a spatial gate, and a head
+    pooling the map's tokens transposed back with ``nn.AdaptiveAvgPool1d(1)``; ``twin``: the
+    same with ``x.mean((2, 3), keepdim=True)`` and ``x.mean((2, 3))``."""
+
+    def __init__(self, twin=False):
+        super().__init__()
+        self.twin = twin
+        self.a, self.b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.gate = nn.Conv2d(4, 1, 1)
+        self.pool = nn.AdaptiveAvgPool1d(1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        y = F.relu(self.a(x))
+        ctx = y.mean((2, 3), keepdim=True) if self.twin else y.mean(2, True).mean(3, True)
+        z = self.b(y) + F.gelu(ctx) * self.gate(y)
+        if self.twin:
+            return self.fc(z.mean((2, 3)))
+        tokens = z.flatten(2).transpose(1, 2)
+        return self.fc(torch.flatten(self.pool(tokens.transpose(1, 2)), 1))
+
+
+def test_pools_written_axis_by_axis_or_over_tokens_are_global_pools(tmp_path):
+    # (was: "mean over dimensions [2] at 'mean'" and "unsupported module 'pool'
+    # (torch.nn.modules.pooling.AdaptiveAvgPool1d)")
+    m = _seeded(FocalPieces())
+    twin = FocalPieces(twin=True)
+    twin.load_state_dict(m.state_dict())
+    t, t2 = trace_model(m, (3, 6, 6)), trace_model(twin, (3, 6, 6))
+    assert [u.name for u in t.graph.units] == [u.name for u in t2.graph.units]
+    for name in ("mean_1", "pool"):
+        lay = t.graph.layer(name)
+        assert lay.kind == "pool" and lay.params["global"]
+    assert t.graph.layer("mean_1").shape == [4, 1, 1] and t.graph.layer("pool").shape == [4]
+    got, want = unit_weights(t), unit_weights(t2)
+    for unit, sources in want.items():
+        for src, w in sources.items():
+            torch.testing.assert_close(got[unit][src], w)
+    data = _images()
+    snap, snap2 = cv.analyze(m, data, progress=False), cv.analyze(twin, data, progress=False)
+    for key in snap2.arrays:  # the same statistics, unit by unit
+        if key.startswith("units/"):
+            np.testing.assert_allclose(np.asarray(snap[key]), np.asarray(snap2[key]), atol=1e-5)

@@ -75,6 +75,8 @@ MODULE_KINDS: dict[type, str] = {
     nn.AvgPool3d: "pool",
     nn.AdaptiveAvgPool2d: "pool",
     nn.AdaptiveMaxPool2d: "pool",
+    nn.AdaptiveAvgPool1d: "pool",  # (of a map flattened: a global pool, see trace.py)
+    nn.AdaptiveMaxPool1d: "pool",
     nn.LPPool2d: "pool",
     nn.Upsample: "pool",
     nn.Dropout: "dropout",
@@ -110,6 +112,7 @@ FUNCTION_KINDS: dict[str, str] = {
     ),
     **dict.fromkeys(
         "max_pool2d avg_pool2d avg_pool3d lp_pool2d adaptive_avg_pool2d adaptive_max_pool2d "
+        "adaptive_avg_pool1d adaptive_max_pool1d "
         "mean amax amin sum max min norm linalg_vector_norm logsumexp std var interpolate upsample "
         "upsample_nearest upsample_bilinear matmul bmm".split(),
         "pool",

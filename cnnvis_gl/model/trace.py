@@ -288,9 +288,10 @@ class _Movement:
         return True
 
     def _flattened_map(self, ref: Ref) -> str | None:
-        """The channels-first map whose positions the data-movement result ``ref`` flattens
+        """The map whose positions the data-movement result ``ref`` flattens channels-first
         (``x.view(b, c, h * w)``, with leading axes of size 1: ``.unsqueeze(1)``; its channels
-        split in heads: ``x.view(b, heads, c // heads, h * w)``), or None."""
+        split in heads: ``x.view(b, heads, c // heads, h * w)``; tokens transposed:
+        ``t.transpose(1, 2)``), or None."""
         if self.calls[ref.index].kind != "layout" or ref.index not in self.prov:
             return None
         p, q = (pick(t, ref.item) for t in self.prov[ref.index])
@@ -310,7 +311,6 @@ class _Movement:
         every = torch.arange(pos.shape[1], device=pos.device)
         if (
             len(layer.shape) != 3
-            or layer.channels_last
             or layer.shape[0] != ids.shape[0]
             or layer.shape[1] * layer.shape[2] != pos.shape[1]
             or not (ch == torch.arange(layer.shape[0], device=ch.device)).all()
@@ -367,9 +367,13 @@ class _Builder(_Movement):
             return
         src = self._pooled_map(call, refs)
         if src is not None:  # x.view(b, c, -1).mean(2), x.mean(3).mean(2): global pooling
-            pool = Layer(
-                call.name, "pool", call.op, [src], [self.by_name[src].shape[0]], {"global": True}
-            )
+            out = call.value[0] if isinstance(call.value, tuple) else call.value  # (max: values)
+            c, rank = self.by_name[src].shape[0], out.dim()
+            params: dict[str, Any] = {"global": True}
+            if rank == 3:  # (an adaptive 1-D pool's (batch, channels, 1))
+                params["view"] = [c, 1]
+            shape = [c, 1, 1] if rank == 4 else [c]  # (keepdim: a 1×1 map)
+            pool = Layer(call.name, "pool", call.op, [src], shape, params)
             self._add(pool, Ref(call.index, (0,) if isinstance(call.value, tuple) else ()))
             return
         if call.kind == "conv" and per_sample(self.calls, call):
@@ -613,10 +617,17 @@ class _Builder(_Movement):
         """The channels-first map whose global pooling ``call`` is, when it reduces the last
         axis of a (batch, channels, positions) tensor that is the map with its positions
         flattened (``x.view(b, c, -1).mean(2)``) or with one spatial axis reduced the same way
-        already (``x.mean(3).mean(2)``); ``None`` otherwise."""
+        already (``x.mean(3).mean(2)``), or pools it to one position
+        (``nn.AdaptiveAvgPool1d(1)``: FocalNet's head); ``None`` otherwise."""
+        if call.op in _POOLS_1D and len(refs) == 1 and self._value(refs[0]).dim() == 3:
+            m = call.target
+            size = m.output_size if isinstance(m, nn.Module) else arg(call, 1, "output_size")
+            return self._flattened_map(refs[0]) if size in (1, (1,), [1]) else None
         if call.kind != "pool" or call.op not in _REDUCTIONS or len(refs) != 1:
             return None
         out = call.value[0] if isinstance(call.value, tuple) else call.value  # (max: values)
+        if self._value(refs[0]).dim() == 4 and out.dim() == 4:  # keepdim=True, axis by axis
+            return self._pooled_in_steps(call, refs[0])
         if self._value(refs[0]).dim() != 3 or out.dim() != 2:
             return None
         if reduced(call, 3) == [1]:  # the positions of tokens (VAN's x.mean(dim=1))
@@ -636,6 +647,22 @@ class _Builder(_Movement):
             name = self._resolve(before[0], call.name)
         else:
             return self._flattened_map(refs[0])
+        layer = self.by_name[name]
+        return name if len(layer.shape) == 3 and not layer.channels_last else None
+
+    def _pooled_in_steps(self, call: Call, ref: Ref) -> str | None:
+        """The map whose two spatial axes ``call`` and the reduction before it reduce one after
+        the other, each with ``keepdim=True`` (FocalNet's ``ctx.mean(2, keepdim=True).mean(3,
+        keepdim=True)``), or None."""
+        prev, axes = self.calls[ref.index], reduced(call, 4)
+        if prev.kind != "pool" or prev.op != call.op or axes not in ([2], [3]):
+            return None
+        before = self._refs(prev)
+        if len(before) != 1 or self._value(before[0]).dim() != 4:
+            return None
+        if reduced(prev, 4) != [5 - axes[0]] or prev.value.dim() != 4:
+            return None
+        name = self._resolve(before[0], call.name)
         layer = self.by_name[name]
         return name if len(layer.shape) == 3 and not layer.channels_last else None
 
@@ -725,6 +752,9 @@ class _Builder(_Movement):
             todo.extend(self.calls[ref.index].refs())
         return None
 
+
+#: One-dimensional pools: of a map flattened to one position, a global pool.
+_POOLS_1D = ("AdaptiveAvgPool1d", "AdaptiveMaxPool1d", "adaptive_avg_pool1d", "adaptive_max_pool1d")
 
 #: Reductions that pool a map globally when they reduce its flattened positions
 #: (``x.view(b, c, -1).std(2)``) or its two spatial axes one after the other

@@ -285,3 +285,35 @@ def test_logits_are_found_in_what_forward_returns(setup, how) -> None:
     h, h0 = (train(m, data, data, cfg, progress=False, log=lambda s: None) for m in (model, plain))
     assert h.epochs[0]["train_loss"] == pytest.approx(h0.epochs[0]["train_loss"], rel=1e-5)
     torch.testing.assert_close(model.conv.weight, plain.conv.weight)  # trained alike
+
+
+def test_layers_computed_by_functions_are_zeroed_where_they_are_computed(setup) -> None:
+    """A unit whose layer is a function's result, not a module's (a per-sample convolution's
+    ``F.conv2d`` inside its module, which returns it viewed back): its channels are zeroed the
+    moment they are computed — as zeroing the module's output, which is the same values."""
+    # (was: "'att.conv2d' is not a module of the model")
+    from test_graph_dynamic import Dynamic
+    from test_graph_rules import _seeded
+
+    from cnnvis_gl.model import trace_model
+    from cnnvis_gl.model.graph import channel_layouts
+
+    _, data = setup
+    model = _seeded(Dynamic(act=False, classes=10))
+    with torch.no_grad():
+        model.a.weight.mul_(0.1)
+        model.att.weight.mul_(0.1)
+    layouts = channel_layouts(trace_model(model, (3, 32, 32)).graph)
+    assert layouts["att.conv2d"] == ["batch", 6, 32, 32]  # (the images folded in its output)
+    sets = [
+        {"att.conv2d": [0, 4]}, {"att": [0, 4]}, {"att.conv2d": [1], "b": [0]}, {"att": [1], "b": [0]}
+    ]  # fmt: skip
+    by_call, by_module, both, both_modules = ablate(
+        model, data.batches(40), sets, 10, layouts=layouts
+    )
+    for got, want in ((by_call, by_module), (both, both_modules)):
+        assert got.correct.tolist() == want.correct.tolist()
+        assert np.allclose(got.loss, want.loss, rtol=1e-5)
+    assert not np.allclose(by_call.loss, by_call.loss_base)  # (it did change something)
+    with pytest.raises(ValueError, match="'att.conv9' is not a module or a layer of the model"):
+        ablate(model, data.batches(40), [{"att.conv9": [0]}], 10)

@@ -89,12 +89,12 @@ class OmniConv(nn.Module):
 class Dynamic(nn.Module):
     """``act``: a ReLU after the dynamic convolution (its unit's tap), else its own output is."""
 
-    def __init__(self, groups=1, unfold="view", act=True, omni=False):
+    def __init__(self, groups=1, unfold="view", act=True, omni=False, classes=2):
         super().__init__()
         self.act = act
         self.a = nn.Conv2d(3, 4, 3, padding=1)
         self.att = OmniConv(4, 6) if omni else DynamicConv(4, 6, groups=groups, unfold=unfold)
-        self.b = nn.Conv2d(6, 2, 1)
+        self.b = nn.Conv2d(6, classes, 1)
 
     def forward(self, x):
         y = self.att(F.relu(self.a(x)))

@@ -3,7 +3,8 @@
 The causal counterpart of the activation matrix: a cluster whose neurons light up for "cat"
 matters for cats if zeroing them costs cat accuracy.  :func:`ablate` runs the model once per
 batch as it is (the baseline) and once per channel set with forward hooks that zero those
-channels of a module's output, on the model's device, over the same images — so every set is
+channels of a module's output (of a function's result, under the capture's call numbering,
+for layers no module returns), on the model's device, over the same images — so every set is
 compared with the same baseline in one pass over the data.
 """
 
@@ -106,8 +107,9 @@ def ablate(
     batches
         ``(images, labels, anything)`` mini-batches (e.g. ``ImageData.batches``).
     sets
-        Each a mapping from a module path (``model.named_modules()``) to the output channels
-        it zeroes.
+        Each a mapping from a module path (``model.named_modules()``), or the name of a layer
+        a function computes (a unit's, as the capture names it: ``block.conv2d``), to the
+        output channels it zeroes.
     num_classes
         ``K``.
     device
@@ -124,15 +126,13 @@ def ablate(
     Raises
     ------
     ValueError
-        A module path that is not a module of the model, or a channel out of range.
+        A name that is no module or layer of the model, or a channel out of range.
     """
     modules = dict(model.named_modules())
-    for s in sets:
-        for name in s:
-            if name not in modules:
-                raise ValueError(
-                    f"{name!r} is not a module of the model (ablation zeroes a module's output)"
-                )
+    # layers computed by functions (F.conv2d in a module's forward: a standardised or a
+    # per-sample convolution, a functional network) are zeroed where the capture finds them
+    functional = {name for s in sets for name in s if name not in modules}
+    traced: Any = None
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     K = int(num_classes)
     count = torch.zeros(K, dtype=torch.float64, device=dev)
@@ -154,6 +154,8 @@ def ablate(
         with torch.no_grad(), cuda_constructors_on_cpu(dev):
             for x, y, *_ in batches:
                 x, y = x.to(dev, dtype), y.to(dev).long()
+                if functional and traced is None:
+                    traced = _functional_layers(model, tuple(x.shape[1:]), functional)
                 count += torch.bincount(y, minlength=K).double()
                 _accumulate(logits_of(model(x)), y, base, K)
                 before = dict(seen)
@@ -163,9 +165,12 @@ def ablate(
                     handles = [
                         modules[n].register_forward_hook(_zeroing(c, layouts.get(n)))
                         for n, c in s.items()
+                        if n in modules
                     ]
+                    zero = {n: c for n, c in s.items() if n not in modules}
                     try:
-                        _accumulate(logits_of(model(x)), y, per[j], K)
+                        logits = _run_zeroing(model, x, traced, zero, layouts) if zero else None
+                        _accumulate(logits_of(model(x)) if logits is None else logits, y, per[j], K)
                     finally:
                         for h in handles:
                             h.remove()
@@ -186,6 +191,51 @@ def ablate(
                 change[u] = (moved[j][u] / scale).cpu().numpy().astype(np.float32)
         out.append(Ablation(c, b[0], p[0], b[1], p[1], change))
     return out
+
+
+def _functional_layers(model: torch.nn.Module, image_shape: tuple[int, ...], names: set[str]) -> Any:
+    """The captured model, checking that ``names`` are its layers."""
+    from ..errors import ModelError
+    from ..model.trace import trace_model
+
+    try:
+        traced = trace_model(model, image_shape)
+    except ModelError as e:
+        raise ValueError(f"{sorted(names)[0]!r} is not a module of the model, and {e}") from e
+    for name in sorted(names):
+        if name not in traced.call_of:
+            raise ValueError(
+                f"{name!r} is not a module or a layer of the model (ablation zeroes a "
+                "module's output, or a layer's)"
+            )
+    return traced
+
+
+def _run_zeroing(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    traced: Any,
+    zero: Mapping[str, Sequence[int]],
+    layouts: Mapping[str, Any],
+) -> torch.Tensor:
+    """The logits of one forward pass with channels of functional layers zeroed in place the
+    moment they are computed (under the capture's call numbering)."""
+    from ..model.capture import TapSession, pick
+
+    taps: dict[int, list[tuple[Any, Sequence[int], Any]]] = {}
+    for name, channels in zero.items():
+        ref = traced.call_of[name]
+        taps.setdefault(ref.index, []).append((ref.item, channels, layouts.get(name)))
+
+    def on_tap(index: int, out: Any, _args: tuple, _kwargs: dict) -> None:
+        for item, channels, layout in taps[index]:
+            view = channels_first(pick(out, item), layout)  # (shares its memory)
+            idx = sorted({int(c) for c in channels})
+            if idx and idx[-1] >= view.shape[1]:
+                raise ValueError(f"channel {idx[-1]} of an output with {view.shape[1]} channels")
+            view[:, idx] = 0
+
+    return TapSession(model, set(taps), traced.recording_calls, on_tap).run(x)
 
 
 def _recording(unit: str, seen: dict[str, torch.Tensor], layout: Any) -> Any:

@@ -303,17 +303,29 @@ def test_layers_computed_by_functions_are_zeroed_where_they_are_computed(setup) 
     with torch.no_grad():
         model.a.weight.mul_(0.1)
         model.att.weight.mul_(0.1)
-    layouts = channel_layouts(trace_model(model, (3, 32, 32)).graph)
+    graph = trace_model(model, (3, 32, 32)).graph
+    layouts = channel_layouts(graph)
     assert layouts["att.conv2d"] == ["batch", 6, 32, 32]  # (the images folded in its output)
     sets = [
         {"att.conv2d": [0, 4]}, {"att": [0, 4]}, {"att.conv2d": [1], "b": [0]}, {"att": [1], "b": [0]}
     ]  # fmt: skip
+    watch = {u.name: u.tap for u in graph.units}  # (a's tap is F.relu's result: no module's)
+    assert watch == {"a": "relu", "att.conv2d": "att.conv2d", "b": "b"}
     by_call, by_module, both, both_modules = ablate(
-        model, data.batches(40), sets, 10, layouts=layouts
+        model, data.batches(40), sets, 10, watch=watch, layouts=layouts
     )
     for got, want in ((by_call, by_module), (both, both_modules)):
         assert got.correct.tolist() == want.correct.tolist()
         assert np.allclose(got.loss, want.loss, rtol=1e-5)
+        assert set(got.change) == set(watch)  # every unit followed (was: b alone)
+        for u in ("a", "b"):
+            np.testing.assert_allclose(got.change[u], want.change[u], rtol=1e-5, atol=1e-7)
     assert not np.allclose(by_call.loss, by_call.loss_base)  # (it did change something)
+    assert not by_call.change["a"].any() and by_call.change["b"].all()  # upstream, downstream
+    # the zeroed neurons as the layers after them see them: moved, the others not (zeroed
+    # after it, in the module's output, the layer's own responses do not move)
+    moved = by_call.change["att.conv2d"]
+    assert (moved[[0, 4]] > 0).all() and not np.delete(moved, [0, 4]).any()
+    assert not by_module.change["att.conv2d"].any()
     with pytest.raises(ValueError, match="'att.conv9' is not a module or a layer of the model"):
         ablate(model, data.batches(40), [{"att.conv9": [0]}], 10)

@@ -73,17 +73,11 @@ class Ablation:
 
 
 def _zeroing(channels: Sequence[int], layout: Any) -> Any:
-    idx = sorted({int(c) for c in channels})
-
     def hook(_module: torch.nn.Module, _inputs: Any, out: Any) -> Any:
         if not isinstance(out, torch.Tensor) or out.dim() < 2:
             raise TypeError("ablation zeroes channels of a tensor output [N, C, ...]")
         out = out.clone(memory_format=torch.contiguous_format)
-        view = channels_first(out, layout)  # (shares out's memory)
-        n = view.shape[1]
-        if idx and idx[-1] >= n:
-            raise ValueError(f"channel {idx[-1]} of an output with {n} channels")
-        view[:, idx] = 0
+        _zero(channels_first(out, layout), channels)  # (the view shares out's memory)
         return out
 
     return hook
@@ -115,9 +109,8 @@ def ablate(
     device
         Where to run (default: the model's parameters' device).
     watch
-        Units whose responses to follow (:attr:`Ablation.change`): unit name → the module
-        whose output is its tap (``NeuronGraph.units``' ``tap``); units whose tap is not a
-        module are left out.
+        Units whose responses to follow (:attr:`Ablation.change`): unit name → its tap
+        (``NeuronGraph.units``' ``tap``: a module's output, or a layer a function computes).
     layouts
         Modules (of ``sets`` or ``watch``) whose outputs do not hold their channels on axis 1,
         and where they do (:func:`~cnnvis_gl.model.graph.channel_layouts` of the model's
@@ -129,19 +122,25 @@ def ablate(
         A name that is no module or layer of the model, or a channel out of range.
     """
     modules = dict(model.named_modules())
-    # layers computed by functions (F.conv2d in a module's forward: a standardised or a
-    # per-sample convolution, a functional network) are zeroed where the capture finds them
-    functional = {name for s in sets for name in s if name not in modules}
-    traced: Any = None
+    watch = dict(watch or {})
+    # layers that functions compute (F.conv2d in a module's forward: a standardised or a
+    # per-sample convolution; a unit whose tap is F.relu's result) are zeroed and followed
+    # under the capture's call numbering
+    # (then every layer is zeroed and followed that way: forward hooks doing work of their own
+    # would be calls the numbering does not expect)
+    by_calls = any(n not in modules for s in sets for n in s) or any(
+        t not in modules for t in watch.values()
+    )
+    calls: _Calls | None = None
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     K = int(num_classes)
     count = torch.zeros(K, dtype=torch.float64, device=dev)
     base = torch.zeros(2, K, dtype=torch.float64, device=dev)  # correct, loss
     per = torch.zeros(len(sets), 2, K, dtype=torch.float64, device=dev)
-    taps = {u: t for u, t in (watch or {}).items() if t in modules}
+    taps = {} if by_calls else watch
     seen: dict[str, torch.Tensor] = {}  # this pass's responses of the watched units
-    moved = [dict.fromkeys(taps, 0.0) for _ in sets]  # summed |Δ| per neuron
-    level: dict[str, Any] = dict.fromkeys(taps, 0.0)  # summed |unablated| per neuron
+    moved = [dict.fromkeys(watch, 0.0) for _ in sets]  # summed |Δ| per neuron
+    level: dict[str, Any] = dict.fromkeys(watch, 0.0)  # summed |unablated| per neuron
     layouts = layouts or {}
     watchers = [
         modules[t].register_forward_hook(_recording(u, seen, layouts.get(t)))
@@ -154,10 +153,12 @@ def ablate(
         with torch.no_grad(), cuda_constructors_on_cpu(dev):
             for x, y, *_ in batches:
                 x, y = x.to(dev, dtype), y.to(dev).long()
-                if functional and traced is None:
-                    traced = _functional_layers(model, tuple(x.shape[1:]), functional)
+                if by_calls and calls is None:
+                    zeroed = {n for s in sets for n in s}
+                    calls = _Calls(model, tuple(x.shape[1:]), zeroed, watch, seen, layouts)
+                run = calls.run if calls is not None else lambda x, _: logits_of(model(x))
                 count += torch.bincount(y, minlength=K).double()
-                _accumulate(logits_of(model(x)), y, base, K)
+                _accumulate(run(x, {}), y, base, K)
                 before = dict(seen)
                 for u, r in before.items():
                     level[u] = level[u] + r.abs().sum(0)
@@ -165,12 +166,10 @@ def ablate(
                     handles = [
                         modules[n].register_forward_hook(_zeroing(c, layouts.get(n)))
                         for n, c in s.items()
-                        if n in modules
+                        if calls is None
                     ]
-                    zero = {n: c for n, c in s.items() if n not in modules}
                     try:
-                        logits = _run_zeroing(model, x, traced, zero, layouts) if zero else None
-                        _accumulate(logits_of(model(x)) if logits is None else logits, y, per[j], K)
+                        _accumulate(run(x, s), y, per[j], K)
                     finally:
                         for h in handles:
                             h.remove()
@@ -180,6 +179,8 @@ def ablate(
         model.train(was_training)
         for h in watchers:
             h.remove()
+        if calls is not None:
+            calls.close()
     c, b = count.cpu().numpy(), base.cpu().numpy()
     out = []
     for j in range(len(sets)):
@@ -193,56 +194,95 @@ def ablate(
     return out
 
 
-def _functional_layers(model: torch.nn.Module, image_shape: tuple[int, ...], names: set[str]) -> Any:
-    """The captured model, checking that ``names`` are its layers."""
-    from ..errors import ModelError
-    from ..model.trace import trace_model
+class _Calls:
+    """Forward passes under the capture's call numbering (:class:`TapSession`) that zero
+    channels of, and follow the responses of, layers that functions compute: what no module
+    returns, so that no forward hook finds it."""
 
-    try:
-        traced = trace_model(model, image_shape)
-    except ModelError as e:
-        raise ValueError(f"{sorted(names)[0]!r} is not a module of the model, and {e}") from e
-    for name in sorted(names):
-        if name not in traced.call_of:
-            raise ValueError(
-                f"{name!r} is not a module or a layer of the model (ablation zeroes a "
-                "module's output, or a layer's)"
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        image_shape: tuple[int, ...],
+        zeroed: set[str],
+        followed: Mapping[str, str],
+        seen: dict[str, torch.Tensor],
+        layouts: Mapping[str, Any],
+    ) -> None:
+        from ..errors import ModelError
+        from ..model.capture import Ref, TapSession
+        from ..model.trace import trace_model
+
+        try:
+            self.traced = trace_model(model, image_shape)
+        except ModelError as e:
+            raise ValueError(f"{sorted(zeroed or followed)[0]!r} is no module, and {e}") from e
+        # where each name's values are computed: a layer's call, or the call whose result a
+        # module (called once a pass) returns
+        returned = {
+            id(m): Ref(i) for i, (m, _, n) in self.traced.module_taps.items() if n == 1
+        }
+        modules = dict(model.named_modules())
+        self.at = dict(self.traced.call_of)
+        for name in sorted(zeroed):
+            if name not in self.at and id(modules.get(name)) in returned:
+                self.at[name] = returned[id(modules[name])]
+            if name not in self.at:
+                raise ValueError(
+                    f"{name!r} is not a module or a layer of the model (ablation zeroes a "
+                    "module's output, or a layer's)"
+                )
+        self.seen, self.layouts = seen, layouts
+        self.follow: dict[int, list[tuple[str, tuple[int, ...], Any]]] = {}
+        for unit, tap in followed.items():
+            if tap in self.at:  # (a unit the capture does not know: left out)
+                ref = self.at[tap]
+                self.follow.setdefault(ref.index, []).append((unit, ref.item, layouts.get(tap)))
+        self.zero: dict[int, list[tuple[tuple[int, ...], Sequence[int], Any]]] = {}
+        taps = {self.at[n].index for n in zeroed} | set(self.follow)
+        self.session = TapSession(
+            model, taps, self.traced.recording_calls, self._on_tap, self.traced.module_taps
+        ).__enter__()
+
+    def run(self, x: torch.Tensor, zero: Mapping[str, Sequence[int]]) -> torch.Tensor:
+        """The logits of ``x`` with the channels of ``zero`` (layer name → channels) zeroed."""
+        self.zero = {}
+        for name, channels in zero.items():
+            ref = self.at[name]
+            self.zero.setdefault(ref.index, []).append(
+                (ref.item, channels, self.layouts.get(name))
             )
-    return traced
+        return self.session.run(x)
+
+    def _on_tap(self, index: int, out: Any, _args: tuple, _kwargs: dict) -> None:
+        from ..model.capture import pick
+
+        for item, channels, layout in self.zero.get(index, ()):
+            _zero(channels_first(pick(out, item), layout), channels)  # in place
+        for unit, item, layout in self.follow.get(index, ()):  # (as the layers after see it)
+            self.seen[unit] = _response(pick(out, item), layout)
+
+    def close(self) -> None:
+        self.session.__exit__(None, None, None)
 
 
-def _run_zeroing(
-    model: torch.nn.Module,
-    x: torch.Tensor,
-    traced: Any,
-    zero: Mapping[str, Sequence[int]],
-    layouts: Mapping[str, Any],
-) -> torch.Tensor:
-    """The logits of one forward pass with channels of functional layers zeroed in place the
-    moment they are computed (under the capture's call numbering)."""
-    from ..model.capture import TapSession, pick
+def _zero(view: torch.Tensor, channels: Sequence[int]) -> None:
+    """Zero ``channels`` of ``view`` (channels on axis 1), in place."""
+    idx = sorted({int(c) for c in channels})
+    if idx and idx[-1] >= view.shape[1]:
+        raise ValueError(f"channel {idx[-1]} of an output with {view.shape[1]} channels")
+    view[:, idx] = 0
 
-    taps: dict[int, list[tuple[Any, Sequence[int], Any]]] = {}
-    for name, channels in zero.items():
-        ref = traced.call_of[name]
-        taps.setdefault(ref.index, []).append((ref.item, channels, layouts.get(name)))
 
-    def on_tap(index: int, out: Any, _args: tuple, _kwargs: dict) -> None:
-        for item, channels, layout in taps[index]:
-            view = channels_first(pick(out, item), layout)  # (shares its memory)
-            idx = sorted({int(c) for c in channels})
-            if idx and idx[-1] >= view.shape[1]:
-                raise ValueError(f"channel {idx[-1]} of an output with {view.shape[1]} channels")
-            view[:, idx] = 0
-
-    return TapSession(model, set(taps), traced.recording_calls, on_tap).run(x)
+def _response(out: torch.Tensor, layout: Any) -> torch.Tensor:
+    """Each image's response per neuron: its maximum over the positions."""
+    t = channels_first(out.detach().float(), layout)
+    return t.flatten(2).amax(2) if t.dim() > 2 else t
 
 
 def _recording(unit: str, seen: dict[str, torch.Tensor], layout: Any) -> Any:
     def hook(_module: torch.nn.Module, _inputs: Any, out: Any) -> None:
         if isinstance(out, torch.Tensor) and out.dim() >= 2:
-            t = channels_first(out.detach().float(), layout)
-            seen[unit] = t.flatten(2).amax(2) if t.dim() > 2 else t
+            seen[unit] = _response(out, layout)
 
     return hook
 

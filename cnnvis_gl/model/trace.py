@@ -287,6 +287,182 @@ class _Movement:
         self.through.add(call.index)
         return True
 
+
+class _Pools(_Movement):
+    """Reductions and attention that pool a map: global pools written by hand, joins of
+    branches stacked before the batch, attention pooling and mixing (docs/GRAPH.md)."""
+
+    def _branch_mean(self, call: Call, refs: list[Ref]) -> bool:
+        """``torch.stack(branches).mean(0)`` (FractalNet's join): the mean (or sum) of maps of
+        one shape stacked before the batch axis — an add layer of the branches, each weighted
+        1/K (1 for a sum).  Gated first, ``(softmax(torch.stack(gates), 0) * stack).sum(0)``
+        (selective kernels as External-Attention-pytorch writes them): the product passed the
+        stack on, its gates (no maps) left out.  True when ``call`` is one and its layer was
+        added."""
+        if call.kind != "pool" or call.op not in ("mean", "sum") or len(refs) != 1:
+            return False
+        made = self.calls[refs[0].index]
+        if made.index in self.through:
+            stacks = [r for r in self._refs(made) if _stacks_batches(self.calls[r.index])]
+            if len(stacks) == 1:
+                made = self.calls[stacks[0].index]
+        if not _stacks_batches(made) or refs[0].item or reduced(call, made.value.dim()) != [0]:
+            return False
+        parts = arg(made, 0, "tensors")
+        if not all(isinstance(r, Ref) and self.calls[r.index].kind != "constant" for r in parts):
+            raise ModelError(f"{call.op} {where(call)}: a stack of constants is not supported")
+        inputs = [self._resolve(r, call.name) for r in parts]
+        srcs = [self.by_name[n] for n in inputs]
+        if len({(tuple(l.shape), l.channels_last) for l in srcs}) != 1:
+            raise ModelError(f"{call.op} {where(call)}: the stacked maps differ in shape")
+        k = len(inputs)
+        signs = [1.0 / k if call.op == "mean" else 1.0] * k
+        layer = Layer(
+            call.name, "add", call.op, inputs, list(srcs[0].shape), {"signs": signs},
+            channels_last=srcs[0].channels_last,
+        )  # fmt: skip
+        self._add(layer, Ref(call.index))
+        return True
+
+    def _pooled_map(self, call: Call, refs: list[Ref]) -> str | None:
+        """The channels-first map whose global pooling ``call`` is, when it reduces the last
+        axis of a (batch, channels, positions) tensor that is the map with its positions
+        flattened (``x.view(b, c, -1).mean(2)``) or with one spatial axis reduced the same way
+        already (``x.mean(3).mean(2)``), or pools it to one position
+        (``nn.AdaptiveAvgPool1d(1)``: FocalNet's head); ``None`` otherwise."""
+        if call.op in _POOLS_1D and len(refs) == 1 and self._value(refs[0]).dim() == 3:
+            m = call.target
+            size = m.output_size if isinstance(m, nn.Module) else arg(call, 1, "output_size")
+            return self._flattened_map(refs[0]) if size in (1, (1,), [1]) else None
+        if call.kind != "pool" or call.op not in _REDUCTIONS or len(refs) != 1:
+            return None
+        out = call.value[0] if isinstance(call.value, tuple) else call.value  # (max: values)
+        if self._value(refs[0]).dim() == 4 and out.dim() == 4:  # keepdim=True, axis by axis
+            return self._pooled_in_steps(call, refs[0])
+        if self._value(refs[0]).dim() != 3 or out.dim() != 2:
+            return None
+        if reduced(call, 3) == [1]:  # the positions of tokens (VAN's x.mean(dim=1))
+            name = self._resolve(refs[0], call.name)
+            layer = self.by_name[name]
+            return name if layer.channels_last and layer.params.get("view") else None
+        if reduced(call, 3) != [2]:
+            return None
+        prev = self.calls[refs[0].index]
+        if prev.kind == "pool" and prev.op == call.op:  # one spatial axis reduced before
+            before = self._refs(prev)
+            if len(before) != 1 or self._value(before[0]).dim() != 4 or reduced(prev, 4) not in (
+                [2],
+                [3],
+            ):
+                return None
+            name = self._resolve(before[0], call.name)
+        else:
+            return self._flattened_map(refs[0])
+        layer = self.by_name[name]
+        return name if len(layer.shape) == 3 and not layer.channels_last else None
+
+    def _pooled_in_steps(self, call: Call, ref: Ref) -> str | None:
+        """The map whose two spatial axes ``call`` and the reduction before it reduce one after
+        the other, each with ``keepdim=True`` (FocalNet's ``ctx.mean(2, keepdim=True).mean(3,
+        keepdim=True)``), or None."""
+        prev, axes = self.calls[ref.index], reduced(call, 4)
+        if prev.kind != "pool" or prev.op != call.op or axes not in ([2], [3]):
+            return None
+        before = self._refs(prev)
+        if len(before) != 1 or self._value(before[0]).dim() != 4:
+            return None
+        if reduced(prev, 4) != [5 - axes[0]] or prev.value.dim() != 4:
+            return None
+        name = self._resolve(before[0], call.name)
+        layer = self.by_name[name]
+        return name if len(layer.shape) == 3 and not layer.channels_last else None
+
+    def _attention_pool(self, call: Call) -> bool:
+        """``x.view(b, c, h * w) @ softmax(a).view(b, h * w, 1)`` (GCNet's global context): a
+        global pooling of ``x`` whose weights come from the data (the attention branch is its
+        second input, like a gate); True when ``call`` is one and its layer was added."""
+        a, b = (call.args + (None, None))[:2]
+        if not isinstance(a, Ref) or not isinstance(b, Ref):
+            return False
+        va, vb = self._value(a), self._value(b)
+        if va.dim() != vb.dim() or vb.shape[-1] != 1 or va.shape[-1] != vb.shape[-2]:
+            return False
+        name = self._flattened_map(a)
+        if name is None:
+            return False
+        attn = self._resolve(b, call.name)
+        c = self.by_name[name].shape[0]
+        params = {"global": True, "view": list(call.value.shape[1:])}
+        self._add(Layer(call.name, "pool", call.op, [name, attn], [c], params), Ref(call.index))
+        return True
+
+    def _attention_mix(self, call: Call) -> bool:
+        """``softmax(θᵀφ) @ g`` (a non-local block, ``g`` a map flattened to tokens): every
+        channel of ``g`` mixed over its positions with weights from the data, once per query
+        position — a pooling that keeps the query positions, each seeing the whole image.  The
+        attention is left out, as a gate is (it weighs, it carries no channels).  Also
+        ``g @ softmax(qᵀk)ᵀ``, ``g`` a map flattened channels-first, its channels in heads
+        (BoTNet's multi-head self-attention).  True when ``call`` is one and its layer was
+        added."""
+        a, b = (call.args + (None, None))[:2]
+        if not isinstance(a, Ref) or not isinstance(b, Ref):
+            return False
+        va, vb, out = self._value(a), self._value(b), call.value
+        if not isinstance(out, torch.Tensor) or va.dim() != vb.dim() or out.dim() != va.dim():
+            return False
+        if va.shape[-1] == vb.shape[-2] and out.shape[:-1] == va.shape[:-1]:
+            if self._mixed_per_head(call, a, b):
+                return True
+        if va.dim() != 3:
+            return False
+        if va.shape[2] != vb.shape[1] or out.shape[1] != va.shape[1]:
+            return False
+        try:
+            name = self._resolve(b, call.name)
+        except ModelError:
+            return False
+        g = self.by_name[name]
+        if not g.channels_last or g.params.get("view") != list(vb.shape[1:]):
+            return False  # (g is no map flattened to tokens)
+        query = self._query_map(a, int(out.shape[1]))
+        if query is None:
+            return False
+        c = g.shape[0]
+        params = {"attention": True, "view": [int(out.shape[1]), c]}
+        layer = Layer(call.name, "pool", call.op, [name], [c, *query], params, channels_last=True)
+        self._add(layer, Ref(call.index))
+        self.left_out.append(f"{self.calls[a.index].name} → {call.name}")
+        return True
+
+    def _mixed_per_head(self, call: Call, g: Ref, attention: Ref) -> bool:
+        """``g @ attentionᵀ``, ``g`` (batch, [heads,] channels, positions) a map flattened
+        channels-first: its channels mixed over the positions, kept in the map's order."""
+        name = self._flattened_map(g)
+        out = call.value
+        query = self._query_map(attention, int(out.shape[-1]))
+        if name is None or query is None:
+            return False
+        c = self.by_name[name].shape[0]
+        params = {"attention": True, "view": [int(v) for v in out.shape[1:]]}
+        self._add(Layer(call.name, "pool", call.op, [name], [c, *query], params), Ref(call.index))
+        self.left_out.append(f"{self.calls[attention.index].name} → {call.name}")
+        return True
+
+    def _query_map(self, attention: Ref, n: int) -> list[int] | None:
+        """(H, W) of the map whose ``n`` positions are an attention's queries: the first map of
+        that many positions found walking back from it (θ's)."""
+        todo, seen = [attention], set()
+        while todo and len(seen) < 64:
+            ref = todo.pop(0)
+            if ref in seen:
+                continue
+            seen.add(ref)
+            layer = self.by_name.get(self.of_ref.get(ref, ""))
+            if layer is not None and len(layer.shape) == 3 and layer.shape[1] * layer.shape[2] == n:
+                return list(layer.shape[1:])
+            todo.extend(self.calls[ref.index].refs())
+        return None
+
     def _flattened_map(self, ref: Ref) -> str | None:
         """The map whose positions the data-movement result ``ref`` flattens channels-first
         (``x.view(b, c, h * w)``, with leading axes of size 1: ``.unsqueeze(1)``; its channels
@@ -320,7 +496,7 @@ class _Movement:
         return name
 
 
-class _Builder(_Movement):
+class _Builder(_Pools):
     """Turns the recorded calls into layers (:func:`trace_model`)."""
 
     def build(self) -> TracedModel:
@@ -580,177 +756,6 @@ class _Builder(_Movement):
             "weight": Computed(band_matrix, (w, c, pad, dil), {}),
             "kernel": w,
         }
-
-    def _branch_mean(self, call: Call, refs: list[Ref]) -> bool:
-        """``torch.stack(branches).mean(0)`` (FractalNet's join): the mean (or sum) of maps of
-        one shape stacked before the batch axis — an add layer of the branches, each weighted
-        1/K (1 for a sum).  Gated first, ``(softmax(torch.stack(gates), 0) * stack).sum(0)``
-        (selective kernels as External-Attention-pytorch writes them): the product passed the
-        stack on, its gates (no maps) left out.  True when ``call`` is one and its layer was
-        added."""
-        if call.kind != "pool" or call.op not in ("mean", "sum") or len(refs) != 1:
-            return False
-        made = self.calls[refs[0].index]
-        if made.index in self.through:
-            stacks = [r for r in self._refs(made) if _stacks_batches(self.calls[r.index])]
-            if len(stacks) == 1:
-                made = self.calls[stacks[0].index]
-        if not _stacks_batches(made) or refs[0].item or reduced(call, made.value.dim()) != [0]:
-            return False
-        parts = arg(made, 0, "tensors")
-        if not all(isinstance(r, Ref) and self.calls[r.index].kind != "constant" for r in parts):
-            raise ModelError(f"{call.op} {where(call)}: a stack of constants is not supported")
-        inputs = [self._resolve(r, call.name) for r in parts]
-        srcs = [self.by_name[n] for n in inputs]
-        if len({(tuple(l.shape), l.channels_last) for l in srcs}) != 1:
-            raise ModelError(f"{call.op} {where(call)}: the stacked maps differ in shape")
-        k = len(inputs)
-        signs = [1.0 / k if call.op == "mean" else 1.0] * k
-        layer = Layer(
-            call.name, "add", call.op, inputs, list(srcs[0].shape), {"signs": signs},
-            channels_last=srcs[0].channels_last,
-        )  # fmt: skip
-        self._add(layer, Ref(call.index))
-        return True
-
-    def _pooled_map(self, call: Call, refs: list[Ref]) -> str | None:
-        """The channels-first map whose global pooling ``call`` is, when it reduces the last
-        axis of a (batch, channels, positions) tensor that is the map with its positions
-        flattened (``x.view(b, c, -1).mean(2)``) or with one spatial axis reduced the same way
-        already (``x.mean(3).mean(2)``), or pools it to one position
-        (``nn.AdaptiveAvgPool1d(1)``: FocalNet's head); ``None`` otherwise."""
-        if call.op in _POOLS_1D and len(refs) == 1 and self._value(refs[0]).dim() == 3:
-            m = call.target
-            size = m.output_size if isinstance(m, nn.Module) else arg(call, 1, "output_size")
-            return self._flattened_map(refs[0]) if size in (1, (1,), [1]) else None
-        if call.kind != "pool" or call.op not in _REDUCTIONS or len(refs) != 1:
-            return None
-        out = call.value[0] if isinstance(call.value, tuple) else call.value  # (max: values)
-        if self._value(refs[0]).dim() == 4 and out.dim() == 4:  # keepdim=True, axis by axis
-            return self._pooled_in_steps(call, refs[0])
-        if self._value(refs[0]).dim() != 3 or out.dim() != 2:
-            return None
-        if reduced(call, 3) == [1]:  # the positions of tokens (VAN's x.mean(dim=1))
-            name = self._resolve(refs[0], call.name)
-            layer = self.by_name[name]
-            return name if layer.channels_last and layer.params.get("view") else None
-        if reduced(call, 3) != [2]:
-            return None
-        prev = self.calls[refs[0].index]
-        if prev.kind == "pool" and prev.op == call.op:  # one spatial axis reduced before
-            before = self._refs(prev)
-            if len(before) != 1 or self._value(before[0]).dim() != 4 or reduced(prev, 4) not in (
-                [2],
-                [3],
-            ):
-                return None
-            name = self._resolve(before[0], call.name)
-        else:
-            return self._flattened_map(refs[0])
-        layer = self.by_name[name]
-        return name if len(layer.shape) == 3 and not layer.channels_last else None
-
-    def _pooled_in_steps(self, call: Call, ref: Ref) -> str | None:
-        """The map whose two spatial axes ``call`` and the reduction before it reduce one after
-        the other, each with ``keepdim=True`` (FocalNet's ``ctx.mean(2, keepdim=True).mean(3,
-        keepdim=True)``), or None."""
-        prev, axes = self.calls[ref.index], reduced(call, 4)
-        if prev.kind != "pool" or prev.op != call.op or axes not in ([2], [3]):
-            return None
-        before = self._refs(prev)
-        if len(before) != 1 or self._value(before[0]).dim() != 4:
-            return None
-        if reduced(prev, 4) != [5 - axes[0]] or prev.value.dim() != 4:
-            return None
-        name = self._resolve(before[0], call.name)
-        layer = self.by_name[name]
-        return name if len(layer.shape) == 3 and not layer.channels_last else None
-
-    def _attention_pool(self, call: Call) -> bool:
-        """``x.view(b, c, h * w) @ softmax(a).view(b, h * w, 1)`` (GCNet's global context): a
-        global pooling of ``x`` whose weights come from the data (the attention branch is its
-        second input, like a gate); True when ``call`` is one and its layer was added."""
-        a, b = (call.args + (None, None))[:2]
-        if not isinstance(a, Ref) or not isinstance(b, Ref):
-            return False
-        va, vb = self._value(a), self._value(b)
-        if va.dim() != vb.dim() or vb.shape[-1] != 1 or va.shape[-1] != vb.shape[-2]:
-            return False
-        name = self._flattened_map(a)
-        if name is None:
-            return False
-        attn = self._resolve(b, call.name)
-        c = self.by_name[name].shape[0]
-        params = {"global": True, "view": list(call.value.shape[1:])}
-        self._add(Layer(call.name, "pool", call.op, [name, attn], [c], params), Ref(call.index))
-        return True
-
-    def _attention_mix(self, call: Call) -> bool:
-        """``softmax(θᵀφ) @ g`` (a non-local block, ``g`` a map flattened to tokens): every
-        channel of ``g`` mixed over its positions with weights from the data, once per query
-        position — a pooling that keeps the query positions, each seeing the whole image.  The
-        attention is left out, as a gate is (it weighs, it carries no channels).  Also
-        ``g @ softmax(qᵀk)ᵀ``, ``g`` a map flattened channels-first, its channels in heads
-        (BoTNet's multi-head self-attention).  True when ``call`` is one and its layer was
-        added."""
-        a, b = (call.args + (None, None))[:2]
-        if not isinstance(a, Ref) or not isinstance(b, Ref):
-            return False
-        va, vb, out = self._value(a), self._value(b), call.value
-        if not isinstance(out, torch.Tensor) or va.dim() != vb.dim() or out.dim() != va.dim():
-            return False
-        if va.shape[-1] == vb.shape[-2] and out.shape[:-1] == va.shape[:-1]:
-            if self._mixed_per_head(call, a, b):
-                return True
-        if va.dim() != 3:
-            return False
-        if va.shape[2] != vb.shape[1] or out.shape[1] != va.shape[1]:
-            return False
-        try:
-            name = self._resolve(b, call.name)
-        except ModelError:
-            return False
-        g = self.by_name[name]
-        if not g.channels_last or g.params.get("view") != list(vb.shape[1:]):
-            return False  # (g is no map flattened to tokens)
-        query = self._query_map(a, int(out.shape[1]))
-        if query is None:
-            return False
-        c = g.shape[0]
-        params = {"attention": True, "view": [int(out.shape[1]), c]}
-        layer = Layer(call.name, "pool", call.op, [name], [c, *query], params, channels_last=True)
-        self._add(layer, Ref(call.index))
-        self.left_out.append(f"{self.calls[a.index].name} → {call.name}")
-        return True
-
-    def _mixed_per_head(self, call: Call, g: Ref, attention: Ref) -> bool:
-        """``g @ attentionᵀ``, ``g`` (batch, [heads,] channels, positions) a map flattened
-        channels-first: its channels mixed over the positions, kept in the map's order."""
-        name = self._flattened_map(g)
-        out = call.value
-        query = self._query_map(attention, int(out.shape[-1]))
-        if name is None or query is None:
-            return False
-        c = self.by_name[name].shape[0]
-        params = {"attention": True, "view": [int(v) for v in out.shape[1:]]}
-        self._add(Layer(call.name, "pool", call.op, [name], [c, *query], params), Ref(call.index))
-        self.left_out.append(f"{self.calls[attention.index].name} → {call.name}")
-        return True
-
-    def _query_map(self, attention: Ref, n: int) -> list[int] | None:
-        """(H, W) of the map whose ``n`` positions are an attention's queries: the first map of
-        that many positions found walking back from it (θ's)."""
-        todo, seen = [attention], set()
-        while todo and len(seen) < 64:
-            ref = todo.pop(0)
-            if ref in seen:
-                continue
-            seen.add(ref)
-            layer = self.by_name.get(self.of_ref.get(ref, ""))
-            if layer is not None and len(layer.shape) == 3 and layer.shape[1] * layer.shape[2] == n:
-                return list(layer.shape[1:])
-            todo.extend(self.calls[ref.index].refs())
-        return None
 
 
 #: One-dimensional pools: of a map flattened to one position, a global pool.

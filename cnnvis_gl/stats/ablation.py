@@ -181,9 +181,20 @@ def ablate(
             h.remove()
         if calls is not None:
             calls.close()
+    return _results(count, base, per, level, moved)
+
+
+def _results(
+    count: torch.Tensor,
+    base: torch.Tensor,
+    per: torch.Tensor,
+    level: dict[str, Any],
+    moved: list[dict[str, Any]],
+) -> list[Ablation]:
+    """One :class:`Ablation` per set from the summed counts, losses and response changes."""
     c, b = count.cpu().numpy(), base.cpu().numpy()
     out = []
-    for j in range(len(sets)):
+    for j in range(len(per)):
         p = per[j].cpu().numpy()
         change = {}
         for u, total in level.items():

@@ -1394,3 +1394,31 @@ def test_pools_written_axis_by_axis_or_over_tokens_are_global_pools(tmp_path):
     for key in snap2.arrays:  # the same statistics, unit by unit
         if key.startswith("units/"):
             np.testing.assert_allclose(np.asarray(snap[key]), np.asarray(snap2[key]), atol=1e-5)
+
+
+class StackedThenViewed(nn.Module):
+    """Two maps stacked before the batch axis, then laid out as one image's channels: with
+    the images first (``permute(1, 0, …)``, a concatenation), or taking the stacked axis for
+    the batch (the rows are no images: each holds both images of one map)."""
+
+    def __init__(self, permute):
+        super().__init__()
+        self.permute = permute
+        self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 4, 3, padding=1)
+        self.c = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        s = torch.stack([self.a(x), self.b(x)], 0)  # (2, B, 4, H, W)
+        if self.permute:
+            s = s.permute(1, 0, 2, 3, 4)
+        return self.c(s.reshape(x.shape[0], 8, *x.shape[2:])).mean((2, 3))
+
+
+def test_rows_that_are_no_images_are_refused_even_as_many_as_the_batch():
+    # (was: the stacked axis, two like the capture's two images, read as the batch: c's
+    # inputs taken for a concatenation of a and b)
+    t = trace_model(_seeded(StackedThenViewed(permute=True)), (3, 4, 4))
+    assert t.graph.layer("c").inputs == ["reshape"] and t.graph.layer("reshape").kind == "cat"
+    with pytest.raises(ModelError, match=r"reshape at 'reshape': it mixes the batch .* rows are "
+                       "not one image each"):  # fmt: skip
+        trace_model(_seeded(StackedThenViewed(permute=False)), (3, 4, 4))

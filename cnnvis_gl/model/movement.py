@@ -50,13 +50,31 @@ def base(
     ch = torch.arange(c, device=device, dtype=torch.int64) + (number << ID_BITS)
     if len(shape) == 1:  # (channels-last: a row, (1, C))
         row = (n, 1, c) if channels_last else (n, c)
-        return ch.expand(row).clone(), torch.zeros(row, dtype=torch.int64, device=device)
+        return ch.expand(row).clone(), _images(torch.zeros(row, dtype=torch.int64, device=device))
     h, w = shape[1:]
     pos = torch.arange(h * w, device=device, dtype=torch.int64).view(1, h, w)
     p, q = ch.view(c, 1, 1).expand(c, h, w), pos.expand(c, h, w)
     if channels_last:
         p, q = p.permute(1, 2, 0), q.permute(1, 2, 0)
-    return p.unsqueeze(0).repeat(n, 1, 1, 1), q.unsqueeze(0).repeat(n, 1, 1, 1)
+    return p.unsqueeze(0).repeat(n, 1, 1, 1), _images(q.unsqueeze(0).repeat(n, 1, 1, 1))
+
+
+#: Q holds the image too, above the position: ``image << IMAGE_BITS | h·W + w`` (image 0's
+#: values are the bare positions).
+IMAGE_BITS = 40
+
+
+def _images(q: torch.Tensor) -> torch.Tensor:
+    """``q`` (a row per image of the capture's batch) with each row's image in its high bits."""
+    rows = torch.arange(q.shape[0], device=q.device, dtype=torch.int64) << IMAGE_BITS
+    return q + rows.view(-1, *[1] * (q.dim() - 1))
+
+
+def _one_image_a_row(q: torch.Tensor) -> bool:
+    """Whether row *r* of ``q`` holds values of image *r* alone (constants aside)."""
+    image = q >> IMAGE_BITS
+    rows = torch.arange(q.shape[0], device=q.device).view(-1, *[1] * (q.dim() - 1))
+    return bool(((q < 0) | (image == rows)).all())
 
 
 def constant(like: torch.Tensor) -> torch.Tensor:
@@ -136,6 +154,11 @@ def classify(p: torch.Tensor, q: torch.Tensor, shapes: Shapes, where: str) -> Mo
         raise ModelError(
             f"unsupported reshape {where}: it mixes the batch with the channels or positions "
             f"({p.shape[0]} rows from a batch of {CAPTURE_BATCH}); {_SUPPORTED}"
+        )
+    if not _one_image_a_row(q):  # (as many rows, but not one image's each: maps stacked)
+        raise ModelError(
+            f"unsupported reshape {where}: it mixes the batch with the channels or positions "
+            f"(its rows are not one image each); {_SUPPORTED}"
         )
     ids, real = p[0], list(p.shape[1:])
     m = None

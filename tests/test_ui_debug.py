@@ -318,13 +318,11 @@ def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path, headless_gl
             shutil.copy(p, Path(keep) / p.name)
 
 
-@pytest.mark.gui
-def test_the_snapshots_panel_names_the_gates_left_out(cifar_dir: Path, tmp_path: Path, headless_gl):
-    """A run of a model whose coordinate-attention gates are left out: the Snapshots panel says
-    how many, and lists them with why on hover."""
+def _hover_note(model, note: str, cifar_dir: Path, tmp_path: Path) -> tuple[str, dict]:
+    """Analyse ``model`` on 24 CIFAR images, open the run, hover the Snapshots panel's line
+    ``note`` (``left_out`` or ``per_sample``); its tooltip and the panel's notes' rects."""
     import torch
     from imgui_bundle import imgui
-    from test_graph_collections import Attended, CoordAtt
 
     import cnnvis_gl
     from cnnvis_gl.data import open_data
@@ -332,7 +330,7 @@ def test_the_snapshots_panel_names_the_gates_left_out(cifar_dir: Path, tmp_path:
 
     torch.manual_seed(0)
     snap = cnnvis_gl.analyze(
-        Attended(CoordAtt(4)).eval(), open_data(f"cifar10:{cifar_dir}").subset(24), progress=False
+        model.eval(), open_data(f"cifar10:{cifar_dir}").subset(24), progress=False
     )
     snap.save(tmp_path, 0)
     app = App(tmp_path, headless=True)
@@ -341,16 +339,27 @@ def test_the_snapshots_panel_names_the_gates_left_out(cifar_dir: Path, tmp_path:
     def test(ctx):
         wait(ctx, lambda: app.state.scene is not None and not app.feed.pending)
         app.actions.show_panel("Snapshots")
-        wait(ctx, lambda: app.state.panels.left_out is not None)
-        x0, y0, x1, y1 = app.state.panels.left_out
+        wait(ctx, lambda: getattr(app.state.panels, note) is not None)
+        x0, y0, x1, y1 = getattr(app.state.panels, note)
         ctx.mouse_move_to_pos(imgui.ImVec2((x0 + x1) / 2, (y0 + y1) / 2))
         ctx.yield_(3)
-        seen["tip"] = app.state.panels.left_out_tooltip
+        seen["tip"] = getattr(app.state.panels, note + "_tooltip")
+        seen["notes"] = {n: getattr(app.state.panels, n) for n in ("left_out", "per_sample")}
 
     drive(app, test, SIZE)
-    assert seen["tip"].endswith("\n\natt.sigmoid_1 → att.mul\natt.sigmoid → att.mul_1"), seen
-    assert "count as 1: the gated maps keep their channels" in seen["tip"]
-    assert app.state.panels.per_sample is None  # (no dynamic convolutions: no such line)
+    return seen["tip"], seen["notes"]
+
+
+@pytest.mark.gui
+def test_the_snapshots_panel_names_the_gates_left_out(cifar_dir: Path, tmp_path: Path, headless_gl):
+    """A run of a model whose coordinate-attention gates are left out: the Snapshots panel says
+    how many, and lists them with why on hover."""
+    from test_graph_collections import Attended, CoordAtt
+
+    tip, notes = _hover_note(Attended(CoordAtt(4)), "left_out", cifar_dir, tmp_path)
+    assert tip.endswith("\n\natt.sigmoid_1 → att.mul\natt.sigmoid → att.mul_1"), tip
+    assert "count as 1: the gated maps keep their channels" in tip
+    assert notes["per_sample"] is None  # (no dynamic convolutions: no such line)
 
 
 @pytest.mark.gui
@@ -359,32 +368,8 @@ def test_the_snapshots_panel_names_the_per_sample_convolutions(
 ):
     """A run of a model with a dynamic convolution: the Snapshots panel says so, and how its
     units and weights are read on hover."""
-    import torch
-    from imgui_bundle import imgui
     from test_graph_dynamic import Dynamic
 
-    import cnnvis_gl
-    from cnnvis_gl.data import open_data
-    from cnnvis_gl.ui import App
-
-    torch.manual_seed(0)
-    snap = cnnvis_gl.analyze(
-        Dynamic().eval(), open_data(f"cifar10:{cifar_dir}").subset(24), progress=False
-    )
-    snap.save(tmp_path, 0)
-    app = App(tmp_path, headless=True)
-    seen: dict = {}
-
-    def test(ctx):
-        wait(ctx, lambda: app.state.scene is not None and not app.feed.pending)
-        app.actions.show_panel("Snapshots")
-        wait(ctx, lambda: app.state.panels.per_sample is not None)
-        x0, y0, x1, y1 = app.state.panels.per_sample
-        ctx.mouse_move_to_pos(imgui.ImVec2((x0 + x1) / 2, (y0 + y1) / 2))
-        ctx.yield_(3)
-        seen["tip"] = app.state.panels.per_sample_tooltip
-        seen["gates"] = app.state.panels.left_out
-
-    drive(app, test, SIZE)
-    assert seen["tip"].startswith("Dynamic convolutions (CondConv, DynamicConv, ODConv)"), seen
-    assert seen["tip"].endswith("\n\natt.conv2d") and seen["gates"] is None
+    tip, notes = _hover_note(Dynamic(), "per_sample", cifar_dir, tmp_path)
+    assert tip.startswith("Dynamic convolutions (CondConv, DynamicConv, ODConv)"), tip
+    assert tip.endswith("\n\natt.conv2d") and notes["left_out"] is None

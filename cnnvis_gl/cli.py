@@ -1183,18 +1183,26 @@ def _stages_text(graph: Any) -> str:
 
 def _graph_notes(graph: Any, shown: int = 3) -> list[str]:
     """What the graph reads in its own way (docs/GRAPH.md), a line each: the gate branches left
-    out, the per-sample (dynamic) convolutions; how many, the first few."""
+    out, the attention layers, the per-sample (dynamic) convolutions; how many, the first few."""
 
     def first(names: list[str]) -> str:
         more = f", … ({len(names) - shown} more)" if len(names) > shown else ""
         return ", ".join(names[:shown]) + more
 
     lines = []
-    if n := len(graph.left_out):
+    gates, attentions = graph.left_out_kinds()
+    if n := len(gates):
         lines.append(
             f"{n} gate branch{'es' * (n > 1)} left out (computed from tensors that are no maps; "
             f"each gate counts as 1, the gated maps keep their channels: docs/GRAPH.md): "
-            f"{first(graph.left_out)}"
+            f"{first(gates)}"
+        )
+    if n := len(attentions):
+        lines.append(
+            f"{n} attention layer{'s' * (n > 1)}: each value channel mixed over the positions "
+            "by weights from the data, which are left out (queries and keys weigh, they carry "
+            "no channels); every position after sees the whole image (docs/GRAPH.md): "
+            f"{first(attentions)}"
         )
     dynamic = [lay.name for lay in graph.layers if lay.params.get("per_sample")]
     if n := len(dynamic):

@@ -320,7 +320,8 @@ def test_training_panel_flags_compare(run_dir: Path, tmp_path: Path, headless_gl
 
 def _hover_note(model, note: str, cifar_dir: Path, tmp_path: Path) -> tuple[str, dict]:
     """Analyse ``model`` on 24 CIFAR images, open the run, hover the Snapshots panel's line
-    ``note`` (``left_out`` or ``per_sample``); its tooltip and the panel's notes' rects."""
+    ``note`` (``left_out``, ``attention`` or ``per_sample``); its tooltip and the panel's notes'
+    rects."""
     import torch
     from imgui_bundle import imgui
 
@@ -344,7 +345,8 @@ def _hover_note(model, note: str, cifar_dir: Path, tmp_path: Path) -> tuple[str,
         ctx.mouse_move_to_pos(imgui.ImVec2((x0 + x1) / 2, (y0 + y1) / 2))
         ctx.yield_(3)
         seen["tip"] = getattr(app.state.panels, note + "_tooltip")
-        seen["notes"] = {n: getattr(app.state.panels, n) for n in ("left_out", "per_sample")}
+        names = ("left_out", "attention", "per_sample")
+        seen["notes"] = {n: getattr(app.state.panels, n) for n in names}
 
     drive(app, test, SIZE)
     return seen["tip"], seen["notes"]
@@ -360,6 +362,20 @@ def test_the_snapshots_panel_names_the_gates_left_out(cifar_dir: Path, tmp_path:
     assert tip.endswith("\n\natt.sigmoid_1 → att.mul\natt.sigmoid → att.mul_1"), tip
     assert "count as 1: the gated maps keep their channels" in tip
     assert notes["per_sample"] is None  # (no dynamic convolutions: no such line)
+    assert notes["attention"] is None
+
+
+@pytest.mark.gui
+def test_the_snapshots_panel_names_the_attention_layers(cifar_dir: Path, tmp_path: Path, headless_gl):
+    """A run of a model with a transformer block on a map's tokens: the Snapshots panel names
+    its attention (not as a gate) and says how it is read on hover."""
+    from test_graph_attention import TokenAttention
+    from test_graph_collections import Attended
+
+    tip, notes = _hover_note(Attended(TokenAttention(4)), "attention", cifar_dir, tmp_path)
+    assert tip.startswith("Attention (non-local blocks, transformer blocks on a map's tokens)")
+    assert tip.endswith("\n\natt.softmax → att.matmul_1"), tip
+    assert notes["left_out"] is None and notes["per_sample"] is None
 
 
 @pytest.mark.gui

@@ -26,6 +26,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..errors import ModelError
 from .cpu_fallback import cuda_constructors_on_cpu
+from .transformer import ENTERED, WrittenOut
 
 # --------------------------------------------------------------------------------------------
 # What a call is
@@ -114,7 +115,7 @@ FUNCTION_KINDS: dict[str, str] = {
         "max_pool2d avg_pool2d avg_pool3d lp_pool2d adaptive_avg_pool2d adaptive_max_pool2d "
         "adaptive_avg_pool1d adaptive_max_pool1d "
         "mean amax amin sum max min norm linalg_vector_norm logsumexp std var interpolate upsample "
-        "upsample_nearest upsample_bilinear matmul bmm".split(),
+        "upsample_nearest upsample_bilinear matmul bmm scaled_dot_product_attention".split(),
         "pool",
     ),
     **dict.fromkeys(
@@ -213,7 +214,7 @@ def module_kind(module: nn.Module) -> tuple[str | None, str]:
             if cls.forward is base.forward:
                 return MODULE_KINDS[base], cls.__name__
             return None, cls.__name__  # own forward(): enter it
-    if isinstance(module, _CONTAINERS) or not cls.__module__.startswith("torch."):
+    if isinstance(module, _CONTAINERS + ENTERED) or not cls.__module__.startswith("torch."):
         return None, cls.__name__
     if isinstance(module, torch.jit.ScriptModule):
         raise ModelError("TorchScript modules cannot be captured: pass the eager nn.Module")
@@ -354,11 +355,14 @@ class _Session(TorchFunctionMode):
         # probe mode
         self.on_call: Callable[[int, Any, tuple, dict], None] | None = None
         self.keep_hooks = False  # hooks stay between forward passes (until detach())
+        self.written_out = WrittenOut(model)
 
     # ------------------------------------------------------------------ hooks
     def attach(self) -> None:
-        """Register the module hooks (kept until :meth:`detach`)."""
+        """Register the module hooks (kept until :meth:`detach`); torch's attention modules
+        written out meanwhile (:mod:`.transformer`)."""
         if not self.handles:
+            self.written_out.__enter__()
             for m in self.model.modules():
                 self.handles.append(m.register_forward_pre_hook(self._pre, with_kwargs=True))
                 self.handles.append(m.register_forward_hook(self._post, with_kwargs=True))
@@ -367,6 +371,7 @@ class _Session(TorchFunctionMode):
         for h in self.handles:
             h.remove()
         self.handles.clear()
+        self.written_out.__exit__(None, None, None)
 
     def __enter__(self) -> _Session:
         self.attach()

@@ -189,6 +189,16 @@ class NeuronGraph:
                 raise ValueError(f"{where}.inputs: {g.inputs!r} are not earlier groups")
             names.add(g.name)
 
+    def left_out_kinds(self) -> tuple[list[str], list[str]]:
+        """``left_out`` split in gate branches and attention weights (the entries whose
+        product is an attention layer: its queries and keys weigh, they carry no channels)."""
+        gates, attentions = [], []
+        for entry in self.left_out:
+            product = self._layer.get(entry.rsplit(" → ", 1)[-1])
+            mixing = product is not None and product.params.get("attention")
+            (attentions if mixing else gates).append(entry)
+        return gates, attentions
+
     def summary(self) -> str:
         rows = [f"{'group':<18}{'neurons':>8}  layers"]
         for g in self.groups:
@@ -200,12 +210,15 @@ def channel_layouts(graph: NeuronGraph) -> dict[str, Any]:
     """Where the layers whose outputs are not laid out (N, C, …) hold their channels:
     ``"last"`` (a Linear on a channels-last map, ECA's Conv1d on a (N, 1, C) row), the
     canonical shape to view them as (a stack of maps, (N, K, C, H, W) → (N, K·C, H, W)), or
-    ``["last", C, H, W]`` (a map flattened to tokens, (N, H·W, C)), or ``["batch", C, H, W]``
+    ``["last", C, H, W]`` (a map flattened to tokens, (N, H·W, C)), ``["heads", h, C, H, W]``
+    (tokens with the channels in h heads, (N, h, H·W, C/h)), or ``["batch", C, H, W]``
     (a per-sample convolution's output, the images folded into the channels: (1, N·C, H, W))."""
     out: dict[str, Any] = {}
     for lay in graph.layers:
         if lay.params.get("per_sample"):  # (1, N·C, H, W): the images folded into the channels
             out[lay.name] = ["batch", *lay.shape]
+        elif lay.channels_last and len(lay.params.get("view", [])) == 3:  # (N, h, H·W, C/h)
+            out[lay.name] = ["heads", lay.params["view"][0], *lay.shape]
         elif lay.params.get("view"):  # (channels-last: a token sequence, (N, H·W, C))
             out[lay.name] = ["last", *lay.shape] if lay.channels_last else list(lay.shape)
         elif lay.channels_last:
@@ -216,11 +229,14 @@ def channel_layouts(graph: NeuronGraph) -> dict[str, Any]:
 def channels_first(t: Any, layout: Any) -> Any:
     """A layer's output tensor ``t`` with its channels on axis 1 (``layout``: its entry in
     :func:`channel_layouts`, or None) — a view of ``t`` unless a stack's ``t`` is not
-    contiguous."""
+    contiguous, or its channels are in heads."""
     if layout == "last":
         return t.movedim(-1, 1)
     if layout and layout[0] == "batch":  # a per-sample convolution's (1, N·C, H, W)
         return t.reshape(-1, *layout[1:])
+    if layout and layout[0] == "heads":  # tokens in heads (N, h, H·W, C/h): a copy
+        c, h, w = layout[2:]
+        return t.transpose(1, 2).reshape(len(t), h, w, c).movedim(-1, 1)
     if layout and layout[0] == "last":  # tokens (N, H·W, C) of a (C, H, W) map
         c, h, w = layout[1:]
         return t.reshape(len(t), h, w, c).movedim(-1, 1)

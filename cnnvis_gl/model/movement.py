@@ -45,6 +45,9 @@ def base(
     channels-last, or reshaped to its ``view`` (a stack of maps, a rearranged vector)."""
     if view:  # (a token sequence (H·W, C) is a channels-last map flattened)
         p, q = base(number, shape, channels_last, device)
+        if is_heads(view, channels_last):  # (heads, H·W, C / heads): an attention's output
+            h, n, d = view
+            return tuple(t.reshape(t.shape[0], n, h, d).transpose(1, 2) for t in (p, q))
         return p.reshape(p.shape[0], *view), q.reshape(q.shape[0], *view)
     c, n = shape[0], CAPTURE_BATCH  # (as many as the capture's batch: its view(b, …) args)
     ch = torch.arange(c, device=device, dtype=torch.int64) + (number << ID_BITS)
@@ -151,9 +154,16 @@ def classify(p: torch.Tensor, q: torch.Tensor, shapes: Shapes, where: str) -> Mo
     canonical shape, layout and view (:func:`base`).  Raises ``ModelError`` for results that
     are no channel map."""
     if p.shape[0] != CAPTURE_BATCH:  # (what one image's values became is no longer p[0])
+        if p.dim() == 3 and p.shape[1] == CAPTURE_BATCH and _one_image_a_row(q.transpose(0, 1)):
+            raise ModelError(
+                f"unsupported reshape {where}: tokens sequence first, (positions, batch, "
+                "channels), as nn.MultiheadAttention and nn.TransformerEncoderLayer take them "
+                "by default: build them with batch_first=True and keep the batch first"
+            )
         raise ModelError(
             f"unsupported reshape {where}: it mixes the batch with the channels or positions "
-            f"({p.shape[0]} rows from a batch of {CAPTURE_BATCH}); {_SUPPORTED}"
+            f"({p.shape[0]} rows from a batch of {CAPTURE_BATCH}: windows, patches or heads "
+            f"folded into the batch, as window attention does, are not supported); {_SUPPORTED}"
         )
     if not _one_image_a_row(q):  # (as many rows, but not one image's each: maps stacked)
         raise ModelError(
@@ -264,6 +274,12 @@ def _tokens(ids: torch.Tensor, g: torch.Tensor, shapes: Shapes) -> Movement | No
     if last0 and view0 == [n, c]:
         return Movement("alias", sources)
     return Movement("identity", sources, list(shape0), True, view=[n, c])
+
+
+def is_heads(view: Any, channels_last: bool) -> bool:
+    """Whether a layer's ``view`` is tokens with the channels split in heads, (heads,
+    positions, channels / heads): the only channels-last view of three axes."""
+    return channels_last and bool(view) and len(view) == 3
 
 
 def is_row(t: Any) -> bool:

@@ -13,6 +13,7 @@ channels-last or back), or nothing (a no-op).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,7 @@ from .capture import (
     record_calls,
     unwrap,
 )
-from .graph import Layer, NeuronGraph, assemble, decode_map
+from .graph import Layer, NeuronGraph, assemble, decode_map, encode_map
 from .params import (
     GATES,
     NORMS,
@@ -46,7 +47,7 @@ from .params import (
     where,
 )
 
-_MATMULS = ("matmul", "bmm")
+_MATMULS = ("matmul", "bmm", "scaled_dot_product_attention")
 
 
 @dataclass
@@ -339,13 +340,13 @@ class _Pools(_Movement):
         out = call.value[0] if isinstance(call.value, tuple) else call.value  # (max: values)
         if self._value(refs[0]).dim() == 4 and out.dim() == 4:  # keepdim=True, axis by axis
             return self._pooled_in_steps(call, refs[0])
-        if self._value(refs[0]).dim() != 3 or out.dim() != 2:
+        if self._value(refs[0]).dim() != 3 or out.dim() not in (2, 3):
             return None
-        if reduced(call, 3) == [1]:  # the positions of tokens (VAN's x.mean(dim=1))
-            name = self._resolve(refs[0], call.name)
+        if reduced(call, 3) == [1]:  # the positions of tokens (VAN's x.mean(dim=1); keepdim:
+            name = self._resolve(refs[0], call.name)  # MobileViTv2's context, (b, 1, c))
             layer = self.by_name[name]
             return name if layer.channels_last and layer.params.get("view") else None
-        if reduced(call, 3) != [2]:
+        if reduced(call, 3) != [2] or out.dim() != 2:
             return None
         prev = self.calls[refs[0].index]
         if prev.kind == "pool" and prev.op == call.op:  # one spatial axis reduced before
@@ -397,56 +398,108 @@ class _Pools(_Movement):
         return True
 
     def _attention_mix(self, call: Call) -> bool:
-        """``softmax(θᵀφ) @ g`` (a non-local block, ``g`` a map flattened to tokens): every
-        channel of ``g`` mixed over its positions with weights from the data, once per query
-        position — a pooling that keeps the query positions, each seeing the whole image.  The
-        attention is left out, as a gate is (it weighs, it carries no channels).  Also
-        ``g @ softmax(qᵀk)ᵀ``, ``g`` a map flattened channels-first, its channels in heads
-        (BoTNet's multi-head self-attention).  True when ``call`` is one and its layer was
-        added."""
+        """An attention's weighted sum over the positions of a map's channels (``attention``
+        from the data, once per query position): ``softmax(θᵀφ) @ g`` (a non-local block, or a
+        transformer's ``softmax(q kᵀ) @ v``, ``g`` the map's tokens, its channels split in heads
+        or not) or ``g @ softmax(qᵀk)ᵀ`` (``g`` the map flattened channels-first: BoTNet's,
+        CoAtNet's).  A pooling that keeps the query positions, each seeing the whole image; the
+        attention is left out, as a gate is (it weighs, it carries no channels).  True when
+        ``call`` is one and its layer was added."""
         a, b = (call.args + (None, None))[:2]
         if not isinstance(a, Ref) or not isinstance(b, Ref):
             return False
         va, vb, out = self._value(a), self._value(b), call.value
         if not isinstance(out, torch.Tensor) or va.dim() != vb.dim() or out.dim() != va.dim():
             return False
-        if va.shape[-1] == vb.shape[-2] and out.shape[:-1] == va.shape[:-1]:
-            if self._mixed_per_head(call, a, b):
-                return True
-        if va.dim() != 3:
+        if va.dim() < 3 or va.shape[-1] != vb.shape[-2]:
             return False
-        if va.shape[2] != vb.shape[1] or out.shape[1] != va.shape[1]:
-            return False
-        try:
-            name = self._resolve(b, call.name)
-        except ModelError:
-            return False
-        g = self.by_name[name]
-        if not g.channels_last or g.params.get("view") != list(vb.shape[1:]):
-            return False  # (g is no map flattened to tokens)
-        query = self._query_map(a, int(out.shape[1]))
-        if query is None:
-            return False
-        c = g.shape[0]
-        params = {"attention": True, "view": [int(out.shape[1]), c]}
-        layer = Layer(call.name, "pool", call.op, [name], [c, *query], params, channels_last=True)
-        self._add(layer, Ref(call.index))
-        self.left_out.append(f"{self.calls[a.index].name} → {call.name}")
-        return True
+        if out.shape[:-1] == va.shape[:-1] and self._mixed(call, a, b, last=False):
+            return True
+        return out.shape[-1] == vb.shape[-1] and self._mixed(call, b, a, last=True)
 
-    def _mixed_per_head(self, call: Call, g: Ref, attention: Ref) -> bool:
-        """``g @ attentionᵀ``, ``g`` (batch, [heads,] channels, positions) a map flattened
-        channels-first: its channels mixed over the positions, kept in the map's order."""
-        name = self._flattened_map(g)
-        out = call.value
-        query = self._query_map(attention, int(out.shape[-1]))
-        if name is None or query is None:
+    def _attention_sdpa(self, call: Call) -> bool:
+        """``F.scaled_dot_product_attention(q, k, v)``: ``softmax(q kᵀ) @ v`` (timm's fused
+        attention), ``v`` a map's tokens; True when its layer was added."""
+        v = arg(call, 2, "value")
+        q = arg(call, 0, "query")
+        if not isinstance(v, Ref) or not isinstance(q, Ref):
             return False
-        c = self.by_name[name].shape[0]
+        out = call.value
+        if not isinstance(out, torch.Tensor) or out.shape[:-1] != self._value(q).shape[:-1]:
+            return False
+        return self._mixed(call, v, q, last=True)
+
+    def _mixed(self, call: Call, g: Ref, attention: Ref, last: bool) -> bool:
+        """Whether ``call`` mixes the channels of ``g`` over its positions with weights
+        ``attention`` from the data; adds its layer if so.  ``last``: ``g`` holds tokens
+        (batch, [heads,] positions, channels), else (batch, [heads,] channels, positions)."""
+        if self.calls[attention.index].kind == "constant":
+            return False  # (a fixed mixing of the positions is no attention)
+        found = self._token_channels(g, last)
+        out = call.value
+        n = int(out.shape[-2 if last else -1])  # (one query: a weighted global pooling, CCT's)
+        query = [1, 1] if n == 1 else self._query_map(attention, n)
+        if found is None or query is None:
+            return False
+        name, channels = found
+        c = len(channels)
+        layer = self.by_name[name]
+        if channels != list(range(layer.shape[0])):  # (v: some of the qkv projection's channels)
+            name = self._values_layer(call, g, layer, channels)
+        # (its own arrangement: channels-last tokens, in heads (heads, positions, d) or not;
+        # channels-first (heads, d, positions))
         params = {"attention": True, "view": [int(v) for v in out.shape[1:]]}
-        self._add(Layer(call.name, "pool", call.op, [name], [c, *query], params), Ref(call.index))
+        lay = Layer(call.name, "pool", call.op, [name], [c, *query], params, channels_last=last)
+        self._add(lay, Ref(call.index))
         self.left_out.append(f"{self.calls[attention.index].name} → {call.name}")
         return True
+
+    def _token_channels(self, ref: Ref, last: bool) -> tuple[str, list[int]] | None:
+        """(layer, channels) when ``ref`` holds channels of one map at every position in one
+        order: (batch, [heads,] positions, channels) if ``last``, else (batch, [heads,]
+        channels, positions), the channels in heads ``h·d + j``; None otherwise."""
+        if self._is_layout(self.calls[ref.index]) and ref not in self.of_ref:
+            if ref.index not in self.prov:
+                return None  # (a data movement of values that are no layer's)
+        try:
+            p, q = self._prov_of(ref, self.calls[ref.index].name)
+        except ModelError:
+            return None
+        ids, pos = p[0], q[0]
+        while ids.dim() > 3 and ids.shape[0] == 1:
+            ids, pos = ids[0], pos[0]
+        if ids.dim() == 2:
+            ids, pos = ids[None], pos[None]
+        if ids.dim() != 3:
+            return None
+        if last:  # (heads, positions, d) -> (heads, d, positions)
+            ids, pos = ids.transpose(1, 2), pos.transpose(1, 2)
+        ids, pos = ids.flatten(0, 1), pos.flatten(0, 1)
+        if (ids < 0).any() or not (ids == ids[:, :1]).all() or not (pos == pos[:1]).all():
+            return None  # (not whole channels, each at the same positions in the same order)
+        numbers = torch.unique(ids >> movement.ID_BITS)
+        if numbers.numel() != 1:
+            return None
+        name = next(k for k, v in self.number.items() if v == int(numbers[0]))
+        layer = self.by_name[name]
+        every = torch.arange(pos.shape[1], device=pos.device)
+        if math.prod(layer.shape[1:]) != pos.shape[1]:  # (a vector: one position)
+            return None
+        if not (pos[0].sort().values == every).all():
+            return None
+        return name, (ids[:, 0] & ((1 << movement.ID_BITS) - 1)).tolist()
+
+    def _values_layer(self, call: Call, g: Ref, source: Layer, channels: list[int]) -> str:
+        """A layer of ``channels`` of ``source`` (the values an attention reads from its qkv
+        projection), not tapped: only its channels' identity is read."""
+        name = f"{call.name}.values"
+        shape = [len(channels), *source.shape[1:]]
+        params = {"map": encode_map([0] * len(channels), channels)}
+        self.layers.append(Layer(name, "select", "getitem", [source.name], shape, params))
+        self.by_name[name] = self.layers[-1]
+        self.number[name] = len(self.number) + 1
+        self.traced.call_of[name] = g
+        return name
 
     def _query_map(self, attention: Ref, n: int) -> list[int] | None:
         """(H, W) of the map whose ``n`` positions are an attention's queries: the first map of
@@ -546,10 +599,11 @@ class _Builder(_Pools):
             out = call.value[0] if isinstance(call.value, tuple) else call.value  # (max: values)
             c, rank = self.by_name[src].shape[0], out.dim()
             params: dict[str, Any] = {"global": True}
-            if rank == 3:  # (an adaptive 1-D pool's (batch, channels, 1))
+            row = rank == 3 and self.by_name[src].channels_last  # (tokens pooled: (b, 1, c))
+            if rank == 3 and not row:  # (an adaptive 1-D pool's (batch, channels, 1))
                 params["view"] = [c, 1]
             shape = [c, 1, 1] if rank == 4 else [c]  # (keepdim: a 1×1 map)
-            pool = Layer(call.name, "pool", call.op, [src], shape, params)
+            pool = Layer(call.name, "pool", call.op, [src], shape, params, channels_last=row)
             self._add(pool, Ref(call.index, (0,) if isinstance(call.value, tuple) else ()))
             return
         if call.kind == "conv" and per_sample(self.calls, call):
@@ -557,12 +611,19 @@ class _Builder(_Pools):
         if call.kind in ("conv", "conv1d", "linear") and not isinstance(call.target, nn.Module):
             param(self.calls, call, 1, "weight")  # (an error for weights computed from the data)
         if call.op in _MATMULS:
-            if not self._attention_pool(call) and not self._attention_mix(call):
+            if call.op == "scaled_dot_product_attention":
+                done = self._attention_sdpa(call)
+            else:
+                done = self._attention_pool(call) or self._attention_mix(call)
+            if not done:
+                # (why its operands are no maps: a data movement refused, not the attention)
+                bad = [r for r in refs if self._unreadable(r) and self._is_layout(self.calls[r.index])]
                 self._defer(
                     call,
-                    f"{call.op} {where(call)}: only a map's positions pooled with "
-                    "attention weights (a global-context block) or mixed by them (a non-local "
-                    "block's softmax(θᵀφ) @ g) is supported",
+                    self.bad[bad[0].index] if bad else f"{call.op} {where(call)}: only a "
+                    "map's positions pooled with attention weights (a global-context block) "
+                    "or mixed by them (attention over a map's positions: a non-local block's "
+                    "softmax(θᵀφ) @ g, a transformer's softmax(q kᵀ) @ v) is supported",
                 )
             return
         refs, inputs = self._inputs(call, refs)

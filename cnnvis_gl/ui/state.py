@@ -282,6 +282,8 @@ class PanelState:
     left_out, left_out_tooltip
         Where the Snapshots panel said how many gate branches the graph leaves out this frame
         (screen rect), and the list it showed on hover.
+    attention, attention_tooltip
+        The same for the attention layers of the graph.
     per_sample, per_sample_tooltip
         The same for the per-sample (dynamic) convolutions of the graph.
     """
@@ -303,6 +305,8 @@ class PanelState:
     crumbs: list[str] = field(default_factory=list)
     left_out: tuple[float, float, float, float] | None = None
     left_out_tooltip: str | None = None
+    attention: tuple[float, float, float, float] | None = None
+    attention_tooltip: str | None = None
     per_sample: tuple[float, float, float, float] | None = None
     per_sample_tooltip: str | None = None
 

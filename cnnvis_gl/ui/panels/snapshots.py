@@ -73,13 +73,21 @@ def _timeline(st: AppState, act: Actions) -> None:
             + (f" · probe error {err:.1%}" if isinstance(err, float) else "")
             + f"\nmodel {meta.get('model', '?')} · {meta.get('dataset', '?')}"
         )
-        gates = snap.graph.left_out
+        gates, attentions = snap.graph.left_out_kinds()
         st.panels.left_out, st.panels.left_out_tooltip = _note(
             gates,
             f"{len(gates)} gate branch{'es' * (len(gates) > 1)} left out",
             "Gates computed from tensors that are no maps (coordinate or triplet attention, SGE,\n"
-            "SRM, a non-local block's attention) count as 1: the gated maps keep their channels,\n"
-            "the units after them measure the real values (docs/GRAPH.md).",
+            "SRM) count as 1: the gated maps keep their channels, the units after them measure\n"
+            "the real values (docs/GRAPH.md).",
+        )
+        st.panels.attention, st.panels.attention_tooltip = _note(
+            attentions,
+            f"{len(attentions)} attention layer{'s' * (len(attentions) > 1)}",
+            "Attention (non-local blocks, transformer blocks on a map's tokens) mixes each value\n"
+            "channel over the positions with weights from the data: the value channels keep\n"
+            "their identity, the queries and keys that weigh them are left out, and every\n"
+            "position after it sees the whole image (docs/GRAPH.md).",
         )
         dynamic = [lay.name for lay in snap.graph.layers if lay.params.get("per_sample")]
         st.panels.per_sample, st.panels.per_sample_tooltip = _note(

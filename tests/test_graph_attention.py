@@ -1,0 +1,355 @@
+"""Attention over a map's positions in hybrid CNNs (CaFormer, CoAtNet, EfficientFormer, a ViT
+block written by hand after a convolutional stem): ``softmax(q kᵀ) @ v`` with ``v`` a map's
+tokens, its channels in heads or not, written out or as ``F.scaled_dot_product_attention``
+(docs/GRAPH.md, "Attention")."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from test_graph_collections import Attended, _images, _measures_b
+from test_graph_rules import _seeded
+from torch import nn
+
+import cnnvis_gl as cv
+from cnnvis_gl.errors import ModelError
+from cnnvis_gl.model import trace_model
+from cnnvis_gl.model.graph import channel_layouts, channels_first, decode_map
+from cnnvis_gl.model.movement import ID_BITS, base
+from cnnvis_gl.model.weights import unit_weights
+
+
+class TokenAttention(nn.Module):
+    """A transformer block's attention on a map's tokens, as timm writes it: a qkv Linear over
+    the channels-last tokens, viewed (b, n, 3, heads, d) and permuted (3, b, heads, n, d);
+    ``softmax(q kᵀ / √d) @ v`` (``how="matmul"``) or the fused
+    ``F.scaled_dot_product_attention`` (``"sdpa"``); the heads put back, a projection and the
+    residual."""
+
+    def __init__(self, c, heads=2, how="matmul"):
+        super().__init__()
+        self.heads, self.how = heads, how
+        self.qkv = nn.Linear(c, 3 * c)
+        self.proj = nn.Linear(c, c)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        t = x.flatten(2).transpose(1, 2)
+        n, d = t.shape[1], c // self.heads
+        q, k, v = self.qkv(t).reshape(b, n, 3, self.heads, d).permute(2, 0, 3, 1, 4).unbind(0)
+        if self.how == "sdpa":
+            o = F.scaled_dot_product_attention(q, k, v)
+        else:
+            o = ((q @ k.transpose(-2, -1)) * d**-0.5).softmax(-1) @ v
+        t = t + self.proj(o.transpose(1, 2).reshape(b, n, c))
+        return t.transpose(1, 2).reshape(b, c, h, w)
+
+
+class MapAttention(nn.Module):
+    """CoAtNet's attention on a channels-first map (timm's ``Attention2d``): a 1×1 qkv conv
+    viewed (b, heads, 3·d, h·w) and chunked, ``v @ softmax(qᵀk)ᵀ`` viewed back."""
+
+    def __init__(self, c, heads=2):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Conv2d(c, 3 * c, 1)
+        self.proj = nn.Conv2d(c, c, 1)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(x).view(b, self.heads, 3 * c // self.heads, -1).chunk(3, dim=2)
+        a = (q.transpose(-2, -1) @ k).softmax(-1)
+        return x + self.proj((v @ a.transpose(-2, -1)).view(b, c, h, w))
+
+
+def _channels(select):
+    """The source channels a select layer of one source picks."""
+    pos, ch = decode_map(select.params["map"])
+    assert set(pos.tolist()) == {0}
+    return ch.tolist()
+
+
+def _proj_at(m, columns):
+    """The projection's weights as the qkv unit's neurons reach it: v's columns."""
+    w = m.att.proj.weight.detach().reshape(4, 4)
+    want = torch.zeros(4, 12)
+    want[:, columns] = w
+    return want
+
+
+@pytest.mark.parametrize("how", ["matmul", "sdpa"])
+@pytest.mark.parametrize("heads", [1, 2])
+def test_attention_on_a_maps_tokens_mixes_the_values_over_all_positions(heads, how):
+    # (was: "matmul at 'att.matmul_1': only a map's positions pooled with attention weights
+    # …" and "unsupported operation 'scaled_dot_product_attention'")
+    m = _seeded(Attended(TokenAttention(4, heads, how)))
+    t = trace_model(m, (3, 6, 6))
+    mix_name = "att.matmul_1" if how == "matmul" else "att.scaled_dot_product_attention"
+    assert t.graph.left_out == [f"{'att.softmax' if how == 'matmul' else 'att.unbind'} → {mix_name}"]
+    # q and k only weigh; the values are the qkv projection's last four channels
+    assert [u.name for u in t.graph.units] == ["a", "att.qkv", "att.proj", "b"]
+    mix = t.graph.layer(mix_name)
+    values = t.graph.layer(f"{mix_name}.values")
+    assert (mix.kind, mix.inputs, mix.shape) == ("pool", [values.name], [4, 6, 6])
+    assert mix.params == {"attention": True, "view": [heads, 36, 4 // heads]}
+    assert (values.kind, values.inputs, values.shape) == ("select", ["att.qkv"], [4, 6, 6])
+    assert _channels(values) == [8, 9, 10, 11]
+    # every position after it sees the whole image
+    assert mix.rf_size == [6.0, 6.0] and mix.rf_jump == [0.0, 0.0]
+    assert t.graph.layer("b").rf_size == [6.0, 6.0]
+    # neuron weights: v's channels reach the projection through the mixing (the identity)
+    torch.testing.assert_close(unit_weights(t)["att.proj"]["att.qkv"], _proj_at(m, [8, 9, 10, 11]))
+    _measures_b(m, _images())
+
+
+def test_fused_and_written_out_attention_are_the_same_graph():
+    m = _seeded(Attended(TokenAttention(4, 2, "matmul")))
+    fused = Attended(TokenAttention(4, 2, "sdpa"))
+    fused.load_state_dict(m.state_dict())
+    t, f = trace_model(m, (3, 6, 6)), trace_model(fused.eval(), (3, 6, 6))
+    assert [(u.name, u.tap) for u in t.graph.units] == [(u.name, u.tap) for u in f.graph.units]
+    uw, fw = unit_weights(t), unit_weights(f)
+    for unit in uw:
+        for src in uw[unit]:
+            torch.testing.assert_close(uw[unit][src], fw[unit][src])
+
+
+def test_a_map_attention_with_heads_reads_each_heads_values_from_the_qkv_conv():
+    # CoAtNet: qkv viewed (b, heads, 3·d, h·w): head i's values are channels 6i + 4, 6i + 5
+    m = _seeded(Attended(MapAttention(4)))
+    t = trace_model(m, (3, 6, 6))
+    assert t.graph.left_out == ["att.transpose_1 → att.matmul_1"]
+    assert [u.name for u in t.graph.units] == ["a", "att.qkv", "att.proj", "b"]
+    mix = t.graph.layer("att.matmul_1")
+    assert mix.params == {"attention": True, "view": [2, 2, 36]} and not mix.channels_last
+    values = t.graph.layer(mix.inputs[0])
+    assert _channels(values) == [4, 5, 10, 11]
+    torch.testing.assert_close(unit_weights(t)["att.proj"]["att.qkv"], _proj_at(m, [4, 5, 10, 11]))
+    _measures_b(m, _images())
+
+
+def test_tokens_in_heads_are_read_back_as_the_map():
+    # an attention's output (batch, heads, positions, d) is the map with channels h·d + j
+    h, n, d = 2, 6, 3
+    p, q = base(7, [h * d, 2, 3], True, "cpu", [h, n, d])
+    assert p.shape == (2, h, n, d)
+    for i in range(h):
+        for j in range(d):
+            assert (p[0, i, :, j] == (7 << ID_BITS) + i * d + j).all()
+            assert (q[0, i, :, j] == torch.arange(n)).all()
+    o = torch.randn(5, h, n, d)
+    want = o.transpose(1, 2).reshape(5, 2, 3, h * d).permute(0, 3, 1, 2)
+    torch.testing.assert_close(channels_first(o, ["heads", h, h * d, 2, 3]), want)
+    m = _seeded(Attended(TokenAttention(4, 2)))
+    layouts = channel_layouts(trace_model(m, (3, 6, 6)).graph)
+    assert layouts["att.matmul_1"] == ["heads", 2, 4, 6, 6]
+
+
+class Mixer(nn.Module):
+    """Tokens mixed by a learned matrix (MLP-Mixer's token mixing): no attention."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(36, 36) / 6)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        return (self.w @ x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, c, h, w)
+
+
+class WindowAttention(nn.Module):
+    """Attention within 3×3 windows, the windows folded into the batch (Swin, DaViT)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.qkv = nn.Linear(c, 3 * c)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        t = x.view(b, c, 2, 3, 2, 3).permute(0, 2, 4, 3, 5, 1).reshape(b * 4, 9, c)
+        q, k, v = self.qkv(t).chunk(3, dim=-1)
+        o = F.scaled_dot_product_attention(q, k, v)
+        return o.view(b, 2, 2, 3, 3, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h, w)
+
+
+@pytest.mark.parametrize(
+    "attention, message",
+    [
+        (Mixer, "matmul at 'att.matmul': only a map's positions pooled with attention weights"),
+        (lambda: WindowAttention(4), "windows, patches or heads folded into the batch"),
+    ],
+)
+def test_what_is_no_attention_over_a_maps_positions_is_one_clear_error(attention, message):
+    with pytest.raises(ModelError, match=message):
+        trace_model(_seeded(Attended(attention())), (3, 6, 6))
+
+
+def test_info_names_the_attention_layers(tmp_path, capsys):
+    from cnnvis_gl.cli import main
+
+    f = tmp_path / "hybrid.py"
+    f.write_text(
+        "from test_graph_attention import TokenAttention\n"
+        "from test_graph_collections import Attended\n\n\n"
+        "def net():\n    return Attended(TokenAttention(4))\n"
+    )
+    assert main(["info", f"{f}:net"]) == 0
+    out = capsys.readouterr().out
+    assert "gate branch" not in out
+    line = out.strip().splitlines()[-1]
+    assert line.startswith("1 attention layer: each value channel mixed over the positions")
+    assert line.endswith("(docs/GRAPH.md): att.softmax → att.matmul_1")
+
+
+class SeqPool(nn.Module):
+    """CCT's sequence pooling: the tokens averaged with weights from the data,
+    ``softmax(a(t))ᵀ @ t`` (one query), then the classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.attention_pool = nn.Linear(4, 1)
+        self.fc = nn.Linear(4, 2, bias=False)
+
+    def forward(self, x):
+        t = F.relu(self.a(x)).flatten(2).transpose(1, 2)
+        w = F.softmax(self.attention_pool(t), dim=1)
+        return self.fc(torch.matmul(w.transpose(-1, -2), t).squeeze(-2))
+
+
+def test_one_query_pools_the_tokens_over_the_whole_image():
+    # (was: "matmul at 'matmul': only a map's positions pooled with attention weights …")
+    m = _seeded(SeqPool())
+    t = trace_model(m, (3, 6, 6))
+    assert [u.name for u in t.graph.units] == ["a", "fc"]
+    assert t.graph.left_out == ["transpose_1 → matmul"]
+    pool = t.graph.layer("matmul")
+    assert (pool.kind, pool.shape, pool.params["attention"]) == ("pool", [4, 1, 1], True)
+    assert pool.rf_size == [6.0, 6.0] and t.graph.layer("fc").rf_size == [6.0, 6.0]
+    torch.testing.assert_close(unit_weights(t)["fc"]["a"], m.fc.weight.detach())
+    data = _images()
+    snap = cv.analyze(m, data, progress=False)
+    with torch.no_grad():
+        out = m(next(data.batches(len(data)))[0])
+    torch.testing.assert_close(
+        torch.from_numpy(np.asarray(snap["units/fc/max_response"])), out.amax(0)
+    )
+
+
+class SeparableAttention(nn.Module):
+    """MobileViTv2's separable self-attention: scores (b, n, 1) softmaxed over the tokens weigh
+    the keys, summed over the tokens with keepdim — a (b, 1, c) context — which scales the
+    values."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.fc_i, self.fc_k = nn.Linear(c, 1), nn.Linear(c, c)
+        self.fc_v, self.fc_o = nn.Linear(c, c), nn.Linear(c, c)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        t = x.flatten(2).transpose(1, 2)
+        i = torch.softmax(self.fc_i(t), dim=1)
+        context = torch.sum(i * self.fc_k(t), dim=1, keepdim=True)
+        o = self.fc_o(self.fc_v(t) * context)
+        return o.transpose(1, 2).reshape(b, c, h, w)
+
+
+def test_tokens_summed_with_keepdim_are_a_global_pool():
+    # (was: "unsupported tensor of shape (2, 1, 4) at 'att.sum': … token sequences …")
+    m = _seeded(Attended(SeparableAttention(4)))
+    t = trace_model(m, (3, 6, 6))
+    pool = t.graph.layer("att.sum")
+    assert (pool.kind, pool.inputs, pool.shape) == ("pool", ["att.mul"], [4])
+    assert pool.params == {"global": True} and pool.channels_last  # ((b, 1, c): a row)
+    assert pool.rf_size == [6.0, 6.0]
+    # (the scores gate the keys: a small unit of their own, as a squeeze-excitation's)
+    units = ["a", "att.fc_i", "att.fc_k", "att.fc_v", "att.fc_o", "b"]
+    assert [u.name for u in t.graph.units] == units
+    _measures_b(m, _images())
+
+
+class TorchAttention(nn.Module):
+    """torch's own ``nn.MultiheadAttention`` (or a ``nn.TransformerEncoder`` of one layer) on a
+    map's tokens, batch first or sequence first."""
+
+    def __init__(self, c, batch_first=True, encoder=False, **kw):
+        super().__init__()
+        self.batch_first, self.encoder = batch_first, encoder
+        if encoder:
+            layer = nn.TransformerEncoderLayer(c, 2, 8, 0.0, batch_first=batch_first)
+            self.m = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        else:
+            self.m = nn.MultiheadAttention(c, 2, batch_first=batch_first, **kw)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        t = x.flatten(2).transpose(1, 2)
+        t = t if self.batch_first else t.transpose(0, 1)
+        y = self.m(t) if self.encoder else t + self.m(t, t, t)[0]
+        y = y if self.batch_first else y.transpose(0, 1)
+        return y.transpose(1, 2).reshape(b, c, h, w)
+
+
+def test_torchs_multihead_attention_is_a_value_projection_attention_and_a_projection():
+    # (was: "unsupported module 'att.m' (torch.nn.modules.activation.MultiheadAttention)")
+    m = _seeded(Attended(TorchAttention(4)))
+    t = trace_model(m, (3, 6, 6))
+    # the value projection is the third of its F.linear calls (q, k, v)
+    assert [u.name for u in t.graph.units] == ["a", "att.m.linear_2", "att.m.out_proj", "b"]
+    mix = t.graph.layer("att.m.scaled_dot_product_attention")
+    assert mix.params == {"attention": True, "view": [2, 36, 2]} and mix.channels_last
+    uw = unit_weights(t)
+    w = m.att.m.in_proj_weight.detach()
+    torch.testing.assert_close(uw["att.m.linear_2"]["a"], w[8:])
+    torch.testing.assert_close(uw["att.m.out_proj"]["att.m.linear_2"], m.att.m.out_proj.weight)
+    _measures_b(m, _images())  # (measured written out; compared with torch's own forward)
+    assert "forward" not in vars(m.att.m)  # (torch's forward back after the passes)
+    assert torch.backends.mha.get_fastpath_enabled()
+
+
+def test_torchs_transformer_encoder_runs_its_own_modules():
+    # (was: "unsupported module 'att.m' (torch.nn.modules.transformer.TransformerEncoder)";
+    # in eval mode it runs one fused kernel, torch._transformer_encoder_layer_fwd)
+    m = _seeded(Attended(TorchAttention(4, encoder=True)))
+    t = trace_model(m, (3, 6, 6))
+    layer = "att.m.layers.0"
+    units = ["a", f"{layer}.self_attn.linear_2", f"{layer}.self_attn.out_proj"]
+    assert [u.name for u in t.graph.units] == [*units, f"{layer}.linear1", f"{layer}.linear2", "b"]
+    _measures_b(m, _images())
+
+
+def test_tokens_sequence_first_are_one_clear_error():
+    m = _seeded(Attended(TorchAttention(4, batch_first=False)))
+    with pytest.raises(ModelError, match=r"at 'att.transpose_1': tokens sequence first, "
+                       r"\(positions, batch, channels\).*batch_first=True"):  # fmt: skip
+        trace_model(m, (3, 6, 6))
+
+
+def test_what_torchs_attention_cannot_be_written_out_with_is_named():
+    m = _seeded(Attended(TorchAttention(4, add_bias_kv=True)))
+    with pytest.raises(ModelError, match="nn.MultiheadAttention with a key padding mask, a "
+                       "causal mask, add_bias_kv or add_zero_attn is not supported"):  # fmt: skip
+        trace_model(m, (3, 6, 6))
+    assert "forward" not in vars(m.att.m) and torch.backends.mha.get_fastpath_enabled()
+
+
+@pytest.mark.parametrize("mask", [None, "bool", "float"])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_multihead_attention_written_out_computes_what_torchs_does(mask, batch_first):
+    from cnnvis_gl.model.transformer import mha_forward
+
+    torch.manual_seed(0)
+    m = nn.MultiheadAttention(8, 2, batch_first=batch_first).eval()
+    x = torch.randn(3, 5, 8) if batch_first else torch.randn(5, 3, 8)
+    masks = {"bool": torch.rand(5, 5) > 0.7, "float": torch.randn(5, 5)}
+    attn_mask = masks.get(mask)
+    if mask == "bool":
+        attn_mask.fill_diagonal_(False)  # (every query sees itself)
+    with torch.no_grad():
+        want, want_w = m(x, x, x, attn_mask=attn_mask)
+        got, got_w = mha_forward(m, x, x, x, attn_mask=attn_mask)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(got_w, want_w)

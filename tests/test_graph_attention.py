@@ -24,9 +24,9 @@ from cnnvis_gl.model.weights import unit_weights
 class TokenAttention(nn.Module):
     """A transformer block's attention on a map's tokens, as timm writes it: a qkv Linear over
     the channels-last tokens, viewed (b, n, 3, heads, d) and permuted (3, b, heads, n, d);
-    ``softmax(q kᵀ / √d) @ v`` (``how="matmul"``) or the fused
-    ``F.scaled_dot_product_attention`` (``"sdpa"``); the heads put back, a projection and the
-    residual."""
+    ``softmax(q kᵀ / √d) @ v`` (``how="matmul"``, or with ``"einsum"``), the fused
+    ``F.scaled_dot_product_attention`` (``"sdpa"``), or with the heads folded into the batch
+    (``"folded"``); the heads put back, a projection and the residual."""
 
     def __init__(self, c, heads=2, how="matmul"):
         super().__init__()
@@ -41,6 +41,14 @@ class TokenAttention(nn.Module):
         q, k, v = self.qkv(t).reshape(b, n, 3, self.heads, d).permute(2, 0, 3, 1, 4).unbind(0)
         if self.how == "sdpa":
             o = F.scaled_dot_product_attention(q, k, v)
+        elif self.how == "einsum":  # (lucidrains' vit-pytorch)
+            a = torch.einsum("bhid,bhjd->bhij", q, k) * d**-0.5
+            o = torch.einsum("b h i j, b h j d -> b h i d", a.softmax(-1), v)
+        elif self.how == "shared":  # (one head's values for all: multi-query attention)
+            o = ((q @ k.transpose(-2, -1)) * d**-0.5).softmax(-1) @ v[:, :1]
+        elif self.how == "folded":  # (the heads folded into the batch: (b h) n d)
+            q, k, v = (t.reshape(b * self.heads, n, d) for t in (q, k, v))
+            o = torch.bmm((q @ k.transpose(1, 2)).softmax(-1), v).view(b, self.heads, n, d)
         else:
             o = ((q @ k.transpose(-2, -1)) * d**-0.5).softmax(-1) @ v
         t = t + self.proj(o.transpose(1, 2).reshape(b, n, c))
@@ -79,15 +87,22 @@ def _proj_at(m, columns):
     return want
 
 
-@pytest.mark.parametrize("how", ["matmul", "sdpa"])
+_MIXES = {
+    "matmul": ("att.softmax", "att.matmul_1"),
+    "sdpa": ("att.unbind", "att.scaled_dot_product_attention"),
+    "einsum": ("att.softmax", "att.einsum_1"),
+}
+
+
+@pytest.mark.parametrize("how", ["matmul", "sdpa", "einsum"])
 @pytest.mark.parametrize("heads", [1, 2])
 def test_attention_on_a_maps_tokens_mixes_the_values_over_all_positions(heads, how):
     # (was: "matmul at 'att.matmul_1': only a map's positions pooled with attention weights
-    # …" and "unsupported operation 'scaled_dot_product_attention'")
+    # …", "unsupported operation 'scaled_dot_product_attention'" and "… 'einsum'")
     m = _seeded(Attended(TokenAttention(4, heads, how)))
     t = trace_model(m, (3, 6, 6))
-    mix_name = "att.matmul_1" if how == "matmul" else "att.scaled_dot_product_attention"
-    assert t.graph.left_out == [f"{'att.softmax' if how == 'matmul' else 'att.unbind'} → {mix_name}"]
+    weights, mix_name = _MIXES[how]
+    assert t.graph.left_out == [f"{weights} → {mix_name}"]
     # q and k only weigh; the values are the qkv projection's last four channels
     assert [u.name for u in t.graph.units] == ["a", "att.qkv", "att.proj", "b"]
     mix = t.graph.layer(mix_name)
@@ -104,9 +119,10 @@ def test_attention_on_a_maps_tokens_mixes_the_values_over_all_positions(heads, h
     _measures_b(m, _images())
 
 
-def test_fused_and_written_out_attention_are_the_same_graph():
+@pytest.mark.parametrize("how", ["sdpa", "einsum"])
+def test_fused_and_written_out_attention_are_the_same_graph(how):
     m = _seeded(Attended(TokenAttention(4, 2, "matmul")))
-    fused = Attended(TokenAttention(4, 2, "sdpa"))
+    fused = Attended(TokenAttention(4, 2, how))
     fused.load_state_dict(m.state_dict())
     t, f = trace_model(m, (3, 6, 6)), trace_model(fused.eval(), (3, 6, 6))
     assert [(u.name, u.tap) for u in t.graph.units] == [(u.name, u.tap) for u in f.graph.units]
@@ -114,6 +130,20 @@ def test_fused_and_written_out_attention_are_the_same_graph():
     for unit in uw:
         for src in uw[unit]:
             torch.testing.assert_close(uw[unit][src], fw[unit][src])
+
+
+def test_values_shared_by_the_heads_are_read_once_per_head():
+    # (mobilenetv4's multi-query attention: was "shape '[2, 6, 2, 2]' is invalid …", a crash)
+    m = _seeded(Attended(TokenAttention(4, 2, "shared")))
+    t = trace_model(m, (3, 6, 6))
+    values = t.graph.layer("att.matmul_1.values")
+    assert _channels(values) == [8, 9, 8, 9]
+    want = _proj_at(m, [8, 9, 10, 11])
+    want = torch.cat([want[:, 8:10] + want[:, 10:12]], 1)
+    got = unit_weights(t)["att.proj"]["att.qkv"]
+    assert not got[:, 10:].any()
+    torch.testing.assert_close(got[:, 8:10], want)
+    _measures_b(m, _images())
 
 
 def test_a_map_attention_with_heads_reads_each_heads_values_from_the_qkv_conv():
@@ -179,6 +209,10 @@ class WindowAttention(nn.Module):
     [
         (Mixer, "matmul at 'att.matmul': only a map's positions pooled with attention weights"),
         (lambda: WindowAttention(4), "windows, patches or heads folded into the batch"),
+        (
+            lambda: TokenAttention(4, 2, "folded"),
+            r"bmm at 'att.bmm': attention with the heads or windows folded into the batch",
+        ),
     ],
 )
 def test_what_is_no_attention_over_a_maps_positions_is_one_clear_error(attention, message):
@@ -353,3 +387,63 @@ def test_multihead_attention_written_out_computes_what_torchs_does(mask, batch_f
         got, got_w = mha_forward(m, x, x, x, attn_mask=attn_mask)
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(got_w, want_w)
+
+
+class PatchEmbed(nn.Module):
+    """A ViT's patch embedding written out (``rearrange(x, 'b c (h p1) (w p2) -> b (h w) (p1 p2
+    c)')`` and a Linear), or (``conv=True``) the same as a strided convolution."""
+
+    def __init__(self, conv=False):
+        super().__init__()
+        self.conv = conv
+        self.embed = nn.Conv2d(3, 5, 2, stride=2) if conv else nn.Linear(12, 5)
+        self.fc = nn.Linear(5, 2)
+
+    def forward(self, x):
+        if self.conv:
+            t = self.embed(x).flatten(2).transpose(1, 2)
+        else:
+            b, c, h, w = x.shape
+            patches = x.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 3, 5, 1)
+            t = self.embed(patches.reshape(b, h * w // 4, 4 * c))
+        return self.fc(F.relu(t).mean(1))
+
+
+def test_a_maps_patches_flattened_to_tokens_are_a_strided_window():
+    # (was: "unsupported reshape at 'reshape': a tensor of shape (9, 12) reaches a layer")
+    m = _seeded(PatchEmbed())
+    twin = PatchEmbed(conv=True)
+    with torch.no_grad():
+        twin.embed.weight.copy_(m.embed.weight.view(5, 2, 2, 3).permute(0, 3, 1, 2))
+        twin.embed.bias.copy_(m.embed.bias)
+        twin.fc.load_state_dict(m.fc.state_dict())
+    t = trace_model(m, (3, 6, 6))
+    patches = t.graph.layer("reshape")
+    assert patches.kind == "select" and patches.shape == [12, 3, 3] and patches.channels_last
+    assert patches.params["view"] == [9, 12] and patches.params["stride"] == [2, 2]
+    embed = t.graph.layer("embed")
+    assert embed.rf_size == [2.0, 2.0] and embed.rf_jump == [2.0, 2.0]
+    data = _images()
+    a, b = cv.analyze(m, data, progress=False), cv.analyze(twin.eval(), data, progress=False)
+    for key in ("units/embed/max_response", "units/embed/topk_box", "units/fc/A_max"):
+        np.testing.assert_allclose(np.asarray(a[key]), np.asarray(b[key]), rtol=1e-5, err_msg=key)
+
+
+class ClassToken(nn.Module):
+    """A ViT's class token prepended to a map's tokens."""
+
+    def __init__(self):
+        super().__init__()
+        self.cls = nn.Parameter(torch.zeros(1, 1, 4))
+        self.norm = nn.LayerNorm(4)
+
+    def forward(self, x):
+        t = x.flatten(2).transpose(1, 2)
+        t = self.norm(torch.cat([self.cls.expand(len(t), -1, -1), t], 1))
+        return t[:, 1:].transpose(1, 2).reshape(x.shape)
+
+
+def test_a_class_token_is_named_in_the_error():
+    with pytest.raises(ModelError, match=r"at 'att.cat': a tensor of shape \(37, 4\) reaches a "
+                       r"layer, its tokens a map's and a constant one \(a class token"):  # fmt: skip
+        trace_model(_seeded(Attended(ClassToken())), (3, 6, 6))

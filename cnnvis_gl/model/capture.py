@@ -115,7 +115,7 @@ FUNCTION_KINDS: dict[str, str] = {
         "max_pool2d avg_pool2d avg_pool3d lp_pool2d adaptive_avg_pool2d adaptive_max_pool2d "
         "adaptive_avg_pool1d adaptive_max_pool1d "
         "mean amax amin sum max min norm linalg_vector_norm logsumexp std var interpolate upsample "
-        "upsample_nearest upsample_bilinear matmul bmm scaled_dot_product_attention".split(),
+        "upsample_nearest upsample_bilinear matmul bmm einsum scaled_dot_product_attention".split(),
         "pool",
     ),
     **dict.fromkeys(

@@ -80,6 +80,13 @@ def _one_image_a_row(q: torch.Tensor) -> bool:
     return bool(((q < 0) | (image == rows)).all())
 
 
+def one_image_a_row(p: torch.Tensor, q: torch.Tensor) -> bool:
+    """Whether the provenance (p, q) of a result has one row per image of the capture's
+    batch, each holding that image's values alone (no heads or windows folded into the
+    batch)."""
+    return p.shape[0] == CAPTURE_BATCH and _one_image_a_row(q)
+
+
 def constant(like: torch.Tensor) -> torch.Tensor:
     return torch.full(like.shape, -1, dtype=torch.int64, device=like.device)
 
@@ -186,6 +193,13 @@ def classify(p: torch.Tensor, q: torch.Tensor, shapes: Shapes, where: str) -> Mo
         return m
     if ids.dim() == 2 and (m := _tokens(ids, q[0], shapes)) is not None:
         return m
+    if ids.dim() == 2 and (m := _patch_tokens(ids, q[0], shapes)) is not None:
+        return m
+    if ids.dim() == 2 and (ids < 0).all(1).any():
+        raise ModelError(
+            f"unsupported reshape {where}: a tensor of shape {tuple(ids.shape)} reaches a layer, "
+            "its tokens a map's and a constant one (a class token, as in ViT): not supported"
+        )
     if ids.dim() == 2:
         raise ModelError(
             f"unsupported reshape {where}: a tensor of shape {tuple(ids.shape)} reaches a layer "
@@ -274,6 +288,27 @@ def _tokens(ids: torch.Tensor, g: torch.Tensor, shapes: Shapes) -> Movement | No
     if last0 and view0 == [n, c]:
         return Movement("alias", sources)
     return Movement("identity", sources, list(shape0), True, view=[n, c])
+
+
+def _patch_tokens(ids: torch.Tensor, g: torch.Tensor, shapes: Shapes) -> Movement | None:
+    """A (patches, channels) sequence that is a map's p × p patches flattened into the
+    channels (a ViT's patch embedding, ``rearrange(x, 'b c (h p1) (w p2) -> b (h w) (p1 p2
+    c)')``, also of shifted copies of the map): the space-to-depth map, laid out channels-last
+    and viewed as (H/p · W/p, p²·C); ``None`` otherwise."""
+    n, c = ids.shape
+    sources = torch.unique(ids[ids >= 0] >> ID_BITS).tolist()  # (-1: padding)
+    if len(sources) != 1 or len(shapes[sources[0]][0]) != 3:
+        return None
+    _, hs, ws = shapes[sources[0]][0]
+    p = math.isqrt(hs * ws // n) if hs * ws % n == 0 else 0
+    if p < 2 or hs % p or ws % p or (hs // p) * (ws // p) != n or c % (p * p):
+        return None
+    grid = (hs // p, ws // p, c)
+    m = _map(ids.reshape(grid), g.reshape(grid), shapes, [])
+    if m is None or not m.channels_last:
+        return None
+    m.view = [n, c]
+    return m
 
 
 def is_heads(view: Any, channels_last: bool) -> bool:

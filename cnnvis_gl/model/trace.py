@@ -47,7 +47,29 @@ from .params import (
     where,
 )
 
-_MATMULS = ("matmul", "bmm", "scaled_dot_product_attention")
+_MATMULS = ("matmul", "bmm", "einsum", "scaled_dot_product_attention")
+
+
+def _matmul_operands(call: Call) -> tuple[Any, Any]:
+    """(a, b) of a call computing ``a @ b``: a matmul's, or an einsum's written as one (the
+    leading indices shared, ``…ij,…jk->…ik``); (None, None) for another einsum."""
+    if call.op != "einsum":
+        return (call.args + (None, None))[:2]
+    eq, *ops = call.args
+    if len(ops) == 1 and isinstance(ops[0], (list, tuple)):
+        ops = list(ops[0])
+    if not isinstance(eq, str) or len(ops) != 2 or "->" not in eq or "." in eq:
+        return None, None
+    lhs, z = eq.replace(" ", "").split("->", 1)
+    if lhs.count(",") != 1:
+        return None, None
+    x, y = lhs.split(",")
+    n = len(z)
+    if not (len(x) == len(y) == n >= 3 and x[:-2] == y[:-2] == z[:-2]):
+        return None, None
+    if x[-1] != y[-2] or z[-2:] != x[-2] + y[-1] or x[-1] in z:
+        return None, None
+    return ops[0], ops[1]
 
 
 @dataclass
@@ -404,8 +426,9 @@ class _Pools(_Movement):
         or not) or ``g @ softmax(qᵀk)ᵀ`` (``g`` the map flattened channels-first: BoTNet's,
         CoAtNet's).  A pooling that keeps the query positions, each seeing the whole image; the
         attention is left out, as a gate is (it weighs, it carries no channels).  True when
-        ``call`` is one and its layer was added."""
-        a, b = (call.args + (None, None))[:2]
+        ``call`` is one and its layer was added; also an ``einsum`` that is such a product
+        (``'bhij,bhjd->bhid'``)."""
+        a, b = _matmul_operands(call)
         if not isinstance(a, Ref) or not isinstance(b, Ref):
             return False
         va, vb, out = self._value(a), self._value(b), call.value
@@ -442,6 +465,11 @@ class _Pools(_Movement):
         if found is None or query is None:
             return False
         name, channels = found
+        heads = math.prod(out.shape[1:-2])  # (the values' own, or one set shared by all heads:
+        if len(channels) * heads == out.shape[1:].numel() // n:  # multi-query attention)
+            channels = channels * heads
+        if len(channels) * n != out.shape[1:].numel():
+            return False  # (grouped values: not supported)
         c = len(channels)
         layer = self.by_name[name]
         if channels != list(range(layer.shape[0])):  # (v: some of the qkv projection's channels)
@@ -465,6 +493,8 @@ class _Pools(_Movement):
             p, q = self._prov_of(ref, self.calls[ref.index].name)
         except ModelError:
             return None
+        if not movement.one_image_a_row(p, q):
+            return None  # (heads or windows folded into the batch)
         ids, pos = p[0], q[0]
         while ids.dim() > 3 and ids.shape[0] == 1:
             ids, pos = ids[0], pos[0]
@@ -616,15 +646,7 @@ class _Builder(_Pools):
             else:
                 done = self._attention_pool(call) or self._attention_mix(call)
             if not done:
-                # (why its operands are no maps: a data movement refused, not the attention)
-                bad = [r for r in refs if self._unreadable(r) and self._is_layout(self.calls[r.index])]
-                self._defer(
-                    call,
-                    self.bad[bad[0].index] if bad else f"{call.op} {where(call)}: only a "
-                    "map's positions pooled with attention weights (a global-context block) "
-                    "or mixed by them (attention over a map's positions: a non-local block's "
-                    "softmax(θᵀφ) @ g, a transformer's softmax(q kᵀ) @ v) is supported",
-                )
+                self._defer(call, self._no_attention(call, refs))
             return
         refs, inputs = self._inputs(call, refs)
         if not inputs:  # (a product passing its carrier's data movement on)
@@ -664,6 +686,29 @@ class _Builder(_Pools):
         self._add(layer, ref)
         if isinstance(call.target, nn.Module):
             self.traced.module_of[call.name] = call.target
+
+    def _no_attention(self, call: Call, refs: list[Ref]) -> str:
+        """Why the product ``call`` is no attention over a map's positions."""
+        for r in refs:
+            if r.index not in self.prov or r in self.of_ref:
+                continue
+            p, q = (pick(t, r.item) for t in self.prov[r.index])
+            if isinstance(p, torch.Tensor) and not movement.one_image_a_row(p, q):
+                return (
+                    f"{call.op} {where(call)}: attention with the heads or windows folded into "
+                    "the batch ((b h) n d) is not supported: keep them on an axis of their "
+                    "own, (b, h, n, d)"
+                )
+        why = (
+            f"{call.op} {where(call)}: only a map's positions pooled with attention weights (a "
+            "global-context block) or mixed by them (attention over a map's positions: a "
+            "non-local block's softmax(θᵀφ) @ g, a transformer's softmax(q kᵀ) @ v) is "
+            "supported"
+        )
+        for r in refs:  # (an operand that is no map's values: a data movement refused)
+            if self._unreadable(r) and self._is_layout(self.calls[r.index]):
+                return f"{why}; its operand {self.calls[r.index].name!r}: {self.bad[r.index]}"
+        return why
 
     def _inputs(self, call: Call, refs: list[Ref]) -> tuple[list[Ref], list[str]]:
         """The inputs ``call`` reads and their layers, gates that are no maps left out; no

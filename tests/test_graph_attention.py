@@ -253,16 +253,22 @@ class SeqPool(nn.Module):
         return self.fc(torch.matmul(w.transpose(-1, -2), t).squeeze(-2))
 
 
-def test_one_query_pools_the_tokens_over_the_whole_image():
-    # (was: "matmul at 'matmul': only a map's positions pooled with attention weights …")
+@pytest.mark.parametrize("size", [6, 2])
+def test_one_query_pools_the_tokens_over_the_whole_image(size):
+    # (was: "matmul at 'matmul': only a map's positions pooled with attention weights …";
+    # at 2 px as many positions as channels: the scores' one channel are no values)
     m = _seeded(SeqPool())
-    t = trace_model(m, (3, 6, 6))
+    t = trace_model(m, (3, size, size))
     assert [u.name for u in t.graph.units] == ["a", "fc"]
     assert t.graph.left_out == ["transpose_1 → matmul"]
     pool = t.graph.layer("matmul")
     assert (pool.kind, pool.shape, pool.params["attention"]) == ("pool", [4, 1, 1], True)
-    assert pool.rf_size == [6.0, 6.0] and t.graph.layer("fc").rf_size == [6.0, 6.0]
+    assert pool.inputs == ["transpose"]  # (the tokens)
+    whole = [float(size)] * 2
+    assert pool.rf_size == whole and t.graph.layer("fc").rf_size == whole
     torch.testing.assert_close(unit_weights(t)["fc"]["a"], m.fc.weight.detach())
+    if size == 2:
+        return
     data = _images()
     snap = cv.analyze(m, data, progress=False)
     with torch.no_grad():

@@ -436,9 +436,11 @@ class _Pools(_Movement):
             return False
         if va.dim() < 3 or va.shape[-1] != vb.shape[-2]:
             return False
-        if out.shape[:-1] == va.shape[:-1] and self._mixed(call, a, b, last=False):
+        # (tokens first: attention scores of one channel, softmax(a(x))ᵀ @ x as CCT pools its
+        # tokens, also pass for a map flattened channels-first)
+        if out.shape[-1] == vb.shape[-1] and self._mixed(call, b, a, last=True):
             return True
-        return out.shape[-1] == vb.shape[-1] and self._mixed(call, b, a, last=True)
+        return out.shape[:-1] == va.shape[:-1] and self._mixed(call, a, b, last=False)
 
     def _attention_sdpa(self, call: Call) -> bool:
         """``F.scaled_dot_product_attention(q, k, v)``: ``softmax(q kᵀ) @ v`` (timm's fused

@@ -204,10 +204,26 @@ class WindowAttention(nn.Module):
         return o.view(b, 2, 2, 3, 3, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h, w)
 
 
+class LinearAttention(nn.Module):
+    """Attention between the channels, ``(v kᵀ) q`` (EfficientViT's ReLU linear attention,
+    without its projections): no attention over the positions."""
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        t = x.flatten(2)
+        return ((t @ t.transpose(1, 2)) @ t).float().view(b, c, h, w)
+
+
 @pytest.mark.parametrize(
     "attention, message",
     [
         (Mixer, "matmul at 'att.matmul': only a map's positions pooled with attention weights"),
+        # (the first of two: not the second, whose operands come from the first)
+        (
+            lambda: nn.Sequential(LinearAttention(), LinearAttention()),
+            r"^matmul at 'att.0.matmul_1': only a map's positions pooled with attention weights "
+            r"[^;]*supported$",
+        ),
         (lambda: WindowAttention(4), "windows, patches or heads folded into the batch"),
         (
             lambda: TokenAttention(4, 2, "folded"),

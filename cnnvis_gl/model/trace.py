@@ -585,6 +585,7 @@ class _Builder(_Pools):
     """Turns the recorded calls into layers (:func:`trace_model`)."""
 
     def build(self) -> TracedModel:
+        self.no_attention: set[str] = set()  # why products were no attention (_no_attention)
         self.readers: dict[int, list[Call]] = {}
         readers = self.readers
         for call in self.calls:
@@ -709,7 +710,11 @@ class _Builder(_Pools):
         )
         for r in refs:  # (an operand that is no map's values: a data movement refused)
             if self._unreadable(r) and self._is_layout(self.calls[r.index]):
-                return f"{why}; its operand {self.calls[r.index].name!r}: {self.bad[r.index]}"
+                if self.bad[r.index] in self.no_attention:  # (an attention before: the cause)
+                    return self.bad[r.index]
+                why = f"{why}; its operand {self.calls[r.index].name!r}: {self.bad[r.index]}"
+                break
+        self.no_attention.add(why)
         return why
 
     def _inputs(self, call: Call, refs: list[Ref]) -> tuple[list[Ref], list[str]]:

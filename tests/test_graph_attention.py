@@ -224,6 +224,11 @@ class LinearAttention(nn.Module):
             r"^matmul at 'att.0.matmul_1': only a map's positions pooled with attention weights "
             r"[^;]*supported$",
         ),
+        (
+            lambda: nn.Sequential(TokenAttention(4, 2, "folded"), LinearAttention()),
+            r"^bmm at 'att.0.bmm': attention with the heads or windows folded into the batch "
+            r"[^;]*\(b, h, n, d\)$",
+        ),
         (lambda: WindowAttention(4), "windows, patches or heads folded into the batch"),
         (
             lambda: TokenAttention(4, 2, "folded"),

@@ -697,11 +697,13 @@ class _Builder(_Pools):
                 continue
             p, q = (pick(t, r.item) for t in self.prov[r.index])
             if isinstance(p, torch.Tensor) and not movement.one_image_a_row(p, q):
-                return (
+                why = (
                     f"{call.op} {where(call)}: attention with the heads or windows folded into "
                     "the batch ((b h) n d) is not supported: keep them on an axis of their "
                     "own, (b, h, n, d)"
                 )
+                self.no_attention.add(why)
+                return why
         why = (
             f"{call.op} {where(call)}: only a map's positions pooled with attention weights (a "
             "global-context block) or mixed by them (attention over a map's positions: a "

@@ -585,7 +585,6 @@ class _Builder(_Pools):
     """Turns the recorded calls into layers (:func:`trace_model`)."""
 
     def build(self) -> TracedModel:
-        self.no_attention: set[str] = set()  # why products were no attention (_no_attention)
         self.readers: dict[int, list[Call]] = {}
         readers = self.readers
         for call in self.calls:
@@ -697,27 +696,20 @@ class _Builder(_Pools):
                 continue
             p, q = (pick(t, r.item) for t in self.prov[r.index])
             if isinstance(p, torch.Tensor) and not movement.one_image_a_row(p, q):
-                why = (
+                return (
                     f"{call.op} {where(call)}: attention with the heads or windows folded into "
                     "the batch ((b h) n d) is not supported: keep them on an axis of their "
                     "own, (b, h, n, d)"
                 )
-                self.no_attention.add(why)
-                return why
-        why = (
+        for r in refs:  # (an operand is a data movement refused before: that is the cause)
+            if self._unreadable(r) and self._is_layout(self.calls[r.index]):
+                return self.bad[r.index]
+        return (
             f"{call.op} {where(call)}: only a map's positions pooled with attention weights (a "
             "global-context block) or mixed by them (attention over a map's positions: a "
             "non-local block's softmax(θᵀφ) @ g, a transformer's softmax(q kᵀ) @ v) is "
             "supported"
         )
-        for r in refs:  # (an operand that is no map's values: a data movement refused)
-            if self._unreadable(r) and self._is_layout(self.calls[r.index]):
-                if self.bad[r.index] in self.no_attention:  # (an attention before: the cause)
-                    return self.bad[r.index]
-                why = f"{why}; its operand {self.calls[r.index].name!r}: {self.bad[r.index]}"
-                break
-        self.no_attention.add(why)
-        return why
 
     def _inputs(self, call: Call, refs: list[Ref]) -> tuple[list[Ref], list[str]]:
         """The inputs ``call`` reads and their layers, gates that are no maps left out; no

@@ -631,7 +631,7 @@ class _Builder(_Pools):
             out = call.value[0] if isinstance(call.value, tuple) else call.value  # (max: values)
             c, rank = self.by_name[src].shape[0], out.dim()
             params: dict[str, Any] = {"global": True}
-            row = rank == 3 and self.by_name[src].channels_last  # (tokens pooled: (b, 1, c))
+            row = rank == 3 and out.shape[1] == 1 and c > 1  # (tokens pooled: (b, 1, c))
             if rank == 3 and not row:  # (an adaptive 1-D pool's (batch, channels, 1))
                 params["view"] = [c, 1]
             shape = [c, 1, 1] if rank == 4 else [c]  # (keepdim: a 1×1 map)

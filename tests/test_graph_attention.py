@@ -474,3 +474,19 @@ def test_a_class_token_is_named_in_the_error():
     with pytest.raises(ModelError, match=r"at 'att.cat': a tensor of shape \(37, 4\) reaches a "
                        r"layer, its tokens a map's and a constant one \(a class token"):  # fmt: skip
         trace_model(_seeded(Attended(ClassToken())), (3, 6, 6))
+
+
+def test_only_torchs_own_multihead_attention_is_written_out():
+    from cnnvis_gl.model.transformer import WrittenOut
+
+    class Own(nn.MultiheadAttention):  # (a forward of its own: left as it is)
+        def forward(self, x):
+            return x
+
+    plain, own = nn.MultiheadAttention(4, 2), Own(4, 2)
+    written = WrittenOut(nn.Sequential(plain, own))
+    assert written.modules == [plain]
+    with written:
+        assert "forward" in vars(plain) and "forward" not in vars(own)
+        assert not torch.backends.mha.get_fastpath_enabled()
+    assert "forward" not in vars(plain) and torch.backends.mha.get_fastpath_enabled()

@@ -76,14 +76,18 @@ def mha_forward(
 
 class WrittenOut:
     """While entered: every ``nn.MultiheadAttention`` of ``model`` runs :func:`mha_forward`,
-    and torch's fused transformer fast path is off."""
+    and torch's fused transformer fast path is off (for an encoder layer's own modules: off
+    whenever ``model`` holds torch's attention)."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.modules = [m for m in model.modules() if isinstance(m, nn.MultiheadAttention)]
+        self.modules = [  # (not a subclass with a forward of its own)
+            m for m in model.modules() if type(m).forward is nn.MultiheadAttention.forward
+        ]
+        self.used = any(isinstance(m, ENTERED) for m in model.modules())
         self.fastpath: bool | None = None
 
     def __enter__(self) -> WrittenOut:
-        if self.modules and self.fastpath is None:
+        if self.used and self.fastpath is None:
             self.fastpath = torch.backends.mha.get_fastpath_enabled()
             torch.backends.mha.set_fastpath_enabled(False)
             for m in self.modules:

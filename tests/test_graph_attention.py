@@ -382,11 +382,59 @@ def test_torchs_transformer_encoder_runs_its_own_modules():
     _measures_b(m, _images())
 
 
-def test_tokens_sequence_first_are_one_clear_error():
-    m = _seeded(Attended(TorchAttention(4, batch_first=False)))
-    with pytest.raises(ModelError, match=r"at 'att.transpose_1': tokens sequence first, "
-                       r"\(positions, batch, channels\).*batch_first=True"):  # fmt: skip
-        trace_model(m, (3, 6, 6))
+@pytest.mark.parametrize("encoder", [False, True])
+def test_tokens_sequence_first_are_the_map_too(encoder):
+    # (torch's transformer modules' default, batch_first=False: was "unsupported reshape at
+    # 'att.transpose_1': it mixes the batch with the channels or positions (36 rows …)")
+    m = _seeded(Attended(TorchAttention(4, batch_first=False, encoder=encoder)))
+    twin = Attended(TorchAttention(4, encoder=encoder))
+    twin.load_state_dict(m.state_dict())
+    t, ref = trace_model(m, (3, 6, 6)), trace_model(twin.eval(), (3, 6, 6))
+    assert [u.name for u in t.graph.units] == [u.name for u in ref.graph.units]
+    first = [lay.name for lay in t.graph.layers if lay.params.get("seq_first")]
+    assert "att.transpose_1" in first
+    assert channel_layouts(t.graph)["att.transpose_1"] == ["seq", 4, 6, 6]
+    uw, uw_ref = unit_weights(t), unit_weights(ref)
+    for unit in uw:
+        for src in uw[unit]:
+            torch.testing.assert_close(uw[unit][src], uw_ref[unit][src])
+    data = _images()
+    a, b = _measures_b(m, data), cv.analyze(twin.eval(), data, progress=False)
+    for u in t.graph.units:
+        key = f"units/{u.name}/max_response"
+        np.testing.assert_allclose(np.asarray(a[key]), np.asarray(b[key]), rtol=1e-5, err_msg=key)
+
+
+def test_a_mean_over_the_sequence_axis_pools_the_tokens():
+    class Pooled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 4, 3, padding=1)
+            self.norm = nn.LayerNorm(4)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            t = self.norm(F.relu(self.a(x)).flatten(2).permute(2, 0, 1))  # (n, b, c)
+            return self.fc(t.mean(0))
+
+    m = _seeded(Pooled())
+    t = trace_model(m, (3, 6, 6))
+    pool = t.graph.layer("mean")
+    assert (pool.kind, pool.shape, pool.params) == ("pool", [4], {"global": True})
+    assert t.graph.layer("norm").params == {"view": [36, 4], "seq_first": True}
+    # an ablation zeroes the channel of the tokens sequence first
+    from cnnvis_gl.stats.ablation import ablate
+
+    data = _images()
+    images, labels, _ = next(data.batches(5))
+    layouts = channel_layouts(t.graph)
+    got = ablate(m, data.batches(5), [{"norm": [1]}], 2, layouts=layouts)[0]
+    with torch.no_grad():
+        tokens = m.norm(F.relu(m.a(images)).flatten(2).permute(2, 0, 1))
+        tokens[..., 1] = 0
+        loss = F.cross_entropy(m.fc(tokens.mean(0)), labels, reduction="none").double()
+    want = torch.zeros(2, dtype=torch.float64).index_add_(0, labels, loss)
+    np.testing.assert_allclose(got.loss, want.numpy(), rtol=1e-6)
 
 
 def test_what_torchs_attention_cannot_be_written_out_with_is_named():

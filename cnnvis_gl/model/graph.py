@@ -211,12 +211,15 @@ def channel_layouts(graph: NeuronGraph) -> dict[str, Any]:
     ``"last"`` (a Linear on a channels-last map, ECA's Conv1d on a (N, 1, C) row), the
     canonical shape to view them as (a stack of maps, (N, K, C, H, W) → (N, K·C, H, W)), or
     ``["last", C, H, W]`` (a map flattened to tokens, (N, H·W, C)), ``["heads", h, C, H, W]``
-    (tokens with the channels in h heads, (N, h, H·W, C/h)), or ``["batch", C, H, W]``
+    (tokens with the channels in h heads, (N, h, H·W, C/h)), ``["seq", C, H, W]`` (tokens
+    sequence first, (H·W, N, C)), or ``["batch", C, H, W]``
     (a per-sample convolution's output, the images folded into the channels: (1, N·C, H, W))."""
     out: dict[str, Any] = {}
     for lay in graph.layers:
         if lay.params.get("per_sample"):  # (1, N·C, H, W): the images folded into the channels
             out[lay.name] = ["batch", *lay.shape]
+        elif lay.params.get("seq_first"):  # (tokens sequence first: (H·W, N, C))
+            out[lay.name] = ["seq", *lay.shape]
         elif lay.channels_last and len(lay.params.get("view", [])) == 3:  # (N, h, H·W, C/h)
             out[lay.name] = ["heads", lay.params["view"][0], *lay.shape]
         elif lay.params.get("view"):  # (channels-last: a token sequence, (N, H·W, C))
@@ -234,6 +237,9 @@ def channels_first(t: Any, layout: Any) -> Any:
         return t.movedim(-1, 1)
     if layout and layout[0] == "batch":  # a per-sample convolution's (1, N·C, H, W)
         return t.reshape(-1, *layout[1:])
+    if layout and layout[0] == "seq":  # tokens sequence first (H·W, N, C)
+        c, h, w = layout[1:]
+        return t.permute(1, 2, 0).reshape(t.shape[1], c, h, w)
     if layout and layout[0] == "heads":  # tokens in heads (N, h, H·W, C/h): a copy
         c, h, w = layout[2:]
         return t.transpose(1, 2).reshape(len(t), h, w, c).movedim(-1, 1)

@@ -87,6 +87,17 @@ def one_image_a_row(p: torch.Tensor, q: torch.Tensor) -> bool:
     return p.shape[0] == CAPTURE_BATCH and _one_image_a_row(q)
 
 
+def sequence_first(p: torch.Tensor, q: torch.Tensor | None = None) -> bool:
+    """Whether a (positions, batch, channels) result holds tokens sequence first (torch's
+    transformer modules' default, ``batch_first=False``): the capture's images on axis 1
+    (checked image by image where the provenance ``q`` is given)."""
+    if not isinstance(p, torch.Tensor) or p.dim() != 3 or p.shape[1] != CAPTURE_BATCH:
+        return False
+    if p.shape[0] == CAPTURE_BATCH:
+        return False  # (as many positions as images: read batch first)
+    return q is None or _one_image_a_row(q.transpose(0, 1))
+
+
 def constant(like: torch.Tensor) -> torch.Tensor:
     return torch.full(like.shape, -1, dtype=torch.int64, device=like.device)
 
@@ -161,12 +172,6 @@ def classify(p: torch.Tensor, q: torch.Tensor, shapes: Shapes, where: str) -> Mo
     canonical shape, layout and view (:func:`base`).  Raises ``ModelError`` for results that
     are no channel map."""
     if p.shape[0] != CAPTURE_BATCH:  # (what one image's values became is no longer p[0])
-        if p.dim() == 3 and p.shape[1] == CAPTURE_BATCH and _one_image_a_row(q.transpose(0, 1)):
-            raise ModelError(
-                f"unsupported reshape {where}: tokens sequence first, (positions, batch, "
-                "channels), as nn.MultiheadAttention and nn.TransformerEncoderLayer take them "
-                "by default: build them with batch_first=True and keep the batch first"
-            )
         raise ModelError(
             f"unsupported reshape {where}: it mixes the batch with the channels or positions "
             f"({p.shape[0]} rows from a batch of {CAPTURE_BATCH}: windows, patches or heads "

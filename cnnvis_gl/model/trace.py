@@ -261,6 +261,8 @@ class _Movement:
         p, q = movement.base(
             self.number[layer.name], layer.shape, layer.channels_last, dev, layer.params.get("view")
         )
+        if layer.params.get("seq_first"):  # (tokens sequence first: (positions, batch, C))
+            p, q = p.transpose(0, 1), q.transpose(0, 1)
         if self._folded(layer, ref):  # as the per-sample convolution returns it: (1, B·C, …)
             p, q = (t.reshape(1, -1, *t.shape[2:]) for t in (p, q))
         return p, q
@@ -281,16 +283,25 @@ class _Movement:
             n: (lay.shape, lay.channels_last, lay.params.get("view", []))
             for n, lay in ((n, self.by_name[k]) for k, n in self.number.items())
         }
+        seq = movement.sequence_first(p, q)
+        if seq:  # (tokens sequence first, as torch's transformer modules take them by default)
+            p, q = p.transpose(0, 1), q.transpose(0, 1)
         m = movement.classify(p, q, shapes, where(call))
         sources = [names[n] for n in m.sources]
         if m.kind == "alias":
-            if not fold:
-                self.of_ref[ref] = sources[0]
-            return sources[0]
+            src = self.by_name[sources[0]]
+            if bool(src.params.get("seq_first")) == seq:
+                if not fold:
+                    self.of_ref[ref] = sources[0]
+                return sources[0]
+            view = src.params.get("view", [])  # (the same tokens, the batch moved)
+            m = movement.Movement("identity", m.sources, list(src.shape), src.channels_last, view=view)
         name = call.name + "".join(f".{k}" for k in ref.item)
         params = {"map": m.map, **m.window} if m.map else dict(m.window)
         if m.view:
             params["view"] = m.view
+        if seq:
+            params["seq_first"] = True
         self._add(
             Layer(name, m.kind, call.op, sources, m.shape, params, channels_last=m.channels_last),
             ref,
@@ -364,10 +375,13 @@ class _Pools(_Movement):
             return self._pooled_in_steps(call, refs[0])
         if self._value(refs[0]).dim() != 3 or out.dim() not in (2, 3):
             return None
-        if reduced(call, 3) == [1]:  # the positions of tokens (VAN's x.mean(dim=1); keepdim:
+        axes = reduced(call, 3)
+        if axes in ([0], [1]):  # the positions of tokens (VAN's x.mean(dim=1); keepdim:
             name = self._resolve(refs[0], call.name)  # MobileViTv2's context, (b, 1, c))
             layer = self.by_name[name]
-            return name if layer.channels_last and layer.params.get("view") else None
+            tokens = layer.channels_last and layer.params.get("view")
+            first = bool(layer.params.get("seq_first"))  # (sequence first: x.mean(0))
+            return name if tokens and axes == [0 if first else 1] else None
         if reduced(call, 3) != [2] or out.dim() != 2:
             return None
         prev = self.calls[refs[0].index]
@@ -674,7 +688,8 @@ class _Builder(_Pools):
         row = movement.is_row(out) and src.channels_last and len(src.shape) == 1
         if call.kind == "conv1d":
             return self._channel_conv(call, inputs, row)
-        shape, last, view = self._arrangement(call, src, out, row)
+        seq = bool(src.params.get("seq_first")) and movement.sequence_first(out)
+        shape, last, view = self._arrangement(call, src, out.transpose(0, 1) if seq else out, row)
         params, tens = layer_params(
             self.calls, call, refs, [self.by_name[n] for n in inputs], shape
         )
@@ -682,6 +697,8 @@ class _Builder(_Pools):
             self.traced.tensors_of[call.name] = tens
         if view:
             params["view"] = view
+        if seq:
+            params["seq_first"] = True
         layer = Layer(
             call.name, call.kind, call.op, inputs, shape, params, channels_last=bool(last)
         )

@@ -538,3 +538,66 @@ def test_only_torchs_own_multihead_attention_is_written_out():
         assert "forward" in vars(plain) and "forward" not in vars(own)
         assert not torch.backends.mha.get_fastpath_enabled()
     assert "forward" not in vars(plain) and torch.backends.mha.get_fastpath_enabled()
+
+
+class LinearNorm(nn.Module):
+    """LeViT's Linear + BatchNorm1d: the norm over the tokens with the batch flattened in,
+    ``bn(x.flatten(0, 1)).reshape_as(x)``."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.linear = nn.Linear(c, c, bias=False)
+        self.bn = nn.BatchNorm1d(c)
+
+    def forward(self, x):
+        x = self.linear(x)
+        return self.bn(x.flatten(0, 1)).reshape_as(x)
+
+
+class LeViTish(nn.Module):
+    """LeViT's pattern: LinearNorms on a map's tokens and its subsample, the tokens of every
+    other position (``x.view(b, h, w, c)[:, ::2, ::2].reshape(b, -1, c)``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.ln, self.q = LinearNorm(4), LinearNorm(4)
+        self.fc = nn.Linear(4, 2)
+
+    def tokens(self, x):
+        b = len(x)
+        t = F.relu(self.ln(self.a(x).flatten(2).transpose(1, 2)))
+        return t, F.relu(self.q(t.view(b, 6, 6, 4)[:, ::2, ::2].reshape(b, -1, 4)))
+
+    def forward(self, x):
+        return self.fc(self.tokens(x)[1].mean(1))
+
+
+def test_a_norm_over_tokens_with_the_batch_flattened_in_is_a_norm_of_the_map():
+    # (was: "unsupported reshape at 'ln.flatten': it mixes the batch with the channels or
+    # positions (72 rows from a batch of 2 …)")
+    m = _seeded(LeViTish())
+    for bn in (m.ln.bn, m.q.bn):
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2.0)
+    t = trace_model(m, (3, 6, 6))
+    assert [(u.name, u.tap) for u in t.graph.units] == [
+        ("a", "transpose"), ("ln.linear", "relu"), ("q.linear", "relu_1"), ("fc", "fc")
+    ]
+    bn = t.graph.layer("ln.bn")
+    assert (bn.kind, bn.shape, bn.params) == ("norm", [4, 6, 6], {"view": [36, 4], "batch_flat": True})
+    # the subsample: every other position of the map, a window of stride 2
+    sub = t.graph.layer("reshape")
+    assert (sub.kind, sub.shape, sub.params["stride"]) == ("select", [4, 3, 3], [2, 2])
+    assert t.graph.layer("q.linear").rf_size == [3.0, 3.0]
+    assert channel_layouts(t.graph)["ln.bn"] == ["flat", 4, 6, 6]
+    flat = torch.randn(5 * 36, 4)
+    want = flat.view(5, 6, 6, 4).permute(0, 3, 1, 2)
+    torch.testing.assert_close(channels_first(flat, ["flat", 4, 6, 6]), want)
+    data = _images()
+    snap = cv.analyze(m, data, progress=False)
+    with torch.no_grad():
+        ln, q = m.tokens(next(data.batches(len(data)))[0])
+    for unit, tokens in (("ln.linear", ln), ("q.linear", q)):
+        got = torch.from_numpy(np.asarray(snap[f"units/{unit}/max_response"]))
+        torch.testing.assert_close(got, tokens.amax((0, 1)))

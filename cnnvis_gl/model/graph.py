@@ -212,7 +212,8 @@ def channel_layouts(graph: NeuronGraph) -> dict[str, Any]:
     canonical shape to view them as (a stack of maps, (N, K, C, H, W) → (N, K·C, H, W)), or
     ``["last", C, H, W]`` (a map flattened to tokens, (N, H·W, C)), ``["heads", h, C, H, W]``
     (tokens with the channels in h heads, (N, h, H·W, C/h)), ``["seq", C, H, W]`` (tokens
-    sequence first, (H·W, N, C)), or ``["batch", C, H, W]``
+    sequence first, (H·W, N, C)), ``["flat", C, H, W]`` (tokens with the batch flattened into
+    the positions, (N·H·W, C)), or ``["batch", C, H, W]``
     (a per-sample convolution's output, the images folded into the channels: (1, N·C, H, W))."""
     out: dict[str, Any] = {}
     for lay in graph.layers:
@@ -220,6 +221,8 @@ def channel_layouts(graph: NeuronGraph) -> dict[str, Any]:
             out[lay.name] = ["batch", *lay.shape]
         elif lay.params.get("seq_first"):  # (tokens sequence first: (H·W, N, C))
             out[lay.name] = ["seq", *lay.shape]
+        elif lay.params.get("batch_flat"):  # (tokens, the batch flattened in: (N·H·W, C))
+            out[lay.name] = ["flat", *lay.shape]
         elif lay.channels_last and len(lay.params.get("view", [])) == 3:  # (N, h, H·W, C/h)
             out[lay.name] = ["heads", lay.params["view"][0], *lay.shape]
         elif lay.params.get("view"):  # (channels-last: a token sequence, (N, H·W, C))
@@ -237,6 +240,9 @@ def channels_first(t: Any, layout: Any) -> Any:
         return t.movedim(-1, 1)
     if layout and layout[0] == "batch":  # a per-sample convolution's (1, N·C, H, W)
         return t.reshape(-1, *layout[1:])
+    if layout and layout[0] == "flat":  # tokens, the batch flattened in (N·H·W, C)
+        c, h, w = layout[1:]
+        return t.reshape(-1, h, w, c).movedim(-1, 1)
     if layout and layout[0] == "seq":  # tokens sequence first (H·W, N, C)
         c, h, w = layout[1:]
         return t.permute(1, 2, 0).reshape(t.shape[1], c, h, w)
@@ -668,4 +674,5 @@ def _group_label(names: list[str], by_name: dict[str, Layer]) -> str:
         return "block"  # a residual join (not a bias added by hand: Fixup's x + self.bias1a)
     if any(by_name[n].kind == "cat" and len(by_name[n].inputs) > 1 for n in names):
         return "mixed"
-    return "fc" if by_name[weighted[-1]].kind == "linear" else "conv"
+    last = by_name[weighted[-1]]  # (a Linear over a map's tokens is a 1×1 conv)
+    return "fc" if last.kind == "linear" and len(last.shape) == 1 else "conv"

@@ -98,6 +98,19 @@ def sequence_first(p: torch.Tensor, q: torch.Tensor | None = None) -> bool:
     return q is None or _one_image_a_row(q.transpose(0, 1))
 
 
+def batch_flattened(p: torch.Tensor, q: torch.Tensor | None = None) -> int:
+    """How many tokens each image has when a (batch · positions, channels) result holds tokens
+    with the batch flattened into their positions (LeViT's ``bn(x.flatten(0, 1))``): the
+    capture's images one after the other (checked image by image where the provenance ``q``
+    is given); 0 otherwise."""
+    if not isinstance(p, torch.Tensor) or p.dim() != 2 or p.shape[0] % CAPTURE_BATCH:
+        return 0
+    n = p.shape[0] // CAPTURE_BATCH
+    if n < 2 or q is not None and not _one_image_a_row(q.view(CAPTURE_BATCH, n, -1)):
+        return 0
+    return n
+
+
 def constant(like: torch.Tensor) -> torch.Tensor:
     return torch.full(like.shape, -1, dtype=torch.int64, device=like.device)
 
@@ -296,19 +309,21 @@ def _tokens(ids: torch.Tensor, g: torch.Tensor, shapes: Shapes) -> Movement | No
 
 
 def _patch_tokens(ids: torch.Tensor, g: torch.Tensor, shapes: Shapes) -> Movement | None:
-    """A (patches, channels) sequence that is a map's p × p patches flattened into the
-    channels (a ViT's patch embedding, ``rearrange(x, 'b c (h p1) (w p2) -> b (h w) (p1 p2
-    c)')``, also of shifted copies of the map): the space-to-depth map, laid out channels-last
-    and viewed as (H/p · W/p, p²·C); ``None`` otherwise."""
+    """A (positions, channels) sequence that is a grid of a map's positions flattened: its
+    p × p patches flattened into the channels (a ViT's patch embedding, ``rearrange(x, 'b c (h
+    p1) (w p2) -> b (h w) (p1 p2 c)')``, also of shifted copies of the map), or a strided
+    subsample (LeViT's ``x.view(b, h, w, c)[:, ::2, ::2].reshape(b, -1, c)``): the
+    space-to-depth or strided map, laid out channels-last and viewed as tokens; ``None``
+    otherwise."""
     n, c = ids.shape
     sources = torch.unique(ids[ids >= 0] >> ID_BITS).tolist()  # (-1: padding)
     if len(sources) != 1 or len(shapes[sources[0]][0]) != 3:
         return None
     _, hs, ws = shapes[sources[0]][0]
-    p = math.isqrt(hs * ws // n) if hs * ws % n == 0 else 0
-    if p < 2 or hs % p or ws % p or (hs // p) * (ws // p) != n or c % (p * p):
-        return None
-    grid = (hs // p, ws // p, c)
+    h = max(1, round(math.sqrt(n * hs / ws)))  # (the grid keeps the map's aspect)
+    if n % h or (h, n // h) == (hs, ws):
+        return None  # (the map's own positions: _tokens's)
+    grid = (h, n // h, c)
     m = _map(ids.reshape(grid), g.reshape(grid), shapes, [])
     if m is None or not m.channels_last:
         return None

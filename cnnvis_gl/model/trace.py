@@ -50,6 +50,11 @@ from .params import (
 _MATMULS = ("matmul", "bmm", "einsum", "scaled_dot_product_attention")
 
 
+def _batch_axis(params: dict[str, Any]) -> tuple[bool, bool]:
+    """(sequence first, batch flattened into the positions) of a layer's tokens."""
+    return bool(params.get("seq_first")), bool(params.get("batch_flat"))
+
+
 def _matmul_operands(call: Call) -> tuple[Any, Any]:
     """(a, b) of a call computing ``a @ b``: a matmul's, or an einsum's written as one (the
     leading indices shared, ``…ij,…jk->…ik``); (None, None) for another einsum."""
@@ -263,6 +268,8 @@ class _Movement:
         )
         if layer.params.get("seq_first"):  # (tokens sequence first: (positions, batch, C))
             p, q = p.transpose(0, 1), q.transpose(0, 1)
+        if layer.params.get("batch_flat"):  # (tokens, the batch flattened in: (B·H·W, C))
+            p, q = p.flatten(0, 1), q.flatten(0, 1)
         if self._folded(layer, ref):  # as the per-sample convolution returns it: (1, B·C, …)
             p, q = (t.reshape(1, -1, *t.shape[2:]) for t in (p, q))
         return p, q
@@ -283,14 +290,16 @@ class _Movement:
             n: (lay.shape, lay.channels_last, lay.params.get("view", []))
             for n, lay in ((n, self.by_name[k]) for k, n in self.number.items())
         }
-        seq = movement.sequence_first(p, q)
+        seq, flat = movement.sequence_first(p, q), movement.batch_flattened(p, q)
         if seq:  # (tokens sequence first, as torch's transformer modules take them by default)
             p, q = p.transpose(0, 1), q.transpose(0, 1)
+        if flat:  # (tokens with the batch flattened in, as LeViT normalises them)
+            p, q = p.view(CAPTURE_BATCH, flat, -1), q.view(CAPTURE_BATCH, flat, -1)
         m = movement.classify(p, q, shapes, where(call))
         sources = [names[n] for n in m.sources]
         if m.kind == "alias":
             src = self.by_name[sources[0]]
-            if bool(src.params.get("seq_first")) == seq:
+            if _batch_axis(src.params) == (seq, bool(flat)):
                 if not fold:
                     self.of_ref[ref] = sources[0]
                 return sources[0]
@@ -302,6 +311,8 @@ class _Movement:
             params["view"] = m.view
         if seq:
             params["seq_first"] = True
+        if flat:
+            params["batch_flat"] = True
         self._add(
             Layer(name, m.kind, call.op, sources, m.shape, params, channels_last=m.channels_last),
             ref,
@@ -689,7 +700,12 @@ class _Builder(_Pools):
         if call.kind == "conv1d":
             return self._channel_conv(call, inputs, row)
         seq = bool(src.params.get("seq_first")) and movement.sequence_first(out)
-        shape, last, view = self._arrangement(call, src, out.transpose(0, 1) if seq else out, row)
+        flat = src.params.get("batch_flat") and movement.batch_flattened(out)
+        if seq:
+            out = out.transpose(0, 1)
+        elif flat:
+            out = out.view(CAPTURE_BATCH, flat, -1)
+        shape, last, view = self._arrangement(call, src, out, row)
         params, tens = layer_params(
             self.calls, call, refs, [self.by_name[n] for n in inputs], shape
         )
@@ -699,6 +715,8 @@ class _Builder(_Pools):
             params["view"] = view
         if seq:
             params["seq_first"] = True
+        if flat:
+            params["batch_flat"] = True
         layer = Layer(
             call.name, call.kind, call.op, inputs, shape, params, channels_last=bool(last)
         )

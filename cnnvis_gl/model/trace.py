@@ -704,7 +704,7 @@ class _Builder(_Pools):
         if seq:
             out = out.transpose(0, 1)
         elif flat:
-            out = out.view(CAPTURE_BATCH, flat, -1)
+            out = out.reshape(CAPTURE_BATCH, flat, -1)
         shape, last, view = self._arrangement(call, src, out, row)
         params, tens = layer_params(
             self.calls, call, refs, [self.by_name[n] for n in inputs], shape

@@ -601,3 +601,33 @@ def test_a_norm_over_tokens_with_the_batch_flattened_in_is_a_norm_of_the_map():
     for unit, tokens in (("ln.linear", ln), ("q.linear", q)):
         got = torch.from_numpy(np.asarray(snap[f"units/{unit}/max_response"]))
         torch.testing.assert_close(got, tokens.amax((0, 1)))
+
+
+class TransposedRows(nn.Module):
+    """A BatchNorm1d over every position of every image, the rows made by a transpose (not
+    contiguous): ``bn(x.permute(1, 0, 2, 3).reshape(c, -1).t())``."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm1d(4)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        y = self.a(x)
+        b, c, h, w = y.shape
+        rows = F.relu(self.bn(y.permute(1, 0, 2, 3).reshape(c, -1).t()))
+        return self.fc(rows.reshape(b, h, w, c).mean((1, 2)))
+
+
+def test_rows_of_every_position_made_by_a_transpose_are_the_map_too():
+    m = _seeded(TransposedRows())
+    t = trace_model(m, (3, 6, 6))
+    assert t.graph.layer("bn").params == {"view": [36, 4], "batch_flat": True}
+    data = _images()
+    snap = cv.analyze(m, data, progress=False)
+    with torch.no_grad():
+        y = m.a(next(data.batches(len(data)))[0])
+        rows = F.relu(m.bn(y.permute(1, 0, 2, 3).reshape(4, -1).t()))
+    got = torch.from_numpy(np.asarray(snap["units/a/max_response"]))
+    torch.testing.assert_close(got, rows.amax(0))

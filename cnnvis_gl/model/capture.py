@@ -133,7 +133,7 @@ FUNCTION_KINDS: dict[str, str] = {
         "view reshape flatten transpose permute contiguous getitem split chunk unbind squeeze "
         "unsqueeze narrow clone detach to float cat concat concatenate swapaxes movedim "
         "unflatten channel_shuffle data T pad expand expand_as stack pixel_unshuffle "
-        "index_select type type_as view_as reshape_as repeat tile repeat_interleave".split(),
+        "index_select type type_as view_as reshape_as repeat tile repeat_interleave t".split(),
         "layout",
     ),
     # tensors made like another, whatever its values (zero channels padding a shortcut)

@@ -106,7 +106,7 @@ def batch_flattened(p: torch.Tensor, q: torch.Tensor | None = None) -> int:
     if not isinstance(p, torch.Tensor) or p.dim() != 2 or p.shape[0] % CAPTURE_BATCH:
         return 0
     n = p.shape[0] // CAPTURE_BATCH
-    if n < 2 or q is not None and not _one_image_a_row(q.view(CAPTURE_BATCH, n, -1)):
+    if n < 2 or q is not None and not _one_image_a_row(q.reshape(CAPTURE_BATCH, n, -1)):
         return 0
     return n
 

@@ -294,7 +294,7 @@ class _Movement:
         if seq:  # (tokens sequence first, as torch's transformer modules take them by default)
             p, q = p.transpose(0, 1), q.transpose(0, 1)
         if flat:  # (tokens with the batch flattened in, as LeViT normalises them)
-            p, q = p.view(CAPTURE_BATCH, flat, -1), q.view(CAPTURE_BATCH, flat, -1)
+            p, q = p.reshape(CAPTURE_BATCH, flat, -1), q.reshape(CAPTURE_BATCH, flat, -1)
         m = movement.classify(p, q, shapes, where(call))
         sources = [names[n] for n in m.sources]
         if m.kind == "alias":

@@ -577,33 +577,16 @@ class _Pools(_Movement):
         """The map whose positions the data-movement result ``ref`` flattens channels-first
         (``x.view(b, c, h * w)``, with leading axes of size 1: ``.unsqueeze(1)``; its channels
         split in heads: ``x.view(b, heads, c // heads, h * w)``; tokens transposed:
-        ``t.transpose(1, 2)``), or None."""
+        ``t.transpose(1, 2)``), all of its channels in order, or None."""
         if self.calls[ref.index].kind != "layout" or ref.index not in self.prov:
             return None
-        p, q = (pick(t, ref.item) for t in self.prov[ref.index])
-        ids, pos = p[0], q[0]
-        while ids.dim() > 2 and ids.shape[0] == 1:
-            ids, pos = ids[0], pos[0]
-        if ids.dim() == 3:  # (heads, channels / heads, positions): the channels in heads
-            ids, pos = ids.flatten(0, 1), pos.flatten(0, 1)
-        if ids.dim() != 2 or (ids < 0).any() or not (ids == ids[:, :1]).all():
-            return None  # not [channels, positions] of whole channels
-        numbers = torch.unique(ids >> movement.ID_BITS)
-        if numbers.numel() != 1:
+        found = self._token_channels(ref, last=False)
+        if found is None:
             return None
-        name = next(k for k, v in self.number.items() if v == int(numbers[0]))
+        name, channels = found
         layer = self.by_name[name]
-        ch = ids[:, 0] & ((1 << movement.ID_BITS) - 1)
-        every = torch.arange(pos.shape[1], device=pos.device)
-        if (
-            len(layer.shape) != 3
-            or layer.shape[0] != ids.shape[0]
-            or layer.shape[1] * layer.shape[2] != pos.shape[1]
-            or not (ch == torch.arange(layer.shape[0], device=ch.device)).all()
-            or not (pos.sort(dim=1).values == every).all()
-        ):
-            return None
-        return name
+        whole = len(layer.shape) == 3 and channels == list(range(layer.shape[0]))
+        return name if whole else None
 
 
 class _Builder(_Pools):

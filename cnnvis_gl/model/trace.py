@@ -148,11 +148,14 @@ class _Movement:
             call_of={},
         )
 
-    def _add(self, layer: Layer, ref: Ref) -> None:
+    def _add(self, layer: Layer, ref: Ref, holds: bool = True) -> None:
+        """Add ``layer``, measured at ``ref``; ``holds``: ``ref``'s value is the layer's (not
+        for a layer read through another arrangement: an attention's values)."""
         self.layers.append(layer)
         self.by_name[layer.name] = layer
         self.number[layer.name] = len(self.number) + 1
-        self.of_ref[ref] = layer.name
+        if holds:
+            self.of_ref[ref] = layer.name
         self.traced.call_of[layer.name] = ref
 
     def _resolve(self, ref: Ref, name: str) -> str:
@@ -552,10 +555,7 @@ class _Pools(_Movement):
         name = f"{call.name}.values"
         shape = [len(channels), *source.shape[1:]]
         params = {"map": encode_map([0] * len(channels), channels)}
-        self.layers.append(Layer(name, "select", "getitem", [source.name], shape, params))
-        self.by_name[name] = self.layers[-1]
-        self.number[name] = len(self.number) + 1
-        self.traced.call_of[name] = g
+        self._add(Layer(name, "select", "getitem", [source.name], shape, params), g, holds=False)
         return name
 
     def _query_map(self, attention: Ref, n: int) -> list[int] | None:

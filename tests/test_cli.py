@@ -177,6 +177,11 @@ def test_a_model_wrapped_in_data_parallel_is_the_model_inside(cifar_dir, tmp_pat
     data = ImageData.from_tensors((x * 255).to(torch.uint8), np.arange(6) % 2, ["p", "q"])
     via_api = cv.analyze(wrapped, data, progress=False)  # the Python API unwraps it too
     assert [u.name for u in via_api.graph.units] == ["0", "4"]
+    # torch.compile's wrapper (never run: the eager model inside is captured and measured)
+    compiled = cv.analyze(torch.compile(wrapped.module), data, progress=False)
+    assert [u.name for u in compiled.graph.units] == ["0", "4"]  # (not "_orig_mod.0")
+    for key in ("units/0/A_mean", "units/4/max_response"):
+        np.testing.assert_array_equal(np.asarray(compiled[key]), np.asarray(via_api[key]))
 
 
 SCRIPTED = """

@@ -705,3 +705,57 @@ def test_repeated_channels_are_picked_rows(how):
 def test_positions_repeated_are_refused():
     with pytest.raises(ModelError, match="unsupported reshape at 'repeat': it moves values"):
         trace_model(_seeded(Repeated("space")), (3, 6, 6))
+
+
+class CosineHead(nn.Module):
+    """A classifier of normalised features by a matrix made from parameters (LDAM-DRW's
+    ``NormedLinear``: ``F.normalize(x).mm(F.normalize(W, dim=0))``; a cosine classifier's
+    ``s * (x / ‖x‖) @ (V / ‖V‖).t()``; a bare ``x @ W``)."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.c = nn.Conv2d(3, 4, 3, padding=1)
+        self.w = nn.Parameter(torch.randn(4, 5) if how != "cosine" else torch.randn(5, 4))
+        self.s = nn.Parameter(torch.tensor(3.0))
+
+    def forward(self, x):
+        f = torch.relu(self.c(x)).mean((2, 3))
+        if self.how == "normed":
+            return F.normalize(f, dim=1).mm(F.normalize(self.w, dim=0))
+        if self.how == "cosine":
+            v = self.w / self.w.norm(dim=1, keepdim=True)
+            return self.s * (f / f.norm(dim=1, keepdim=True)) @ v.t()
+        return torch.matmul(f, self.w)
+
+    def matrix(self):  # the (classes, features) weight the head applies
+        w = self.w.detach()
+        if self.how == "normed":
+            return F.normalize(w, dim=0).t()
+        if self.how == "cosine":  # (the scale s multiplies every weight)
+            return self.s.detach() * w / w.norm(dim=1, keepdim=True)
+        return w.t()
+
+
+@pytest.mark.parametrize("how", ["normed", "cosine", "bare"])
+def test_a_product_by_a_matrix_of_parameters_is_a_linear_layer(how):
+    # (was: "unsupported operation 'mm'"; "matmul … only attention … is supported")
+    m = _seeded(CosineHead(how))
+    t = trace_model(m, (3, 6, 6))
+    g = t.graph
+    assert [u.name for u in g.units] == ["c", g.units[1].name]
+    head = g.layer(g.units[1].name)
+    assert head.kind == "linear" and head.shape == [5] and head.op in ("mm", "matmul")
+    # (the normalisations divide by a positive number per image: the weights are the matrix's)
+    torch.testing.assert_close(unit_weights(t)[head.name]["c"], m.matrix())
+    with torch.no_grad():  # the weights follow the parameters (training)
+        m.w.mul_(-2.0)
+    torch.testing.assert_close(unit_weights(t)[head.name]["c"], m.matrix())
+    x = torch.randn(6, 3, 6, 6)
+    data = ImageData.from_tensors((x * 40 + 128).clamp(0, 255).to(torch.uint8), [0, 1] * 3,
+                                  ["p", "q"])  # fmt: skip
+    snap = cv.analyze(m, data, k=2, progress=False)
+    with torch.no_grad():  # the head's neurons measure the logits
+        logits = m(next(data.batches(6))[0])
+    got = torch.tensor(snap[f"units/{head.name}/topk_value"][:, 0])
+    torch.testing.assert_close(got, logits.amax(0), rtol=1e-4, atol=1e-4)

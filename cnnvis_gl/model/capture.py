@@ -515,6 +515,8 @@ class _Session(TorchFunctionMode):
             raise ModelError(
                 f"unsupported in-place operation .{op}() {self._where()}: use the out-of-place form"
             )
+        elif op in ("matmul", "mm") and self._by_constant_matrix(args):
+            kind = "linear"  # x @ W, W made from parameters only (a cosine classifier)
         elif kind == "":
             kind = "unknown"  # an error only if a layer reads it (not for control flow)
         name = self._name(target, op, module)
@@ -535,6 +537,16 @@ class _Session(TorchFunctionMode):
         for item, t in _items(out):
             self.producer[id(t)] = Ref(index, item)
         self.keep.append(out)
+
+    def _by_constant_matrix(self, args: tuple) -> bool:
+        """Whether a product ``a @ b`` multiplies data by a matrix made from parameters or
+        constants only (``F.normalize(x).mm(F.normalize(W, dim=0))``): a linear layer."""
+        if len(args) != 2 or not all(isinstance(t, torch.Tensor) for t in args):
+            return False
+        a, b = (self.producer.get(id(t)) for t in args)
+        constant = b is None or self.calls[b.index].kind == "constant"
+        data = a is not None and self.calls[a.index].kind != "constant"
+        return data and constant and args[1].dim() == 2
 
     def _name(self, target: Any, op: str, module: bool) -> str:
         if module:
@@ -601,7 +613,7 @@ def computed(
     if ref not in memo:
         call = calls[ref.index]
         if any(calls[i].kind != "constant" for i in call.inputs) and not (
-            mixed and call.kind in _MIXING and _from_parameters(calls, call)
+            mixed and _mixes(call) and _from_parameters(calls, call)
         ):
             v = pick(call.value, ref.item).detach()
             first = v.flatten()[:1]
@@ -614,6 +626,13 @@ def computed(
     return memo[ref]
 
 
+def _mixes(call: Call) -> bool:
+    """Whether a weight mixed by data can be computed again through ``call`` (a product of
+    the data by a matrix of parameters counts, though it is a linear layer where a layer
+    reads it)."""
+    return call.kind in _MIXING or call.op in ("mm", "matmul")
+
+
 def _from_parameters(calls: list[Call], call: Call) -> bool:
     """Whether ``call`` reads a constant (a parameter) through data movement and arithmetic."""
     todo, seen = list(call.inputs), set()
@@ -621,7 +640,7 @@ def _from_parameters(calls: list[Call], call: Call) -> bool:
         c = calls[todo.pop()]
         if c.kind == "constant":
             return True
-        if c.kind in _MIXING and c.index not in seen:
+        if _mixes(c) and c.index not in seen:
             seen.add(c.index)
             todo += c.inputs
     return False
@@ -706,10 +725,15 @@ def input_dtype(model: nn.Module) -> torch.dtype:
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The model inside ``nn.DataParallel`` / ``DistributedDataParallel`` wrappers (as CIFAR
-    training scripts wrap it): its module paths are the model's own, without ``module.``."""
-    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        model = model.module
-    return model
+    training scripts wrap it) and ``torch.compile``'s: its module paths are the model's own,
+    without ``module.`` or ``_orig_mod.``, and its forward the eager one."""
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif type(model).__name__ == "OptimizedModule" and hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
 
 
 def record_calls(model: nn.Module, input_shape: tuple[int, ...]) -> Recording:

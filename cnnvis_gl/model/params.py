@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .capture import CAPTURE_BATCH, Call, Ref, computed, live, pick
+from .capture import CAPTURE_BATCH, Call, Computed, Ref, computed, live, pick
 from .graph import Layer
 
 #: Gates: a product's input made by one of these does not carry the channels.
@@ -103,6 +103,9 @@ def layer_params(
             "dilation": d,
             "groups": int(groups),
         }
+    elif kind == "linear" and call.op in ("matmul", "mm"):  # x @ W: a Linear of weight Wᵀ
+        w = param(calls, call, 1, "mat2" if call.op == "mm" else "other")
+        tens["weight"] = Computed(torch.t, (w,), {})
     elif kind == "linear" and not isinstance(m, nn.Linear):
         tens["weight"] = param(calls, call, 1, "weight")
     elif kind == "act" and call.op in DECREASING:
@@ -210,6 +213,8 @@ def _pool(
             return {"global": True}
         if x.dim() == 4 and dims == ([3] if src_last else [1]) and len(shape) == 3:
             return {"channels": call.op}  # CBAM's channel mean / max, GRN's mean
+        if x.dim() == 2 and dims == [1] and shape == [1]:
+            return {"channels": call.op}  # a vector's norm, x.norm(dim=1, keepdim=True)
         raise ModelError(
             f"{call.op} over dimensions {dims} {where(call)}: only the spatial "
             "reduction of a feature map (global pooling) or its reduction over the "

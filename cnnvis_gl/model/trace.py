@@ -231,8 +231,8 @@ class _Movement:
         if p.dim() - 1 not in (1, 3, 4) and not movement.is_row(p):
             return False
         # (a matmul reads its operands itself: a flattened map, attention weights)
-        if any(r.kind not in ("layout", "constant", "unknown") and r.op not in _MATMULS
-               for r in readers):  # fmt: skip
+        if any(r.kind not in ("layout", "constant", "unknown")
+               and (r.op not in _MATMULS or r.kind == "linear") for r in readers):  # fmt: skip
             return True
         if not movement.joins_several(p):
             return False
@@ -648,9 +648,10 @@ class _Builder(_Pools):
             return
         if call.kind == "conv" and per_sample(self.calls, call):
             return self._per_sample(call)
-        if call.kind in ("conv", "conv1d", "linear") and not isinstance(call.target, nn.Module):
+        functional = not isinstance(call.target, nn.Module) and call.op not in ("matmul", "mm")
+        if call.kind in ("conv", "conv1d", "linear") and functional:
             param(self.calls, call, 1, "weight")  # (an error for weights computed from the data)
-        if call.op in _MATMULS:
+        if call.op in _MATMULS and call.kind != "linear":
             if call.op == "scaled_dot_product_attention":
                 done = self._attention_sdpa(call)
             else:

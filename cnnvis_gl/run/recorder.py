@@ -40,6 +40,7 @@ from torch import nn
 
 from ..data import ImageData
 from ..errors import CnnvisError, SnapshotError
+from ..model.capture import unwrap as unwrap_wrappers
 from ..stats.distributed import (
     from_rank0,
     is_writer,
@@ -291,12 +292,11 @@ class Recorder:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The user's module inside a ``DistributedDataParallel`` / ``DataParallel`` wrapper.
+    """The user's module inside a ``DistributedDataParallel`` / ``DataParallel`` /
+    ``torch.compile`` wrapper.
 
     A model whose weights are sharded over ranks (FSDP) is refused: each rank holds only a slice
     of every weight, and the snapshots' weights and edges need whole ones."""
-    wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
-    while isinstance(model, wrappers):
-        model = model.module
+    model = unwrap_wrappers(model)
     refuse_sharded(model)
     return model

@@ -491,6 +491,13 @@ def _analyze(a: argparse.Namespace) -> int:
         path = snap.save(a.out, a.step)
         ranks = f" on {world} ranks" if world > 1 else ""
         print(f"{snap} in {time.perf_counter() - t0:.1f} s{ranks}")
+        if snap.meta.get("probe_error") is None and snap.n_images:
+            print(
+                "no probe loss or error: the model's output (the first tensor its forward() "
+                f"returns) is not one score for each of the data's {len(snap.classes)} classes "
+                "(features or an embedding, as self-supervised models return?); the neurons "
+                "are measured all the same"
+            )
         for line in _graph_notes(snap.graph):
             print(line)
         print(f"wrote {path}")

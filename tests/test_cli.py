@@ -184,6 +184,38 @@ def test_a_model_wrapped_in_data_parallel_is_the_model_inside(cifar_dir, tmp_pat
         np.testing.assert_array_equal(np.asarray(compiled[key]), np.asarray(via_api[key]))
 
 
+def test_a_model_returning_no_class_scores_is_measured_and_says_why_no_error(cifar_dir, tmp_path):
+    """A self-supervised model returns an embedding, not one score per class: analysed all the
+    same, with no probe loss or error, and a line saying why (a classifier prints none)."""
+    (tmp_path / "net.py").write_text(
+        "import torch.nn as nn, torch.nn.functional as F\n"
+        "class Embed(nn.Module):\n"
+        "    def __init__(self, d):\n"
+        "        super().__init__()\n"
+        "        self.f = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),\n"
+        "                               nn.AdaptiveAvgPool2d(1), nn.Flatten())\n"
+        "        self.g = nn.Linear(8, d)\n"
+        "    def forward(self, x):\n"
+        "        h = self.f(x)\n"
+        "        return F.normalize(self.g(h), dim=-1), h\n"
+        "def embed():\n"
+        "    return Embed(16)\n"
+        "def classify():\n"
+        "    return Embed(10)\n"
+    )
+    for factory, scored in (("embed", False), ("classify", True)):
+        r = cnnvis(
+            "analyze", f"{tmp_path / 'net.py'}:{factory}", "--data", f"cifar10:{cifar_dir}",
+            "--limit", "20", "-o", tmp_path / factory, "-q",
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        said = "no probe loss or error" in r.stdout
+        assert said != scored, r.stdout
+        snap = cv.open_run(tmp_path / factory).latest()
+        assert (snap.meta.get("probe_error") is not None) == scored
+        assert [u.name for u in snap.graph.units] == ["f.0", "g"]
+
+
 SCRIPTED = """
 import torch
 import torch.nn as nn

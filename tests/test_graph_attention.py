@@ -33,6 +33,11 @@ class TokenAttention(nn.Module):
         self.heads, self.how = heads, how
         self.qkv = nn.Linear(c, 3 * c)
         self.proj = nn.Linear(c, c)
+        if how == "bias":  # (a relative-position bias per head looked up by constant indices
+            n = 36  # in an nn.Embedding, as lucidrains' LeViT: for 6×6 maps)
+            self.pos_bias = nn.Embedding(2 * n - 1, heads)
+            ar = torch.arange(n)
+            self.register_buffer("pos_index", ar[:, None] - ar[None, :] + n - 1)
 
     def forward(self, x):
         b, c, h, w = x.shape
@@ -49,6 +54,9 @@ class TokenAttention(nn.Module):
         elif self.how == "folded":  # (the heads folded into the batch: (b h) n d)
             q, k, v = (t.reshape(b * self.heads, n, d) for t in (q, k, v))
             o = torch.bmm((q @ k.transpose(1, 2)).softmax(-1), v).view(b, self.heads, n, d)
+        elif self.how == "bias":
+            bias = self.pos_bias(self.pos_index).permute(2, 0, 1)
+            o = ((q @ k.transpose(-2, -1)) * d**-0.5 + bias).softmax(-1) @ v
         else:
             o = ((q @ k.transpose(-2, -1)) * d**-0.5).softmax(-1) @ v
         t = t + self.proj(o.transpose(1, 2).reshape(b, n, c))
@@ -119,17 +127,20 @@ def test_attention_on_a_maps_tokens_mixes_the_values_over_all_positions(heads, h
     _measures_b(m, _images())
 
 
-@pytest.mark.parametrize("how", ["sdpa", "einsum"])
+@pytest.mark.parametrize("how", ["sdpa", "einsum", "bias"])
 def test_fused_and_written_out_attention_are_the_same_graph(how):
+    # (with a position bias from an nn.Embedding, was: "unsupported module 'att.pos_bias'")
     m = _seeded(Attended(TokenAttention(4, 2, "matmul")))
     fused = Attended(TokenAttention(4, 2, how))
-    fused.load_state_dict(m.state_dict())
+    fused.load_state_dict(m.state_dict(), strict=how != "bias")
     t, f = trace_model(m, (3, 6, 6)), trace_model(fused.eval(), (3, 6, 6))
     assert [(u.name, u.tap) for u in t.graph.units] == [(u.name, u.tap) for u in f.graph.units]
     uw, fw = unit_weights(t), unit_weights(f)
     for unit in uw:
         for src in uw[unit]:
             torch.testing.assert_close(uw[unit][src], fw[unit][src])
+    if how == "bias":  # (measured on real images too: the lookup runs in every pass)
+        _measures_b(fused, _images())
 
 
 def test_values_shared_by_the_heads_are_read_once_per_head():
@@ -262,8 +273,9 @@ class SeqPool(nn.Module):
     """CCT's sequence pooling: the tokens averaged with weights from the data,
     ``softmax(a(t))ᵀ @ t`` (one query), then the classifier."""
 
-    def __init__(self):
+    def __init__(self, einsum=False):
         super().__init__()
+        self.einsum = einsum
         self.a = nn.Conv2d(3, 4, 3, padding=1, bias=False)
         self.attention_pool = nn.Linear(4, 1)
         self.fc = nn.Linear(4, 2, bias=False)
@@ -271,18 +283,23 @@ class SeqPool(nn.Module):
     def forward(self, x):
         t = F.relu(self.a(x)).flatten(2).transpose(1, 2)
         w = F.softmax(self.attention_pool(t), dim=1)
+        if self.einsum:  # (lucidrains' CCT: einsum('b n, b n d -> b d', w, t))
+            return self.fc(torch.einsum("b n, b n d -> b d", w.squeeze(-1), t))
         return self.fc(torch.matmul(w.transpose(-1, -2), t).squeeze(-2))
 
 
 @pytest.mark.parametrize("size", [6, 2])
-def test_one_query_pools_the_tokens_over_the_whole_image(size):
+@pytest.mark.parametrize("einsum", [False, True])
+def test_one_query_pools_the_tokens_over_the_whole_image(size, einsum):
     # (was: "matmul at 'matmul': only a map's positions pooled with attention weights …";
-    # at 2 px as many positions as channels: the scores' one channel are no values)
-    m = _seeded(SeqPool())
+    # at 2 px as many positions as channels: the scores' one channel are no values; the
+    # einsum: "einsum at 'einsum': only a map's positions pooled …")
+    m = _seeded(SeqPool(einsum))
     t = trace_model(m, (3, size, size))
     assert [u.name for u in t.graph.units] == ["a", "fc"]
-    assert t.graph.left_out == ["transpose_1 → matmul"]
-    pool = t.graph.layer("matmul")
+    op = "einsum" if einsum else "matmul"
+    assert t.graph.left_out == [("squeeze" if einsum else "transpose_1") + " → " + op]
+    pool = t.graph.layer(op)
     assert (pool.kind, pool.shape, pool.params["attention"]) == ("pool", [4, 1, 1], True)
     assert pool.inputs == ["transpose"]  # (the tokens)
     whole = [float(size)] * 2

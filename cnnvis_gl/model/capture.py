@@ -87,6 +87,9 @@ MODULE_KINDS: dict[type, str] = {
     nn.AlphaDropout: "dropout",
     nn.FeatureAlphaDropout: "dropout",
     nn.Identity: "identity",
+    # a table looked up by constant indices (a relative-position bias) is a constant; by the
+    # data, no layer (an error only if a layer reads it)
+    nn.Embedding: "unknown",
     # a quantizable model in float (torchvision.models.quantization …, quantize=False)
     torch.ao.quantization.QuantStub: "identity",
     torch.ao.quantization.DeQuantStub: "identity",

@@ -55,24 +55,48 @@ def _batch_axis(params: dict[str, Any]) -> tuple[bool, bool]:
     return bool(params.get("seq_first")), bool(params.get("batch_flat"))
 
 
+def _einsum_parts(call: Call) -> tuple[str, str, str, list[Any]] | None:
+    """(x, y, z, operands) of a two-operand einsum ``'x,y->z'`` (spaces dropped), or None."""
+    eq, *ops = call.args
+    if len(ops) == 1 and isinstance(ops[0], (list, tuple)):
+        ops = list(ops[0])
+    if not isinstance(eq, str) or len(ops) != 2 or "->" not in eq or "." in eq:
+        return None
+    lhs, z = eq.replace(" ", "").split("->", 1)
+    if lhs.count(",") != 1:
+        return None
+    x, y = lhs.split(",")
+    return x, y, z, ops
+
+
 def _matmul_operands(call: Call) -> tuple[Any, Any]:
     """(a, b) of a call computing ``a @ b``: a matmul's, or an einsum's written as one (the
     leading indices shared, ``…ij,…jk->…ik``); (None, None) for another einsum."""
     if call.op != "einsum":
         return (call.args + (None, None))[:2]
-    eq, *ops = call.args
-    if len(ops) == 1 and isinstance(ops[0], (list, tuple)):
-        ops = list(ops[0])
-    if not isinstance(eq, str) or len(ops) != 2 or "->" not in eq or "." in eq:
+    parts = _einsum_parts(call)
+    if parts is None:
         return None, None
-    lhs, z = eq.replace(" ", "").split("->", 1)
-    if lhs.count(",") != 1:
-        return None, None
-    x, y = lhs.split(",")
+    x, y, z, ops = parts
     n = len(z)
     if not (len(x) == len(y) == n >= 3 and x[:-2] == y[:-2] == z[:-2]):
         return None, None
     if x[-1] != y[-2] or z[-2:] != x[-2] + y[-1] or x[-1] in z:
+        return None, None
+    return ops[0], ops[1]
+
+
+def _pooling_einsum(call: Call) -> tuple[Any, Any]:
+    """(w, x) of an einsum weighing tokens ``x`` by one weight per position and summing them,
+    ``'bn,bnd->bd'`` (the leading indices shared: lucidrains' CCT sequence pooling);
+    (None, None) otherwise."""
+    parts = _einsum_parts(call) if call.op == "einsum" else None
+    if parts is None:
+        return None, None
+    x, y, z, ops = parts
+    if not (len(y) == len(x) + 1 == len(z) + 1 >= 3 and x[:-1] == y[:-2] == z[:-1]):
+        return None, None
+    if x[-1] != y[-2] or z[-1] != y[-1] or x[-1] in z:
         return None, None
     return ops[0], ops[1]
 
@@ -457,6 +481,9 @@ class _Pools(_Movement):
         ``call`` is one and its layer was added; also an ``einsum`` that is such a product
         (``'bhij,bhjd->bhid'``)."""
         a, b = _matmul_operands(call)
+        w, x = _pooling_einsum(call)
+        if isinstance(w, Ref) and isinstance(x, Ref):  # (one query: a weighted global pool)
+            return self._mixed(call, x, w, last=True, one_query=True)
         if not isinstance(a, Ref) or not isinstance(b, Ref):
             return False
         va, vb, out = self._value(a), self._value(b), call.value
@@ -482,20 +509,25 @@ class _Pools(_Movement):
             return False
         return self._mixed(call, v, q, last=True)
 
-    def _mixed(self, call: Call, g: Ref, attention: Ref, last: bool) -> bool:
+    def _mixed(
+        self, call: Call, g: Ref, attention: Ref, last: bool, one_query: bool = False
+    ) -> bool:
         """Whether ``call`` mixes the channels of ``g`` over its positions with weights
         ``attention`` from the data; adds its layer if so.  ``last``: ``g`` holds tokens
-        (batch, [heads,] positions, channels), else (batch, [heads,] channels, positions)."""
+        (batch, [heads,] positions, channels), else (batch, [heads,] channels, positions);
+        ``one_query``: the output has no axis of query positions (``'bn,bnd->bd'``)."""
         if self.calls[attention.index].kind == "constant":
             return False  # (a fixed mixing of the positions is no attention)
         found = self._token_channels(g, last)
         out = call.value
-        n = int(out.shape[-2 if last else -1])  # (one query: a weighted global pooling, CCT's)
+        # (one query: a weighted global pooling, CCT's)
+        n = 1 if one_query else int(out.shape[-2 if last else -1])
         query = [1, 1] if n == 1 else self._query_map(attention, n)
         if found is None or query is None:
             return False
         name, channels = found
-        heads = math.prod(out.shape[1:-2])  # (the values' own, or one set shared by all heads:
+        lead = out.shape[1:-1] if one_query else out.shape[1:-2]
+        heads = math.prod(lead)  # (the values' own, or one set shared by all heads:
         if len(channels) * heads == out.shape[1:].numel() // n:  # multi-query attention)
             channels = channels * heads
         if len(channels) * n != out.shape[1:].numel():

@@ -146,6 +146,10 @@ FUNCTION_KINDS: dict[str, str] = {
     ),
 }
 
+#: Products of the data by a matrix: a linear layer where the matrix is made from parameters
+#: (``x @ W``), else attention (or a dynamic convolution's kernel mixing).
+PRODUCTS = ("matmul", "mm")
+
 #: Layout functions that do not move data (their provenance is their input's); a broadcast
 #: (``gate.expand_as(x)`` before ``x * gate``) counts as its input, as the product's own
 #: broadcasting would.
@@ -518,7 +522,7 @@ class _Session(TorchFunctionMode):
             raise ModelError(
                 f"unsupported in-place operation .{op}() {self._where()}: use the out-of-place form"
             )
-        elif op in ("matmul", "mm") and self._by_constant_matrix(args):
+        elif op in PRODUCTS and self._by_constant_matrix(args):
             kind = "linear"  # x @ W, W made from parameters only (a cosine classifier)
         elif kind == "":
             kind = "unknown"  # an error only if a layer reads it (not for control flow)
@@ -633,7 +637,7 @@ def _mixes(call: Call) -> bool:
     """Whether a weight mixed by data can be computed again through ``call`` (a product of
     the data by a matrix of parameters counts, though it is a linear layer where a layer
     reads it)."""
-    return call.kind in _MIXING or call.op in ("mm", "matmul")
+    return call.kind in _MIXING or call.op in PRODUCTS
 
 
 def _from_parameters(calls: list[Call], call: Call) -> bool:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .capture import CAPTURE_BATCH, Call, Computed, Ref, computed, live, pick
+from .capture import CAPTURE_BATCH, PRODUCTS, Call, Computed, Ref, computed, live, pick
 from .graph import Layer
 
 #: Gates: a product's input made by one of these does not carry the channels.
@@ -103,7 +103,7 @@ def layer_params(
             "dilation": d,
             "groups": int(groups),
         }
-    elif kind == "linear" and call.op in ("matmul", "mm"):  # x @ W: a Linear of weight Wᵀ
+    elif kind == "linear" and call.op in PRODUCTS:  # x @ W: a Linear of weight Wᵀ
         w = param(calls, call, 1, "mat2" if call.op == "mm" else "other")
         tens["weight"] = Computed(torch.t, (w,), {})
     elif kind == "linear" and not isinstance(m, nn.Linear):

@@ -24,6 +24,7 @@ from ..errors import ModelError
 from . import movement
 from .capture import (
     CAPTURE_BATCH,
+    PRODUCTS,
     Call,
     Computed,
     Recording,
@@ -680,7 +681,7 @@ class _Builder(_Pools):
             return
         if call.kind == "conv" and per_sample(self.calls, call):
             return self._per_sample(call)
-        functional = not isinstance(call.target, nn.Module) and call.op not in ("matmul", "mm")
+        functional = not isinstance(call.target, nn.Module) and call.op not in PRODUCTS
         if call.kind in ("conv", "conv1d", "linear") and functional:
             param(self.calls, call, 1, "weight")  # (an error for weights computed from the data)
         if call.op in _MATMULS and call.kind != "linear":
